@@ -1,0 +1,36 @@
+# Two commands do all the set-up: `make demo` and `make test` (see README.md).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTHON ?= python3
+
+.PHONY: demo test lint bench clean system-deps
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,sql]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+## Generate the demo retailer, analyse every example experiment, write the daily report.
+demo: $(STAMP)
+	$(VENV)/bin/liftlab demo --out demo
+
+## System packages the tests drive (headless Chromium); installed only when missing.
+system-deps:
+	bash scripts/system-deps.sh
+
+## Lint and run the whole suite.
+test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/pytest -n 2 --dist loadfile -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo reports/*/ .pytest_cache

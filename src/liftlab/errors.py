@@ -1,0 +1,61 @@
+"""The small exception hierarchy. User errors carry every problem found, each already
+phrased for a person (where it is, what is wrong, what to write instead)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the input, located as precisely as we can."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    table: str | None = None
+    column: str | None = None
+    rows: tuple[int, ...] = ()
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.col is not None:
+                    where += f":{self.col}"
+        elif self.table:
+            where = f"table {self.table}" + (f", column {self.column}" if self.column else "")
+        text = f"{where}: {self.message}" if where else self.message
+        if self.rows:
+            shown = ", ".join(str(r) for r in self.rows[:10])
+            more = f" and {len(self.rows) - 10} more" if len(self.rows) > 10 else ""
+            text += f" (rows {shown}{more})"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+class LiftlabError(Exception):
+    """Base class: anything liftlab raises on purpose."""
+
+
+class UserError(LiftlabError):
+    """Bad input (YAML, data, arguments). The CLI prints it and exits 1."""
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class SpecError(UserError):
+    """An experiment definition is invalid."""
+
+
+class DataError(UserError):
+    """A data table is missing, malformed or inconsistent."""

@@ -1,0 +1,1 @@
+"""Statistics on sufficient statistics: one method family per module."""
