@@ -49,8 +49,9 @@ def _utf8_buffers(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     arr = pa.concat_arrays([arr]) if arr.offset else arr
     _, off_buf, data_buf = arr.buffers()
     offsets = np.frombuffer(off_buf, dtype=np.int64)[: len(arr) + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(1, np.uint8)
-    return data, offsets
+    if data_buf is None:
+        return np.zeros(1, np.uint8), offsets
+    return np.frombuffer(data_buf, dtype=np.uint8), offsets
 
 
 def _splitmix64(z: np.ndarray) -> np.ndarray:

@@ -205,7 +205,9 @@ class Experiment(_Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> Experiment:
         if self.end <= self.start:
-            raise ValueError(f"end ({self.end}) must be after start ({self.start}); end is exclusive")
+            raise ValueError(
+                f"end ({self.end}) must be after start ({self.start}); end is exclusive"
+            )
         names = [m.name for m in self.metrics]
         if not names:
             raise ValueError("define at least one metric")
@@ -229,12 +231,11 @@ class Experiment(_Model):
                     )
                 if part == m.name:
                     raise ValueError(f"metric {m.name!r} cannot be its own {part}")
-        if self.encouragement is not None:
-            if self.encouragement.adoption_metric not in names:
-                raise ValueError(
-                    f"encouragement.adoption_metric {self.encouragement.adoption_metric!r} "
-                    "is not a metric"
-                )
+        enc = self.encouragement
+        if enc is not None and enc.adoption_metric not in names:
+            raise ValueError(
+                f"encouragement.adoption_metric {enc.adoption_metric!r} is not a metric"
+            )
         if self.design == "global_holdout" and len(self.channels) > 1:
             fracs = {round(c.holdout, 6) for c in self.channels.values()}
             if len(fracs) > 1:

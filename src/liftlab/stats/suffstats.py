@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ class ArmStats:
         return (self.cross - self.sum * self.pre_sum / self.n) / (self.n - 1)
 
     @classmethod
-    def from_values(cls, y, x=None) -> ArmStats:  # noqa: ANN001 - array-likes
+    def from_values(cls, y: ArrayLike, x: ArrayLike | None = None) -> ArmStats:
         """Build from unit-level arrays (tests and small data)."""
         import numpy as np
 
