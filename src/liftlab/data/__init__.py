@@ -1,0 +1,1 @@
+"""Reading the contract tables: folders of Parquet/CSV, databases, Spark."""
