@@ -1,0 +1,292 @@
+"""The analysis of one experiment: from definition and data to a results object.
+
+Data work happens once (``engines``) and ends in a table of sufficient statistics; every
+comparison (channel x arm x metric x segment) is then read off that table.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from liftlab import __version__
+from liftlab.cells import CellTable
+from liftlab.data.folder import FolderSource
+from liftlab.engines import polars_engine
+from liftlab.metrics import arm_col, build_plan
+from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
+from liftlab.stats import frequentist
+from liftlab.stats.frequentist import Lift
+from liftlab.stats.srm import SrmCheck, srm_check
+from liftlab.units import Units, build_units, id_type, window_bounds
+
+Verdict = Literal["desired", "undesired", "inconclusive"]
+Severity = Literal["info", "warning", "error"]
+PURCHASE_CHANNELS_MAX = 12
+
+
+@dataclass(frozen=True)
+class Warning_:
+    code: str
+    message: str
+    severity: Severity = "warning"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One comparison: a channel's treatment arm (or variant) vs its holdout, on one metric,
+    in the whole population (``segment`` None) or one segment."""
+
+    channel: str
+    variant: str | None
+    metric: Metric
+    segment: dict[str, str] | None
+    n_treatment: int
+    n_holdout: int
+    lift: Lift
+    alpha: float
+    incremental_total: float | None = None
+    cost: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        p = self.lift.p_value
+        if not self.lift.ok or not (p < self.alpha):
+            return "inconclusive"
+        up = self.lift.abs > 0
+        return "desired" if up == (self.metric.desired_direction == "increase") else "undesired"
+
+    def to_dict(self) -> dict[str, Any]:
+        lift = self.lift
+        out: dict[str, Any] = {
+            "channel": self.channel, "variant": self.variant, "metric": self.metric.name,
+            "metric_kind": self.metric.kind, "guardrail": self.metric.guardrail,
+            "direction": self.metric.desired_direction, "segment": self.segment,
+            "n_treatment": self.n_treatment, "n_holdout": self.n_holdout,
+            "mean_treatment": lift.mean_treatment, "mean_holdout": lift.mean_holdout,
+            "lift_abs": lift.abs, "lift_abs_ci": list(lift.abs_ci), "se": lift.abs_se,
+            "lift_rel": lift.rel, "lift_rel_ci": list(lift.rel_ci), "p_value": lift.p_value,
+            "cuped": lift.cuped, "variance_reduction": lift.variance_reduction,
+            "verdict": self.verdict, "error": lift.error,
+            "incremental_total": self.incremental_total, "cost": self.cost,
+        }
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything ``liftlab analyze`` reports for one experiment (results.json)."""
+
+    spec: Experiment
+    as_of: dt.datetime
+    window: tuple[dt.datetime, dt.datetime]
+    n_units: int
+    assigned_by: str
+    srm: tuple[SrmCheck, ...]
+    effects: tuple[Effect, ...]
+    warnings: tuple[Warning_, ...]
+    cells: CellTable
+    data_source: str
+    yaml_text: str | None = None
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "ended" if self.window[1] >= _end_utc(self.spec) else "running"
+
+    @property
+    def srm_ok(self) -> bool:
+        return all(c.ok for c in self.srm)
+
+    @property
+    def srm_p_value(self) -> float:
+        ps = [c.p_value for c in self.srm if not math.isnan(c.p_value)]
+        return min(ps) if ps else math.nan
+
+    def primary_effects(self) -> list[Effect]:
+        return [e for e in self.effects
+                if e.metric.name == self.spec.primary_metric and e.segment is None]
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec
+        days_planned = (spec.end - spec.start).days
+        days_run = max(0.0, (self.window[1] - self.window[0]).total_seconds() / 86400)
+        out: dict[str, Any] = {
+            "experiment": spec.id, "name": spec.title, "as_of": _iso(self.as_of),
+            "status": self.status, "start": spec.start.isoformat(),
+            "end": spec.end.isoformat(), "days_run": round(days_run, 2),
+            "days_planned": days_planned, "design": spec.design,
+            "channels": list(spec.channels), "primary_metric": spec.primary_metric,
+            "alpha": spec.alpha, "n_units": self.n_units, "assigned_by": self.assigned_by,
+            "health": {
+                "srm_p_value": self.srm_p_value, "srm_ok": self.srm_ok,
+                "srm": [c.to_dict() for c in self.srm],
+                "warnings": [w.to_dict() for w in self.warnings],
+            },
+            "effects": [e.to_dict() for e in self.effects],
+        }
+        out.update(self.sections)
+        out["definition"] = {
+            "yaml": self.yaml_text, "data_source": self.data_source,
+            "window": [_iso(self.window[0]), _iso(self.window[1])],
+            "parameters": {"alpha": spec.alpha, "as_of": _iso(self.as_of),
+                           "cuped_pre_period_days": spec.covariates.pre_period_days,
+                           "bayes": spec.analysis.bayes, "seed": spec.analysis.seed},
+            "software": _versions(),
+        }
+        return out
+
+    def to_frame(self) -> pl.DataFrame:
+        """The effects as a tidy polars frame (one row per comparison)."""
+        rows = []
+        for e in self.effects:
+            d = e.to_dict()
+            d["segment"] = None if e.segment is None else ", ".join(
+                f"{k}={v}" for k, v in e.segment.items())
+            d["lift_abs_lo"], d["lift_abs_hi"] = d.pop("lift_abs_ci")
+            d["lift_rel_lo"], d["lift_rel_hi"] = d.pop("lift_rel_ci")
+            rows.append({k: v for k, v in d.items() if not isinstance(v, dict | list)})
+        return pl.DataFrame(rows, infer_schema_length=None)
+
+    def summary(self) -> str:
+        lines = [f"{self.spec.title} ({self.spec.id}) as of {_iso(self.as_of)}: "
+                 f"{self.n_units:,} units, SRM {'ok' if self.srm_ok else 'FAILED'}"]
+        for e in self.primary_effects():
+            arm = e.variant or TREATMENT
+            lines.append(f"  {e.channel}/{arm} {e.metric.name}: {e.lift.abs:+.4g} "
+                         f"[{e.lift.abs_ci[0]:+.4g}, {e.lift.abs_ci[1]:+.4g}] "
+                         f"({e.lift.rel:+.1%}), p={e.lift.p_value:.3g}, {e.verdict}")
+        lines += [f"  ! {w.message}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def analyze(spec: Experiment, source: FolderSource, as_of: dt.datetime | None = None,
+            yaml_text: str | None = None) -> AnalysisResult:
+    """Full frequentist analysis of one experiment at ``as_of`` (default: its end)."""
+    window = window_bounds(spec, as_of)
+    as_of = window[1] if as_of is None else as_of.astimezone(dt.UTC)
+    warnings: list[Warning_] = []
+    if window[1] <= window[0]:
+        raise_not_started(spec, as_of)
+    uid = id_type(source, spec.unit)
+    units = build_units(spec, source, uid)
+    warnings += [Warning_("data", w) for w in units.warnings]
+    plan = build_plan(
+        spec, window, group_by=_group_columns(spec, units),
+        extra_quantities=_money_quantities(source),
+        purchase_channels=_purchase_channels(source, window),
+        contact_channels=tuple(spec.channels) if source.has("contacts") else ())
+    frame = polars_engine.aggregate(plan, units.frame.lazy(), source, uid, spec.id)
+    cells = CellTable(frame, tuple(spec.channels), units.segments)
+    srm = tuple(srm_check(ch, cells.arm_counts(ch), cfg.arms, spec.monitoring.srm_alpha)
+                for ch, cfg in spec.channels.items())
+    warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
+    effects = tuple(_effects(spec, cells, units))
+    return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
+                          tuple(warnings), cells, source.label, yaml_text)
+
+
+def raise_not_started(spec: Experiment, as_of: dt.datetime) -> None:
+    from liftlab.errors import UserError
+
+    raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse as of "
+                    f"{_iso(as_of)}")
+
+
+def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:
+    return tuple(arm_col(ch) for ch in spec.channels) + units.segments
+
+
+def _money_quantities(source: FolderSource) -> tuple[str, ...]:
+    cols = source.schema("orders")
+    return tuple(q for q in ("revenue", "margin", "orders") if q == "orders" or q in cols)
+
+
+def _purchase_channels(source: FolderSource, window: tuple[dt.datetime, dt.datetime]
+                       ) -> tuple[str, ...]:
+    """The purchase channels seen in the window (for where the increment landed)."""
+    chans = (source.scan("orders").filter((pl.col("ts") >= window[0]) & (pl.col("ts") < window[1]))
+             .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
+    values = sorted(v for v in chans.to_list() if v is not None)
+    return tuple(values) if 1 < len(values) <= PURCHASE_CHANNELS_MAX else ()
+
+
+def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],
+                     srm: tuple[SrmCheck, ...], has_pre: bool) -> list[Warning_]:
+    out = []
+    for check in srm:
+        if not check.ok:
+            out.append(Warning_("srm", f"sample ratio mismatch on {check.channel}: observed "
+                                f"{check.observed} vs planned {check.expected} "
+                                f"(p = {check.p_value:.2g}); do not trust its lifts until the "
+                                "assignment is explained", "error"))
+    end = _end_utc(spec)
+    if window[1] < end:
+        done = (window[1] - window[0]).total_seconds() / 86400
+        total = (end - window[0]).total_seconds() / 86400
+        out.append(Warning_("immature_window", f"the experiment is running: {done:.1f} of "
+                            f"{total:.0f} days observed; late conversions are still to come",
+                            "info"))
+    if spec.covariates.pre_period_days and not has_pre:
+        out.append(Warning_("cuped", "no pre-period data: CUPED was not applied"))
+    return out
+
+
+def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
+    segments: list[dict[str, str] | None] = [None]
+    for s in units.segments:
+        segments += [{s: v} for v in cells.segment_values(s)]
+    cuped = spec.covariates.pre_period_days > 0
+    out = []
+    for ch, cfg in spec.channels.items():
+        for arm in cfg.treatment_arms:
+            variant = None if cfg.variants is None else arm
+            for seg in segments:
+                t_rows = cells.where({ch: arm}, seg)
+                h_rows = cells.where({ch: HOLDOUT}, seg)
+                n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
+                for metric in spec.metrics:
+                    lift = _lift(metric, cells, t_rows, h_rows, spec.alpha, cuped)
+                    total = None
+                    if metric.kind != "ratio" and lift.ok:
+                        total = lift.abs * n_t
+                    out.append(Effect(ch, variant, metric, seg, n_t, n_h, lift, spec.alpha,
+                                      total))
+    return out
+
+
+def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.DataFrame,
+          alpha: float, cuped: bool) -> Lift:
+    if metric.kind == "ratio":
+        assert metric.numerator and metric.denominator
+        return frequentist.ratio(cells.ratio_stats(metric.numerator, metric.denominator, t_rows),
+                                 cells.ratio_stats(metric.numerator, metric.denominator, h_rows),
+                                 alpha)
+    return frequentist.welch(cells.arm_stats(metric.name, t_rows, cuped),
+                             cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped)
+
+
+def _end_utc(spec: Experiment) -> dt.datetime:
+    return window_bounds(spec, None)[1]
+
+
+def _iso(ts: dt.datetime) -> str:
+    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import scipy
+    import statsmodels
+
+    return {"liftlab": __version__, "polars": pl.__version__, "numpy": numpy.__version__,
+            "scipy": scipy.__version__, "statsmodels": statsmodels.__version__}

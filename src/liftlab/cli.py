@@ -1,0 +1,183 @@
+"""The ``liftlab`` command line: the only place that prints.
+
+Exit codes: 0 done, 1 user error (a clear message, no traceback), 2 internal error.
+Heavy libraries (PyMC, plotly) are imported inside the commands that need them, so
+``liftlab validate`` answers quickly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from liftlab.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure what each marketing channel really earns, with holdouts.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataOpt = Annotated[str, typer.Option("--data", help="Data folder (or database URL).")]
+AsOfOpt = Annotated[str | None, typer.Option(
+    "--as-of", help="Analyse the data as known at this moment (ISO timestamp, UTC default).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _guarded(fn: F) -> F:
+    """User errors exit 1 with their message; anything else exits 2 with a short report."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]error[/red]: {problem}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary reports every failure
+            import traceback
+
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            err.print(f"internal error: {type(exc).__name__}: {exc} "
+                      f"(at {Path(frame.filename).name}:{frame.lineno}); please report it")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_as_of(value: str | None) -> dt.datetime | None:
+    """An ISO date or timestamp; naive values are UTC."""
+    if value is None:
+        return None
+    try:
+        ts = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"--as-of: expected an ISO timestamp such as 2026-02-03T07:00, "
+                        f"got {value!r}") from None
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+def open_source(data: str, timezone: str = "UTC") -> Any:
+    from liftlab.data.open import open_source as _open
+
+    return _open(data, timezone)
+
+
+@app.command()
+@_guarded
+def validate(
+    paths: Annotated[list[Path], typer.Argument(help="Experiment YAML files or folders.")],
+    data: Annotated[str | None, typer.Option("--data", help="Also check this data.")] = None,
+) -> None:
+    """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
+    from liftlab.errors import SpecError
+    from liftlab.spec_loader import load_experiments
+
+    try:
+        specs = load_experiments(paths)
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(f"error: {problem}")
+        raise typer.Exit(1) from None
+    for spec in specs:
+        out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
+                  f"{len(spec.metrics)} metric(s))")
+    if data is not None:
+        problems = []
+        for spec in specs:
+            source = open_source(data, spec.timezone)
+            problems += source.check()
+            if problems:
+                break
+            from liftlab.units import build_units, id_type
+
+            units = build_units(spec, source, id_type(source, spec.unit))
+            out.print(f"ok  {spec.id}: {units.n:,} units in the population "
+                      f"(arms from {units.assigned_by})")
+        if problems:
+            raise UserError(problems)
+
+
+@app.command()
+@_guarded
+def analyze(
+    experiment: Annotated[Path, typer.Argument(help="The experiment YAML.")],
+    data: DataOpt,
+    as_of: AsOfOpt = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+) -> None:
+    """Full analysis: writes results.json and dashboard.html."""
+    from liftlab.run import analyze_to_folder
+
+    target = out_dir or Path("reports") / experiment.stem
+    result = analyze_to_folder(experiment, data, parse_as_of(as_of), target)
+    out.print(result.summary())
+    out.print(f"wrote {target / 'results.json'} and {target / 'dashboard.html'}")
+
+
+@app.command()
+@_guarded
+def assign(
+    experiment: Annotated[Path, typer.Argument(help="The experiment YAML.")],
+    data: DataOpt,
+    output: Annotated[Path, typer.Option("--out", help="Parquet or CSV file to write.")] = Path(
+        "assignments.parquet"),
+) -> None:
+    """Assign the population to arms (stable salted hash) and write an assignments table."""
+    from liftlab.run import assignments_table
+    from liftlab.spec_loader import load_experiment
+
+    spec = load_experiment(experiment)
+    table = assignments_table(spec, open_source(data, spec.timezone))
+    from liftlab.fsio import atomic_write_bytes
+
+    import io
+
+    buf = io.BytesIO()
+    if output.suffix == ".csv":
+        table.write_csv(buf)
+    else:
+        table.write_parquet(buf)
+    atomic_write_bytes(output, buf.getvalue())
+    counts = table.group_by("channel", "group").len().sort("channel", "group")
+    for ch, group, n in counts.iter_rows():
+        out.print(f"{ch:>12} {group:>12} {n:>10,}")
+    out.print(f"wrote {table.height:,} rows to {output}")
+
+
+@app.command()
+@_guarded
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where to write data and reports.")] = (
+        Path("demo")),
+    experiments: Annotated[Path, typer.Option(help="Folder of experiment YAML files.")] = (
+        Path("experiments")),
+    customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 60_000,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic retailer.")] = 7,
+) -> None:
+    """Make a realistic demo retailer and run the daily report on it."""
+    from liftlab.run import run_demo
+
+    summary = run_demo(out_dir, experiments, customers, seed, progress=sys.stderr.isatty())
+    out.print(summary)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

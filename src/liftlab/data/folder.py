@@ -1,0 +1,168 @@
+"""A data source that is a folder of tables: NAME.parquet, NAME.csv or NAME/*.parquet.
+
+Tables are scanned lazily and normalised once: ids to one common type, timestamps to UTC,
+numeric columns to Float64. Problems are reported with the table, the column and the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from liftlab.data.schema import MANDATORY, OPTIONAL, REQUIRED, TABLES, ColumnKind
+from liftlab.errors import DataError, Problem
+
+UTC = "UTC"
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """The contract tables stored as files in one folder."""
+
+    root: Path
+    timezone: str = UTC
+    _schemas: dict[str, pl.Schema] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def label(self) -> str:
+        return str(self.root)
+
+    def path(self, table: str) -> Path | None:
+        for candidate in (self.root / f"{table}.parquet", self.root / f"{table}.csv",
+                          self.root / table):
+            if candidate.is_file() or (candidate.is_dir() and any(candidate.glob("*.parquet"))):
+                return candidate
+        return None
+
+    def has(self, table: str) -> bool:
+        return self.path(table) is not None
+
+    def raw(self, table: str) -> pl.LazyFrame:
+        """The table exactly as stored, lazily."""
+        path = self.path(table)
+        if path is None:
+            hint = f"write {table}.parquet or {table}.csv in {self.root}"
+            raise DataError([Problem(f"table {table!r} not found", table=table, hint=hint)])
+        if path.is_dir():
+            lf = pl.scan_parquet(path / "*.parquet")
+        elif path.suffix == ".csv":
+            lf = pl.scan_csv(path, try_parse_dates=False, infer_schema_length=10_000)
+        else:
+            lf = pl.scan_parquet(path)
+        return lf
+
+    def schema(self, table: str) -> pl.Schema:
+        if table not in self._schemas:
+            try:
+                self._schemas[table] = self.raw(table).collect_schema()
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise DataError([Problem(f"cannot read: {exc}", table=table)]) from exc
+        return self._schemas[table]
+
+    def scan(self, table: str, id_type: pl.DataType | None = None) -> pl.LazyFrame:
+        """The table normalised: timestamps in UTC, numbers as Float64, ids as ``id_type``."""
+        schema = self.schema(table)
+        kinds = {**REQUIRED.get(table, {}), **OPTIONAL.get(table, {})}
+        exprs = []
+        for name, kind in kinds.items():
+            if name not in schema:
+                continue
+            exprs.append(_normalise(name, kind, schema[name], id_type, self.timezone))
+        lf = self.raw(table)
+        return lf.with_columns(exprs) if exprs else lf
+
+    def check(self) -> list[Problem]:
+        """Structural problems (missing tables/columns, wrong dtypes) of every table present."""
+        problems: list[Problem] = []
+        for table in TABLES:
+            if not self.has(table):
+                if table in MANDATORY:
+                    problems.append(Problem(
+                        f"table {table!r} not found in {self.root}", table=table,
+                        hint=f"write {table}.parquet or {table}.csv"))
+                continue
+            try:
+                schema = self.schema(table)
+            except DataError as exc:
+                problems.extend(exc.problems)
+                continue
+            for name, kind in {**REQUIRED[table], **OPTIONAL.get(table, {})}.items():
+                if name not in schema:
+                    if name in REQUIRED[table]:
+                        problems.append(_missing_column(table, name, schema))
+                    continue
+                problems.extend(self._check_dtype(table, name, kind, schema[name]))
+        return problems
+
+    def _check_dtype(self, table: str, name: str, kind: ColumnKind,
+                     dtype: pl.DataType) -> list[Problem]:
+        if kind == "number" and not dtype.is_numeric():
+            if dtype == pl.String:
+                bad = (self.raw(table).with_row_index("__row", offset=1)
+                       .filter(pl.col(name).is_not_null()
+                               & pl.col(name).str.strip_chars().cast(pl.Float64, strict=False)
+                               .is_null())
+                       .select("__row", name).head(11).collect())
+                if bad.height:
+                    examples = ", ".join(repr(v) for v in bad[name].head(3).to_list())
+                    return [Problem(f"expected numbers, found text such as {examples}",
+                                    table=table, column=name,
+                                    rows=tuple(bad["__row"].to_list()),
+                                    hint="fix or remove these rows")]
+                return []
+            return [Problem(f"expected a numeric column, found {dtype}", table=table,
+                            column=name)]
+        if kind == "datetime" and not (dtype.is_temporal() or dtype == pl.String):
+            return [Problem(f"expected timestamps, found {dtype}", table=table, column=name,
+                            hint="write ISO timestamps such as 2026-02-02T09:00:00Z")]
+        if kind == "datetime" and dtype == pl.String:
+            bad = (self.raw(table).with_row_index("__row", offset=1)
+                   .filter(pl.col(name).is_not_null()
+                           & _parse_ts(pl.col(name), UTC).is_null())
+                   .select("__row", name).head(11).collect())
+            if bad.height:
+                examples = ", ".join(repr(v) for v in bad[name].head(3).to_list())
+                return [Problem(f"unreadable timestamps such as {examples}", table=table,
+                                column=name, rows=tuple(bad["__row"].to_list()),
+                                hint="write ISO timestamps such as 2026-02-02T09:00:00Z")]
+        return []
+
+
+def _missing_column(table: str, name: str, schema: pl.Schema) -> Problem:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(schema.names()), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"columns present: {', '.join(schema)}"
+    return Problem(f"required column {name!r} is missing", table=table, column=name, hint=hint)
+
+
+def _parse_ts(expr: pl.Expr, tz: str) -> pl.Expr:
+    """Parse ISO-8601 strings, with or without an offset, to UTC."""
+    with_offset = expr.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%#z", strict=False,
+                                       time_unit="us", time_zone=UTC)
+    naive = expr.str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone(
+        tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone(UTC)
+    return pl.coalesce(with_offset, naive)
+
+
+def _normalise(name: str, kind: ColumnKind, dtype: pl.DataType, id_type: pl.DataType | None,
+               tz: str) -> pl.Expr:
+    col = pl.col(name)
+    if kind == "id" and id_type is not None and dtype != id_type:
+        return col.cast(pl.String).cast(id_type)
+    if kind == "number" and dtype != pl.Float64:
+        if dtype == pl.String:
+            return col.str.strip_chars().cast(pl.Float64, strict=False)
+        return col.cast(pl.Float64)
+    if kind == "datetime":
+        if dtype == pl.String:
+            return _parse_ts(col, tz)
+        if dtype == pl.Date:
+            return col.cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone(UTC)
+        if isinstance(dtype, pl.Datetime):
+            if dtype.time_zone is None:
+                col = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+            return col.dt.convert_time_zone(UTC).dt.cast_time_unit("us")
+    return col

@@ -1,0 +1,16 @@
+"""Open a data source from what the user typed: a folder path (or, later, a URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from liftlab.data.folder import FolderSource
+from liftlab.errors import DataError, Problem
+
+
+def open_source(data: str | Path, timezone: str = "UTC") -> FolderSource:
+    path = Path(data)
+    if not path.is_dir():
+        raise DataError([Problem(f"data folder {str(data)!r} does not exist",
+                                 hint="pass --data with a folder holding customers and orders")])
+    return FolderSource(path, timezone)

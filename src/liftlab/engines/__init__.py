@@ -1,0 +1,1 @@
+"""Engines execute an AggregationPlan and return the same table of sufficient statistics."""

@@ -1,0 +1,147 @@
+"""One metric definition for every engine.
+
+An experiment's metrics become a small, engine-neutral :class:`AggregationPlan`: which
+per-unit measures to compute (an aggregate of one table's rows in a time window), and which
+sums and cross-products of them to accumulate per group. The polars engine executes it today;
+Spark and SQL engines execute the very same plan, so every engine ends in the same table of
+sufficient statistics (see ``cells.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from liftlab.spec import Experiment, Metric
+
+Aggregate = Literal["sum", "count", "any"]
+Period = Literal["window", "pre"]
+PRE = "@pre"
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A per-unit quantity: ``agg`` over the unit's rows of ``table`` in ``period``.
+
+    ``event`` and ``channel`` keep only rows whose ``event`` / ``channel`` column equals them
+    (for orders, ``channel`` is the purchase channel; for contacts, the contacting channel).
+    """
+
+    name: str
+    table: str
+    agg: Aggregate
+    value: str | None = None
+    event: str | None = None
+    channel: str | None = None
+    period: Period = "window"
+    winsorize: float | None = None
+
+
+@dataclass(frozen=True)
+class AggregationPlan:
+    """Everything an engine needs to compute the sufficient statistics of an experiment."""
+
+    unit: str
+    window: tuple[dt.datetime, dt.datetime]
+    pre_window: tuple[dt.datetime, dt.datetime] | None
+    measures: tuple[Measure, ...]
+    products: tuple[tuple[str, str], ...]
+    group_by: tuple[str, ...]
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(sorted({m.table for m in self.measures}))
+
+    def measures_of(self, table: str) -> tuple[Measure, ...]:
+        return tuple(m for m in self.measures if m.table == table)
+
+
+def sum_col(measure: str) -> str:
+    return f"sum:{measure}"
+
+
+def prod_col(a: str, b: str) -> str:
+    return f"prod:{a}:{b}"
+
+
+def pre_name(measure: str) -> str:
+    return f"{measure}{PRE}"
+
+
+def arm_col(channel: str) -> str:
+    return f"arm:{channel}"
+
+
+def builtin_measure(name: str) -> Measure:
+    """The quantities a ratio metric may use without declaring them: orders, revenue, margin."""
+    if name == "orders":
+        return Measure("orders", "orders", "count")
+    return Measure(name, "orders", "sum", value=name)
+
+
+def metric_measure(metric: Metric, period: Period = "window") -> Measure:
+    assert metric.kind != "ratio" and metric.table is not None
+    agg: Aggregate = {"mean": "sum", "count": "count", "binary": "any"}[metric.kind]  # type: ignore[assignment]
+    name = metric.name if period == "window" else pre_name(metric.name)
+    return Measure(name, metric.table, agg, value=metric.value, event=metric.event,
+                   channel=metric.purchase_channel, period=period,
+                   winsorize=metric.winsorize)
+
+
+def build_plan(
+    spec: Experiment,
+    window: tuple[dt.datetime, dt.datetime],
+    group_by: tuple[str, ...],
+    extra_quantities: tuple[str, ...] = (),
+    purchase_channels: tuple[str, ...] = (),
+    contact_channels: tuple[str, ...] = (),
+) -> AggregationPlan:
+    """Turn the experiment's metrics into measures and the products their statistics need.
+
+    ``extra_quantities`` adds built-in quantities (revenue, margin, orders: for ROI and
+    contribution) that the metrics do not define; ``purchase_channels`` adds the revenue
+    landed in each purchase channel (cross-channel credit); ``contact_channels`` adds the
+    number and cost of each channel's contacts.
+    """
+    measures: dict[str, Measure] = {}
+    products: list[tuple[str, str]] = []
+    pre_days = spec.covariates.pre_period_days
+    pre_window = (window[0] - dt.timedelta(days=pre_days), window[0]) if pre_days else None
+
+    def add(measure: Measure) -> None:
+        measures.setdefault(measure.name, measure)
+
+    for metric in spec.metrics:
+        if metric.kind == "ratio":
+            continue
+        add(metric_measure(metric))
+        products.append((metric.name, metric.name))
+        if pre_window is not None:
+            pre = metric_measure(metric, "pre")
+            add(pre)
+            products += [(pre.name, pre.name), (metric.name, pre.name)]
+    for metric in spec.metrics:
+        if metric.kind != "ratio":
+            continue
+        for part in (metric.numerator, metric.denominator):
+            assert part is not None
+            if part not in measures:
+                add(builtin_measure(part))
+                products.append((part, part))
+        products.append((metric.numerator, metric.denominator))  # type: ignore[arg-type]
+    for name in extra_quantities:
+        if name not in measures:
+            add(builtin_measure(name))
+            products.append((name, name))
+    for ch in purchase_channels:
+        name = f"revenue@{ch}"
+        add(Measure(name, "orders", "sum", value="revenue", channel=ch))
+        products.append((name, name))
+    for ch in contact_channels:
+        name = f"cost@{ch}"
+        add(Measure(name, "contacts", "sum", value="cost", channel=ch))
+        add(Measure(f"contacts@{ch}", "contacts", "count", channel=ch))
+    unique_products = tuple(dict.fromkeys(products))
+    return AggregationPlan(spec.unit, window, pre_window, tuple(measures.values()),
+                           unique_products, group_by)

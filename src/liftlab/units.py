@@ -1,0 +1,191 @@
+"""The experiment's units: who is in the population, which arm of each channel they are in,
+and the segment each belongs to. One row per unit, collected once (it is the dimension table
+that every aggregation joins to)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from liftlab import filters
+from liftlab.assign import assign_arms, unit_uniforms
+from liftlab.data.folder import FolderSource
+from liftlab.errors import DataError, Problem
+from liftlab.metrics import arm_col
+from liftlab.spec import HOLDOUT, Experiment
+
+MISSING_SEGMENT = "(missing)"
+MAX_SEGMENT_VALUES = 60
+
+
+@dataclass(frozen=True)
+class Units:
+    """One row per unit: the unit id, ``arm:<channel>`` per channel, and segment columns."""
+
+    frame: pl.DataFrame
+    assigned_by: str  # "table" or "hash"
+    segments: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def n(self) -> int:
+        return self.frame.height
+
+
+def id_type(source: FolderSource, unit: str) -> pl.DataType:
+    """One type for unit ids across tables: theirs if they agree, else String."""
+    types = {source.schema(t)[unit] for t in ("customers", "orders", "contacts", "events",
+                                              "assignments")
+             if source.has(t) and unit in source.schema(t)}
+    if len(types) == 1:
+        return types.pop()
+    return pl.String
+
+
+def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -> Units:
+    """Population filter, arms (from the assignments table or the hash), segments."""
+    unit = spec.unit
+    schema = source.schema("customers")
+    problems = _check_columns(spec, schema)
+    if problems:
+        raise DataError(problems)
+    customers = source.scan("customers", uid_type)
+    seg_exprs = [pl.col(s).cast(pl.String).fill_null(MISSING_SEGMENT).alias(s)
+                 for s in spec.segments]
+    population = customers.select(unit, *seg_exprs) if not spec.population.where else (
+        customers.filter(filters.to_polars(filters.parse(spec.population.where)))
+        .select(unit, *seg_exprs))
+    warnings: list[str] = []
+    long = _assignment_rows(spec, source, uid_type)
+    if long is not None:
+        frame, more = _from_table(spec, population, long)
+        warnings += more
+        assigned_by = "table"
+    else:
+        pop = population.collect()
+        frame = pop.with_columns(_hash_arms(spec, pop[unit]))
+        assigned_by = "hash"
+    if frame.height == 0:
+        where = spec.population.where or "(no filter)"
+        raise DataError([Problem(
+            f"the population is empty: no customer matches where: {where!r}"
+            + (" and has an assignment" if assigned_by == "table" else ""),
+            table="customers", hint="check the filter and the customers table")])
+    segments, more = _usable_segments(spec, frame)
+    frame = frame.drop([s for s in spec.segments if s not in segments])
+    return Units(frame, assigned_by, segments, tuple(warnings + more))
+
+
+def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
+    import difflib
+
+    problems = []
+    if spec.unit not in schema:
+        problems.append(Problem(f"unit column {spec.unit!r} is missing", table="customers",
+                                column=spec.unit))
+    wanted = list(spec.segments)
+    if spec.population.where:
+        wanted += sorted(filters.columns(filters.parse(spec.population.where)))
+    for col in wanted:
+        if col not in schema:
+            close = difflib.get_close_matches(col, list(schema.names()), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else (
+                f"columns present: {', '.join(schema.names())}")
+            problems.append(Problem(f"column {col!r} used by the experiment is missing",
+                                    table="customers", column=col, hint=hint))
+    return problems
+
+
+def _assignment_rows(spec: Experiment, source: FolderSource,
+                     uid_type: pl.DataType) -> pl.DataFrame | None:
+    if not source.has("assignments"):
+        return None
+    rows = (source.scan("assignments", uid_type)
+            .filter(pl.col("experiment_id") == spec.id)
+            .select(spec.unit, "channel", pl.col("group").cast(pl.String), "assigned_at")
+            .collect())
+    return rows if rows.height else None
+
+
+def _from_table(spec: Experiment, population: pl.LazyFrame,
+                long: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    unit = spec.unit
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    unknown_channels = sorted(set(long["channel"].unique().to_list()) - set(spec.channels))
+    if unknown_channels:
+        warnings.append(f"assignments for channels not in the experiment were ignored: "
+                        f"{', '.join(unknown_channels)}")
+        long = long.filter(pl.col("channel").is_in(list(spec.channels)))
+    for ch, cfg in spec.channels.items():
+        arms = set(cfg.arms)
+        seen = set(long.filter(pl.col("channel") == ch)["group"].unique().to_list())
+        bad = sorted(seen - arms)
+        if bad:
+            problems.append(Problem(
+                f"channel {ch!r} has groups {', '.join(map(repr, bad))} that the experiment "
+                f"does not define", table="assignments", column="group",
+                hint=f"expected one of {', '.join(sorted(arms))}"))
+    dupes = (long.group_by(unit, "channel").agg(pl.col("group").n_unique().alias("k"))
+             .filter(pl.col("k") > 1).sort(unit))
+    if dupes.height:
+        ids = ", ".join(str(v) for v in dupes[unit].head(5).to_list())
+        problems.append(Problem(
+            f"{dupes.height} unit(s) are in two arms of the same channel (e.g. {unit} {ids})",
+            table="assignments", column="group",
+            hint="a unit may be in one arm per channel; fix the assignment export"))
+    if problems:
+        raise DataError(problems)
+    wide = long.group_by(unit).agg(
+        pl.col("group").filter(pl.col("channel") == ch).first().alias(arm_col(ch))
+        for ch in spec.channels)
+    pop = population.collect()
+    frame = pop.join(wide, on=unit, how="inner")
+    orphans = wide.join(pop.select(unit), on=unit, how="anti").height
+    if orphans:
+        warnings.append(f"{orphans} assigned unit(s) are not in the population (unknown "
+                        "customers or excluded by the filter) and were left out")
+    return frame.sort(unit), warnings
+
+
+def _hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:
+    if spec.design == "global_holdout":
+        blind = unit_uniforms(ids, f"{spec.id}:global") < next(
+            iter(spec.channels.values())).holdout
+        out = []
+        holdout = pl.repeat(HOLDOUT, len(ids), dtype=pl.String, eager=True)
+        for ch, cfg in spec.channels.items():
+            treat = {a: f for a, f in cfg.arms.items() if a != HOLDOUT}
+            total = sum(treat.values())
+            picks = assign_arms(ids, spec.id, ch, {a: f / total for a, f in treat.items()})
+            out.append(picks.zip_with(pl.Series(~blind), holdout).alias(arm_col(ch)))
+        return out
+    return [assign_arms(ids, spec.id, ch, cfg.arms).alias(arm_col(ch))
+            for ch, cfg in spec.channels.items()]
+
+
+def _usable_segments(spec: Experiment, frame: pl.DataFrame) -> tuple[tuple[str, ...], list[str]]:
+    """Segment columns with a readable number of values; the others are reported and dropped."""
+    keep, warnings = [], []
+    for s in spec.segments:
+        k = frame[s].n_unique()
+        if k > MAX_SEGMENT_VALUES:
+            warnings.append(f"segment {s!r} has {k} values (limit {MAX_SEGMENT_VALUES}); it is "
+                            "not broken down: group its values into fewer categories")
+        else:
+            keep.append(s)
+    return tuple(keep), warnings
+
+
+def window_bounds(spec: Experiment, as_of: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
+    """The analysis window in UTC: [start, min(end, as_of))."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(spec.timezone)
+    start = dt.datetime.combine(spec.start, dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    end = dt.datetime.combine(spec.end, dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    if as_of is not None:
+        end = min(end, as_of.astimezone(dt.UTC))
+    return start, end
