@@ -16,7 +16,9 @@ import polars as pl
 from liftlab import __version__
 from liftlab.cells import CellTable
 from liftlab.data.folder import FolderSource
+from liftlab.data.quality import QualityReport, check_quality
 from liftlab.engines import polars_engine
+from liftlab.errors import DataError, UserError
 from liftlab.metrics import arm_col, build_plan
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import frequentist
@@ -97,6 +99,7 @@ class AnalysisResult:
     cells: CellTable
     data_source: str
     yaml_text: str | None = None
+    data_checks: tuple[dict[str, object], ...] = ()
     sections: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -131,6 +134,7 @@ class AnalysisResult:
                 "srm_p_value": self.srm_p_value, "srm_ok": self.srm_ok,
                 "srm": [c.to_dict() for c in self.srm],
                 "warnings": [w.to_dict() for w in self.warnings],
+                "data_checks": list(self.data_checks),
             },
             "effects": [e.to_dict() for e in self.effects],
         }
@@ -170,13 +174,21 @@ class AnalysisResult:
 
 
 def analyze(spec: Experiment, source: FolderSource, as_of: dt.datetime | None = None,
-            yaml_text: str | None = None) -> AnalysisResult:
-    """Full frequentist analysis of one experiment at ``as_of`` (default: its end)."""
+            yaml_text: str | None = None, quality: QualityReport | None = None
+            ) -> AnalysisResult:
+    """Full analysis of one experiment at ``as_of`` (default: its end).
+
+    ``quality`` lets a daily run check the shared tables once for all its experiments.
+    """
     window = window_bounds(spec, as_of)
     as_of = window[1] if as_of is None else as_of.astimezone(dt.UTC)
-    warnings: list[Warning_] = []
     if window[1] <= window[0]:
-        raise_not_started(spec, as_of)
+        raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse "
+                        f"as of {_iso(as_of)}")
+    quality = quality or check_quality(source, as_of)
+    if quality.errors:
+        raise DataError(list(quality.errors))
+    warnings = [Warning_("data_quality", w) for w in quality.warnings]
     uid = id_type(source, spec.unit)
     units = build_units(spec, source, uid)
     warnings += [Warning_("data", w) for w in units.warnings]
@@ -192,14 +204,8 @@ def analyze(spec: Experiment, source: FolderSource, as_of: dt.datetime | None = 
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     effects = tuple(_effects(spec, cells, units))
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
-                          tuple(warnings), cells, source.label, yaml_text)
-
-
-def raise_not_started(spec: Experiment, as_of: dt.datetime) -> None:
-    from liftlab.errors import UserError
-
-    raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse as of "
-                    f"{_iso(as_of)}")
+                          tuple(warnings), cells, source.label, yaml_text,
+                          data_checks=quality.checks)
 
 
 def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:

@@ -47,7 +47,7 @@ def _guarded(fn: F) -> F:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130) from None
-        except Exception as exc:  # noqa: BLE001 - the CLI boundary reports every failure
+        except Exception as exc:
             import traceback
 
             frame = traceback.extract_tb(exc.__traceback__)[-1]
@@ -142,9 +142,9 @@ def assign(
 
     spec = load_experiment(experiment)
     table = assignments_table(spec, open_source(data, spec.timezone))
-    from liftlab.fsio import atomic_write_bytes
-
     import io
+
+    from liftlab.fsio import atomic_write_bytes
 
     buf = io.BytesIO()
     if output.suffix == ".csv":

@@ -17,6 +17,7 @@ class Problem:
     table: str | None = None
     column: str | None = None
     rows: tuple[int, ...] = ()
+    row_count: int = 0
     hint: str | None = None
 
     def __str__(self) -> str:
@@ -32,7 +33,8 @@ class Problem:
         text = f"{where}: {self.message}" if where else self.message
         if self.rows:
             shown = ", ".join(str(r) for r in self.rows[:10])
-            more = f" and {len(self.rows) - 10} more" if len(self.rows) > 10 else ""
+            total = max(self.row_count, len(self.rows))
+            more = f" and {total - min(len(self.rows), 10)} more" if total > 10 else ""
             text += f" (rows {shown}{more})"
         if self.hint:
             text += f"; {self.hint}"
