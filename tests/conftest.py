@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tinydata import SPEC_YAML, make_tiny
 
 

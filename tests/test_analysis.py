@@ -12,14 +12,16 @@ from scipy import stats as sps
 
 from liftlab.analysis import analyze
 from liftlab.data.folder import FolderSource
+from liftlab.engines.polars_engine import PolarsEngine
 from liftlab.spec import Experiment
+
 from tinydata import END, SPEC_YAML, START
 
 
 @pytest.fixture(scope="module")
 def result(tiny_data):
     spec = Experiment.model_validate(yaml.safe_load(SPEC_YAML))
-    return analyze(spec, FolderSource(tiny_data))
+    return analyze(spec, PolarsEngine(FolderSource(tiny_data)))
 
 
 @pytest.fixture(scope="module")

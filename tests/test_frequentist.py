@@ -113,9 +113,10 @@ def test_degenerate_cells_are_data_not_exceptions():
 
 
 def test_stats_add_like_concatenated_data():
-    y_t, y_h, x_t, _ = _arms(6)
+    y_t, _, x_t, _ = _arms(6)
     whole = ArmStats.from_values(y_t, x_t)
-    parts = ArmStats.from_values(y_t[:100], x_t[:100]) + ArmStats.from_values(y_t[100:], x_t[100:])
+    parts = (ArmStats.from_values(y_t[:100], x_t[:100])
+             + ArmStats.from_values(y_t[100:], x_t[100:]))
     assert parts.n == whole.n
     assert parts.variance == pytest.approx(whole.variance, rel=1e-10)
     assert parts.covariance == pytest.approx(whole.covariance, rel=1e-10)

@@ -45,7 +45,8 @@ def make_tiny(path: Path, n: int = 6000, seed: int = 11) -> Path:
     mail = rng.choice(["holdout", "big", "small"], n, p=[0.4, 0.3, 0.3])
     rate = 0.8 * value * (1 + 0.25 * (email == "treatment")) * (1 + 0.15 * (mail == "big"))
     orders = []
-    for period_start, days, lam in ((START - dt.timedelta(days=28), 28, 0.8 * value), (START, 21, rate)):
+    periods = ((START - dt.timedelta(days=28), 28, 0.8 * value), (START, 21, rate))
+    for period_start, days, lam in periods:
         k = rng.poisson(lam)
         cid = np.repeat(ids, k)
         ts = [period_start + dt.timedelta(seconds=float(s))

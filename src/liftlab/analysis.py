@@ -15,16 +15,15 @@ import polars as pl
 
 from liftlab import __version__
 from liftlab.cells import CellTable
-from liftlab.data.folder import FolderSource
-from liftlab.data.quality import QualityReport, check_quality
-from liftlab.engines import polars_engine
+from liftlab.data.quality import QualityReport
+from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
 from liftlab.metrics import arm_col, build_plan
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import frequentist
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.srm import SrmCheck, srm_check
-from liftlab.units import Units, build_units, id_type, window_bounds
+from liftlab.units import Units, window_bounds
 
 Verdict = Literal["desired", "undesired", "inconclusive"]
 Severity = Literal["info", "warning", "error"]
@@ -173,7 +172,7 @@ class AnalysisResult:
         return "\n".join(lines)
 
 
-def analyze(spec: Experiment, source: FolderSource, as_of: dt.datetime | None = None,
+def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
             yaml_text: str | None = None, quality: QualityReport | None = None
             ) -> AnalysisResult:
     """Full analysis of one experiment at ``as_of`` (default: its end).
@@ -185,26 +184,25 @@ def analyze(spec: Experiment, source: FolderSource, as_of: dt.datetime | None = 
     if window[1] <= window[0]:
         raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse "
                         f"as of {_iso(as_of)}")
-    quality = quality or check_quality(source, as_of)
+    quality = quality or engine.quality(as_of)
     if quality.errors:
         raise DataError(list(quality.errors))
     warnings = [Warning_("data_quality", w) for w in quality.warnings]
-    uid = id_type(source, spec.unit)
-    units = build_units(spec, source, uid)
+    units = engine.units(spec)
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
         spec, window, group_by=_group_columns(spec, units),
-        extra_quantities=_money_quantities(source),
-        purchase_channels=_purchase_channels(source, window),
-        contact_channels=tuple(spec.channels) if source.has("contacts") else ())
-    frame = polars_engine.aggregate(plan, units.frame.lazy(), source, uid, spec.id)
+        extra_quantities=_money_quantities(engine),
+        purchase_channels=_purchase_channels(engine, window),
+        contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
+    frame = engine.aggregate(plan, units, spec.id)
     cells = CellTable(frame, tuple(spec.channels), units.segments)
     srm = tuple(srm_check(ch, cells.arm_counts(ch), cfg.arms, spec.monitoring.srm_alpha)
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     effects = tuple(_effects(spec, cells, units))
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
-                          tuple(warnings), cells, source.label, yaml_text,
+                          tuple(warnings), cells, engine.label, yaml_text,
                           data_checks=quality.checks)
 
 
@@ -212,17 +210,15 @@ def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:
     return tuple(arm_col(ch) for ch in spec.channels) + units.segments
 
 
-def _money_quantities(source: FolderSource) -> tuple[str, ...]:
-    cols = source.schema("orders")
+def _money_quantities(engine: Engine) -> tuple[str, ...]:
+    cols = engine.columns("orders")
     return tuple(q for q in ("revenue", "margin", "orders") if q == "orders" or q in cols)
 
 
-def _purchase_channels(source: FolderSource, window: tuple[dt.datetime, dt.datetime]
+def _purchase_channels(engine: Engine, window: tuple[dt.datetime, dt.datetime]
                        ) -> tuple[str, ...]:
     """The purchase channels seen in the window (for where the increment landed)."""
-    chans = (source.scan("orders").filter((pl.col("ts") >= window[0]) & (pl.col("ts") < window[1]))
-             .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
-    values = sorted(v for v in chans.to_list() if v is not None)
+    values = engine.distinct("orders", "channel", window)
     return tuple(values) if 1 < len(values) <= PURCHASE_CHANNELS_MAX else ()
 
 

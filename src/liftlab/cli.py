@@ -70,12 +70,6 @@ def parse_as_of(value: str | None) -> dt.datetime | None:
     return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
 
 
-def open_source(data: str, timezone: str = "UTC") -> Any:
-    from liftlab.data.open import open_source as _open
-
-    return _open(data, timezone)
-
-
 @app.command()
 @_guarded
 def validate(
@@ -83,28 +77,21 @@ def validate(
     data: Annotated[str | None, typer.Option("--data", help="Also check this data.")] = None,
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
-    from liftlab.errors import SpecError
+    from liftlab.data.open import open_engine
     from liftlab.spec_loader import load_experiments
 
-    try:
-        specs = load_experiments(paths)
-    except SpecError as exc:
-        for problem in exc.problems:
-            err.print(f"error: {problem}")
-        raise typer.Exit(1) from None
+    specs = load_experiments(paths)
     for spec in specs:
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
         problems = []
         for spec in specs:
-            source = open_source(data, spec.timezone)
-            problems += source.check()
+            engine = open_engine(data, spec.timezone)
+            problems += engine.check()
             if problems:
                 break
-            from liftlab.units import build_units, id_type
-
-            units = build_units(spec, source, id_type(source, spec.unit))
+            units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "
                       f"(arms from {units.assigned_by})")
         if problems:
@@ -137,11 +124,12 @@ def assign(
         "assignments.parquet"),
 ) -> None:
     """Assign the population to arms (stable salted hash) and write an assignments table."""
+    from liftlab.data.open import open_engine
     from liftlab.run import assignments_table
     from liftlab.spec_loader import load_experiment
 
     spec = load_experiment(experiment)
-    table = assignments_table(spec, open_source(data, spec.timezone))
+    table = assignments_table(spec, open_engine(data, spec.timezone))
     import io
 
     from liftlab.fsio import atomic_write_bytes

@@ -8,25 +8,23 @@ from pathlib import Path
 import polars as pl
 
 from liftlab.analysis import AnalysisResult, analyze
-from liftlab.data.folder import FolderSource
-from liftlab.data.open import open_source
+from liftlab.data.open import open_engine
+from liftlab.engines.base import Engine
+from liftlab.errors import DataError
 from liftlab.fsio import atomic_dir, atomic_write_json
 from liftlab.metrics import arm_col
 from liftlab.spec import Experiment
 from liftlab.spec_loader import load_experiment
-from liftlab.units import build_units, id_type
 
 
 def analyze_file(experiment: Path, data: str | Path,
                  as_of: dt.datetime | None = None) -> AnalysisResult:
     spec = load_experiment(experiment)
-    source = open_source(data, spec.timezone)
-    problems = source.check()
+    engine = open_engine(data, spec.timezone)
+    problems = engine.check()
     if problems:
-        from liftlab.errors import DataError
-
         raise DataError(problems)
-    return analyze(spec, source, as_of, yaml_text=Path(experiment).read_text())
+    return analyze(spec, engine, as_of, yaml_text=Path(experiment).read_text())
 
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
@@ -38,9 +36,9 @@ def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | N
     return result
 
 
-def assignments_table(spec: Experiment, source: FolderSource) -> pl.DataFrame:
+def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     """The population's arms per channel, in the contract's assignments layout."""
-    units = build_units(spec, source, id_type(source, spec.unit))
+    units = engine.units(spec)
     assigned_at = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
     frames = [units.frame.select(
         pl.lit(spec.id).alias("experiment_id"), pl.col(spec.unit), pl.lit(ch).alias("channel"),

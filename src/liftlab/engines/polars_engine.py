@@ -8,10 +8,17 @@ final table of sums (a few hundred rows) is materialised.
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 import polars as pl
 
 from liftlab.data.folder import FolderSource
+from liftlab.data.quality import QualityReport, check_quality
+from liftlab.errors import Problem
 from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
+from liftlab.spec import Experiment
+from liftlab.units import Units, build_units, id_type
 
 TS_COLUMN = {"orders": "ts", "events": "ts", "contacts": "sent_at"}
 
@@ -75,3 +82,42 @@ def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
     else:
         expr = cond.any()
     return expr.cast(pl.Float64).alias(m.name)
+
+
+@dataclass(frozen=True)
+class PolarsEngine:
+    """The contract tables in a folder, aggregated by polars on this machine."""
+
+    source: FolderSource
+
+    @property
+    def label(self) -> str:
+        return self.source.label
+
+    def has(self, table: str) -> bool:
+        return self.source.has(table)
+
+    def columns(self, table: str) -> list[str]:
+        return list(self.source.schema(table).names())
+
+    def check(self) -> list[Problem]:
+        return self.source.check()
+
+    def quality(self, as_of: dt.datetime) -> QualityReport:
+        return check_quality(self.source, as_of)
+
+    def units(self, spec: Experiment) -> Units:
+        return build_units(spec, self.source, id_type(self.source, spec.unit))
+
+    def aggregate(self, plan: AggregationPlan, units: Units,
+                  experiment_id: str) -> pl.DataFrame:
+        assert isinstance(units.frame, pl.DataFrame)
+        uid = units.frame.schema[plan.unit]
+        return aggregate(plan, units.frame.lazy(), self.source, uid, experiment_id)
+
+    def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
+                 ) -> list[str]:
+        ts = pl.col(TS_COLUMN[table])
+        values = (self.source.scan(table).filter((ts >= window[0]) & (ts < window[1]))
+                  .select(pl.col(column).cast(pl.String).unique()).collect()[column])
+        return sorted(v for v in values.to_list() if v is not None)

@@ -1,0 +1,48 @@
+"""What an engine does. Every engine turns the same AggregationPlan into the same table of
+sufficient statistics; everything after that is shared."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+import polars as pl
+
+from liftlab.data.quality import QualityReport
+from liftlab.errors import Problem
+from liftlab.metrics import AggregationPlan
+from liftlab.spec import Experiment
+from liftlab.units import Units
+
+
+class Engine(Protocol):
+    """A data source together with the machinery that aggregates it."""
+
+    @property
+    def label(self) -> str:
+        """Where the data comes from, for reports (never with a password)."""
+        ...
+
+    def has(self, table: str) -> bool: ...
+
+    def columns(self, table: str) -> list[str]: ...
+
+    def check(self) -> list[Problem]:
+        """Structural problems: missing tables or columns, wrong types."""
+        ...
+
+    def quality(self, as_of: dt.datetime) -> QualityReport: ...
+
+    def units(self, spec: Experiment) -> Units:
+        """The population with its arm per channel and its segments."""
+        ...
+
+    def aggregate(self, plan: AggregationPlan, units: Units,
+                  experiment_id: str) -> pl.DataFrame:
+        """The table of sufficient statistics (see ``cells.py``)."""
+        ...
+
+    def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
+                 ) -> list[str]:
+        """Distinct non-null values of a column among the table's rows in the window."""
+        ...
