@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -22,16 +23,16 @@ MAX_SEGMENT_VALUES = 60
 
 @dataclass(frozen=True)
 class Units:
-    """One row per unit: the unit id, ``arm:<channel>`` per channel, and segment columns."""
+    """One row per unit: the unit id, ``arm:<channel>`` per channel, and segment columns.
 
-    frame: pl.DataFrame
+    ``frame`` is the engine's own handle (a polars DataFrame, a Spark DataFrame, ...).
+    """
+
+    frame: Any
+    n: int
     assigned_by: str  # "table" or "hash"
     segments: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-
-    @property
-    def n(self) -> int:
-        return self.frame.height
 
 
 def id_type(source: FolderSource, unit: str) -> pl.DataType:
@@ -65,7 +66,7 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
         assigned_by = "table"
     else:
         pop = population.collect()
-        frame = pop.with_columns(_hash_arms(spec, pop[unit]))
+        frame = pop.with_columns(hash_arms(spec, pop[unit]))
         assigned_by = "hash"
     if frame.height == 0:
         where = spec.population.where or "(no filter)"
@@ -75,7 +76,7 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
             table="customers", hint="check the filter and the customers table")])
     segments, more = _usable_segments(spec, frame)
     frame = frame.drop([s for s in spec.segments if s not in segments])
-    return Units(frame, assigned_by, segments, tuple(warnings + more))
+    return Units(frame, frame.height, assigned_by, segments, tuple(warnings + more))
 
 
 def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
@@ -150,7 +151,8 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
     return frame.sort(unit), warnings
 
 
-def _hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:
+def hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:
+    """Each unit's arm per channel by the stable hash (a global holdout: one blind zone)."""
     if spec.design == "global_holdout":
         blind = unit_uniforms(ids, f"{spec.id}:global") < next(
             iter(spec.channels.values())).holdout
