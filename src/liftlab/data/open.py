@@ -1,18 +1,34 @@
-"""Open a data source from what the user typed: a folder path (or, later, a URL)."""
+"""Open the engine for what the user typed: a folder (polars, or Spark with ``--engine
+spark``) or a database URL (``postgresql://...``, ``duckdb:///...``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from liftlab.data.folder import FolderSource
+from liftlab.engines.base import Engine
 from liftlab.engines.polars_engine import PolarsEngine
-from liftlab.errors import DataError, Problem
+from liftlab.errors import DataError, Problem, UserError
+
+EngineName = Literal["polars", "spark"]
 
 
-def open_engine(data: str | Path, timezone: str = "UTC") -> PolarsEngine:
-    """The engine for a data argument: today a folder of tables read by polars."""
+def open_engine(data: str | Path, timezone: str = "UTC", engine: EngineName = "polars") -> Engine:
+    text = str(data)
+    if "://" in text:
+        if engine == "spark":
+            raise UserError("--engine spark reads folders or Spark tables, not a database URL")
+        from liftlab.engines.sql_engine import connect
+
+        return connect(text, timezone)
     path = Path(data)
     if not path.is_dir():
-        raise DataError([Problem(f"data folder {str(data)!r} does not exist",
-                                 hint="pass --data with a folder holding customers and orders")])
+        raise DataError([Problem(f"data folder {text!r} does not exist",
+                                 hint="pass --data with a folder holding customers and orders, "
+                                      "or a postgresql:// or duckdb:/// URL")])
+    if engine == "spark":
+        from liftlab.engines.spark_engine import SparkEngine, local_session
+
+        return SparkEngine(local_session(), root=path, timezone=timezone)
     return PolarsEngine(FolderSource(path, timezone))

@@ -1,0 +1,406 @@
+"""The SQL engine: the aggregation plan compiled to one SQL query that runs inside the database
+(PostgreSQL or DuckDB). Only the table of sufficient statistics travels back.
+
+The query is generated from the same ``AggregationPlan`` as the polars and Spark engines (no
+hand-written SQL per metric); values are always bound parameters, identifiers always quoted.
+When the database has no assignments for the experiment, the population's ids are fetched,
+assigned by the stable hash locally, and uploaded to a temporary table (only ids travel).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import polars as pl
+
+from liftlab import filters
+from liftlab.data.quality import (
+    EARLIEST,
+    MAX_ROWS_SHOWN,
+    TS_COLUMN,
+    Check,
+    QualityReport,
+    build_report,
+    declare_checks,
+)
+from liftlab.data.schema import MANDATORY, REQUIRED, TABLES
+from liftlab.errors import DataError, Problem, UserError
+from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec import Experiment
+from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units, hash_arms
+
+Dialect = Literal["postgresql", "duckdb"]
+UNITS_TABLE = "liftlab_units"
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and reports."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class SqlEngine:
+    """Contract tables in a database, aggregated by the database itself."""
+
+    url: str
+    conn: Any
+    dialect: Dialect
+    schema: str | None = None
+    timezone: str = "UTC"
+    _columns: dict[str, list[str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return mask_url(self.url)
+
+    # -- connection helpers -------------------------------------------------------------
+    def _p(self) -> str:
+        return "%s" if self.dialect == "postgresql" else "?"
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("%s", "?") if self.dialect == "duckdb" else sql
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._run(sql, params, fetch=True)
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._run(sql, params, fetch=False)
+
+    def _run(self, sql: str, params: Sequence[Any], fetch: bool) -> list[tuple[Any, ...]]:
+        # DuckDB cursors are separate connections: temporary tables need the connection itself.
+        cur = self.conn if self.dialect == "duckdb" else self.conn.cursor()
+        try:
+            cur.execute(self._sql(sql), list(params))
+            return cur.fetchall() if fetch else []
+        except Exception as exc:
+            if self.dialect == "postgresql":
+                self.conn.rollback()
+            raise DataError([Problem(f"the database refused a query: {_first_line(exc)}",
+                                     hint=f"source {self.label}")]) from exc
+        finally:
+            if cur is not self.conn:
+                cur.close()
+
+    def query_frame(self, sql: str, params: Sequence[Any], names: list[str]) -> pl.DataFrame:
+        rows = self.query(sql, params)
+        return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+    def table(self, name: str) -> str:
+        return f"{_quote(self.schema)}.{_quote(name)}" if self.schema else _quote(name)
+
+    # -- Engine protocol ----------------------------------------------------------------
+    def columns(self, table: str) -> list[str]:
+        if table not in self._columns:
+            sql = ("SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                   "AND table_schema = COALESCE(%s, current_schema()) ORDER BY ordinal_position")
+            self._columns[table] = [r[0] for r in self.query(sql, [table, self.schema])]
+        return self._columns[table]
+
+    def has(self, table: str) -> bool:
+        return bool(self.columns(table))
+
+    def check(self) -> list[Problem]:
+        import difflib
+
+        problems = []
+        for table in TABLES:
+            cols = self.columns(table)
+            if not cols:
+                if table in MANDATORY:
+                    problems.append(Problem(f"table {table!r} not found in {self.label}",
+                                            table=table))
+                continue
+            for name in REQUIRED[table]:
+                if name not in cols:
+                    close = difflib.get_close_matches(name, cols, n=1)
+                    problems.append(Problem(f"required column {name!r} is missing",
+                                            table=table, column=name,
+                                            hint=f"did you mean {close[0]!r}?" if close else None))
+        return problems
+
+    def quality(self, as_of: dt.datetime) -> QualityReport:
+        checks = declare_checks({t: self.columns(t) for t in TABLES if self.has(t)})
+        counts: dict[int, int] = {}
+        for table in dict.fromkeys(c.table for c in checks):
+            mine = [(i, c) for i, c in enumerate(checks) if c.table == table]
+            parts, params = [], []
+            for _, c in mine:
+                sql, ps = self._bad_count(c, as_of)
+                parts.append(sql)
+                params += ps
+            row = self.query(f"SELECT {', '.join(parts)} FROM {self.table(table)}", params)[0]
+            counts.update({i: int(v or 0) for (i, _), v in zip(mine, row, strict=True)})
+
+        def first_rows(c: Check) -> tuple[int, ...]:
+            # Databases have no row order: name the offending keys' first rows by id instead.
+            col = _quote(c.column)
+            rows = self.query(f"SELECT {col} FROM {self.table(c.table)} GROUP BY {col} "
+                              f"HAVING COUNT(*) > 1 LIMIT {MAX_ROWS_SHOWN}"
+                              if c.kind == "duplicated" else
+                              f"SELECT 1 FROM {self.table(c.table)} WHERE "
+                              f"{self._bad_condition(c, as_of)[0]} LIMIT {MAX_ROWS_SHOWN}",
+                              [] if c.kind == "duplicated" else self._bad_condition(c, as_of)[1])
+            return tuple(range(1, len(rows) + 1)) if c.kind != "duplicated" else ()
+
+        return build_report(checks, [counts[i] for i in range(len(checks))], first_rows)
+
+    def _bad_condition(self, c: Check, as_of: dt.datetime) -> tuple[str, list[Any]]:
+        col = _quote(c.column)
+        if c.kind == "not_finite":
+            if self.dialect == "postgresql":
+                return (f"({col} IS NULL OR {col} IN ('NaN'::float8, 'Infinity'::float8, "
+                        f"'-Infinity'::float8))", [])
+            return f"({col} IS NULL OR NOT isfinite({col}))", []
+        if c.kind == "negative":
+            return f"({col} < 0)", []
+        if c.kind == "out_of_range":
+            return f"({col} < %s OR {col} > %s)", [self._ts(EARLIEST),
+                                                   self._ts(as_of + dt.timedelta(days=1))]
+        return f"({col} IS NULL)", []
+
+    def _bad_count(self, c: Check, as_of: dt.datetime) -> tuple[str, list[Any]]:
+        if c.kind == "duplicated":
+            col = _quote(c.column)
+            return (f"(SELECT COALESCE(SUM(k), 0) FROM (SELECT COUNT(*) AS k FROM "
+                    f"{self.table(c.table)} GROUP BY {col} HAVING COUNT(*) > 1) d)", [])
+        cond, params = self._bad_condition(c, as_of)
+        return f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)", params
+
+    def _ts(self, ts: dt.datetime) -> dt.datetime:
+        """Timestamps as parameters: aware UTC (timestamptz columns compare as instants)."""
+        return ts.astimezone(dt.UTC)
+
+    def units(self, spec: Experiment) -> Units:
+        unit = _quote(spec.unit)
+        cols = self.columns("customers")
+        missing = [c for c in [spec.unit, *spec.segments] if c not in cols]
+        if missing:
+            raise DataError([Problem(f"column {c!r} used by the experiment is missing",
+                                     table="customers", column=c) for c in missing])
+        where, params = "TRUE", []
+        if spec.population.where:
+            where, params = filters.to_sql(filters.parse(spec.population.where),
+                                           quote_ident=_quote)
+        segs = ", ".join(f"COALESCE(CAST({_quote(s)} AS VARCHAR), '{MISSING_SEGMENT}') AS "
+                         f"{_quote(s)}" for s in spec.segments)
+        population = (f"SELECT {unit}{', ' + segs if segs else ''} FROM "
+                      f"{self.table('customers')} WHERE {where}")
+        arms = ", ".join(f"MAX(CASE WHEN channel = %s THEN \"group\" END) AS {_quote(arm_col(c))}"
+                         for c in spec.channels)
+        assigned_by = "hash"
+        n_assigned = 0
+        if self.has("assignments"):
+            n_assigned = self.query(f"SELECT COUNT(*) FROM {self.table('assignments')} "
+                                    "WHERE experiment_id = %s", [spec.id])[0][0]
+        self._drop_units()
+        if n_assigned:
+            assigned_by = "table"
+            dupes = self.query(
+                f"SELECT {unit} FROM {self.table('assignments')} WHERE experiment_id = %s "
+                f"GROUP BY {unit}, channel HAVING COUNT(DISTINCT \"group\") > 1 "
+                f"ORDER BY 1 LIMIT 5", [spec.id])
+            if dupes:
+                raise DataError([Problem(
+                    f"unit(s) are in two arms of the same channel (e.g. {spec.unit} "
+                    f"{', '.join(str(r[0]) for r in dupes)})", table="assignments",
+                    column="group", hint="a unit may be in one arm per channel")])
+            self._execute(
+                f"CREATE TEMPORARY TABLE {UNITS_TABLE} AS SELECT p.*, "
+                f"{', '.join('a.' + _quote(arm_col(c)) for c in spec.channels)} FROM "
+                f"({population}) p JOIN (SELECT {unit}, {arms} FROM "
+                f"{self.table('assignments')} WHERE experiment_id = %s GROUP BY {unit}) a "
+                f"USING ({unit})", [*params, *spec.channels, spec.id])
+        else:
+            names = [spec.unit, *spec.segments]
+            pop = self.query_frame(population, params, names)
+            self._upload(pop.with_columns(hash_arms(spec, pop[spec.unit])))
+        n = self.query(f"SELECT COUNT(*) FROM {UNITS_TABLE}")[0][0]
+        if n == 0:
+            raise DataError([Problem("the population is empty", table="customers")])
+        keep, warnings = [], []
+        for s in spec.segments:
+            k = self.query(f"SELECT COUNT(DISTINCT {_quote(s)}) FROM {UNITS_TABLE}")[0][0]
+            if k > MAX_SEGMENT_VALUES:
+                warnings.append(f"segment {s!r} has {k} values (limit {MAX_SEGMENT_VALUES}); "
+                                "it is not broken down")
+            else:
+                keep.append(s)
+        return Units(UNITS_TABLE, int(n), assigned_by, tuple(keep), tuple(warnings))
+
+    def aggregate(self, plan: AggregationPlan, units: Units,
+                  experiment_id: str) -> pl.DataFrame:
+        sql, params = self.compile(plan, str(units.frame), experiment_id)
+        names = [*plan.group_by, "n", *(sum_col(m.name) for m in plan.measures),
+                 *(prod_col(a, b) for a, b in plan.products)]
+        rows = self.query(sql, params)
+        schema = {c: pl.String for c in plan.group_by} | {"n": pl.UInt32} | {
+            c: pl.Float64 for c in names[len(plan.group_by) + 1:]}
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        keys = list(plan.group_by)
+        return frame.sort(keys, nulls_last=True) if keys else frame
+
+    def compile(self, plan: AggregationPlan, units_table: str,
+                experiment_id: str) -> tuple[str, list[Any]]:
+        """The plan as one SQL query: per-table unit aggregates, joined, then summed."""
+        unit = _quote(plan.unit)
+        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
+        lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
+        hi = plan.window[1]
+        ctes, params = [], []
+        joins, selects = [], []
+        for t, table in enumerate(plan.tables):
+            ts = _quote(TS_COLUMN[table])
+            aggs = []
+            for m in plan.measures_of(table):
+                expr, ps = self._measure(m, plan)
+                aggs.append(f"{expr} AS {safe[m.name]}")
+                params += ps
+            extra = ""
+            if table == "contacts" and "experiment_id" in self.columns("contacts"):
+                extra = " AND experiment_id = %s"
+            ctes.append(f"t{t} AS (SELECT {unit}, {', '.join(aggs)} FROM {self.table(table)} "
+                        f"WHERE {ts} >= %s AND {ts} < %s{extra} AND {unit} IN "
+                        f"(SELECT {unit} FROM {units_table}) GROUP BY {unit})")
+            params += [self._ts(lo), self._ts(hi)] + ([experiment_id] if extra else [])
+            joins.append(f"LEFT JOIN t{t} USING ({unit})")
+            selects += [f"COALESCE(t{t}.{safe[m.name]}, 0) AS {safe[m.name]}"
+                        for m in plan.measures_of(table)]
+        keys = [_quote(k) for k in plan.group_by]
+        per_unit = (f"SELECT {', '.join(['u.' + k for k in keys] + selects) or '1 AS one'} "
+                    f"FROM {units_table} u {' '.join(joins)}")
+        ctes.append(f"per_unit AS ({per_unit})")
+        capped = [m for m in plan.measures if m.winsorize is not None]
+        source = "per_unit"
+        if capped:
+            caps = ", ".join(f"percentile_cont({m.winsorize}) WITHIN GROUP (ORDER BY "
+                             f"{safe[m.name]}) AS c{safe[m.name]}" for m in capped)
+            ctes.append(f"caps AS (SELECT {caps} FROM per_unit)")
+            cols = [k for k in keys] + [
+                f"LEAST({v}, caps.c{v}) AS {v}" if any(safe[m.name] == v for m in capped)
+                else v for v in safe.values()]
+            ctes.append(f"capped AS (SELECT {', '.join(cols)} FROM per_unit CROSS JOIN caps)")
+            source = "capped"
+        aggs = ["COUNT(*)"] + [f"SUM({safe[m.name]})" for m in plan.measures]
+        aggs += [f"SUM({safe[a]} * {safe[b]})" for a, b in plan.products]
+        group = f" GROUP BY {', '.join(keys)}" if keys else ""
+        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
+        sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "
+               f"FROM {source}{group}")
+        return sql, params
+
+    def _measure(self, m: Measure, plan: AggregationPlan) -> tuple[str, list[Any]]:
+        ts = _quote(TS_COLUMN[m.table])
+        lo, hi = plan.pre_window if m.period == "pre" else plan.window  # type: ignore[misc]
+        cond, params = f"{ts} >= %s AND {ts} < %s", [self._ts(lo), self._ts(hi)]
+        if m.event is not None:
+            cond += " AND event = %s"
+            params.append(m.event)
+        if m.channel is not None:
+            cond += " AND channel = %s"
+            params.append(m.channel)
+        if m.agg == "sum":
+            expr = f"SUM(CASE WHEN {cond} THEN CAST({_quote(m.value or '')} AS DOUBLE PRECISION)"\
+                   " ELSE 0 END)"
+        elif m.agg == "count":
+            expr = f"CAST(SUM(CASE WHEN {cond} THEN 1 ELSE 0 END) AS DOUBLE PRECISION)"
+        else:
+            expr = f"CAST(MAX(CASE WHEN {cond} THEN 1 ELSE 0 END) AS DOUBLE PRECISION)"
+        return expr, params
+
+    def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
+                 ) -> list[str]:
+        ts = _quote(TS_COLUMN[table])
+        rows = self.query(f"SELECT DISTINCT CAST({_quote(column)} AS VARCHAR) FROM "
+                          f"{self.table(table)} WHERE {ts} >= %s AND {ts} < %s",
+                          [self._ts(window[0]), self._ts(window[1])])
+        return sorted(r[0] for r in rows if r[0] is not None)
+
+    # -- temporary units table ----------------------------------------------------------
+    def _drop_units(self) -> None:
+        self._execute(f"DROP TABLE IF EXISTS {UNITS_TABLE}")
+
+    def _upload(self, frame: pl.DataFrame) -> None:
+        """Create the temporary units table from a local frame (ids, segments, arms)."""
+        if self.dialect == "duckdb":
+            arrow = frame.to_arrow()  # noqa: F841 - referenced by name in the SQL below
+            self.conn.execute(f"CREATE TEMPORARY TABLE {UNITS_TABLE} AS SELECT * FROM arrow")
+            return
+        types = {c: ("BIGINT" if frame.schema[c].is_integer() else "TEXT") for c in frame.columns}
+        cols = ", ".join(f"{_quote(c)} {types[c]}" for c in frame.columns)
+        self._execute(f"CREATE TEMPORARY TABLE {UNITS_TABLE} ({cols})")
+        cur = self.conn.cursor()
+        names = ", ".join(_quote(c) for c in frame.columns)
+        with cur.copy(f"COPY {UNITS_TABLE} ({names}) FROM STDIN") as copy:
+            for row in frame.iter_rows():
+                copy.write_row(row)
+        cur.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def connect(url: str, timezone: str = "UTC") -> SqlEngine:
+    """Open ``postgresql://USER@HOST[:PORT]/DB[?schema=S]`` or ``duckdb:///PATH.duckdb``.
+
+    The PostgreSQL password comes from the URL, ``PGPASSWORD`` or ``LIFTLAB_DB_PASSWORD``
+    (or a ``.env`` file in the working folder); it is never printed.
+    """
+    parts = urlsplit(url)
+    schema = parse_qs(parts.query).get("schema", [None])[0]
+    if parts.scheme == "duckdb":
+        import duckdb
+
+        path = unquote(parts.path)
+        path = path[1:] if path.startswith("//") else path
+        if not Path(path).exists():
+            raise UserError(f"DuckDB file {path!r} does not exist")
+        try:
+            conn = duckdb.connect(path, read_only=True)
+        except duckdb.Error as exc:
+            raise UserError(f"cannot open {mask_url(url)}: {_first_line(exc)}") from exc
+        return SqlEngine(url, conn, "duckdb", schema, timezone)
+    if parts.scheme in ("postgresql", "postgres"):
+        import psycopg
+
+        password = parts.password or os.environ.get("PGPASSWORD") or os.environ.get(
+            "LIFTLAB_DB_PASSWORD") or _dotenv("LIFTLAB_DB_PASSWORD")
+        kwargs: dict[str, Any] = {"host": parts.hostname or "localhost",
+                                  "port": parts.port or 5432,
+                                  "dbname": parts.path.lstrip("/") or None,
+                                  "user": unquote(parts.username or "") or None,
+                                  "connect_timeout": 10}
+        if password:
+            kwargs["password"] = password
+        try:
+            conn = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None})
+        except psycopg.OperationalError as exc:
+            message = _first_line(exc)
+            if password:
+                message = message.replace(password, "***")
+            raise UserError(f"cannot connect to {mask_url(url)}: {message}") from exc
+        return SqlEngine(url, conn, "postgresql", schema, timezone)
+    raise UserError(f"unsupported data URL scheme {parts.scheme!r}; use postgresql:// or "
+                    "duckdb:///")
+
+
+def _dotenv(key: str) -> str | None:
+    path = Path(".env")
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == key:
+            return value.strip().strip('"').strip("'")
+    return None
