@@ -9,7 +9,7 @@ PYTHON ?= python3
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,sql]'
+	$(PY) -m pip install -q -e '.[test,sql,spark]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 ## Generate the demo retailer, analyse every example experiment, write the daily report.
