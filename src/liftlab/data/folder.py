@@ -138,13 +138,18 @@ def _missing_column(table: str, name: str, schema: pl.Schema) -> Problem:
     return Problem(f"required column {name!r} is missing", table=table, column=name, hint=hint)
 
 
+NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M",
+                 "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
 def _parse_ts(expr: pl.Expr, tz: str) -> pl.Expr:
-    """Parse ISO-8601 strings, with or without an offset, to UTC."""
+    """Parse ISO-8601 strings to UTC: with an offset as given, without one in ``tz``."""
     with_offset = expr.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%#z", strict=False,
                                        time_unit="us", time_zone=UTC)
-    naive = expr.str.to_datetime(strict=False, time_unit="us").dt.replace_time_zone(
-        tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone(UTC)
-    return pl.coalesce(with_offset, naive)
+    naive = [expr.str.to_datetime(format=f, strict=False, time_unit="us")
+             .dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+             .dt.convert_time_zone(UTC) for f in NAIVE_FORMATS]
+    return pl.coalesce(with_offset, *naive)
 
 
 def _normalise(name: str, kind: ColumnKind, dtype: pl.DataType, id_type: pl.DataType | None,
