@@ -56,7 +56,7 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
     seg_exprs = [pl.col(s).cast(pl.String).fill_null(MISSING_SEGMENT).alias(s)
                  for s in spec.segments]
     population = customers.select(unit, *seg_exprs) if not spec.population.where else (
-        customers.filter(filters.to_polars(filters.parse(spec.population.where)))
+        customers.filter(filters.to_polars(filters.parse(spec.population.where), schema))
         .select(unit, *seg_exprs))
     warnings: list[str] = []
     long = _assignment_rows(spec, source, uid_type)
