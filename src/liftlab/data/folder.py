@@ -48,7 +48,7 @@ class FolderSource:
         if path.is_dir():
             lf = pl.scan_parquet(path / "*.parquet")
         elif path.suffix == ".csv":
-            lf = pl.scan_csv(path, try_parse_dates=False, infer_schema_length=10_000)
+            lf = pl.scan_csv(path, try_parse_dates=False, infer_schema_length=None)
         else:
             lf = pl.scan_parquet(path)
         return lf
