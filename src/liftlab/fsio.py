@@ -32,6 +32,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -79,6 +80,7 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"cannot write to {dest.parent}: {exc.strerror}") from exc
     try:
+        os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         old = None
         if dest.exists():
@@ -107,6 +109,12 @@ def exclusive_lock(path: Path, wait: bool = True) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _ensure_dir(path: Path) -> None:

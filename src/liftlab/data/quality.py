@@ -62,8 +62,8 @@ def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
                      "{n} row(s) with negative revenue are counted as returns"))
     for table, ts in TS_COLUMN.items():
         out.append(Check(table, ts, f"{table}.{ts} in range", "out_of_range", "warning",
-                         f"{{n}} row(s) have {ts} before {EARLIEST:%Y} or after the analysis "
-                         "date: check the export's time zone"))
+                         f"{{n}} row(s) have {ts} before {EARLIEST:%Y} or in the future "
+                         "(after today): check the export's time zone"))
         out.append(Check(table, ts, f"{table}.{ts} readable", "null", "warning",
                          f"{{n}} row(s) have an empty or unreadable {ts} and are ignored"))
         out.append(Check(table, "customer_id", f"{table} rows have a customer", "null",
