@@ -29,6 +29,8 @@ DataOpt = Annotated[str, typer.Option("--data", help="Data folder (or database U
 AsOfOpt = Annotated[str | None, typer.Option(
     "--as-of", help="Analyse the data as known at this moment (ISO timestamp, UTC default).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+EngineOpt = Annotated[str, typer.Option(
+    "--engine", help="polars (one machine) or spark (a cluster, or Spark local mode).")]
 
 
 def _guarded(fn: F) -> F:
@@ -56,6 +58,12 @@ def _guarded(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _engine(name: str) -> Any:
+    if name not in ("polars", "spark"):
+        raise UserError(f"--engine: expected polars or spark, got {name!r}")
+    return name
 
 
 def parse_as_of(value: str | None) -> dt.datetime | None:
@@ -105,14 +113,49 @@ def analyze(
     data: DataOpt,
     as_of: AsOfOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
+    engine: EngineOpt = "polars",
 ) -> None:
     """Full analysis: writes results.json and dashboard.html."""
     from liftlab.run import analyze_to_folder
 
     target = out_dir or Path("reports") / experiment.stem
-    result = analyze_to_folder(experiment, data, parse_as_of(as_of), target)
+    result = analyze_to_folder(experiment, data, parse_as_of(as_of), target,
+                               _engine(engine))
     out.print(result.summary())
     out.print(f"wrote {target / 'results.json'} and {target / 'dashboard.html'}")
+
+
+@app.command()
+@_guarded
+def report(
+    experiments: Annotated[Path, typer.Option(help="Folder of experiment YAML files.")] = Path(
+        "experiments"),
+    data: DataOpt = "data",
+    date: Annotated[str | None, typer.Option(
+        help="Report date YYYY-MM-DD (default today, UTC); past dates backfill.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Reports folder.")] = Path("reports"),
+    engine: EngineOpt = "polars",
+) -> None:
+    """The daily run: every active experiment, reports/DATE/index.html and one page each."""
+    from liftlab.run import run_report
+
+    day = _parse_date(date)
+    run = run_report(experiments, data, day, out_dir, _engine(engine),
+                     progress=sys.stderr.isatty())
+    for o in run.outcomes:
+        out.print(f"{o.status:>8}  {o.id}" + (f": {o.error}" if o.error else ""))
+    out.print(f"wrote {run.folder / 'index.html'}")
+    if run.outcomes and all(o.error for o in run.outcomes):
+        raise typer.Exit(1)
+
+
+def _parse_date(value: str | None) -> dt.date:
+    if value is None:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"--date: expected YYYY-MM-DD, got {value!r}") from None
 
 
 @app.command()

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from liftlab.analysis import AnalysisResult, analyze
-from liftlab.data.open import open_engine
+from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine
-from liftlab.errors import DataError
-from liftlab.fsio import atomic_dir, atomic_write_json
+from liftlab.errors import DataError, LiftlabError, SpecError
+from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
 from liftlab.spec import Experiment
 from liftlab.spec_loader import load_experiment
 
+DEMO_DATE = dt.date(2026, 2, 24)
 
-def analyze_file(experiment: Path, data: str | Path,
-                 as_of: dt.datetime | None = None) -> AnalysisResult:
+
+def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
+                 engine_name: EngineName = "polars") -> AnalysisResult:
     spec = load_experiment(experiment)
-    engine = open_engine(data, spec.timezone)
+    engine = open_engine(data, spec.timezone, engine_name)
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -28,11 +31,17 @@ def analyze_file(experiment: Path, data: str | Path,
 
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
-                      out_dir: Path) -> AnalysisResult:
+                      out_dir: Path, engine_name: EngineName = "polars") -> AnalysisResult:
     """Analyse and write results.json and dashboard.html into ``out_dir`` atomically."""
-    result = analyze_file(experiment, data, as_of)
+    from liftlab.report.pages import copy_plotly, render_experiment
+
+    result = analyze_file(experiment, data, as_of, engine_name)
+    results = result.to_dict()
     with atomic_dir(out_dir) as tmp:
-        atomic_write_json(tmp / "results.json", result.to_dict())
+        atomic_write_json(tmp / "results.json", results)
+        copy_plotly(tmp / "assets")
+        atomic_write_text(tmp / "dashboard.html",
+                          render_experiment(results, tmp, home="dashboard.html"))
     return result
 
 
@@ -45,3 +54,77 @@ def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
         pl.col(arm_col(ch)).alias("group"), pl.lit(assigned_at).alias("assigned_at"))
         for ch in spec.channels]
     return pl.concat(frames)
+
+
+def load_all(folder: Path) -> list[tuple[Path, Experiment | LiftlabError]]:
+    """Every definition in a folder; a broken one is kept with its error (reported, not fatal)."""
+    files = sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")])
+    if not files:
+        raise SpecError(f"no experiment files (*.yaml) in {folder}")
+    out: list[tuple[Path, Experiment | LiftlabError]] = []
+    seen: dict[str, Path] = {}
+    for f in files:
+        try:
+            spec = load_experiment(f)
+        except SpecError as exc:
+            out.append((f, exc))
+            continue
+        if spec.id in seen:
+            out.append((f, SpecError(f"{f}: experiment id {spec.id!r} is already used by "
+                                     f"{seen[spec.id]}")))
+            continue
+        seen[spec.id] = f
+        out.append((f, spec))
+    return out
+
+
+def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path,
+               engine_name: EngineName = "polars", progress: bool = False) -> Any:
+    """The daily run over a folder of experiments; returns the DailyRun."""
+    from liftlab.report.daily import run_daily
+
+    specs = load_all(experiments)
+    engines: dict[str, Engine] = {}
+    qualities: dict[str, Any] = {}
+    as_of_now = max(dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC),
+                    dt.datetime.now(dt.UTC))
+
+    def engine_for(spec: Experiment) -> Engine:
+        if spec.timezone not in engines:
+            engine = open_engine(data, spec.timezone, engine_name)
+            problems = engine.check()
+            if problems:
+                raise DataError(problems)
+            engines[spec.timezone] = engine
+            qualities[spec.timezone] = engine.quality(as_of_now)
+        return engines[spec.timezone]
+
+    def analyze_one(spec: Experiment, as_of: dt.datetime) -> dict[str, Any]:
+        engine = engine_for(spec)
+        path = next(p for p, s in specs if s is spec)
+        result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
+                         quality=qualities[spec.timezone])
+        return result.to_dict()
+
+    first = open_engine(data, "UTC", engine_name)
+    freshness = {}
+    for table in ("orders", "events", "contacts"):
+        latest = first.latest(table) if first.has(table) else None
+        if latest is not None:
+            freshness[table] = latest.strftime("%Y-%m-%d %H:%M UTC")
+    return run_daily(specs, date, out_dir, analyze_one, freshness, progress)
+
+
+def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,
+             progress: bool = False) -> str:
+    """Generate the demo retailer and run the daily report on it; returns a summary."""
+    from liftlab.synth import generate
+
+    data = out_dir / "data"
+    generate(data, customers, seed)
+    run = run_report(experiments, data, DEMO_DATE, out_dir / "reports", progress=progress)
+    lines = [f"demo data: {data} ({customers:,} customers)",
+             f"report: {run.folder / 'index.html'}"]
+    for o in run.outcomes:
+        lines.append(f"  {o.id}: {o.status}" + (f" ({o.error})" if o.error else ""))
+    return "\n".join(lines)

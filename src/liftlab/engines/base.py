@@ -46,3 +46,7 @@ class Engine(Protocol):
                  ) -> list[str]:
         """Distinct non-null values of a column among the table's rows in the window."""
         ...
+
+    def latest(self, table: str) -> dt.datetime | None:
+        """The newest timestamp of a table (data freshness), None when absent or empty."""
+        ...

@@ -153,3 +153,8 @@ class PolarsEngine:
         values = (self.source.scan(table).filter((ts >= window[0]) & (ts < window[1]))
                   .select(pl.col(column).cast(pl.String).unique()).collect()[column])
         return sorted(v for v in values.to_list() if v is not None)
+
+    def latest(self, table: str) -> dt.datetime | None:
+        if not self.source.has(table):
+            return None
+        return self.source.scan(table).select(pl.col(TS_COLUMN[table]).max()).collect().item()

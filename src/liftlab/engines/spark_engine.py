@@ -296,6 +296,13 @@ class SparkEngine:
                 .select(F.col(column).cast("string").alias("v")).distinct().collect())
         return sorted(r["v"] for r in rows if r["v"] is not None)
 
+    def latest(self, table: str) -> dt.datetime | None:
+        from pyspark.sql import functions as F
+
+        if not self.has(table):
+            return None
+        return self.scan(table).agg(F.max(TS_COLUMN[table])).collect()[0][0]
+
 
 def _measure(m: Measure, plan: AggregationPlan) -> Column:
     from pyspark.sql import functions as F

@@ -326,6 +326,11 @@ class SqlEngine:
                           [self._ts(window[0]), self._ts(window[1])])
         return sorted(r[0] for r in rows if r[0] is not None)
 
+    def latest(self, table: str) -> dt.datetime | None:
+        if not self.has(table):
+            return None
+        return self.query(f"SELECT MAX({_quote(TS_COLUMN[table])}) FROM {self.table(table)}")[0][0]
+
     # -- temporary units table ----------------------------------------------------------
     def _drop_units(self) -> None:
         self._execute(f"DROP TABLE IF EXISTS {UNITS_TABLE}")

@@ -1,0 +1,1 @@
+"""Rendering: dashboard pages, the daily index, and the daily run that writes them."""

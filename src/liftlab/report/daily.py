@@ -1,0 +1,221 @@
+"""The daily run: every experiment active on a date, one page each, an index, a digest.
+
+Output is built in a temporary folder and swapped into ``reports/DATE`` in one rename, under
+a lock, so a crash or a second run at the same time never leaves a half-written report.
+One failing experiment is listed with its error and never stops the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from liftlab import __version__
+from liftlab.errors import LiftlabError
+from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text, exclusive_lock
+from liftlab.report import charts
+from liftlab.report.format import interval, money, pct
+from liftlab.report.pages import ENV, _bar, _save, copy_plotly, render_experiment
+from liftlab.spec import Experiment
+
+log = logging.getLogger("liftlab.report")
+ENDED_DAYS_SHOWN = 28  # a finished experiment stays on the report for its final readout
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One experiment of the run: its results, or the error that stopped it."""
+
+    id: str
+    name: str
+    source: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "failed"
+        r = self.result or {}
+        decision = (r.get("sequential") or {}).get("decision", "continue")
+        if not r.get("health", {}).get("srm_ok", True):
+            return "warning"
+        if decision != "continue" or r.get("status") == "ended":
+            return "decided"
+        if any(w.get("severity") in ("warning", "error") for w in r["health"]["warnings"]):
+            return "warning"
+        return "running"
+
+
+@dataclass(frozen=True)
+class DailyRun:
+    date: dt.date
+    outcomes: tuple[Outcome, ...]
+    folder: Path
+    freshness: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        items = []
+        for o in self.outcomes:
+            item: dict[str, Any] = {"experiment": o.id, "name": o.name, "status": o.status,
+                                    "error": o.error}
+            if o.result is not None:
+                p = _primary(o.result)
+                item.update({
+                    "decision": _decision(o.result),
+                    "primary_metric": o.result["primary_metric"],
+                    "lift_rel": p.get("lift_rel") if p else None,
+                    "lift_rel_ci": p.get("lift_rel_ci") if p else None,
+                    "p_value": p.get("p_value") if p else None,
+                    "roi": p.get("roi") if p else None,
+                    "warnings": [w["message"] for w in o.result["health"]["warnings"]]})
+            items.append(item)
+        return {"date": self.date.isoformat(), "liftlab": __version__,
+                "freshness": self.freshness, "experiments": items}
+
+
+def is_active(spec: Experiment, date: dt.date) -> bool:
+    """Started on or before ``date`` and ended at most ENDED_DAYS_SHOWN days before it."""
+    return spec.start <= date and (date - spec.end).days <= ENDED_DAYS_SHOWN
+
+
+def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.date,
+              out_dir: Path, analyze: Callable[[Experiment, dt.datetime], dict[str, Any]],
+              freshness: dict[str, str] | None = None, progress: bool = False) -> DailyRun:
+    """Analyse every active experiment and write ``out_dir/DATE`` atomically."""
+    as_of = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
+    todo = [(p, s) for p, s in specs if not isinstance(s, Experiment) or is_active(s, date)]
+    outcomes = []
+    for path, spec in _progress(todo, progress):
+        if not isinstance(spec, Experiment):
+            outcomes.append(Outcome(path.stem, path.stem, str(path), error=str(spec)))
+            continue
+        try:
+            outcomes.append(Outcome(spec.id, spec.title, str(path), analyze(spec, as_of)))
+        except LiftlabError as exc:
+            log.warning("%s failed: %s", spec.id, exc)
+            outcomes.append(Outcome(spec.id, spec.title, str(path), error=str(exc)))
+        except Exception as exc:  # one broken experiment never stops the others
+            log.exception("%s failed unexpectedly", spec.id)
+            outcomes.append(Outcome(spec.id, spec.title, str(path),
+                                    error=f"internal error: {type(exc).__name__}: {exc}"))
+    run = DailyRun(date, tuple(outcomes), out_dir / date.isoformat(), freshness or {})
+    with exclusive_lock(out_dir / ".liftlab.lock"), atomic_dir(run.folder) as tmp:
+        write_run(run, tmp)
+    return run
+
+
+def _progress(items: list[Any], show: bool) -> Any:
+    if not show:
+        return items
+    from rich.progress import track
+
+    return track(items, description="analysing", console=None, transient=True)
+
+
+def write_run(run: DailyRun, folder: Path) -> None:
+    copy_plotly(folder / "assets")
+    for o in run.outcomes:
+        if o.result is None:
+            continue
+        exp = folder / "experiments" / o.id
+        exp.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(exp / "results.json", o.result)
+        html = render_experiment(o.result, folder, assets="../../assets",
+                                 home="../../index.html", results_json="results.json")
+        atomic_write_text(exp / "index.html", _retarget(html))
+    atomic_write_text(folder / "index.html", render_index(run, folder))
+    summary = run.summary()
+    atomic_write_json(folder / "summary.json", summary)
+    atomic_write_text(folder / "summary.md", render_markdown(run))
+
+
+def _retarget(html: str) -> str:
+    """Chart tables live under DATE/tables: links from experiments/ID/ go up two levels."""
+    return html.replace('href="tables/', 'href="../../tables/')
+
+
+def _primary(r: dict[str, Any]) -> dict[str, Any] | None:
+    rows = [e for e in r["effects"] if e["metric"] == r["primary_metric"]
+            and e["segment"] is None]
+    return rows[0] if rows else None
+
+
+def _decision(r: dict[str, Any]) -> str:
+    if not r["health"].get("srm_ok", True):
+        return "srm"
+    seq = r.get("sequential") or {}
+    return seq.get("decision") or "continue"
+
+
+def render_index(run: DailyRun, folder: Path) -> str:
+    rows, counts = [], {"running": 0, "decided": 0, "warning": 0, "failed": 0}
+    for o in run.outcomes:
+        counts[o.status] += 1
+        row: dict[str, Any] = {"id": o.id, "name": o.name, "href": None, "channels": "",
+                               "days": "", "lift": "–", "ci": "", "lift_raw": "",
+                               "bar": None, "verdict": "inconclusive", "decision": "failed",
+                               "roi": "–", "roi_raw": "", "flags": []}
+        if o.error is not None:
+            row["flags"] = [{"cls": "bad", "text": f"✖ {o.error}"}]
+        else:
+            r = o.result or {}
+            p = _primary(r) or {}
+            row.update({
+                "href": f"experiments/{o.id}/index.html",
+                "channels": ", ".join(r.get("channels", [])),
+                "days": f"{r.get('days_run', 0):.0f} / {r.get('days_planned', '')}",
+                "lift": pct(p.get("lift_rel")), "ci": interval(p.get("lift_rel_ci")),
+                "lift_raw": p.get("lift_rel", ""), "verdict": p.get("verdict", "inconclusive"),
+                "bar": _bar(*(p.get("lift_rel_ci") or [None, None])[:1], p.get("lift_rel"),
+                            *(p.get("lift_rel_ci") or [None, None])[1:]),
+                "decision": _decision(r), "roi": pct(p.get("roi")), "roi_raw": p.get("roi", "")})
+            flags = [{"cls": w["severity"] if w["severity"] != "info" else "warn",
+                      "text": w["code"]} for w in r["health"]["warnings"]]
+            row["flags"] = flags or [{"cls": "ok", "text": "✔ healthy"}]
+        rows.append(row)
+    portfolio = _portfolio_chart(run)
+    charts_ = [c for c in [_save(portfolio, folder, "tables")] if c]
+    return ENV.get_template("index.html.j2").render(
+        title=f"Daily report {run.date}", date=run.date.isoformat(), freshness=run.freshness,
+        counts=counts, status_cls={"running": "warn", "decided": "ok", "warning": "amber",
+                                   "failed": "bad"},
+        rows=rows, charts=charts_, assets="assets", home="index.html", version=__version__,
+        multichannel_href=None)
+
+
+def _portfolio_chart(run: DailyRun) -> charts.Chart | None:
+    effects = []
+    for o in run.outcomes:
+        if o.result is None:
+            continue
+        for e in o.result["effects"]:
+            if e["metric"] == o.result["primary_metric"] and e["segment"] is None:
+                effects.append({**e, "metric": "primary", "channel": f"{o.id}: {e['channel']}"})
+    if not effects:
+        return None
+    return charts.money(effects, "primary", "portfolio-money")
+
+
+def render_markdown(run: DailyRun) -> str:
+    lines = [f"# liftlab daily report {run.date}", ""]
+    for o in run.outcomes:
+        if o.error is not None:
+            lines.append(f"- **{o.name}** ({o.id}): FAILED: {o.error}")
+            continue
+        r = o.result or {}
+        p = _primary(r) or {}
+        lines.append(f"- **{o.name}** ({o.id}), {o.status}: {r['primary_metric']} "
+                     f"{pct(p.get('lift_rel'))} {interval(p.get('lift_rel_ci'))}, "
+                     f"decision {_decision(r)}, incremental "
+                     f"{money(p.get('incremental_total'), True)}")
+        for w in r["health"]["warnings"]:
+            if w["severity"] != "info":
+                lines.append(f"  - ⚠ {w['message']}")
+    lines += ["", "Open index.html in this folder for the dashboards."]
+    return "\n".join(lines) + "\n"
+

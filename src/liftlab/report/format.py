@@ -1,0 +1,66 @@
+"""Numbers for people: € 12,340; +5.8% [+3.2%, +8.5%]; p = 0.003."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+MONEY_METRICS = ("revenue", "margin", "spend", "aov", "value")
+
+
+def _ok(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def num(x: Any, digits: int = 3) -> str:
+    if not _ok(x):
+        return "–"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+def money(x: Any, signed: bool = False) -> str:
+    if not _ok(x):
+        return "–"
+    sign = ("+" if x > 0 else "−" if x < 0 else "") if signed else ("−" if x < 0 else "")
+    v = abs(x)
+    body = f"{v:,.0f}" if v >= 100 else f"{v:,.2f}"
+    return f"{sign}€ {body}"
+
+
+def pct(x: Any, signed: bool = True) -> str:
+    if not _ok(x):
+        return "–"
+    return f"{x:+.1%}" if signed else f"{x:.1%}"
+
+
+def value(x: Any, metric: str, kind: str, signed: bool = False) -> str:
+    """A metric's value in its natural unit (a rate as %, money in €)."""
+    if kind == "binary":
+        if not _ok(x):
+            return "–"
+        return f"{x * 100:+.2f} pp" if signed else f"{x:.2%}"
+    if any(m in metric for m in MONEY_METRICS):
+        return money(x, signed)
+    if not _ok(x):
+        return "–"
+    return f"{x:+.4g}" if signed else num(x, 4)
+
+
+def interval(ci: Any, fmt: str = "pct") -> str:
+    if not isinstance(ci, list | tuple) or len(ci) != 2 or not all(_ok(v) for v in ci):
+        return ""
+    if fmt == "pct":
+        return f"[{pct(ci[0])}, {pct(ci[1])}]"
+    return f"[{ci[0]:+.4g}, {ci[1]:+.4g}]"
+
+
+def pvalue(p: Any) -> str:
+    if not _ok(p):
+        return "–"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def segment_label(seg: dict[str, str] | None) -> str:
+    return "all" if not seg else ", ".join(f"{k} = {v}" for k, v in seg.items())
