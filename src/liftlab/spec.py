@@ -9,7 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 MetricKind = Literal["mean", "binary", "ratio", "count"]
 Design = Literal["factorial", "holdout_per_channel", "global_holdout"]
@@ -202,35 +209,44 @@ class Experiment(_Model):
             raise ValueError("name at least one channel, e.g. email: {holdout: 0.1}")
         return v
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> Experiment:
-        if self.end <= self.start:
-            raise ValueError(
-                f"end ({self.end}) must be after start ({self.start}); end is exclusive"
-            )
-        names = [m.name for m in self.metrics]
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, v: dt.date, info: ValidationInfo) -> dt.date:
+        start = info.data.get("start")
+        if start is not None and v <= start:
+            raise ValueError(f"end ({v}) must be after start ({start}); end is exclusive")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_coherent(cls, v: list[Metric]) -> list[Metric]:
+        names = [m.name for m in v]
         if not names:
             raise ValueError("define at least one metric")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"metric names must be unique; repeated: {', '.join(dupes)}")
-        if self.primary_metric not in names:
-            raise ValueError(
-                f"primary_metric {self.primary_metric!r} is not a metric; "
-                f"choose one of: {', '.join(names)}"
-            )
         known = set(names) | set(BUILTIN_QUANTITIES)
-        for m in self.metrics:
-            if m.kind != "ratio":
-                continue
-            for part in (m.numerator, m.denominator):
+        for m in v:
+            for part in (m.numerator, m.denominator) if m.kind == "ratio" else ():
                 if part not in known:
-                    raise ValueError(
-                        f"metric {m.name!r}: {part!r} is neither a metric nor one of "
-                        f"{', '.join(BUILTIN_QUANTITIES)}"
-                    )
+                    raise ValueError(f"metric {m.name!r}: {part!r} is neither a metric nor one "
+                                     f"of {', '.join(BUILTIN_QUANTITIES)}")
                 if part == m.name:
                     raise ValueError(f"metric {m.name!r} cannot be its own {part}")
+        return v
+
+    @field_validator("primary_metric")
+    @classmethod
+    def _primary_is_metric(cls, v: str, info: ValidationInfo) -> str:
+        names = [m.name for m in info.data.get("metrics") or []]
+        if names and v not in names:
+            raise ValueError(f"{v!r} is not a metric; choose one of: {', '.join(names)}")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Experiment:
+        names = [m.name for m in self.metrics]
         enc = self.encouragement
         if enc is not None and enc.adoption_metric not in names:
             raise ValueError(

@@ -36,6 +36,15 @@ EXAMPLES = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """Safe loading that leaves dates as text, so pydantic checks and reports them."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+
+
 def load_experiment(path: Path | str) -> Experiment:
     """Parse and validate one experiment file; raises SpecError listing every problem."""
     path = Path(path)
@@ -52,7 +61,8 @@ def load_experiment(path: Path | str) -> Experiment:
 def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
     """Validate YAML text; ``label`` names it in messages."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+        data = _Loader(text).get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
@@ -63,7 +73,6 @@ def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
         raise SpecError([Problem("an experiment file must be a mapping of keys", file=label,
                                  line=1, col=1, hint="start with: schema_version: 1")])
     problems = _duplicate_keys(node, label)
-    data = yaml.SafeLoader(text).get_single_data()
     problems += _filter_problems(data, node, label)
     try:
         spec = Experiment.model_validate(data)
@@ -131,7 +140,8 @@ def _problem(err: Any, root: yaml.Node, label: str) -> Problem:
         key_node = _find(root, loc, key=True)
         line, col = _mark(key_node or _find(root, loc[:-1]))
         allowed = _allowed_fields(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6) or [
+            a for a in allowed if a.startswith(str(loc[-1]))][:1]
         hint = f"did you mean {close[0]!r}?" if close else (
             f"allowed keys here: {', '.join(allowed)}" if allowed else None)
         where = _dotted(loc[:-1])
@@ -187,6 +197,8 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
 
 def _hint(err: Any, loc: tuple[Any, ...]) -> str | None:
     kind = err["type"]
+    if kind == "value_error":
+        return None  # the message already says what to write
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
         return "use lowercase letters, digits and dashes, e.g. spring-email"
     if kind == "string_pattern_mismatch":
