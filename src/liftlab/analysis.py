@@ -18,9 +18,9 @@ from liftlab.cells import CellTable
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
-from liftlab.metrics import arm_col, build_plan
+from liftlab.metrics import arm_col, build_plan, sum_col
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
-from liftlab.stats import frequentist
+from liftlab.stats import bayes, frequentist
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.srm import SrmCheck, srm_check
 from liftlab.units import Units, window_bounds
@@ -257,13 +257,68 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                 t_rows = cells.where({ch: arm}, seg)
                 h_rows = cells.where({ch: HOLDOUT}, seg)
                 n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
+                money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else {}
                 for metric in spec.metrics:
                     lift = _lift(metric, cells, t_rows, h_rows, spec.alpha, cuped)
                     total = None
                     if metric.kind != "ratio" and lift.ok:
                         total = lift.abs * n_t
+                    extra = _bayes(spec, metric, cells, t_rows, h_rows, lift)
+                    cost = None
+                    if money and metric.name == spec.primary_metric:
+                        extra.update(money)
+                        cost = money["cost"]
                     out.append(Effect(ch, variant, metric, seg, n_t, n_h, lift, spec.alpha,
-                                      total))
+                                      total, cost, extra))
+    return out
+
+
+def _bayes(spec: Experiment, metric: Metric, cells: CellTable, t_rows: pl.DataFrame,
+           h_rows: pl.DataFrame, lift: Lift) -> dict[str, Any]:
+    """Closed-form posterior with the YAML's prior (flat by default): Beta-Binomial for binary
+    metrics, else normal on the same (CUPED or delta-method) estimate as the frequentist one."""
+    post = None
+    prior = spec.analysis.prior if spec.analysis.prior.sd else None
+    if lift.ok and metric.kind == "binary":
+        post = bayes.closed_form(cells.arm_stats(metric.name, t_rows),
+                                 cells.arm_stats(metric.name, h_rows), "binary", prior,
+                                 spec.alpha)
+    elif lift.ok:
+        post = bayes.normal_posterior(lift.abs, lift.abs_se, lift.mean_holdout, prior,
+                                      spec.alpha)
+    if post is None:
+        return {"prob_positive": None, "bayes": None}
+    return {"prob_positive": post.prob_positive, "bayes": post.to_dict()}
+
+
+def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFrame,
+           h_rows: pl.DataFrame) -> dict[str, Any]:
+    """Cost, incremental margin, ROI = (incremental margin - cost) / cost, and ROAS.
+
+    Cost is the contacts table's cost for this channel's treated units when present, else
+    cost_per_contact x treated units. Margin falls back to revenue when orders has no margin.
+    """
+    n_t = int(t_rows["n"].sum())
+    contacts = cells.total(sum_col(f"contacts@{channel}"), t_rows)
+    cost = (cells.total(sum_col(f"cost@{channel}"), t_rows) if contacts > 0
+            else spec.channels[channel].cost_per_contact * n_t)
+    value = "margin" if sum_col("margin") in cells.frame.columns else "revenue"
+    margin = frequentist.welch(cells.arm_stats(value, t_rows), cells.arm_stats(value, h_rows),
+                               spec.alpha)
+    revenue = frequentist.welch(cells.arm_stats("revenue", t_rows),
+                                cells.arm_stats("revenue", h_rows), spec.alpha)
+    out: dict[str, Any] = {"cost": cost, "contacts": contacts or n_t, "roi_basis": value,
+                           "incremental_margin": margin.abs * n_t if margin.ok else None,
+                           "incremental_margin_ci": [v * n_t for v in margin.abs_ci],
+                           "roi": None, "roi_ci": None, "roas": None, "roas_ci": None,
+                           "prob_roi_positive": None}
+    if cost > 0 and margin.ok:
+        out["roi"] = (margin.abs * n_t - cost) / cost
+        out["roi_ci"] = [(v * n_t - cost) / cost for v in margin.abs_ci]
+        out["prob_roi_positive"] = bayes.prob_roi_positive(margin.abs, margin.abs_se, n_t, cost)
+    if cost > 0 and revenue.ok:
+        out["roas"] = revenue.abs * n_t / cost
+        out["roas_ci"] = [v * n_t / cost for v in revenue.abs_ci]
     return out
 
 
