@@ -142,7 +142,7 @@ class Monitoring(_Model):
     method: Literal["mixture", "group_sequential"] = "mixture"
     horizon_hours: int | None = Field(None, gt=0)
     response_window_hours: int = Field(72, gt=0)
-    min_events_per_arm: int = Field(30, ge=0)
+    min_events_per_arm: int = Field(100, ge=0)
     expected_lift: float | None = None
     srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
 

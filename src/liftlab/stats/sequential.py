@@ -55,7 +55,7 @@ def always_valid_p(estimate: float | np.ndarray, variance: float | np.ndarray,
     nr = np.asarray(n) * r2
     with np.errstate(divide="ignore", invalid="ignore"):
         log_p = 0.5 * np.log(nr + 1) - np.square(estimate) * nr / (
-            2 * np.asarray(variance) * np.asarray(n) * (nr + 1))
+            2 * np.asarray(variance) * (nr + 1))
     return np.minimum(1.0, np.exp(log_p))
 
 
