@@ -202,9 +202,29 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     effects = tuple(_effects(spec, cells, units))
+    sections: dict[str, Any] = {}
+    if spec.monitoring.sequential:
+        sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
-                          data_checks=quality.checks)
+                          data_checks=quality.checks, sections=sections)
+
+
+def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
+                warnings: list[Warning_]) -> dict[str, Any] | None:
+    """The always-valid readout (monitor.py) at the analysis date, for the results."""
+    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.monitor import run_monitor
+
+    if not isinstance(engine, PolarsEngine):
+        warnings.append(Warning_("sequential", "the hourly monitor runs on the polars engine; "
+                                 "run `liftlab monitor` on a data folder", "info"))
+        return None
+    result = run_monitor(spec, engine.source, units, as_of)
+    if result.decision in ("harm", "srm"):
+        warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
+                                 f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))
+    return result.sequential_summary()
 
 
 def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:

@@ -127,6 +127,46 @@ def analyze(
 
 @app.command()
 @_guarded
+def monitor(
+    experiment: Annotated[Path, typer.Argument(help="The experiment YAML.")],
+    data: DataOpt,
+    as_of: AsOfOpt = None,
+    as_json: JsonOpt = False,
+    cache: Annotated[Path | None, typer.Option(
+        help="Folder for hourly aggregates reused by later calls.")] = Path(".liftlab-cache"),
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Also write the timeline (monitor.json) here for the dashboard.")] = None,
+) -> None:
+    """Always-valid readout now: the decision so far, guardrails and the hourly timeline."""
+    from liftlab.run import monitor_file
+
+    moment = parse_as_of(as_of) or dt.datetime.now(dt.UTC)
+    result = monitor_file(experiment, data, moment, cache, out_dir)
+    if as_json:
+        import json
+
+        from liftlab.fsio import dumps_json
+
+        out.print(dumps_json(json.loads(json.dumps(result.to_json()))), markup=False)
+        return
+    out.print(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC: "
+              f"[bold]{result.decision}[/bold]"
+              + (f" since {result.decided_at:%Y-%m-%d %H:%M}" if result.decided_at else "")
+              + f" (always-valid p = {result.always_valid_p_value:.3g})")
+    if result.timeline:
+        last = result.timeline[-1]
+        if last["estimate"] is not None:
+            out.print(f"  lift {last['estimate']:+.4g} per unit, always-valid CI "
+                      f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
+                      f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
+        out.print(f"  responses so far: {last['events_treatment']:,} treatment vs "
+                  f"{last['events_holdout']:,} holdout")
+    for g in result.guardrails:
+        out.print(f"  guardrail {g['metric']}: {g['decision']}")
+
+
+@app.command()
+@_guarded
 def report(
     experiments: Annotated[Path, typer.Option(help="Folder of experiment YAML files.")] = Path(
         "experiments"),

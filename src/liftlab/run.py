@@ -11,7 +11,7 @@ import polars as pl
 from liftlab.analysis import AnalysisResult, analyze
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine
-from liftlab.errors import DataError, LiftlabError, SpecError
+from liftlab.errors import DataError, LiftlabError, SpecError, UserError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
 from liftlab.spec import Experiment
@@ -42,6 +42,25 @@ def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | N
         copy_plotly(tmp / "assets")
         atomic_write_text(tmp / "dashboard.html",
                           render_experiment(results, tmp, home="dashboard.html"))
+    return result
+
+
+def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
+                 cache: Path | None, out_dir: Path | None) -> Any:
+    """The sequential readout of one experiment (polars engine), optionally written out."""
+    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.monitor import run_monitor
+
+    spec = load_experiment(experiment)
+    engine = open_engine(data, spec.timezone)
+    if not isinstance(engine, PolarsEngine):
+        raise UserError("liftlab monitor reads a data folder (the hourly data of an email test)")
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
+    result = run_monitor(spec, engine.source, engine.units(spec), as_of, cache)
+    if out_dir is not None:
+        atomic_write_json(out_dir / "monitor.json", result.to_json())
     return result
 
 
