@@ -30,25 +30,28 @@ def spec(request) -> Experiment:
     return base
 
 
-def _effects(result: AnalysisResult) -> list[dict]:
-    return [{k: v for k, v in e.to_dict().items()} for e in result.effects]
+def _close(x: object, y: object, key: str) -> None:
+    if isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), key
+        for k in x:
+            _close(x[k], y[k], f"{key}.{k}")
+    elif isinstance(x, list):
+        assert isinstance(y, list) and len(x) == len(y), key
+        for i, (a, b) in enumerate(zip(x, y, strict=True)):
+            _close(a, b, f"{key}[{i}]")
+    elif isinstance(x, float) and math.isnan(x):
+        assert isinstance(y, float) and math.isnan(y), key
+    elif isinstance(x, float):
+        assert y == pytest.approx(x, rel=1e-9, abs=1e-12), key
+    else:
+        assert x == y, key
 
 
 def _assert_same(a: AnalysisResult, b: AnalysisResult) -> None:
     assert a.assigned_by == b.assigned_by
-    ea, eb = _effects(a), _effects(b)
-    assert len(ea) == len(eb)
-    for x, y in zip(ea, eb, strict=True):
-        assert x.keys() == y.keys()
-        for key, v in x.items():
-            w = y[key]
-            if isinstance(v, float) and not math.isnan(v):
-                assert w == pytest.approx(v, rel=1e-9, abs=1e-12), key
-            elif isinstance(v, list):
-                assert w == pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True), key
-            elif not (isinstance(v, float) and math.isnan(v)):
-                assert w == v, key
-    assert a.to_dict()["health"] == {**b.to_dict()["health"]}
+    da, db = a.to_dict(), b.to_dict()
+    for section in ("effects", "health", "contribution", "interactions"):
+        _close(da.get(section), db.get(section), section)
 
 
 def test_duckdb_matches_polars(tiny_data: Path, tmp_path: Path, spec: Experiment):

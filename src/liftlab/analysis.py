@@ -15,6 +15,7 @@ import polars as pl
 
 from liftlab import __version__
 from liftlab.cells import CellTable
+from liftlab.contribution import factorial_contribution
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
@@ -203,11 +204,77 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     effects = tuple(_effects(spec, cells, units))
     sections: dict[str, Any] = {}
+    sections.update(_contribution(spec, cells, warnings))
+    sections["landing"] = _landing(spec, engine, cells, plan.window)
     if spec.monitoring.sequential:
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
                           data_checks=quality.checks, sections=sections)
+
+
+def _contribution(spec: Experiment, cells: CellTable,
+                  warnings: list[Warning_]) -> dict[str, Any]:
+    """Per-channel contribution, Shapley split and interactions (factorial designs), or the
+    whole programme's effect against the blind zone (a global holdout)."""
+    if sum_col("revenue") not in cells.frame.columns:
+        return {}
+    channels = tuple(spec.channels)
+    if spec.design == "global_holdout":
+        on = cells.where({ch: a for ch in channels
+                          for a in spec.channels[ch].treatment_arms[:1]})
+        off = cells.where({ch: HOLDOUT for ch in channels})
+        lift = frequentist.welch(cells.arm_stats("revenue", on), cells.arm_stats("revenue", off),
+                                 spec.alpha)
+        return {"contribution": [{"channel": "+".join(channels), "programme": True,
+                                  "incremental_revenue_per_customer": lift.abs,
+                                  "ci": list(lift.abs_ci), "se": lift.abs_se}]}
+    if any(cfg.variants for cfg in spec.channels.values()) or len(channels) > 4:
+        return {}
+    fcells = cells.factorial_cells("revenue", channels, {ch: "treatment" for ch in channels})
+    shares = [1 - spec.channels[ch].holdout for ch in channels]
+    try:
+        result = factorial_contribution(fcells, channels, shares, "revenue", spec.alpha)
+    except ValueError as exc:
+        warnings.append(Warning_("contribution", f"no contribution split: {exc}", "info"))
+        return {}
+    return {"contribution": [c.to_dict() for c in result.per_channel],
+            "interactions": [i.to_dict() for i in result.interactions],
+            "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
+                             "description": "all channels on vs all off, per customer"}}
+
+
+def _landing(spec: Experiment, engine: Engine, cells: CellTable,
+             window: tuple[dt.datetime, dt.datetime]) -> list[dict[str, Any]]:
+    """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
+    from liftlab.attribution import last_touch_credit
+    from liftlab.engines.polars_engine import PolarsEngine
+
+    pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
+                 if c.startswith("sum:revenue@"))
+    if not pcs:
+        return []
+    credit = (last_touch_credit(engine.source, window, experiment_id=spec.id)
+              if isinstance(engine, PolarsEngine) else None)
+    out = []
+    for ch, cfg in spec.channels.items():
+        for arm in cfg.treatment_arms:
+            t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
+            n_t = int(t_rows["n"].sum())
+            for pc in pcs:
+                lift = frequentist.welch(cells.arm_stats(f"revenue@{pc}", t_rows),
+                                         cells.arm_stats(f"revenue@{pc}", h_rows), spec.alpha)
+                last_touch = None
+                if credit is not None:
+                    hit = credit.filter((pl.col("credited_channel") == ch)
+                                        & (pl.col("purchase_channel") == pc))
+                    last_touch = float(hit["revenue"].sum())
+                out.append({"channel": ch, "variant": None if cfg.variants is None else arm,
+                            "purchase_channel": pc,
+                            "incremental_revenue": lift.abs * n_t if lift.ok else None,
+                            "ci": [v * n_t for v in lift.abs_ci] if lift.ok else None,
+                            "last_touch_revenue": last_touch})
+    return out
 
 
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,

@@ -17,7 +17,7 @@ from liftlab.spec import Experiment, Metric
 
 Aggregate = Literal["sum", "count", "any"]
 Period = Literal["window", "pre"]
-PRE = "@pre"
+PRE = "|pre"
 
 
 @dataclass(frozen=True)

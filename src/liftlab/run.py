@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from liftlab.analysis import AnalysisResult, analyze
+from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, LiftlabError, SpecError, UserError
@@ -39,6 +40,9 @@ def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | N
     results = result.to_dict()
     with atomic_dir(out_dir) as tmp:
         atomic_write_json(tmp / "results.json", results)
+        atomic_write_text(tmp / "mmm_lift_tests.csv", mmm_lift_tests(
+            results["effects"], results["primary_metric"], results["start"],
+            results["end"]).write_csv())
         copy_plotly(tmp / "assets")
         atomic_write_text(tmp / "dashboard.html",
                           render_experiment(results, tmp, home="dashboard.html"))
