@@ -20,6 +20,7 @@ from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
 from liftlab.metrics import arm_col, build_plan, sum_col
+from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist
 from liftlab.stats.frequentist import Lift
@@ -211,6 +212,191 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
                           data_checks=quality.checks, sections=sections)
+
+
+def _contribution(spec: Experiment, cells: CellTable,
+                  warnings: list[Warning_]) -> dict[str, Any]:
+    """Per-channel contribution, Shapley split and interactions (factorial designs), or the
+    whole programme's effect against the blind zone (a global holdout)."""
+    if sum_col("revenue") not in cells.frame.columns:
+        return {}
+    channels = tuple(spec.channels)
+    if spec.design == "global_holdout":
+        on = cells.where({ch: a for ch in channels
+                          for a in spec.channels[ch].treatment_arms[:1]})
+        off = cells.where({ch: HOLDOUT for ch in channels})
+        lift = frequentist.welch(cells.arm_stats("revenue", on), cells.arm_stats("revenue", off),
+                                 spec.alpha)
+        return {"contribution": [{"channel": "+".join(channels), "programme": True,
+                                  "incremental_revenue_per_customer": lift.abs,
+                                  "ci": list(lift.abs_ci), "se": lift.abs_se}]}
+    if any(cfg.variants for cfg in spec.channels.values()) or len(channels) > 4:
+        return {}
+    fcells = cells.factorial_cells("revenue", channels, {ch: "treatment" for ch in channels})
+    shares = [1 - spec.channels[ch].holdout for ch in channels]
+    try:
+        result = factorial_contribution(fcells, channels, shares, "revenue", spec.alpha)
+    except ValueError as exc:
+        warnings.append(Warning_("contribution", f"no contribution split: {exc}", "info"))
+        return {}
+    return {"contribution": [c.to_dict() for c in result.per_channel],
+            "interactions": [i.to_dict() for i in result.interactions],
+            "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
+                             "description": "all channels on vs all off, per customer"}}
+
+
+def _landing(spec: Experiment, engine: Engine, cells: CellTable,
+             window: tuple[dt.datetime, dt.datetime]) -> list[dict[str, Any]]:
+    """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
+    from liftlab.attribution import last_touch_credit
+    from liftlab.engines.polars_engine import PolarsEngine
+
+    pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
+                 if c.startswith("sum:revenue@"))
+    if not pcs:
+        return []
+    credit = (last_touch_credit(engine.source, window, experiment_id=spec.id)
+              if isinstance(engine, PolarsEngine) else None)
+    out = []
+    for ch, cfg in spec.channels.items():
+        for arm in cfg.treatment_arms:
+            t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
+            n_t = int(t_rows["n"].sum())
+            for pc in pcs:
+                lift = frequentist.welch(cells.arm_stats(f"revenue@{pc}", t_rows),
+                                         cells.arm_stats(f"revenue@{pc}", h_rows), spec.alpha)
+                last_touch = None
+                if credit is not None:
+                    hit = credit.filter((pl.col("credited_channel") == ch)
+                                        & (pl.col("purchase_channel") == pc))
+                    last_touch = float(hit["revenue"].sum())
+                out.append({"channel": ch, "variant": None if cfg.variants is None else arm,
+                            "purchase_channel": pc,
+                            "incremental_revenue": lift.abs * n_t if lift.ok else None,
+                            "ci": [v * n_t for v in lift.abs_ci] if lift.ok else None,
+                            "last_touch_revenue": last_touch})
+    return out
+
+
+def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
+                warnings: list[Warning_]) -> dict[str, Any] | None:
+    """The always-valid readout (monitor.py) at the analysis date, for the results."""
+    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.monitor import run_monitor
+
+    if not isinstance(engine, PolarsEngine):
+        warnings.append(Warning_("sequential", "the hourly monitor runs on the polars engine; "
+                                 "run `liftlab monitor` on a data folder", "info"))
+        return None
+    result = run_monitor(spec, engine.source, units, as_of)
+    if result.decision in ("harm", "srm"):
+        warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
+                                 f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))
+    return result.sequential_summary()
+
+
+def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:
+    return tuple(arm_col(ch) for ch in spec.channels) + units.segments
+
+
+def _money_quantities(engine: Engine) -> tuple[str, ...]:
+    cols = engine.columns("orders")
+    return tuple(q for q in ("revenue", "margin", "orders") if q == "orders" or q in cols)
+
+
+def _purchase_channels(engine: Engine, window: tuple[dt.datetime, dt.datetime]
+                       ) -> tuple[str, ...]:
+    """The purchase channels seen in the window (for where the increment landed)."""
+    values = engine.distinct("orders", "channel", window)
+    return tuple(values) if 1 < len(values) <= PURCHASE_CHANNELS_MAX else ()
+
+
+def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],
+                     srm: tuple[SrmCheck, ...], has_pre: bool) -> list[Warning_]:
+    out = []
+    for check in srm:
+        if not check.ok:
+            out.append(Warning_("srm", f"sample ratio mismatch on {check.channel}: observed "
+                                f"{check.observed} vs planned {check.expected} "
+                                f"(p = {check.p_value:.2g}); do not trust its lifts until the "
+                                "assignment is explained", "error"))
+    end = _end_utc(spec)
+    if window[1] < end:
+        done = (window[1] - window[0]).total_seconds() / 86400
+        total = (end - window[0]).total_seconds() / 86400
+        out.append(Warning_("immature_window", f"the experiment is running: {done:.1f} of "
+                            f"{total:.0f} days observed; late conversions are still to come",
+                            "info"))
+    if spec.covariates.pre_period_days and not has_pre:
+        out.append(Warning_("cuped", "no pre-period data: CUPED was not applied"))
+    return out
+
+
+def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
+    segments: list[dict[str, str] | None] = [None]
+    for s in units.segments:
+        segments += [{s: v} for v in cells.segment_values(s)]
+    cuped = spec.covariates.pre_period_days > 0
+    out = []
+    for ch, cfg in spec.channels.items():
+        for arm in cfg.treatment_arms:
+            variant = None if cfg.variants is None else arm
+            for seg in segments:
+                t_rows = cells.where({ch: arm}, seg)
+                h_rows = cells.where({ch: HOLDOUT}, seg)
+                n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
+                money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else {}
+                for metric in spec.metrics:
+                    lift = _lift(metric, cells, t_rows, h_rows, spec.alpha, cuped)
+                    total = None
+                    if metric.kind != "ratio" and lift.ok:
+                        total = lift.abs * n_t
+                    extra = _bayes(spec, metric, cells, t_rows, h_rows, lift)
+                    cost = None
+                    if money and metric.name == spec.primary_metric:
+                        extra.update(money)
+                        cost = money["cost"]
+                    out.append(Effect(ch, variant, metric, seg, n_t, n_h, lift, spec.alpha,
+                                      total, cost, extra))
+    return out
+
+
+def _bayes(spec: Experiment, metric: Metric, cells: CellTable, t_rows: pl.DataFrame,
+           h_rows: pl.DataFrame, lift: Lift) -> dict[str, Any]:
+    """Closed-form posterior with the YAML's prior (flat by default): Beta-Binomial for binary
+    metrics, else normal on the same (CUPED or delta-method) estimate as the frequentist one."""
+    post = None
+    prior = spec.analysis.prior if spec.analysis.prior.sd else None
+    if lift.ok and metric.kind == "binary":
+        post = bayes.closed_form(cells.arm_stats(metric.name, t_rows),
+                                 cells.arm_stats(metric.name, h_rows), "binary", prior,
+                                 spec.alpha)
+    elif lift.ok:
+        post = bayes.normal_posterior(lift.abs, lift.abs_se, lift.mean_holdout, prior,
+                                      spec.alpha)
+    if post is None:
+        return {"prob_positive": None, "bayes": None}
+    return {"prob_positive": post.prob_positive, "bayes": post.to_dict()}
+
+
+def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFrame,
+           h_rows: pl.DataFrame) -> dict[str, Any]:
+    """Cost, incremental margin, ROI = (incremental margin - cost) / cost, and ROAS.
+
+    Cost is the contacts table's cost for this channel's treated units when present, else
+    cost_per_contact x treated units. Margin falls back to revenue when orders has no margin.
+    """
+    n_t = int(t_rows["n"].sum())
+    contacts = cells.total(sum_col(f"contacts@{channel}"), t_rows)
+    cost = (cells.total(sum_col(f"cost@{channel}"), t_rows) if contacts > 0
+            else spec.channels[channel].cost_per_contact * n_t)
+    value = "margin" if sum_col("margin") in cells.frame.columns else "revenue"
+    margin = frequentist.welch(cells.arm_stats(value, t_rows), cells.arm_stats(value, h_rows),
+                               spec.alpha)
+    revenue = frequentist.welch(cells.arm_stats("revenue", t_rows),
+                                cells.arm_stats("revenue", h_rows), spec.alpha)
+    return {**channel_roi(margin, revenue, n_t, cost).to_dict(), "roi_basis": value,
+            "contacts": contacts or n_t}
 
 
 def _contribution(spec: Experiment, cells: CellTable,
