@@ -19,7 +19,7 @@ from liftlab.contribution import factorial_contribution
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
-from liftlab.metrics import arm_col, build_plan, sum_col
+from liftlab.metrics import arm_col, build_plan, prod_col, sum_col
 from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist
@@ -207,6 +207,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     sections: dict[str, Any] = {}
     sections.update(_contribution(spec, cells, warnings))
     sections["landing"] = _landing(spec, engine, cells, plan.window)
+    if spec.encouragement is not None:
+        sections["iv"] = _iv(spec, cells)
     if spec.monitoring.sequential:
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
@@ -243,6 +245,28 @@ def _contribution(spec: Experiment, cells: CellTable,
             "interactions": [i.to_dict() for i in result.interactions],
             "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
                              "description": "all channels on vs all off, per customer"}}
+
+
+def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
+    """Effect of adopting the encouraged channel: Wald = ITT / first stage (no CUPED)."""
+    from liftlab.multichannel import PairStats, wald_iv
+
+    enc = spec.encouragement
+    assert enc is not None
+    y, d = enc.outcome_metric or spec.primary_metric, enc.adoption_metric
+    ch, cfg = next(iter(spec.channels.items()))
+
+    def pair(rows: pl.DataFrame) -> PairStats:
+        return PairStats(int(rows["n"].sum()), cells.total(sum_col(y), rows),
+                         cells.total(sum_col(d), rows), cells.total(prod_col(y, y), rows),
+                         cells.total(prod_col(d, d), rows), cells.total(prod_col(y, d), rows))
+
+    treated = pair(cells.where({ch: cfg.treatment_arms[0]}))
+    control = pair(cells.where({ch: HOLDOUT}))
+    if min(treated.n, control.n) < 2:
+        return None
+    return {**wald_iv(treated, control, spec.id, spec.alpha).to_dict(), "outcome_metric": y,
+            "adoption_metric": d}
 
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,
@@ -428,6 +452,28 @@ def _contribution(spec: Experiment, cells: CellTable,
             "interactions": [i.to_dict() for i in result.interactions],
             "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
                              "description": "all channels on vs all off, per customer"}}
+
+
+def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
+    """Effect of adopting the encouraged channel: Wald = ITT / first stage (no CUPED)."""
+    from liftlab.multichannel import PairStats, wald_iv
+
+    enc = spec.encouragement
+    assert enc is not None
+    y, d = enc.outcome_metric or spec.primary_metric, enc.adoption_metric
+    ch, cfg = next(iter(spec.channels.items()))
+
+    def pair(rows: pl.DataFrame) -> PairStats:
+        return PairStats(int(rows["n"].sum()), cells.total(sum_col(y), rows),
+                         cells.total(sum_col(d), rows), cells.total(prod_col(y, y), rows),
+                         cells.total(prod_col(d, d), rows), cells.total(prod_col(y, d), rows))
+
+    treated = pair(cells.where({ch: cfg.treatment_arms[0]}))
+    control = pair(cells.where({ch: HOLDOUT}))
+    if min(treated.n, control.n) < 2:
+        return None
+    return {**wald_iv(treated, control, spec.id, spec.alpha).to_dict(), "outcome_metric": y,
+            "adoption_metric": d}
 
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,

@@ -167,6 +167,47 @@ def monitor(
 
 @app.command()
 @_guarded
+def multichannel(
+    data: DataOpt,
+    experiment: Annotated[Path | None, typer.Option(
+        help="An encouragement experiment (its window is the look-back; adds the IV).")] = None,
+    lookback_start: Annotated[str | None, typer.Option(help="Look-back start YYYY-MM-DD.")] = (
+        None),
+    lookback_end: Annotated[str | None, typer.Option(help="Look-back end YYYY-MM-DD.")] = None,
+    outcome_days: Annotated[int, typer.Option(help="Days of value after the look-back.")] = 28,
+    as_json: JsonOpt = False,
+) -> None:
+    """Value of multichannel clients: naive, adjusted for self-selection, instrumented."""
+    from liftlab.fsio import dumps_json
+    from liftlab.run import multichannel as run_multichannel
+
+    lookback = None
+    if lookback_start or lookback_end:
+        if not (lookback_start and lookback_end):
+            raise UserError("give both --lookback-start and --lookback-end")
+        lookback = (_parse_date(lookback_start), _parse_date(lookback_end))
+    result = run_multichannel(data, experiment, lookback, outcome_days)
+    if as_json:
+        out.print(dumps_json(result), markup=False)
+        return
+    out.print(f"{result['n_clients']:,} active clients, "
+              f"{result['share_multichannel']:.1%} multichannel")
+    d = result["decomposition"]
+    out.print(f"naive premium {result['naive_ratio']:.2f}x = retention {d['retention']:.2f} x "
+              f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}")
+    for name, a in result["adjusted"].items():
+        out.print(f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]")
+    if "iv" in result:
+        iv = result["iv"]
+        out.print(f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
+                  f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first stage "
+                  f"{iv['first_stage']:.1%}")
+    for w in result["warnings"]:
+        out.print(f"! {w}")
+
+
+@app.command()
+@_guarded
 def report(
     experiments: Annotated[Path, typer.Option(help="Folder of experiment YAML files.")] = Path(
         "experiments"),

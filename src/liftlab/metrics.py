@@ -130,6 +130,10 @@ def build_plan(
                 add(builtin_measure(part))
                 products.append((part, part))
         products.append((metric.numerator, metric.denominator))  # type: ignore[arg-type]
+    enc = spec.encouragement
+    if enc is not None:  # the IV needs the within-arm covariance of outcome and adoption
+        outcome = enc.outcome_metric or spec.primary_metric
+        products.append((outcome, enc.adoption_metric))
     for name in extra_quantities:
         if name not in measures:
             add(builtin_measure(name))

@@ -68,6 +68,37 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     return result
 
 
+def multichannel(data: str | Path, experiment: Path | None = None,
+                 lookback: tuple[dt.date, dt.date] | None = None,
+                 outcome_days: int = 28) -> dict[str, Any]:
+    """The multichannel value analysis (JSON-ready); with an encouragement experiment, its
+    window is the look-back period and its IV estimate is attached."""
+    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.multichannel import analyse
+
+    engine = open_engine(data)
+    if not isinstance(engine, PolarsEngine):
+        raise UserError("liftlab multichannel reads a data folder")
+    iv = None
+    if experiment is not None:
+        spec = load_experiment(experiment)
+        if spec.encouragement is None:
+            raise UserError(f"{experiment}: not an encouragement experiment; add "
+                            "encouragement: {adoption_metric: ...}")
+        lookback = lookback or (spec.start, spec.end)
+        iv = analyze(spec, engine, yaml_text=Path(experiment).read_text()).sections.get("iv")
+    if lookback is None:
+        latest = engine.latest("orders")
+        if latest is None:
+            raise DataError("the orders table is empty")
+        end = latest.date() - dt.timedelta(days=outcome_days)
+        lookback = (end - dt.timedelta(days=28), end)
+    result = analyse(engine.source, lookback, outcome_days).to_json()
+    if iv is not None:
+        result["iv"] = iv
+    return result
+
+
 def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     """The population's arms per channel, in the contract's assignments layout."""
     units = engine.units(spec)
@@ -129,13 +160,21 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
                          quality=qualities[spec.timezone])
         return result.to_dict()
 
+    mc = None
+    enc = [p for p, s in specs if isinstance(s, Experiment) and s.encouragement is not None
+           and s.end <= date]
+    if enc and engine_name == "polars":
+        try:
+            mc = multichannel(data, enc[-1])
+        except LiftlabError as exc:
+            mc = {"error": str(exc)}
     first = open_engine(data, "UTC", engine_name)
     freshness = {}
     for table in ("orders", "events", "contacts"):
         latest = first.latest(table) if first.has(table) else None
         if latest is not None:
             freshness[table] = latest.strftime("%Y-%m-%d %H:%M UTC")
-    return run_daily(specs, date, out_dir, analyze_one, freshness, progress)
+    return run_daily(specs, date, out_dir, analyze_one, freshness, progress, mc)
 
 
 def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,

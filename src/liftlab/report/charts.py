@@ -200,3 +200,60 @@ def landing(rows: list[dict[str, Any]], key: str) -> Chart | None:
     table = pl.DataFrame(rows, strict=False).select(
         "channel", "purchase_channel", "incremental_revenue")
     return Chart(key, "Landing", fig, table)
+
+
+def appetence_heatmap(rows: list[dict[str, Any]], key: str) -> Chart | None:
+    """Segment x channel usage share: the channel-appetence map."""
+    if not rows:
+        return None
+    segs = sorted({r["segment"] for r in rows})
+    chans = sorted({r["channel"] for r in rows})
+    share = {(r["segment"], r["channel"]): r["share"] for r in rows}
+    z = [[share.get((s, c), 0.0) * 100 for c in chans] for s in segs]
+    fig = go.Figure(go.Heatmap(z=z, x=chans, y=segs, colorscale="Blues", zmin=0,
+                               colorbar=dict(title="% of clients"),
+                               text=[[f"{v:.0f}%" for v in row] for row in z],
+                               texttemplate="%{text}",
+                               hovertemplate="%{y} · %{x}: %{z:.1f}% of clients<extra></extra>"))
+    fig.update_layout(**LAYOUT, height=160 + 40 * len(segs),
+                      title="Channel appetence: share of clients using each channel",
+                      xaxis_title="channel", yaxis_title="segment")
+    return Chart(key, "Appetence", fig, pl.DataFrame(rows))
+
+
+def premium_estimates(mc: dict[str, Any], key: str) -> Chart:
+    """Naive vs adjusted vs instrumented multichannel premium, with CIs."""
+    names = ["naive", *[f"adjusted: {k}" for k in mc.get("adjusted", {})]]
+    values = [mc["naive_ratio"], *[v["ratio"] for v in mc.get("adjusted", {}).values()]]
+    cis = [mc.get("naive_ratio_ci"), *[v["ci"] for v in mc.get("adjusted", {}).values()]]
+    fig = go.Figure(go.Scatter(
+        x=values, y=names, mode="markers", marker=dict(size=12, color=BLUE),
+        error_x=dict(type="data", symmetric=False,
+                     array=[c[1] - v for v, c in zip(values, cis, strict=True)],
+                     arrayminus=[v - c[0] for v, c in zip(values, cis, strict=True)]),
+        hovertemplate="%{y}: %{x:.3f}x<extra></extra>"))
+    fig.add_vline(x=1, line=dict(color="#101828", width=1))
+    fig.update_layout(**LAYOUT, height=320, title="Value of a multichannel client / "
+                      "single-channel client (95% CI)", xaxis_title="ratio",
+                      yaxis_title="estimate")
+    return Chart(key, "Premium", fig, pl.DataFrame({"estimate": names, "ratio": values,
+                                                    "ci_lo": [c[0] for c in cis],
+                                                    "ci_hi": [c[1] for c in cis]}))
+
+
+def decomposition(mc: dict[str, Any], key: str) -> Chart:
+    parts = list(mc["decomposition"])
+    values = [mc["decomposition"][p] for p in parts]
+    cis = [mc.get("decomposition_ci", {}).get(p, [v, v]) for p, v in zip(parts, values,
+                                                                          strict=True)]
+    fig = go.Figure(go.Bar(x=parts, y=values, marker_color=BLUE,
+                           error_y=dict(type="data", symmetric=False,
+                                        array=[c[1] - v for v, c in zip(values, cis,
+                                                                        strict=True)],
+                                        arrayminus=[v - c[0] for v, c in zip(values, cis,
+                                                                             strict=True)]),
+                           hovertemplate="%{x}: %{y:.3f}x<extra></extra>"))
+    fig.add_hline(y=1, line=dict(color="#101828", width=1))
+    fig.update_layout(**LAYOUT, height=340, title="Naive premium = retention x frequency x "
+                      "basket", xaxis_title="factor", yaxis_title="multi / single ratio")
+    return Chart(key, "Decomposition", fig, pl.DataFrame({"factor": parts, "ratio": values}))

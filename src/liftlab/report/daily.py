@@ -19,7 +19,14 @@ from liftlab.errors import LiftlabError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text, exclusive_lock
 from liftlab.report import charts
 from liftlab.report.format import interval, money, pct
-from liftlab.report.pages import ENV, _bar, _save, copy_plotly, render_experiment
+from liftlab.report.pages import (
+    ENV,
+    _bar,
+    _save,
+    copy_plotly,
+    render_experiment,
+    render_multichannel,
+)
 from liftlab.spec import Experiment
 
 log = logging.getLogger("liftlab.report")
@@ -57,6 +64,7 @@ class DailyRun:
     outcomes: tuple[Outcome, ...]
     folder: Path
     freshness: dict[str, str] = field(default_factory=dict)
+    multichannel: dict[str, Any] | None = None
 
     def summary(self) -> dict[str, Any]:
         items = []
@@ -85,7 +93,8 @@ def is_active(spec: Experiment, date: dt.date) -> bool:
 
 def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.date,
               out_dir: Path, analyze: Callable[[Experiment, dt.datetime], dict[str, Any]],
-              freshness: dict[str, str] | None = None, progress: bool = False) -> DailyRun:
+              freshness: dict[str, str] | None = None, progress: bool = False,
+              multichannel: dict[str, Any] | None = None) -> DailyRun:
     """Analyse every active experiment and write ``out_dir/DATE`` atomically."""
     as_of = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
     todo = [(p, s) for p, s in specs if not isinstance(s, Experiment) or is_active(s, date)]
@@ -103,7 +112,8 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
             log.exception("%s failed unexpectedly", spec.id)
             outcomes.append(Outcome(spec.id, spec.title, str(path),
                                     error=f"internal error: {type(exc).__name__}: {exc}"))
-    run = DailyRun(date, tuple(outcomes), out_dir / date.isoformat(), freshness or {})
+    run = DailyRun(date, tuple(outcomes), out_dir / date.isoformat(), freshness or {},
+                   multichannel)
     with exclusive_lock(out_dir / ".liftlab.lock"), atomic_dir(run.folder) as tmp:
         write_run(run, tmp)
     return run
@@ -128,6 +138,10 @@ def write_run(run: DailyRun, folder: Path) -> None:
         html = render_experiment(o.result, folder, assets="../../assets",
                                  home="../../index.html", results_json="results.json")
         atomic_write_text(exp / "index.html", _retarget(html))
+    if run.multichannel is not None:
+        atomic_write_json(folder / "multichannel.json", run.multichannel)
+        atomic_write_text(folder / "multichannel.html",
+                          render_multichannel(run.multichannel, folder))
     atomic_write_text(folder / "index.html", render_index(run, folder))
     summary = run.summary()
     atomic_write_json(folder / "summary.json", summary)
@@ -185,7 +199,7 @@ def render_index(run: DailyRun, folder: Path) -> str:
         counts=counts, status_cls={"running": "warn", "decided": "ok", "warning": "amber",
                                    "failed": "bad"},
         rows=rows, charts=charts_, assets="assets", home="index.html", version=__version__,
-        multichannel_href=None)
+        multichannel_href="multichannel.html" if run.multichannel is not None else None)
 
 
 def _portfolio_chart(run: DailyRun) -> charts.Chart | None:

@@ -147,3 +147,37 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         landing=_save(charts.landing(r.get("landing") or [], f"{exp}-landing"), folder, tables),
         contribution=contribution, interactions=interactions, results_json=results_json)
 
+
+
+def render_multichannel(mc: dict[str, Any], folder: Path, assets: str = "assets",
+                        home: str = "index.html") -> str:
+    """The multichannel page: premium estimates side by side, decomposition, appetence."""
+    if "error" in mc:
+        return ENV.get_template("multichannel_error.html.j2").render(
+            title="Multichannel", error=mc["error"], assets=assets, home=home,
+            version=__version__)
+    iv = mc.get("iv")
+    ov = mc.get("overlap", {})
+    return ENV.get_template("multichannel.html.j2").render(
+        title="Multichannel value", mc=mc, assets=assets, home=home, version=__version__,
+        share=pct(mc["share_multichannel"], signed=False),
+        naive=f"{mc['naive_ratio']:.2f}x {_ratio_ci(mc.get('naive_ratio_ci'))}",
+        adjusted=[(k, f"{v['ratio']:.2f}x {_ratio_ci(v['ci'])}")
+                  for k, v in mc.get("adjusted", {}).items()],
+        iv=None if not iv else {
+            "experiment": iv["experiment"], "weak": iv.get("weak_instrument"),
+            "text": f"{money(iv['effect'], True)} {interval(iv['effect_ci'], 'abs')}",
+            "fs": pct(iv["first_stage"], signed=False)},
+        premium=_save(charts.premium_estimates(mc, "mc-premium"), folder, "tables"),
+        decomposition=_save(charts.decomposition(mc, "mc-decomposition"), folder, "tables"),
+        heatmap=_save(charts.appetence_heatmap(mc.get("appetence", []), "mc-appetence"),
+                      folder, "tables"),
+        overlap_extreme=pct(ov.get("share_extreme_propensity"), signed=False),
+        smd_before=f"{ov.get('max_abs_smd_before', float('nan')):.2f}",
+        smd_after=f"{ov.get('max_abs_smd_after', float('nan')):.2f}")
+
+
+def _ratio_ci(ci: Any) -> str:
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ""
+    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
