@@ -257,10 +257,11 @@ def _naive(frame: pl.DataFrame, alpha: float) -> tuple[Ratio, dict[str, Ratio]]:
 
 
 def _design(frame: pl.DataFrame, extra: list[str]) -> np.ndarray:
-    cols = [np.log1p(frame["pre_revenue"].clip(0).to_numpy()),
-            np.log1p(frame["pre_orders"].to_numpy().astype(float)),
-            np.log1p(frame["recency"].to_numpy().astype(float)),
-            np.log1p(frame["lb_revenue"].clip(0).to_numpy())]
+    # Pre-period behaviour only: look-back orders are partly caused by being multichannel.
+    raw = [frame[c].clip(0).to_numpy().astype(float) for c in ("pre_revenue", "pre_orders")]
+    # levels (outcomes scale with past spend) and logs (propensity saturates)
+    cols = [*raw, *(np.log1p(x) for x in raw),
+            np.log1p(frame["recency"].to_numpy().astype(float))]
     for c in extra:
         values = frame[c].cast(pl.String).fill_null("(missing)")
         for level in sorted(values.unique().to_list())[1:]:
