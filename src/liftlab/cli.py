@@ -66,6 +66,13 @@ def _engine(name: str) -> Any:
     return name
 
 
+def _yaml_files(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for p in paths:
+        out += sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]
+    return out
+
+
 def parse_as_of(value: str | None) -> dt.datetime | None:
     """An ISO date or timestamp; naive values are UTC."""
     if value is None:
@@ -86,7 +93,7 @@ def validate(
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
     from liftlab.data.open import open_engine
-    from liftlab.spec_loader import load_experiments
+    from liftlab.spec_loader import load_experiment, load_experiments
 
     specs = load_experiments(paths)
     for spec in specs:
@@ -102,6 +109,12 @@ def validate(
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "
                       f"(arms from {units.assigned_by})")
+            if isinstance(data, str) and "://" not in data:
+                from liftlab.run import plan_file
+
+                path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
+                for warning in plan_file(path, data).warnings:
+                    out.print(f"[yellow]warning[/yellow]  {spec.id}: {warning}")
         if problems:
             raise UserError(problems)
 
@@ -204,6 +217,29 @@ def multichannel(
                   f"{iv['first_stage']:.1%}")
     for w in result["warnings"]:
         out.print(f"! {w}")
+
+
+@app.command()
+@_guarded
+def plan(
+    experiment: Annotated[Path, typer.Argument(help="The experiment YAML.")],
+    data: DataOpt,
+    power: Annotated[float, typer.Option(help="Target power.")] = 0.8,
+    target_mde: Annotated[float, typer.Option(
+        help="Relative lift the test should detect (for the needed holdout/duration).")] = 0.05,
+    assumed_lift: Annotated[float, typer.Option(
+        help="Relative lift assumed when pricing the holdout (revenue given up).")] = 0.05,
+    as_json: JsonOpt = False,
+) -> None:
+    """Minimum detectable effects, holdout size and duration, and the cost of the holdout."""
+    from liftlab.fsio import dumps_json
+    from liftlab.run import plan_file
+
+    result = plan_file(experiment, data, power, target_mde, assumed_lift)
+    if as_json:
+        out.print(dumps_json(result.to_json()), markup=False)
+    else:
+        out.print(result.summary(), markup=False)
 
 
 @app.command()

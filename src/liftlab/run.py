@@ -99,6 +99,42 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     return result
 
 
+def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
+              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
+    """The plan of an experiment from the history in the data (see plan.py)."""
+    from functools import cache
+
+    from liftlab.cells import CellTable
+    from liftlab.metrics import build_plan
+    from liftlab.plan import history_window, make_plan
+    from liftlab.units import window_bounds
+
+    spec = load_experiment(experiment)
+    engine = open_engine(data, spec.timezone)
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
+    units = engine.units(spec)
+    cuped = spec.covariates.pre_period_days > 0
+
+    @cache
+    def baseline(days: int) -> dict[str, Any]:
+        hist = history_window(spec, days)
+        plan = build_plan(hist, window_bounds(hist, None), group_by=())
+        frame = engine.aggregate(plan, units, spec.id)
+        cells = CellTable(frame, tuple(spec.channels), ())
+        out: dict[str, Any] = {}
+        for m in spec.metrics:
+            if m.kind == "ratio":
+                assert m.numerator and m.denominator
+                out[m.name] = cells.ratio_stats(m.numerator, m.denominator, frame)
+            else:
+                out[m.name] = cells.arm_stats(m.name, frame, covariate=cuped)
+        return out
+
+    return make_plan(spec, units.n, baseline, power, target_mde_rel, assumed_lift_rel)
+
+
 def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     """The population's arms per channel, in the contract's assignments layout."""
     units = engine.units(spec)
