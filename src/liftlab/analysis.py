@@ -19,7 +19,7 @@ from liftlab.contribution import factorial_contribution
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
-from liftlab.metrics import arm_col, build_plan, prod_col, sum_col
+from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
 from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist
@@ -209,6 +209,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     sections["landing"] = _landing(spec, engine, cells, plan.window)
     if spec.encouragement is not None:
         sections["iv"] = _iv(spec, cells)
+    if spec.analysis.bayes == "hierarchical":
+        sections["bayes"] = _hierarchical(spec, cells, effects, warnings)
     if spec.monitoring.sequential:
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
@@ -245,6 +247,36 @@ def _contribution(spec: Experiment, cells: CellTable,
             "interactions": [i.to_dict() for i in result.interactions],
             "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
                              "description": "all channels on vs all off, per customer"}}
+
+
+def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
+                  warnings: list[Warning_]) -> dict[str, Any]:
+    """Partial pooling of the revenue lift across channels and the first segment dimension."""
+    from liftlab.stats.hierarchical import Cell, fit_hierarchical
+
+    seg = cells.segments[0] if cells.segments else None
+    values = cells.segment_values(seg) if seg else ["all"]
+    hcells = []
+    for ch, cfg in spec.channels.items():
+        arm = cfg.treatment_arms[0]
+        for v in values:
+            for a in (arm, HOLDOUT):
+                rows = cells.where({ch: a}, {seg: v} if seg else None)
+                n = int(rows["n"].sum())
+                if n:
+                    hcells.append(Cell(ch, v, a != HOLDOUT, n,
+                                       round(cells.total(sum_col(BUYERS), rows)),
+                                       cells.total(sum_col("revenue"), rows),
+                                       cells.total(prod_col("revenue", "revenue"), rows)))
+    total = cells.frame
+    margin_share = (cells.total(sum_col("margin"), total) / cells.total(sum_col("revenue"), total)
+                    if sum_col("margin") in total.columns else 1.0)
+    costs = {e.channel: (e.cost or 0.0, e.n_treatment, margin_share) for e in effects
+             if e.segment is None and e.cost is not None and e.variant is None}
+    a = spec.analysis
+    result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains, costs=costs)
+    warnings += [Warning_("convergence", w) for w in result.warnings]
+    return {**result.to_dict(), "segment": seg}
 
 
 def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
@@ -452,6 +484,36 @@ def _contribution(spec: Experiment, cells: CellTable,
             "interactions": [i.to_dict() for i in result.interactions],
             "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
                              "description": "all channels on vs all off, per customer"}}
+
+
+def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
+                  warnings: list[Warning_]) -> dict[str, Any]:
+    """Partial pooling of the revenue lift across channels and the first segment dimension."""
+    from liftlab.stats.hierarchical import Cell, fit_hierarchical
+
+    seg = cells.segments[0] if cells.segments else None
+    values = cells.segment_values(seg) if seg else ["all"]
+    hcells = []
+    for ch, cfg in spec.channels.items():
+        arm = cfg.treatment_arms[0]
+        for v in values:
+            for a in (arm, HOLDOUT):
+                rows = cells.where({ch: a}, {seg: v} if seg else None)
+                n = int(rows["n"].sum())
+                if n:
+                    hcells.append(Cell(ch, v, a != HOLDOUT, n,
+                                       round(cells.total(sum_col(BUYERS), rows)),
+                                       cells.total(sum_col("revenue"), rows),
+                                       cells.total(prod_col("revenue", "revenue"), rows)))
+    total = cells.frame
+    margin_share = (cells.total(sum_col("margin"), total) / cells.total(sum_col("revenue"), total)
+                    if sum_col("margin") in total.columns else 1.0)
+    costs = {e.channel: (e.cost or 0.0, e.n_treatment, margin_share) for e in effects
+             if e.segment is None and e.cost is not None and e.variant is None}
+    a = spec.analysis
+    result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains, costs=costs)
+    warnings += [Warning_("convergence", w) for w in result.warnings]
+    return {**result.to_dict(), "segment": seg}
 
 
 def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:

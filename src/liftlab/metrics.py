@@ -18,6 +18,7 @@ from liftlab.spec import Experiment, Metric
 Aggregate = Literal["sum", "count", "any"]
 Period = Literal["window", "pre"]
 PRE = "|pre"
+BUYERS = "buyers|any"
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,12 @@ def build_plan(
                 add(builtin_measure(part))
                 products.append((part, part))
         products.append((metric.numerator, metric.denominator))  # type: ignore[arg-type]
+    if spec.analysis.bayes == "hierarchical":  # buyers per cell for the zero-inflated model
+        add(Measure(BUYERS, "orders", "any"))
+        products.append((BUYERS, BUYERS))
+        if "revenue" not in measures:
+            add(builtin_measure("revenue"))
+            products.append(("revenue", "revenue"))
     enc = spec.encouragement
     if enc is not None:  # the IV needs the within-arm covariance of outcome and adoption
         outcome = enc.outcome_metric or spec.primary_metric
