@@ -159,6 +159,7 @@ class Analysis(_Model):
     draws: int = Field(1000, ge=100)
     tune: int = Field(1000, ge=100)
     chains: int = Field(2, ge=1)
+    sampler: Literal["pymc", "nutpie"] = "pymc"
 
 
 class Encouragement(_Model):

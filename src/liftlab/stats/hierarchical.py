@@ -68,9 +68,9 @@ class HierarchicalResult:
 def fit_hierarchical(cells: list[Cell], seed: int = 1, draws: int = 1000, tune: int = 1000,
                      chains: int = 2, target_accept: float = 0.9,
                      costs: dict[str, tuple[float, int, float]] | None = None,
-                     hdi_prob: float = 0.95) -> HierarchicalResult:
+                     hdi_prob: float = 0.95, sampler: str = "pymc") -> HierarchicalResult:
     """Fit the model; ``costs`` maps channel -> (cost, treated units, margin share of revenue)
-    to report P(ROI > 0)."""
+    to report P(ROI > 0); ``sampler`` is PyMC's own NUTS or "nutpie" (Rust, if installed)."""
     import arviz as az
     import pymc as pm
 
@@ -112,7 +112,7 @@ def fit_hierarchical(cells: list[Cell], seed: int = 1, draws: int = 1000, tune: 
         pm.Deterministic("lift", p1 * pm.math.exp(b + g) - p0 * pm.math.exp(b))
         idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed,
                           target_accept=target_accept, progressbar=False,
-                          compute_convergence_checks=False)
+                          compute_convergence_checks=False, nuts_sampler=sampler)
     lift = idata.posterior["lift"].stack(sample=("chain", "draw")).values  # (nc, ns, S)
     weights = np.zeros((nc, ns))
     for c in cells:
