@@ -48,7 +48,7 @@ ERRORS = {
     "inf_revenue": ("orders", row_value("revenue", 2, float("inf")),
                     ["table orders, column revenue", "rows 3"]),
     "duplicate_orders": ("orders", lambda d: pl.concat([d, d.slice(10, 2)]),
-                         ["table orders, column order_id", "share an order id", "rows 11, 12"]),
+                         ["table orders, column order_id", "repeat an order id", "rows 11, 12"]),
     "duplicate_customers": ("customers", lambda d: pl.concat([d, d.head(1)]),
                             ["table customers, column customer_id", "rows 1"]),
     "unknown_group": ("assignments", row_value("group", 0, "control"),

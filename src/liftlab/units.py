@@ -100,55 +100,58 @@ def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
 
 
 def _assignment_rows(spec: Experiment, source: FolderSource,
-                     uid_type: pl.DataType) -> pl.DataFrame | None:
+                     uid_type: pl.DataType) -> pl.LazyFrame | None:
+    """This experiment's rows of the assignments table, lazily (None when it has none)."""
     if not source.has("assignments"):
         return None
     rows = (source.scan("assignments", uid_type)
             .filter(pl.col("experiment_id") == spec.id)
-            .select(spec.unit, "channel", pl.col("group").cast(pl.String), "assigned_at")
-            .collect())
-    return rows if rows.height else None
+            .select(spec.unit, "channel", pl.col("group").cast(pl.String)))
+    return rows if rows.head(1).collect().height else None
 
 
 def _from_table(spec: Experiment, population: pl.LazyFrame,
-                long: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+                long: pl.LazyFrame) -> tuple[pl.DataFrame, list[str]]:
+    """Pivot the assignments to one row per unit, checking them on the way (one pass)."""
     unit = spec.unit
     problems: list[Problem] = []
     warnings: list[str] = []
-    unknown_channels = sorted(set(long["channel"].unique().to_list()) - set(spec.channels))
-    if unknown_channels:
+    seen = long.group_by("channel", "group").len().collect()
+    unknown = sorted(set(seen["channel"].to_list()) - set(spec.channels))
+    if unknown:
         warnings.append(f"assignments for channels not in the experiment were ignored: "
-                        f"{', '.join(unknown_channels)}")
-        long = long.filter(pl.col("channel").is_in(list(spec.channels)))
+                        f"{', '.join(unknown)}")
     for ch, cfg in spec.channels.items():
-        arms = set(cfg.arms)
-        seen = set(long.filter(pl.col("channel") == ch)["group"].unique().to_list())
-        bad = sorted(seen - arms)
+        groups = set(seen.filter(pl.col("channel") == ch)["group"].to_list())
+        bad = sorted(g for g in groups - set(cfg.arms) if g is not None)
         if bad:
             problems.append(Problem(
                 f"channel {ch!r} has groups {', '.join(map(repr, bad))} that the experiment "
                 f"does not define", table="assignments", column="group",
-                hint=f"expected one of {', '.join(sorted(arms))}"))
-    dupes = (long.group_by(unit, "channel").agg(pl.col("group").n_unique().alias("k"))
-             .filter(pl.col("k") > 1).sort(unit))
-    if dupes.height:
-        ids = ", ".join(str(v) for v in dupes[unit].head(5).to_list())
-        problems.append(Problem(
-            f"{dupes.height} unit(s) are in two arms of the same channel (e.g. {unit} {ids})",
-            table="assignments", column="group",
-            hint="a unit may be in one arm per channel; fix the assignment export"))
+                hint=f"expected one of {', '.join(sorted(cfg.arms))}"))
     if problems:
         raise DataError(problems)
-    wide = long.group_by(unit).agg(
-        pl.col("group").filter(pl.col("channel") == ch).first().alias(arm_col(ch))
-        for ch in spec.channels)
+    chans = list(spec.channels)
+    wide = (long.filter(pl.col("channel").is_in(chans)).group_by(unit).agg(
+        *[pl.col("group").filter(pl.col("channel") == ch).first().alias(arm_col(ch))
+          for ch in chans],
+        pl.max_horizontal(pl.col("group").filter(pl.col("channel") == ch).n_unique()
+                          for ch in chans).alias("__arms")).collect())
+    dupes = wide.filter(pl.col("__arms") > 1).sort(unit)
+    if dupes.height:
+        ids = ", ".join(str(v) for v in dupes[unit].head(5).to_list())
+        raise DataError([Problem(
+            f"{dupes.height} unit(s) are in two arms of the same channel (e.g. {unit} {ids})",
+            table="assignments", column="group",
+            hint="a unit may be in one arm per channel; fix the assignment export")])
+    wide = wide.drop("__arms")
     pop = population.collect()
     frame = pop.join(wide, on=unit, how="inner")
-    orphans = wide.join(pop.select(unit), on=unit, how="anti").height
+    orphans = wide.height - frame.height
     if orphans:
         warnings.append(f"{orphans} assigned unit(s) are not in the population (unknown "
                         "customers or excluded by the filter) and were left out")
-    return frame.sort(unit), warnings
+    return frame, warnings
 
 
 def hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:

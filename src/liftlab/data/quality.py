@@ -48,10 +48,10 @@ def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
     """The checks that apply to the tables present (``columns``: table -> column names)."""
     out = [
         Check("customers", "customer_id", "unique customer ids", "duplicated", "error",
-              "{n} rows share a customer id with another row",
+              "{n} extra row(s) repeat a customer id",
               "each customer must have exactly one row"),
         Check("orders", "order_id", "unique order ids", "duplicated", "error",
-              "{n} rows share an order id with another row (loaded twice?)",
+              "{n} extra row(s) repeat an order id (loaded twice?)",
               "remove the duplicated rows"),
     ]
     for col in ("revenue", "margin"):
@@ -71,7 +71,15 @@ def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
     return [c for c in out if c.column in columns.get(c.table, ())]
 
 
+def polars_count(check: Check, as_of: dt.datetime) -> pl.Expr:
+    """How many rows fail the check (for duplicates: rows beyond the first of each id)."""
+    if check.kind == "duplicated":
+        return pl.len() - pl.col(check.column).n_unique()
+    return polars_condition(check, as_of).sum()
+
+
 def polars_condition(check: Check, as_of: dt.datetime) -> pl.Expr:
+    """The rows involved in a failed check (for duplicates: every row sharing an id)."""
     col = pl.col(check.column)
     if check.kind == "duplicated":
         return col.is_duplicated()

@@ -22,6 +22,7 @@ from liftlab.data.quality import (
     build_report,
     declare_checks,
     polars_condition,
+    polars_count,
 )
 from liftlab.data.schema import TABLES
 from liftlab.errors import Problem
@@ -126,7 +127,7 @@ class PolarsEngine:
                         if c.table == table and (c.kind == "duplicated") == raw]
                 if mine:
                     row = frame(mine[0][1]).select(
-                        polars_condition(c, as_of).sum().alias(str(i)) for i, c in mine
+                        polars_count(c, as_of).alias(str(i)) for i, c in mine
                     ).collect().row(0)
                     counts.update({i: int(v or 0) for (i, _), v in zip(mine, row, strict=True)})
 

@@ -150,8 +150,11 @@ class SparkEngine:
         for table in dict.fromkeys(c.table for c in checks):
             mine = [(i, c) for i, c in enumerate(checks) if c.table == table]
             df = self._flagged(table, [c for _, c in mine], as_of)
-            row = df.agg(*[F.sum(F.col(f"__bad{j}").cast("long")).alias(str(j))
-                           for j in range(len(mine))]).collect()[0]
+            row = df.agg(*[
+                (F.count(F.lit(1)) - F.countDistinct(c.column)) if c.kind == "duplicated"
+                else F.sum(F.col(f"__bad{j}").cast("long"))
+                for j, (_, c) in enumerate(mine)]).collect()[0]
+            row = {str(j): v for j, v in enumerate(row)}
             counts.update({i: int(row[str(j)] or 0) for j, (i, _) in enumerate(mine)})
 
         def first_rows(c: Check) -> tuple[int, ...]:

@@ -172,8 +172,7 @@ class SqlEngine:
     def _bad_count(self, c: Check, as_of: dt.datetime) -> tuple[str, list[Any]]:
         if c.kind == "duplicated":
             col = _quote(c.column)
-            return (f"(SELECT COALESCE(SUM(k), 0) FROM (SELECT COUNT(*) AS k FROM "
-                    f"{self.table(c.table)} GROUP BY {col} HAVING COUNT(*) > 1) d)", [])
+            return f"(COUNT(*) - COUNT(DISTINCT {col}))", []
         cond, params = self._bad_condition(c, as_of)
         return f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)", params
 
