@@ -57,7 +57,7 @@ def _break(data: Path, table: str, fn) -> None:
 @pytest.mark.parametrize("case,expect", [
     ("missing_table", "table 'orders' not found"),
     ("missing_column", "required column 'revenue' is missing"),
-    ("two_arms", "in two arms of the same channel"),
+    ("two_arms", "in two arms of channel"),
     ("text_revenue", "expected numbers, found text"),
     ("empty_population", "the population is empty"),
 ])

@@ -131,20 +131,21 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
                 hint=f"expected one of {', '.join(sorted(cfg.arms))}"))
     if problems:
         raise DataError(problems)
-    chans = list(spec.channels)
-    wide = (long.filter(pl.col("channel").is_in(chans)).group_by(unit).agg(
-        *[pl.col("group").filter(pl.col("channel") == ch).first().alias(arm_col(ch))
-          for ch in chans],
-        pl.max_horizontal(pl.col("group").filter(pl.col("channel") == ch).n_unique()
-                          for ch in chans).alias("__arms")).collect())
-    dupes = wide.filter(pl.col("__arms") > 1).sort(unit)
-    if dupes.height:
-        ids = ", ".join(str(v) for v in dupes[unit].head(5).to_list())
-        raise DataError([Problem(
-            f"{dupes.height} unit(s) are in two arms of the same channel (e.g. {unit} {ids})",
-            table="assignments", column="group",
-            hint="a unit may be in one arm per channel; fix the assignment export")])
-    wide = wide.drop("__arms")
+    rows = long.collect()
+    wide: pl.DataFrame | None = None
+    for ch in spec.channels:
+        arms = (rows.filter(pl.col("channel") == ch).select(unit, pl.col("group").alias(
+            arm_col(ch))).unique())
+        dupes = arms.filter(pl.col(unit).is_duplicated())
+        if dupes.height:
+            ids = ", ".join(str(v) for v in dupes[unit].unique().sort().head(5).to_list())
+            n_units = dupes[unit].n_unique()
+            raise DataError([Problem(
+                f"{n_units} unit(s) are in two arms of channel {ch!r} (e.g. {unit} {ids})",
+                table="assignments", column="group",
+                hint="a unit may be in one arm per channel; fix the assignment export")])
+        wide = arms if wide is None else wide.join(arms, on=unit, how="full", coalesce=True)
+    assert wide is not None
     pop = population.collect()
     frame = pop.join(wide, on=unit, how="inner")
     orphans = wide.height - frame.height
