@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from liftlab.errors import Problem
+
 ColumnKind = Literal["id", "datetime", "number", "string", "any"]
 TABLES = ("customers", "orders", "contacts", "events", "assignments")
 
@@ -23,3 +25,24 @@ OPTIONAL: dict[str, dict[str, ColumnKind]] = {
 }
 # Tables an analysis cannot do without; the others are read when present.
 MANDATORY = ("customers", "orders")
+
+
+def structural_problems(columns: dict[str, list[str] | None], where: str) -> list[Problem]:
+    """Missing mandatory tables and missing required columns; ``columns`` maps each table to
+    its column names, or None when the source (``where``) has no such table."""
+    import difflib
+
+    problems = []
+    for table in TABLES:
+        cols = columns.get(table)
+        if cols is None:
+            if table in MANDATORY:
+                problems.append(Problem(f"table {table!r} not found in {where}", table=table))
+            continue
+        for name in REQUIRED[table]:
+            if name not in cols:
+                close = difflib.get_close_matches(name, cols, n=1)
+                problems.append(Problem(f"required column {name!r} is missing", table=table,
+                                        column=name,
+                                        hint=f"did you mean {close[0]!r}?" if close else None))
+    return problems

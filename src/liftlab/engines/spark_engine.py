@@ -9,7 +9,6 @@ Requires the optional extra ``liftlab[spark]`` (PySpark) and Java.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import os
 import sys
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from liftlab.data.quality import (
     build_report,
     declare_checks,
 )
-from liftlab.data.schema import MANDATORY, REQUIRED, TABLES
+from liftlab.data.schema import REQUIRED, TABLES, structural_problems
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
@@ -127,20 +126,8 @@ class SparkEngine:
         return len(types) > 1
 
     def check(self) -> list[Problem]:
-        problems = []
-        for table in TABLES:
-            if not self.has(table):
-                if table in MANDATORY:
-                    problems.append(Problem(f"table {table!r} not found", table=table))
-                continue
-            cols = self.columns(table)
-            for name in REQUIRED[table]:
-                if name not in cols:
-                    close = difflib.get_close_matches(name, cols, n=1)
-                    problems.append(Problem(f"required column {name!r} is missing",
-                                            table=table, column=name,
-                                            hint=f"did you mean {close[0]!r}?" if close else None))
-        return problems
+        return structural_problems(
+            {t: self.columns(t) if self.has(t) else None for t in TABLES}, self.label)
 
     def quality(self, as_of: dt.datetime) -> QualityReport:
         from pyspark.sql import functions as F

@@ -30,7 +30,7 @@ from liftlab.data.quality import (
     build_report,
     declare_checks,
 )
-from liftlab.data.schema import MANDATORY, REQUIRED, TABLES
+from liftlab.data.schema import TABLES, structural_problems
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
@@ -111,23 +111,8 @@ class SqlEngine:
         return bool(self.columns(table))
 
     def check(self) -> list[Problem]:
-        import difflib
-
-        problems = []
-        for table in TABLES:
-            cols = self.columns(table)
-            if not cols:
-                if table in MANDATORY:
-                    problems.append(Problem(f"table {table!r} not found in {self.label}",
-                                            table=table))
-                continue
-            for name in REQUIRED[table]:
-                if name not in cols:
-                    close = difflib.get_close_matches(name, cols, n=1)
-                    problems.append(Problem(f"required column {name!r} is missing",
-                                            table=table, column=name,
-                                            hint=f"did you mean {close[0]!r}?" if close else None))
-        return problems
+        return structural_problems(
+            {t: self.columns(t) if self.has(t) else None for t in TABLES}, self.label)
 
     def quality(self, as_of: dt.datetime) -> QualityReport:
         checks = declare_checks({t: self.columns(t) for t in TABLES if self.has(t)})
