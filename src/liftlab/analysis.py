@@ -339,13 +339,13 @@ def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.dateti
                 warnings: list[Warning_]) -> dict[str, Any] | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
     from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.monitor import run_monitor
+    from liftlab.monitor import run_monitor, tables_from_source
 
     if not isinstance(engine, PolarsEngine):
         warnings.append(Warning_("sequential", "the hourly monitor runs on the polars engine; "
                                  "run `liftlab monitor` on a data folder", "info"))
         return None
-    result = run_monitor(spec, engine.source, units, as_of)
+    result = run_monitor(spec, tables_from_source(spec, engine.source, units), as_of)
     if result.decision in ("harm", "srm"):
         warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
                                  f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))

@@ -1,45 +1,87 @@
 """Fast readout of email tests: an always-valid decision at any hour.
 
-Delayed responses are handled with exposure-time cohorts: a unit counts only once its
-response window (``monitoring.response_window_hours`` after its send) has closed, with the
-outcome it had in that window. So a recipient whose window is still open is never counted
-as a non-converter. The heavy work ends in hourly sufficient statistics (per hour of
-maturity and arm); hours that have matured never change, so they are cached and a later
-call only computes the hours after the last cached one, reading only recent rows.
+**Exposure.** A unit's exposure time is its first contact of the channel (``sent_at``); a unit
+without a contact (the holdout) is exposed when the send would have reached it: the batch send
+time (the channel's earliest ``sent_at``), or its ``assigned_at`` if later (continuous
+enrolment), or ``assigned_at`` when the channel has no contacts at all.
 
-Decisions per hour, in order of precedence: ``srm`` (sequential sample-ratio test),
-``harm`` (a guardrail such as unsubscribes rises, one-sided), ``treatment_wins`` /
-``treatment_loses`` (the primary metric's confidence sequence excludes zero), else
-``continue``. No decision before the burn-in (``min_events_per_arm`` responding units per
-arm). Once reached, a decision and its hour stay.
+**Two tests of the primary metric, neither counting a pending response as a non-response.**
+
+1. Exposure-time cohorts: a unit counts only once its response window
+   (``monitoring.response_window_hours``) has closed, with its outcome in that window; the
+   mixture confidence sequence (:mod:`liftlab.stats.sequential`) runs on these matured units.
+2. Event-indexed: every responding unit so far (its first response in its window), whatever
+   the maturity; under no effect each falls in the treatment arm with probability equal to the
+   treatment's share of units (a mixture SPRT). It decides in the first hours of a batch send.
+
+Each runs at ``alpha / (2 m)`` for ``m`` comparisons (variants vs holdout, across channels):
+Bonferroni keeps the overall false-positive rate at ``alpha`` however often one looks. The
+reported p-value of a comparison is ``min(1, 2 m min(p_cohort, p_event))`` with each ``p`` a
+running minimum, so a decision is exactly ``p < alpha``.
+
+**Guardrails** (``guardrail: true`` metrics): one-sided (harm only) versions of both tests at
+``alpha / (2 m g)`` for ``g`` guardrails. **SRM**: the sequential multinomial test of the arms'
+assignment counts against the design's fractions at ``monitoring.srm_alpha``.
+
+**Decisions** per hour, by precedence ``srm``, ``harm``, ``treatment_loses`` /
+``treatment_wins``, else ``continue``; none before the burn-in (``min_events_per_arm``
+responding units per arm; guardrails' event test: that many events in total). Once reached, a
+decision and its hour (``decided_at``) stay.
+
+**Tuning** (from the planned audience, fixed before the outcomes are seen): the cohort sequence
+is tightest at the comparison's audience, or earlier when ``monitoring.expected_lift`` is set
+(:func:`liftlab.stats.sequential.tune_n_star` with the baseline mean and sd of the primary
+metric over the same units in the window-long period before exposure); the event test's
+concentration comes from the responses of that pre-period (without any: from the number of
+responses the burn-in needs, ``min_events_per_arm / min(share, 1 - share)``).
+
+**Cache.** The heavy data work ends in hourly sufficient statistics (per hour of maturity, arm
+and channel) and hourly counts of first responses. A matured cohort never changes, so they are
+stored in ``cache_dir``; a later call computes only later hours, reading only the rows of units
+whose window was still open at the last cached hour. A fingerprint of the inputs (the spec, the
+exposures, and the rows the cached hours depend on) invalidates a stale cache.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import polars as pl
 
-from liftlab.data.folder import FolderSource
 from liftlab.data.quality import TS_COLUMN
+from liftlab.errors import DataError, Problem
 from liftlab.fsio import atomic_write_bytes, atomic_write_text
-from liftlab.metrics import Measure, arm_col, metric_measure
 from liftlab.spec import HOLDOUT, Experiment, Metric
-from liftlab.stats import sequential
-from liftlab.units import Units
+from liftlab.stats import sequential as seq
+from liftlab.stats.suffstats import ArmStats
 
+if TYPE_CHECKING:
+    from liftlab.data.folder import FolderSource
+    from liftlab.units import Units
+
+Decision = Literal["continue", "treatment_wins", "treatment_loses", "harm", "srm"]
+PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment_wins",
+                                    "continue")
 HOUR = dt.timedelta(hours=1)
-Decision = str  # continue | treatment_wins | treatment_loses | harm | srm
+TS = pl.Datetime("us", "UTC")
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
 class MonitorResult:
+    """The readout at ``as_of``: the decision so far, guardrails, SRM and the hourly timeline
+    (one row per hour and comparison). ``hours_computed`` / ``hours_from_cache`` /
+    ``rows_scanned`` say how much work this call did (rows of orders/events/contacts read)."""
+
     experiment: str
     as_of: dt.datetime
     decision: Decision
@@ -47,26 +89,537 @@ class MonitorResult:
     always_valid_p_value: float
     srm_p_value: float
     guardrails: tuple[dict[str, Any], ...]
+    comparisons: tuple[dict[str, Any], ...]
     timeline: tuple[dict[str, Any], ...]
     hours_computed: int
     hours_from_cache: int
+    rows_scanned: int
 
     def to_json(self) -> dict[str, Any]:
+        """The ``liftlab monitor --json`` document (CONTRACT.md section 3)."""
         return {"experiment": self.experiment, "as_of": _iso(self.as_of),
                 "decision": self.decision, "decided_at": _iso(self.decided_at),
                 "always_valid_p_value": self.always_valid_p_value,
                 "srm_p_value": self.srm_p_value, "guardrails": list(self.guardrails),
-                "timeline": list(self.timeline),
+                "comparisons": list(self.comparisons), "timeline": list(self.timeline),
                 "cache": {"hours_computed": self.hours_computed,
-                          "hours_from_cache": self.hours_from_cache}}
+                          "hours_from_cache": self.hours_from_cache,
+                          "rows_scanned": self.rows_scanned}}
 
     def sequential_summary(self) -> dict[str, Any]:
-        """The results.json ``sequential`` block."""
+        """The results.json ``sequential`` block (CONTRACT.md section 4), with the guardrails,
+        the per-comparison state and the timeline the dashboard draws."""
         return {"always_valid_p_value": self.always_valid_p_value, "decision": self.decision,
                 "decided_at": _iso(self.decided_at), "srm_p_value": self.srm_p_value,
-                "guardrails": list(self.guardrails), "timeline": list(self.timeline)}
+                "guardrails": list(self.guardrails), "comparisons": list(self.comparisons),
+                "timeline": list(self.timeline)}
 
 
+def tables_from_source(spec: Experiment, source: FolderSource, units: Units
+                       ) -> dict[str, pl.LazyFrame]:
+    """The monitor's input tables from a data folder and the experiment's units: the
+    assignments of this experiment's population (from the table when present, else the hash
+    assignment at the start date) and the contacts, orders and events tables as they are."""
+    unit = spec.unit
+    uid = units.frame.schema[unit]
+    long = pl.concat([units.frame.lazy().select(
+        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").alias("group"))
+        for ch in spec.channels]).filter(pl.col("group").is_not_null())
+    start = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
+    if source.has("assignments") and "assigned_at" in source.schema("assignments"):
+        table = source.scan("assignments", uid)
+        if "experiment_id" in source.schema("assignments"):
+            table = table.filter(pl.col("experiment_id") == spec.id)
+        long = long.join(table.select(unit, "channel", "assigned_at"), on=[unit, "channel"],
+                         how="left").with_columns(pl.col("assigned_at").fill_null(start))
+    else:
+        long = long.with_columns(pl.lit(start).cast(TS).alias("assigned_at"))
+    tables = {"assignments": long}
+    for name in ("contacts", "orders", "events"):
+        if source.has(name):
+            tables[name] = source.scan(name, uid)
+    return tables
+
+
+def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.datetime,
+                cache_dir: Path | None = None) -> MonitorResult:
+    """The sequential readout at ``as_of`` from ``tables`` (``assignments`` of this
+    experiment's population; ``contacts``, ``orders``, ``events`` as the metrics need)."""
+    metrics = [m for m in spec.metrics if m.kind != "ratio"]
+    _check_tables(spec, tables, metrics)
+    as_of = as_of.astimezone(dt.UTC)
+    last = _floor_hour(as_of)
+    window = dt.timedelta(hours=spec.monitoring.response_window_hours)
+    exposure = _exposures(spec, tables, window)
+    empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0)
+    if exposure.height == 0 or exposure["exposed_at"].min() >= last:
+        return empty
+    tested = [m for m in metrics if m.name == spec.primary_metric or m.guardrail]
+    cache = _Cache(cache_dir, spec, window)
+    prior = cache.read(tables, exposure, metrics)
+    if prior is not None and prior.last >= last:
+        cohort, events, baseline = prior.cohort, prior.events, prior.baseline
+        computed, rows = 0, 0
+    else:
+        after = prior.last if prior is not None else None
+        baseline = prior.baseline if prior is not None else _baseline(
+            spec, tables, exposure, window, tested)
+        new_cohort, new_events, rows = _hourly(spec, tables, exposure, metrics, tested,
+                                               window, after, last)
+        cohort = new_cohort if prior is None else pl.concat([prior.cohort, new_cohort])
+        events = new_events if prior is None else pl.concat([prior.events, new_events])
+        computed = _hours(after or _floor_hour(exposure["exposed_at"].min()), last)
+        cache.write(tables, exposure, metrics, cohort, events, baseline, last)
+    cached_hours = 0 if prior is None else _hours(
+        _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
+    return _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
+                   events.filter(pl.col("hour") <= last), baseline, as_of, last,
+                   computed, cached_hours, rows)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
+                  metrics: list[Metric]) -> None:
+    """Every table and column the monitor needs, all problems at once."""
+    need: dict[str, set[str]] = {"assignments": {spec.unit, "channel", "group", "assigned_at"}}
+    if "contacts" in tables:
+        need["contacts"] = {spec.unit, "channel", "sent_at"}
+    for m in metrics:
+        cols = need.setdefault(m.table or "", {spec.unit})
+        cols.add(TS_COLUMN[m.table or "orders"])
+        cols |= {c for c in (m.value,) if c}
+        cols |= {"event"} if m.event else set()
+        cols |= {"channel"} if m.purchase_channel else set()
+    problems = []
+    for table, cols in need.items():
+        if table not in tables:
+            problems.append(Problem(f"the monitor needs the {table} table", table=table,
+                                    hint=f"add {table}.parquet (or .csv) to the data folder"))
+            continue
+        missing = sorted(cols - set(tables[table].collect_schema().names()))
+        if missing:
+            problems.append(Problem(f"missing column(s) {', '.join(missing)}", table=table,
+                                    hint="add them; see CONTRACT.md section 1"))
+    if problems:
+        raise DataError(problems)
+
+
+def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
+               window: dt.timedelta) -> pl.DataFrame:
+    """One row per (unit, channel): arm, assignment and exposure time, maturity hour."""
+    unit = spec.unit
+    frame = (tables["assignments"]
+             .filter(pl.col("channel").is_in(list(spec.channels)))
+             .select(unit, pl.col("channel").alias("xch"), pl.col("group").alias("arm"),
+                     pl.col("assigned_at").cast(TS)))
+    if "contacts" in tables:
+        contacts = tables["contacts"].filter(pl.col("channel").is_in(list(spec.channels)))
+        if "experiment_id" in contacts.collect_schema().names():
+            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
+        sends = contacts.group_by(unit, pl.col("channel").alias("xch")).agg(
+            pl.col("sent_at").cast(TS).min().alias("sent"))
+        frame = frame.join(sends, on=[unit, "xch"], how="left").with_columns(
+            pl.col("sent").min().over("xch").alias("batch"))
+        fallback = pl.when(pl.col("batch").is_null()).then(pl.col("assigned_at")).otherwise(
+            pl.max_horizontal("batch", "assigned_at"))
+        frame = frame.with_columns(pl.coalesce("sent", fallback).alias("exposed_at")).drop(
+            "sent", "batch")
+    else:
+        frame = frame.with_columns(pl.col("assigned_at").alias("exposed_at"))
+    return frame.with_columns(_ceil_hour(pl.col("exposed_at") + window).alias("mature")
+                              ).collect()
+
+
+def _ceil_hour(e: pl.Expr) -> pl.Expr:
+    floor = e.dt.truncate("1h")
+    return pl.when(floor < e).then(floor + pl.duration(hours=1)).otherwise(floor)
+
+
+def _condition(m: Metric) -> pl.Expr:
+    cond = pl.lit(True)
+    if m.event is not None:
+        cond = cond & (pl.col("event") == m.event)
+    if m.purchase_channel is not None:
+        cond = cond & (pl.col("channel") == m.purchase_channel)
+    return cond
+
+
+def _unit_outcome(m: Metric) -> pl.Expr:
+    """The metric of one unit over its rows (CONTRACT: mean sums ``value``, count counts rows,
+    binary is any row), as Float64."""
+    cond = _condition(m)
+    if m.kind == "mean":
+        e = pl.col(m.value or "").filter(cond).sum()
+    elif m.kind == "count":
+        e = cond.sum()
+    else:
+        e = cond.any()
+    return e.cast(pl.Float64).alias(m.name)
+
+
+def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
+          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
+    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
+    ts = TS_COLUMN[table]
+    rows = tables[table].with_columns(pl.col(ts).cast(TS).alias("_ts")).filter(
+        (pl.col("_ts") >= lo) & (pl.col("_ts") < hi))
+    return rows.join(exposure.lazy(), on=spec.unit, how="inner").collect()
+
+
+# -- heavy pass: hourly sufficient statistics -----------------------------------------------
+def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+            metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
+            after: dt.datetime | None, last: dt.datetime
+            ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Cohort statistics for maturity hours in (after, last] and first-response counts for
+    hours in (after, last], reading only rows of units whose window was open after ``after``.
+    """
+    unit = spec.unit
+    open_ = exposure if after is None else exposure.filter(
+        pl.col("exposed_at") + window > after)
+    cohort_units = open_.filter(pl.col("mature") <= last)
+    per_unit = cohort_units.select(unit, "xch", "arm", "mature")
+    firsts: list[pl.DataFrame] = []
+    rows_read = 0
+    lo = open_["exposed_at"].min()
+    for table in sorted({m.table or "" for m in metrics}):
+        if open_.height == 0:
+            break
+        rows = _rows(spec, tables, table, lo, last, open_).filter(
+            (pl.col("_ts") >= pl.col("exposed_at"))
+            & (pl.col("_ts") < pl.col("exposed_at") + window))
+        rows_read += rows.height
+        mine = [m for m in metrics if m.table == table]
+        agg = rows.group_by(unit, "xch").agg(_unit_outcome(m) for m in mine)
+        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
+        for m in (m for m in tested if m.table == table):
+            first = (rows.filter(_condition(m)).group_by(unit, "xch", "arm")
+                     .agg(pl.col("_ts").min().alias("first"))
+                     .with_columns((pl.col("first").dt.truncate("1h") + HOUR).alias("hour")))
+            if after is not None:
+                first = first.filter(pl.col("hour") > after)
+            firsts.append(first.group_by("xch", "arm", "hour").agg(
+                pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
+    names = [m.name for m in metrics]
+    per_unit = per_unit.with_columns(
+        pl.col(n).fill_null(0.0) if n in per_unit.columns else pl.lit(0.0).alias(n)
+        for n in names)
+    aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("n")]
+    for n in names:
+        aggs += [pl.col(n).sum().alias(f"s:{n}"), (pl.col(n) ** 2).sum().alias(f"q:{n}"),
+                 (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
+    cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
+              else per_unit.filter(pl.col("mature") > after))
+    cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
+    schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
+              "metric": pl.String}
+    events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
+    return (cohort.with_columns(pl.col("hour").cast(TS)),
+            events.select(list(schema)).cast(schema), rows_read)
+
+
+def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+              window: dt.timedelta, tested: list[Metric]) -> dict[str, dict[str, float]]:
+    """Per channel, from the window-long period before each unit's exposure (untouched by
+    the treatment): mean and sd of the primary metric and the share of units responding for
+    each tested metric. Fixed before any outcome is seen, so it may tune the tests."""
+    unit = spec.unit
+    primary = spec.metric(spec.primary_metric)
+    per_unit = exposure.select(unit, "xch")
+    first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
+    needed = [m for m in {m.name: m for m in [primary, *tested]}.values()]
+    for table in sorted({m.table or "" for m in needed}):
+        rows = _rows(spec, tables, table, first, end, exposure).filter(
+            (pl.col("_ts") < pl.col("exposed_at"))
+            & (pl.col("_ts") >= pl.col("exposed_at") - window))
+        mine = [m for m in needed if m.table == table]
+        outcome = [_unit_outcome(m) for m in mine if m.name == primary.name]
+        agg = rows.group_by(unit, "xch").agg(
+            *outcome, *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
+                        for m in mine])
+        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
+    cols = [primary.name, *[f"r:{m.name}" for m in needed]]
+    per_unit = per_unit.with_columns(
+        pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
+        for c in cols)
+    stats = per_unit.group_by("xch").agg(
+        pl.col(primary.name).mean().alias("mean"), pl.col(primary.name).std().alias("sd"),
+        *[pl.col(f"r:{m.name}").mean().alias(f"r:{m.name}") for m in needed])
+    return {row.pop("xch"): {k: float(v or 0.0) for k, v in row.items()}
+            for row in stats.iter_rows(named=True)}
+
+
+# -- decisions ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Comparison:
+    channel: str
+    arm: str
+    variant: str | None
+    n_treatment: int
+    n_holdout: int
+
+    @property
+    def share(self) -> float:
+        return self.n_treatment / (self.n_treatment + self.n_holdout)
+
+
+def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
+            cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
+            as_of: dt.datetime, last: dt.datetime, computed: int, cached: int,
+            rows: int) -> MonitorResult:
+    mon = spec.monitoring
+    alpha = spec.monitoring_alpha
+    primary = spec.metric(spec.primary_metric)
+    guards = [m for m in tested if m.guardrail and m.name != primary.name]
+    sizes = {(r["xch"], r["arm"]): r["len"]
+             for r in exposure.group_by("xch", "arm").len().iter_rows(named=True)}
+    comps = [_Comparison(ch, arm, None if cfg.variants is None else arm,
+                         sizes.get((ch, arm), 0), sizes.get((ch, HOLDOUT), 0))
+             for ch, cfg in spec.channels.items() for arm in cfg.treatment_arms
+             if sizes.get((ch, arm), 0) and sizes.get((ch, HOLDOUT), 0)]
+    m = max(len(comps), 1)
+    a_primary = alpha / (2 * m)
+    a_guard = alpha / (2 * m * max(len(guards), 1))
+    hours = pl.datetime_range(_floor_hour(exposure["exposed_at"].min()) + HOUR, last, "1h",
+                              time_unit="us", time_zone="UTC", eager=True).to_list()
+    cum = _cumulate(cohort, hours)
+    ev = _cumulate_events(events, hours)
+    assigned = _assigned(exposure, hours)
+    srm_state = {ch: 1.0 for ch in spec.channels}
+    timeline: list[dict[str, Any]] = []
+    states: list[dict[str, Any]] = []
+    guard_out: dict[str, dict[str, Any]] = {
+        g.name: {"metric": g.name, "decision": "continue", "p_value": 1.0, "decided_at": None}
+        for g in guards}
+    for c in comps:
+        base = baseline.get(c.channel, {})
+        audience = c.n_treatment + c.n_holdout
+        lift = mon.expected_lift
+        n_star = seq.tune_n_star(audience, a_primary, unit_sd=base.get("sd"),
+                                 effect=None if lift is None else lift * base.get("mean", 0.0),
+                                 treatment_share=c.share)
+        # planned responses: the pre-period's; without any, those the burn-in needs
+        burn = mon.min_events_per_arm / min(c.share, 1 - c.share)
+        conc = {g.name: seq.mixture_concentration(
+            base.get(f"r:{g.name}", 0.0) * audience or burn, a_guard) for g in guards}
+        conc[primary.name] = seq.mixture_concentration(
+            base.get(f"r:{primary.name}", 0.0) * audience or burn, a_primary)
+        srm_conc = seq.mixture_concentration(sum(v for (ch, _), v in sizes.items()
+                                                 if ch == c.channel), mon.srm_alpha)
+        state: dict[str, Any] = {"decision": "continue", "decided_at": None}
+        p_cohort = p_event = 1.0
+        g_min = {g.name: 1.0 for g in guards}
+        for hour in hours:
+            counts = [assigned.get((c.channel, arm, hour), 0)
+                      for arm in spec.channels[c.channel].arms]
+            if sum(counts):
+                srm_state[c.channel] = min(srm_state[c.channel], seq.multinomial_mixture_p(
+                    counts, list(spec.channels[c.channel].arms.values()), srm_conc))
+            t, h = cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour))
+            look = look_rel = None
+            if t is not None and h is not None:
+                ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
+                look = seq.mixture_look(ts_, hs_, n_star, a_primary)
+                look_rel = seq.mixture_look(ts_, hs_, n_star, a_primary, "relative")
+                if min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
+                        >= mon.min_events_per_arm:
+                    p_cohort = min(p_cohort, look.p_value)
+            k_t = ev.get((primary.name, c.channel, c.arm, hour), 0)
+            k_h = ev.get((primary.name, c.channel, HOLDOUT, hour), 0)
+            e_look = seq.event_look(k_t, k_h, c.share, conc[primary.name], a_primary)
+            if min(k_t, k_h) >= mon.min_events_per_arm:
+                p_event = min(p_event, e_look.p_value)
+            now: Decision = "continue"
+            if srm_state[c.channel] < mon.srm_alpha:
+                now = "srm"
+            for g in guards:
+                g_min[g.name] = min(g_min[g.name], _harm_p(
+                    g, cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour)),
+                    ev.get((g.name, c.channel, c.arm, hour), 0),
+                    ev.get((g.name, c.channel, HOLDOUT, hour), 0), c, audience, conc[g.name],
+                    a_guard, mon.min_events_per_arm))
+                out = guard_out[g.name]
+                out["p_value"] = min(out["p_value"], min(1.0, g_min[g.name] * 2 * m * len(guards)))
+                if g_min[g.name] < a_guard:
+                    if out["decided_at"] is None or hour < out["decided_at"]:
+                        out["decision"], out["decided_at"] = "harm", hour
+                    now = "harm" if now == "continue" else now
+            if now == "continue" and min(p_cohort, p_event) < a_primary:
+                up = (look.estimate > 0 if p_cohort < a_primary and look is not None
+                      else e_look.rate_ratio > 1)
+                good = up == (primary.desired_direction == "increase")
+                now = "treatment_wins" if good else "treatment_loses"
+            if state["decided_at"] is None and now != "continue":
+                state["decision"], state["decided_at"] = now, hour
+            p_comb = min(1.0, 2 * m * min(p_cohort, p_event))
+            timeline.append({
+                "at": _iso(hour), "channel": c.channel, "metric": primary.name,
+                "variant": c.variant,
+                "n_treatment": int(t["n"]) if t else 0, "n_holdout": int(h["n"]) if h else 0,
+                "estimate": _num(look.estimate) if look else None,
+                "ci": [_num(look.lower), _num(look.upper)] if look else [None, None],
+                "estimate_rel": _num(look_rel.estimate) if look_rel else None,
+                "ci_rel": ([_num(look_rel.lower), _num(look_rel.upper)] if look_rel
+                           else [None, None]),
+                "p_value": p_comb, "events_treatment": k_t, "events_holdout": k_h,
+                "rate_ratio": _num(e_look.rate_ratio),
+                "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)],
+                "event_p_value": min(1.0, 2 * m * p_event), "srm_p_value": srm_state[c.channel],
+                "decision": state["decision"] if state["decided_at"] else now})
+        states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
+                       "decision": state["decision"], "decided_at": state["decided_at"],
+                       "p_value": min(1.0, 2 * m * min(p_cohort, p_event)),
+                       "n_star": n_star})
+    timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
+    decision, decided_at = _overall(states)
+    overall_p = min([1.0, *[s["p_value"] for s in states]])
+    comparisons = tuple({**s, "decided_at": _iso(s["decided_at"])} for s in states)
+    guardrails = tuple({**g, "decided_at": _iso(g["decided_at"])} for g in guard_out.values())
+    return MonitorResult(spec.id, as_of, decision, decided_at, overall_p,
+                         min([1.0, *srm_state.values()]), guardrails, comparisons,
+                         tuple(timeline), computed, cached, rows)
+
+
+def _harm_p(g: Metric, t: dict[str, float] | None, h: dict[str, float] | None, k_t: int,
+            k_h: int, c: _Comparison, audience: int, conc: float, alpha: float,
+            burn_in: int) -> float:
+    """One-sided always-valid p of harm on guardrail ``g`` at this hour: the smaller of the
+    matured-cohort sequence and the event-indexed test (each at ``alpha``)."""
+    worse: seq.Side = "greater" if g.desired_direction == "decrease" else "less"
+    p = 1.0
+    if t is not None and h is not None and min(t[f"nz:{g.name}"], h[f"nz:{g.name}"]) >= burn_in:
+        p = seq.mixture_look(_stats(t, g.name), _stats(h, g.name), audience, alpha,
+                             side=worse).p_value
+    if k_t + k_h >= burn_in:
+        e = seq.event_look(k_t, k_h, c.share, conc, alpha)
+        p = min(p, e.p_greater if worse == "greater" else e.p_less)
+    return p
+
+
+def _overall(states: list[dict[str, Any]]) -> tuple[Decision, dt.datetime | None]:
+    """The most serious decision among comparisons, and when it was first reached."""
+    for d in PRECEDENCE[:-1]:
+        times = [s["decided_at"] for s in states if s["decision"] == d]
+        if times:
+            return d, min(times)
+    return "continue", None
+
+
+def _stats(row: dict[str, float], metric: str) -> ArmStats:
+    return ArmStats(int(row["n"]), row[f"s:{metric}"], row[f"q:{metric}"])
+
+
+def _cumulate(cohort: pl.DataFrame, hours: list[dt.datetime]
+              ) -> dict[tuple[str, str, dt.datetime], dict[str, float]]:
+    """Cumulative cohort statistics at every hour, keyed by (channel, arm, hour)."""
+    if cohort.height == 0 or not hours:
+        return {}
+    grid = pl.DataFrame({"hour": hours}, schema={"hour": TS}).join(
+        cohort.select("xch", "arm").unique(), how="cross")
+    cols = [c for c in cohort.columns if c not in ("xch", "arm", "hour")]
+    full = (grid.join(cohort, on=["xch", "arm", "hour"], how="left").fill_null(0)
+            .sort("xch", "arm", "hour")
+            .with_columns(pl.col(cols).cum_sum().over("xch", "arm")))
+    return {(r.pop("xch"), r.pop("arm"), r.pop("hour")): r for r in full.iter_rows(named=True)}
+
+
+def _cumulate_events(events: pl.DataFrame, hours: list[dt.datetime]
+                     ) -> dict[tuple[str, str, str, dt.datetime], int]:
+    """Cumulative first responses at every hour, keyed by (metric, channel, arm, hour)."""
+    if events.height == 0 or not hours:
+        return {}
+    grid = pl.DataFrame({"hour": hours}, schema={"hour": TS}).join(
+        events.select("metric", "xch", "arm").unique(), how="cross")
+    full = (grid.join(events.group_by("metric", "xch", "arm", "hour").agg(pl.col("k").sum()),
+                      on=["metric", "xch", "arm", "hour"], how="left").fill_null(0)
+            .sort("metric", "xch", "arm", "hour")
+            .with_columns(pl.col("k").cum_sum().over("metric", "xch", "arm")))
+    return {(r["metric"], r["xch"], r["arm"], r["hour"]): int(r["k"])
+            for r in full.iter_rows(named=True)}
+
+
+def _assigned(exposure: pl.DataFrame, hours: list[dt.datetime]
+              ) -> dict[tuple[str, str, dt.datetime], int]:
+    """Assignment counts per (channel, arm) at every hour: units assigned by that hour."""
+    if not hours:
+        return {}
+    grid = np.array([int(h.timestamp() * 1_000_000) for h in hours])
+    out: dict[tuple[str, str, dt.datetime], int] = {}
+    per = exposure.group_by("xch", "arm").agg(
+        pl.col("assigned_at").dt.epoch("us").sort().alias("at"))
+    for ch, arm, at in per.iter_rows():
+        counts = np.searchsorted(np.asarray(at), grid, side="right")
+        out.update({(ch, arm, h): int(k) for h, k in zip(hours, counts, strict=True)})
+    return out
+
+
+# -- cache ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Cached:
+    last: dt.datetime
+    cohort: pl.DataFrame
+    events: pl.DataFrame
+    baseline: dict[str, dict[str, float]]
+
+
+class _Cache:
+    """Hourly aggregates of one experiment in ``cache_dir/<id>/`` with a fingerprint."""
+
+    def __init__(self, root: Path | None, spec: Experiment, window: dt.timedelta) -> None:
+        self.dir = None if root is None else Path(root) / spec.id
+        self.spec = spec
+        self.window = window
+
+    def _fingerprint(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+                     metrics: list[Metric], until: dt.datetime) -> str:
+        """Spec, polars version, exposures, and the rows before ``until`` of every table a
+        metric reads (their count and the wrapped sum of their row hashes)."""
+        parts = [self.spec.model_dump_json(), pl.__version__, str(CACHE_VERSION),
+                 str(exposure.height), str(_digest(exposure.lazy()))]
+        for table in sorted({m.table or "" for m in metrics}):
+            ts = TS_COLUMN[table]
+            old = tables[table].filter(pl.col(ts).cast(TS) < until)
+            parts.append(f"{table}:{_digest(old)}")
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+    def read(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+             metrics: list[Metric]) -> _Cached | None:
+        if self.dir is None or not (self.dir / "meta.json").exists():
+            return None
+        try:
+            meta = json.loads((self.dir / "meta.json").read_text())
+            last = dt.datetime.fromisoformat(meta["last_hour"])
+            if meta.get("fingerprint") != self._fingerprint(tables, exposure, metrics, last):
+                return None
+            cohort = pl.read_parquet(self.dir / "cohort.parquet")
+            events = pl.read_parquet(self.dir / "events.parquet")
+        except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
+            return None  # an unreadable cache is recomputed, never trusted
+        return _Cached(last, cohort, events, meta["baseline"])
+
+    def write(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+              metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
+              baseline: dict[str, dict[str, float]], last: dt.datetime) -> None:
+        if self.dir is None:
+            return
+        for name, frame in (("cohort", cohort), ("events", events)):
+            buf = io.BytesIO()
+            frame.write_parquet(buf)
+            atomic_write_bytes(self.dir / f"{name}.parquet", buf.getvalue())
+        atomic_write_text(self.dir / "meta.json", json.dumps({
+            "fingerprint": self._fingerprint(tables, exposure, metrics, last),
+            "last_hour": last.isoformat(), "baseline": baseline}))
+
+
+def _digest(frame: pl.LazyFrame) -> tuple[int, int]:
+    """Order-independent content digest: row count and the sum of 32-bit row hashes."""
+    out = frame.select(pl.len().alias("n"),
+                       (pl.struct(pl.all()).hash(seed=7) % (1 << 32)).sum().alias("h")
+                       ).collect()
+    return int(out["n"][0]), int(out["h"][0] or 0)
+
+
+# -- small helpers --------------------------------------------------------------------------
 def _iso(ts: dt.datetime | None) -> str | None:
     return None if ts is None else ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -75,253 +628,9 @@ def _floor_hour(ts: dt.datetime) -> dt.datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
-def run_monitor(spec: Experiment, source: FolderSource, units: Units, as_of: dt.datetime,
-                cache_dir: Path | None = None) -> MonitorResult:
-    """The sequential readout of the experiment's first channel at ``as_of``."""
-    channel = next(iter(spec.channels))
-    metrics = [m for m in spec.metrics if m.kind != "ratio"]
-    uid = units.frame.schema[spec.unit]
-    exposure = _exposures(spec, source, units, channel, uid)
-    window = dt.timedelta(hours=spec.monitoring.response_window_hours)
-    first = exposure["exposed_at"].min()
-    if first is None or first >= as_of:
-        return MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), 0, 0)
-    cached, last = _read_cache(cache_dir, spec, source)
-    hourly_new = _hourly(spec, source, exposure, metrics, window, uid,
-                         after=last, until=_floor_hour(as_of))
-    hourly = pl.concat([cached, hourly_new], how="diagonal_relaxed") if cached is not None \
-        else hourly_new
-    hourly = hourly.filter(pl.col("hour") <= _floor_hour(as_of))
-    if cache_dir is not None and hourly.height:
-        _write_cache(cache_dir, spec, source, hourly, _floor_hour(as_of))
-    n_cached = 0 if cached is None else cached["hour"].n_unique()
-    events = _event_counts(spec, source, exposure, window, uid, _floor_hour(as_of))
-    return _decide(spec, channel, metrics, hourly, events, first, as_of, exposure,
-                   hourly_new["hour"].n_unique(), n_cached)
+def _hours(start: dt.datetime, end: dt.datetime) -> int:
+    return max(0, int((end - start) / HOUR))
 
 
-def _event_counts(spec: Experiment, source: FolderSource, exposure: pl.DataFrame,
-                  window: dt.timedelta, uid: pl.DataType, until: dt.datetime) -> pl.DataFrame:
-    """Responses of the primary metric (orders or events) per hour of arrival and arm, for
-    the event-indexed test: no maturity needed, any arrival counts where it falls."""
-    m = metric_measure(spec.metric(spec.primary_metric)) if spec.metric(
-        spec.primary_metric).kind != "ratio" else None
-    if m is None or exposure.height == 0:
-        return pl.DataFrame(schema={"hour": pl.Datetime("us", "UTC"), "arm": pl.String,
-                                    "events": pl.UInt32})
-    ts = TS_COLUMN[m.table]
-    rows = source.scan(m.table, uid).filter(
-        (pl.col(ts) >= exposure["exposed_at"].min()) & (pl.col(ts) < until))
-    if m.event is not None:
-        rows = rows.filter(pl.col("event") == m.event)
-    if m.channel is not None:
-        rows = rows.filter(pl.col("channel") == m.channel)
-    return (rows.join(exposure.lazy(), on=spec.unit, how="inner")
-            .filter((pl.col(ts) >= pl.col("exposed_at"))
-                    & (pl.col(ts) < pl.col("exposed_at") + window))
-            .group_by(pl.col(ts).dt.truncate("1h").dt.offset_by("1h").alias("hour"), "arm")
-            .agg(pl.len().alias("events")).collect()
-            .with_columns(pl.col("hour").dt.cast_time_unit("us")))
-
-
-def _exposures(spec: Experiment, source: FolderSource, units: Units, channel: str,
-               uid: pl.DataType) -> pl.DataFrame:
-    """Each unit's arm and exposure time: its send, or the batch send for the holdout."""
-    frame = units.frame.select(spec.unit, pl.col(arm_col(channel)).alias("arm")).filter(
-        pl.col("arm").is_not_null())
-    sends = None
-    if source.has("contacts"):
-        contacts = source.scan("contacts", uid).filter(pl.col("channel") == channel)
-        if "experiment_id" in source.schema("contacts"):
-            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        sends = contacts.group_by(spec.unit).agg(pl.col("sent_at").min().alias("sent")
-                                                 ).collect()
-    start = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
-    if sends is None or sends.height == 0:
-        return frame.with_columns(pl.lit(start).dt.cast_time_unit("us").alias("exposed_at"))
-    batch = sends["sent"].min()
-    return frame.join(sends, on=spec.unit, how="left").with_columns(
-        pl.col("sent").fill_null(batch).alias("exposed_at")).drop("sent")
-
-
-def _hourly(spec: Experiment, source: FolderSource, exposure: pl.DataFrame,
-            metrics: list[Metric], window: dt.timedelta, uid: pl.DataType,
-            after: dt.datetime | None, until: dt.datetime) -> pl.DataFrame:
-    """Sufficient statistics per (hour of maturity, arm) for cohorts maturing in
-    (after, until]; plus the hourly count of primary-metric events per arm."""
-    unit = spec.unit
-    cohort = exposure.with_columns(
-        (pl.col("exposed_at") + window).dt.truncate("1h").alias("hour"))
-    cohort = cohort.with_columns(
-        pl.when(pl.col("hour") < pl.col("exposed_at") + window)
-        .then(pl.col("hour") + pl.duration(hours=1)).otherwise(pl.col("hour")).alias("hour"))
-    if after is not None:
-        cohort = cohort.filter(pl.col("hour") > after)
-    cohort = cohort.filter(pl.col("hour") <= until)
-    lo = cohort["exposed_at"].min() if cohort.height else until
-    per_unit = cohort.lazy()
-    measures = [metric_measure(m) for m in metrics]
-    for table in sorted({m.table for m in measures}):
-        ts = TS_COLUMN[table]
-        rows = (source.scan(table, uid).filter((pl.col(ts) >= lo) & (pl.col(ts) < until))
-                .join(cohort.lazy().select(unit, "exposed_at"), on=unit, how="inner")
-                .filter(pl.col(ts) < pl.col("exposed_at") + window))
-        agg = rows.group_by(unit).agg(_expr(m) for m in measures if m.table == table)
-        per_unit = per_unit.join(agg, on=unit, how="left")
-    names = [m.name for m in measures]
-    per_unit = per_unit.with_columns(pl.col(n).fill_null(0.0) for n in names)
-    aggs = [pl.len().alias("n")]
-    for n in names:
-        aggs += [pl.col(n).sum().alias(f"s:{n}"), (pl.col(n) ** 2).sum().alias(f"q:{n}"),
-                 (pl.col(n) != 0).sum().alias(f"nz:{n}")]
-    return (per_unit.group_by("hour", "arm").agg(aggs).collect()
-            .with_columns(pl.col("hour").dt.cast_time_unit("us")).sort("hour", "arm"))
-
-
-def _expr(m: Measure) -> pl.Expr:
-    cond = pl.lit(True)
-    if m.event is not None:
-        cond = cond & (pl.col("event") == m.event)
-    if m.channel is not None:
-        cond = cond & (pl.col("channel") == m.channel)
-    if m.agg == "sum":
-        e = pl.col(m.value).filter(cond).sum()
-    elif m.agg == "count":
-        e = cond.sum()
-    else:
-        e = cond.any()
-    return e.cast(pl.Float64).alias(m.name)
-
-
-def _decide(spec: Experiment, channel: str, metrics: list[Metric], hourly: pl.DataFrame,
-            events: pl.DataFrame, first: dt.datetime, as_of: dt.datetime,
-            exposure: pl.DataFrame, computed: int, cached: int) -> MonitorResult:
-    mon = spec.monitoring
-    # Two tests may call the primary metric (matured cohorts, arrival split of responses):
-    # each runs at alpha / 2 so that the decision keeps the overall alpha (Bonferroni).
-    alpha = spec.monitoring_alpha / 2
-    arms = spec.channels[channel].arms
-    planned = exposure.group_by("arm").len()
-    planned_n = dict(zip(planned["arm"].to_list(), planned["len"].to_list(), strict=True))
-    hours = pl.datetime_range(_floor_hour(first) + HOUR, _floor_hour(as_of), "1h",
-                              time_unit="us", time_zone="UTC", eager=True)
-    grid = pl.DataFrame({"hour": hours}).join(
-        pl.DataFrame({"arm": list(arms)}), how="cross")
-    cum = (grid.join(hourly, on=["hour", "arm"], how="left")
-           .join(events, on=["hour", "arm"], how="left").fill_null(0)
-           .sort("arm", "hour").with_columns(
-               pl.all().exclude("hour", "arm").cum_sum().over("arm")))
-    primary = spec.metric(spec.primary_metric)
-    guards = [m for m in metrics if m.guardrail]
-    timeline: list[dict[str, Any]] = []
-    decision, decided_at, p_min, srm_min = "continue", None, 1.0, 1.0
-    guard_state = {m.name: ("continue", 1.0) for m in guards}
-    ev_min: dict[str, float] = {}
-    by_hour = cum.partition_by("hour", as_dict=True, maintain_order=True)
-    for (hour,), rows in by_hour.items():
-        stats = {r["arm"]: r for r in rows.iter_rows(named=True)}
-        counts = [stats[a]["n"] for a in arms]
-        if sum(counts):
-            srm_min = min(srm_min, sequential.multinomial_mixture_p(counts, list(arms.values())))
-        h = stats[HOLDOUT]
-        for arm in spec.channels[channel].treatment_arms:
-            t = stats[arm]
-            n_star = planned_n.get(arm, 0) + planned_n.get(HOLDOUT, 0)
-            look = _look(primary.name, t, h, n_star, alpha)
-            burned_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) >= \
-                mon.min_events_per_arm
-            if look is not None and burned_in:
-                p_min = min(p_min, look.p_value)
-            now = "continue"
-            if srm_min < mon.srm_alpha:
-                now = "srm"
-            for g in guards:
-                gl = _look(g.name, t, h, n_star, 4 * alpha)  # one-sided at the full alpha
-                events = t[f"nz:{g.name}"] + h[f"nz:{g.name}"]
-                if gl is not None and events >= 10:
-                    harmful = gl.lower > 0 if g.desired_direction == "decrease" else gl.upper < 0
-                    state = "harm" if harmful or guard_state[g.name][0] == "harm" else "continue"
-                    guard_state[g.name] = (state, min(guard_state[g.name][1], gl.p_value))
-                    if state == "harm" and now == "continue":
-                        now = "harm"
-            if now == "continue" and look is not None and burned_in and look.excludes_zero:
-                up = look.lower > 0
-                good = up == (primary.desired_direction == "increase")
-                now = "treatment_wins" if good else "treatment_loses"
-            # Event-indexed test: under no effect, responses split like the arms' sizes.
-            k_t, k_h = t["events"], h["events"]
-            share = planned_n.get(arm, 0) / max(n_star, 1)
-            ev_p = sequential.multinomial_mixture_p([k_t, k_h], [share, 1 - share]) \
-                if min(k_t, k_h) >= mon.min_events_per_arm and 0 < share < 1 else 1.0
-            ev_min[arm] = min(ev_min.get(arm, 1.0), ev_p)
-            if now == "continue" and ev_min[arm] < alpha:
-                up = k_t / max(k_t + k_h, 1) > share
-                good = up == (primary.desired_direction == "increase")
-                now = "treatment_wins" if good else "treatment_loses"
-            if decision == "continue" and now != "continue":
-                decision, decided_at = now, hour
-            timeline.append({
-                "at": _iso(hour), "metric": primary.name,
-                "variant": None if spec.channels[channel].variants is None else arm,
-                "n_treatment": int(t["n"]), "n_holdout": int(h["n"]),
-                "estimate": None if look is None else look.estimate,
-                "ci": [None, None] if look is None else [_finite(look.lower),
-                                                         _finite(look.upper)],
-                "p_value": p_min, "events_treatment": int(k_t), "events_holdout": int(k_h),
-                "event_p_value": ev_min[arm], "decision": decision if decided_at else now})
-    guardrails = tuple({"metric": k, "decision": v[0], "p_value": v[1]}
-                       for k, v in guard_state.items())
-    overall = min(1.0, 2 * min([p_min, *ev_min.values()]))
-    return MonitorResult(spec.id, as_of, decision, decided_at, overall, srm_min, guardrails,
-                         tuple(timeline), computed, cached)
-
-
-def _finite(x: float) -> float | None:
+def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _look(metric: str, t: dict[str, Any], h: dict[str, Any], n_star: int,
-          alpha: float) -> sequential.SequentialLook | None:
-    if t["n"] < 2 or h["n"] < 2:
-        return None
-
-    def mv(r: dict[str, Any]) -> tuple[float, float]:
-        n, s, q = r["n"], r[f"s:{metric}"], r[f"q:{metric}"]
-        return s / n, max((q - s * s / n) / (n - 1), 0.0)
-
-    (mt, vt), (mh, vh) = mv(t), mv(h)
-    return sequential.look(mt - mh, vt / t["n"] + vh / h["n"], t["n"] + h["n"],
-                           max(n_star, 2), alpha)
-
-
-# -- cache ----------------------------------------------------------------------------------
-def _fingerprint(spec: Experiment, source: FolderSource) -> str:
-    text = json.dumps([spec.model_dump(mode="json"), str(Path(source.root).resolve())],
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _read_cache(cache_dir: Path | None, spec: Experiment, source: FolderSource
-                ) -> tuple[pl.DataFrame | None, dt.datetime | None]:
-    if cache_dir is None:
-        return None, None
-    meta_path = cache_dir / spec.id / "meta.json"
-    data_path = cache_dir / spec.id / "hourly.parquet"
-    if not (meta_path.exists() and data_path.exists()):
-        return None, None
-    meta = json.loads(meta_path.read_text())
-    if meta.get("fingerprint") != _fingerprint(spec, source):
-        return None, None
-    last = dt.datetime.fromisoformat(meta["last_hour"])
-    return pl.read_parquet(data_path).filter(pl.col("hour") <= last), last
-
-
-def _write_cache(cache_dir: Path, spec: Experiment, source: FolderSource,
-                 hourly: pl.DataFrame, last: dt.datetime) -> None:
-    import io
-
-    buf = io.BytesIO()
-    hourly.write_parquet(buf)
-    atomic_write_bytes(cache_dir / spec.id / "hourly.parquet", buf.getvalue())
-    atomic_write_text(cache_dir / spec.id / "meta.json", json.dumps(
-        {"fingerprint": _fingerprint(spec, source), "last_hour": last.isoformat()}))

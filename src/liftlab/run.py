@@ -53,7 +53,7 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
                  cache: Path | None, out_dir: Path | None) -> Any:
     """The sequential readout of one experiment (polars engine), optionally written out."""
     from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.monitor import run_monitor
+    from liftlab.monitor import run_monitor, tables_from_source
 
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
@@ -62,7 +62,8 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     problems = engine.check()
     if problems:
         raise DataError(problems)
-    result = run_monitor(spec, engine.source, engine.units(spec), as_of, cache)
+    tables = tables_from_source(spec, engine.source, engine.units(spec))
+    result = run_monitor(spec, tables, as_of, cache)
     if out_dir is not None:
         atomic_write_json(out_dir / "monitor.json", result.to_json())
     return result
