@@ -116,3 +116,17 @@ def test_results_json_has_contract_fields(result):
         assert key in row
     variants = {e["variant"] for e in d["effects"] if e["channel"] == "mail"}
     assert variants == {"big", "small"}
+
+
+def test_channel_profile_is_a_derived_segment(tiny_data):
+    """segments: [channel_profile] breaks every lift down by the channels each customer used
+    in the 90 days before the start, computed from the orders (not a customers column)."""
+    text = SPEC_YAML.replace("segments: [segment]", "segments: [channel_profile]")
+    spec = Experiment.model_validate(yaml.safe_load(text))
+    res = analyze(spec, PolarsEngine(FolderSource(tiny_data)))
+    rows = [e for e in res.effects if e.channel == "email" and e.metric.name == "revenue"]
+    by_profile = {e.segment["channel_profile"]: e for e in rows if e.segment}
+    assert set(by_profile) <= {"store", "web", "multichannel", "inactive"}
+    assert "multichannel" in by_profile
+    whole = next(e for e in rows if e.segment is None)
+    assert sum(e.n_treatment for e in by_profile.values()) == whole.n_treatment

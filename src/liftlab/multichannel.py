@@ -172,10 +172,12 @@ def usage(source: FolderSource, start: dt.date, end: dt.date) -> pl.LazyFrame:
 
 
 def channel_profile(source: FolderSource, before: dt.date, days: int = 90) -> pl.LazyFrame:
-    """Each customer's channel profile over the ``days`` before ``before`` ("store",
-    "store+web", ...; "inactive" when no purchase): a segment dimension for experiments."""
+    """Each customer's channel profile over the ``days`` before ``before``: the one channel
+    of a single-channel client ("store", "web", ...), "multichannel", or "inactive" (no
+    purchase): a segment dimension for experiments with a handful of readable values."""
     prof = usage(source, before - dt.timedelta(days=days), before).select(
-        "customer_id", "channel_profile")
+        "customer_id", pl.when(pl.col("multi")).then(pl.lit("multichannel"))
+        .otherwise(pl.col("channel_profile")).alias("channel_profile"))
     return (source.scan("customers").select("customer_id")
             .join(prof, on="customer_id", how="left")
             .with_columns(pl.col("channel_profile").fill_null("inactive")))

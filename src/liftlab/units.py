@@ -5,6 +5,7 @@ that every aggregation joins to)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,19 @@ from liftlab.metrics import arm_col
 from liftlab.spec import HOLDOUT, Experiment
 
 MISSING_SEGMENT = "(missing)"
+
+
+def _channel_profile(source: FolderSource, spec: Experiment) -> pl.LazyFrame:
+    from liftlab.multichannel import channel_profile
+
+    return channel_profile(source, spec.start).rename({"customer_id": spec.unit})
+
+
+# Segments computed from the data when the customers table has no such column:
+# channel_profile = the channels each customer bought through in the 90 days before the start,
+# so every campaign's lift is reported per channel profile (which clients respond to what).
+DERIVED_SEGMENTS: dict[str, Callable[[FolderSource, Experiment], pl.LazyFrame]] = {
+    "channel_profile": _channel_profile}
 MAX_SEGMENT_VALUES = 60
 
 
@@ -53,6 +67,11 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
     if problems:
         raise DataError(problems)
     customers = source.scan("customers", uid_type)
+    for name in spec.segments:
+        if name not in schema and name in DERIVED_SEGMENTS:
+            derived = DERIVED_SEGMENTS[name](source, spec).with_columns(
+                pl.col(unit).cast(pl.String).cast(uid_type))
+            customers = customers.join(derived, on=unit, how="left")
     seg_exprs = [pl.col(s).cast(pl.String).fill_null(MISSING_SEGMENT).alias(s)
                  for s in spec.segments]
     population = customers.select(unit, *seg_exprs) if not spec.population.where else (
@@ -86,7 +105,7 @@ def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
     if spec.unit not in schema:
         problems.append(Problem(f"unit column {spec.unit!r} is missing", table="customers",
                                 column=spec.unit))
-    wanted = list(spec.segments)
+    wanted = [s for s in spec.segments if s not in DERIVED_SEGMENTS]
     if spec.population.where:
         wanted += sorted(filters.columns(filters.parse(spec.population.where)))
     for col in wanted:
