@@ -3,15 +3,18 @@ selectors change what is shown, links between pages work. Screenshots go to test
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from liftlab.run import run_demo
+from liftlab.report.daily import run_daily
+from test_daily import DATE, fixture_analyze, spec, specs
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+LOCAL = ("file://", "data:", "about:")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -22,10 +25,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    experiments = Path(__file__).resolve().parents[1] / "experiments"
-    run_demo(out, experiments, 20_000, 7)
-    return out / "reports" / "2026-02-24"
+    """The daily report of the demo retailer's stored results, plus one failing experiment."""
+    out = tmp_path_factory.mktemp("reports")
+    mc = json.loads((Path(__file__).parent / "fixtures" / "multichannel.json").read_text())
+    run = run_daily([*specs(), (Path("broken.yaml"), spec("broken-one"))], DATE, out,
+                    fixture_analyze, {"orders": "2026-02-23 23:57 UTC"}, multichannel=mc)
+    return run.folder
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +42,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
         context = p.chromium.launch_persistent_context(
             str(profile), executable_path=CHROMIUM, headless=True, args=ARGS)
         requests: list[str] = []
+        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            LOCAL) else route.abort())  # offline: anything else is blocked, then reported
         context.on("request", lambda r: requests.append(r.url))
         yield context, requests
         context.close()
@@ -74,24 +81,58 @@ def test_every_page_loads_offline_with_charts(report: Path, browser):
         name = "_".join(path.relative_to(report).with_suffix("").parts)
         page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
         page.close()
-    assert all(u.startswith(("file://", "data:", "about:")) for u in requests), \
-        [u for u in requests if not u.startswith(("file://", "data:", "about:"))]
+    assert [u for u in requests if not u.startswith(LOCAL)] == []
 
 
-def test_selectors_and_links(report: Path, browser):
-    context, _ = browser
+def _visible(page, selector: str) -> int:
+    return page.locator(selector).evaluate_all(
+        "els => els.filter(e => e.offsetParent !== null).length")
+
+
+def test_selectors_toggles_sorting_and_links(report: Path, browser):
+    context, requests = browser
     page, errors = _open(context, (report / "index.html").as_uri())
-    page.click("text=Spring collection, email x SMS x catalog")
+    assert "disk on fire while reading broken-one" in page.inner_text("#experiments")
+    def names():
+        return page.locator("#experiments tbody tr td:first-child .sub").all_inner_texts()
+    page.click("#experiments th:has-text('primary lift')")
+    ascending = names()
+    page.click("#experiments th:has-text('primary lift')")
+    assert names() != ascending and set(names()) == set(ascending)
+
+    page.click("a[href='experiments/spring-factorial/index.html']")
     page.wait_for_load_state("load")
     assert page.url.endswith("experiments/spring-factorial/index.html")
-    visible = page.locator("tr[data-metric='revenue']:not(.hidden)").count()
-    assert visible > 0 and page.locator("tr[data-metric='conversion']:not(.hidden)").count() == 0
+    assert _visible(page, "tr[data-metric='revenue']") == 3
+    assert _visible(page, "tr[data-metric='conversion']") == 0
     page.select_option("#metric-select", "conversion")
-    assert page.locator("tr[data-metric='conversion']:not(.hidden)").count() > 0
-    assert page.locator("tr[data-metric='revenue']:not(.hidden)").count() == 0
-    page.click("text=table / forest plot")
+    assert _visible(page, "tr[data-metric='conversion']") == 3
+    assert _visible(page, "tr[data-metric='revenue']") == 0
+
+    assert not page.locator("#score-forest").is_visible()
+    page.click("#view-toggle")
     assert page.locator("#score-forest").is_visible()
+    assert not page.locator("#score-table").is_visible()
+    forest = page.locator("#score-forest div[data-metric='conversion'] .js-plotly-plot")
+    assert forest.is_visible() and forest.evaluate("el => el.data.length") > 0
+
+    def shown():
+        return page.locator("[data-seg]").evaluate_all(
+            "els => els.filter(e => e.offsetParent !== null).map(e => e.dataset.seg)")
+    assert shown() == ["revenue|region"]
+    page.select_option("#seg-dim", "segment")
+    assert shown() == ["revenue|segment"]
+    page.select_option("#seg-metric", "aov")
+    assert shown() == ["aov|segment"]
+    page.screenshot(path=str(ARTIFACTS / "spring-factorial_selected.png"), full_page=True)
+
+    csv = page.locator("a[href$='spring-factorial-money.csv']").get_attribute("href")
+    assert (report / "experiments" / "spring-factorial" / csv).resolve().exists()
     page.click("text=← daily report")
     page.wait_for_load_state("load")
     assert page.url.endswith("2026-02-24/index.html")
+    page.click("text=Value of multichannel clients")
+    page.wait_for_load_state("load")
+    assert page.url.endswith("2026-02-24/multichannel.html")
     assert errors == []
+    assert [u for u in requests if not u.startswith(LOCAL)] == []

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from liftlab import __version__
 from liftlab.errors import LiftlabError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text, exclusive_lock
 from liftlab.report import charts
-from liftlab.report.format import interval, money, pct
+from liftlab.report.format import interval, money, pct, ratio
 from liftlab.report.pages import (
     ENV,
     _bar,
@@ -31,6 +33,8 @@ from liftlab.spec import Experiment
 
 log = logging.getLogger("liftlab.report")
 ENDED_DAYS_SHOWN = 28  # a finished experiment stays on the report for its final readout
+SEVERITY = {"error": ("bad", "✖"), "warning": ("amber", "!"), "info": ("warn", "i")}
+SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")  # the spec's id rule: a file name, never a path
 
 
 @dataclass(frozen=True)
@@ -53,13 +57,15 @@ class Outcome:
             return "warning"
         if decision != "continue" or r.get("status") == "ended":
             return "decided"
-        if any(w.get("severity") in ("warning", "error") for w in r["health"]["warnings"]):
+        if any(w.get("severity") in ("warning", "error") for w in _warnings(r)):
             return "warning"
         return "running"
 
 
 @dataclass(frozen=True)
 class DailyRun:
+    """The outcome of one daily run and where its report was written."""
+
     date: dt.date
     outcomes: tuple[Outcome, ...]
     folder: Path
@@ -75,12 +81,12 @@ class DailyRun:
                 p = _primary(o.result)
                 item.update({
                     "decision": _decision(o.result),
-                    "primary_metric": o.result["primary_metric"],
+                    "primary_metric": o.result.get("primary_metric"),
                     "lift_rel": p.get("lift_rel") if p else None,
                     "lift_rel_ci": p.get("lift_rel_ci") if p else None,
                     "p_value": p.get("p_value") if p else None,
                     "roi": p.get("roi") if p else None,
-                    "warnings": [w["message"] for w in o.result["health"]["warnings"]]})
+                    "warnings": [w["message"] for w in _warnings(o.result)]})
             items.append(item)
         return {"date": self.date.isoformat(), "liftlab": __version__,
                 "freshness": self.freshness, "experiments": items}
@@ -103,6 +109,12 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
         if not isinstance(spec, Experiment):
             outcomes.append(Outcome(path.stem, path.stem, str(path), error=str(spec)))
             continue
+        if not SAFE_ID.fullmatch(spec.id):
+            outcomes.append(Outcome(spec.id, spec.title, str(path), error=(
+                f"experiment id {spec.id!r} is not a safe file name: use lower-case letters, "
+                "digits and dashes")))
+            continue
+        log.info("analysing %s", spec.id)
         try:
             outcomes.append(Outcome(spec.id, spec.title, str(path), analyze(spec, as_of)))
         except LiftlabError as exc:
@@ -120,7 +132,8 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
 
 
 def _progress(items: list[Any], show: bool) -> Any:
-    if not show:
+    """A rich progress bar on an interactive terminal; plain logging otherwise."""
+    if not (show and sys.stderr.isatty()):
         return items
     from rich.progress import track
 
@@ -128,10 +141,13 @@ def _progress(items: list[Any], show: bool) -> Any:
 
 
 def write_run(run: DailyRun, folder: Path) -> None:
+    """Every file of the report into ``folder`` (the temporary folder of the atomic swap)."""
     copy_plotly(folder / "assets")
     for o in run.outcomes:
         if o.result is None:
             continue
+        if not SAFE_ID.fullmatch(o.id):
+            raise ValueError(f"refusing to write outside the report: experiment id {o.id!r}")
         exp = folder / "experiments" / o.id
         exp.mkdir(parents=True, exist_ok=True)
         atomic_write_json(exp / "results.json", o.result)
@@ -154,9 +170,13 @@ def _retarget(html: str) -> str:
 
 
 def _primary(r: dict[str, Any]) -> dict[str, Any] | None:
-    rows = [e for e in r["effects"] if e["metric"] == r["primary_metric"]
+    rows = [e for e in r["effects"] if e["metric"] == r.get("primary_metric")
             and e["segment"] is None]
     return rows[0] if rows else None
+
+
+def _warnings(r: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(r["health"].get("warnings") or [])
 
 
 def _decision(r: dict[str, Any]) -> str:
@@ -173,9 +193,9 @@ def render_index(run: DailyRun, folder: Path) -> str:
         row: dict[str, Any] = {"id": o.id, "name": o.name, "href": None, "channels": "",
                                "days": "", "lift": "–", "ci": "", "lift_raw": "",
                                "bar": None, "verdict": "inconclusive", "decision": "failed",
-                               "roi": "–", "roi_raw": "", "flags": []}
+                               "roi": "–", "roi_raw": "", "flags": [], "error": None}
         if o.error is not None:
-            row["flags"] = [{"cls": "bad", "text": f"✖ {o.error}"}]
+            row["error"] = o.error
         else:
             r = o.result or {}
             p = _primary(r) or {}
@@ -187,10 +207,12 @@ def render_index(run: DailyRun, folder: Path) -> str:
                 "lift_raw": p.get("lift_rel", ""), "verdict": p.get("verdict", "inconclusive"),
                 "bar": _bar(*(p.get("lift_rel_ci") or [None, None])[:1], p.get("lift_rel"),
                             *(p.get("lift_rel_ci") or [None, None])[1:]),
-                "decision": _decision(r), "roi": pct(p.get("roi")), "roi_raw": p.get("roi", "")})
-            flags = [{"cls": w["severity"] if w["severity"] != "info" else "warn",
-                      "text": w["code"]} for w in r["health"]["warnings"]]
-            row["flags"] = flags or [{"cls": "ok", "text": "✔ healthy"}]
+                "decision": _decision(r), "roi": ratio(p.get("roi")),
+                "roi_raw": p.get("roi", "")})
+            flags = [{"cls": SEVERITY[w.get("severity", "warning")][0],
+                      "text": f"{SEVERITY[w.get('severity', 'warning')][1]} {w['code']}",
+                      "title": w.get("message", "")} for w in _warnings(r)]
+            row["flags"] = flags or [{"cls": "ok", "text": "✔ healthy", "title": ""}]
         rows.append(row)
     portfolio = _portfolio_chart(run)
     charts_ = [c for c in [_save(portfolio, folder, "tables")] if c]
@@ -198,23 +220,23 @@ def render_index(run: DailyRun, folder: Path) -> str:
         title=f"Daily report {run.date}", date=run.date.isoformat(), freshness=run.freshness,
         counts=counts, status_cls={"running": "warn", "decided": "ok", "warning": "amber",
                                    "failed": "bad"},
+        status_icon={"running": "▶", "decided": "✔", "warning": "!", "failed": "✖"},
         rows=rows, charts=charts_, assets="assets", home="index.html", version=__version__,
         multichannel_href="multichannel.html" if run.multichannel is not None else None)
 
 
 def _portfolio_chart(run: DailyRun) -> charts.Chart | None:
-    effects = []
+    """Incremental revenue and ROI of every channel of every experiment (primary metric)."""
+    items = []
     for o in run.outcomes:
         if o.result is None:
             continue
         for e in o.result["effects"]:
-            if e["metric"] == o.result["primary_metric"] and e["segment"] is None:
-                effects.append({**e, "metric": "primary", "channel": f"{o.id}: {e['channel']}"})
-    if not effects:
-        return None
-    return charts.money(effects, "primary", "portfolio-money")
-
-
+            if e["metric"] == o.result.get("primary_metric") and e["segment"] is None:
+                items.append({**e, "experiment": o.id,
+                              "channel": e["channel"] + (f" / {e['variant']}"
+                                                         if e.get("variant") else "")})
+    return charts.portfolio(items, "portfolio-by-channel")
 def render_markdown(run: DailyRun) -> str:
     lines = [f"# liftlab daily report {run.date}", ""]
     for o in run.outcomes:
@@ -223,11 +245,11 @@ def render_markdown(run: DailyRun) -> str:
             continue
         r = o.result or {}
         p = _primary(r) or {}
-        lines.append(f"- **{o.name}** ({o.id}), {o.status}: {r['primary_metric']} "
+        lines.append(f"- **{o.name}** ({o.id}), {o.status}: {r.get('primary_metric')} "
                      f"{pct(p.get('lift_rel'))} {interval(p.get('lift_rel_ci'))}, "
                      f"decision {_decision(r)}, incremental "
                      f"{money(p.get('incremental_total'), True)}")
-        for w in r["health"]["warnings"]:
+        for w in _warnings(r):
             if w["severity"] != "info":
                 lines.append(f"  - ⚠ {w['message']}")
     lines += ["", "Open index.html in this folder for the dashboards."]

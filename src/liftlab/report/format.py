@@ -48,11 +48,22 @@ def value(x: Any, metric: str, kind: str, signed: bool = False) -> str:
     return f"{x:+.4g}" if signed else num(x, 4)
 
 
+def ratio(x: Any) -> str:
+    """A return per euro spent (ROI, ROAS): 2.3x, 597x."""
+    if not _ok(x):
+        return "–"
+    return f"{x:,.2f}×" if abs(x) < 10 else f"{x:,.0f}×"
+
+
 def interval(ci: Any, fmt: str = "pct") -> str:
     if not isinstance(ci, list | tuple) or len(ci) != 2 or not all(_ok(v) for v in ci):
         return ""
     if fmt == "pct":
         return f"[{pct(ci[0])}, {pct(ci[1])}]"
+    if fmt == "money":
+        return f"[{money(ci[0], True)}, {money(ci[1], True)}]"
+    if fmt == "ratio":
+        return f"[{ratio(ci[0])}, {ratio(ci[1])}]"
     return f"[{ci[0]:+.4g}, {ci[1]:+.4g}]"
 
 

@@ -18,7 +18,7 @@ from liftlab import __version__
 from liftlab.fsio import atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
-from liftlab.report.format import interval, money, pct, pvalue, value
+from liftlab.report.format import interval, money, num, pct, pvalue, ratio, value
 
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("liftlab.report", "templates"),
                          autoescape=True, undefined=jinja2.StrictUndefined,
@@ -73,80 +73,184 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
                     "detail": f"r_hat max {diag.get('r_hat_max', float('nan')):.3f}, "
                               f"{diag.get('divergences', 0)} divergences"})
     guards = [e for e in r["effects"] if e.get("guardrail") and e["segment"] is None]
-    harmed = [e for e in guards if e["verdict"] == "undesired"]
+    harmed = [e["metric"] for e in guards if e["verdict"] == "undesired"]
+    harmed += [g["metric"] for g in (r.get("sequential") or {}).get("guardrails", [])
+               if g.get("decision") == "harm" and g["metric"] not in harmed]
     out.append({"level": "bad" if harmed else "ok", "icon": "✖" if harmed else "✔",
                 "label": "harm" if harmed else "ok", "title": "Guardrails",
-                "detail": ", ".join(f"{e['metric']} {pct(e['lift_rel'])}" for e in guards)
-                or "none defined"})
+                "detail": (f"harm on {', '.join(harmed)}; " if harmed else "")
+                + (", ".join(f"{e['metric']} {pct(e.get('lift_rel'))}" for e in guards)
+                   or "none defined")})
     return out
 
 
 def _score_row(e: dict[str, Any]) -> dict[str, Any]:
     metric, kind = e["metric"], e.get("metric_kind", "mean")
-    arm = e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
     bayes = e.get("bayes") or {}
     prob = e.get("prob_positive", bayes.get("prob_positive"))
+    rel_ci = e.get("lift_rel_ci") or [None, None]
     return {
-        "metric": metric, "guardrail": e.get("guardrail", False), "comparison": arm,
-        "holdout": value(e["mean_holdout"], metric, kind),
-        "treatment": value(e["mean_treatment"], metric, kind),
-        "lift_abs": value(e["lift_abs"], metric, kind, signed=True),
-        "lift_abs_raw": e["lift_abs"], "abs_ci": interval(e["lift_abs_ci"], "abs"),
-        "lift_rel": pct(e["lift_rel"]), "lift_rel_raw": e["lift_rel"],
-        "rel_ci": interval(e["lift_rel_ci"]), "p": pvalue(e["p_value"]), "p_raw": e["p_value"],
+        "metric": metric, "guardrail": e.get("guardrail", False), "comparison": _arm(e),
+        "n": f"{e.get('n_treatment', 0):,} / {e.get('n_holdout', 0):,}",
+        "holdout": value(e.get("mean_holdout"), metric, kind),
+        "treatment": value(e.get("mean_treatment"), metric, kind),
+        "lift_abs": value(e.get("lift_abs"), metric, kind, signed=True),
+        "lift_abs_raw": _raw(e.get("lift_abs")),
+        "abs_ci": _value_ci(e.get("lift_abs_ci"), metric, kind),
+        "lift_rel": pct(e.get("lift_rel")), "lift_rel_raw": _raw(e.get("lift_rel")),
+        "rel_ci": interval(rel_ci), "p": pvalue(e.get("p_value")),
+        "p_raw": _raw(e.get("p_value")),
         "prob": pct(prob, signed=False) if prob is not None else "–",
         "verdict": e["verdict"], "icon": ICON[e["verdict"]], "error": e.get("error"),
-        "bar": _bar(e["lift_rel_ci"][0], e["lift_rel"], e["lift_rel_ci"][1]),
+        "direction": e.get("direction", "increase"),
+        "bar": _bar(rel_ci[0], e.get("lift_rel"), rel_ci[1]),
     }
 
 
+def _value_ci(ci: Any, metric: str, kind: str) -> str:
+    """An absolute-lift interval in the metric's own unit (€, percentage points...)."""
+    if not interval(ci, "abs"):
+        return ""
+    return f"[{value(ci[0], metric, kind, True)}, {value(ci[1], metric, kind, True)}]"
+
+
+def _raw(x: Any) -> str:
+    """A sort key for a table cell: the exact number, or empty when missing."""
+    return repr(x) if isinstance(x, int | float) and math.isfinite(x) else ""
+
+
+def _arm(e: dict[str, Any]) -> str:
+    return e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
+
+
+def _money_row(e: dict[str, Any]) -> dict[str, Any]:
+    return {"comparison": _arm(e), "revenue": money(e.get("incremental_total"), True),
+            "margin": money(e.get("incremental_margin"), True),
+            "margin_ci": interval(e.get("incremental_margin_ci"), "money"),
+            "cost": money(e.get("cost")), "roi": ratio(e.get("roi")),
+            "roi_ci": interval(e.get("roi_ci"), "ratio"), "roas": ratio(e.get("roas")),
+            "prob_roi": pct(e.get("prob_roi_positive"), signed=False),
+            "note": e.get("roi_note") or ""}
+
+
+def _bayes_row(e: dict[str, Any]) -> dict[str, Any]:
+    b = e["bayes"]
+    hdi = b.get("hdi_rel") or [None, None]
+    return {"metric": e["metric"], "comparison": _arm(e), "mean": pct(b.get("mean_rel")),
+            "hdi": interval(hdi), "bar": _bar(hdi[0], b.get("mean_rel"), hdi[1]),
+            "prob": pct(b.get("prob_positive"), signed=False),
+            "prob_roi": pct(b.get("prob_roi_positive", e.get("prob_roi_positive")),
+                            signed=False),
+            "loss": value(b.get("expected_loss_treatment"), e["metric"],
+                          e.get("metric_kind", "mean")),
+            "method": b.get("method", "")}
+
+
 def _save(chart: Chart | None, folder: Path, rel: str) -> dict[str, Any] | None:
+    """Write the chart's table as CSV under ``folder/rel``; return what the template needs."""
     if chart is None:
         return None
     path = folder / rel / f"{chart.key}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, chart.table.write_csv())
-    return {"html": chart.html(), "csv": f"{rel}/{chart.key}.csv"}
+    return {"html": chart.html(), "csv": f"{rel}/{chart.key}.csv", "title": chart.title}
 
 
 def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
                       home: str = "index.html", results_json: str = "results.json") -> str:
-    """The experiment page as HTML; its chart tables are written under ``folder``."""
+    """The experiment page as HTML; its chart tables are written under ``folder/tables``.
+
+    Only ``experiment``, ``as_of``, ``health`` and ``effects`` are required: every other
+    section is shown when present and named as absent otherwise.
+    """
     exp = r["experiment"]
     tables = f"tables/{exp}"
     effects = r["effects"]
-    metrics = list(dict.fromkeys(e["metric"] for e in effects))
-    forests, segs = [], []
+    overall = [e for e in effects if e["segment"] is None]
+    primary = r.get("primary_metric") or (overall[0]["metric"] if overall else "")
+    metrics = list(dict.fromkeys(e["metric"] for e in overall if not e.get("guardrail")))
+    forests = []
     for i, m in enumerate(metrics):
         saved = _save(charts.forest(effects, m, f"{exp}-forest-{i}"), folder, tables)
         forests.append({**saved, "metric": m})  # type: ignore[dict-item]
-        if any(e["segment"] is not None and e["metric"] == m for e in effects):
-            saved = _save(charts.segments(effects, m, f"{exp}-segments-{i}"), folder, tables)
-            segs.append({**saved, "metric": m})  # type: ignore[dict-item]
+    seg_metrics = list(dict.fromkeys(e["metric"] for e in effects if e["segment"]))
+    dims = sorted({k for e in effects if e["segment"] for k in e["segment"]})
+    segs = []
+    for i, m in enumerate(seg_metrics):
+        for j, d in enumerate(dims):
+            chart = charts.segments(effects, m, d, f"{exp}-segments-{i}-{j}")
+            if chart.table.height:
+                segs.append({**_save(chart, folder, tables), "key": f"{m}|{d}"})  # type: ignore[dict-item]
     seq = r.get("sequential") or {}
+    series = list(dict.fromkeys((t.get("metric"), t.get("variant"))
+                                for t in seq.get("timeline", [])))
+    timelines = []
+    for i, (m, v) in enumerate(series):
+        saved = _save(charts.timeline(seq, m, v, f"{exp}-timeline-{i}"), folder, tables)
+        if saved:
+            timelines.append({**saved, "key": f"{m}{f' / {v}' if v else ''}"})
     contribution = [{
         "channel": c["channel"], "inc": money(c.get("incremental_revenue_per_customer"), True),
-        "ci": interval(c.get("ci"), "abs"), "shapley": money(c.get("shapley"), True),
+        "ci": interval(c.get("ci"), "money"), "shapley": money(c.get("shapley"), True),
+        "shapley_ci": interval(c.get("shapley_ci"), "money"),
         "solo": money(c.get("solo"), True), "loo": money(c.get("leave_one_out"), True),
-        "roi": pct(c.get("roi"))} for c in r.get("contribution") or []]
+        "roi": ratio(c.get("roi"))} for c in r.get("contribution") or []]
     interactions = [{
         "channels": " × ".join(i["channels"]), "metric": i["metric"],
-        "estimate": value(i["estimate"], i["metric"], "mean", signed=True),
-        "ci": interval(i.get("ci"), "abs"), "kind": i.get("kind", ""),
-        "cls": {"synergy": "ok", "cannibalisation": "bad"}.get(i.get("kind", ""), "warn")}
+        "estimate": value(i.get("estimate"), i["metric"], "mean", signed=True),
+        "ci": _value_ci(i.get("ci"), i["metric"], "mean"), "p": pvalue(i.get("p_value")),
+        "kind": i.get("kind") or "none",
+        "cls": {"synergy": "ok", "cannibalisation": "bad"}.get(i.get("kind") or "", "warn")}
         for i in r.get("interactions") or []]
-    p_seq = seq.get("always_valid_p_value")
+    definition = r.get("definition") or {}
+    bayes = r.get("bayes") or {}
     return ENV.get_template("experiment.html.j2").render(
-        title=r.get("name", exp), r=r, assets=assets, home=home, version=__version__,
-        health=_health(r), warnings=r["health"].get("warnings", []), metrics=metrics,
-        score_rows=[_score_row(e) for e in effects if e["segment"] is None],
+        title=r.get("name", exp), r=r, exp=exp, name=r.get("name", exp), primary=primary,
+        meta=_meta(r), assets=assets, home=home, version=__version__,
+        health=_health(r), warnings=r["health"].get("warnings", []),
+        checks=r["health"].get("data_checks", []), metrics=metrics,
+        score_rows=[_score_row(e) for e in overall if not e.get("guardrail")],
+        guard_rows=[_score_row(e) for e in overall if e.get("guardrail")],
         bar_scale=int(BAR_SCALE * 100), forests=forests, segment_charts=segs,
-        timeline=_save(charts.timeline(seq, f"{exp}-timeline"), folder, tables) if seq else None,
-        seq=seq, seq_p=pvalue(p_seq),
-        money=_save(charts.money(effects, r["primary_metric"], f"{exp}-money"), folder, tables),
+        seg_metrics=seg_metrics, dims=dims, timelines=timelines, seq=seq,
+        seq_p=pvalue(seq.get("always_valid_p_value")),
+        guard_seq=seq.get("guardrails") or [],
+        money=_save(charts.money(effects, primary, f"{exp}-money"), folder, tables),
+        money_rows=[_money_row(e) for e in overall if e["metric"] == primary
+                    and (e.get("incremental_total") is not None or e.get("roi") is not None)],
         landing=_save(charts.landing(r.get("landing") or [], f"{exp}-landing"), folder, tables),
-        contribution=contribution, interactions=interactions, results_json=results_json)
+        contribution=contribution, interactions=interactions,
+        posteriors=_save(charts.posteriors(effects, f"{exp}-posteriors"), folder, tables),
+        bayes_rows=[_bayes_row(e) for e in overall if e.get("bayes")],
+        bayes_method=bayes.get("method"), diagnostics=_diagnostics(bayes.get("diagnostics")),
+        definition=definition, parameters=sorted((definition.get("parameters") or {}).items()),
+        software=sorted((definition.get("software") or {}).items()),
+        results_json=results_json)
 
+
+def _diagnostics(d: dict[str, Any] | None) -> str:
+    """MCMC convergence in one line (empty for closed-form posteriors)."""
+    if not d:
+        return ""
+    parts = [f"r̂ max {num(d.get('r_hat_max'), 4)}",
+             f"smallest bulk ESS {num(d.get('ess_bulk_min'))}",
+             f"{d.get('divergences', 0)} divergences", *d.get("warnings", [])]
+    return " · ".join(parts)
+
+
+def _meta(r: dict[str, Any]) -> list[str]:
+    """The page's subtitle: what is known about the experiment, in order."""
+    parts = [r["experiment"]]
+    if r.get("design"):
+        parts.append(f"{r['design']} design")
+    if r.get("channels"):
+        parts.append("channels: " + ", ".join(r["channels"]))
+    if r.get("start") and r.get("end"):
+        parts.append(f"{r['start']} → {r['end']}")
+    if r.get("days_run") is not None:
+        parts.append(f"day {r['days_run']:.0f} of {r.get('days_planned', '?')}")
+    parts.append(f"as of {r['as_of']}")
+    return parts
 
 
 def render_multichannel(mc: dict[str, Any], folder: Path, assets: str = "assets",
