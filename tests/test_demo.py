@@ -1,0 +1,28 @@
+"""The demo end to end, as `make demo` runs it (small): data generated, every example
+experiment analysed, the daily report written with a page each and the multichannel page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from liftlab.run import run_demo
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def test_demo_runs_every_example(tmp_path: Path):
+    summary = run_demo(tmp_path, EXPERIMENTS, 8_000, 3)
+    day = tmp_path / "reports" / "2026-02-24"
+    assert "report:" in summary
+    report = json.loads((day / "summary.json").read_text())
+    ids = {e["experiment"]: e for e in report["experiments"]}
+    assert set(ids) == {p.stem for p in EXPERIMENTS.glob("*.yaml")}
+    assert all(e["status"] != "failed" for e in ids.values()), ids
+    for exp in ids:
+        assert (day / "experiments" / exp / "index.html").exists()
+        results = json.loads((day / "experiments" / exp / "results.json").read_text())
+        assert results["effects"] and "health" in results
+    assert (day / "multichannel.html").exists() and (day / "assets" / "plotly.min.js").exists()
+    flash = json.loads((day / "experiments" / "email-flash" / "results.json").read_text())
+    assert flash["sequential"]["decision"] in ("treatment_wins", "continue", "harm")
