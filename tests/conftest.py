@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tinydata import SPEC_YAML, make_tiny
+
+# CI runs a fixed, reproducible search; HYPOTHESIS_PROFILE=thorough hunts wider locally.
+settings.register_profile("ci", max_examples=200, derandomize=True, deadline=None)
+settings.register_profile("thorough", max_examples=3000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ def close(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(pairs, st.randoms(use_true_random=False))
 def test_row_order_does_not_matter(rows, rnd):
     y, x = map(np.array, zip(*rows, strict=True))
@@ -33,7 +33,7 @@ def test_row_order_does_not_matter(rows, rnd):
     assert close(a.covariance, b.covariance)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(pairs, st.integers(1, 59))
 def test_parts_add_up_to_the_whole(rows, cut):
     y, x = map(np.array, zip(*rows, strict=True))
@@ -45,7 +45,7 @@ def test_parts_add_up_to_the_whole(rows, cut):
     assert close(parts.covariance, whole.covariance)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(values, values, st.booleans())
 def test_swapping_arms_flips_the_lift(t, h, cuped):
     a = ArmStats.from_values(t, np.arange(len(t)))
@@ -56,7 +56,7 @@ def test_swapping_arms_flips_the_lift(t, h, cuped):
         assert close(ab.abs_se, ba.abs_se)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(values, values)
 def test_ci_contains_the_estimate_and_relative_matches_absolute(t, h):
     lift = welch(ArmStats.from_values(t), ArmStats.from_values(h))

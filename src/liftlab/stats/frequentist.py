@@ -73,7 +73,8 @@ def welch(treatment: ArmStats, holdout: ArmStats, alpha: float = 0.05,
         return failed("the metric is constant in both arms; nothing to compare", t.mean, h.mean)
     var_t, var_h = vt / t.n, vh / h.n
     se = math.sqrt(var_t + var_h)
-    df = (var_t + var_h) ** 2 / (var_t**2 / (t.n - 1) + var_h**2 / (h.n - 1))
+    share_t, share_h = var_t / (var_t + var_h), var_h / (var_t + var_h)  # no underflow
+    df = 1 / (share_t**2 / (t.n - 1) + share_h**2 / (h.n - 1))
     diff = mt - mh
     q = sps.t.ppf(1 - alpha / 2, df)
     p = 2 * sps.t.sf(abs(diff) / se, df)
@@ -108,10 +109,14 @@ def ratio(treatment: RatioStats, holdout: RatioStats, alpha: float = 0.05) -> Li
 def _relative(mt: float, mh: float, var_t: float, var_h: float,
               alpha: float) -> tuple[float, float, tuple[float, float]]:
     """Delta method for mt/mh - 1 with independent arms."""
-    if mh == 0 or not math.isfinite(mh):
+    try:
+        ratio = mt / mh
+        se = math.sqrt(var_t + ratio * ratio * var_h) / abs(mh)
+    except (ZeroDivisionError, OverflowError):  # a zero (or vanishing) baseline
         return NAN, NAN, (NAN, NAN)
-    rel = mt / mh - 1
-    se = math.sqrt(var_t / mh**2 + mt**2 * var_h / mh**4)
+    if not (math.isfinite(ratio) and math.isfinite(se)):
+        return NAN, NAN, (NAN, NAN)
+    rel = ratio - 1
     z = sps.norm.ppf(1 - alpha / 2)
     return rel, se, (rel - z * se, rel + z * se)
 
