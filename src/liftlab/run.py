@@ -103,6 +103,17 @@ def multichannel(data: str | Path, experiment: Path | None = None,
 def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
               target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
     """The plan of an experiment from the history in the data (see plan.py)."""
+    spec = load_experiment(experiment)
+    engine = open_engine(data, spec.timezone)
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
+    return plan_for(spec, engine, power, target_mde_rel, assumed_lift_rel)
+
+
+def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
+             target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
+    """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
     from liftlab.cells import CellTable
@@ -110,11 +121,6 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
     from liftlab.plan import history_window, make_plan
     from liftlab.units import window_bounds
 
-    spec = load_experiment(experiment)
-    engine = open_engine(data, spec.timezone)
-    problems = engine.check()
-    if problems:
-        raise DataError(problems)
     units = engine.units(spec)
     cuped = spec.covariates.pre_period_days > 0
 
@@ -194,8 +200,9 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
-                         quality=qualities[spec.timezone])
-        return result.to_dict()
+                         quality=qualities[spec.timezone]).to_dict()
+        result["plan"] = plan_for(spec, engine).to_json()
+        return result
 
     mc = None
     enc = [p for p, s in specs if isinstance(s, Experiment) and s.encouragement is not None

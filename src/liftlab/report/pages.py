@@ -225,7 +225,35 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         bayes_method=bayes.get("method"), diagnostics=_diagnostics(bayes.get("diagnostics")),
         definition=definition, parameters=sorted((definition.get("parameters") or {}).items()),
         software=sorted((definition.get("software") or {}).items()),
-        results_json=results_json)
+        results_json=results_json, **_plan(r.get("plan")))
+
+
+def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
+    """The plan section: minimum detectable effects per channel and metric."""
+    if not plan:
+        return {"plan_rows": [], "plan_interactions": [], "plan_warnings": [],
+                "plan_target": "", "plan_power": "", "plan_alpha": ""}
+    rows = []
+    for c in plan.get("channels", []):
+        comparison = c["channel"] + (f" / {c['variant']}" if c.get("variant") else "")
+        needs = []
+        if c.get("holdout_for_target") is not None:
+            needs.append(f"a {c['holdout_for_target']:.0%} holdout")
+        if c.get("days_for_target") is not None:
+            needs.append(f"{c['days_for_target']} days at the planned split")
+        rows.append({"comparison": comparison, "metric": c["metric"],
+                     "units": f"{c['n_treatment']:,} / {c['n_holdout']:,}",
+                     "mde": pct(c.get("mde_rel")), "mde_abs": f"({c['mde_abs']:.4g} per unit)",
+                     "rho": f"{c.get('cuped_rho') or 0:.2f}",
+                     "cost": money(c.get("holdout_cost")),
+                     "needs": " or ".join(needs) or "not reachable in 84 days"})
+    inter = [f"{' x '.join(i['channels'])}: {pct(i.get('mde_rel'))} "
+             f"({i.get('ratio_to_main_effect_mde', float('nan')):.1f}x a main effect's)"
+             for i in plan.get("interactions", []) if i.get("mde_rel") is not None]
+    return {"plan_rows": rows, "plan_interactions": inter,
+            "plan_warnings": plan.get("warnings", []),
+            "plan_target": pct(plan.get("target_mde_rel")), "plan_power": plan.get("power"),
+            "plan_alpha": plan.get("alpha")}
 
 
 def _diagnostics(d: dict[str, Any] | None) -> str:
