@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from liftlab.cli import app
 from liftlab.errors import SpecError
-from liftlab.spec_loader import load_experiments, parse_experiment
+from liftlab.spec_loader import load_experiment, load_experiments, parse_experiment
 
 HERE = Path(__file__).parent
 BAD = sorted((HERE / "bad_specs").glob("*.yaml"))
@@ -77,33 +77,126 @@ def test_variants_arms():
     assert spec.channels["email"].treatment_arms == ["mens", "womens"]
 
 
+REQUIRED_CASES = {
+    "malformed_yaml", "unknown_key_typo", "unknown_top_level", "wrong_type", "holdout_zero",
+    "holdout_one", "variants_sum", "dates_reversed", "bad_date", "bad_id",
+    "primary_not_metric", "ratio_unknown", "bad_filter", "duplicate_key", "unknown_timezone",
+    "several_problems", "missing_keys", "python_tag",
+}
+
+
+def test_corpus_covers_every_required_case():
+    assert not REQUIRED_CASES - {p.stem for p in BAD}
+    assert all(p.with_suffix(".expected").exists() for p in BAD)
+
+
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_spec_corpus(path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Each bad file gives exactly its expected lines, from the loader and from the CLI."""
     monkeypatch.chdir(HERE.parent)
     rel = path.relative_to(HERE.parent)
+    expected = path.with_suffix(".expected").read_text().strip().splitlines()
+    with pytest.raises(SpecError) as err:
+        load_experiment(rel)
+    assert [f"error: {p}" for p in err.value.problems] == expected
+    assert all(p.file == str(rel) and p.line and p.col for p in err.value.problems)
     result = CliRunner().invoke(app, ["validate", str(rel)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
-    expected = path.with_suffix(".expected").read_text().strip().splitlines()
     assert result.output.strip().splitlines() == expected
 
 
 def test_every_problem_in_a_file_is_listed():
     with pytest.raises(SpecError) as err:
         load_experiments([HERE / "bad_specs" / "several_problems.yaml"])
-    assert len(err.value.problems) == 4
-    assert all(p.line and p.col for p in err.value.problems)
+    assert [(p.line, p.col) for p in err.value.problems] == [(3, 8), (6, 20), (6, 25), (8, 27)]
 
 
 def test_duplicate_ids_across_files_name_both(tmp_path: Path):
     (tmp_path / "a.yaml").write_text(CONTRACT_FACTORIAL)
-    (tmp_path / "b.yaml").write_text(CONTRACT_FACTORIAL)
+    (tmp_path / "b.yml").write_text(CONTRACT_FACTORIAL)
     with pytest.raises(SpecError) as err:
         load_experiments([tmp_path])
-    text = str(err.value)
-    assert "a.yaml" in text and "b.yaml" in text and "already used" in text
+    [problem] = err.value.problems
+    assert problem.file == str(tmp_path / "b.yml")
+    assert f"'spring-factorial' is already used by {tmp_path / 'a.yaml'}" in problem.message
 
 
+def test_folders_expand_to_sorted_yaml_files(tmp_path: Path):
+    (tmp_path / "b.yaml").write_text(CONTRACT_FACTORIAL)
+    (tmp_path / "a.yml").write_text(CONTRACT_ONBOARDING)
+    (tmp_path / "notes.txt").write_text("not an experiment")
+    assert [s.id for s in load_experiments([tmp_path])] == ["web-onboarding",
+                                                              "spring-factorial"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(SpecError, match="no experiment files"):
+        load_experiments([empty])
+
+
+def test_missing_file_is_a_user_error(tmp_path: Path):
+    with pytest.raises(SpecError, match="file not found"):
+        load_experiment(tmp_path / "nope.yaml")
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(SpecError) as err:
+        parse_experiment(text, "x.yaml")
+    return [str(p) for p in err.value.problems]
+
+
+@pytest.mark.parametrize(("where", "position"), [
+    ('  where: "optin_email and (segment =="', "8:38"),     # double-quoted: inside the quotes
+    ("  where: optin_email && x", "8:22"),                   # plain scalar
+    ("  where: 'a or b or'", "8:20"),                        # single-quoted, error at the end
+    ("  where: |\n    optin_email and\n    (x = 1)", "10:8"),  # literal block, 2nd line
+])
+def test_filter_errors_point_inside_the_expression(where: str, position: str):
+    text = CONTRACT_FACTORIAL.replace('  where: "optin_email"          # boolean filter on '
+                                      "customers columns, no Python eval", where)
+    [problem] = _problems(text)
+    assert problem.startswith(f"x.yaml:{position}: population.where: ")
+    assert "character" not in problem  # exact column: no need to count characters
+
+
+def test_filter_error_without_an_exact_column_counts_characters():
+    """A YAML escape (here a tab) shifts the source columns: fall back to the value's start."""
+    text = CONTRACT_FACTORIAL.replace('"optin_email" ', r'"a\tand" ')
+    [problem] = _problems(text)
+    assert problem.startswith("x.yaml:8:10: population.where: expected a column name")
+    assert "(character 6 of the filter)" in problem
+
+
+def test_nested_duplicate_keys_and_merge_keys():
+    dup = CONTRACT_FACTORIAL.replace("{holdout: 0.20, cost_per_contact: 0.002}",
+                                     "{holdout: 0.20, cost_per_contact: 0.002, holdout: 0.5}")
+    assert _problems(dup) == ["x.yaml:10:51: key 'holdout' appears twice (first on line 10); "
+                              "YAML would silently keep the last one; keep one of them"]
+    merged = CONTRACT_FACTORIAL.replace(
+        "  email: {holdout: 0.20, cost_per_contact: 0.002}",
+        "  email: &base {holdout: 0.20, cost_per_contact: 0.002}").replace(
+        "  sms:   {holdout: 0.20, cost_per_contact: 0.045}",
+        "  sms:   {<<: *base, cost_per_contact: 0.045}")
+    spec = parse_experiment(merged)
+    assert spec.channels["sms"].holdout == 0.2 and spec.channels["sms"].cost_per_contact == 0.045
+
+
+def test_a_misspelt_key_is_not_also_reported_missing():
+    text = CONTRACT_ONBOARDING.replace("primary_metric: revenue", "primary_metrc: revenue")
+    assert _problems(text) == ["x.yaml:10:1: unknown key 'primary_metrc'; did you mean "
+                               "'primary_metric'?"]
+
+
+def test_unknown_key_far_from_any_field_lists_the_allowed_ones():
+    text = CONTRACT_ONBOARDING.replace("{holdout: 0.5,", "{holdout: 0.5, zzz: 1,")
+    [problem] = _problems(text)
+    assert problem.endswith("allowed keys here: holdout, variants, cost_per_contact")
+
+
+def test_impossible_dates_are_reported_not_converted():
+    text = CONTRACT_ONBOARDING.replace("start: 2026-01-05", "start: 2026-02-30")
+    assert _problems(text) == ["x.yaml:3:8: start: expected a date like 2026-02-02, got "
+                               "'2026-02-30'; write the date as YYYY-MM-DD"]
 def test_yaml_is_loaded_safely():
     """Python tags are refused, never constructed."""
     evil = CONTRACT_FACTORIAL.replace("name: Spring", "name: !!python/object/apply:os.system "

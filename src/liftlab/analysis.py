@@ -206,7 +206,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     effects = tuple(_effects(spec, cells, units))
     sections: dict[str, Any] = {}
     sections.update(_contribution(spec, cells, warnings))
-    sections["landing"] = _landing(spec, engine, cells, plan.window)
+    sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
     if spec.encouragement is not None:
         sections["iv"] = _iv(spec, cells)
     if spec.analysis.bayes == "hierarchical":
@@ -303,35 +303,40 @@ def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
 
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,
-             window: tuple[dt.datetime, dt.datetime]) -> list[dict[str, Any]]:
+             window: tuple[dt.datetime, dt.datetime],
+             warnings: list[Warning_]) -> list[dict[str, Any]]:
     """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
-    from liftlab.attribution import last_touch_credit
+    from liftlab.attribution import landing_by_purchase_channel, last_touch_credit
     from liftlab.engines.polars_engine import PolarsEngine
 
     pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
                  if c.startswith("sum:revenue@"))
     if not pcs:
         return []
-    credit = (last_touch_credit(engine.source, window, experiment_id=spec.id)
-              if isinstance(engine, PolarsEngine) else None)
-    out = []
+    credit = None
+    if isinstance(engine, PolarsEngine) and engine.source.has("contacts"):
+        contacts = engine.source.scan("contacts")
+        if "experiment_id" in engine.source.schema("contacts"):
+            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
+        credit = last_touch_credit(engine.source.scan("orders"), contacts, *window)
+    out: list[dict[str, Any]] = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
             t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
-            n_t = int(t_rows["n"].sum())
-            for pc in pcs:
-                lift = frequentist.welch(cells.arm_stats(f"revenue@{pc}", t_rows),
-                                         cells.arm_stats(f"revenue@{pc}", h_rows), spec.alpha)
-                last_touch = None
-                if credit is not None:
-                    hit = credit.filter((pl.col("credited_channel") == ch)
-                                        & (pl.col("purchase_channel") == pc))
-                    last_touch = float(hit["revenue"].sum())
-                out.append({"channel": ch, "variant": None if cfg.variants is None else arm,
-                            "purchase_channel": pc,
-                            "incremental_revenue": lift.abs * n_t if lift.ok else None,
-                            "ci": [v * n_t for v in lift.abs_ci] if lift.ok else None,
-                            "last_touch_revenue": last_touch})
+            if min(int(t_rows["n"].sum()), int(h_rows["n"].sum())) < 2:
+                warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: an arm has "
+                                         "fewer than 2 units", "info"))
+                continue
+            try:
+                landing = landing_by_purchase_channel(
+                    {pc: cells.arm_stats(f"revenue@{pc}", t_rows) for pc in pcs},
+                    {pc: cells.arm_stats(f"revenue@{pc}", h_rows) for pc in pcs},
+                    cells.arm_stats("revenue", t_rows), cells.arm_stats("revenue", h_rows),
+                    spec.alpha)
+            except ValueError as exc:
+                warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: {exc}", "info"))
+                continue
+            out += landing.to_dicts(ch, None if cfg.variants is None else arm, credit)
     return out
 
 

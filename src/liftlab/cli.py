@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from liftlab.errors import UserError
 
@@ -42,7 +43,8 @@ def _guarded(fn: F) -> F:
             return fn(*args, **kwargs)
         except UserError as exc:
             for problem in exc.problems:
-                err.print(f"[red]error[/red]: {problem}", markup=True, highlight=False)
+                err.print(f"[red]error[/red]: {escape(str(problem))}", markup=True,
+                          highlight=False)
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort):
             raise

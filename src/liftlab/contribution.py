@@ -1,89 +1,128 @@
-"""Channel contribution from a factorial design: main effects, solo and leave-one-out effects,
-interactions (synergy or cannibalisation), and the Shapley split of the all-channels effect.
+"""Channel contribution from a factorial design (2^k cells, k <= 4) or a global holdout.
 
-Every quantity is a linear combination of the 2^k cell means, which are independent across
-cells; so each estimate and its variance are exact given the cells' sufficient statistics:
-``sum(c * mean_c)`` and ``sum(c^2 * var_c / n_c)``. Main effects and interactions average over
-the other channels with the design's planned fractions (the population the campaign runs on).
+Input: one ``ArmStats`` per factorial cell, keyed by a tuple of booleans over an ordered tuple
+of channels (True = treated in that channel). Nothing else is needed, so the same code runs
+on statistics aggregated by polars, Spark or SQL.
+
+Every quantity here is a linear combination ``sum_c w_c * mean_c`` of the cell means, and the
+cells are independent samples; so the variance ``sum_c w_c^2 * var_c / n_c`` is exact given the
+cells' variances (the delta method is exact for a linear map). That covers:
+
+- the average marginal (main) effect of a channel: treated vs holdout, averaged over the other
+  channels' arms with the design's planned fractions (the population the campaign runs on);
+- the solo effect (only this channel on vs all off) and leave-one-out (all on vs all but it);
+- the total effect (all on vs all off) and its Shapley split, which is linear in cell means;
+- interaction contrasts for every set of two or more channels: for a pair, the 2x2
+  difference-in-differences of cell means, averaged over the other channels like a main effect.
+
+Equivalent to reading the contrasts off an OLS fit of the outcome on the full set of factorial
+dummies with HC2 standard errors (the tests check this).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from scipy import stats as sps
 
 from liftlab.stats.suffstats import ArmStats
 
 Cell = tuple[bool, ...]
+InteractionKind = Literal["synergy", "cannibalisation", "none"]
+MAX_CHANNELS = 4
 
 
 @dataclass(frozen=True)
 class Estimate:
+    """A linear combination of independent means: value, standard error and normal CI."""
+
     value: float
     se: float
     alpha: float = 0.05
 
     @property
     def ci(self) -> tuple[float, float]:
-        z = sps.norm.ppf(1 - self.alpha / 2)
+        z = float(sps.norm.ppf(1 - self.alpha / 2))
         return (self.value - z * self.se, self.value + z * self.se)
 
     @property
     def p_value(self) -> float:
+        """Two-sided p-value of ``value == 0``; NaN when the standard error is zero."""
         return float(2 * sps.norm.sf(abs(self.value) / self.se)) if self.se > 0 else math.nan
 
+    def scaled(self, factor: float) -> Estimate:
+        """The same estimate times a known constant (e.g. per customer -> total)."""
+        return Estimate(self.value * factor, self.se * abs(factor), self.alpha)
 
-def _combine(cells: dict[Cell, ArmStats], coefs: dict[Cell, float], alpha: float) -> Estimate:
-    value = sum(c * cells[k].mean for k, c in coefs.items() if c)
-    var = sum(c * c * cells[k].variance / cells[k].n for k, c in coefs.items() if c)
+
+def contrast(cells: Mapping[Cell, ArmStats], weights: Mapping[Cell, float],
+             alpha: float = 0.05) -> Estimate:
+    """``sum_c w_c * mean_c`` with its exact variance ``sum_c w_c^2 * var_c / n_c``."""
+    used = [(cells[c], w) for c, w in weights.items() if w != 0.0]
+    value = math.fsum(w * s.mean for s, w in used)
+    var = math.fsum(w * w * s.variance / s.n for s, w in used)
     return Estimate(value, math.sqrt(var), alpha)
-
-
-def _cell(k: int, on: Sequence[int]) -> Cell:
-    return tuple(i in on for i in range(k))
 
 
 @dataclass(frozen=True)
 class ChannelContribution:
+    """One channel's effects in the factorial, per customer (``main`` also in total)."""
+
     channel: str
+    metric: str
+    n_treated: int
     main: Estimate
     solo: Estimate
     leave_one_out: Estimate
     shapley: Estimate
 
+    @property
+    def total(self) -> Estimate:
+        """The main effect over every customer treated in this channel."""
+        return self.main.scaled(self.n_treated)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"channel": self.channel,
+        """A CONTRACT.md section 4 ``contribution`` item."""
+        return {"channel": self.channel, "metric": self.metric,
                 "incremental_revenue_per_customer": self.main.value, "ci": list(self.main.ci),
-                "se": self.main.se, "shapley": self.shapley.value,
-                "shapley_ci": list(self.shapley.ci), "solo": self.solo.value,
-                "solo_ci": list(self.solo.ci), "leave_one_out": self.leave_one_out.value,
+                "se": self.main.se, "p_value": self.main.p_value, "n_treated": self.n_treated,
+                "incremental_total": self.total.value, "incremental_total_ci": list(self.total.ci),
+                "shapley": self.shapley.value, "shapley_ci": list(self.shapley.ci),
+                "solo": self.solo.value, "solo_ci": list(self.solo.ci),
+                "leave_one_out": self.leave_one_out.value,
                 "leave_one_out_ci": list(self.leave_one_out.ci)}
 
 
 @dataclass(frozen=True)
 class Interaction:
+    """Interaction contrast of a set of channels; read as synergy or cannibalisation only when
+    its CI excludes zero."""
+
     channels: tuple[str, ...]
     metric: str
     estimate: Estimate
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> InteractionKind:
         lo, hi = self.estimate.ci
         return "synergy" if lo > 0 else "cannibalisation" if hi < 0 else "none"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channels": list(self.channels), "metric": self.metric,
-                "estimate": self.estimate.value, "ci": list(self.estimate.ci),
-                "se": self.estimate.se, "p_value": self.estimate.p_value, "kind": self.kind}
+        """A CONTRACT.md section 4 ``interactions`` item."""
+        return {"channels": list(self.channels), "order": len(self.channels),
+                "metric": self.metric, "estimate": self.estimate.value,
+                "ci": list(self.estimate.ci), "se": self.estimate.se,
+                "p_value": self.estimate.p_value, "kind": self.kind}
 
 
 @dataclass(frozen=True)
 class Contribution:
+    """All contrasts of one factorial on one metric."""
+
     channels: tuple[str, ...]
     metric: str
     total: Estimate
@@ -91,66 +130,135 @@ class Contribution:
     interactions: tuple[Interaction, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "total": self.total.value, "total_ci": list(self.total.ci),
-                "channels": [c.to_dict() for c in self.per_channel],
-                "interactions": [i.to_dict() for i in self.interactions]}
+        """The results.json sections ``contribution``, ``interactions`` and ``total_effect``."""
+        return {"contribution": [c.to_dict() for c in self.per_channel],
+                "interactions": [i.to_dict() for i in self.interactions],
+                "total_effect": {"metric": self.metric, "estimate": self.total.value,
+                                 "ci": list(self.total.ci), "se": self.total.se,
+                                 "description": "all channels on vs all off, per customer"}}
 
 
-def factorial_contribution(cells: dict[Cell, ArmStats], channels: Sequence[str],
+@dataclass(frozen=True)
+class ProgrammeEffect:
+    """Global-holdout design: every channel on vs a blind zone with no marketing pressure."""
+
+    channels: tuple[str, ...]
+    metric: str
+    n_treated: int
+    n_blind: int
+    estimate: Estimate
+
+    @property
+    def total(self) -> Estimate:
+        return self.estimate.scaled(self.n_treated)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A ``contribution`` item for the whole programme (``"programme": true``)."""
+        return {"channel": "+".join(self.channels), "programme": True, "metric": self.metric,
+                "incremental_revenue_per_customer": self.estimate.value,
+                "ci": list(self.estimate.ci), "se": self.estimate.se,
+                "p_value": self.estimate.p_value, "n_treated": self.n_treated,
+                "n_holdout": self.n_blind, "incremental_total": self.total.value,
+                "incremental_total_ci": list(self.total.ci)}
+
+
+def factorial_contribution(cells: Mapping[Cell, ArmStats], channels: Sequence[str],
                            treated_share: Sequence[float], metric: str = "revenue",
                            alpha: float = 0.05) -> Contribution:
-    """All contrasts of a 2^k factorial (k <= 4) from its cells' sufficient statistics."""
+    """Main, solo, leave-one-out and Shapley effects per channel, the total effect and every
+    interaction, from the 2^k cells. ``treated_share[i]`` is the planned treated fraction of
+    channel i (1 - holdout), the weights for averaging over the other channels' arms."""
     k = len(channels)
-    if not 1 <= k <= 4:
-        raise ValueError("a factorial contribution needs 1 to 4 channels")
-    missing = [c for c in itertools.product((False, True), repeat=k)
-               if c not in cells or cells[c].n < 2]
-    if missing:
-        raise ValueError(f"{len(missing)} factorial cell(s) have fewer than 2 units")
-    full, empty = _cell(k, range(k)), _cell(k, [])
-    total = _combine(cells, {full: 1.0, empty: -1.0}, alpha)
-    out = []
-    for j, ch in enumerate(channels):
-        main: dict[Cell, float] = {}
-        for rest in itertools.product((False, True), repeat=k - 1):
-            w = math.prod(treated_share[i] if on else 1 - treated_share[i]
-                          for i, on in zip([i for i in range(k) if i != j], rest, strict=True))
-            on_cell = (*rest[:j], True, *rest[j:])
-            off_cell = (*rest[:j], False, *rest[j:])
-            main[on_cell] = main.get(on_cell, 0.0) + w
-            main[off_cell] = main.get(off_cell, 0.0) - w
-        solo = {_cell(k, [j]): 1.0, empty: -1.0}
-        loo = {full: 1.0, _cell(k, [i for i in range(k) if i != j]): -1.0}
-        out.append(ChannelContribution(ch, _combine(cells, main, alpha),
-                                       _combine(cells, solo, alpha), _combine(cells, loo, alpha),
-                                       _combine(cells, _shapley_coefs(k, j), alpha)))
-    inter = []
-    for a, b in itertools.combinations(range(k), 2):
-        coefs: dict[Cell, float] = {}
-        others = [i for i in range(k) if i not in (a, b)]
-        for rest in itertools.product((False, True), repeat=k - 2):
-            w = math.prod(treated_share[i] if on else 1 - treated_share[i]
-                          for i, on in zip(others, rest, strict=True))
-            for va, vb, sign in ((1, 1, 1), (1, 0, -1), (0, 1, -1), (0, 0, 1)):
-                cell = [False] * k
-                for i, on in zip(others, rest, strict=True):
-                    cell[i] = on
-                cell[a], cell[b] = bool(va), bool(vb)
-                coefs[tuple(cell)] = coefs.get(tuple(cell), 0.0) + sign * w
-        inter.append(Interaction((channels[a], channels[b]), metric,
-                                 _combine(cells, coefs, alpha)))
-    return Contribution(tuple(channels), metric, total, tuple(out), tuple(inter))
+    _check(cells, channels, treated_share)
+    full, empty = _cell(k, range(k)), _cell(k, ())
+    total = contrast(cells, {full: 1.0, empty: -1.0}, alpha)
+    per_channel = []
+    for j, channel in enumerate(channels):
+        others = [i for i in range(k) if i != j]
+        per_channel.append(ChannelContribution(
+            channel, metric, sum(s.n for c, s in cells.items() if c[j]),
+            contrast(cells, _interaction_weights(k, (j,), treated_share), alpha),
+            contrast(cells, {_cell(k, (j,)): 1.0, empty: -1.0}, alpha),
+            contrast(cells, {full: 1.0, _cell(k, others): -1.0}, alpha),
+            contrast(cells, shapley_weights(k, j), alpha)))
+    interactions = tuple(
+        Interaction(tuple(channels[i] for i in subset), metric,
+                    contrast(cells, _interaction_weights(k, subset, treated_share), alpha))
+        for order in range(2, k + 1) for subset in itertools.combinations(range(k), order))
+    return Contribution(tuple(channels), metric, total, tuple(per_channel), interactions)
 
 
-def _shapley_coefs(k: int, j: int) -> dict[Cell, float]:
-    """Shapley value of player j in the game v(S) = mean(S on) - mean(all off), as cell weights."""
-    coefs: dict[Cell, float] = {}
+def programme_effect(treated: ArmStats, blind_zone: ArmStats, channels: Sequence[str],
+                     metric: str = "revenue", alpha: float = 0.05) -> ProgrammeEffect:
+    """The whole programme's effect per customer: all-treated units vs the blind zone."""
+    small = {name: s.n for name, s in (("treated", treated), ("blind zone", blind_zone))
+             if s.n < 2}
+    if small:
+        message = (f"the global holdout needs at least 2 units per arm, got {small}; "
+                   "widen the window or the blind zone")
+        raise ValueError(message)
+    cells = {(True,): treated, (False,): blind_zone}
+    return ProgrammeEffect(tuple(channels), metric, treated.n, blind_zone.n,
+                           contrast(cells, {(True,): 1.0, (False,): -1.0}, alpha))
+
+
+def shapley_weights(k: int, j: int) -> dict[Cell, float]:
+    """Cell weights of channel j's Shapley value in the game v(S) = mean(S on) - mean(all off):
+    phi_j = sum over S not containing j of |S|! (k-|S|-1)! / k! * (v(S + j) - v(S))."""
+    weights: dict[Cell, float] = {}
     others = [i for i in range(k) if i != j]
     for size in range(k):
-        weight = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
+        w = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
         for subset in itertools.combinations(others, size):
-            with_j = _cell(k, [*subset, j])
-            without = _cell(k, subset)
-            coefs[with_j] = coefs.get(with_j, 0.0) + weight
-            coefs[without] = coefs.get(without, 0.0) - weight
-    return coefs
+            with_j, without = _cell(k, (*subset, j)), _cell(k, subset)
+            weights[with_j] = weights.get(with_j, 0.0) + w
+            weights[without] = weights.get(without, 0.0) - w
+    return weights
+
+
+def _interaction_weights(k: int, subset: Sequence[int],
+                         treated_share: Sequence[float]) -> dict[Cell, float]:
+    """Cell weights of the interaction contrast of ``subset`` (a main effect when it has one
+    channel): the alternating sum over the subset's on/off patterns, sign (-1)^(#off),
+    averaged over the other channels' arms with their planned fractions."""
+    others = [i for i in range(k) if i not in subset]
+    weights: dict[Cell, float] = {}
+    for rest in itertools.product((False, True), repeat=len(others)):
+        w = math.prod(treated_share[i] if on else 1 - treated_share[i]
+                      for i, on in zip(others, rest, strict=True))
+        for pattern in itertools.product((False, True), repeat=len(subset)):
+            cell = [False] * k
+            for i, on in (*zip(others, rest, strict=True), *zip(subset, pattern, strict=True)):
+                cell[i] = on
+            sign = -1.0 if pattern.count(False) % 2 else 1.0
+            weights[tuple(cell)] = weights.get(tuple(cell), 0.0) + sign * w
+    return weights
+
+
+def _cell(k: int, on: Sequence[int]) -> Cell:
+    return tuple(i in on for i in range(k))
+
+
+def _check(cells: Mapping[Cell, ArmStats], channels: Sequence[str],
+           treated_share: Sequence[float]) -> None:
+    """Refuse inputs that would give wrong numbers, saying what is wrong and what to do."""
+    k = len(channels)
+    if not 1 <= k <= MAX_CHANNELS:
+        message = (f"a factorial contribution needs 1 to {MAX_CHANNELS} channels, got {k}; "
+                   "analyse larger designs channel by channel")
+        raise ValueError(message)
+    if len(treated_share) != k or not all(0 < s < 1 for s in treated_share):
+        message = (f"treated_share must give one fraction strictly between 0 and 1 per channel "
+                   f"({k}), got {list(treated_share)}")
+        raise ValueError(message)
+    thin = []
+    for cell in itertools.product((False, True), repeat=k):
+        n = cells[cell].n if cell in cells else 0
+        if n < 2:
+            label = ", ".join(f"{ch}={'on' if on else 'off'}"
+                              for ch, on in zip(channels, cell, strict=True))
+            thin.append(f"({label}): {n} unit(s)")
+    if thin:
+        message = (f"{len(thin)} factorial cell(s) have fewer than 2 units: {'; '.join(thin)}; "
+                   "every cell needs at least 2 units (check the holdout fractions and window)")
+        raise ValueError(message)

@@ -8,6 +8,7 @@ which PyYAML would silently overwrite, are reported too.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -52,62 +53,24 @@ def load_experiment(path: Path | str) -> Experiment:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([Problem("file not found", file=label)]) from None
+        raise SpecError([Problem("file not found", file=label,
+                                 hint="check the path (folders are read for *.yaml)")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError([Problem(f"cannot read the file: {exc}", file=label)]) from None
+        raise SpecError([Problem(f"cannot read the file: {exc}", file=label,
+                                 hint="save it as UTF-8 text")]) from None
     return parse_experiment(text, label)
-
-
-def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
-    """Validate YAML text; ``label`` names it in messages."""
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = _Loader(text).get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        what = exc.problem or exc.context or "invalid YAML"
-        raise SpecError([Problem(f"invalid YAML: {what}", file=label, line=line, col=col,
-                                 hint="check indentation, colons and quotes")]) from None
-    if node is None or not isinstance(node, yaml.MappingNode):
-        raise SpecError([Problem("an experiment file must be a mapping of keys", file=label,
-                                 line=1, col=1, hint="start with: schema_version: 1")])
-    problems = _duplicate_keys(node, label)
-    problems += _filter_problems(data, node, label)
-    try:
-        spec = Experiment.model_validate(data)
-    except ValidationError as exc:
-        problems += [_problem(err, node, label) for err in exc.errors()]
-        raise SpecError(_unique(problems)) from None
-    if problems:
-        raise SpecError(problems)
-    return spec
-
-
-def _filter_problems(data: Any, root: yaml.Node, label: str) -> list[Problem]:
-    """A syntax error in population.where, located at the filter's line."""
-    where = data.get("population") if isinstance(data, dict) else None
-    text = where.get("where") if isinstance(where, dict) else None
-    if not isinstance(text, str):
-        return []
-    try:
-        filters.parse(text)
-    except filters.FilterSyntaxError as exc:
-        line, col = _mark(_find(root, ("population", "where")))
-        return [Problem(f"population.where: {exc.short} (character {exc.offset + 1} of the "
-                        "filter)", file=label, line=line, col=col,
-                        hint='write e.g. optin_email and segment in ["gold", "silver"]')]
-    return []
 
 
 def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
     """Load files and folders (their *.yaml / *.yml, sorted); ids must be unique."""
+    given = [Path(p) for p in paths]
     files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted([*p.glob("*.yaml"), *p.glob("*.yml")])
-        else:
-            files.append(p)
+    for p in given:
+        files += sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]
+    if not files:
+        where = ", ".join(str(p) for p in given) or "(no path given)"
+        raise SpecError([Problem(f"no experiment files (*.yaml, *.yml) in {where}",
+                                 hint="pass YAML files or a folder holding them")])
     problems: list[Problem] = []
     specs: list[Experiment] = []
     seen: dict[str, Path] = {}
@@ -124,133 +87,252 @@ def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
             continue
         seen[spec.id] = f
         specs.append(spec)
-    if not files:
-        problems.append(Problem("no experiment files found (*.yaml)",
-                                file=", ".join(str(p) for p in paths)))
     if problems:
         raise SpecError(problems)
     return specs
 
 
+def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
+    """Validate YAML text, reporting every problem at once; ``label`` names it in messages."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        problems = _duplicate_keys(root, label) if root is not None else []
+        data = loader.construct_document(root) if root is not None else None
+    except yaml.YAMLError as exc:
+        raise SpecError([_yaml_problem(exc, label)]) from None
+    finally:
+        loader.dispose()
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
+        raise SpecError([Problem("an experiment file must be a mapping of keys", file=label,
+                                 line=1, col=1, hint="start with: schema_version: 1")])
+    problems += _filter_problems(data, root, text, label)
+    try:
+        spec = Experiment.model_validate(data)
+    except ValidationError as exc:
+        problems += _validation_problems(exc, root, label)
+    if problems:
+        raise SpecError(sorted(dict.fromkeys(problems), key=_reading_order))
+    return spec
+
+
+def _reading_order(problem: Problem) -> tuple[int, int]:
+    return problem.line or 0, problem.col or 0
+
+
+def _yaml_problem(exc: yaml.YAMLError, label: str) -> Problem:
+    """Scanner, parser and constructor errors at their own line:col."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+    what = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    return Problem(f"invalid YAML: {what}", file=label, line=line, col=col,
+                   hint="check indentation, colons and quotes")
+
+
+def _filter_problems(data: dict[str, Any], root: yaml.Node, text: str,
+                     label: str) -> list[Problem]:
+    """A syntax error in population.where, at its exact column when the source allows."""
+    population = data.get("population")
+    where = population.get("where") if isinstance(population, dict) else None
+    if not isinstance(where, str):
+        return []
+    try:
+        filters.parse(where)
+    except filters.FilterSyntaxError as exc:
+        node = _find(root, ("population", "where"))
+        inside = _position_inside(node, text, exc.offset) if node is not None else None
+        line, col = inside or _mark(node)
+        return [Problem(f"population.where: {exc.message}" + (
+            "" if inside else f" (character {exc.offset + 1} of the filter)"),
+            file=label, line=line, col=col,
+            hint=filters.EXAMPLE)]
+    return []
+
+
+def _position_inside(node: yaml.Node, text: str, offset: int) -> tuple[int, int] | None:
+    """The 1-based line:col of character ``offset`` of a scalar's value, when the source
+    shows the value verbatim: one line (plain, or quoted without escapes) or a literal
+    block (``|``); None otherwise."""
+    start, end = node.start_mark, node.end_mark
+    if node.style == "|":
+        lines = text.splitlines()
+        before = node.value[:offset]
+        index = before.count("\n")
+        value_line = node.value.split("\n")[index]
+        source = lines[start.line + 1 + index] if start.line + 1 + index < len(lines) else ""
+        indent = len(source) - len(value_line)
+        if indent < 0 or source[indent:] != value_line or source[:indent].strip():
+            return None
+        return start.line + 2 + index, indent + len(before) - (before.rfind("\n") + 1) + 1
+    if start.line != end.line or node.style not in (None, '"', "'"):
+        return None
+    raw = text[start.index:end.index]
+    quote = 1 if node.style else 0
+    if raw[quote:len(raw) - quote] != node.value:
+        return None
+    return start.line + 1, start.column + 1 + quote + offset
+
+
 # -- mapping pydantic errors to YAML lines ------------------------------------------------
+def _validation_problems(exc: ValidationError, root: yaml.Node, label: str) -> list[Problem]:
+    """One Problem per pydantic error; a 'missing' key is dropped when an unknown key next
+    to it is its misspelling (the 'did you mean' already says it)."""
+    errors = exc.errors()
+    misspelt = set()
+    for err in errors:
+        if err["type"] == "extra_forbidden":
+            loc = tuple(err["loc"])
+            guess = _suggestion(str(loc[-1]), _allowed_fields(loc[:-1]))
+            if guess:
+                misspelt.add((*loc[:-1], guess))
+    return [_problem(err, root, label) for err in errors
+            if not (err["type"] == "missing" and tuple(err["loc"]) in misspelt)]
+
+
+def _suggestion(key: str, allowed: list[str]) -> str | None:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    prefixed = [a for a in allowed if a.startswith(key)]
+    return (close or prefixed or [None])[0]
+
+
 def _problem(err: Any, root: yaml.Node, label: str) -> Problem:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        key_node = _find(root, loc, key=True)
-        line, col = _mark(key_node or _find(root, loc[:-1]))
+        line, col = _mark(_find(root, loc, key=True) or _nearest(root, loc[:-1]))
         allowed = _allowed_fields(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6) or [
-            a for a in allowed if a.startswith(str(loc[-1]))][:1]
-        hint = f"did you mean {close[0]!r}?" if close else (
+        guess = _suggestion(str(loc[-1]), allowed)
+        hint = f"did you mean {guess!r}?" if guess else (
             f"allowed keys here: {', '.join(allowed)}" if allowed else None)
         where = _dotted(loc[:-1])
         return Problem(f"unknown key {loc[-1]!r}" + (f" in {where}" if where else ""),
                        file=label, line=line, col=col, hint=hint)
-    node = _find(root, loc)
     if kind == "missing":
-        parent = _find(root, loc[:-1])
-        line, col = _mark(parent)
+        line, col = _mark(_nearest(root, loc[:-1]))
         example = EXAMPLES.get(str(loc[-1]))
         return Problem(f"missing required key {_dotted(loc)!r}", file=label, line=line,
                        col=col, hint=f"add: {example}" if example else None)
+    on_key = bool(loc) and loc[-1] == "[key]"  # a bad dict key, e.g. a channel name
+    node = _find(root, loc[:-1], key=True) if on_key else _find(root, loc)
+    if kind == "value_error" and isinstance(node, yaml.CollectionNode):
+        node = _quoted_value(node, err["msg"]) or node
     line, col = _mark(node or _nearest(root, loc))
     return Problem(_message(err, loc), file=label, line=line, col=col, hint=_hint(err, loc))
+
+
+def _quoted_value(node: yaml.Node, message: str) -> yaml.Node | None:
+    """A validator on a whole list or mapping names the culprit in quotes ('visits'): the
+    first scalar under ``node`` holding the last quoted name found, so the line is its own."""
+    for name in reversed(re.findall(r"'([^']+)'", message)):
+        stack = [node]
+        while stack:
+            current = stack.pop(0)
+            if isinstance(current, yaml.ScalarNode) and current.value == name:
+                return current
+            if isinstance(current, yaml.MappingNode):
+                stack[:0] = [n for pair in current.value for n in pair]
+            elif isinstance(current, yaml.SequenceNode):
+                stack[:0] = list(current.value)
+    return None
 
 
 def _message(err: Any, loc: tuple[Any, ...]) -> str:
     where = _dotted(loc) or "the file"
     kind, got = err["type"], err.get("input")
     ctx = err.get("ctx") or {}
-    if (kind in ("greater_than", "less_than", "greater_than_equal", "less_than_equal") and \
-            str(loc[-1]) in ("holdout",)) or (len(loc) > 2 and loc[-2] == "variants"):
-        return f"{where}: a fraction must be between 0 and 1 (exclusive), got {got!r}"
-    if kind == "greater_than":
-        return f"{where}: must be greater than {ctx.get('gt')}, got {got!r}"
-    if kind == "less_than":
-        return f"{where}: must be less than {ctx.get('lt')}, got {got!r}"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        bound = ctx.get("ge", ctx.get("le"))
-        word = "at least" if kind == "greater_than_equal" else "at most"
-        return f"{where}: must be {word} {bound}, got {got!r}"
-    if kind.startswith("date") or kind == "date_from_datetime_parsing":
+    if kind in ("greater_than", "less_than") and _is_fraction(loc):
+        return f"{where} must be between 0 and 1 (exclusive), got {got!r}"
+    if kind in ("greater_than", "less_than", "greater_than_equal", "less_than_equal"):
+        word = {"greater_than": "greater than", "less_than": "less than",
+                "greater_than_equal": "at least", "less_than_equal": "at most"}[kind]
+        bound = ctx.get({"greater_than": "gt", "less_than": "lt", "greater_than_equal": "ge",
+                         "less_than_equal": "le"}[kind])
+        return f"{where} must be {word} {bound}, got {got!r}"
+    if kind.startswith("date"):
         return f"{where}: expected a date like 2026-02-02, got {got!r}"
-    if kind in ("literal_error", "enum"):
-        return f"{where}: must be one of {ctx.get('expected', '')}, got {got!r}"
+    if kind == "literal_error":
+        choices = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"{where} must be one of {choices}, got {got!r}"
+    if kind == "string_pattern_mismatch" and loc[-1] == "[key]":
+        return f"{_dotted(loc[:-2])}: the name {got!r} is not allowed here"
     if kind == "string_pattern_mismatch":
         return f"{where}: {got!r} is not allowed here"
+    if kind == "string_too_long":
+        return f"{where} must be at most {ctx.get('max_length')} characters long"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
-        return f"{where}: expected a number, got {got!r}"
+        whole = " whole" if kind.startswith("int") else ""
+        return f"{where}: expected a{whole} number, got {got!r}"
     if kind in ("bool_parsing", "bool_type"):
         return f"{where}: expected true or false, got {got!r}"
-    if kind in ("string_type",):
+    if kind == "string_type":
         return f"{where}: expected text, got {got!r}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
         return f"{where}: expected a mapping of keys (key: value), got {got!r}"
     if kind == "list_type":
         return f"{where}: expected a list, got {got!r}"
     if kind == "value_error":
-        return f"{where}: {ctx.get('error', err['msg'])!s}" if where != "the file" else str(
-            ctx.get("error", err["msg"]))
+        text = str(ctx.get("error", err["msg"]))
+        return text if where == "the file" else f"{where}: {text}"
     return f"{where}: {err['msg']}"
+
+
+def _is_fraction(loc: tuple[Any, ...]) -> bool:
+    return bool(loc) and (loc[-1] == "holdout" or (len(loc) > 2 and loc[-2] == "variants"))
 
 
 def _hint(err: Any, loc: tuple[Any, ...]) -> str | None:
     kind = err["type"]
     if kind == "value_error":
-        return None  # the message already says what to write
-    if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
-        return "use lowercase letters, digits and dashes, e.g. spring-email"
+        return None  # the validators' messages already say what to write
     if kind == "string_pattern_mismatch":
-        return "use lowercase letters, digits and underscores"
+        if loc and loc[-1] == "id":
+            return "use lowercase letters, digits and dashes, e.g. spring-email"
+        return "use lowercase letters, digits and underscores, e.g. email or flash_sale"
     if kind.startswith("date"):
         return "write the date as YYYY-MM-DD"
-    if (loc and str(loc[-1]) in ("holdout",)) or (len(loc) > 2 and loc[-2] == "variants"):
+    if _is_fraction(loc):
         return "write e.g. holdout: 0.1 for a 10% holdout"
     example = EXAMPLES.get(str(loc[-1])) if loc else None
     return f"e.g. {example}" if example else None
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
+    """A pydantic loc as the analyst would name it: channels.email.holdout, metrics[0].kind."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "literal[")) or "[" in str(part):
-            continue
-        else:
+        elif "[" not in str(part) and not str(part).startswith("function-"):
             out += ("." if out else "") + str(part)
     return out
 
 
 def _find(node: yaml.Node | None, loc: tuple[Any, ...], key: bool = False) -> yaml.Node | None:
-    """The node at ``loc`` (or its key node with ``key=True``); None when absent."""
+    """The node at ``loc`` (its key node with ``key=True``); None when absent."""
     for i, part in enumerate(loc):
-        if node is None:
-            return None
         if isinstance(node, yaml.MappingNode):
             match = None
             for k, v in node.value:
-                if k.value == str(part):
-                    match = (k, v)
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    match = (k, v)  # the last one wins, as in the loaded data
             if match is None:
                 if isinstance(part, str) and not part.isidentifier():
-                    continue  # pydantic's tagged-union or validator step: skip it
+                    continue  # a pydantic step such as function-after[...]: not a key
                 return None
             if key and i == len(loc) - 1:
                 return match[0]
             node = match[1]
-        elif isinstance(node, yaml.SequenceNode):
-            if isinstance(part, int) and part < len(node.value):
-                node = node.value[part]
-            elif isinstance(part, int):
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
                 return None
+            node = node.value[part]
         else:
             return None
     return node
 
 
 def _nearest(root: yaml.Node, loc: tuple[Any, ...]) -> yaml.Node:
+    """The deepest node that exists along ``loc`` (the file itself at worst)."""
     for k in range(len(loc), -1, -1):
         node = _find(root, loc[:k])
         if node is not None:
@@ -265,17 +347,19 @@ def _mark(node: yaml.Node | None) -> tuple[int | None, int | None]:
 
 
 def _duplicate_keys(node: yaml.Node, label: str) -> list[Problem]:
+    """Keys given twice in one mapping (PyYAML silently keeps the last one)."""
     out: list[Problem] = []
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, yaml.Node] = {}
         for k, v in node.value:
-            if k.value in seen:
-                first = seen[k.value].start_mark.line + 1
-                out.append(Problem(f"key {k.value!r} appears twice (first on line {first}); "
-                                   "YAML would silently keep the last one", file=label,
-                                   line=k.start_mark.line + 1, col=k.start_mark.column + 1,
-                                   hint="keep one of them"))
-            seen[k.value] = k
+            if isinstance(k, yaml.ScalarNode):
+                if k.value in seen:
+                    first = seen[k.value].start_mark.line + 1
+                    out.append(Problem(f"key {k.value!r} appears twice (first on line {first}); "
+                                       "YAML would silently keep the last one", file=label,
+                                       line=k.start_mark.line + 1, col=k.start_mark.column + 1,
+                                       hint="keep one of them"))
+                seen[k.value] = k
             out += _duplicate_keys(v, label)
     elif isinstance(node, yaml.SequenceNode):
         for item in node.value:
@@ -289,29 +373,23 @@ def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
     for part in loc:
         if isinstance(part, int):
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
         field = model.model_fields.get(str(part))
         if field is None:
             continue  # a dict key such as a channel name
         model = _model_of(field.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+        if model is None:
+            return []
+    return list(model.model_fields)
 
 
-def _model_of(annotation: Any) -> Any:
+def _model_of(annotation: Any) -> type[BaseModel] | None:
     """The pydantic model inside Optional[...], list[...] or dict[str, ...]."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, dict, typing.Annotated):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, list, dict,
+                                         typing.Annotated):
         for arg in reversed(typing.get_args(annotation)):
             found = _model_of(arg)
             if found is not None:
                 return found
     return None
-
-
-def _unique(problems: list[Problem]) -> list[Problem]:
-    return list(dict.fromkeys(problems))
