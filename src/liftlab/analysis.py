@@ -15,7 +15,7 @@ import polars as pl
 
 from liftlab import __version__
 from liftlab.cells import CellTable
-from liftlab.contribution import factorial_contribution
+from liftlab.contribution import factorial_contribution, programme_effect
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, UserError
@@ -229,11 +229,14 @@ def _contribution(spec: Experiment, cells: CellTable,
         on = cells.where({ch: a for ch in channels
                           for a in spec.channels[ch].treatment_arms[:1]})
         off = cells.where({ch: HOLDOUT for ch in channels})
-        lift = frequentist.welch(cells.arm_stats("revenue", on), cells.arm_stats("revenue", off),
-                                 spec.alpha)
-        return {"contribution": [{"channel": "+".join(channels), "programme": True,
-                                  "incremental_revenue_per_customer": lift.abs,
-                                  "ci": list(lift.abs_ci), "se": lift.abs_se}]}
+        try:
+            programme = programme_effect(cells.arm_stats("revenue", on),
+                                         cells.arm_stats("revenue", off), channels, "revenue",
+                                         spec.alpha)
+        except ValueError as exc:
+            warnings.append(Warning_("contribution", f"no programme effect: {exc}", "info"))
+            return {}
+        return {"contribution": [programme.to_dict()]}
     if any(cfg.variants for cfg in spec.channels.values()) or len(channels) > 4:
         return {}
     fcells = cells.factorial_cells("revenue", channels, {ch: "treatment" for ch in channels})
