@@ -437,8 +437,7 @@ def _bayes(spec: Experiment, metric: Metric, cells: CellTable, t_rows: pl.DataFr
                                  cells.arm_stats(metric.name, h_rows), "binary", prior,
                                  spec.alpha)
     elif lift.ok:
-        post = bayes.normal_posterior(lift.abs, lift.abs_se, lift.mean_holdout, prior,
-                                      spec.alpha)
+        post = bayes.from_lift(lift, prior, spec.alpha)
     if post is None:
         return {"prob_positive": None, "bayes": None}
     return {"prob_positive": post.prob_positive, "bayes": post.to_dict()}
