@@ -175,11 +175,12 @@ class AnalysisResult:
 
 
 def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
-            yaml_text: str | None = None, quality: QualityReport | None = None
-            ) -> AnalysisResult:
+            yaml_text: str | None = None, quality: QualityReport | None = None,
+            units: Units | None = None) -> AnalysisResult:
     """Full analysis of one experiment at ``as_of`` (default: its end).
 
-    ``quality`` lets a daily run check the shared tables once for all its experiments.
+    ``quality`` lets a daily run check the shared tables once for all its experiments, and
+    ``units`` lets it build the experiment's units once for the analysis and the plan.
     """
     window = window_bounds(spec, as_of)
     as_of = window[1] if as_of is None else as_of.astimezone(dt.UTC)
@@ -191,7 +192,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     if quality.errors:
         raise DataError(list(quality.errors))
     warnings = [Warning_("data_quality", w) for w in quality.warnings]
-    units = engine.units(spec)
+    units = units or engine.units(spec)
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
         spec, window, group_by=_group_columns(spec, units),

@@ -17,6 +17,7 @@ from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
 from liftlab.spec import Experiment
 from liftlab.spec_loader import load_experiment
+from liftlab.units import Units
 
 DEMO_DATE = dt.date(2026, 2, 24)
 
@@ -112,7 +113,8 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
 
 
 def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
-             target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
+             target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05,
+             units: Units | None = None) -> Any:
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
@@ -121,7 +123,7 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     from liftlab.plan import history_window, make_plan
     from liftlab.units import window_bounds
 
-    units = engine.units(spec)
+    units = units or engine.units(spec)
     cuped = spec.covariates.pre_period_days > 0
 
     @cache
@@ -199,9 +201,10 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
     def analyze_one(spec: Experiment, as_of: dt.datetime) -> dict[str, Any]:
         engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
+        units = engine.units(spec)  # built once for the analysis and the plan
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
-                         quality=qualities[spec.timezone]).to_dict()
-        result["plan"] = plan_for(spec, engine).to_json()
+                         quality=qualities[spec.timezone], units=units).to_dict()
+        result["plan"] = plan_for(spec, engine, units=units).to_json()
         return result
 
     mc = None
