@@ -12,10 +12,10 @@ from liftlab.assign import assign_arms, unit_uniforms
 def test_pinned_values_never_change():
     # Pinned once: a change here would silently reshuffle every running experiment.
     u = unit_uniforms(pl.Series([1, 2, 3]), "exp:email")
-    again = unit_uniforms(pl.Series(["1", "2", "3"]), "exp:email")
-    np.testing.assert_array_equal(u, again)
-    np.testing.assert_allclose(u, unit_uniforms(pl.Series([1, 2, 3]), "exp:email"))
-    assert len(set(np.round(u, 12))) == 3
+    np.testing.assert_array_equal(u, [0.5947449942856452, 0.9753864241966128,
+                                      0.875483704484144])
+    # integer and text ids of the same value hash alike (ids are hashed as text)
+    np.testing.assert_array_equal(u, unit_uniforms(pl.Series(["1", "2", "3"]), "exp:email"))
 
 
 def test_matches_a_scalar_reference_implementation():
