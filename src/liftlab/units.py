@@ -94,7 +94,8 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
             + (" and has an assignment" if assigned_by == "table" else ""),
             table="customers", hint="check the filter and the customers table")])
     segments, more = _usable_segments(spec, frame)
-    frame = frame.drop([s for s in spec.segments if s not in segments])
+    unused = [s for s in spec.segments if s not in segments]
+    frame = frame.drop(unused) if unused else frame
     return Units(frame, frame.height, assigned_by, segments, tuple(warnings + more))
 
 
@@ -135,7 +136,8 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
     unit = spec.unit
     problems: list[Problem] = []
     warnings: list[str] = []
-    seen = long.group_by("channel", "group").len().collect()
+    rows = long.collect()
+    seen = rows.group_by("channel", "group").len()
     unknown = sorted(set(seen["channel"].to_list()) - set(spec.channels))
     if unknown:
         warnings.append(f"assignments for channels not in the experiment were ignored: "
@@ -150,7 +152,6 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
                 hint=f"expected one of {', '.join(sorted(cfg.arms))}"))
     if problems:
         raise DataError(problems)
-    rows = long.collect()
     per_channel = [_channel_arms(rows, unit, ch) for ch in spec.channels]
     pop = population.collect()
     frame, assigned = _attach(pop, per_channel, unit)
@@ -174,7 +175,7 @@ def _channel_arms(rows: pl.DataFrame, unit: str, channel: str) -> pl.DataFrame:
                 f"{dupes[unit].n_unique()} unit(s) are in two arms of channel {channel!r} "
                 f"(e.g. {unit} {ids})", table="assignments", column="group",
                 hint="a unit may be in one arm per channel; fix the assignment export")])
-    return arms.sort(unit)
+    return arms if arms[unit].is_sorted() else arms.sort(unit)
 
 
 def _attach(pop: pl.DataFrame, per_channel: list[pl.DataFrame],
@@ -183,7 +184,7 @@ def _attach(pop: pl.DataFrame, per_channel: list[pl.DataFrame],
 
     When every channel assigns exactly the population (the usual export), the sorted columns
     are placed side by side instead of hash-joined, which is several times faster."""
-    pop = pop.sort(unit)
+    pop = pop if pop[unit].is_sorted() else pop.sort(unit)
     ids = pop[unit]
     if all(a.height == len(ids) and a[unit].equals(ids) for a in per_channel):
         return pl.concat([pop, *[a.drop(unit) for a in per_channel]], how="horizontal"), len(ids)

@@ -1,9 +1,10 @@
-"""The polars engine: one lazy pass per table from scan to sufficient statistics.
+"""The polars engine: one pass per table from scan to sufficient statistics.
 
-Per table, the rows in [pre-period start, window end) are reduced to one row per unit with
-every measure as a conditional aggregate (pre-period and window in the same pass), joined to
-the unit table, and summed per group with the cross-products the statistics need. Only the
-final table of sums (a few hundred rows) is materialised.
+Per table, the rows in [pre-period start, window end) are reduced to one value per unit and
+measure (pre-period and window in the same pass): by direct address when unit ids are
+compact integers, else by a hash group-by. The measures sit beside the unit table, which is
+summed per group with the cross-products the statistics need. Only the final table of sums
+(a few hundred rows) is materialised.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 from liftlab.data.folder import FolderSource
@@ -25,32 +27,54 @@ from liftlab.data.quality import (
     polars_count,
 )
 from liftlab.data.schema import TABLES
+from liftlab.engines.dense import (
+    CellPlan,
+    Groups,
+    Slots,
+    accumulate,
+    cell_sums,
+    repeated,
+    table_layout,
+    unit_measure,
+)
 from liftlab.errors import Problem
 from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment
 from liftlab.units import Units, build_units, id_type
 
 
-def unit_outcomes(plan: AggregationPlan, units: pl.LazyFrame, source: FolderSource,
-                  uid_type: pl.DataType, experiment_id: str | None = None) -> pl.LazyFrame:
-    """Per-unit measures (0 when the unit has no row), lazily, one row per unit."""
-    unit = plan.unit
-    out = units
-    lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
-    hi = plan.window[1]
-    ids = units.select(unit)
+def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
+              uid_type: pl.DataType, experiment_id: str | None = None,
+              dense: bool = True) -> pl.DataFrame:
+    """The table of sufficient statistics: one row per group, n, sums and cross-products.
+
+    Integer ids that fill most of their range are summed by direct address (``dense.py``);
+    other ids by a hash group-by. ``dense=False`` forces the hash route (tests compare both).
+    """
+    slots = Slots.fit(units[plan.unit]) if dense else None
+    if slots is not None:
+        return _dense_cells(plan, units, source, uid_type, experiment_id, slots)
+    per_unit = _unit_outcomes(plan, units, source, uid_type, experiment_id)
+    aggs = [pl.len().alias("n")]
+    aggs += [pl.col(m.name).sum().alias(sum_col(m.name)) for m in plan.measures]
+    aggs += [(pl.col(a) * pl.col(b)).sum().alias(prod_col(a, b)) for a, b in plan.products]
+    keys = list(plan.group_by)
+    if not keys:
+        return per_unit.select(aggs).collect()
+    return per_unit.group_by(keys).agg(aggs).collect().sort(keys, nulls_last=True)
+
+
+def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
+                   uid_type: pl.DataType, experiment_id: str | None) -> pl.LazyFrame:
+    """Per-unit measures (0 when the unit has no row) by hash group-by, one row per unit."""
+    out = units.lazy()
+    ids = units.lazy().select(plan.unit)
     for table in plan.tables:
-        ts = TS_COLUMN[table]
-        rows = source.scan(table, uid_type).filter(
-            (pl.col(ts) >= lo) & (pl.col(ts) < hi))
-        if table == "contacts" and experiment_id is not None and \
-                "experiment_id" in source.schema("contacts"):
-            rows = rows.filter(pl.col("experiment_id") == experiment_id)
-        rows = rows.join(ids, on=unit, how="semi")
-        per_unit = rows.group_by(unit).agg(_measure_expr(m, plan) for m in plan.measures_of(table))
-        out = out.join(per_unit, on=unit, how="left")
-    names = [m.name for m in plan.measures]
-    out = out.with_columns(pl.col(n).fill_null(0.0) for n in names)
+        rows = _period_rows(plan, source, table, uid_type, experiment_id)
+        per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
+            _measure_expr(m, plan) for m in plan.measures_of(table))
+        out = out.join(per_unit, on=plan.unit, how="left")
+    out = out.with_columns(pl.col(m.name).fill_null(0.0) for m in plan.measures)
     capped = [m for m in plan.measures if m.winsorize is not None]
     if capped:
         out = out.with_columns(
@@ -59,17 +83,50 @@ def unit_outcomes(plan: AggregationPlan, units: pl.LazyFrame, source: FolderSour
     return out
 
 
-def aggregate(plan: AggregationPlan, units: pl.LazyFrame, source: FolderSource,
-              uid_type: pl.DataType, experiment_id: str | None = None) -> pl.DataFrame:
-    """The table of sufficient statistics: one row per group, n, sums and cross-products."""
-    per_unit = unit_outcomes(plan, units, source, uid_type, experiment_id)
-    aggs = [pl.len().alias("n")]
-    aggs += [pl.col(m.name).sum().alias(sum_col(m.name)) for m in plan.measures]
-    aggs += [(pl.col(a) * pl.col(b)).sum().alias(prod_col(a, b)) for a, b in plan.products]
+def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
+                 uid_type: pl.DataType, experiment_id: str | None,
+                 slots: Slots) -> pl.DataFrame:
+    """The same table by direct address: one pass per table into per-unit slots, then one
+    pass over the units into the groups (no per-unit frame is built)."""
+    measures = [m for t in plan.tables for m in plan.measures_of(t)]
+    layouts, accs = [], []
+    for table in plan.tables:
+        layout = table_layout(plan.measures_of(table), TS_COLUMN[table], plan.window,
+                              plan.pre_window)
+        rows = _period_rows(plan, source, table, uid_type, experiment_id)
+        layouts.append(layout)
+        accs.append(accumulate(rows, plan.unit, layout, slots))
+    position = {m.name: k for k, m in enumerate(measures)}
+    cell_plan = CellPlan.of(layouts, [m.agg == "any" for m in measures],
+                            [np.inf] * len(measures),
+                            [(position[a], position[b]) for a, b in plan.products])
+    at = units[plan.unit].cast(pl.Int64).to_numpy() - slots.lo
+    for k, m in enumerate(measures):
+        if m.winsorize is not None:
+            values = pl.Series(unit_measure(tuple(accs), at, cell_plan, k))
+            cell_plan.caps[k] = values.quantile(m.winsorize, "linear")
+    groups = Groups.of(units, plan.group_by)
+    n, sums, prods = cell_sums(tuple(accs), at, groups, cell_plan)
+    seen = np.flatnonzero(n)
+    frame = pl.DataFrame([
+        *groups.frame(seen).get_columns(), pl.Series("n", n[seen], dtype=pl.UInt32),
+        *[pl.Series(sum_col(m.name), sums[seen, position[m.name]]) for m in plan.measures],
+        *[pl.Series(prod_col(a, b), prods[seen, i]) for i, (a, b) in enumerate(plan.products)]])
     keys = list(plan.group_by)
-    cells = per_unit.group_by(keys).agg(aggs) if keys else per_unit.select(aggs)
-    return cells.collect(engine="streaming").sort(keys, nulls_last=True) if keys else \
-        cells.collect(engine="streaming")
+    return frame.sort(keys, nulls_last=True) if keys else frame
+
+
+def _period_rows(plan: AggregationPlan, source: FolderSource, table: str,
+                 uid_type: pl.DataType, experiment_id: str | None) -> pl.LazyFrame:
+    """The table's rows in [pre-period start, window end) (this experiment's contacts)."""
+    ts = TS_COLUMN[table]
+    lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
+    rows = source.scan(table, uid_type).filter(
+        (pl.col(ts) >= lo) & (pl.col(ts) < plan.window[1]))
+    if table == "contacts" and experiment_id is not None and \
+            "experiment_id" in source.schema("contacts"):
+        rows = rows.filter(pl.col("experiment_id") == experiment_id)
+    return rows
 
 
 def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
@@ -121,15 +178,19 @@ class PolarsEngine:
             return src.raw(c.table) if c.kind == "duplicated" else src.scan(c.table)
 
         counts: dict[int, int] = {}
+        for i, c in enumerate(checks):
+            if c.kind == "duplicated":  # a bitmap over integer ids, else a hash count
+                column = frame(c).select(c.column)
+                found = repeated(column)
+                counts[i] = found if found is not None else int(
+                    column.select(polars_count(c, as_of)).collect().item())
         for table in dict.fromkeys(c.table for c in checks):
-            for raw in (True, False):
-                mine = [(i, c) for i, c in enumerate(checks)
-                        if c.table == table and (c.kind == "duplicated") == raw]
-                if mine:
-                    row = frame(mine[0][1]).select(
-                        polars_count(c, as_of).alias(str(i)) for i, c in mine
-                    ).collect().row(0)
-                    counts.update({i: int(v or 0) for (i, _), v in zip(mine, row, strict=True)})
+            mine = [(i, c) for i, c in enumerate(checks)
+                    if c.table == table and c.kind != "duplicated"]
+            if mine:
+                row = src.scan(table).select(
+                    polars_count(c, as_of).alias(str(i)) for i, c in mine).collect().row(0)
+                counts.update({i: int(v or 0) for (i, _), v in zip(mine, row, strict=True)})
 
         def first_rows(c: Check) -> tuple[int, ...]:
             found = (frame(c).with_row_index("__row", offset=1)
@@ -146,7 +207,7 @@ class PolarsEngine:
                   experiment_id: str) -> pl.DataFrame:
         assert isinstance(units.frame, pl.DataFrame)
         uid = units.frame.schema[plan.unit]
-        return aggregate(plan, units.frame.lazy(), self.source, uid, experiment_id)
+        return aggregate(plan, units.frame, self.source, uid, experiment_id)
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

@@ -1,0 +1,165 @@
+"""Direct-address aggregation (engines/dense.py) against the hash group-by and polars itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from liftlab.data.folder import FolderSource
+from liftlab.engines.dense import Slots, repeated, table_layout
+from liftlab.engines.polars_engine import aggregate
+from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
+
+START = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
+END = dt.datetime(2026, 2, 16, tzinfo=dt.UTC)
+PRE = (START - dt.timedelta(days=14), START)
+MEASURES = (
+    Measure("revenue", "orders", "sum", value="revenue"),
+    Measure("revenue|pre", "orders", "sum", value="revenue", period="pre"),
+    Measure("margin", "orders", "sum", value="margin"),
+    Measure("buyer", "orders", "any"),
+    Measure("buyer|pre", "orders", "any", period="pre"),
+    Measure("orders", "orders", "count"),
+    Measure("revenue@web", "orders", "sum", value="revenue", channel="web"),
+    Measure("revenue@store", "orders", "sum", value="revenue", channel="store"),
+    Measure("clicks", "events", "count", event="click"),
+    Measure("email_clicks", "events", "count", event="click", channel="email"),
+    Measure("unsub", "events", "any", event="unsubscribe"),
+    Measure("cost@email", "contacts", "sum", value="cost", channel="email"),
+    Measure("contacts", "contacts", "count"),
+    Measure("capped", "orders", "sum", value="revenue", winsorize=0.9),
+)
+
+
+def _write(root: Path, rng: np.random.Generator, n_units: int, spread: int, n_rows: int,
+           offset: int) -> pl.DataFrame:
+    """Tables whose ids are a gappy integer range, with rows of non-units, null ids and
+    timestamps, and rows outside the periods; returns the unit table."""
+    pool = offset + rng.choice(n_units * spread, n_units, replace=False)
+    others = offset + n_units * spread + rng.integers(0, 50, 20)  # ids that are not units
+
+    def ids(k: int) -> list[int | None]:
+        out = rng.choice(np.concatenate([pool, others]), k).tolist()
+        return [None if rng.random() < 0.03 else int(i) for i in out]
+
+    def stamps(k: int) -> list[dt.datetime | None]:
+        secs = rng.uniform(-20 * 86400, 18 * 86400, k)
+        return [None if rng.random() < 0.02 else START + dt.timedelta(seconds=float(s))
+                for s in secs]
+
+    pl.DataFrame({"customer_id": pool}).write_parquet(root / "customers.parquet")
+    pl.DataFrame({
+        "order_id": np.arange(n_rows), "customer_id": ids(n_rows), "ts": stamps(n_rows),
+        "channel": rng.choice(["web", "store", "phone", None], n_rows).tolist(),
+        "revenue": rng.lognormal(3, 1, n_rows), "margin": rng.normal(10, 5, n_rows),
+    }).write_parquet(root / "orders.parquet")
+    pl.DataFrame({
+        "customer_id": ids(n_rows), "ts": stamps(n_rows),
+        "channel": rng.choice(["email", "sms"], n_rows).tolist(),
+        "event": rng.choice(["click", "open", "unsubscribe", None], n_rows).tolist(),
+    }).write_parquet(root / "events.parquet")
+    pl.DataFrame({
+        "customer_id": ids(n_rows), "sent_at": stamps(n_rows),
+        "channel": rng.choice(["email", "mail"], n_rows).tolist(),
+        "cost": rng.uniform(0, 1, n_rows),
+    }).write_parquet(root / "contacts.parquet")
+    return pl.DataFrame({"customer_id": pool,
+                         "arm": rng.choice(["treatment", "holdout"], n_units),
+                         "segment": rng.choice(["a", "b", "c"], n_units)})
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_units=st.integers(1, 300),
+       spread=st.integers(1, 3), offset=st.integers(-10**6, 10**6),
+       subset=st.sets(st.integers(0, len(MEASURES) - 1), min_size=1),
+       pre=st.booleans(), keys=st.sampled_from([(), ("arm",), ("arm", "segment")]))
+def test_dense_equals_hash_group_by(seed: int, n_units: int, spread: int, offset: int,
+                                    subset: set[int], pre: bool,
+                                    keys: tuple[str, ...]) -> None:
+    """Every kind of measure, ids with gaps, negative ids, rows of non-units, nulls."""
+    rng = np.random.default_rng(seed)
+    measures = tuple(MEASURES[i] for i in sorted(subset)
+                     if pre or MEASURES[i].period == "window")
+    if not measures:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        units = _write(Path(tmp), rng, n_units, spread, 4 * n_units + 5, offset)
+        names = [m.name for m in measures]
+        plan = AggregationPlan("customer_id", (START, END), PRE if pre else None, measures,
+                               tuple((a, b) for a in names for b in names if a <= b),
+                               keys)
+        source = FolderSource(Path(tmp))
+        assert Slots.fit(units["customer_id"]) is not None
+        fast = aggregate(plan, units, source, pl.Int64, dense=True)
+        slow = aggregate(plan, units, source, pl.Int64, dense=False)
+    assert fast.columns == slow.columns
+    assert fast.select(*keys, "n").equals(slow.select(*keys, "n"))
+    for col in fast.columns[len(keys) + 1:]:
+        np.testing.assert_allclose(fast[col].to_numpy(), slow[col].to_numpy(),
+                                   rtol=1e-10, atol=1e-9, err_msg=col)
+
+
+def test_dense_sums_equal_a_direct_polars_computation(tmp_path: Path) -> None:
+    """Revenue in the window and its square per arm, computed from the rows by hand."""
+    rng = np.random.default_rng(3)
+    units = _write(tmp_path, rng, 500, 2, 3000, 7)
+    plan = AggregationPlan("customer_id", (START, END), None, (MEASURES[0],),
+                           (("revenue", "revenue"),), ("arm",))
+    got = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    per_unit = (pl.read_parquet(tmp_path / "orders.parquet")
+                .filter((pl.col("ts") >= START) & (pl.col("ts") < END))
+                .group_by("customer_id").agg(pl.col("revenue").sum()))
+    want = (units.join(per_unit, on="customer_id", how="left").fill_null(0.0)
+            .group_by("arm").agg(pl.len().alias("n"), pl.col("revenue").sum().alias("s"),
+                                 (pl.col("revenue") ** 2).sum().alias("q")).sort("arm"))
+    assert got["n"].to_list() == want["n"].to_list()
+    np.testing.assert_allclose(got[sum_col("revenue")], want["s"], rtol=1e-12)
+    np.testing.assert_allclose(got[prod_col("revenue", "revenue")], want["q"], rtol=1e-12)
+
+
+def test_slots_take_compact_integers_only() -> None:
+    assert Slots.fit(pl.Series([5, 7, 9])) == Slots(5, 5)
+    assert Slots.fit(pl.Series(["a", "b"])) is None
+    assert Slots.fit(pl.Series([1, None])) is None
+    sparse = pl.Series(np.arange(100_000) * 1000)  # 1000 slots per unit: hash instead
+    assert Slots.fit(sparse) is None
+
+
+def test_rows_feeding_the_same_measures_share_a_class() -> None:
+    """Pre-period rows of every channel feed the same two measures: one class, not four."""
+    measures = (MEASURES[0], MEASURES[1], MEASURES[3], MEASURES[4], MEASURES[5],
+                MEASURES[6], MEASURES[7])
+    layout = table_layout(measures, "ts", (START, END), PRE)
+    assert layout.n_classes == 4  # pre | window web | window store | window other
+    assert layout.value_columns == ("revenue",)
+
+
+@pytest.mark.parametrize("values", [
+    [3, 1, 3, 3, 2, None, None, None],
+    list(range(-5, 5)) * 2,
+    [],
+    [None, None],
+])
+def test_repeated_counts_like_n_unique(values: list[int | None]) -> None:
+    frame = pl.LazyFrame({"x": pl.Series(values, dtype=pl.Int64)})
+    expected = len(values) - pl.Series(values, dtype=pl.Int64).n_unique()
+    assert repeated(frame) == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-50, 50)), max_size=200))
+def test_repeated_matches_polars(values: list[int | None]) -> None:
+    series = pl.Series(values, dtype=pl.Int64)
+    assert repeated(pl.LazyFrame({"x": series})) == len(values) - series.n_unique()
+
+
+def test_repeated_declines_text_and_sparse_ids() -> None:
+    assert repeated(pl.LazyFrame({"x": ["a", "a"]})) is None
+    assert repeated(pl.LazyFrame({"x": [0, 10**15]})) is None
