@@ -105,13 +105,14 @@ def table_layout(measures: tuple[Measure, ...], ts: str,
                        len(distinct), sources)
 
 
-def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots) -> np.ndarray:
-    """Per-slot row counts and value sums of one table: an array (slots.size, layout.width).
+def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots,
+               acc: np.ndarray, offset: int) -> None:
+    """Add one table's per-slot row counts and value sums to ``acc[:, offset:]`` (one row of
+    ``acc`` per slot, ``layout.width`` columns for this table).
 
     ``rows`` are the table's rows already restricted to the analysis periods; ids outside
     the slots are not units and are skipped.
     """
-    acc = np.zeros((slots.size, layout.width), dtype=np.float64)
     query = rows.filter(pl.col(unit).is_not_null()).select(
         pl.col(unit).cast(pl.Int64), layout.code_expr,
         *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns])
@@ -120,10 +121,9 @@ def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots)
         codes = batch["__code"].to_numpy()
         if layout.value_columns:
             vals = tuple(batch[v].to_numpy() for v in layout.value_columns)
-            _scatter_sums(acc, slots.lo, ids, codes, layout.class_of, vals)
+            _scatter_sums(acc, offset, slots.lo, ids, codes, layout.class_of, vals)
         else:
-            _scatter_counts(acc, slots.lo, ids, codes, layout.class_of)
-    return acc
+            _scatter_counts(acc, offset, slots.lo, ids, codes, layout.class_of)
 
 
 @dataclass(frozen=True)
@@ -136,19 +136,22 @@ class Groups:
 
     @staticmethod
     def of(frame: pl.DataFrame, keys: tuple[str, ...]) -> Groups:
-        codes = np.zeros(frame.height, dtype=np.int64)
+        # few values per key: comparing is faster than hashing the text, and the arrays are
+        # updated in place (fresh memory is a large part of the cost at this size)
+        codes = np.zeros(frame.height, dtype=np.int32)
+        code = np.empty(frame.height, dtype=np.int32)
         levels = []
         for k in keys:
             col = frame[k]
             values = col.drop_nulls().unique().sort()
-            if col.dtype == pl.String:
-                code = col.cast(pl.Enum(values.to_list())).to_physical()
-            else:
-                code = col.replace_strict(values, pl.int_range(values.len(), eager=True),
-                                          default=None)
-            codes = codes * (values.len() + 1) + code.fill_null(values.len()).cast(
-                pl.Int64).to_numpy()
+            code.fill(values.len())  # null
+            for i, v in enumerate(values.to_list()):
+                np.copyto(code, i, where=(col == v).fill_null(False).to_numpy())
+            codes *= values.len() + 1
+            codes += code
             levels.append(values)
+        if int(np.prod([v.len() + 1 for v in levels], dtype=np.int64)) >= 2**31:
+            raise ValueError("too many groups")
         return Groups(codes, keys, tuple(levels))
 
     @property
@@ -171,7 +174,6 @@ class CellPlan:
     """The per-unit measures (as sums of slots of one table's array) and the products to sum
     per group: the arrays handed to the compiled loop."""
 
-    table_of: np.ndarray
     indptr: np.ndarray
     indices: np.ndarray
     is_any: np.ndarray
@@ -180,14 +182,12 @@ class CellPlan:
     prod_b: np.ndarray
 
     @staticmethod
-    def of(layouts: list[TableLayout], any_flags: list[bool], caps: list[float],
-           products: list[tuple[int, int]]) -> CellPlan:
-        table_of, sources = [], []
-        for t, layout in enumerate(layouts):
-            table_of += [t] * len(layout.sources)
-            sources += list(layout.sources)
+    def of(layouts: list[TableLayout], offsets: list[int], any_flags: list[bool],
+           caps: list[float], products: list[tuple[int, int]]) -> CellPlan:
+        sources = [tuple(offset + i for i in src)
+                   for layout, offset in zip(layouts, offsets, strict=True)
+                   for src in layout.sources]
         return CellPlan(
-            np.array(table_of, dtype=np.int64),
             np.cumsum([0, *(len(s) for s in sources)]).astype(np.int64),
             np.array([i for s in sources for i in s], dtype=np.int64),
             np.array(any_flags, dtype=np.bool_), np.array(caps, dtype=np.float64),
@@ -195,34 +195,41 @@ class CellPlan:
             np.array([b for _, b in products], dtype=np.int64))
 
 
-def unit_measure(accs: tuple[np.ndarray, ...], at: np.ndarray, plan: CellPlan,
-                 k: int) -> np.ndarray:
+def unit_measure(acc: np.ndarray, at: np.ndarray, plan: CellPlan, k: int) -> np.ndarray:
     """Measure ``k`` of every unit (before any cap): for a quantile over units."""
     out = np.empty(at.shape[0])
-    _unit_measure(accs, at, plan.table_of, plan.indptr, plan.indices, plan.is_any, k, out)
+    _unit_measure(acc, at, plan.indptr, plan.indices, plan.is_any, k, out)
     return out
 
 
-def cell_sums(accs: tuple[np.ndarray, ...], at: np.ndarray, groups: Groups,
+def cell_sums(acc: np.ndarray, at: np.ndarray, groups: Groups,
               plan: CellPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group: the number of units, the sum of each measure, the sum of each product."""
     n = np.zeros(groups.size, dtype=np.int64)
-    sums = np.zeros((groups.size, plan.table_of.shape[0]))
+    sums = np.zeros((groups.size, plan.is_any.shape[0]))
     prods = np.zeros((groups.size, plan.prod_a.shape[0]))
-    _cell_sums(accs, at, groups.codes, plan.table_of, plan.indptr, plan.indices, plan.is_any,
-               plan.caps, plan.prod_a, plan.prod_b, n, sums, prods)
+    _cell_sums(acc, at, groups.codes, plan.indptr, plan.indices, plan.is_any, plan.caps,
+               plan.prod_a, plan.prod_b, n, sums, prods)
     return n, sums, prods
 
 
-def repeated(column: pl.LazyFrame) -> int | None:
+def range_exprs(column: str) -> list[pl.Expr]:
+    """The statistics ``repeated`` needs (min, max, count, nulls), to fold into a pass that
+    reads the column anyway."""
+    col = pl.col(column)
+    return [col.min().alias(f"{column}:min"), col.max().alias(f"{column}:max"),
+            col.count().alias(f"{column}:count"), col.null_count().alias(f"{column}:nulls")]
+
+
+def repeated(column: pl.LazyFrame, stats: tuple[int, int, int, int] | None = None
+             ) -> int | None:
     """How many values of a one-column frame repeat an earlier one (nulls after the first
-    null count as repeats); None when the values are not compact integers."""
+    null count as repeats); None when the values are not compact integers. ``stats`` are the
+    values of ``range_exprs`` when already computed."""
     name = column.collect_schema().names()[0]
     if not column.collect_schema()[name].is_integer():
         return None
-    col = pl.col(name)
-    lo, hi, n, nulls = column.select(col.min(), col.max().alias("hi"), col.count().alias("n"),
-                                     col.null_count().alias("nulls")).collect().row(0)
+    lo, hi, n, nulls = stats or column.select(range_exprs(name)).collect().row(0)
     if not n:
         return max(nulls - 1, 0)
     size = hi - lo + 1
@@ -230,7 +237,7 @@ def repeated(column: pl.LazyFrame) -> int | None:
         return None
     seen = np.zeros(size, dtype=np.uint8)
     repeats = max(nulls - 1, 0)
-    for batch in column.drop_nulls().select(col.cast(pl.Int64)).collect_batches(
+    for batch in column.drop_nulls().select(pl.col(name).cast(pl.Int64)).collect_batches(
             chunk_size=BATCH_ROWS):
         repeats += int(_count_repeats(batch[name].to_numpy(), lo, seen))
     return repeats
@@ -241,7 +248,7 @@ def repeated(column: pl.LazyFrame) -> int | None:
 # run-time length here is twice as slow: the row update no longer overlaps memory reads).
 
 @numba.njit(nogil=True, cache=True)
-def _scatter_sums(acc, lo, ids, codes, class_of, vals):  # type: ignore[no-untyped-def] # pragma: no cover
+def _scatter_sums(acc, offset, lo, ids, codes, class_of, vals):  # type: ignore[no-untyped-def] # pragma: no cover
     size = acc.shape[0]
     per_class = len(vals) + 1
     for i in range(ids.shape[0]):
@@ -249,26 +256,25 @@ def _scatter_sums(acc, lo, ids, codes, class_of, vals):  # type: ignore[no-untyp
         c = class_of[codes[i]]
         if j < 0 or j >= size or c < 0:
             continue
-        s = c * per_class
+        s = offset + c * per_class
         acc[j, s] += 1.0
         for v in range(len(vals)):
             acc[j, s + 1 + v] += vals[v][i]
 
 
 @numba.njit(nogil=True, cache=True)
-def _scatter_counts(acc, lo, ids, codes, class_of):  # type: ignore[no-untyped-def] # pragma: no cover
+def _scatter_counts(acc, offset, lo, ids, codes, class_of):  # type: ignore[no-untyped-def] # pragma: no cover
     size = acc.shape[0]
     for i in range(ids.shape[0]):
         j = ids[i] - lo
         c = class_of[codes[i]]
         if j < 0 or j >= size or c < 0:
             continue
-        acc[j, c] += 1.0
+        acc[j, offset + c] += 1.0
 
 
-@numba.njit(nogil=True, cache=True)
-def _measure(accs, j, table_of, indptr, indices, is_any, k):  # type: ignore[no-untyped-def] # pragma: no cover
-    acc = accs[table_of[k]]
+@numba.njit(nogil=True, cache=True, inline="always")
+def _measure(acc, j, indptr, indices, is_any, k):  # type: ignore[no-untyped-def] # pragma: no cover
     total = 0.0
     for t in range(indptr[k], indptr[k + 1]):
         total += acc[j, indices[t]]
@@ -278,21 +284,21 @@ def _measure(accs, j, table_of, indptr, indices, is_any, k):  # type: ignore[no-
 
 
 @numba.njit(nogil=True, cache=True)
-def _unit_measure(accs, at, table_of, indptr, indices, is_any, k, out):  # type: ignore[no-untyped-def] # pragma: no cover
+def _unit_measure(acc, at, indptr, indices, is_any, k, out):  # type: ignore[no-untyped-def] # pragma: no cover
     for u in range(at.shape[0]):
-        out[u] = _measure(accs, at[u], table_of, indptr, indices, is_any, k)
+        out[u] = _measure(acc, at[u], indptr, indices, is_any, k)
 
 
 @numba.njit(nogil=True, cache=True)
-def _cell_sums(accs, at, codes, table_of, indptr, indices, is_any, caps, prod_a, prod_b,
+def _cell_sums(acc, at, codes, indptr, indices, is_any, caps, prod_a, prod_b,
                n, sums, prods):  # type: ignore[no-untyped-def] # pragma: no cover
-    n_measures = table_of.shape[0]
+    n_measures = is_any.shape[0]
     m = np.empty(n_measures)
     for u in range(at.shape[0]):
         g = codes[u]
         n[g] += 1
         for k in range(n_measures):
-            x = _measure(accs, at[u], table_of, indptr, indices, is_any, k)
+            x = _measure(acc, at[u], indptr, indices, is_any, k)
             m[k] = min(x, caps[k])
             sums[g, k] += m[k]
         for p in range(prod_a.shape[0]):

@@ -33,6 +33,7 @@ from liftlab.engines.dense import (
     Slots,
     accumulate,
     cell_sums,
+    range_exprs,
     repeated,
     table_layout,
     unit_measure,
@@ -89,24 +90,24 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     """The same table by direct address: one pass per table into per-unit slots, then one
     pass over the units into the groups (no per-unit frame is built)."""
     measures = [m for t in plan.tables for m in plan.measures_of(t)]
-    layouts, accs = [], []
-    for table in plan.tables:
-        layout = table_layout(plan.measures_of(table), TS_COLUMN[table], plan.window,
-                              plan.pre_window)
+    layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window)
+               for t in plan.tables]
+    offsets = np.cumsum([0, *(lay.width for lay in layouts)]).tolist()
+    acc = np.zeros((slots.size, offsets[-1]))
+    for table, layout, offset in zip(plan.tables, layouts, offsets, strict=False):
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        layouts.append(layout)
-        accs.append(accumulate(rows, plan.unit, layout, slots))
+        accumulate(rows, plan.unit, layout, slots, acc, offset)
     position = {m.name: k for k, m in enumerate(measures)}
-    cell_plan = CellPlan.of(layouts, [m.agg == "any" for m in measures],
+    cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [np.inf] * len(measures),
                             [(position[a], position[b]) for a, b in plan.products])
     at = units[plan.unit].cast(pl.Int64).to_numpy() - slots.lo
     for k, m in enumerate(measures):
         if m.winsorize is not None:
-            values = pl.Series(unit_measure(tuple(accs), at, cell_plan, k))
+            values = pl.Series(unit_measure(acc, at, cell_plan, k))
             cell_plan.caps[k] = values.quantile(m.winsorize, "linear")
     groups = Groups.of(units, plan.group_by)
-    n, sums, prods = cell_sums(tuple(accs), at, groups, cell_plan)
+    n, sums, prods = cell_sums(acc, at, groups, cell_plan)
     seen = np.flatnonzero(n)
     frame = pl.DataFrame([
         *groups.frame(seen).get_columns(), pl.Series("n", n[seen], dtype=pl.UInt32),
@@ -178,19 +179,23 @@ class PolarsEngine:
             return src.raw(c.table) if c.kind == "duplicated" else src.scan(c.table)
 
         counts: dict[int, int] = {}
-        for i, c in enumerate(checks):
-            if c.kind == "duplicated":  # a bitmap over integer ids, else a hash count
-                column = frame(c).select(c.column)
-                found = repeated(column)
-                counts[i] = found if found is not None else int(
-                    column.select(polars_count(c, as_of)).collect().item())
         for table in dict.fromkeys(c.table for c in checks):
-            mine = [(i, c) for i, c in enumerate(checks)
-                    if c.table == table and c.kind != "duplicated"]
-            if mine:
-                row = src.scan(table).select(
-                    polars_count(c, as_of).alias(str(i)) for i, c in mine).collect().row(0)
-                counts.update({i: int(v or 0) for (i, _), v in zip(mine, row, strict=True)})
+            mine = [(i, c) for i, c in enumerate(checks) if c.table == table]
+            flat = [(i, c) for i, c in mine if c.kind != "duplicated"]
+            ids = [(i, c) for i, c in mine if c.kind == "duplicated"
+                   and src.schema(table)[c.column].is_integer()]
+            exprs = [*[polars_count(c, as_of).alias(str(i)) for i, c in flat],
+                     *[e for _, c in ids for e in range_exprs(c.column)]]
+            row = src.scan(table).select(exprs).collect().row(0) if exprs else ()
+            counts.update({i: int(v or 0) for (i, _), v in zip(flat, row, strict=False)})
+            stats = {c.column: row[len(flat) + 4 * k:len(flat) + 4 * k + 4]
+                     for k, (_, c) in enumerate(ids)}
+            for i, c in mine:
+                if c.kind == "duplicated":  # a bitmap over integer ids, else a hash count
+                    column = src.raw(table).select(c.column)
+                    found = repeated(column, stats.get(c.column))
+                    counts[i] = found if found is not None else int(
+                        column.select(polars_count(c, as_of)).collect().item())
 
         def first_rows(c: Check) -> tuple[int, ...]:
             found = (frame(c).with_row_index("__row", offset=1)
