@@ -163,3 +163,20 @@ def test_repeated_matches_polars(values: list[int | None]) -> None:
 def test_repeated_declines_text_and_sparse_ids() -> None:
     assert repeated(pl.LazyFrame({"x": ["a", "a"]})) is None
     assert repeated(pl.LazyFrame({"x": [0, 10**15]})) is None
+
+
+def test_memory_cap_falls_back_to_the_hash_route(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import liftlab.engines.polars_engine as engine
+
+    units = _write(tmp_path, np.random.default_rng(5), 200, 2, 800, 0)
+    plan = AggregationPlan("customer_id", (START, END), PRE, MEASURES[:6],
+                           (("revenue", "revenue|pre"),), ("arm",))
+    dense = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    calls: list[int] = []
+    monkeypatch.setattr(engine, "DENSE_BYTES", 0)
+    monkeypatch.setattr(engine, "_dense_cells", lambda *a: calls.append(1))
+    capped = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    assert not calls
+    for col in dense.columns[1:]:
+        np.testing.assert_allclose(dense[col].to_numpy(), capped[col].to_numpy(), rtol=1e-10)

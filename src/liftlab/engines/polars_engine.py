@@ -31,6 +31,7 @@ from liftlab.engines.dense import (
     CellPlan,
     Groups,
     Slots,
+    TableLayout,
     accumulate,
     cell_sums,
     range_exprs,
@@ -43,6 +44,10 @@ from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment
 from liftlab.units import Units, build_units, id_type
 
+# The per-unit array of the direct-address route may take this much memory; beyond it (ids
+# spread over a huge range, or very many measures) the hash group-by is used.
+DENSE_BYTES = 6 * 2**30
+
 
 def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
               uid_type: pl.DataType, experiment_id: str | None = None,
@@ -53,8 +58,10 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     other ids by a hash group-by. ``dense=False`` forces the hash route (tests compare both).
     """
     slots = Slots.fit(units[plan.unit]) if dense else None
-    if slots is not None:
-        return _dense_cells(plan, units, source, uid_type, experiment_id, slots)
+    layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window)
+               for t in plan.tables]
+    if slots is not None and slots.size * sum(lay.width for lay in layouts) * 8 <= DENSE_BYTES:
+        return _dense_cells(plan, units, source, uid_type, experiment_id, slots, layouts)
     per_unit = _unit_outcomes(plan, units, source, uid_type, experiment_id)
     aggs = [pl.len().alias("n")]
     aggs += [pl.col(m.name).sum().alias(sum_col(m.name)) for m in plan.measures]
@@ -86,12 +93,10 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
 
 def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
                  uid_type: pl.DataType, experiment_id: str | None,
-                 slots: Slots) -> pl.DataFrame:
+                 slots: Slots, layouts: list[TableLayout]) -> pl.DataFrame:
     """The same table by direct address: one pass per table into per-unit slots, then one
     pass over the units into the groups (no per-unit frame is built)."""
     measures = [m for t in plan.tables for m in plan.measures_of(t)]
-    layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window)
-               for t in plan.tables]
     offsets = np.cumsum([0, *(lay.width for lay in layouts)]).tolist()
     acc = np.zeros((slots.size, offsets[-1]))
     for table, layout, offset in zip(plan.tables, layouts, offsets, strict=False):
