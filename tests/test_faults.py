@@ -66,3 +66,38 @@ def test_global_holdout_measures_the_programme(tiny_data: Path):
     assert blind.height == 1 and blind.row(0) == ("holdout", "holdout")
     [programme] = result.sections["contribution"]
     assert programme["programme"] is True and programme["ci"][0] < programme["ci"][1]
+
+
+def test_a_killed_report_run_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
+    """Leftovers of a SIGKILLed writer: its temporary folder goes; a report it had moved
+    aside (killed between the two renames) is put back; the next write replaces it whole."""
+    from liftlab.fsio import atomic_dir, recover_leftovers
+
+    dest = tmp_path / "2026-02-24"
+    (tmp_path / ".2026-02-24.abc123.tmp").mkdir()
+    (tmp_path / ".2026-02-24.abc123.tmp" / "half.html").write_text("half")
+    moved = tmp_path / ".2026-02-24.old-4242"
+    moved.mkdir()
+    (moved / "index.html").write_text("yesterday's run")
+    (tmp_path / ".2026-02-23.x.tmp").mkdir()  # another date's writer: not ours to touch
+    recover_leftovers(dest)
+    assert (dest / "index.html").read_text() == "yesterday's run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".2026-02-23.x.tmp", "2026-02-24"]
+    with atomic_dir(dest) as tmp:
+        (tmp / "index.html").write_text("today")
+    assert (dest / "index.html").read_text() == "today"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".2026-02-23.x.tmp", "2026-02-24"]
+
+
+def test_recovery_keeps_a_complete_report(tmp_path: Path) -> None:
+    from liftlab.fsio import recover_leftovers
+
+    dest = tmp_path / "run"
+    dest.mkdir()
+    (dest / "index.html").write_text("complete")
+    old = tmp_path / ".run.old-1"
+    old.mkdir()
+    recover_leftovers(dest)
+    assert (dest / "index.html").read_text() == "complete"
+    assert not old.exists()
+    recover_leftovers(tmp_path / "missing" / "run")  # nothing there yet: nothing to do

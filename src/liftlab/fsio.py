@@ -94,6 +94,22 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
         raise
 
 
+def recover_leftovers(dest: Path) -> None:
+    """Clean up after a writer of ``dest`` that was killed mid-way (call under the lock).
+
+    Its temporary folder is removed; if it died between moving the previous ``dest`` aside
+    and putting the new one in place, the previous one is put back.
+    """
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        return
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not dest.exists():
+        os.replace(olds.pop(), dest)
+    for leftover in [*olds, *dest.parent.glob(f".{dest.name}.*.tmp")]:
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path, wait: bool = True) -> Iterator[None]:
     """An advisory lock file: concurrent runs on the same output are serialised."""

@@ -18,7 +18,13 @@ from typing import Any
 
 from liftlab import __version__
 from liftlab.errors import LiftlabError
-from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text, exclusive_lock
+from liftlab.fsio import (
+    atomic_dir,
+    atomic_write_json,
+    atomic_write_text,
+    exclusive_lock,
+    recover_leftovers,
+)
 from liftlab.report import charts
 from liftlab.report.format import interval, money, pct, ratio
 from liftlab.report.pages import (
@@ -126,8 +132,10 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
                                     error=f"internal error: {type(exc).__name__}: {exc}"))
     run = DailyRun(date, tuple(outcomes), out_dir / date.isoformat(), freshness or {},
                    multichannel)
-    with exclusive_lock(out_dir / ".liftlab.lock"), atomic_dir(run.folder) as tmp:
-        write_run(run, tmp)
+    with exclusive_lock(out_dir / ".liftlab.lock"):
+        recover_leftovers(run.folder)
+        with atomic_dir(run.folder) as tmp:
+            write_run(run, tmp)
     return run
 
 
