@@ -176,3 +176,34 @@ def test_disagreeing_chains_and_divergences_raise_warnings():
 def test_bad_cells_are_refused_with_the_cell_named():
     with pytest.raises(ValueError, match=r"email/s0/treatment: 12 buyers out of 10 units"):
         fit_hierarchical([Cell("email", "s0", True, 10, 12, 50.0, 500.0)])
+
+
+def test_target_accept_is_read_from_the_yaml_and_bounded(monkeypatch, tiny_data):
+    """`analysis.target_accept` (advised by the divergence warning) reaches the sampler."""
+    import yaml
+    from pydantic import ValidationError
+
+    import liftlab.stats.hierarchical as hierarchical
+    from liftlab.analysis import analyze
+    from liftlab.data.open import open_engine
+    from liftlab.spec import Experiment
+
+    from tinydata import SPEC_YAML
+
+    class Reached(Exception):
+        pass
+
+    def fake_fit(*args, target_accept, **kwargs):
+        raise Reached(target_accept)
+
+    raw = yaml.safe_load(SPEC_YAML)
+    assert Experiment.model_validate(raw).analysis.target_accept == 0.95
+    raw["analysis"] = {"bayes": "hierarchical", "target_accept": 0.99}
+    assert Experiment.model_validate(raw).analysis.target_accept == 0.99
+    monkeypatch.setattr(hierarchical, "fit_hierarchical", fake_fit)
+    with pytest.raises(Reached, match=r"0\.99"):
+        analyze(Experiment.model_validate(raw), open_engine(tiny_data))
+    for bad in (0.3, 1.0):
+        raw["analysis"]["target_accept"] = bad
+        with pytest.raises(ValidationError):
+            Experiment.model_validate(raw)

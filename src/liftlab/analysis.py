@@ -278,8 +278,8 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
     costs = {e.channel: (e.cost or 0.0, e.n_treatment, margin_share) for e in effects
              if e.segment is None and e.cost is not None and e.variant is None}
     a = spec.analysis
-    result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains, costs=costs,
-                              sampler=a.sampler)
+    result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains,
+                              target_accept=a.target_accept, costs=costs, sampler=a.sampler)
     warnings += [Warning_("convergence", w) for w in result.warnings]
     return {**result.to_dict(), "segment": seg}
 

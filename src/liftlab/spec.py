@@ -160,6 +160,7 @@ class Analysis(_Model):
     tune: int = Field(1000, ge=100)
     chains: int = Field(2, ge=1)
     sampler: Literal["pymc", "nutpie"] = "pymc"
+    target_accept: float = Field(0.95, gt=0.5, lt=1.0)  # NUTS step size: raise on divergences
 
 
 class Encouragement(_Model):

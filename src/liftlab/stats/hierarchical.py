@@ -392,7 +392,7 @@ def _diagnostics(idata: az.InferenceData, lift_draws: Mapping[str, np.ndarray], 
                         f"(< {ESS_MIN}); increase draws")
     if divergences:
         warnings.append(f"{divergences} divergent transitions at target_accept "
-                        f"{target_accept:g}: the posterior may be biased; raise target_accept "
-                        "(e.g. 0.99) and tune")
+                        f"{target_accept:g}: the posterior may be biased; raise "
+                        "analysis.target_accept (e.g. 0.99) and tune")
     return Diagnostics(r_hat, ess_bulk, ess_tail, divergences, tuple(warnings), sampler, draws,
                        tune, chains, seed, compile_s, sample_s)
