@@ -3,10 +3,10 @@
 Customer ids in a CRM are usually integers from a sequence, so ``id - min(id)`` is already a
 slot in an array. Summing each unit's rows into that array is one sequential pass over the
 table with one random write per row, several times faster on two cores than a hash group-by
-into millions of groups. This module holds the two compiled loops that no library offers in
-that form (scatter-add of several measures at once, and counting repeated ids with a bitmap)
-and the planning around them; the polars engine falls back to its hash group-by when the ids
-are text or too sparse.
+into millions of groups. This module holds the compiled loops that no library offers in that
+form (scatter-add of every class of row at once, slots to group sums with cross-products,
+repeated ids by bitmap) and the planning around them; the polars engine falls back to its
+hash group-by when the ids are text or too sparse.
 """
 
 from __future__ import annotations
@@ -243,9 +243,9 @@ def repeated(column: pl.LazyFrame, stats: tuple[int, int, int, int] | None = Non
     return repeats
 
 
-# The loops below are compiled; each touches one unit's row of ``acc`` per table row.
-# Values come as a tuple of arrays so the compiler unrolls the loop over them (a loop of
-# run-time length here is twice as slow: the row update no longer overlaps memory reads).
+# The loops below are compiled. The scatter loops touch one unit's row of ``acc`` per table
+# row; values come as a tuple of arrays so the compiler unrolls the loop over them (a loop of
+# run-time length there is twice as slow: the row update no longer overlaps memory reads).
 
 @numba.njit(nogil=True, cache=True)
 def _scatter_sums(acc, offset, lo, ids, codes, class_of, vals):  # type: ignore[no-untyped-def] # pragma: no cover
