@@ -99,7 +99,7 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     measures = [m for t in plan.tables for m in plan.measures_of(t)]
     offsets = np.cumsum([0, *(lay.width for lay in layouts)]).tolist()
     acc = np.zeros((slots.size, offsets[-1]))
-    for table, layout, offset in zip(plan.tables, layouts, offsets, strict=False):
+    for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
         accumulate(rows, plan.unit, layout, slots, acc, offset)
     position = {m.name: k for k, m in enumerate(measures)}
