@@ -11,6 +11,7 @@ hash group-by when the ids are text or too sparse.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from liftlab.metrics import Measure
 
 MAX_SPREAD = 4  # ids may spread over up to this many slots per unit (gaps in the sequence)
 MIN_SLOTS = 1 << 16  # small tables are always dense enough
+MAX_GROUPS = 1 << 20  # combinations of group-key values the per-group arrays may hold
 BATCH_ROWS = 2_000_000
 
 
@@ -38,10 +40,15 @@ class Slots:
         """Slots for these ids, or None when they are not integers or too sparse."""
         if not ids.dtype.is_integer() or ids.len() == 0 or ids.null_count():
             return None
-        lo, hi = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
+        return Slots.span(int(ids.min()), int(ids.max()), ids.len(), spread)  # type: ignore[arg-type]
+
+    @staticmethod
+    def span(lo: int, hi: int, count: int, spread: int) -> Slots | None:
+        """Slots for ``count`` ids between ``lo`` and ``hi``, or None when that range is more
+        than ``spread`` slots per id (or beyond 64-bit arithmetic)."""
         size = hi - lo + 1
         fits = abs(lo) < 2**62 and abs(hi) < 2**62
-        return Slots(lo, size) if fits and size <= max(spread * ids.len(), MIN_SLOTS) else None
+        return Slots(lo, size) if fits and size <= max(spread * count, MIN_SLOTS) else None
 
 
 @dataclass(frozen=True)
@@ -135,23 +142,23 @@ class Groups:
     levels: tuple[pl.Series, ...]  # the values of each key; a code past the end is null
 
     @staticmethod
-    def of(frame: pl.DataFrame, keys: tuple[str, ...]) -> Groups:
+    def of(frame: pl.DataFrame, keys: tuple[str, ...]) -> Groups | None:
+        """The groups of ``frame``, or None when the key values combine into more than
+        ``MAX_GROUPS`` codes (the hash group-by handles those)."""
+        levels = [frame[k].drop_nulls().unique().sort() for k in keys]
+        if np.prod([v.len() + 1 for v in levels], dtype=np.float64) > MAX_GROUPS:
+            return None
         # few values per key: comparing is faster than hashing the text, and the arrays are
         # updated in place (fresh memory is a large part of the cost at this size)
         codes = np.zeros(frame.height, dtype=np.int32)
         code = np.empty(frame.height, dtype=np.int32)
-        levels = []
-        for k in keys:
+        for k, values in zip(keys, levels, strict=True):
             col = frame[k]
-            values = col.drop_nulls().unique().sort()
             code.fill(values.len())  # null
             for i, v in enumerate(values.to_list()):
                 np.copyto(code, i, where=(col == v).fill_null(False).to_numpy())
             codes *= values.len() + 1
             codes += code
-            levels.append(values)
-        if int(np.prod([v.len() + 1 for v in levels], dtype=np.int64)) >= 2**31:
-            raise ValueError("too many groups")
         return Groups(codes, keys, tuple(levels))
 
     @property
@@ -183,16 +190,24 @@ class CellPlan:
 
     @staticmethod
     def of(layouts: list[TableLayout], offsets: list[int], any_flags: list[bool],
-           caps: list[float], products: list[tuple[int, int]]) -> CellPlan:
+           products: list[tuple[int, int]]) -> CellPlan:
+        """The plan without caps (every cap infinite); ``with_caps`` sets them."""
         sources = [tuple(offset + i for i in src)
                    for layout, offset in zip(layouts, offsets, strict=True)
                    for src in layout.sources]
         return CellPlan(
             np.cumsum([0, *(len(s) for s in sources)]).astype(np.int64),
             np.array([i for s in sources for i in s], dtype=np.int64),
-            np.array(any_flags, dtype=np.bool_), np.array(caps, dtype=np.float64),
+            np.array(any_flags, dtype=np.bool_), np.full(len(any_flags), np.inf),
             np.array([a for a, _ in products], dtype=np.int64),
             np.array([b for _, b in products], dtype=np.int64))
+
+    def with_caps(self, caps: dict[int, float]) -> CellPlan:
+        """The same plan with an upper cap on some measures (winsorizing)."""
+        new = self.caps.copy()
+        for k, cap in caps.items():
+            new[k] = cap
+        return dataclasses.replace(self, caps=new)
 
 
 def unit_measure(acc: np.ndarray, at: np.ndarray, plan: CellPlan, k: int) -> np.ndarray:
@@ -232,14 +247,14 @@ def repeated(column: pl.LazyFrame, stats: tuple[int, int, int, int] | None = Non
     lo, hi, n, nulls = stats or column.select(range_exprs(name)).collect().row(0)
     if not n:
         return max(nulls - 1, 0)
-    size = hi - lo + 1
-    if size > max(16 * n, MIN_SLOTS) or abs(lo) >= 2**62 or abs(hi) >= 2**62:
+    slots = Slots.span(lo, hi, n, spread=16)  # one byte per slot: sparser ids still pay
+    if slots is None:
         return None
-    seen = np.zeros(size, dtype=np.uint8)
+    seen = np.zeros(slots.size, dtype=np.uint8)
     repeats = max(nulls - 1, 0)
     for batch in column.drop_nulls().select(pl.col(name).cast(pl.Int64)).collect_batches(
             chunk_size=BATCH_ROWS):
-        repeats += int(_count_repeats(batch[name].to_numpy(), lo, seen))
+        repeats += int(_count_repeats(batch[name].to_numpy(), slots.lo, seen))
     return repeats
 
 

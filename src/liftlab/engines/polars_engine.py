@@ -45,7 +45,8 @@ from liftlab.spec import Experiment
 from liftlab.units import Units, build_units, id_type
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
-# spread over a huge range, or very many measures) the hash group-by is used.
+# spread over a huge range, or very many measures), or with too many combinations of group
+# keys, the hash group-by is used.
 DENSE_BYTES = 6 * 2**30
 
 
@@ -61,7 +62,10 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window)
                for t in plan.tables]
     if slots is not None and slots.size * sum(lay.width for lay in layouts) * 8 <= DENSE_BYTES:
-        return _dense_cells(plan, units, source, uid_type, experiment_id, slots, layouts)
+        groups = Groups.of(units, plan.group_by)
+        if groups is not None:
+            return _dense_cells(plan, units, source, uid_type, experiment_id, slots, layouts,
+                                groups)
     per_unit = _unit_outcomes(plan, units, source, uid_type, experiment_id)
     aggs = [pl.len().alias("n")]
     aggs += [pl.col(m.name).sum().alias(sum_col(m.name)) for m in plan.measures]
@@ -93,7 +97,7 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
 
 def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
                  uid_type: pl.DataType, experiment_id: str | None,
-                 slots: Slots, layouts: list[TableLayout]) -> pl.DataFrame:
+                 slots: Slots, layouts: list[TableLayout], groups: Groups) -> pl.DataFrame:
     """The same table by direct address: one pass per table into per-unit slots, then one
     pass over the units into the groups (no per-unit frame is built)."""
     measures = [m for t in plan.tables for m in plan.measures_of(t)]
@@ -104,14 +108,11 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         accumulate(rows, plan.unit, layout, slots, acc, offset)
     position = {m.name: k for k, m in enumerate(measures)}
     cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
-                            [np.inf] * len(measures),
                             [(position[a], position[b]) for a, b in plan.products])
     at = units[plan.unit].cast(pl.Int64).to_numpy() - slots.lo
-    for k, m in enumerate(measures):
-        if m.winsorize is not None:
-            values = pl.Series(unit_measure(acc, at, cell_plan, k))
-            cell_plan.caps[k] = values.quantile(m.winsorize, "linear")
-    groups = Groups.of(units, plan.group_by)
+    cell_plan = cell_plan.with_caps({
+        k: pl.Series(unit_measure(acc, at, cell_plan, k)).quantile(m.winsorize, "linear")
+        for k, m in enumerate(measures) if m.winsorize is not None})
     n, sums, prods = cell_sums(acc, at, groups, cell_plan)
     seen = np.flatnonzero(n)
     frame = pl.DataFrame([
