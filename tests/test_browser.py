@@ -29,7 +29,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reports")
     mc = json.loads((Path(__file__).parent / "fixtures" / "multichannel.json").read_text())
     run = run_daily([*specs(), (Path("broken.yaml"), spec("broken-one"))], DATE, out,
-                    fixture_analyze, {"orders": "2026-02-23 23:57 UTC"}, multichannel=mc)
+                    fixture_analyze, {"orders": "2026-02-23 23:57 UTC"},
+                    multichannel=lambda results: mc)
     return run.folder
 
 

@@ -11,7 +11,17 @@ from liftlab.run import run_demo
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def test_demo_runs_every_example(tmp_path: Path):
+def test_demo_runs_every_example(tmp_path: Path, monkeypatch):
+    import liftlab.run
+
+    analysed: list[str] = []
+    real = liftlab.run.analyze
+
+    def counting(spec, *args, **kwargs):
+        analysed.append(spec.id)
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(liftlab.run, "analyze", counting)
     summary = run_demo(tmp_path, EXPERIMENTS, 8_000, 3)
     day = tmp_path / "reports" / "2026-02-24"
     assert "report:" in summary
@@ -24,5 +34,10 @@ def test_demo_runs_every_example(tmp_path: Path):
         results = json.loads((day / "experiments" / exp / "results.json").read_text())
         assert results["effects"] and "health" in results
     assert (day / "multichannel.html").exists() and (day / "assets" / "plotly.min.js").exists()
+    # each experiment analysed once: the multichannel page takes the IV from its analysis
+    assert sorted(analysed) == sorted(ids)
+    onboarding = json.loads(
+        (day / "experiments" / "web-onboarding" / "results.json").read_text())
+    assert json.loads((day / "multichannel.json").read_text())["iv"] == onboarding["iv"]
     flash = json.loads((day / "experiments" / "email-flash" / "results.json").read_text())
     assert flash["sequential"]["decision"] in ("treatment_wins", "continue", "harm")

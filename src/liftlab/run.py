@@ -72,23 +72,25 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
 
 def multichannel(data: str | Path, experiment: Path | None = None,
                  lookback: tuple[dt.date, dt.date] | None = None,
-                 outcome_days: int = 28) -> dict[str, Any]:
+                 outcome_days: int = 28, iv: dict[str, Any] | None = None) -> dict[str, Any]:
     """The multichannel value analysis (JSON-ready); with an encouragement experiment, its
-    window is the look-back period and its IV estimate is attached."""
+    window is the look-back period and its IV estimate is attached (``iv``: the estimate
+    when the experiment was already analysed)."""
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
     engine = open_engine(data)
     if not isinstance(engine, PolarsEngine):
         raise UserError("liftlab multichannel reads a data folder")
-    iv = None
     if experiment is not None:
         spec = load_experiment(experiment)
         if spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
         lookback = lookback or (spec.start, spec.end)
-        iv = analyze(spec, engine, yaml_text=Path(experiment).read_text()).sections.get("iv")
+        if iv is None:
+            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text()).sections.get(
+                "iv")
     if lookback is None:
         latest = engine.latest("orders")
         if latest is None:
@@ -207,21 +209,26 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         result["plan"] = plan_for(spec, engine, units=units).to_json()
         return result
 
-    mc = None
-    enc = [p for p, s in specs if isinstance(s, Experiment) and s.encouragement is not None
+    enc = [(p, s) for p, s in specs if isinstance(s, Experiment) and s.encouragement is not None
            and s.end <= date]
-    if enc and engine_name == "polars":
+
+    def multichannel_page(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+        """With an ended encouragement experiment, the multichannel page with its IV."""
+        if not enc or engine_name != "polars":
+            return None
+        path, spec = enc[-1]
         try:
-            mc = multichannel(data, enc[-1])
+            return multichannel(data, path, iv=results.get(spec.id, {}).get("iv"))
         except LiftlabError as exc:
-            mc = {"error": str(exc)}
+            return {"error": str(exc)}
+
     first = open_engine(data, "UTC", engine_name)
     freshness = {}
     for table in ("orders", "events", "contacts"):
         latest = first.latest(table) if first.has(table) else None
         if latest is not None:
             freshness[table] = latest.strftime("%Y-%m-%d %H:%M UTC")
-    return run_daily(specs, date, out_dir, analyze_one, freshness, progress, mc)
+    return run_daily(specs, date, out_dir, analyze_one, freshness, progress, multichannel_page)
 
 
 def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,

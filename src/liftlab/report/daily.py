@@ -106,8 +106,12 @@ def is_active(spec: Experiment, date: dt.date) -> bool:
 def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.date,
               out_dir: Path, analyze: Callable[[Experiment, dt.datetime], dict[str, Any]],
               freshness: dict[str, str] | None = None, progress: bool = False,
-              multichannel: dict[str, Any] | None = None) -> DailyRun:
-    """Analyse every active experiment and write ``out_dir/DATE`` atomically."""
+              multichannel: Callable[[dict[str, dict[str, Any]]], dict[str, Any] | None]
+              | None = None) -> DailyRun:
+    """Analyse every active experiment and write ``out_dir/DATE`` atomically.
+
+    ``multichannel`` builds the multichannel page from the experiments' results (by id), so
+    an encouragement experiment's IV is read from its analysis, not computed again."""
     as_of = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
     todo = [(p, s) for p, s in specs if not isinstance(s, Experiment) or is_active(s, date)]
     outcomes = []
@@ -130,8 +134,9 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
             log.exception("%s failed unexpectedly", spec.id)
             outcomes.append(Outcome(spec.id, spec.title, str(path),
                                     error=f"internal error: {type(exc).__name__}: {exc}"))
+    results = {o.id: o.result for o in outcomes if o.result is not None}
     run = DailyRun(date, tuple(outcomes), out_dir / date.isoformat(), freshness or {},
-                   multichannel)
+                   multichannel(results) if multichannel else None)
     with exclusive_lock(out_dir / ".liftlab.lock"):
         recover_leftovers(run.folder)
         with atomic_dir(run.folder) as tmp:
