@@ -197,3 +197,18 @@ def test_too_many_key_combinations_fall_back_to_the_hash_route(
     assert got.select("arm", "segment", "n").equals(want.select("arm", "segment", "n"))
     for col in got.columns[3:]:  # the hash route sums in parallel: last-bit differences
         np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-12)
+
+
+def test_unsigned_ids_beyond_the_signed_range_are_skipped(tmp_path: Path) -> None:
+    """A UInt64 id too large for the slots (a stray export value) is not a unit."""
+    ids = pl.Series("customer_id", [1, 2, 3, 2**64 - 1], dtype=pl.UInt64)
+    pl.DataFrame({"customer_id": ids[:3]}).write_parquet(tmp_path / "customers.parquet")
+    pl.DataFrame({"order_id": [1, 2, 3, 4], "customer_id": ids, "ts": [START] * 4,
+                  "channel": ["web"] * 4, "revenue": [1.0, 2.0, 3.0, 100.0]}
+                 ).write_parquet(tmp_path / "orders.parquet")
+    units = pl.DataFrame({"customer_id": ids[:3], "arm": ["a", "b", "a"]})
+    plan = AggregationPlan("customer_id", (START, END), None, (MEASURES[0],),
+                           (("revenue", "revenue"),), ("arm",))
+    got = aggregate(plan, units, FolderSource(tmp_path), pl.UInt64)
+    assert got[sum_col("revenue")].to_list() == [4.0, 2.0]
+    assert got.equals(aggregate(plan, units, FolderSource(tmp_path), pl.UInt64, dense=False))

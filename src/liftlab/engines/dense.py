@@ -120,9 +120,10 @@ def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots,
     ``rows`` are the table's rows already restricted to the analysis periods; ids outside
     the slots are not units and are skipped.
     """
-    query = rows.filter(pl.col(unit).is_not_null()).select(
-        pl.col(unit).cast(pl.Int64), layout.code_expr,
-        *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns])
+    query = rows.select(  # ids beyond 64-bit signed range cannot be units: null, dropped
+        pl.col(unit).cast(pl.Int64, strict=False), layout.code_expr,
+        *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns]
+    ).filter(pl.col(unit).is_not_null())
     for batch in query.collect_batches(chunk_size=BATCH_ROWS):
         ids = batch[unit].to_numpy()
         codes = batch["__code"].to_numpy()
