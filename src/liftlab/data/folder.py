@@ -167,6 +167,8 @@ def _normalise(name: str, kind: ColumnKind, dtype: pl.DataType, id_type: pl.Data
         if dtype == pl.Date:
             return col.cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone(UTC)
         if isinstance(dtype, pl.Datetime):
+            if dtype == pl.Datetime("us", UTC):  # as is: filters reach the file's statistics
+                return col
             if dtype.time_zone is None:
                 col = col.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
             return col.dt.convert_time_zone(UTC).dt.cast_time_unit("us")

@@ -146,21 +146,16 @@ class Groups:
     def of(frame: pl.DataFrame, keys: tuple[str, ...]) -> Groups | None:
         """The groups of ``frame``, or None when the key values combine into more than
         ``MAX_GROUPS`` codes (the hash group-by handles those)."""
-        levels = [frame[k].drop_nulls().unique().sort() for k in keys]
+        if not keys:
+            return Groups(np.zeros(frame.height, dtype=np.int32), keys, ())
+        row = frame.select(pl.col(k).drop_nulls().unique().sort().implode() for k in keys)
+        levels = [row[k][0] for k in keys]
         if np.prod([v.len() + 1 for v in levels], dtype=np.float64) > MAX_GROUPS:
             return None
-        # few values per key: comparing is faster than hashing the text, and the arrays are
-        # updated in place (fresh memory is a large part of the cost at this size)
-        codes = np.zeros(frame.height, dtype=np.int32)
-        code = np.empty(frame.height, dtype=np.int32)
+        code: pl.Expr = pl.lit(0, dtype=pl.Int32)
         for k, values in zip(keys, levels, strict=True):
-            col = frame[k]
-            code.fill(values.len())  # null
-            for i, v in enumerate(values.to_list()):
-                np.copyto(code, i, where=(col == v).fill_null(False).to_numpy())
-            codes *= values.len() + 1
-            codes += code
-        return Groups(codes, keys, tuple(levels))
+            code = code * (values.len() + 1) + _level_code(pl.col(k), values)
+        return Groups(frame.select(code.alias("code"))["code"].to_numpy(), keys, tuple(levels))
 
     @property
     def size(self) -> int:
@@ -175,6 +170,22 @@ class Groups:
             rest //= values.len() + 1
             cols[key] = values.extend(pl.Series([None], dtype=values.dtype)).gather(idx)
         return pl.DataFrame({k: cols[k] for k in self.keys})
+
+
+def _level_code(col: pl.Expr, levels: pl.Series) -> pl.Expr:
+    """The position of each value among ``levels`` (``len(levels)`` for null), as Int32.
+
+    Group keys have few values (arms, segments): comparing is several times faster than
+    hashing the text; many values go through a hash lookup.
+    """
+    null = levels.len()
+    if null > 16:
+        return col.replace_strict(levels, pl.int_range(null, eager=True, dtype=pl.Int32),
+                                  default=null, return_dtype=pl.Int32)
+    expr: pl.Expr = pl.lit(null, dtype=pl.Int32)
+    for i, value in reversed(list(enumerate(levels.to_list()))):
+        expr = pl.when(col == value).then(pl.lit(i, dtype=pl.Int32)).otherwise(expr)
+    return expr
 
 
 @dataclass(frozen=True)
@@ -229,34 +240,44 @@ def cell_sums(acc: np.ndarray, at: np.ndarray, groups: Groups,
     return n, sums, prods
 
 
-def range_exprs(column: str) -> list[pl.Expr]:
-    """The statistics ``repeated`` needs (min, max, count, nulls), to fold into a pass that
-    reads the column anyway."""
-    col = pl.col(column)
-    return [col.min().alias(f"{column}:min"), col.max().alias(f"{column}:max"),
-            col.count().alias(f"{column}:count"), col.null_count().alias(f"{column}:nulls")]
-
-
-def repeated(column: pl.LazyFrame, stats: tuple[int, int, int, int] | None = None
-             ) -> int | None:
+def repeated(column: pl.LazyFrame, batch_rows: int = BATCH_ROWS) -> int | None:
     """How many values of a one-column frame repeat an earlier one (nulls after the first
-    null count as repeats); None when the values are not compact integers. ``stats`` are the
-    values of ``range_exprs`` when already computed."""
+    null count as repeats), in one streamed pass over a bitmap of the integer range seen so
+    far; None when the values are not integers or spread too thinly for a bitmap (more than
+    16 slots per value read, beyond 64-bit arithmetic)."""
     name = column.collect_schema().names()[0]
     if not column.collect_schema()[name].is_integer():
         return None
-    lo, hi, n, nulls = stats or column.select(range_exprs(name)).collect().row(0)
-    if not n:
-        return max(nulls - 1, 0)
-    slots = Slots.span(lo, hi, n, spread=16)  # one byte per slot: sparser ids still pay
-    if slots is None:
-        return None
-    seen = np.zeros(slots.size, dtype=np.uint8)
-    repeats = max(nulls - 1, 0)
-    for batch in column.drop_nulls().select(pl.col(name).cast(pl.Int64)).collect_batches(
-            chunk_size=BATCH_ROWS):
-        repeats += int(_count_repeats(batch[name].to_numpy(), slots.lo, seen))
-    return repeats
+    seen = np.zeros(0, dtype=np.uint8)
+    lo = rows = nulls = repeats = 0
+    for batch in column.collect_batches(chunk_size=batch_rows):
+        values = batch[name]
+        nulls += values.null_count()
+        values = values.drop_nulls()
+        if not values.len():
+            continue
+        rows += values.len()
+        first, last = int(values.min()), int(values.max())  # type: ignore[arg-type]
+        if not seen.size or first < lo or last >= lo + seen.size:
+            new_lo = min(first, lo) if seen.size else first
+            new_hi = max(last, lo + seen.size - 1) if seen.size else last
+            if Slots.span(new_lo, new_hi, rows, spread=16) is None:
+                return None
+            seen = _regrown(seen, lo, new_lo, new_hi)
+            lo = new_lo
+        repeats += int(_count_repeats(values.cast(pl.Int64).to_numpy(), lo, seen))
+    return repeats + max(nulls - 1, 0)
+
+
+def _regrown(seen: np.ndarray, lo: int, new_lo: int, new_hi: int) -> np.ndarray:
+    """The bitmap covering [new_lo, new_hi] with ``seen`` (from ``lo``) copied in; room is
+    left on the growing side so that ids arriving in order do not copy it every batch."""
+    size = new_hi - new_lo + 1
+    room = seen.size if new_hi >= lo + seen.size else 0  # grows upwards: double
+    out = np.zeros(size + room, dtype=np.uint8)
+    if seen.size:
+        out[lo - new_lo:lo - new_lo + seen.size] = seen
+    return out
 
 
 # The loops below are compiled. The scatter loops touch one unit's row of ``acc`` per table
