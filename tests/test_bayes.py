@@ -162,3 +162,19 @@ def test_degenerate_arms_give_none_and_bad_binary_counts_are_refused():
     assert closed_form(ArmStats(10, 20.0, 40.0), ArmStats(10, 20.0, 40.0)) is None  # constant
     with pytest.raises(ValueError, match="between 0 and n"):
         closed_form(ArmStats(10, 37.0, 200.0), _binary(3, 10), "binary")
+
+
+@pytest.mark.parametrize(("a", "b"), [(1.0, 1.0), (3.0, 40.0), (1.0, 5e6), (2.5e5, 7.5e5)])
+def test_beta_posterior_matches_scipy_stats(a: float, b: float) -> None:
+    """The special-function Beta used in the quantile searches equals scipy.stats.beta,
+    including outside the support (cdf 0 / 1) and in the far tails of the nodes."""
+    from liftlab.stats.bayes import _S, _TAIL, _Beta
+
+    mine, ref = _Beta(a, b), sps.beta(a, b)
+    xs = np.concatenate([[-0.5, 0.0, 1.0, 1.5], ref.ppf([1e-9, 0.01, 0.5, 0.99, 1 - 1e-9])])
+    np.testing.assert_allclose(mine.cdf(xs), ref.cdf(xs), rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(mine.sf(xs), ref.sf(xs), rtol=1e-12, atol=1e-300)
+    assert math.isclose(mine.mean, ref.mean(), rel_tol=1e-14)
+    assert math.isclose(mine.std, ref.std(), rel_tol=1e-12)
+    nodes = np.where(_S < 0, ref.ppf(_TAIL), ref.isf(_TAIL))
+    np.testing.assert_allclose(mine.nodes(), nodes, rtol=1e-10)

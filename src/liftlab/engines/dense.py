@@ -352,3 +352,8 @@ def _count_repeats(values, lo, seen):  # type: ignore[no-untyped-def] # pragma: 
         else:
             seen[j] = 1
     return repeats
+
+
+# numba starts its runtime on the first compiled call (about 0.3 s, once per process): pay it
+# when the engine is loaded, like the import of polars itself, not inside the first analysis.
+_count_repeats(np.zeros(1, dtype=np.int64), 0, np.zeros(1, dtype=np.uint8))

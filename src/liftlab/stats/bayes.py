@@ -32,15 +32,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sps
 
 from liftlab.spec import Prior
 from liftlab.stats.suffstats import ArmStats
 
 if TYPE_CHECKING:
-    from scipy.stats._distn_infrastructure import rv_continuous_frozen
-
     from liftlab.stats.frequentist import Lift
 
 NAN = math.nan
@@ -54,9 +52,38 @@ _W = _GH_W / _GH_W.sum()
 _TAIL = sps.norm.cdf(-np.abs(_S))
 
 
-def _nodes(dist: rv_continuous_frozen) -> np.ndarray:
-    """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost."""
-    return np.where(_S < 0, dist.ppf(_TAIL), dist.isf(_TAIL))
+@dataclass(frozen=True)
+class _Beta:
+    """A Beta(a, b) posterior through scipy.special: the same functions as
+    ``scipy.stats.beta`` without its per-call argument checking, which dominated the cost of
+    the quantile searches below (hundreds of calls per effect)."""
+
+    a: float
+    b: float
+
+    @property
+    def mean(self) -> float:
+        return self.a / (self.a + self.b)
+
+    @property
+    def var(self) -> float:
+        total = self.a + self.b
+        return self.a * self.b / (total**2 * (total + 1))
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.var)
+
+    def cdf(self, x: np.ndarray) -> np.ndarray:
+        return special.betainc(self.a, self.b, np.clip(x, 0.0, 1.0))
+
+    def sf(self, x: np.ndarray) -> np.ndarray:
+        return special.betaincc(self.a, self.b, np.clip(x, 0.0, 1.0))
+
+    def nodes(self) -> np.ndarray:
+        """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost."""
+        return np.where(_S < 0, special.betaincinv(self.a, self.b, _TAIL),
+                        special.betainccinv(self.a, self.b, _TAIL))
 
 
 @dataclass(frozen=True)
@@ -212,15 +239,15 @@ def _beta_binomial(t: ArmStats, h: ArmStats, prior: Prior | None,
                    alpha: float) -> BayesEffect | None:
     at, bt = 1 + t.sum, 1 + t.n - t.sum
     ah, bh = 1 + h.sum, 1 + h.n - h.sum
-    pt, ph = sps.beta(at, bt), sps.beta(ah, bh)
-    mt, mh = float(pt.mean()), float(ph.mean())
-    mean_abs, sd_abs = mt - mh, math.sqrt(float(pt.var() + ph.var()))
+    pt, ph = _Beta(at, bt), _Beta(ah, bh)
+    mt, mh = pt.mean, ph.mean
+    mean_abs, sd_abs = mt - mh, math.sqrt(pt.var + ph.var)
     # E[1/p_h] = (a+b-1)/(a-1), E[1/p_h^2] = (a+b-1)(a+b-2)/((a-1)(a-2)): finite for a > 1, 2.
     inv1 = (ah + bh - 1) / (ah - 1) if ah > 1 else NAN
     mean_rel = mt * inv1 - 1
     if prior is not None and prior.sd is not None:
         inv2 = (ah + bh - 1) * (ah + bh - 2) / ((ah - 1) * (ah - 2)) if ah > 2 else NAN
-        sd_rel = math.sqrt(max(float(pt.moment(2)) * inv2 - (mt * inv1) ** 2, 0.0))
+        sd_rel = math.sqrt(max((pt.var + mt**2) * inv2 - (mt * inv1) ** 2, 0.0))
         return _with_prior(mean_abs, sd_abs, mean_rel, sd_rel, mh, prior, alpha,
                            "beta-binomial moments")
     lo, hi = alpha / 2, 1 - alpha / 2
@@ -228,40 +255,39 @@ def _beta_binomial(t: ArmStats, h: ArmStats, prior: Prior | None,
     ci_abs = (_quantile(diff_cdf, lo, mean_abs, sd_abs), _quantile(diff_cdf, hi, mean_abs, sd_abs))
     ratio_cdf = _log_ratio_cdf(pt, ph)
     centre = math.log(mt / mh)
-    spread = math.hypot(float(pt.std()) / mt, float(ph.std()) / mh)
+    spread = math.hypot(pt.std / mt, ph.std / mh)
     ci_rel = (math.expm1(_quantile(ratio_cdf, lo, centre, spread)),
               math.expm1(_quantile(ratio_cdf, hi, centre, spread)))
     # E[(p_h - p_t)+] = E[p_h 1{p_h > p_t}] - E[p_t 1{p_h > p_t}], each a P(.>.) of shifted Betas
-    ship = mh * _p_greater(sps.beta(ah + 1, bh), pt) - mt * _p_greater(ph, sps.beta(at + 1, bt))
+    ship = mh * _p_greater(_Beta(ah + 1, bh), pt) - mt * _p_greater(ph, _Beta(at + 1, bt))
     ship = max(ship, 0.0)
     return BayesEffect(mean_abs, sd_abs, ci_abs, mean_rel, ci_rel, _p_greater(pt, ph), ship,
                        ship + mean_abs, "beta-binomial (Beta(1, 1) prior, exact quadrature)")
 
 
-def _p_greater(x: rv_continuous_frozen, y: rv_continuous_frozen) -> float:
+def _p_greater(x: _Beta, y: _Beta) -> float:
     """P(X > Y) for independent X, Y, integrating over the narrower one."""
-    narrow_x = x.std() <= y.std()
-    value = float(_W @ (y.cdf(_nodes(x)) if narrow_x else x.sf(_nodes(y))))
+    narrow_x = x.std <= y.std
+    value = float(_W @ (y.cdf(x.nodes()) if narrow_x else x.sf(y.nodes())))
     return min(max(value, 0.0), 1.0)
 
 
-def _diff_cdf(x: rv_continuous_frozen, y: rv_continuous_frozen) -> Callable[[float], float]:
+def _diff_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
     """d -> P(X - Y <= d), with the quadrature nodes computed once."""
-    if x.std() <= y.std():
-        xs = _nodes(x)
+    if x.std <= y.std:
+        xs = x.nodes()
         return lambda d: float(_W @ y.sf(xs - d))
-    ys = _nodes(y)
+    ys = y.nodes()
     return lambda d: float(_W @ x.cdf(ys + d))
 
 
-def _log_ratio_cdf(x: rv_continuous_frozen,
-                   y: rv_continuous_frozen) -> Callable[[float], float]:
+def _log_ratio_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
     """v -> P(log(X / Y) <= v) for positive X, Y, integrating over the one narrower on the
     log scale (smaller coefficient of variation)."""
-    if x.std() / x.mean() <= y.std() / y.mean():
-        xs = _nodes(x)
+    if x.std / x.mean <= y.std / y.mean:
+        xs = x.nodes()
         return lambda v: float(_W @ y.sf(xs * math.exp(-v)))
-    ys = _nodes(y)
+    ys = y.nodes()
     return lambda v: float(_W @ x.cdf(ys * math.exp(v)))
 
 
