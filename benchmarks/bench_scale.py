@@ -5,7 +5,9 @@ Times in one run, side by side on the same files:
   (b) the analysis as an analyst would write it: pandas to build per-customer outcomes and
       statsmodels OLS (HC1) per channel and metric;
   (c) the floor: one polars scan summing the columns the analysis needs.
-Reports a/b, a/c and the peak memory (RSS) of each, measured in separate processes.
+Reports a/b, a/c and the peak memory (RSS) of each, measured in separate processes; each
+route runs ``--repeat`` times, taking turns, and the medians are compared (timings on a shared
+virtual machine vary by 20-30% from run to run).
 
     python benchmarks/bench_scale.py --customers 10000000      # the target
     python benchmarks/bench_scale.py --customers 1000000       # a quick run
@@ -17,6 +19,7 @@ import argparse
 import datetime as dt
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -151,6 +154,8 @@ def main() -> None:
     ap.add_argument("--orders-per-customer", type=float, default=5.0)
     ap.add_argument("--root", type=Path, default=Path("benchmarks/out/scale"))
     ap.add_argument("--skip-pandas", action="store_true", help="(b) needs a lot of memory")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each route, taking turns; the medians are compared")
     ap.add_argument("--child", choices=["liftlab", "pandas", "floor"])
     args = ap.parse_args()
     root = args.root / f"n{args.customers}"
@@ -161,19 +166,24 @@ def main() -> None:
         t0 = time.perf_counter()
         generate(root, args.customers, args.orders_per_customer)
         print(f"generated {args.customers:,} customers in {time.perf_counter() - t0:.1f}s")
-    results = {}
-    for which in ("floor", "liftlab", *(() if args.skip_pandas else ("pandas",))):
-        out = subprocess.run([sys.executable, __file__, "--child", which, "--customers",
-                              str(args.customers), "--root", str(args.root)],
-                             capture_output=True, text=True, check=True)
-        results[which] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"{which:>8}: {results[which]['seconds']:7.1f} s, "
+    routes = ("floor", "liftlab", *(() if args.skip_pandas else ("pandas",)))
+    runs: dict[str, list[dict[str, float]]] = {which: [] for which in routes}
+    for _ in range(args.repeat):  # the routes take turns, so a slow spell hits them all
+        for which in routes:
+            out = subprocess.run([sys.executable, __file__, "--child", which, "--customers",
+                                  str(args.customers), "--root", str(args.root)],
+                                 capture_output=True, text=True, check=True)
+            runs[which].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {which: {"seconds": statistics.median(r["seconds"] for r in rs),
+                       "peak_mb": max(r["peak_mb"] for r in rs)} for which, rs in runs.items()}
+    for which in routes:
+        times = ", ".join(f"{r['seconds']:.1f}" for r in runs[which])
+        print(f"{which:>8}: {results[which]['seconds']:7.1f} s (median of {times}), "
               f"peak {results[which]['peak_mb']:7.0f} MB")
     a, c = results["liftlab"]["seconds"], results["floor"]["seconds"]
     print(f"a/c (liftlab / floor scan) = {a / c:.2f}")
     if "pandas" in results:
         print(f"b/a (pandas+statsmodels / liftlab) = {results['pandas']['seconds'] / a:.1f}x")
-
 
 if __name__ == "__main__":
     main()

@@ -175,7 +175,7 @@ def test_memory_cap_falls_back_to_the_hash_route(tmp_path: Path,
     dense = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
     calls: list[int] = []
     monkeypatch.setattr(engine, "DENSE_BYTES", 0)
-    monkeypatch.setattr(engine, "_dense_cells", lambda *a: calls.append(1))
+    monkeypatch.setattr(engine, "accumulate", lambda *a: calls.append(1))
     capped = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
     assert not calls
     for col in dense.columns[1:]:
@@ -212,3 +212,76 @@ def test_unsigned_ids_beyond_the_signed_range_are_skipped(tmp_path: Path) -> Non
     got = aggregate(plan, units, FolderSource(tmp_path), pl.UInt64)
     assert got[sum_col("revenue")].to_list() == [4.0, 2.0]
     assert got.equals(aggregate(plan, units, FolderSource(tmp_path), pl.UInt64, dense=False))
+
+
+def _orders_in_order(root: Path, units: pl.DataFrame, channels: list[str | None],
+                     ts: list[dt.datetime], ids: list[int] | None = None) -> None:
+    """An orders table whose rows come in exactly this order (the first ones are peeked)."""
+    n = len(channels)
+    pool = units["customer_id"].to_list()
+    pl.DataFrame({
+        "order_id": np.arange(n), "ts": ts, "channel": channels,
+        "customer_id": ids if ids is not None else [pool[i % len(pool)] for i in range(n)],
+        "revenue": np.linspace(1.0, 9.0, n),
+    }).write_parquet(root / "orders.parquet", row_group_size=8)
+
+
+IN = START + dt.timedelta(days=1)
+BEFORE = START - dt.timedelta(days=1)
+
+
+@pytest.mark.parametrize(("tail", "tail_ts", "tail_ids", "looked_up", "landing"), [
+    # every channel among the first rows: the pass plans from them, no lookup
+    (["web", "store"], IN, None, False, ["store", "web"]),
+    # a channel first seen late in the window: the guess is checked, the channels looked up
+    (["phone"], IN, None, True, ["phone", "store", "web"]),
+    # ... also when only a non-customer bought there (channels of the window, as before)
+    (["phone"], IN, [10**9], True, ["phone", "store", "web"]),
+    # a purchase without a channel first seen late: no slots were kept for it
+    ([None], IN, None, True, ["store", "web"]),
+    # a new channel before the window only: not a purchase channel of the window
+    (["phone"], BEFORE, None, False, ["store", "web"]),
+])
+def test_purchase_channels_found_during_the_pass(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: list[str | None],
+        tail_ts: dt.datetime, tail_ids: list[int] | None, looked_up: bool,
+        landing: list[str]) -> None:
+    """The direct-address pass guesses the purchase channels from the first rows and checks
+    every later row; whatever the order of the rows, it equals looking them up first."""
+    import liftlab.engines.dense as dense_module
+    import liftlab.engines.polars_engine as engine
+
+    monkeypatch.setattr(engine, "BATCH_ROWS", 8)  # the peek sees the first 8 window rows
+    monkeypatch.setattr(dense_module, "BATCH_ROWS", 8)
+    lookups: list[str] = []
+    real = engine._distinct
+    monkeypatch.setattr(engine, "_distinct", lambda *a: lookups.append(a[1]) or real(*a))
+    units = _write(tmp_path, np.random.default_rng(9), 40, 1, 10, 0)
+    head = ["web", "store"] * 20
+    _orders_in_order(tmp_path, units, [*head, *tail * 5],
+                     [IN] * len(head) + [tail_ts] * (5 * len(tail)),
+                     None if tail_ids is None else
+                     [*units["customer_id"].head(len(head)).to_list(), *tail_ids * 5])
+    base = AggregationPlan("customer_id", (START, END), PRE, MEASURES[:2],
+                           (("revenue", "revenue"),), ("arm",), landing=True)
+    fast = aggregate(base, units, FolderSource(tmp_path), pl.Int64)
+    assert bool(lookups) == looked_up
+    slow = aggregate(base, units, FolderSource(tmp_path), pl.Int64, dense=False)
+    assert fast.columns == slow.columns
+    assert sorted(c.split("@")[1] for c in fast.columns if c.startswith("sum:revenue@")) == \
+        landing
+    assert fast.select("arm", "n").equals(slow.select("arm", "n"))
+    for col in fast.columns[2:]:
+        np.testing.assert_allclose(fast[col].to_numpy(), slow[col].to_numpy(), rtol=1e-12,
+                                   err_msg=col)
+
+
+def test_one_or_too_many_purchase_channels_give_no_landing(tmp_path: Path) -> None:
+    units = _write(tmp_path, np.random.default_rng(2), 30, 1, 10, 0)
+    base = AggregationPlan("customer_id", (START, END), None, MEASURES[:1],
+                           (("revenue", "revenue"),), (), landing=True)
+    for names in (["web"], [f"shop{i}" for i in range(13)]):
+        _orders_in_order(tmp_path, units, names * 3, [IN] * (3 * len(names)))
+        for dense in (True, False):
+            got = aggregate(base, units, FolderSource(tmp_path), pl.Int64, dense=dense)
+            assert not [c for c in got.columns if "@" in c], (names, dense)

@@ -29,7 +29,6 @@ from liftlab.units import Units, window_bounds
 
 Verdict = Literal["desired", "undesired", "inconclusive"]
 Severity = Literal["info", "warning", "error"]
-PURCHASE_CHANNELS_MAX = 12
 
 
 @dataclass(frozen=True)
@@ -196,8 +195,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
         spec, window, group_by=_group_columns(spec, units),
-        extra_quantities=_money_quantities(engine),
-        purchase_channels=_purchase_channels(engine, window),
+        extra_quantities=_money_quantities(engine), landing=True,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
     frame = engine.aggregate(plan, units, spec.id)
     cells = CellTable(frame, tuple(spec.channels), units.segments)
@@ -368,13 +366,6 @@ def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:
 def _money_quantities(engine: Engine) -> tuple[str, ...]:
     cols = engine.columns("orders")
     return tuple(q for q in ("revenue", "margin", "orders") if q == "orders" or q in cols)
-
-
-def _purchase_channels(engine: Engine, window: tuple[dt.datetime, dt.datetime]
-                       ) -> tuple[str, ...]:
-    """The purchase channels seen in the window (for where the increment landed)."""
-    values = engine.distinct("orders", "channel", window)
-    return tuple(values) if 1 < len(values) <= PURCHASE_CHANNELS_MAX else ()
 
 
 def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],

@@ -9,7 +9,9 @@ sufficient statistics (see ``cells.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,6 +21,7 @@ Aggregate = Literal["sum", "count", "any"]
 Period = Literal["window", "pre"]
 PRE = "|pre"
 BUYERS = "buyers|any"
+PURCHASE_CHANNELS_MAX = 12  # beyond this many purchase channels no landing split is made
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,12 @@ class Measure:
 
 @dataclass(frozen=True)
 class AggregationPlan:
-    """Everything an engine needs to compute the sufficient statistics of an experiment."""
+    """Everything an engine needs to compute the sufficient statistics of an experiment.
+
+    ``landing`` asks the engine to add the revenue landed in each purchase channel of the
+    window (``with_landing``): the channels are found in the data, by a query of their own or
+    during the aggregation pass itself.
+    """
 
     unit: str
     window: tuple[dt.datetime, dt.datetime]
@@ -49,6 +57,7 @@ class AggregationPlan:
     measures: tuple[Measure, ...]
     products: tuple[tuple[str, str], ...]
     group_by: tuple[str, ...]
+    landing: bool = False
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -56,6 +65,18 @@ class AggregationPlan:
 
     def measures_of(self, table: str) -> tuple[Measure, ...]:
         return tuple(m for m in self.measures if m.table == table)
+
+    def with_landing(self, channels: Sequence[str]) -> AggregationPlan:
+        """The plan with ``revenue@<channel>`` for the purchase channels seen in the window,
+        when there are between 2 and ``PURCHASE_CHANNELS_MAX`` of them (else none)."""
+        chosen = sorted(channels) if 1 < len(channels) <= PURCHASE_CHANNELS_MAX else []
+        names = [f"revenue@{ch}" for ch in chosen]
+        return dataclasses.replace(
+            self, landing=False,
+            measures=self.measures + tuple(
+                Measure(name, "orders", "sum", value="revenue", channel=ch)
+                for name, ch in zip(names, chosen, strict=True)),
+            products=self.products + tuple((name, name) for name in names))
 
 
 def sum_col(measure: str) -> str:
@@ -95,15 +116,15 @@ def build_plan(
     window: tuple[dt.datetime, dt.datetime],
     group_by: tuple[str, ...],
     extra_quantities: tuple[str, ...] = (),
-    purchase_channels: tuple[str, ...] = (),
+    landing: bool = False,
     contact_channels: tuple[str, ...] = (),
 ) -> AggregationPlan:
     """Turn the experiment's metrics into measures and the products their statistics need.
 
     ``extra_quantities`` adds built-in quantities (revenue, margin, orders: for ROI and
-    contribution) that the metrics do not define; ``purchase_channels`` adds the revenue
-    landed in each purchase channel (cross-channel credit); ``contact_channels`` adds the
-    number and cost of each channel's contacts.
+    contribution) that the metrics do not define; ``landing`` asks for the revenue
+    landed in each purchase channel (cross-channel credit, see ``with_landing``);
+    ``contact_channels`` adds the number and cost of each channel's contacts.
     """
     measures: dict[str, Measure] = {}
     products: list[tuple[str, str]] = []
@@ -145,14 +166,10 @@ def build_plan(
         if name not in measures:
             add(builtin_measure(name))
             products.append((name, name))
-    for ch in purchase_channels:
-        name = f"revenue@{ch}"
-        add(Measure(name, "orders", "sum", value="revenue", channel=ch))
-        products.append((name, name))
     for ch in contact_channels:
         name = f"cost@{ch}"
         add(Measure(name, "contacts", "sum", value="cost", channel=ch))
         add(Measure(f"contacts@{ch}", "contacts", "count", channel=ch))
     unique_products = tuple(dict.fromkeys(products))
     return AggregationPlan(spec.unit, window, pre_window, tuple(measures.values()),
-                           unique_products, group_by)
+                           unique_products, group_by, landing)

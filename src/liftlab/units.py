@@ -132,12 +132,19 @@ def _assignment_rows(spec: Experiment, source: FolderSource,
 
 def _from_table(spec: Experiment, population: pl.LazyFrame,
                 long: pl.LazyFrame) -> tuple[pl.DataFrame, list[str]]:
-    """Pivot the assignments to one row per unit, checking them on the way (one pass)."""
+    """Pivot the assignments to one row per unit, checking them on the way.
+
+    The (channel, group) pairs are counted by a streamed pass and each channel's rows are
+    read on their own, so the long table is never held in memory; these reads and the
+    population's run side by side.
+    """
     unit = spec.unit
     problems: list[Problem] = []
     warnings: list[str] = []
-    rows = long.collect()
-    seen = rows.group_by("channel", "group").len()
+    seen, pop, *arms = pl.collect_all([
+        long.group_by("channel", "group").len(), population,
+        *[long.filter(pl.col("channel") == ch).select(unit, pl.col("group").alias(arm_col(ch)))
+          for ch in spec.channels]])
     unknown = sorted(set(seen["channel"].to_list()) - set(spec.channels))
     if unknown:
         warnings.append(f"assignments for channels not in the experiment were ignored: "
@@ -152,8 +159,7 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
                 hint=f"expected one of {', '.join(sorted(cfg.arms))}"))
     if problems:
         raise DataError(problems)
-    per_channel = [_channel_arms(rows, unit, ch) for ch in spec.channels]
-    pop = population.collect()
+    per_channel = [_channel_arms(a, unit, ch) for a, ch in zip(arms, spec.channels, strict=True)]
     frame, assigned = _attach(pop, per_channel, unit)
     orphans = assigned - frame.height
     if orphans:
@@ -162,10 +168,9 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
     return frame, warnings
 
 
-def _channel_arms(rows: pl.DataFrame, unit: str, channel: str) -> pl.DataFrame:
-    """One channel's arm per unit, sorted by unit; a unit in two arms is a DataError."""
-    arms = rows.filter(pl.col("channel") == channel).select(
-        unit, pl.col("group").alias(arm_col(channel)))
+def _channel_arms(arms: pl.DataFrame, unit: str, channel: str) -> pl.DataFrame:
+    """One channel's arm per unit (``unit``, ``arm:<channel>``), sorted by unit; a unit in
+    two arms is a DataError."""
     if arms[unit].n_unique() != arms.height:  # repeated ids: exact repeats are harmless
         arms = arms.unique()
         dupes = arms.filter(pl.col(unit).is_duplicated())

@@ -50,3 +50,11 @@ class Engine(Protocol):
     def latest(self, table: str) -> dt.datetime | None:
         """The newest timestamp of a table (data freshness), None when absent or empty."""
         ...
+
+
+def with_landing(plan: AggregationPlan, engine: Engine) -> AggregationPlan:
+    """The plan with its purchase channels looked up by a query of their own, for engines
+    that do not find them during the aggregation pass."""
+    if not plan.landing:
+        return plan
+    return plan.with_landing(engine.distinct("orders", "channel", plan.window))

@@ -73,19 +73,23 @@ class TableLayout:
 
 def table_layout(measures: tuple[Measure, ...], ts: str,
                  window: tuple[dt.datetime, dt.datetime],
-                 pre_window: tuple[dt.datetime, dt.datetime] | None) -> TableLayout:
+                 pre_window: tuple[dt.datetime, dt.datetime] | None,
+                 channels_complete: bool = False) -> TableLayout:
     """The class code of a row and each measure's slots, for ``measures`` of one table.
 
     Rows are first coded by (period, event, channel); codes that feed the same measures are
     merged into one class (pre-period rows of every channel, say), and rows that feed none
     get class -1, so the per-unit array stays as narrow as the measures allow.
+    ``channels_complete`` promises that every window row has one of the measures' channels
+    (the caller checks it during the pass), so no slots are kept for other window rows.
     """
     events = sorted({m.event for m in measures if m.event is not None})
     channels = sorted({m.channel for m in measures if m.channel is not None})
     periods = ["pre", "window"] if pre_window is not None else ["window"]
     values = tuple(dict.fromkeys(m.value for m in measures if m.agg == "sum" and m.value))
     n_ev, n_ch = len(events) + 1, len(channels) + 1
-    signatures = [frozenset(k for k, m in enumerate(measures)
+    signatures = [frozenset() if channels_complete and p == "window" and h is None else
+                  frozenset(k for k, m in enumerate(measures)
                             if m.period == p and m.event in (None, e) and m.channel in (None, h))
                   for p, e, h in itertools.product(periods, [*events, None], [*channels, None])]
     distinct = list(dict.fromkeys(sig for sig in signatures if sig))
@@ -112,19 +116,26 @@ def table_layout(measures: tuple[Measure, ...], ts: str,
                        len(distinct), sources)
 
 
+class Unexpected(Exception):
+    """A row that the layout was planned without (see ``accumulate``'s ``unexpected``)."""
+
+
 def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots,
-               acc: np.ndarray, offset: int) -> None:
+               acc: np.ndarray, offset: int, unexpected: pl.Expr | None = None) -> None:
     """Add one table's per-slot row counts and value sums to ``acc[:, offset:]`` (one row of
     ``acc`` per slot, ``layout.width`` columns for this table).
 
     ``rows`` are the table's rows already restricted to the analysis periods; ids outside
-    the slots are not units and are skipped.
+    the slots are not units and are skipped. When a row matches ``unexpected`` the pass
+    stops with ``Unexpected`` (``acc`` is then partly filled).
     """
-    query = rows.select(  # ids beyond 64-bit signed range cannot be units: null, dropped
-        pl.col(unit).cast(pl.Int64, strict=False), layout.code_expr,
-        *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns]
-    ).filter(pl.col(unit).is_not_null())
+    query = rows.select(  # no id, or one beyond 64-bit signed range: a slot before the first
+        pl.col(unit).cast(pl.Int64, strict=False).fill_null(slots.lo - 1), layout.code_expr,
+        *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns],
+        *([] if unexpected is None else [unexpected.fill_null(False).alias("__unexpected")]))
     for batch in query.collect_batches(chunk_size=BATCH_ROWS):
+        if unexpected is not None and batch["__unexpected"].any():
+            raise Unexpected
         ids = batch[unit].to_numpy()
         codes = batch["__code"].to_numpy()
         if layout.value_columns:

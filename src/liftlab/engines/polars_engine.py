@@ -28,10 +28,11 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import TABLES
 from liftlab.engines.dense import (
+    BATCH_ROWS,
     CellPlan,
     Groups,
     Slots,
-    TableLayout,
+    Unexpected,
     accumulate,
     cell_sums,
     repeated,
@@ -56,15 +57,26 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
 
     Integer ids that fill most of their range are summed by direct address (``dense.py``);
     other ids by a hash group-by. ``dense=False`` forces the hash route (tests compare both).
+    The direct-address pass finds the purchase channels itself (``_Peek``); the hash route
+    looks them up first.
     """
     slots = Slots.fit(units[plan.unit]) if dense else None
-    layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window)
-               for t in plan.tables]
-    if slots is not None and slots.size * sum(lay.width for lay in layouts) * 8 <= DENSE_BYTES:
-        groups = Groups.of(units, plan.group_by)
-        if groups is not None:
-            return _dense_cells(plan, units, source, uid_type, experiment_id, slots, layouts,
-                                groups)
+    if slots is not None and plan.landing:
+        peek = _Peek.of(source, uid_type, plan.window)
+        guess = plan.with_landing(peek.channels)
+        if "orders" in guess.tables:  # the pass over the orders checks the guess
+            try:
+                frame = _dense_cells(guess, units, source, uid_type, experiment_id, slots, peek)
+            except Unexpected:  # a channel (or a row without one) the first rows did not show
+                frame = None
+            if frame is not None:
+                return frame
+    if plan.landing:
+        plan = plan.with_landing(_distinct(source, "orders", "channel", plan.window))
+    if slots is not None:
+        frame = _dense_cells(plan, units, source, uid_type, experiment_id, slots)
+        if frame is not None:
+            return frame
     per_unit = _unit_outcomes(plan, units, source, uid_type, experiment_id)
     aggs = [pl.len().alias("n")]
     aggs += [pl.col(m.name).sum().alias(sum_col(m.name)) for m in plan.measures]
@@ -73,6 +85,31 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     if not keys:
         return per_unit.select(aggs).collect()
     return per_unit.group_by(keys).agg(aggs).collect().sort(keys, nulls_last=True)
+
+
+@dataclass(frozen=True)
+class _Peek:
+    """The purchase channels among the first rows of the window, and whether some rows had
+    none: the usual data shows every channel within its first rows, so the direct-address
+    pass plans its slots from this guess and checks every later row against it."""
+
+    channels: tuple[str, ...]
+    empty: bool
+
+    @staticmethod
+    def of(source: FolderSource, uid_type: pl.DataType,
+           window: tuple[dt.datetime, dt.datetime]) -> _Peek:
+        values = (_window_rows(source, "orders", window, uid_type).head(BATCH_ROWS)
+                  .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
+        return _Peek(tuple(sorted(v for v in values.to_list() if v is not None)),
+                     bool(values.null_count()))
+
+    def unexpected(self, window: tuple[dt.datetime, dt.datetime]) -> pl.Expr:
+        """Window rows the guess did not include (for rows already before the window end)."""
+        channel = pl.col("channel").cast(pl.String)
+        other = channel.is_not_null() & ~channel.is_in(self.channels)
+        return (pl.col(TS_COLUMN["orders"]) >= window[0]) & (
+            other if self.empty else other | channel.is_null())
 
 
 def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
@@ -95,16 +132,30 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
 
 
 def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
-                 uid_type: pl.DataType, experiment_id: str | None,
-                 slots: Slots, layouts: list[TableLayout], groups: Groups) -> pl.DataFrame:
+                 uid_type: pl.DataType, experiment_id: str | None, slots: Slots,
+                 peek: _Peek | None = None) -> pl.DataFrame | None:
     """The same table by direct address: one pass per table into per-unit slots, then one
-    pass over the units into the groups (no per-unit frame is built)."""
-    measures = [m for t in plan.tables for m in plan.measures_of(t)]
+    pass over the units into the groups (no per-unit frame is built). None when the slots
+    would take more than ``DENSE_BYTES`` or the groups are too many; ``Unexpected`` when a
+    row contradicts ``peek``."""
+    # with the guess checked row by row, window orders without a planned channel cannot occur
+    complete = peek is not None and not peek.empty and set(peek.channels) <= {
+        m.channel for m in plan.measures_of("orders")}
+    layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window,
+                            channels_complete=complete and t == "orders")
+               for t in plan.tables]
     offsets = np.cumsum([0, *(lay.width for lay in layouts)]).tolist()
+    if slots.size * offsets[-1] * 8 > DENSE_BYTES:
+        return None
+    groups = Groups.of(units, plan.group_by)
+    if groups is None:
+        return None
+    measures = [m for t in plan.tables for m in plan.measures_of(t)]
     acc = np.zeros((slots.size, offsets[-1]))
     for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        accumulate(rows, plan.unit, layout, slots, acc, offset)
+        check = peek.unexpected(plan.window) if peek is not None and table == "orders" else None
+        accumulate(rows, plan.unit, layout, slots, acc, offset, check)
     position = {m.name: k for k, m in enumerate(measures)}
     cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
@@ -120,6 +171,19 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         *[pl.Series(prod_col(a, b), prods[seen, i]) for i, (a, b) in enumerate(plan.products)]])
     keys = list(plan.group_by)
     return frame.sort(keys, nulls_last=True) if keys else frame
+
+
+def _window_rows(source: FolderSource, table: str, window: tuple[dt.datetime, dt.datetime],
+                 uid_type: pl.DataType | None = None) -> pl.LazyFrame:
+    ts = pl.col(TS_COLUMN[table])
+    return source.scan(table, uid_type).filter((ts >= window[0]) & (ts < window[1]))
+
+
+def _distinct(source: FolderSource, table: str, column: str,
+              window: tuple[dt.datetime, dt.datetime]) -> list[str]:
+    values = (_window_rows(source, table, window)
+              .select(pl.col(column).cast(pl.String).unique()).collect()[column])
+    return sorted(v for v in values.to_list() if v is not None)
 
 
 def _period_rows(plan: AggregationPlan, source: FolderSource, table: str,
@@ -226,10 +290,7 @@ class PolarsEngine:
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
-        ts = pl.col(TS_COLUMN[table])
-        values = (self.source.scan(table).filter((ts >= window[0]) & (ts < window[1]))
-                  .select(pl.col(column).cast(pl.String).unique()).collect()[column])
-        return sorted(v for v in values.to_list() if v is not None)
+        return _distinct(self.source, table, column, window)
 
     def latest(self, table: str) -> dt.datetime | None:
         if not self.source.has(table):

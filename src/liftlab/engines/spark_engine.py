@@ -29,6 +29,7 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import REQUIRED, TABLES, structural_problems
+from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
@@ -236,6 +237,7 @@ class SparkEngine:
                   experiment_id: str) -> pl.DataFrame:
         from pyspark.sql import functions as F
 
+        plan = with_landing(plan, self)
         unit = plan.unit
         frame: DataFrame = units.frame
         ids = frame.select(unit)

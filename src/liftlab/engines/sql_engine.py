@@ -31,6 +31,7 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import TABLES, structural_problems
+from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
@@ -224,6 +225,7 @@ class SqlEngine:
 
     def aggregate(self, plan: AggregationPlan, units: Units,
                   experiment_id: str) -> pl.DataFrame:
+        plan = with_landing(plan, self)
         sql, params = self.compile(plan, str(units.frame), experiment_id)
         names = [*plan.group_by, "n", *(sum_col(m.name) for m in plan.measures),
                  *(prod_col(a, b) for a, b in plan.products)]
