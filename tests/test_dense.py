@@ -285,3 +285,20 @@ def test_one_or_too_many_purchase_channels_give_no_landing(tmp_path: Path) -> No
         for dense in (True, False):
             got = aggregate(base, units, FolderSource(tmp_path), pl.Int64, dense=dense)
             assert not [c for c in got.columns if "@" in c], (names, dense)
+
+
+def test_units_summed_by_several_threads_give_the_same_cells(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import liftlab.engines.dense as dense_module
+
+    units = _write(tmp_path, np.random.default_rng(4), 500, 2, 3000, 0)
+    plan = AggregationPlan("customer_id", (START, END), PRE, MEASURES[:6],
+                           (("revenue", "revenue|pre"), ("buyer", "margin")),
+                           ("arm", "segment"))
+    one = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    monkeypatch.setattr(dense_module, "SPLIT_UNITS", 0)
+    monkeypatch.setattr(dense_module, "THREADS", 3)
+    three = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    assert one.select("arm", "segment", "n").equals(three.select("arm", "segment", "n"))
+    for col in one.columns[3:]:
+        np.testing.assert_allclose(one[col].to_numpy(), three[col].to_numpy(), rtol=1e-12)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -26,6 +28,8 @@ MAX_SPREAD = 4  # ids may spread over up to this many slots per unit (gaps in th
 MIN_SLOTS = 1 << 16  # small tables are always dense enough
 MAX_GROUPS = 1 << 20  # combinations of group-key values the per-group arrays may hold
 BATCH_ROWS = 2_000_000
+THREADS = max(1, min(os.cpu_count() or 1, 4))  # for the pass over the units ...
+SPLIT_UNITS = 1 << 20  # ... when there are at least this many
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,11 @@ class Groups:
         levels = [row[k][0] for k in keys]
         if np.prod([v.len() + 1 for v in levels], dtype=np.float64) > MAX_GROUPS:
             return None
-        code: pl.Expr = pl.lit(0, dtype=pl.Int32)
-        for k, values in zip(keys, levels, strict=True):
-            code = code * (values.len() + 1) + _level_code(pl.col(k), values)
-        return Groups(frame.select(code.alias("code"))["code"].to_numpy(), keys, tuple(levels))
+        codes = np.zeros(frame.height, dtype=np.int32)
+        for k, values in zip(keys, levels, strict=True):  # in place: fresh memory is slow
+            codes *= values.len() + 1
+            codes += frame.select(_level_code(pl.col(k), values))[:, 0].to_numpy()
+        return Groups(codes, keys, tuple(levels))
 
     @property
     def size(self) -> int:
@@ -242,12 +247,28 @@ def unit_measure(acc: np.ndarray, at: np.ndarray, plan: CellPlan, k: int) -> np.
 
 def cell_sums(acc: np.ndarray, at: np.ndarray, groups: Groups,
               plan: CellPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: the number of units, the sum of each measure, the sum of each product."""
-    n = np.zeros(groups.size, dtype=np.int64)
-    sums = np.zeros((groups.size, plan.is_any.shape[0]))
-    prods = np.zeros((groups.size, plan.prod_a.shape[0]))
-    _cell_sums(acc, at, groups.codes, plan.indptr, plan.indices, plan.is_any, plan.caps,
-               plan.prod_a, plan.prod_b, n, sums, prods)
+    """Per group: the number of units, the sum of each measure, the sum of each product.
+
+    Many units into few groups are split between threads, each summing a contiguous part
+    into arrays of its own, added at the end in a fixed order.
+    """
+    parts = THREADS if at.shape[0] >= SPLIT_UNITS and groups.size <= 1 << 12 else 1
+    bounds = np.linspace(0, at.shape[0], parts + 1).astype(np.int64).tolist()
+    outs = [(np.zeros(groups.size, dtype=np.int64), np.zeros((groups.size, plan.is_any.size)),
+             np.zeros((groups.size, plan.prod_a.size))) for _ in range(parts)]
+
+    def run(i: int) -> None:
+        part = slice(bounds[i], bounds[i + 1])
+        _cell_sums(acc, at[part], groups.codes[part], plan.indptr, plan.indices, plan.is_any,
+                   plan.caps, plan.prod_a, plan.prod_b, *outs[i])
+
+    with ThreadPoolExecutor(parts) as pool:
+        list(pool.map(run, range(parts)))
+    n, sums, prods = outs[0]
+    for more in outs[1:]:
+        n += more[0]
+        sums += more[1]
+        prods += more[2]
     return n, sums, prods
 
 
