@@ -216,7 +216,7 @@ def test_unsigned_ids_beyond_the_signed_range_are_skipped(tmp_path: Path) -> Non
 
 def _orders_in_order(root: Path, units: pl.DataFrame, channels: list[str | None],
                      ts: list[dt.datetime], ids: list[int] | None = None) -> None:
-    """An orders table whose rows come in exactly this order (the first ones are peeked)."""
+    """An orders table whose rows come in exactly this order (the first ones make the guess)."""
     n = len(channels)
     pool = units["customer_id"].to_list()
     pl.DataFrame({
@@ -251,7 +251,7 @@ def test_purchase_channels_found_during_the_pass(
     import liftlab.engines.dense as dense_module
     import liftlab.engines.polars_engine as engine
 
-    monkeypatch.setattr(engine, "BATCH_ROWS", 8)  # the peek sees the first 8 window rows
+    monkeypatch.setattr(engine, "BATCH_ROWS", 8)  # the guess sees the first 8 window rows
     monkeypatch.setattr(dense_module, "BATCH_ROWS", 8)
     lookups: list[str] = []
     real = engine._distinct

@@ -75,37 +75,63 @@ class TableLayout:
         return self.n_classes * (len(self.value_columns) + 1)
 
 
+UNEXPECTED = -2  # the class of rows that a ChannelGuess rules out
+
+
+@dataclass(frozen=True)
+class ChannelGuess:
+    """The channels expected among a table's window rows, and whether window rows without a
+    channel are expected. A pass planned from a guess keeps slots only for those rows and
+    stops (``Unexpected``) at the first window row outside it."""
+
+    channels: tuple[str, ...]
+    empty: bool
+
+
+class Unexpected(Exception):
+    """A row that the ChannelGuess of the pass ruled out."""
+
+
 def table_layout(measures: tuple[Measure, ...], ts: str,
                  window: tuple[dt.datetime, dt.datetime],
                  pre_window: tuple[dt.datetime, dt.datetime] | None,
-                 channels_complete: bool = False) -> TableLayout:
+                 guess: ChannelGuess | None = None) -> TableLayout:
     """The class code of a row and each measure's slots, for ``measures`` of one table.
 
     Rows are first coded by (period, event, channel); codes that feed the same measures are
     merged into one class (pre-period rows of every channel, say), and rows that feed none
-    get class -1, so the per-unit array stays as narrow as the measures allow.
-    ``channels_complete`` promises that every window row has one of the measures' channels
-    (the caller checks it during the pass), so no slots are kept for other window rows.
+    get class -1, so the per-unit array stays as narrow as the measures allow. Rows that
+    ``guess`` rules out get class ``UNEXPECTED``.
     """
     events = sorted({m.event for m in measures if m.event is not None})
-    channels = sorted({m.channel for m in measures if m.channel is not None})
+    channels = sorted({m.channel for m in measures if m.channel is not None}
+                      | set(guess.channels if guess else ()))
     periods = ["pre", "window"] if pre_window is not None else ["window"]
     values = tuple(dict.fromkeys(m.value for m in measures if m.agg == "sum" and m.value))
-    n_ev, n_ch = len(events) + 1, len(channels) + 1
-    signatures = [frozenset() if channels_complete and p == "window" and h is None else
-                  frozenset(k for k, m in enumerate(measures)
-                            if m.period == p and m.event in (None, e) and m.channel in (None, h))
-                  for p, e, h in itertools.product(periods, [*events, None], [*channels, None])]
-    distinct = list(dict.fromkeys(sig for sig in signatures if sig))
-    class_of = [distinct.index(sig) if sig else -1 for sig in signatures]
+    coded = bool(channels) or guess is not None
+    n_ev, n_ch = len(events) + 1, len(channels) + 2 if coded else 1  # + unlisted, + null
+
+    def ruled_out(period: str, h: int) -> bool:
+        return guess is not None and period == "window" and (
+            h == len(channels) or (h == len(channels) + 1 and not guess.empty))
+
+    codes = list(itertools.product(periods, [*events, None], range(n_ch)))
+    signatures = [frozenset(k for k, m in enumerate(measures)
+                            if m.period == p and m.event in (None, e)
+                            and m.channel in (None, channels[h] if h < len(channels) else None))
+                  for p, e, h in codes]
+    distinct = list(dict.fromkeys(sig for (p, _, h), sig in zip(codes, signatures, strict=True)
+                                  if sig and not ruled_out(p, h)))
+    class_of = [UNEXPECTED if ruled_out(p, h) else distinct.index(sig) if sig else -1
+                for (p, _, h), sig in zip(codes, signatures, strict=True)]
     per_class = len(values) + 1
     sources = tuple(
         tuple(c * per_class + (1 + values.index(m.value) if m.agg == "sum" else 0)
               for c, sig in enumerate(distinct) if k in sig)
         for k, m in enumerate(measures))
 
-    def code(column: str, levels: list[str]) -> pl.Expr:
-        expr: pl.Expr = pl.lit(len(levels), dtype=pl.Int32)  # "other" (incl. null)
+    def code(column: str, levels: list[str], other: int) -> pl.Expr:
+        expr: pl.Expr = pl.lit(other, dtype=pl.Int32)
         for i, level in reversed(list(enumerate(levels))):
             expr = pl.when(pl.col(column) == level).then(pl.lit(i, dtype=pl.Int32)).otherwise(expr)
         return expr
@@ -113,40 +139,37 @@ def table_layout(measures: tuple[Measure, ...], ts: str,
     full = (pl.col(ts) >= window[0]).cast(pl.Int32) * (n_ev * n_ch) if pre_window is not None \
         else pl.lit(0, dtype=pl.Int32)
     if events:
-        full = full + code("event", events) * n_ch
-    if channels:
-        full = full + code("channel", channels)
+        full = full + code("event", events, len(events)) * n_ch
+    if coded:
+        full = full + pl.when(pl.col("channel").is_null()).then(
+            pl.lit(len(channels) + 1, dtype=pl.Int32)).otherwise(
+            code("channel", channels, len(channels)))
     return TableLayout(full.alias("__code"), np.array(class_of, dtype=np.int64), values,
                        len(distinct), sources)
 
 
-class Unexpected(Exception):
-    """A row that the layout was planned without (see ``accumulate``'s ``unexpected``)."""
-
-
 def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots,
-               acc: np.ndarray, offset: int, unexpected: pl.Expr | None = None) -> None:
+               acc: np.ndarray, offset: int) -> None:
     """Add one table's per-slot row counts and value sums to ``acc[:, offset:]`` (one row of
     ``acc`` per slot, ``layout.width`` columns for this table).
 
     ``rows`` are the table's rows already restricted to the analysis periods; ids outside
-    the slots are not units and are skipped. When a row matches ``unexpected`` the pass
-    stops with ``Unexpected`` (``acc`` is then partly filled).
+    the slots are not units and are skipped. A row of class ``UNEXPECTED`` (of a unit or
+    not) stops the pass with ``Unexpected``, ``acc`` then partly filled.
     """
     query = rows.select(  # no id, or one beyond 64-bit signed range: a slot before the first
         pl.col(unit).cast(pl.Int64, strict=False).fill_null(slots.lo - 1), layout.code_expr,
-        *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns],
-        *([] if unexpected is None else [unexpected.fill_null(False).alias("__unexpected")]))
+        *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns])
     for batch in query.collect_batches(chunk_size=BATCH_ROWS):
-        if unexpected is not None and batch["__unexpected"].any():
-            raise Unexpected
         ids = batch[unit].to_numpy()
         codes = batch["__code"].to_numpy()
         if layout.value_columns:
             vals = tuple(batch[v].to_numpy() for v in layout.value_columns)
-            _scatter_sums(acc, offset, slots.lo, ids, codes, layout.class_of, vals)
+            unexpected = _scatter_sums(acc, offset, slots.lo, ids, codes, layout.class_of, vals)
         else:
-            _scatter_counts(acc, offset, slots.lo, ids, codes, layout.class_of)
+            unexpected = _scatter_counts(acc, offset, slots.lo, ids, codes, layout.class_of)
+        if unexpected:
+            raise Unexpected
 
 
 @dataclass(frozen=True)
@@ -320,26 +343,36 @@ def _regrown(seen: np.ndarray, lo: int, new_lo: int, new_hi: int) -> np.ndarray:
 def _scatter_sums(acc, offset, lo, ids, codes, class_of, vals):  # type: ignore[no-untyped-def] # pragma: no cover
     size = acc.shape[0]
     per_class = len(vals) + 1
+    ruled_out = 0
     for i in range(ids.shape[0]):
         j = ids[i] - lo
         c = class_of[codes[i]]
-        if j < 0 or j >= size or c < 0:
+        if c < 0:
+            ruled_out += c == -2  # UNEXPECTED
+            continue
+        if j < 0 or j >= size:
             continue
         s = offset + c * per_class
         acc[j, s] += 1.0
         for v in range(len(vals)):
             acc[j, s + 1 + v] += vals[v][i]
+    return ruled_out
 
 
 @numba.njit(nogil=True, cache=True)
 def _scatter_counts(acc, offset, lo, ids, codes, class_of):  # type: ignore[no-untyped-def] # pragma: no cover
     size = acc.shape[0]
+    ruled_out = 0
     for i in range(ids.shape[0]):
         j = ids[i] - lo
         c = class_of[codes[i]]
-        if j < 0 or j >= size or c < 0:
+        if c < 0:
+            ruled_out += c == -2  # UNEXPECTED
+            continue
+        if j < 0 or j >= size:
             continue
         acc[j, offset + c] += 1.0
+    return ruled_out
 
 
 @numba.njit(nogil=True, cache=True, inline="always")

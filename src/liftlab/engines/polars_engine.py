@@ -30,6 +30,7 @@ from liftlab.data.schema import TABLES
 from liftlab.engines.dense import (
     BATCH_ROWS,
     CellPlan,
+    ChannelGuess,
     Groups,
     Slots,
     Unexpected,
@@ -57,16 +58,17 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
 
     Integer ids that fill most of their range are summed by direct address (``dense.py``);
     other ids by a hash group-by. ``dense=False`` forces the hash route (tests compare both).
-    The direct-address pass finds the purchase channels itself (``_Peek``); the hash route
-    looks them up first.
+    The direct-address pass finds the purchase channels itself (``_first_channels``); the
+    hash route looks them up first.
     """
     slots = Slots.fit(units[plan.unit]) if dense else None
     if slots is not None and plan.landing:
-        peek = _Peek.of(source, uid_type, plan.window)
-        guess = plan.with_landing(peek.channels)
-        if "orders" in guess.tables:  # the pass over the orders checks the guess
+        guess = _first_channels(source, uid_type, plan.window)
+        planned = plan.with_landing(guess.channels)
+        if "orders" in planned.tables:  # the pass over the orders checks the guess
             try:
-                frame = _dense_cells(guess, units, source, uid_type, experiment_id, slots, peek)
+                frame = _dense_cells(planned, units, source, uid_type, experiment_id, slots,
+                                     guess)
             except Unexpected:  # a channel (or a row without one) the first rows did not show
                 frame = None
             if frame is not None:
@@ -87,29 +89,15 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     return per_unit.group_by(keys).agg(aggs).collect().sort(keys, nulls_last=True)
 
 
-@dataclass(frozen=True)
-class _Peek:
-    """The purchase channels among the first rows of the window, and whether some rows had
-    none: the usual data shows every channel within its first rows, so the direct-address
-    pass plans its slots from this guess and checks every later row against it."""
-
-    channels: tuple[str, ...]
-    empty: bool
-
-    @staticmethod
-    def of(source: FolderSource, uid_type: pl.DataType,
-           window: tuple[dt.datetime, dt.datetime]) -> _Peek:
-        values = (_window_rows(source, "orders", window, uid_type).head(BATCH_ROWS)
-                  .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
-        return _Peek(tuple(sorted(v for v in values.to_list() if v is not None)),
-                     bool(values.null_count()))
-
-    def unexpected(self, window: tuple[dt.datetime, dt.datetime]) -> pl.Expr:
-        """Window rows the guess did not include (for rows already before the window end)."""
-        channel = pl.col("channel").cast(pl.String)
-        other = channel.is_not_null() & ~channel.is_in(self.channels)
-        return (pl.col(TS_COLUMN["orders"]) >= window[0]) & (
-            other if self.empty else other | channel.is_null())
+def _first_channels(source: FolderSource, uid_type: pl.DataType,
+                    window: tuple[dt.datetime, dt.datetime]) -> ChannelGuess:
+    """The purchase channels among the first rows of the window (and whether some had none):
+    the usual data shows every channel within its first rows, so the direct-address pass
+    plans its slots from them, checking every later row."""
+    values = (_window_rows(source, "orders", window, uid_type).head(BATCH_ROWS)
+              .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
+    return ChannelGuess(tuple(sorted(v for v in values.to_list() if v is not None)),
+                        bool(values.null_count()))
 
 
 def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
@@ -133,16 +121,13 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
 
 def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
                  uid_type: pl.DataType, experiment_id: str | None, slots: Slots,
-                 peek: _Peek | None = None) -> pl.DataFrame | None:
+                 guess: ChannelGuess | None = None) -> pl.DataFrame | None:
     """The same table by direct address: one pass per table into per-unit slots, then one
     pass over the units into the groups (no per-unit frame is built). None when the slots
-    would take more than ``DENSE_BYTES`` or the groups are too many; ``Unexpected`` when a
-    row contradicts ``peek``."""
-    # with the guess checked row by row, window orders without a planned channel cannot occur
-    complete = peek is not None and not peek.empty and set(peek.channels) <= {
-        m.channel for m in plan.measures_of("orders")}
+    would take more than ``DENSE_BYTES`` or the groups are too many; ``Unexpected`` when an
+    order contradicts ``guess`` (its purchase channels)."""
     layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window,
-                            channels_complete=complete and t == "orders")
+                            guess if t == "orders" else None)
                for t in plan.tables]
     offsets = np.cumsum([0, *(lay.width for lay in layouts)]).tolist()
     if slots.size * offsets[-1] * 8 > DENSE_BYTES:
@@ -154,8 +139,7 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     acc = np.zeros((slots.size, offsets[-1]))
     for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        check = peek.unexpected(plan.window) if peek is not None and table == "orders" else None
-        accumulate(rows, plan.unit, layout, slots, acc, offset, check)
+        accumulate(rows, plan.unit, layout, slots, acc, offset)
     position = {m.name: k for k, m in enumerate(measures)}
     cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
