@@ -302,3 +302,17 @@ def test_units_summed_by_several_threads_give_the_same_cells(
     assert one.select("arm", "segment", "n").equals(three.select("arm", "segment", "n"))
     for col in one.columns[3:]:
         np.testing.assert_allclose(one[col].to_numpy(), three[col].to_numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_levels", [3, 40])
+def test_group_codes_give_back_each_units_keys(n_levels: int) -> None:
+    """Text and integer keys with nulls: the code of each unit names its own key values."""
+    from liftlab.engines.dense import Groups
+
+    rng = np.random.default_rng(n_levels)
+    text = [None if v == 0 else f"s{v}" for v in rng.integers(0, n_levels, 500)]
+    ints = [None if v == 0 else int(v) * 7 for v in rng.integers(0, 4, 500)]
+    frame = pl.DataFrame({"text": text, "ints": ints})
+    groups = Groups.of(frame, ("text", "ints"))
+    assert groups is not None
+    assert groups.frame(groups.codes).equals(frame)
