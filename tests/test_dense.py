@@ -306,16 +306,18 @@ def test_units_summed_by_several_threads_give_the_same_cells(
 
 @pytest.mark.parametrize("n_levels", [3, 40])
 def test_group_codes_give_back_each_units_keys(n_levels: int) -> None:
-    """Text and integer keys with nulls: the code of each unit names its own key values."""
+    """Text, integer and Enum keys with nulls: each unit's code names its own key values."""
     from liftlab.engines.dense import Groups
 
     rng = np.random.default_rng(n_levels)
     text = [None if v == 0 else f"s{v}" for v in rng.integers(0, n_levels, 500)]
     ints = [None if v == 0 else int(v) * 7 for v in rng.integers(0, 4, 500)]
-    frame = pl.DataFrame({"text": text, "ints": ints})
-    groups = Groups.of(frame, ("text", "ints"))
+    arms = pl.Series(rng.choice(["treatment", "holdout", None], 500).tolist(),
+                     dtype=pl.Enum(["holdout", "other", "treatment"]))  # a level unused
+    frame = pl.DataFrame({"text": text, "ints": ints, "arm": arms})
+    groups = Groups.of(frame, ("text", "ints", "arm"))
     assert groups is not None
-    assert groups.frame(groups.codes).equals(frame)
+    assert groups.frame(groups.codes).equals(frame.with_columns(pl.col("arm").cast(pl.String)))
 
 
 @settings(max_examples=60, deadline=None)

@@ -123,7 +123,7 @@ def tables_from_source(spec: Experiment, source: FolderSource, units: Units
     unit = spec.unit
     uid = units.frame.schema[unit]
     long = pl.concat([units.frame.lazy().select(
-        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").alias("group"))
+        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").cast(pl.String).alias("group"))
         for ch in spec.channels]).filter(pl.col("group").is_not_null())
     start = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
     if source.has("assignments") and "assigned_at" in source.schema("assignments"):

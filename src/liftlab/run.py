@@ -152,7 +152,8 @@ def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     assigned_at = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
     frames = [units.frame.select(
         pl.lit(spec.id).alias("experiment_id"), pl.col(spec.unit), pl.lit(ch).alias("channel"),
-        pl.col(arm_col(ch)).alias("group"), pl.lit(assigned_at).alias("assigned_at"))
+        pl.col(arm_col(ch)).cast(pl.String).alias("group"),
+        pl.lit(assigned_at).alias("assigned_at"))
         for ch in spec.channels]
     return pl.concat(frames)
 

@@ -144,8 +144,9 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
     warnings: list[str] = []
     seen, pop, *arms = pl.collect_all([
         long.group_by("channel", "group").len(), population,
-        *[long.filter(pl.col("channel") == ch).select(unit, pl.col("group").alias(arm_col(ch)))
-          for ch in spec.channels]])
+        *[long.filter(pl.col("channel") == ch).select(  # arms as an Enum: 4 bytes a unit
+            unit, pl.col("group").cast(pl.Enum(sorted(cfg.arms)), strict=False).alias(arm_col(ch)))
+          for ch, cfg in spec.channels.items()]])
     unknown = sorted(set(seen["channel"].to_list()) - set(spec.channels))
     if unknown:
         warnings.append(f"assignments for channels not in the experiment were ignored: "

@@ -186,8 +186,10 @@ class Groups:
         ``MAX_GROUPS`` codes (the hash group-by handles those)."""
         if not keys:
             return Groups(np.zeros(frame.height, dtype=np.int32), keys, ())
-        row = frame.select(pl.col(k).drop_nulls().unique().sort().implode() for k in keys)
-        levels = [row[k][0] for k in keys]
+        text = [k for k in keys if not isinstance(frame.schema[k], pl.Enum)]
+        row = frame.select(pl.col(k).drop_nulls().unique().sort().implode() for k in text)
+        levels = [row[k][0] if k in text else pl.Series(frame.schema[k].categories)  # type: ignore[attr-defined]
+                  for k in keys]
         if np.prod([v.len() + 1 for v in levels], dtype=np.float64) > MAX_GROUPS:
             return None
         codes = np.zeros(frame.height, dtype=np.int32)
@@ -217,7 +219,9 @@ def _level_codes(column: pl.Series, levels: pl.Series) -> np.ndarray:
     Text goes through an Enum of the levels: a lookup per value with no copy of the text,
     the fewest allocations of the ways tried (fresh memory is a large part of the cost).
     """
-    if column.dtype == pl.String:
+    if isinstance(column.dtype, pl.Enum):  # its categories are the levels
+        found = column.to_physical()
+    elif column.dtype == pl.String:
         found = column.cast(pl.Enum(levels)).to_physical()
     else:
         found = column.replace_strict(levels, pl.int_range(levels.len(), eager=True),

@@ -86,7 +86,8 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     keys = list(plan.group_by)
     if not keys:
         return per_unit.select(aggs).collect()
-    return per_unit.group_by(keys).agg(aggs).collect().sort(keys, nulls_last=True)
+    return (per_unit.group_by(keys).agg(aggs).with_columns(pl.col(keys).cast(pl.String))
+            .collect().sort(keys, nulls_last=True))
 
 
 def _first_channels(source: FolderSource, uid_type: pl.DataType,
