@@ -39,7 +39,9 @@ class Engine(Protocol):
 
     def aggregate(self, plan: AggregationPlan, units: Units,
                   experiment_id: str) -> pl.DataFrame:
-        """The table of sufficient statistics (see ``cells.py``)."""
+        """The table of sufficient statistics (see ``cells.py``). A plan with ``landing``
+        gets the purchase channels of its window first (``with_landing`` below, or found
+        during the pass itself)."""
         ...
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
