@@ -153,11 +153,14 @@ def test_repeated_counts_like_n_unique(values: list[int | None]) -> None:
     assert repeated(frame) == expected
 
 
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.integers(-50, 50)), max_size=200))
-def test_repeated_matches_polars(values: list[int | None]) -> None:
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-50, 50)), max_size=200),
+       st.integers(1, 9))
+def test_repeated_matches_polars(values: list[int | None], batch_rows: int) -> None:
+    """Small batches make the bitmap grow downwards and upwards as the ids arrive."""
     series = pl.Series(values, dtype=pl.Int64)
-    assert repeated(pl.LazyFrame({"x": series})) == len(values) - series.n_unique()
+    frame = pl.LazyFrame({"x": series})
+    assert repeated(frame, batch_rows) == len(values) - series.n_unique()
 
 
 def test_repeated_declines_text_and_sparse_ids() -> None:
