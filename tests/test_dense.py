@@ -333,3 +333,58 @@ def test_repeated_unit_ids_found_like_n_unique(values: list[int | None], ordered
                     dtype=pl.Int64)
     assert _repeats(ids) == (ids.n_unique() != ids.len())
     assert _repeats(ids.cast(pl.String)) == (ids.n_unique() != ids.len())
+
+
+def test_a_metrics_channel_missing_from_the_guess_is_looked_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric filtered on a channel the first rows did not show: that channel's orders
+    contradict the guess (found in review: they used to be counted without a lookup)."""
+    import liftlab.engines.dense as dense_module
+    import liftlab.engines.polars_engine as engine
+
+    monkeypatch.setattr(engine, "BATCH_ROWS", 8)
+    monkeypatch.setattr(dense_module, "BATCH_ROWS", 8)
+    units = _write(tmp_path, np.random.default_rng(11), 40, 1, 10, 0)
+    _orders_in_order(tmp_path, units, ["web"] * 40 + ["phone"] * 10, [IN] * 50)
+    base = AggregationPlan("customer_id", (START, END), None,
+                           (MEASURES[0], Measure("phone", "orders", "sum", value="revenue",
+                                                 channel="phone")),
+                           (("revenue", "revenue"), ("phone", "phone")), ("arm",),
+                           landing=True)
+    fast = aggregate(base, units, FolderSource(tmp_path), pl.Int64)
+    slow = aggregate(base, units, FolderSource(tmp_path), pl.Int64, dense=False)
+    assert fast.columns == slow.columns and fast.select("arm", "n").equals(slow.select("arm", "n"))
+    for col in fast.columns[2:]:
+        np.testing.assert_allclose(fast[col].to_numpy(), slow[col].to_numpy(), rtol=1e-12)
+    assert {"sum:revenue@phone", "sum:revenue@web"} <= set(fast.columns)
+
+
+def test_many_channels_in_the_first_rows_skip_the_guess(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """More than 12 channels already: no landing split, no lookup, no per-channel coding."""
+    import liftlab.engines.polars_engine as engine
+
+    guesses: list[object] = []
+    real = engine.table_layout
+    monkeypatch.setattr(engine, "table_layout",
+                        lambda *a: guesses.append(a[4]) or real(*a))
+    monkeypatch.setattr(engine, "_distinct", lambda *a: pytest.fail("looked up"))
+    units = _write(tmp_path, np.random.default_rng(12), 30, 1, 10, 0)
+    names = [f"shop{i}" for i in range(20)]
+    _orders_in_order(tmp_path, units, names * 3, [IN] * 60)
+    base = AggregationPlan("customer_id", (START, END), None, MEASURES[:1],
+                           (("revenue", "revenue"),), ("arm",), landing=True)
+    got = aggregate(base, units, FolderSource(tmp_path), pl.Int64)
+    assert not [c for c in got.columns if "@" in c]
+    assert guesses == [None]  # the orders' layout codes no channel
+
+
+def test_both_routes_return_integer_keys_as_integers(tmp_path: Path) -> None:
+    units = _write(tmp_path, np.random.default_rng(13), 60, 1, 200, 0).with_columns(
+        pl.col("segment").replace_strict({"a": 1, "b": 2, "c": 10}).alias("tier"))
+    plan = AggregationPlan("customer_id", (START, END), None, MEASURES[:1],
+                           (("revenue", "revenue"),), ("tier",))
+    fast = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    slow = aggregate(plan, units, FolderSource(tmp_path), pl.Int64, dense=False)
+    assert fast.schema == slow.schema and fast["tier"].to_list() == [1, 2, 10]
+    np.testing.assert_allclose(fast["sum:revenue"], slow["sum:revenue"], rtol=1e-12)

@@ -111,9 +111,12 @@ def table_layout(measures: tuple[Measure, ...], ts: str,
     coded = bool(channels) or guess is not None
     n_ev, n_ch = len(events) + 1, len(channels) + 2 if coded else 1  # + unlisted, + null
 
-    def ruled_out(period: str, h: int) -> bool:
-        return guess is not None and period == "window" and (
-            h == len(channels) or (h == len(channels) + 1 and not guess.empty))
+    def ruled_out(period: str, h: int) -> bool:  # h: a channel, then unlisted, then null
+        if guess is None or period != "window":
+            return False
+        if h < len(channels):  # a metric's channel the guess did not see
+            return channels[h] not in guess.channels
+        return h == len(channels) or not guess.empty
 
     codes = list(itertools.product(periods, [*events, None], range(n_ch)))
     signatures = [frozenset(k for k, m in enumerate(measures)

@@ -41,7 +41,7 @@ from liftlab.engines.dense import (
     unit_measure,
 )
 from liftlab.errors import Problem
-from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
+from liftlab.metrics import PURCHASE_CHANNELS_MAX, AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment
 from liftlab.units import Units, build_units, id_type
 
@@ -65,7 +65,9 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     if slots is not None and plan.landing:
         guess = _first_channels(source, uid_type, plan.window)
         planned = plan.with_landing(guess.channels)
-        if "orders" in planned.tables:  # the pass over the orders checks the guess
+        if len(guess.channels) > PURCHASE_CHANNELS_MAX:  # more can only mean no split either
+            plan = planned
+        elif "orders" in planned.tables:  # the pass over the orders checks the guess
             try:
                 frame = _dense_cells(planned, units, source, uid_type, experiment_id, slots,
                                      guess)
@@ -86,7 +88,8 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     keys = list(plan.group_by)
     if not keys:
         return per_unit.select(aggs).collect()
-    return (per_unit.group_by(keys).agg(aggs).with_columns(pl.col(keys).cast(pl.String))
+    enums = [k for k in keys if isinstance(units.schema[k], pl.Enum)]  # as the dense route
+    return (per_unit.group_by(keys).agg(aggs).with_columns(pl.col(enums).cast(pl.String))
             .collect().sort(keys, nulls_last=True))
 
 
