@@ -323,18 +323,6 @@ def test_group_codes_give_back_each_units_keys(n_levels: int) -> None:
     assert groups.frame(groups.codes).equals(frame.with_columns(pl.col("arm").cast(pl.String)))
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.integers(-5, 5)), max_size=30), st.booleans())
-def test_repeated_unit_ids_found_like_n_unique(values: list[int | None], ordered: bool) -> None:
-    """The assignment check's neighbour comparison (sorted ids) against a hash count."""
-    from liftlab.units import _repeats
-
-    ids = pl.Series(sorted(values, key=lambda v: (v is None, v or 0)) if ordered else values,
-                    dtype=pl.Int64)
-    assert _repeats(ids) == (ids.n_unique() != ids.len())
-    assert _repeats(ids.cast(pl.String)) == (ids.n_unique() != ids.len())
-
-
 def test_a_metrics_channel_missing_from_the_guess_is_looked_up(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A metric filtered on a channel the first rows did not show: that channel's orders

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from liftlab import filters
 from liftlab.assign import assign_arms, unit_uniforms
 from liftlab.data.folder import FolderSource
+from liftlab.engines.dense import repeated
 from liftlab.errors import DataError, Problem
 from liftlab.metrics import arm_col
 from liftlab.spec import HOLDOUT, Experiment
@@ -175,7 +175,10 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
 def _channel_arms(arms: pl.DataFrame, unit: str, channel: str) -> pl.DataFrame:
     """One channel's arm per unit (``unit``, ``arm:<channel>``), sorted by unit; a unit in
     two arms is a DataError."""
-    if _repeats(arms[unit]):  # exact repeats are harmless
+    extra = repeated(arms.lazy().select(unit))  # integer ids on a bitmap, not a hash set
+    if extra is None:
+        extra = arms.height - arms[unit].n_unique()
+    if extra:  # exact repeats are harmless
         arms = arms.unique()
         dupes = arms.filter(pl.col(unit).is_duplicated())
         if dupes.height:
@@ -185,15 +188,6 @@ def _channel_arms(arms: pl.DataFrame, unit: str, channel: str) -> pl.DataFrame:
                 f"(e.g. {unit} {ids})", table="assignments", column="group",
                 hint="a unit may be in one arm per channel; fix the assignment export")])
     return arms if arms[unit].is_sorted() else arms.sort(unit)
-
-
-def _repeats(ids: pl.Series) -> bool:
-    """Whether an id occurs twice; sorted integer ids (the usual export) are compared with
-    their neighbours instead of hashed (a hash set of millions of ids is costly memory)."""
-    if ids.dtype.is_integer() and not ids.null_count() and ids.is_sorted():
-        values = ids.to_numpy()
-        return bool(np.any(values[1:] == values[:-1]))
-    return ids.n_unique() != ids.len()
 
 
 def _attach(pop: pl.DataFrame, per_channel: list[pl.DataFrame],
