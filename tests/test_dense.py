@@ -13,7 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from liftlab.data.folder import FolderSource
-from liftlab.engines.dense import Slots, repeated, table_layout
+from liftlab.engines.dense import (
+    AHEAD,
+    Slots,
+    _scatter_counts,
+    _scatter_sums,
+    repeated,
+    table_layout,
+)
 from liftlab.engines.polars_engine import aggregate
 from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
 
@@ -139,6 +146,32 @@ def test_rows_feeding_the_same_measures_share_a_class() -> None:
     layout = table_layout(measures, "ts", (START, END), PRE)
     assert layout.n_classes == 4  # pre | window web | window store | window other
     assert layout.value_columns == ("revenue",)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_rows=st.integers(0, 3 * AHEAD), lo=st.integers(-5, 5))
+def test_scatter_loops_equal_numpy_add_at(seed: int, n_rows: int, lo: int) -> None:
+    """The compiled loops (which ask for slots ahead, near the end of a batch too) against
+    ``np.add.at``: ids outside the slots and rows of no class are skipped."""
+    rng = np.random.default_rng(seed)
+    size, offset, n_classes = 7, 2, 3
+    ids = rng.integers(lo - 3, lo + size + 3, n_rows)
+    codes = rng.integers(0, 5, n_rows).astype(np.int32)
+    class_of = np.array([0, 1, 2, -1, 1])
+    vals = (rng.normal(size=n_rows), rng.normal(size=n_rows))
+    keep = (class_of[codes] >= 0) & (ids >= lo) & (ids < lo + size)
+    j, c = ids[keep] - lo, class_of[codes[keep]]
+    expected = np.zeros((size, offset + n_classes * 3))
+    np.add.at(expected, (j, offset + c * 3), 1.0)
+    for v, column in enumerate(vals):
+        np.add.at(expected, (j, offset + c * 3 + 1 + v), column[keep])
+    acc = np.zeros_like(expected)
+    assert _scatter_sums(acc, offset, lo, ids, codes, class_of, vals) == 0
+    np.testing.assert_allclose(acc, expected, rtol=1e-12, atol=1e-12)
+    counts = np.zeros((size, offset + n_classes))
+    np.add.at(expected := np.zeros_like(counts), (j, offset + c), 1.0)
+    assert _scatter_counts(counts, offset, lo, ids, codes, class_of) == 0
+    np.testing.assert_array_equal(counts, expected)
 
 
 @pytest.mark.parametrize("values", [

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import polars as pl
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 from liftlab.metrics import Measure
 
@@ -30,6 +33,7 @@ MAX_GROUPS = 1 << 20  # combinations of group-key values the per-group arrays ma
 BATCH_ROWS = 2_000_000
 THREADS = max(1, min(os.cpu_count() or 1, 4))  # for the pass over the units ...
 SPLIT_UNITS = 1 << 20  # ... when there are at least this many
+AHEAD = 16  # the scatter loops ask for the slot of the row this many rows ahead
 
 
 @dataclass(frozen=True)
@@ -343,6 +347,25 @@ def _regrown(seen: np.ndarray, lo: int, new_lo: int, new_hi: int) -> np.ndarray:
 # The loops below are compiled. The scatter loops touch one unit's row of ``acc`` per table
 # row; values come as a tuple of arrays so the compiler unrolls the loop over them (a loop of
 # run-time length there is twice as slow: the row update no longer overlaps memory reads).
+# With millions of units that row is almost never in cache: each loop first asks for the slot
+# of the row ``AHEAD`` rows on, so that many memory reads are under way at once instead of
+# one (measured: the pass over 50 M orders of 10 M customers, 2.0 s -> 1.2 s alone).
+
+@intrinsic
+def _prefetch(typingctx, acc, j, s):  # type: ignore[no-untyped-def] # pragma: no cover
+    """Start loading ``acc[j, s]`` into cache for a write (a hint: it never faults)."""
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, signature.args[0], array,
+                                       [args[1], args[2]], wraparound=False)
+        i8p, i32 = ir.PointerType(ir.IntType(8)), ir.IntType(32)
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8")
+        builder.call(hint, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1),  # write,
+                            ir.Constant(i32, 3), ir.Constant(i32, 1)])  # keep, data
+    return types.void(acc, j, s), codegen
+
 
 @numba.njit(nogil=True, cache=True)
 def _scatter_sums(acc, offset, lo, ids, codes, class_of, vals):  # type: ignore[no-untyped-def] # pragma: no cover
@@ -350,6 +373,11 @@ def _scatter_sums(acc, offset, lo, ids, codes, class_of, vals):  # type: ignore[
     per_class = len(vals) + 1
     ruled_out = 0
     for i in range(ids.shape[0]):
+        k = i + AHEAD  # (a call here, even inlined, costs more than the hint gains)
+        if k < ids.shape[0]:
+            j, c = ids[k] - lo, class_of[codes[k]]
+            if c >= 0 and j >= 0 and j < size:
+                _prefetch(acc, j, offset + c * per_class)
         j = ids[i] - lo
         c = class_of[codes[i]]
         if c < 0:
@@ -369,6 +397,11 @@ def _scatter_counts(acc, offset, lo, ids, codes, class_of):  # type: ignore[no-u
     size = acc.shape[0]
     ruled_out = 0
     for i in range(ids.shape[0]):
+        k = i + AHEAD
+        if k < ids.shape[0]:
+            j, c = ids[k] - lo, class_of[codes[k]]
+            if c >= 0 and j >= 0 and j < size:
+                _prefetch(acc, j, offset + c)
         j = ids[i] - lo
         c = class_of[codes[i]]
         if c < 0:
