@@ -78,6 +78,9 @@ WARNINGS = {
     "ancient_timestamps": ("events", row_value("ts", 0, dt.datetime(1970, 1, 1,
                                                                      tzinfo=dt.UTC)),
                            "before 1990"),
+    "unknown_channel": ("assignments", lambda d: pl.concat([d, d.head(2).with_columns(
+        pl.Series("channel", ["sms", None]))]), "channels not in the experiment were "
+                                                 "ignored: (empty), sms"),
     "unknown_customers": ("assignments", lambda d: pl.concat([d, d.head(2).with_columns(
         (pl.col("customer_id") + 10**9).alias("customer_id"))]), "not in the population"),
 }

@@ -80,12 +80,13 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
         .select(unit, *seg_exprs))
     warnings: list[str] = []
     long = _assignment_rows(spec, source, uid_type)
-    if long is not None:
-        frame, more = _from_table(spec, population, long)
+    read = _read_assignments(spec, population, long) if long is not None else None
+    if read is not None and read.rows:
+        frame, more = _from_table(spec, read)
         warnings += more
         assigned_by = "table"
     else:
-        pop = population.collect()
+        pop = read.population if read is not None else population.collect()
         frame = pop.with_columns(hash_arms(spec, pop[unit]))
         assigned_by = "hash"
     if frame.height == 0:
@@ -124,38 +125,59 @@ def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
 
 def _assignment_rows(spec: Experiment, source: FolderSource,
                      uid_type: pl.DataType) -> pl.LazyFrame | None:
-    """This experiment's rows of the assignments table, lazily (None when it has none)."""
+    """This experiment's rows of the assignments table, lazily (None when there is no such
+    table)."""
     if not source.has("assignments"):
         return None
-    rows = (source.scan("assignments", uid_type)
+    return (source.scan("assignments", uid_type)
             .filter(pl.col("experiment_id") == spec.id)
             .select(spec.unit, "channel", pl.col("group").cast(pl.String)))
-    return rows if rows.head(1).collect().height else None
 
 
-def _from_table(spec: Experiment, population: pl.LazyFrame,
-                long: pl.LazyFrame) -> tuple[pl.DataFrame, list[str]]:
+@dataclass(frozen=True)
+class _Assignments:
+    """The population and each channel's arms, read side by side."""
+
+    long: pl.LazyFrame  # the experiment's rows, lazily
+    rows: int  # how many, of every channel
+    population: pl.DataFrame
+    arms: tuple[pl.DataFrame, ...]  # per channel of the experiment: unit, arm (an Enum)
+
+
+def _read_assignments(spec: Experiment, population: pl.LazyFrame,
+                      long: pl.LazyFrame) -> _Assignments:
+    """One streamed read per channel, so the long table is never held in memory; a group the
+    experiment does not define reads as a null arm (``_from_table`` names it)."""
+    rows, pop, *arms = pl.collect_all([
+        long.select(pl.len()), population,
+        *[long.filter(pl.col("channel") == ch).select(  # arms as an Enum: 4 bytes a unit
+            spec.unit, pl.col("group").cast(pl.Enum(sorted(cfg.arms)), strict=False)
+            .alias(arm_col(ch))) for ch, cfg in spec.channels.items()]])
+    return _Assignments(long, int(rows.item()), pop, tuple(arms))
+
+
+def _from_table(spec: Experiment, read: _Assignments) -> tuple[pl.DataFrame, list[str]]:
     """Pivot the assignments to one row per unit, checking them on the way.
 
-    The (channel, group) pairs are counted by a streamed pass and each channel's rows are
-    read on their own, so the long table is never held in memory; these reads and the
-    population's run side by side.
+    Rows of other channels and groups the experiment does not define are looked up only
+    when the counts show some (a row count beyond the channels' rows, a null arm).
     """
     unit = spec.unit
     problems: list[Problem] = []
     warnings: list[str] = []
-    seen, pop, *arms = pl.collect_all([
-        long.group_by("channel", "group").len(), population,
-        *[long.filter(pl.col("channel") == ch).select(  # arms as an Enum: 4 bytes a unit
-            unit, pl.col("group").cast(pl.Enum(sorted(cfg.arms)), strict=False).alias(arm_col(ch)))
-          for ch, cfg in spec.channels.items()]])
-    unknown = sorted(set(seen["channel"].to_list()) - set(spec.channels))
-    if unknown:
+    if read.rows > sum(a.height for a in read.arms):
+        others = (read.long.filter(~pl.col("channel").is_in(list(spec.channels))
+                                   | pl.col("channel").is_null())
+                  .select(pl.col("channel").unique()).collect()["channel"])
+        names = sorted("(empty)" if c is None else c for c in others.to_list())
         warnings.append(f"assignments for channels not in the experiment were ignored: "
-                        f"{', '.join(unknown)}")
-    for ch, cfg in spec.channels.items():
-        groups = set(seen.filter(pl.col("channel") == ch)["group"].to_list())
-        bad = sorted(g for g in groups - set(cfg.arms) if g is not None)
+                        f"{', '.join(names)}")
+    for (ch, cfg), arms in zip(spec.channels.items(), read.arms, strict=True):
+        if not arms[arm_col(ch)].null_count():
+            continue
+        groups = (read.long.filter(pl.col("channel") == ch)
+                  .select(pl.col("group").unique()).collect()["group"])
+        bad = sorted(g for g in groups.to_list() if g is not None and g not in cfg.arms)
         if bad:
             problems.append(Problem(
                 f"channel {ch!r} has groups {', '.join(map(repr, bad))} that the experiment "
@@ -163,8 +185,9 @@ def _from_table(spec: Experiment, population: pl.LazyFrame,
                 hint=f"expected one of {', '.join(sorted(cfg.arms))}"))
     if problems:
         raise DataError(problems)
-    per_channel = [_channel_arms(a, unit, ch) for a, ch in zip(arms, spec.channels, strict=True)]
-    frame, assigned = _attach(pop, per_channel, unit)
+    per_channel = [_channel_arms(a, unit, ch) for a, ch in zip(read.arms, spec.channels,
+                                                                strict=True)]
+    frame, assigned = _attach(read.population, per_channel, unit)
     orphans = assigned - frame.height
     if orphans:
         warnings.append(f"{orphans} assigned unit(s) are not in the population (unknown "
