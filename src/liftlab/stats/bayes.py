@@ -292,11 +292,14 @@ def _log_ratio_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
 
 
 def _quantile(cdf: Callable[[float], float], q: float, centre: float, spread: float) -> float:
-    """Solve cdf(v) = q by bracketing around ``centre`` (widening as needed)."""
-    lo, hi = centre - 8 * spread, centre + 8 * spread
+    """Solve cdf(v) = q, bracketing from the normal approximation's quantile (a quarter of
+    ``spread`` either side, doubling as needed: the usual posterior needs no widening)."""
+    step = spread / 4
+    lo = centre + spread * float(special.ndtri(q)) - step
+    hi = lo + 2 * step
     while cdf(lo) > q:
-        lo -= 8 * spread
+        lo, hi, step = lo - 2 * step, lo, 2 * step
     while cdf(hi) < q:
-        hi += 8 * spread
+        lo, hi, step = hi, hi + 2 * step, 2 * step
     return float(optimize.brentq(lambda v: cdf(v) - q, lo, hi, xtol=1e-12 * max(spread, 1e-300),
                                  rtol=1e-12))
