@@ -287,7 +287,7 @@ def test_purchase_channels_found_during_the_pass(
     import liftlab.engines.dense as dense_module
     import liftlab.engines.polars_engine as engine
 
-    monkeypatch.setattr(engine, "BATCH_ROWS", 8)  # the guess sees the first 8 window rows
+    monkeypatch.setattr(engine, "GUESS_ROWS", 8)  # the guess sees the first 8 window rows
     monkeypatch.setattr(dense_module, "BATCH_ROWS", 8)
     lookups: list[str] = []
     real = engine._distinct
@@ -363,7 +363,7 @@ def test_a_metrics_channel_missing_from_the_guess_is_looked_up(
     import liftlab.engines.dense as dense_module
     import liftlab.engines.polars_engine as engine
 
-    monkeypatch.setattr(engine, "BATCH_ROWS", 8)
+    monkeypatch.setattr(engine, "GUESS_ROWS", 8)
     monkeypatch.setattr(dense_module, "BATCH_ROWS", 8)
     units = _write(tmp_path, np.random.default_rng(11), 40, 1, 10, 0)
     _orders_in_order(tmp_path, units, ["web"] * 40 + ["phone"] * 10, [IN] * 50)

@@ -270,29 +270,32 @@ class CellPlan:
         return dataclasses.replace(self, caps=new)
 
 
-def unit_measure(acc: np.ndarray, at: np.ndarray, plan: CellPlan, k: int) -> np.ndarray:
-    """Measure ``k`` of every unit (before any cap): for a quantile over units."""
-    out = np.empty(at.shape[0])
-    _unit_measure(acc, at, plan.indptr, plan.indices, plan.is_any, k, out)
+def unit_measure(acc: np.ndarray, ids: np.ndarray, lo: int, plan: CellPlan,
+                 k: int) -> np.ndarray:
+    """Measure ``k`` of every unit (ids, in slot ``id - lo``), before any cap: for a quantile
+    over units."""
+    out = np.empty(ids.shape[0])
+    _unit_measure(acc, ids, lo, plan.indptr, plan.indices, plan.is_any, k, out)
     return out
 
 
-def cell_sums(acc: np.ndarray, at: np.ndarray, groups: Groups,
+def cell_sums(acc: np.ndarray, ids: np.ndarray, lo: int, groups: Groups,
               plan: CellPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group: the number of units, the sum of each measure, the sum of each product.
+    """Per group: the number of units, the sum of each measure, the sum of each product
+    (``ids``: the units' ids, in slot ``id - lo``).
 
     Many units into few groups are split between threads, each summing a contiguous part
     into arrays of its own, added at the end in a fixed order.
     """
-    parts = THREADS if at.shape[0] >= SPLIT_UNITS and groups.size <= 1 << 12 else 1
-    bounds = np.linspace(0, at.shape[0], parts + 1).astype(np.int64).tolist()
+    parts = THREADS if ids.shape[0] >= SPLIT_UNITS and groups.size <= 1 << 12 else 1
+    bounds = np.linspace(0, ids.shape[0], parts + 1).astype(np.int64).tolist()
     outs = [(np.zeros(groups.size, dtype=np.int64), np.zeros((groups.size, plan.is_any.size)),
              np.zeros((groups.size, plan.prod_a.size))) for _ in range(parts)]
 
     def run(i: int) -> None:
         part = slice(bounds[i], bounds[i + 1])
-        _cell_sums(acc, at[part], groups.codes[part], plan.indptr, plan.indices, plan.is_any,
-                   plan.caps, plan.prod_a, plan.prod_b, *outs[i])
+        _cell_sums(acc, ids[part], lo, groups.codes[part], plan.indptr, plan.indices,
+                   plan.is_any, plan.caps, plan.prod_a, plan.prod_b, *outs[i])
 
     with ThreadPoolExecutor(parts) as pool:
         list(pool.map(run, range(parts)))
@@ -424,21 +427,22 @@ def _measure(acc, j, indptr, indices, is_any, k):  # type: ignore[no-untyped-def
 
 
 @numba.njit(nogil=True, cache=True)
-def _unit_measure(acc, at, indptr, indices, is_any, k, out):  # type: ignore[no-untyped-def] # pragma: no cover
-    for u in range(at.shape[0]):
-        out[u] = _measure(acc, at[u], indptr, indices, is_any, k)
+def _unit_measure(acc, ids, lo, indptr, indices, is_any, k, out):  # type: ignore[no-untyped-def] # pragma: no cover
+    for u in range(ids.shape[0]):
+        out[u] = _measure(acc, ids[u] - lo, indptr, indices, is_any, k)
 
 
 @numba.njit(nogil=True, cache=True)
-def _cell_sums(acc, at, codes, indptr, indices, is_any, caps, prod_a, prod_b,
+def _cell_sums(acc, ids, lo, codes, indptr, indices, is_any, caps, prod_a, prod_b,
                n, sums, prods):  # type: ignore[no-untyped-def] # pragma: no cover
     n_measures = is_any.shape[0]
     m = np.empty(n_measures)
-    for u in range(at.shape[0]):
+    for u in range(ids.shape[0]):
+        j = ids[u] - lo
         g = codes[u]
         n[g] += 1
         for k in range(n_measures):
-            x = _measure(acc, at[u], indptr, indices, is_any, k)
+            x = _measure(acc, j, indptr, indices, is_any, k)
             m[k] = min(x, caps[k])
             sums[g, k] += m[k]
         for p in range(prod_a.shape[0]):

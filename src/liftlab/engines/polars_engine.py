@@ -28,7 +28,6 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import TABLES
 from liftlab.engines.dense import (
-    BATCH_ROWS,
     CellPlan,
     ChannelGuess,
     Groups,
@@ -49,6 +48,9 @@ from liftlab.units import Units, build_units, id_type
 # spread over a huge range, or very many measures), or with too many combinations of group
 # keys, the hash group-by is used.
 DENSE_BYTES = 6 * 2**30
+# The purchase channels are guessed from this many window rows (a channel rarer than about
+# 1 in 100,000 orders may first show later, which costs a second pass, never a wrong sum).
+GUESS_ROWS = 1 << 19
 
 
 def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
@@ -98,7 +100,7 @@ def _first_channels(source: FolderSource, uid_type: pl.DataType,
     """The purchase channels among the first rows of the window (and whether some had none):
     the usual data shows every channel within its first rows, so the direct-address pass
     plans its slots from them, checking every later row."""
-    values = (_window_rows(source, "orders", window, uid_type).head(BATCH_ROWS)
+    values = (_window_rows(source, "orders", window, uid_type).head(GUESS_ROWS)
               .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
     return ChannelGuess(tuple(sorted(v for v in values.to_list() if v is not None)),
                         bool(values.null_count()))
@@ -147,11 +149,12 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     position = {m.name: k for k, m in enumerate(measures)}
     cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
-    at = units[plan.unit].cast(pl.Int64).to_numpy() - slots.lo
+    ids = units[plan.unit].cast(pl.Int64).to_numpy()
     cell_plan = cell_plan.with_caps({
-        k: pl.Series(unit_measure(acc, at, cell_plan, k)).quantile(m.winsorize, "linear")
+        k: pl.Series(unit_measure(acc, ids, slots.lo, cell_plan, k)).quantile(m.winsorize,
+                                                                              "linear")
         for k, m in enumerate(measures) if m.winsorize is not None})
-    n, sums, prods = cell_sums(acc, at, groups, cell_plan)
+    n, sums, prods = cell_sums(acc, ids, slots.lo, groups, cell_plan)
     seen = np.flatnonzero(n)
     frame = pl.DataFrame([
         *groups.frame(seen).get_columns(), pl.Series("n", n[seen], dtype=pl.UInt32),
