@@ -16,6 +16,7 @@ from liftlab.data.folder import FolderSource
 from liftlab.engines.dense import (
     AHEAD,
     Slots,
+    _chunks,
     _scatter_counts,
     _scatter_sums,
     repeated,
@@ -172,6 +173,17 @@ def test_scatter_loops_equal_numpy_add_at(seed: int, n_rows: int, lo: int) -> No
     np.add.at(expected := np.zeros_like(counts), (j, offset + c), 1.0)
     assert _scatter_counts(counts, offset, lo, ids, codes, class_of) == 0
     np.testing.assert_array_equal(counts, expected)
+
+
+def test_batches_are_read_chunk_by_chunk_without_copies() -> None:
+    parts = [pl.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}), pl.DataFrame({"a": [3], "b": [2.5]})]
+    batch = pl.concat(parts, rechunk=False)
+    got = list(_chunks(batch, ("b", "a")))
+    assert [[c.tolist() for c in part] for part in got] == [[[0.5, 1.5], [1, 2]], [[2.5], [3]]]
+    assert not got[0][1].flags.owndata  # a view of the engine's memory
+    mixed = batch.with_columns(pl.Series("a", [1, 2, 3]))  # "a" in one chunk, "b" in two
+    assert [[c.tolist() for c in part] for part in _chunks(mixed, ("a", "b"))] == [
+        [[1, 2, 3], [0.5, 1.5, 2.5]]]
 
 
 @pytest.mark.parametrize("values", [

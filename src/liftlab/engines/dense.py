@@ -15,6 +15,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -167,16 +168,27 @@ def accumulate(rows: pl.LazyFrame, unit: str, layout: TableLayout, slots: Slots,
     query = rows.select(  # no id, or one beyond 64-bit signed range: a slot before the first
         pl.col(unit).cast(pl.Int64, strict=False).fill_null(slots.lo - 1), layout.code_expr,
         *[pl.col(v).cast(pl.Float64).fill_null(0.0) for v in layout.value_columns])
+    names = (unit, "__code", *layout.value_columns)
     for batch in query.collect_batches(chunk_size=BATCH_ROWS):
-        ids = batch[unit].to_numpy()
-        codes = batch["__code"].to_numpy()
-        if layout.value_columns:
-            vals = tuple(batch[v].to_numpy() for v in layout.value_columns)
-            unexpected = _scatter_sums(acc, offset, slots.lo, ids, codes, layout.class_of, vals)
-        else:
-            unexpected = _scatter_counts(acc, offset, slots.lo, ids, codes, layout.class_of)
-        if unexpected:
-            raise Unexpected
+        for ids, codes, *vals in _chunks(batch, names):
+            if vals:
+                unexpected = _scatter_sums(acc, offset, slots.lo, ids, codes, layout.class_of,
+                                           tuple(vals))
+            else:
+                unexpected = _scatter_counts(acc, offset, slots.lo, ids, codes, layout.class_of)
+            if unexpected:
+                raise Unexpected
+
+
+def _chunks(batch: pl.DataFrame, names: tuple[str, ...]) -> Iterator[list[np.ndarray]]:
+    """The columns of a batch as numpy arrays, chunk by chunk: a batch is a run of the
+    engine's chunks, and making one array of them would copy every value (measured: 0.4-0.8 s
+    for 50 M orders)."""
+    columns = [batch.get_column(c) for c in names]
+    if len({tuple(c.chunk_lengths()) for c in columns}) > 1:  # chunked differently: align
+        columns = [c.rechunk() for c in columns]
+    for part in zip(*(c.get_chunks() for c in columns), strict=True):
+        yield [c.to_numpy() for c in part]
 
 
 @dataclass(frozen=True)
