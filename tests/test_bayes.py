@@ -177,4 +177,4 @@ def test_beta_posterior_matches_scipy_stats(a: float, b: float) -> None:
     assert math.isclose(mine.mean, ref.mean(), rel_tol=1e-14)
     assert math.isclose(mine.std, ref.std(), rel_tol=1e-12)
     nodes = np.where(_S < 0, ref.ppf(_TAIL), ref.isf(_TAIL))
-    np.testing.assert_allclose(mine.nodes(), nodes, rtol=1e-10)
+    np.testing.assert_allclose(mine.nodes, nodes, rtol=1e-10)

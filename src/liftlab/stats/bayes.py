@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -80,8 +81,10 @@ class _Beta:
     def sf(self, x: np.ndarray) -> np.ndarray:
         return special.betaincc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
+    @cached_property
     def nodes(self) -> np.ndarray:
-        """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost."""
+        """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost
+        (kept: an effect integrates over the same posterior several times)."""
         return np.where(_S < 0, special.betaincinv(self.a, self.b, _TAIL),
                         special.betainccinv(self.a, self.b, _TAIL))
 
@@ -268,16 +271,16 @@ def _beta_binomial(t: ArmStats, h: ArmStats, prior: Prior | None,
 def _p_greater(x: _Beta, y: _Beta) -> float:
     """P(X > Y) for independent X, Y, integrating over the narrower one."""
     narrow_x = x.std <= y.std
-    value = float(_W @ (y.cdf(x.nodes()) if narrow_x else x.sf(y.nodes())))
+    value = float(_W @ (y.cdf(x.nodes) if narrow_x else x.sf(y.nodes)))
     return min(max(value, 0.0), 1.0)
 
 
 def _diff_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
     """d -> P(X - Y <= d), with the quadrature nodes computed once."""
     if x.std <= y.std:
-        xs = x.nodes()
+        xs = x.nodes
         return lambda d: float(_W @ y.sf(xs - d))
-    ys = y.nodes()
+    ys = y.nodes
     return lambda d: float(_W @ x.cdf(ys + d))
 
 
@@ -285,9 +288,9 @@ def _log_ratio_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
     """v -> P(log(X / Y) <= v) for positive X, Y, integrating over the one narrower on the
     log scale (smaller coefficient of variation)."""
     if x.std / x.mean <= y.std / y.mean:
-        xs = x.nodes()
+        xs = x.nodes
         return lambda v: float(_W @ y.sf(xs * math.exp(-v)))
-    ys = y.nodes()
+    ys = y.nodes
     return lambda v: float(_W @ x.cdf(ys * math.exp(v)))
 
 
