@@ -53,6 +53,9 @@ ERRORS = {
                             ["table customers, column customer_id", "rows 1"]),
     "unknown_group": ("assignments", row_value("group", 0, "control"),
                       ["groups 'control'", "expected one of"]),
+    "no_channel_of_the_experiment": (
+        "assignments", lambda d: d.with_columns(pl.lit(None, dtype=pl.String).alias("channel")),
+        ["table assignments, column channel", "none for its channels", "found: (empty)"]),
 }
 
 

@@ -81,6 +81,14 @@ def test_beta_binomial_interval_ends_are_exact_quantiles(kt, nt, kh, nh):
         assert cdf_rel(end) == pytest.approx(q, abs=1e-6)
 
 
+@pytest.mark.parametrize("alpha", [1e-17, 5e-324])
+def test_a_vanishing_alpha_still_gives_finite_binary_bounds(alpha):
+    """1 - alpha/2 rounds to 1: the root search must start from a finite point."""
+    post = closed_form(_binary(120, 1000), _binary(100, 1000), "binary", alpha=alpha)
+    assert np.isfinite(post.ci_abs).all() and np.isfinite(post.ci_rel).all()
+    assert post.ci_abs[0] < post.mean_abs < post.ci_abs[1]
+
+
 def test_flat_prior_equals_welch_from_statsmodels():
     """Under a flat prior the posterior is the Welch t: same estimate, same 95% interval, and
     P(lift > 0) is one minus the one-sided Welch p-value (statsmodels on unit-level rows)."""

@@ -184,6 +184,9 @@ def test_batches_are_read_chunk_by_chunk_without_copies() -> None:
     mixed = batch.with_columns(pl.Series("a", [1, 2, 3]))  # "a" in one chunk, "b" in two
     assert [[c.tolist() for c in part] for part in _chunks(mixed, ("a", "b"))] == [
         [[1, 2, 3], [0.5, 1.5, 2.5]]]
+    constant = batch.with_columns(pl.lit(7).alias("k"))  # cut to the chunks of "a"
+    assert [[c.tolist() for c in part] for part in _chunks(constant, ("a", "k"))] == [
+        [[1, 2], [7, 7]], [[3], [7]]]
 
 
 @pytest.mark.parametrize("values", [

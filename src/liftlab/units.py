@@ -169,9 +169,14 @@ def _from_table(spec: Experiment, read: _Assignments) -> tuple[pl.DataFrame, lis
         others = (read.long.filter(~pl.col("channel").is_in(list(spec.channels))
                                    | pl.col("channel").is_null())
                   .select(pl.col("channel").unique()).collect()["channel"])
-        names = sorted("(empty)" if c is None else c for c in others.to_list())
-        warnings.append(f"assignments for channels not in the experiment were ignored: "
-                        f"{', '.join(names)}")
+        names = ", ".join(sorted("(empty)" if c is None else c for c in others.to_list()))
+        if not any(a.height for a in read.arms):
+            raise DataError([Problem(
+                f"experiment {spec.id!r} has {read.rows} assignment row(s) but none for its "
+                f"channels ({', '.join(spec.channels)}); found: {names}",
+                table="assignments", column="channel",
+                hint="the channel names must match the experiment's YAML")])
+        warnings.append(f"assignments for channels not in the experiment were ignored: {names}")
     for (ch, cfg), arms in zip(spec.channels.items(), read.arms, strict=True):
         if not arms[arm_col(ch)].null_count():
             continue

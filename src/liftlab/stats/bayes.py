@@ -297,8 +297,8 @@ def _log_ratio_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
 def _quantile(cdf: Callable[[float], float], q: float, centre: float, spread: float) -> float:
     """Solve cdf(v) = q, bracketing from the normal approximation's quantile (a quarter of
     ``spread`` either side, doubling as needed: the usual posterior needs no widening)."""
-    step = spread / 4
-    lo = centre + spread * float(special.ndtri(q)) - step
+    step = spread / 4  # (q may round to 0 or 1 for a tiny alpha: start from a finite point)
+    lo = centre + spread * float(np.clip(special.ndtri(q), -40.0, 40.0)) - step
     hi = lo + 2 * step
     while cdf(lo) > q:
         lo, hi, step = lo - 2 * step, lo, 2 * step
