@@ -68,16 +68,20 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
     if problems:
         raise DataError(problems)
     customers = source.scan("customers", uid_type)
+    if spec.population.where:
+        customers = customers.filter(
+            filters.to_polars(filters.parse(spec.population.where), schema))
+    # Stored segments are read as Enums of their values, found first (a pass over one column
+    # is cheaper than holding every unit's text); derived ones once they are computed.
+    categories = _segment_values(customers, [s for s in spec.segments if s in schema])
     for name in spec.segments:
         if name not in schema and name in DERIVED_SEGMENTS:
             derived = DERIVED_SEGMENTS[name](source, spec).with_columns(
                 pl.col(unit).cast(pl.String).cast(uid_type))
             customers = customers.join(derived, on=unit, how="left")
-    seg_exprs = [pl.col(s).cast(pl.String).fill_null(MISSING_SEGMENT).alias(s)
-                 for s in spec.segments]
-    population = customers.select(unit, *seg_exprs) if not spec.population.where else (
-        customers.filter(filters.to_polars(filters.parse(spec.population.where), schema))
-        .select(unit, *seg_exprs))
+    population = customers.select(unit, *[
+        _segment(s).cast(pl.Enum(categories[s])) if s in categories else _segment(s)
+        for s in spec.segments])
     warnings: list[str] = []
     long = _assignment_rows(spec, source, uid_type)
     read = _read_assignments(spec, population, long) if long is not None else None
@@ -95,12 +99,13 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
             f"the population is empty: no customer matches where: {where!r}"
             + (" and has an assignment" if assigned_by == "table" else ""),
             table="customers", hint="check the filter and the customers table")])
+    derived = _segment_values(frame.lazy(), [s for s in spec.segments if s not in categories])
+    frame = frame.with_columns(  # Enums: 4 bytes a unit, and their codes are group codes
+        pl.col(name).cast(pl.Enum(values)) for name, values in derived.items())
     segments, more = _usable_segments(spec, frame)
     unused = [s for s in spec.segments if s not in segments]
     frame = frame.drop(unused) if unused else frame
-    frame = frame.with_columns(  # an Enum of the values found: 4 bytes a unit, codes at hand
-        pl.col(name).cast(pl.Enum(values)) for name, values in segments.items())
-    return Units(frame, frame.height, assigned_by, tuple(segments), tuple(warnings + more))
+    return Units(frame, frame.height, assigned_by, segments, tuple(warnings + more))
 
 
 def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
@@ -251,21 +256,33 @@ def hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:
             for ch, cfg in spec.channels.items()]
 
 
-def _usable_segments(spec: Experiment, frame: pl.DataFrame
-                     ) -> tuple[dict[str, list[str]], list[str]]:
-    """Segment columns with a readable number of values (and their values, sorted); the
-    others are reported and dropped."""
-    found = frame.select(pl.col(s).drop_nulls().unique().sort().implode() for s in spec.segments)
-    keep, warnings = {}, []
+def _segment(name: str) -> pl.Expr:
+    """A segment's values as text, a missing one as ``MISSING_SEGMENT``."""
+    return pl.col(name).cast(pl.String).fill_null(MISSING_SEGMENT).alias(name)
+
+
+def _segment_values(rows: pl.LazyFrame, names: list[str]) -> dict[str, list[str]]:
+    """The values of each of these segments among ``rows``, sorted."""
+    if not names:
+        return {}
+    found = rows.select(_segment(s).unique().sort().implode() for s in names).collect()
+    return {s: found[s][0].to_list() for s in names}
+
+
+def _usable_segments(spec: Experiment, frame: pl.DataFrame) -> tuple[tuple[str, ...], list[str]]:
+    """The segment columns (Enums) with a readable number of values among the units; the
+    others are reported (the caller drops them)."""
+    present = frame.select(pl.col(s).to_physical().n_unique() for s in spec.segments)
+    keep, warnings = [], []
     for s in spec.segments:
-        values = found[s][0].to_list()
-        if len(values) > MAX_SEGMENT_VALUES:
-            warnings.append(f"segment {s!r} has {len(values)} values (limit "
+        count = int(present[s][0])
+        if count > MAX_SEGMENT_VALUES:
+            warnings.append(f"segment {s!r} has {count} values (limit "
                             f"{MAX_SEGMENT_VALUES}); it is not broken down: group its values "
                             "into fewer categories")
         else:
-            keep[s] = values
-    return keep, warnings
+            keep.append(s)
+    return tuple(keep), warnings
 
 
 def window_bounds(spec: Experiment, as_of: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
