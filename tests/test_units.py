@@ -54,6 +54,8 @@ def test_segments_are_enums_of_the_units_values(data: Path, where: str | None) -
     frame = units.frame
     assert isinstance(frame.schema["region"], pl.Enum)
     assert set(frame["region"].cast(pl.String).unique().to_list()) == {"even", "(missing)"}
+    # 99 values among the customers: read as text, then an Enum of the units' values only
+    assert frame.schema["region"].categories.to_list() == ["(missing)", "even"]
     expected = pl.read_parquet(data / "customers.parquet").join(
         pl.read_parquet(data / "assignments.parquet").select("customer_id").unique(),
         on="customer_id")
@@ -88,3 +90,17 @@ def test_duckdb_counts_the_same_segments(data: Path, tmp_path: Path) -> None:
     assert sql_units.segments == polars_units.segments
     assert sql_units.warnings == polars_units.warnings
     assert sql_units.n == polars_units.n
+
+
+def test_customers_from_csv_give_the_same_units(data: Path) -> None:
+    spec = _spec(segments=["segment", "region", "tier"])
+    from_parquet = open_engine(data).units(spec)
+    pl.read_parquet(data / "customers.parquet").write_csv(data / "customers.csv")
+    (data / "customers.parquet").unlink()
+    from_csv = open_engine(data).units(spec)
+    assert from_csv.segments == from_parquet.segments == ("segment", "region", "tier")
+
+    def text(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.col(pl.Enum).cast(pl.String)).sort("customer_id")
+
+    assert text(from_csv.frame).equals(text(from_parquet.frame))

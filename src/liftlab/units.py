@@ -71,9 +71,13 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
     if spec.population.where:
         customers = customers.filter(
             filters.to_polars(filters.parse(spec.population.where), schema))
-    # Stored segments are read as Enums of their values, found first (a pass over one column
-    # is cheaper than holding every unit's text); derived ones once they are computed.
-    categories = _segment_values(customers, [s for s in spec.segments if s in schema])
+    # A Parquet column's few values are found first (one column is cheap to read) and the
+    # segment is read as an Enum of them; text files, derived segments and columns with too
+    # many values among the customers (the units may still have few) are read as text and
+    # given their units' values afterwards.
+    first = [s for s in spec.segments if s in schema] if _columnar(source, "customers") else []
+    categories = {s: values for s, values in _segment_values(
+        customers, first, MAX_SEGMENT_VALUES + 1).items() if len(values) <= MAX_SEGMENT_VALUES}
     for name in spec.segments:
         if name not in schema and name in DERIVED_SEGMENTS:
             derived = DERIVED_SEGMENTS[name](source, spec).with_columns(
@@ -261,12 +265,20 @@ def _segment(name: str) -> pl.Expr:
     return pl.col(name).cast(pl.String).fill_null(MISSING_SEGMENT).alias(name)
 
 
-def _segment_values(rows: pl.LazyFrame, names: list[str]) -> dict[str, list[str]]:
-    """The values of each of these segments among ``rows``, sorted."""
+def _segment_values(rows: pl.LazyFrame, names: list[str],
+                    at_most: int | None = None) -> dict[str, list[str]]:
+    """The values of each of these segments among ``rows``, sorted (only ``at_most`` of them
+    when there are more)."""
     if not names:
         return {}
-    found = rows.select(_segment(s).unique().sort().implode() for s in names).collect()
+    found = rows.select(_segment(s).unique().head(at_most).sort().implode() if at_most
+                        else _segment(s).unique().sort().implode() for s in names).collect()
     return {s: found[s][0].to_list() for s in names}
+
+
+def _columnar(source: FolderSource, table: str) -> bool:
+    path = source.path(table)
+    return path is not None and path.suffix != ".csv"
 
 
 def _usable_segments(spec: Experiment, frame: pl.DataFrame) -> tuple[tuple[str, ...], list[str]]:
