@@ -186,3 +186,35 @@ def test_beta_posterior_matches_scipy_stats(a: float, b: float) -> None:
     assert math.isclose(mine.std, ref.std(), rel_tol=1e-12)
     nodes = np.where(_S < 0, ref.ppf(_TAIL), ref.isf(_TAIL))
     np.testing.assert_allclose(mine.nodes, nodes, rtol=1e-10)
+    # the density is a sum of logs of size ~1e6 for a, b ~ 1e6 (1e-9 lost); it only steers
+    # Newton's steps, the roots are those of the CDF
+    np.testing.assert_allclose(mine.pdf(xs), ref.pdf(xs), rtol=1e-8, atol=1e-300)
+
+
+@pytest.mark.parametrize(("kt", "nt", "kh", "nh"), [*CASES, (0, 3, 2, 2), (1, 1, 0, 1),
+                                                     (4_999_000, 10**8, 5_010_000, 10**8)])
+def test_newton_quantiles_equal_the_bracketed_search(kt, nt, kh, nh, monkeypatch):
+    """Newton's method on the quadrature's own density (from the normal approximation) and
+    the bracketed root search (Newton disabled) find the same interval ends."""
+    from liftlab.stats import bayes
+
+    newton = closed_form(_binary(kt, nt), _binary(kh, nh), "binary")
+    monkeypatch.setattr(bayes, "NEWTON_STEPS", 0)
+    bracketed = closed_form(_binary(kt, nt), _binary(kh, nh), "binary")
+    for got, want in zip([*newton.ci_abs, *newton.ci_rel],
+                         [*bracketed.ci_abs, *bracketed.ci_rel], strict=True):
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-9 * newton.sd_abs)
+
+
+def test_newton_needs_no_bracketed_search_for_the_usual_posterior(monkeypatch):
+    """The density is the CDF sum's exact derivative: from the normal approximation the
+    steps converge without falling back (a wrong density would exhaust them)."""
+    from liftlab.stats import bayes
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("fell back to the bracketed search")
+
+    monkeypatch.setattr(bayes.optimize, "brentq", refuse)
+    for kt, nt, kh, nh in [(130, 2000, 110, 2000), (5200, 90000, 530, 10000),
+                           (4_999_000, 10**8, 5_010_000, 10**8)]:
+        assert closed_form(_binary(kt, nt), _binary(kh, nh), "binary") is not None

@@ -81,6 +81,13 @@ class _Beta:
     def sf(self, x: np.ndarray) -> np.ndarray:
         return special.betaincc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
+    def pdf(self, x: np.ndarray) -> np.ndarray:
+        inside = (x >= 0.0) & (x <= 1.0)
+        x = np.where(inside, x, 0.5)  # xlogy(0, 0) = 0: a = 1 or b = 1 has a finite end
+        log = (special.xlogy(self.a - 1, x) + special.xlog1py(self.b - 1, -x)
+               - special.betaln(self.a, self.b))
+        return np.where(inside, np.exp(log), 0.0)
+
     @cached_property
     def nodes(self) -> np.ndarray:
         """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost
@@ -275,34 +282,60 @@ def _p_greater(x: _Beta, y: _Beta) -> float:
     return min(max(value, 0.0), 1.0)
 
 
-def _diff_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
+@dataclass(frozen=True)
+class _Quadrature:
+    """P(V <= v) and the density of V at v, for V a function of two independent Beta
+    posteriors, as sums over the quadrature nodes of one of them (the density is the exact
+    derivative of the CDF sum, so Newton's method on it converges quadratically)."""
+
+    cdf: Callable[[float], float]
+    pdf: Callable[[float], float]
+
+
+def _diff_cdf(x: _Beta, y: _Beta) -> _Quadrature:
     """d -> P(X - Y <= d), with the quadrature nodes computed once."""
     if x.std <= y.std:
         xs = x.nodes
-        return lambda d: float(_W @ y.sf(xs - d))
+        return _Quadrature(lambda d: float(_W @ y.sf(xs - d)),
+                           lambda d: float(_W @ y.pdf(xs - d)))
     ys = y.nodes
-    return lambda d: float(_W @ x.cdf(ys + d))
+    return _Quadrature(lambda d: float(_W @ x.cdf(ys + d)), lambda d: float(_W @ x.pdf(ys + d)))
 
 
-def _log_ratio_cdf(x: _Beta, y: _Beta) -> Callable[[float], float]:
+def _log_ratio_cdf(x: _Beta, y: _Beta) -> _Quadrature:
     """v -> P(log(X / Y) <= v) for positive X, Y, integrating over the one narrower on the
     log scale (smaller coefficient of variation)."""
     if x.std / x.mean <= y.std / y.mean:
         xs = x.nodes
-        return lambda v: float(_W @ y.sf(xs * math.exp(-v)))
+        return _Quadrature(lambda v: float(_W @ y.sf(xs * math.exp(-v))),
+                           lambda v: float(_W @ (y.pdf(xs * math.exp(-v)) * xs * math.exp(-v))))
     ys = y.nodes
-    return lambda v: float(_W @ x.cdf(ys * math.exp(v)))
+    return _Quadrature(lambda v: float(_W @ x.cdf(ys * math.exp(v))),
+                       lambda v: float(_W @ (x.pdf(ys * math.exp(v)) * ys * math.exp(v))))
 
 
-def _quantile(cdf: Callable[[float], float], q: float, centre: float, spread: float) -> float:
-    """Solve cdf(v) = q, bracketing from the normal approximation's quantile (a quarter of
-    ``spread`` either side, doubling as needed: the usual posterior needs no widening)."""
-    step = spread / 4  # (q may round to 0 or 1 for a tiny alpha: start from a finite point)
-    lo = centre + spread * float(np.clip(special.ndtri(q), -40.0, 40.0)) - step
-    hi = lo + 2 * step
-    while cdf(lo) > q:
+NEWTON_STEPS = 6
+
+
+def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> float:
+    """Solve cdf(v) = q: Newton's method from the normal approximation's quantile (two or
+    three steps for the usual posterior), else a bracketed search around it (a quarter of
+    ``spread`` either side, doubling as needed)."""
+    start = centre + spread * float(np.clip(special.ndtri(q), -40.0, 40.0))  # q may round to 1
+    tol = 1e-12 * max(spread, 1e-300)
+    v = start
+    for _ in range(NEWTON_STEPS):
+        density = dist.pdf(v)
+        step = (dist.cdf(v) - q) / density if density > 0 else math.inf
+        if not abs(step) <= spread:  # flat or far: Newton is not reliable here
+            break
+        v -= step
+        if abs(step) <= tol:
+            return v
+    step = spread / 4
+    lo, hi = start - step, start + step
+    while dist.cdf(lo) > q:
         lo, hi, step = lo - 2 * step, lo, 2 * step
-    while cdf(hi) < q:
+    while dist.cdf(hi) < q:
         lo, hi, step = hi, hi + 2 * step, 2 * step
-    return float(optimize.brentq(lambda v: cdf(v) - q, lo, hi, xtol=1e-12 * max(spread, 1e-300),
-                                 rtol=1e-12))
+    return float(optimize.brentq(lambda v: dist.cdf(v) - q, lo, hi, xtol=tol, rtol=1e-12))
