@@ -65,7 +65,7 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     """
     slots = Slots.fit(units[plan.unit]) if dense else None
     if slots is not None and plan.landing:
-        guess = _first_channels(source, uid_type, plan.window)
+        guess = _first_channels(source, plan.window)
         planned = plan.with_landing(guess.channels)
         if len(guess.channels) > PURCHASE_CHANNELS_MAX:  # more can only mean no split either
             plan = planned
@@ -95,13 +95,12 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
             .collect().sort(keys, nulls_last=True))
 
 
-def _first_channels(source: FolderSource, uid_type: pl.DataType,
+def _first_channels(source: FolderSource,
                     window: tuple[dt.datetime, dt.datetime]) -> ChannelGuess:
     """The purchase channels among the first rows of the window (and whether some had none):
     the usual data shows every channel within its first rows, so the direct-address pass
     plans its slots from them, checking every later row."""
-    values = (_window_rows(source, "orders", window, uid_type).head(GUESS_ROWS)
-              .select(pl.col("channel").cast(pl.String).unique()).collect()["channel"])
+    values = _window_values(source, "orders", "channel", window, GUESS_ROWS)
     return ChannelGuess(tuple(sorted(v for v in values.to_list() if v is not None)),
                         bool(values.null_count()))
 
@@ -164,17 +163,21 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     return frame.sort(keys, nulls_last=True) if keys else frame
 
 
-def _window_rows(source: FolderSource, table: str, window: tuple[dt.datetime, dt.datetime],
-                 uid_type: pl.DataType | None = None) -> pl.LazyFrame:
+def _window_values(source: FolderSource, table: str, column: str,
+                   window: tuple[dt.datetime, dt.datetime], first: int | None = None
+                   ) -> pl.Series:
+    """The distinct values (as text, null included) of a column in the window's rows, or in
+    its ``first`` rows."""
     ts = pl.col(TS_COLUMN[table])
-    return source.scan(table, uid_type).filter((ts >= window[0]) & (ts < window[1]))
+    rows = source.scan(table).filter((ts >= window[0]) & (ts < window[1]))
+    rows = rows.head(first) if first is not None else rows
+    return rows.select(pl.col(column).cast(pl.String).unique()).collect()[column]
 
 
 def _distinct(source: FolderSource, table: str, column: str,
               window: tuple[dt.datetime, dt.datetime]) -> list[str]:
-    values = (_window_rows(source, table, window)
-              .select(pl.col(column).cast(pl.String).unique()).collect()[column])
-    return sorted(v for v in values.to_list() if v is not None)
+    return sorted(v for v in _window_values(source, table, column, window).to_list()
+                  if v is not None)
 
 
 def _period_rows(plan: AggregationPlan, source: FolderSource, table: str,
