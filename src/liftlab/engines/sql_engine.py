@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import polars as pl
 
@@ -32,6 +30,7 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import TABLES, structural_problems
 from liftlab.engines.base import with_landing
+from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
@@ -39,11 +38,6 @@ from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units, hash_arms
 
 Dialect = Literal["postgresql", "duckdb"]
 UNITS_TABLE = "liftlab_units"
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and reports."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def _quote(name: str) -> str:
@@ -54,16 +48,13 @@ def _quote(name: str) -> str:
 class SqlEngine:
     """Contract tables in a database, aggregated by the database itself."""
 
-    url: str
-    conn: Any
+    label: str  # the URL without its password: what reports and messages show
+    conn: Any = field(repr=False)
     dialect: Dialect
     schema: str | None = None
     timezone: str = "UTC"
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     _columns: dict[str, list[str]] = field(default_factory=dict, repr=False)
-
-    @property
-    def label(self) -> str:
-        return mask_url(self.url)
 
     # -- connection helpers -------------------------------------------------------------
     def _p(self) -> str:
@@ -87,8 +78,9 @@ class SqlEngine:
         except Exception as exc:
             if self.dialect == "postgresql":
                 self.conn.rollback()
-            raise DataError([Problem(f"the database refused a query: {_first_line(exc)}",
-                                     hint=f"source {self.label}")]) from exc
+            message = scrub(_first_line(exc), self.secrets)
+            raise DataError([Problem(f"the database refused a query: {message}",
+                                     hint=f"source {self.label}")]) from None
         finally:
             if cur is not self.conn:
                 cur.close()
@@ -343,47 +335,46 @@ def _first_line(exc: BaseException) -> str:
 
 
 def connect(url: str, timezone: str = "UTC") -> SqlEngine:
-    """Open ``postgresql://USER@HOST[:PORT]/DB[?schema=S]`` or ``duckdb:///PATH.duckdb``.
+    """Open ``postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?schema=S]`` or
+    ``duckdb:///PATH.duckdb`` (see dburl.py for the URL rules).
 
-    The PostgreSQL password comes from the URL, ``PGPASSWORD`` or ``LIFTLAB_DB_PASSWORD``
-    (or a ``.env`` file in the working folder); it is never printed.
+    The PostgreSQL password comes from the URL (percent-encoded), ``PGPASSWORD`` or
+    ``LIFTLAB_DB_PASSWORD`` (or a ``.env`` file in the working folder); it is never shown,
+    and driver messages are scrubbed of it.
     """
-    parts = urlsplit(url)
-    schema = parse_qs(parts.query).get("schema", [None])[0]
-    if parts.scheme == "duckdb":
-        import duckdb
+    db = parse_db_url(url)
+    if db.scheme == "duckdb":
+        return _connect_duckdb(db, timezone)
+    import psycopg
 
-        path = unquote(parts.path)
-        path = path[1:] if path.startswith("//") else path
-        if not Path(path).exists():
-            raise UserError(f"DuckDB file {path!r} does not exist")
-        try:
-            conn = duckdb.connect(path, read_only=True)
-        except duckdb.Error as exc:
-            raise UserError(f"cannot open {mask_url(url)}: {_first_line(exc)}") from exc
-        return SqlEngine(url, conn, "duckdb", schema, timezone)
-    if parts.scheme in ("postgresql", "postgres"):
-        import psycopg
+    options = dict(db.options)
+    password = db.password or options.pop("password", None) or os.environ.get(
+        "PGPASSWORD") or os.environ.get("LIFTLAB_DB_PASSWORD") or _dotenv("LIFTLAB_DB_PASSWORD")
+    kwargs: dict[str, Any] = {"connect_timeout": 10, **options,
+                              "host": db.host or "localhost", "port": db.port or 5432,
+                              "dbname": db.dbname, "user": db.user, "password": password}
+    secrets = (*db.secrets, *((password,) if password else ()))
+    try:
+        conn = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None})
+    except psycopg.Error as exc:
+        raise UserError(f"cannot connect to {db.label}: "
+                        f"{scrub(_first_line(exc), secrets)}") from None
+    return SqlEngine(db.label, conn, "postgresql", db.schema, timezone, secrets)
 
-        password = parts.password or os.environ.get("PGPASSWORD") or os.environ.get(
-            "LIFTLAB_DB_PASSWORD") or _dotenv("LIFTLAB_DB_PASSWORD")
-        kwargs: dict[str, Any] = {"host": parts.hostname or "localhost",
-                                  "port": parts.port or 5432,
-                                  "dbname": parts.path.lstrip("/") or None,
-                                  "user": unquote(parts.username or "") or None,
-                                  "connect_timeout": 10}
-        if password:
-            kwargs["password"] = password
-        try:
-            conn = psycopg.connect(**{k: v for k, v in kwargs.items() if v is not None})
-        except psycopg.OperationalError as exc:
-            message = _first_line(exc)
-            if password:
-                message = message.replace(password, "***")
-            raise UserError(f"cannot connect to {mask_url(url)}: {message}") from exc
-        return SqlEngine(url, conn, "postgresql", schema, timezone)
-    raise UserError(f"unsupported data URL scheme {parts.scheme!r}; use postgresql:// or "
-                    "duckdb:///")
+
+def _connect_duckdb(db: DbUrl, timezone: str) -> SqlEngine:
+    import duckdb
+
+    assert db.path is not None
+    if not Path(db.path).is_file():
+        raise UserError(f"DuckDB file {db.path!r} does not exist (from {db.label}; "
+                        "duckdb:///NAME is relative to the working folder, "
+                        "duckdb:////NAME absolute)")
+    try:
+        conn = duckdb.connect(db.path, read_only=True)
+    except duckdb.Error as exc:
+        raise UserError(f"cannot open {db.label}: {_first_line(exc)}") from None
+    return SqlEngine(db.label, conn, "duckdb", db.schema, timezone)
 
 
 def _dotenv(key: str) -> str | None:
