@@ -24,6 +24,20 @@ BayesMode = Literal["off", "closed_form", "hierarchical"]
 Direction = Literal["increase", "decrease"]
 SourceTable = Literal["orders", "events", "contacts"]
 
+# Limits on what a definition may ask for (README, "Limits"): far beyond any real
+# experiment, low enough that no definition can exhaust memory or time.
+MAX_CHANNELS = 8  # a factorial design has 2^channels cells
+MAX_VARIANTS = 10
+MAX_METRICS = 50
+MAX_SEGMENTS = 10
+MAX_TAGS = 20
+MAX_NAME_CHARS = 64  # metric, channel, segment and column names
+MAX_TITLE_CHARS = 200  # name, owner, tags
+MAX_DRAWS = 20_000  # per chain, for draws and tune
+MAX_CHAINS = 8
+MAX_RESPONSE_WINDOW_HOURS = 24 * 90
+MAX_HORIZON_HOURS = 24 * 366
+
 HOLDOUT = "holdout"
 TREATMENT = "treatment"
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
@@ -36,13 +50,15 @@ class _Model(BaseModel):
 
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+Title = Annotated[str, Field(max_length=MAX_TITLE_CHARS)]
 
 
 class Channel(_Model):
     """One channel's arms: a holdout fraction and either one treatment or named variants."""
 
     holdout: Fraction
-    variants: dict[str, Fraction] | None = None
+    variants: Annotated[dict[Name, Fraction], Field(max_length=MAX_VARIANTS)] | None = None
     cost_per_contact: float = Field(0.0, ge=0.0)
 
     @field_validator("variants")
@@ -88,14 +104,14 @@ class Metric(_Model):
     - ``ratio``: sum of ``numerator`` over sum of ``denominator`` across units (delta method).
     """
 
-    name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")]
+    name: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$", max_length=MAX_NAME_CHARS)]
     kind: MetricKind
     table: SourceTable | None = None
-    value: str | None = None
-    event: str | None = None
-    purchase_channel: str | None = None
-    numerator: str | None = None
-    denominator: str | None = None
+    value: Name | None = None
+    event: Title | None = None
+    purchase_channel: Title | None = None
+    numerator: Name | None = None
+    denominator: Name | None = None
     guardrail: bool = False
     direction: Direction | None = None
     winsorize: Annotated[float, Field(gt=0.5, lt=1.0)] | None = None
@@ -140,8 +156,8 @@ class Monitoring(_Model):
     sequential: bool = False
     alpha: float | None = Field(None, gt=0.0, lt=0.5)
     method: Literal["mixture", "group_sequential"] = "mixture"
-    horizon_hours: int | None = Field(None, gt=0)
-    response_window_hours: int = Field(72, gt=0)
+    horizon_hours: int | None = Field(None, gt=0, le=MAX_HORIZON_HOURS)
+    response_window_hours: int = Field(72, gt=0, le=MAX_RESPONSE_WINDOW_HOURS)
     min_events_per_arm: int = Field(100, ge=0)
     expected_lift: float | None = None
     srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
@@ -155,17 +171,17 @@ class Prior(_Model):
 class Analysis(_Model):
     bayes: BayesMode = "closed_form"
     prior: Prior = Prior()
-    seed: int = 20260223
-    draws: int = Field(1000, ge=100)
-    tune: int = Field(1000, ge=100)
-    chains: int = Field(2, ge=1)
+    seed: int = Field(20260223, ge=0, le=2**32 - 1)
+    draws: int = Field(1000, ge=100, le=MAX_DRAWS)
+    tune: int = Field(1000, ge=100, le=MAX_DRAWS)
+    chains: int = Field(2, ge=1, le=MAX_CHAINS)
     sampler: Literal["pymc", "nutpie"] = "pymc"
     target_accept: float = Field(0.95, gt=0.5, lt=1.0)  # NUTS step size: raise on divergences
 
 
 class Encouragement(_Model):
-    adoption_metric: str
-    outcome_metric: str | None = None
+    adoption_metric: Name
+    outcome_metric: Name | None = None
 
 
 class Experiment(_Model):
@@ -173,25 +189,27 @@ class Experiment(_Model):
 
     schema_version: Literal[1]
     id: Annotated[str, Field(pattern=ID_PATTERN, max_length=80)]
-    name: str | None = None
+    name: Title | None = None
     description: str | None = None
     start: dt.date
     end: dt.date
-    timezone: str = "UTC"
-    unit: str = "customer_id"
+    timezone: Title = "UTC"
+    unit: Name = "customer_id"
     population: Population = Population()
-    channels: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Channel]
+    channels: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$",
+                                                  max_length=MAX_NAME_CHARS)], Channel],
+                        Field(max_length=MAX_CHANNELS)]
     design: Design = "factorial"
-    metrics: list[Metric]
-    primary_metric: str
+    metrics: Annotated[list[Metric], Field(max_length=MAX_METRICS)]
+    primary_metric: Name
     covariates: Covariates = Covariates()
-    segments: list[str] = []
+    segments: Annotated[list[Name], Field(max_length=MAX_SEGMENTS)] = []
     monitoring: Monitoring = Monitoring()
     analysis: Analysis = Analysis()
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     encouragement: Encouragement | None = None
-    owner: str | None = None
-    tags: list[str] = []
+    owner: Title | None = None
+    tags: Annotated[list[Title], Field(max_length=MAX_TAGS)] = []
 
     @field_validator("timezone")
     @classmethod
@@ -217,6 +235,14 @@ class Experiment(_Model):
         start = info.data.get("start")
         if start is not None and v <= start:
             raise ValueError(f"end ({v}) must be after start ({start}); end is exclusive")
+        return v
+
+    @field_validator("segments")
+    @classmethod
+    def _segments_unique(cls, v: list[str]) -> list[str]:
+        dupes = sorted({s for s in v if v.count(s) > 1})
+        if dupes:
+            raise ValueError(f"segments must be unique; repeated: {', '.join(dupes)}")
         return v
 
     @field_validator("metrics")

@@ -3,15 +3,22 @@
 The YAML is composed into PyYAML's node tree (safe constructors only), so each pydantic
 error ``loc`` can be walked back to the line of the offending key or value. Duplicate keys,
 which PyYAML would silently overwrite, are reported too.
+
+Before anything is built, one pass over the parser's events (iterative, linear in the text)
+enforces the limits below: a definition is a few kilobytes, so anything far larger is a
+mistake or an attack (an alias bomb expands 500 bytes into billions of nodes). Anchors and
+aliases are allowed, but what they expand to counts against the node budget.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import types
 import typing
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,18 @@ EXAMPLES = {
 }
 
 
+MAX_FILE_BYTES = 256 * 1024
+MAX_NODES = 20_000  # keys, values and items once aliases are expanded
+MAX_DEPTH = 32
+MAX_TEXT_CHARS = 4_000  # one value (a description, a filter)
+MAX_KEY_CHARS = 100
+MAX_QUOTED_CHARS = 80  # a value echoed in a message
+MAX_PROBLEMS = 50  # listed per file; the rest are counted
+_REPR = reprlib.Repr()  # keyword arguments only from Python 3.12
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist = 2, 4, 4
+_REPR.maxstring = _REPR.maxother = MAX_QUOTED_CHARS
+
+
 class _Loader(yaml.SafeLoader):
     """Safe loading that leaves dates as text, so pydantic checks and reports them."""
 
@@ -51,6 +70,8 @@ def load_experiment(path: Path | str) -> Experiment:
     path = Path(path)
     label = str(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SpecError([_too_big(path.stat().st_size, label)])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError([Problem("file not found", file=label,
@@ -94,6 +115,11 @@ def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
 
 def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
     """Validate YAML text, reporting every problem at once; ``label`` names it in messages."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise SpecError([_too_big(len(text.encode("utf-8", "surrogatepass")), label)])
+    limit = _limit_problem(text, label)
+    if limit is not None:
+        raise SpecError([limit])
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -112,8 +138,99 @@ def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
     except ValidationError as exc:
         problems += _validation_problems(exc, root, label)
     if problems:
-        raise SpecError(sorted(dict.fromkeys(problems), key=_reading_order))
+        raise SpecError(_capped(sorted(dict.fromkeys(problems), key=_reading_order), label))
     return spec
+
+
+def _capped(problems: list[Problem], label: str) -> list[Problem]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return [*problems[:MAX_PROBLEMS],
+            Problem(f"and {len(problems) - MAX_PROBLEMS:,} more problems", file=label)]
+
+
+def _too_big(size: int, label: str) -> Problem:
+    return Problem(f"the file is {size:,} bytes; an experiment definition may be at most "
+                   f"{MAX_FILE_BYTES:,}", file=label, hint="is this the right file?")
+
+
+@dataclass
+class _Open:
+    """A collection being parsed: its anchor, expanded node count, depth below it."""
+
+    anchor: str | None
+    mapping: bool
+    nodes: int = 1
+    depth: int = 0
+    children: int = 0
+
+
+def _limit_problem(text: str, label: str) -> Problem | None:
+    """The first limit the YAML breaks (size once aliases are expanded, depth, text length),
+    found from the parser's events without building anything; None when within limits."""
+    sizes: dict[str, tuple[int, int]] = {}  # anchor -> (expanded nodes, depth below it)
+    stack = [_Open(None, False)]  # the document itself
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            problem = _event_problem(event, sizes, stack, label)
+            if problem is not None:
+                return problem
+    except yaml.YAMLError:
+        return None  # reported, at its line, when the YAML is composed
+    return None
+
+
+def _event_problem(event: yaml.Event, sizes: dict[str, tuple[int, int]],
+                   stack: list[_Open], label: str) -> Problem | None:
+    line, col = event.start_mark.line + 1, event.start_mark.column + 1
+    if isinstance(event, yaml.CollectionStartEvent):
+        if len(stack) > MAX_DEPTH:
+            return Problem(f"nested more than {MAX_DEPTH} levels deep", file=label, line=line,
+                           col=col, hint="an experiment definition needs a few levels")
+        stack.append(_Open(event.anchor, isinstance(event, yaml.MappingStartEvent)))
+        return None
+    if isinstance(event, yaml.AliasEvent):
+        if any(o.anchor == event.anchor for o in stack):
+            return Problem(f"the alias *{event.anchor} is inside its own anchor "
+                           f"&{event.anchor} (an endless structure)", file=label, line=line,
+                           col=col, hint="an alias may only repeat a finished node")
+        if event.anchor not in sizes:
+            return None  # undefined: the composer reports it
+        nodes, depth = sizes[event.anchor]
+    elif isinstance(event, yaml.ScalarEvent):
+        nodes, depth = 1, 0
+        top = stack[-1]
+        key = top.mapping and top.children % 2 == 0
+        limit = MAX_KEY_CHARS if key else MAX_TEXT_CHARS
+        if len(event.value) > limit:
+            return Problem(f"a {'key' if key else 'value'} of {len(event.value):,} "
+                           f"characters; at most {limit:,} are allowed", file=label,
+                           line=line, col=col, hint="shorten it")
+        if event.anchor:
+            sizes[event.anchor] = (1, 0)
+    elif isinstance(event, yaml.CollectionEndEvent):
+        done = stack.pop()
+        nodes, depth = done.nodes, done.depth + 1
+        if done.anchor:
+            sizes[done.anchor] = (nodes, depth)
+    else:
+        return None
+    return _add(stack[-1], nodes, depth, len(stack), label, line, col)
+
+
+def _add(parent: _Open, nodes: int, depth: int, level: int, label: str, line: int,
+         col: int) -> Problem | None:
+    """Count a finished node (an alias by what it expands to) into its parent."""
+    parent.children += 1
+    parent.nodes += nodes
+    parent.depth = max(parent.depth, depth)
+    if parent.nodes <= MAX_NODES and level + depth <= MAX_DEPTH + 1:
+        return None
+    what = (f"more than {MAX_NODES:,} keys, values and items" if parent.nodes > MAX_NODES
+            else f"nesting deeper than {MAX_DEPTH} levels")
+    return Problem(f"the definition holds {what} once aliases (*name) are expanded",
+                   file=label, line=line, col=col,
+                   hint="an alias repeats its anchor's whole content; use fewer of them")
 
 
 def _reading_order(problem: Problem) -> tuple[int, int]:
@@ -241,39 +358,50 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
     kind, got = err["type"], err.get("input")
     ctx = err.get("ctx") or {}
     if kind in ("greater_than", "less_than") and _is_fraction(loc):
-        return f"{where} must be between 0 and 1 (exclusive), got {got!r}"
+        return f"{where} must be between 0 and 1 (exclusive), got {_shown(got)}"
     if kind in ("greater_than", "less_than", "greater_than_equal", "less_than_equal"):
         word = {"greater_than": "greater than", "less_than": "less than",
                 "greater_than_equal": "at least", "less_than_equal": "at most"}[kind]
         bound = ctx.get({"greater_than": "gt", "less_than": "lt", "greater_than_equal": "ge",
                          "less_than_equal": "le"}[kind])
-        return f"{where} must be {word} {bound}, got {got!r}"
+        return f"{where} must be {word} {bound}, got {_shown(got)}"
     if kind.startswith("date"):
-        return f"{where}: expected a date like 2026-02-02, got {got!r}"
+        return f"{where}: expected a date like 2026-02-02, got {_shown(got)}"
     if kind == "literal_error":
         choices = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return f"{where} must be one of {choices}, got {got!r}"
+        return f"{where} must be one of {choices}, got {_shown(got)}"
     if kind == "string_pattern_mismatch" and loc[-1] == "[key]":
-        return f"{_dotted(loc[:-2])}: the name {got!r} is not allowed here"
+        return f"{_dotted(loc[:-2])}: the name {_shown(got)} is not allowed here"
     if kind == "string_pattern_mismatch":
-        return f"{where}: {got!r} is not allowed here"
+        return f"{where}: {_shown(got)} is not allowed here"
     if kind == "string_too_long":
         return f"{where} must be at most {ctx.get('max_length')} characters long"
+    if kind == "too_long":
+        count = len(got) if isinstance(got, list | dict) else ctx.get("actual_length")
+        return f"{where} may hold at most {ctx.get('max_length')} entries, got {count}"
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         whole = " whole" if kind.startswith("int") else ""
-        return f"{where}: expected a{whole} number, got {got!r}"
+        return f"{where}: expected a{whole} number, got {_shown(got)}"
     if kind in ("bool_parsing", "bool_type"):
-        return f"{where}: expected true or false, got {got!r}"
+        return f"{where}: expected true or false, got {_shown(got)}"
     if kind == "string_type":
-        return f"{where}: expected text, got {got!r}"
+        return f"{where}: expected text, got {_shown(got)}"
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"{where}: expected a mapping of keys (key: value), got {got!r}"
+        return f"{where}: expected a mapping of keys (key: value), got {_shown(got)}"
     if kind == "list_type":
-        return f"{where}: expected a list, got {got!r}"
+        return f"{where}: expected a list, got {_shown(got)}"
     if kind == "value_error":
         text = str(ctx.get("error", err["msg"]))
         return text if where == "the file" else f"{where}: {text}"
     return f"{where}: {err['msg']}"
+
+
+def _shown(value: Any) -> str:
+    """A value as quoted in a message, cut to a few words: a message never echoes a whole
+    mapping or megabytes of text."""
+    if isinstance(value, str) and len(value) > MAX_QUOTED_CHARS:
+        return f"{value[:MAX_QUOTED_CHARS]!r}… ({len(value):,} characters)"
+    return _REPR.repr(value)
 
 
 def _is_fraction(loc: tuple[Any, ...]) -> bool:

@@ -1,0 +1,137 @@
+"""Bounds on everything a user controls: YAML size, alias expansion, nesting, text lengths,
+list sizes, sampler settings, the monitor's horizon, segment values. Each is refused (or
+clipped) with a message, quickly, and never exits 2."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from liftlab.cli import app
+from liftlab.errors import SpecError
+from liftlab.spec_loader import MAX_FILE_BYTES, MAX_QUOTED_CHARS, parse_experiment
+
+from tinydata import SPEC_YAML
+
+runner = CliRunner()
+
+BOMB = "\n".join(
+    ["lol: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"l{n}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 9) + "]" for n in range(8)])
+
+
+def _invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output and "internal error" not in result.output
+    return result
+
+
+def _refused(text: str, label: str = "x.yaml") -> str:
+    with pytest.raises(SpecError) as err:
+        parse_experiment(text, label)
+    return str(err.value)
+
+
+def test_an_alias_bomb_is_refused_quickly(tmp_path: Path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(SPEC_YAML + BOMB + "\n")
+    assert len(BOMB) < 600
+    began = time.perf_counter()
+    result = _invoke("validate", path)
+    assert time.perf_counter() - began < 2
+    assert result.exit_code == 1
+    assert "bomb.yaml:" in result.output and "aliases (*name) are expanded" in result.output
+    assert len(result.output) < 2000
+
+
+def test_a_bomb_in_the_experiments_folder_keeps_the_daily_report_small(tiny_data: Path,
+                                                                      tmp_path: Path):
+    specs = tmp_path / "experiments"
+    specs.mkdir()
+    (specs / "tiny-factorial.yaml").write_text(SPEC_YAML)
+    (specs / "bomb.yaml").write_text(SPEC_YAML.replace("tiny-factorial", "bomb") + BOMB)
+    began = time.perf_counter()
+    result = _invoke("report", "--experiments", specs, "--data", tiny_data,
+                     "--date", "2026-02-24", "--out", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - began < 120
+    folder = tmp_path / "reports" / "2026-02-24"
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    assert sizes["index.html"] < 200_000 and "aliases" in (folder / "index.html").read_text()
+    assert max(sizes.values()) < 2_000_000
+
+
+def test_a_recursive_alias_is_a_spec_error():
+    message = _refused(SPEC_YAML + "tags: &t [a, *t]\n")
+    assert f"x.yaml:{SPEC_YAML.count(chr(10)) + 1}:14: the alias *t is inside its own" in message
+
+
+def test_deep_nesting_is_refused_at_its_line():
+    message = _refused(SPEC_YAML + "description: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert "nested more than 32 levels" in message
+    assert f"x.yaml:{SPEC_YAML.count(chr(10)) + 1}:" in message
+
+
+def test_a_large_file_is_refused_before_reading(tmp_path: Path):
+    path = tmp_path / "big.yaml"
+    path.write_text(SPEC_YAML.replace("name: Tiny factorial", "name: " + "x" * 50_000_000))
+    began = time.perf_counter()
+    result = _invoke("validate", path)
+    assert time.perf_counter() - began < 2
+    assert result.exit_code == 1
+    assert f"at most {MAX_FILE_BYTES:,}" in result.output and len(result.output) < 1000
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("name: Tiny factorial", "name: " + "x" * 5000), ":3:7: a value of 5,000 characters"),
+    (("name: Tiny factorial", "name: " + "x" * 300), "name must be at most 200 characters"),
+    (("segments: [segment]", "segments: [" + "s" * 90 + "]"), "at most 64 characters"),
+    (("segments: [segment]", "segments: [segment, segment]"),
+     "segments must be unique; repeated: segment"),
+    (("segments: [segment]", "segments: [" + ", ".join(f"s{i}" for i in range(11)) + "]"),
+     "segments may hold at most 10 entries, got 11"),
+    (("primary_metric: revenue", "primary_metric: " + "r" * 3000),
+     "primary_metric must be at most 64 characters"),
+    (("segments: [segment]", "segments: [segment]\nanalysis: {draws: 100000000}"),
+     "analysis.draws must be at most 20000, got 100000000"),
+    (("segments: [segment]", "segments: [segment]\nanalysis: {chains: 64}"),
+     "analysis.chains must be at most 8"),
+    (("segments: [segment]", "segments: [segment]\nanalysis: {seed: -1}"),
+     "analysis.seed must be at least 0"),
+    (("segments: [segment]", "segments: [segment]\nmonitoring: {response_window_hours: 100000}"),
+     "monitoring.response_window_hours must be at most 2160"),
+    (("segments: [segment]", "segments: [segment]\n" + "x" * 150 + ": 1"),
+     "a key of 150 characters; at most 100"),
+])
+def test_lengths_counts_and_sampler_settings_are_bounded(change: tuple[str, str],
+                                                          expected: str):
+    assert change[0] in SPEC_YAML
+    message = _refused(SPEC_YAML.replace(*change))
+    assert expected in message, message
+    assert len(message) < 1000
+
+
+def test_too_many_metrics_and_channels():
+    metrics = "".join(f"  - {{name: m{i}, kind: count, table: orders}}\n" for i in range(51))
+    text = SPEC_YAML.replace("metrics:\n", "metrics:\n" + metrics)
+    assert "metrics may hold at most 50 entries, got 56" in _refused(text)
+    channels = "".join(f"  c{i}: {{holdout: 0.1}}\n" for i in range(8))
+    assert "channels may hold at most 8 entries, got 10" in _refused(
+        SPEC_YAML.replace("channels:\n", "channels:\n" + channels))
+
+
+def test_quoted_input_is_cut_short():
+    message = _refused(SPEC_YAML.replace("holdout: 0.3", "holdout: " + "y" * 3000))
+    assert "channels.email.holdout: expected a number, got 'yyy" in message
+    assert "(3,000 characters)" in message and len(message) < 2 * MAX_QUOTED_CHARS + 200
+    nested = _refused(SPEC_YAML.replace("holdout: 0.3", "holdout: " + "[[[1, 2, 3, 4, 5]]]"))
+    assert "expected a number" in nested and len(nested) < 400
+
+
+def test_many_problems_are_counted_not_all_listed():
+    keys = "".join(f"unknown_{i}: 1\n" for i in range(300))
+    message = _refused(SPEC_YAML + keys)
+    assert message.count("unknown key") == 50 and "and 250 more problems" in message
