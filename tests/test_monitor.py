@@ -236,3 +236,21 @@ def test_tables_from_a_data_folder(tmp_path: Path, winner):
     tables = tables_from_source(spec, engine.source, engine.units(spec))
     res = run_monitor(spec, tables, SEND + dt.timedelta(hours=30))
     assert_same_timeline(res, monitor(winner, 30))
+
+
+def test_a_far_as_of_is_clipped_to_the_end_plus_the_response_window():
+    """``--as-of 9999-12-31T23:00`` once built one timeline row per hour up to that date."""
+    from liftlab.monitor import horizon_end
+
+    data = make_send(0.3, n=4000)
+    spec = parse_experiment(SPEC)
+    horizon = horizon_end(spec)
+    assert horizon == dt.datetime(2026, 3, 24, tzinfo=dt.UTC)  # end 2026-03-23 + 24 h
+    tables = {k: v.lazy() for k, v in data.items()}
+    far = run_monitor(spec, tables, dt.datetime(9999, 12, 31, 23, tzinfo=dt.UTC))
+    at_horizon = run_monitor(spec, tables, horizon)
+    assert far.timeline == at_horizon.timeline and far.decision == at_horizon.decision
+    assert max(r["at"] for r in far.timeline) == "2026-03-24T00:00:00Z"
+    doc = far.to_json()
+    assert doc["clipped_to"] == "2026-03-24T00:00:00Z" and "readout stops at" in doc["note"]
+    assert at_horizon.to_json()["clipped_to"] is None and at_horizon.note is None

@@ -178,6 +178,8 @@ def monitor(
                   f"{last['events_holdout']:,} holdout")
     for g in result.guardrails:
         out.print(f"  guardrail {g['metric']}: {g['decision']}")
+    if result.note:
+        out.print(f"  note: {result.note}", markup=False)
 
 
 @app.command()

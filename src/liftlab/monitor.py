@@ -44,6 +44,7 @@ exposures, and the rows the cached hours depend on) invalidates a stale cache.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import io
@@ -94,10 +95,20 @@ class MonitorResult:
     hours_computed: int
     hours_from_cache: int
     rows_scanned: int
+    clipped_to: dt.datetime | None = None  # as_of was past the horizon: read out until here
+
+    @property
+    def note(self) -> str | None:
+        if self.clipped_to is None:
+            return None
+        return (f"as of {_iso(self.as_of)} is past the experiment's end plus its response "
+                f"window: the readout stops at {_iso(self.clipped_to)}")
 
     def to_json(self) -> dict[str, Any]:
-        """The ``liftlab monitor --json`` document (CONTRACT.md section 3)."""
+        """The ``liftlab monitor --json`` document (CONTRACT.md section 3); ``clipped_to``
+        and ``note`` say when the readout stopped at the horizon before ``as_of``."""
         return {"experiment": self.experiment, "as_of": _iso(self.as_of),
+                "clipped_to": _iso(self.clipped_to), "note": self.note,
                 "decision": self.decision, "decided_at": _iso(self.decided_at),
                 "always_valid_p_value": self.always_valid_p_value,
                 "srm_p_value": self.srm_p_value, "guardrails": list(self.guardrails),
@@ -148,10 +159,13 @@ def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.
     metrics = [m for m in spec.metrics if m.kind != "ratio"]
     _check_tables(spec, tables, metrics)
     as_of = as_of.astimezone(dt.UTC)
-    last = _floor_hour(as_of)
     window = dt.timedelta(hours=spec.monitoring.response_window_hours)
+    horizon = horizon_end(spec)
+    last = min(_floor_hour(as_of), horizon)
+    clipped = horizon if horizon < as_of else None
     exposure = _exposures(spec, tables, window)
-    empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0)
+    empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0,
+                          clipped)
     if exposure.height == 0 or exposure["exposed_at"].min() >= last:
         return empty
     tested = [m for m in metrics if m.name == spec.primary_metric or m.guardrail]
@@ -172,9 +186,21 @@ def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.
         cache.write(tables, exposure, metrics, cohort, events, baseline, last)
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
-    return _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                   events.filter(pl.col("hour") <= last), baseline, as_of, last,
-                   computed, cached_hours, rows)
+    result = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
+                     events.filter(pl.col("hour") <= last), baseline, as_of, last,
+                     computed, cached_hours, rows)
+    return dataclasses.replace(result, clipped_to=clipped)
+
+
+def horizon_end(spec: Experiment) -> dt.datetime:
+    """The last hour worth reading out (UTC): the experiment's end (in its time zone) plus
+    its response window, so a unit exposed before the end has matured. A readout asked for
+    later stops there: one timeline row per hour up to a far date would exhaust memory."""
+    from zoneinfo import ZoneInfo
+
+    end = dt.datetime.combine(spec.end, dt.time(), tzinfo=ZoneInfo(spec.timezone))
+    last = end.astimezone(dt.UTC) + dt.timedelta(hours=spec.monitoring.response_window_hours)
+    return last if last == _floor_hour(last) else _floor_hour(last) + HOUR
 
 
 # -- inputs ----------------------------------------------------------------------------------
