@@ -135,3 +135,24 @@ def test_many_problems_are_counted_not_all_listed():
     keys = "".join(f"unknown_{i}: 1\n" for i in range(300))
     message = _refused(SPEC_YAML + keys)
     assert message.count("unknown key") == 50 and "and 250 more problems" in message
+
+
+def test_a_huge_segment_value_is_not_broken_down(tiny_data: Path, tiny_spec_path: Path,
+                                                 tmp_path: Path):
+    """A 1 MB segment value once went into every table, chart and page of the run."""
+    import shutil
+
+    import polars as pl
+
+    data = Path(shutil.copytree(tiny_data, tmp_path / "data"))
+    customers = pl.read_parquet(data / "customers.parquet")
+    long = "v" * 1_000_000
+    customers.with_columns(pl.when(pl.int_range(pl.len()) < 3).then(pl.lit(long))
+                           .otherwise(pl.col("segment")).alias("segment")
+                           ).write_parquet(data / "customers.parquet")
+    result = _invoke("analyze", tiny_spec_path, "--data", data, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    written = {p.name: p.read_text() for p in (tmp_path / "out").iterdir() if p.is_file()}
+    assert all(long[:1000] not in text for text in written.values())
+    assert "segment 'segment' has a value of 1,000,000 characters (limit 100; table " \
+           "customers, column segment); it is not broken down" in written["results.json"]

@@ -34,6 +34,7 @@ def _channel_profile(source: FolderSource, spec: Experiment) -> pl.LazyFrame:
 DERIVED_SEGMENTS: dict[str, Callable[[FolderSource, Experiment], pl.LazyFrame]] = {
     "channel_profile": _channel_profile}
 MAX_SEGMENT_VALUES = 60
+MAX_SEGMENT_VALUE_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -284,17 +285,28 @@ def _columnar(source: FolderSource, table: str) -> bool:
 def _usable_segments(spec: Experiment, frame: pl.DataFrame) -> tuple[tuple[str, ...], list[str]]:
     """The segment columns (Enums) with a readable number of values among the units; the
     others are reported (the caller drops them)."""
-    present = frame.select(pl.col(s).to_physical().n_unique() for s in spec.segments)
     keep, warnings = [], []
     for s in spec.segments:
-        count = int(present[s][0])
-        if count > MAX_SEGMENT_VALUES:
-            warnings.append(f"segment {s!r} has {count} values (limit "
-                            f"{MAX_SEGMENT_VALUES}); it is not broken down: group its values "
-                            "into fewer categories")
+        values = frame[s].unique().cast(pl.String)
+        warning = segment_warning(s, len(values), int(values.str.len_chars().max() or 0))
+        if warning:
+            warnings.append(warning)
         else:
             keep.append(s)
     return tuple(keep), warnings
+
+
+def segment_warning(name: str, count: int, longest: int) -> str | None:
+    """Why a segment is not broken down (too many values, or values too long to show), or
+    None when it is: every engine applies the same limits."""
+    if count > MAX_SEGMENT_VALUES:
+        return (f"segment {name!r} has {count} values (limit {MAX_SEGMENT_VALUES}); it is not "
+                "broken down: group its values into fewer categories")
+    if longest > MAX_SEGMENT_VALUE_CHARS:
+        return (f"segment {name!r} has a value of {longest:,} characters (limit "
+                f"{MAX_SEGMENT_VALUE_CHARS}; table customers, column {name}); it is not broken "
+                "down: shorten its values")
+    return None
 
 
 def window_bounds(spec: Experiment, as_of: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:

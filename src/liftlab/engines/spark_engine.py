@@ -33,7 +33,7 @@ from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units
+from liftlab.units import MISSING_SEGMENT, Units, segment_warning
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -212,10 +212,10 @@ class SparkEngine:
             raise DataError([Problem("the population is empty", table="customers")])
         keep = []
         for s in spec.segments:
-            k = frame.select(F.countDistinct(s)).collect()[0][0]
-            if k > MAX_SEGMENT_VALUES:
-                warnings.append(f"segment {s!r} has {k} values (limit {MAX_SEGMENT_VALUES}); "
-                                "it is not broken down")
+            k, longest = frame.select(F.countDistinct(s), F.max(F.length(s))).collect()[0]
+            warning = segment_warning(s, int(k), int(longest or 0))
+            if warning:
+                warnings.append(warning)
             else:
                 keep.append(s)
         frame = frame.drop(*[s for s in spec.segments if s not in keep])

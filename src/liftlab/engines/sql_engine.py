@@ -34,7 +34,7 @@ from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units, hash_arms
+from liftlab.units import MISSING_SEGMENT, Units, hash_arms, segment_warning
 
 Dialect = Literal["postgresql", "duckdb"]
 UNITS_TABLE = "liftlab_units"
@@ -207,10 +207,11 @@ class SqlEngine:
             raise DataError([Problem("the population is empty", table="customers")])
         keep, warnings = [], []
         for s in spec.segments:
-            k = self.query(f"SELECT COUNT(DISTINCT {_quote(s)}) FROM {UNITS_TABLE}")[0][0]
-            if k > MAX_SEGMENT_VALUES:
-                warnings.append(f"segment {s!r} has {k} values (limit {MAX_SEGMENT_VALUES}); "
-                                "it is not broken down")
+            k, longest = self.query(f"SELECT COUNT(DISTINCT {_quote(s)}), "
+                                    f"MAX(LENGTH({_quote(s)})) FROM {UNITS_TABLE}")[0]
+            warning = segment_warning(s, int(k), int(longest or 0))
+            if warning:
+                warnings.append(warning)
             else:
                 keep.append(s)
         return Units(UNITS_TABLE, int(n), assigned_by, tuple(keep), tuple(warnings))
