@@ -47,6 +47,9 @@ ERRORS = {
                     ["table orders, column revenue", "NaN, infinite or empty", "rows 7"]),
     "inf_revenue": ("orders", row_value("revenue", 2, float("inf")),
                     ["table orders, column revenue", "rows 3"]),
+    "huge_revenue": ("orders", row_value("revenue", 4, 1.7e308),  # sums overflowed to inf
+                     ["table orders, column revenue", "beyond ±1,000,000,000,000,000",
+                      "rows 5"]),
     "duplicate_orders": ("orders", lambda d: pl.concat([d, d.slice(10, 2)]),
                          ["table orders, column order_id", "repeat an order id", "rows 11, 12"]),
     "duplicate_customers": ("customers", lambda d: pl.concat([d, d.head(1)]),
@@ -130,3 +133,64 @@ def test_empty_arm_constant_metric_and_tiny_segment(data, tmp_path):
     assert "too few units" in errors[("mail", "revenue", "null")]
     assert "constant" in errors[("email", "never", "null")]
     assert "too few units" in errors[("email", "revenue", json.dumps({"segment": "solo"}))]
+
+
+def _damage_parquet(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    for i in range(len(raw) // 4, 3 * len(raw) // 4, 97):
+        raw[i] ^= 0x5A
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_parquet_file_is_named(data, tiny_spec_path, tmp_path):
+    _damage_parquet(data / "orders.parquet")
+    res = run(tiny_spec_path, data, tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert "table orders: cannot read" in res.output and "orders.parquet" in res.output
+    assert "not valid Parquet" in res.output
+
+
+@pytest.mark.parametrize("damage", ["extra field", "open quote"])
+def test_a_malformed_csv_is_named(damage, data, tiny_spec_path, tmp_path):
+    orders = pl.read_parquet(data / "orders.parquet")
+    (data / "orders.parquet").unlink()
+    lines = orders.write_csv().splitlines()
+    lines[40] += ',x,"y' if damage == "extra field" else '"'
+    (data / "orders.csv").write_text("\n".join(lines) + "\n")
+    res = run(tiny_spec_path, data, tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert "table orders: cannot read" in res.output and "orders.csv" in res.output
+    assert "not valid CSV" in res.output
+
+
+def test_a_damaged_file_in_the_daily_run_is_a_data_error(data, tiny_spec_path, tmp_path):
+    _damage_parquet(data / "events.parquet")
+    res = runner.invoke(app, ["report", "--experiments", str(tiny_spec_path.parent), "--data",
+                              str(data), "--date", "2026-02-24", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "internal error" not in res.output, res.output
+    assert "cannot read" in res.output and "events.parquet" in res.output
+
+
+def test_extreme_timestamps_are_warnings_not_crashes(data, tiny_spec_path, tmp_path):
+    for row, year in ((0, 9999), (1, 1677), (2, 1)):
+        edit(data, "orders", row_value("ts", row, dt.datetime(year, 1, 1, tzinfo=dt.UTC)))
+    res = run(tiny_spec_path, data, tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert "3 row(s) have ts before 1990 or in the future" in res.output
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), [
+    ("9999-01-01", "9999-02-01", "start must be less than 2100-01-01"),
+    ("1677-09-21", "1677-10-01", "start must be at least 1990-01-01"),
+    ("2026-03-01", "2026-02-01", "end (2026-02-01) must be after start (2026-03-01)"),
+    ("2099-01-04", "2099-02-01", "no data in the analysis window: the window starts at "
+                                 "2099-01-04T00:00:00Z but the data (events, orders) ends at"),
+])
+def test_extreme_experiment_dates_exit_1(start, end, expected, data, tmp_path):
+    spec = tmp_path / "dates.yaml"
+    spec.write_text(SPEC_YAML.replace("start: 2026-02-02", f"start: {start}")
+                    .replace("end: 2026-02-23", f"end: {end}")
+                    + "monitoring: {sequential: true}\n")
+    res = run(spec, data, tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert expected in res.output, res.output

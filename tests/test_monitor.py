@@ -254,3 +254,15 @@ def test_a_far_as_of_is_clipped_to_the_end_plus_the_response_window():
     doc = far.to_json()
     assert doc["clipped_to"] == "2026-03-24T00:00:00Z" and "readout stops at" in doc["note"]
     assert at_horizon.to_json()["clipped_to"] is None and at_horizon.note is None
+
+
+def test_exposures_years_before_the_readout_are_a_data_error():
+    """Dates typed for the wrong year once built one row per hour over decades."""
+    from liftlab.errors import DataError
+
+    data = make_send(0.3, n=2000)
+    spec = SPEC.replace("start: 2026-03-02", "start: 2029-06-01").replace(
+        "end: 2026-03-23", "end: 2029-07-01")
+    with pytest.raises(DataError, match=r"table contacts, column sent_at: the first exposure "
+                                        r"\(2026-03-02 09:00 UTC\) is more than 1098 days"):
+        monitor(data, 24 * 365 * 3.5, spec=spec)

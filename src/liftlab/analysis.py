@@ -16,9 +16,9 @@ import polars as pl
 from liftlab import __version__
 from liftlab.cells import CellTable
 from liftlab.contribution import factorial_contribution, programme_effect
-from liftlab.data.quality import QualityReport
+from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.engines.base import Engine
-from liftlab.errors import DataError, UserError
+from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
 from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
@@ -191,6 +191,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     if quality.errors:
         raise DataError(list(quality.errors))
     warnings = [Warning_("data_quality", w) for w in quality.warnings]
+    _check_data_reaches(spec, engine, window)
     units = units or engine.units(spec)
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
@@ -342,6 +343,21 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
     return out
 
 
+def _check_data_reaches(spec: Experiment, engine: Engine,
+                        window: tuple[dt.datetime, dt.datetime]) -> None:
+    """Refuse a window that starts after the last row of every table the metrics read: its
+    estimates would all be empty (NaN), e.g. dates typed for the wrong year."""
+    tables = sorted({m.table for m in spec.metrics if m.table and engine.has(m.table)})
+    latest = [ts for ts in map(engine.latest, tables) if ts is not None]
+    last = max((ts if ts.tzinfo else ts.replace(tzinfo=dt.UTC) for ts in latest), default=None)
+    if tables and (last is None or last < window[0]):
+        ends = f"ends at {last:%Y-%m-%d %H:%M} UTC" if last else "is empty"
+        raise DataError([Problem(
+            f"no data in the analysis window: the window starts at {_iso(window[0])} but the "
+            f"data ({', '.join(tables)}) {ends}", table=tables[0], column=TS_COLUMN[tables[0]],
+            hint=f"check the experiment's dates ({spec.start} to {spec.end})")])
+
+
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
                 warnings: list[Warning_]) -> dict[str, Any] | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
@@ -352,7 +368,12 @@ def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.dateti
         warnings.append(Warning_("sequential", "the hourly monitor runs on the polars engine; "
                                  "run `liftlab monitor` on a data folder", "info"))
         return None
-    result = run_monitor(spec, tables_from_source(spec, engine.source, units), as_of)
+    try:
+        with engine.source.reading():
+            result = run_monitor(spec, tables_from_source(spec, engine.source, units), as_of)
+    except DataError as exc:  # the analysis stands without the hourly readout
+        warnings.append(Warning_("sequential", f"no sequential readout: {exc}", "warning"))
+        return None
     if result.decision in ("harm", "srm"):
         warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
                                  f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))

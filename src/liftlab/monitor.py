@@ -73,6 +73,7 @@ Decision = Literal["continue", "treatment_wins", "treatment_loses", "harm", "srm
 PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment_wins",
                                     "continue")
 HOUR = dt.timedelta(hours=1)
+MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
 TS = pl.Datetime("us", "UTC")
 CACHE_VERSION = 2
 
@@ -164,6 +165,7 @@ def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.
     last = min(_floor_hour(as_of), horizon)
     clipped = horizon if horizon < as_of else None
     exposure = _exposures(spec, tables, window)
+    _check_span(spec, exposure, last)
     empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0,
                           clipped)
     if exposure.height == 0 or exposure["exposed_at"].min() >= last:
@@ -190,6 +192,22 @@ def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.
                      events.filter(pl.col("hour") <= last), baseline, as_of, last,
                      computed, cached_hours, rows)
     return dataclasses.replace(result, clipped_to=clipped)
+
+
+def _check_span(spec: Experiment, exposure: pl.DataFrame, last: dt.datetime) -> None:
+    """Refuse a timeline longer than MAX_TIMELINE_HOURS (one row per hour): exposures long
+    before the end mean the experiment's dates do not match the data."""
+    if exposure.height == 0:
+        return
+    first = exposure["exposed_at"].min()
+    assert isinstance(first, dt.datetime)
+    if _hours(_floor_hour(first), last) > MAX_TIMELINE_HOURS:
+        raise DataError([Problem(
+            f"the first exposure ({first:%Y-%m-%d %H:%M} UTC) is more than "
+            f"{MAX_TIMELINE_HOURS // 24} days before the readout ({last:%Y-%m-%d %H:%M} UTC); "
+            "the hourly monitor reads at most that span", table="contacts", column="sent_at",
+            hint=f"check the experiment's dates ({spec.start} to {spec.end}) against the "
+                 "contacts and assignments")])
 
 
 def horizon_end(spec: Experiment) -> dt.datetime:

@@ -64,7 +64,8 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     if problems:
         raise DataError(problems)
     tables = tables_from_source(spec, engine.source, engine.units(spec))
-    result = run_monitor(spec, tables, as_of, cache)
+    with engine.source.reading():
+        result = run_monitor(spec, tables, as_of, cache)
     if out_dir is not None:
         atomic_write_json(out_dir / "monitor.json", result.to_json())
     return result
@@ -97,7 +98,8 @@ def multichannel(data: str | Path, experiment: Path | None = None,
             raise DataError("the orders table is empty")
         end = latest.date() - dt.timedelta(days=outcome_days)
         lookback = (end - dt.timedelta(days=28), end)
-    result = analyse(engine.source, lookback, outcome_days).to_json()
+    with engine.source.reading():
+        result = analyse(engine.source, lookback, outcome_days).to_json()
     if iv is not None:
         result["iv"] = iv
     return result

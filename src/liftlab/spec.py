@@ -37,6 +37,8 @@ MAX_DRAWS = 20_000  # per chain, for draws and tune
 MAX_CHAINS = 8
 MAX_RESPONSE_WINDOW_HOURS = 24 * 90
 MAX_HORIZON_HOURS = 24 * 366
+FIRST_DATE = dt.date(1990, 1, 1)  # the data checks' earliest plausible timestamp
+LAST_DATE = dt.date(2100, 1, 1)  # an end date (exclusive) at most this
 
 HOLDOUT = "holdout"
 TREATMENT = "treatment"
@@ -191,8 +193,8 @@ class Experiment(_Model):
     id: Annotated[str, Field(pattern=ID_PATTERN, max_length=80)]
     name: Title | None = None
     description: str | None = None
-    start: dt.date
-    end: dt.date
+    start: Annotated[dt.date, Field(ge=FIRST_DATE, lt=LAST_DATE)]
+    end: Annotated[dt.date, Field(gt=FIRST_DATE, le=LAST_DATE)]
     timezone: Title = "UTC"
     unit: Name = "customer_id"
     population: Population = Population()

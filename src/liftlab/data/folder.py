@@ -6,6 +6,8 @@ numeric columns to Float64. Problems are reported with the table, the column and
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +74,33 @@ class FolderSource:
             exprs.append(_normalise(name, kind, schema[name], id_type, self.timezone))
         lf = self.raw(table)
         return lf.with_columns(exprs) if exprs else lf
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Turn a failure to read a file (a damaged Parquet page, a malformed CSV line), which
+        polars reports deep inside a query without naming the file, into a DataError naming
+        it. Each table is read again to find the culprit (only on this failure path); when
+        every table reads, the error was not the data's and is raised unchanged."""
+        try:
+            yield
+        except pl.exceptions.ComputeError:
+            problems = [p for p in map(self._unreadable, TABLES) if p is not None]
+            if not problems:
+                raise
+            raise DataError(problems) from None
+
+    def _unreadable(self, table: str) -> Problem | None:
+        path = self.path(table)
+        if path is None:
+            return None
+        try:
+            self.raw(table).collect()
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            kind = "CSV" if path.suffix == ".csv" else "Parquet"
+            return Problem(f"cannot read {path}: {first}", table=table,
+                           hint=f"the file is damaged or not valid {kind}; write it again")
+        return None
 
     def check(self) -> list[Problem]:
         """Structural problems (missing tables/columns, wrong dtypes) of every table present."""

@@ -2,9 +2,10 @@
 
 Each check is declared once (table, column, kind) and every engine compiles its kind to its
 own expression, counts all checks of a table in one pass, and locates rows only for the
-checks that failed. Problems that make an honest analysis impossible (duplicate ids, NaN or
-infinite money) are errors naming the table, column and rows; the rest (returns, timestamps
-outside any plausible range, rows without a customer) are warnings that the report shows.
+checks that failed. Problems that make an honest analysis impossible (duplicate ids, NaN,
+infinite or absurdly large money) are errors naming the table, column and rows; the rest
+(returns, timestamps outside any plausible range, rows without a customer) are warnings that
+the report shows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import polars as pl
 from liftlab.errors import Problem
 
 EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
+# Money beyond this (a quadrillion in any currency) is a broken export, and its sums and
+# squares overflow to infinity: refused like NaN.
+MAX_AMOUNT = 1e15
 MAX_ROWS_SHOWN = 10
 TS_COLUMN = {"orders": "ts", "events": "ts", "contacts": "sent_at"}
 CheckKind = Literal["duplicated", "not_finite", "negative", "out_of_range", "null"]
@@ -56,7 +60,8 @@ def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
     ]
     for col in ("revenue", "margin"):
         out.append(Check("orders", col, f"finite {col}", "not_finite", "error",
-                         f"{col} is NaN, infinite or empty in {{n}} row(s)",
+                         f"{col} is NaN, infinite or empty (or beyond ±{MAX_AMOUNT:,.0f}) "
+                         "in {n} row(s)",
                          "fix the export, or drop these orders"))
     out.append(Check("orders", "revenue", "returns (negative revenue)", "negative", "info",
                      "{n} row(s) with negative revenue are counted as returns"))
@@ -84,7 +89,7 @@ def polars_condition(check: Check, as_of: dt.datetime) -> pl.Expr:
     if check.kind == "duplicated":
         return col.is_duplicated()
     if check.kind == "not_finite":
-        return col.is_null() | ~col.is_finite()
+        return col.is_null() | ~col.is_finite() | (col.abs() > MAX_AMOUNT)
     if check.kind == "negative":
         return col < 0
     if check.kind == "out_of_range":

@@ -231,7 +231,8 @@ class PolarsEngine:
         return list(self.source.schema(table).names())
 
     def check(self) -> list[Problem]:
-        return self.source.check()
+        with self.source.reading():
+            return self.source.check()
 
     def quality(self, as_of: dt.datetime) -> QualityReport:
         """Every check counted with as little reading as the files allow.
@@ -240,6 +241,10 @@ class PolarsEngine:
         them all out (no nulls, timestamps and amounts in range: the usual case) are skipped
         unread. Repeated integer ids are counted on a bitmap in one pass (ids as stored).
         """
+        with self.source.reading():
+            return self._quality(as_of)
+
+    def _quality(self, as_of: dt.datetime) -> QualityReport:
         src = self.source
         checks = declare_checks({t: self.columns(t) for t in TABLES if src.has(t)})
 
@@ -274,19 +279,24 @@ class PolarsEngine:
         return build_report(checks, [counts[i] for i in range(len(checks))], first_rows)
 
     def units(self, spec: Experiment) -> Units:
-        return build_units(spec, self.source, id_type(self.source, spec.unit))
+        with self.source.reading():
+            return build_units(spec, self.source, id_type(self.source, spec.unit))
 
     def aggregate(self, plan: AggregationPlan, units: Units,
                   experiment_id: str) -> pl.DataFrame:
         assert isinstance(units.frame, pl.DataFrame)
         uid = units.frame.schema[plan.unit]
-        return aggregate(plan, units.frame, self.source, uid, experiment_id)
+        with self.source.reading():
+            return aggregate(plan, units.frame, self.source, uid, experiment_id)
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
-        return _distinct(self.source, table, column, window)
+        with self.source.reading():
+            return _distinct(self.source, table, column, window)
 
     def latest(self, table: str) -> dt.datetime | None:
         if not self.source.has(table):
             return None
-        return self.source.scan(table).select(pl.col(TS_COLUMN[table]).max()).collect().item()
+        with self.source.reading():
+            return self.source.scan(table).select(
+                pl.col(TS_COLUMN[table]).max()).collect().item()

@@ -21,6 +21,7 @@ import polars as pl
 from liftlab import filters
 from liftlab.data.quality import (
     EARLIEST,
+    MAX_AMOUNT,
     MAX_ROWS_SHOWN,
     TS_COLUMN,
     Check,
@@ -164,7 +165,7 @@ class SparkEngine:
             if c.kind == "duplicated":
                 cond = F.count(F.lit(1)).over(Window.partitionBy(c.column)) > 1
             elif c.kind == "not_finite":
-                cond = col.isNull() | F.isnan(col) | (F.abs(col) == float("inf"))
+                cond = col.isNull() | F.isnan(col) | (F.abs(col) > MAX_AMOUNT)
             elif c.kind == "negative":
                 cond = col < 0
             elif c.kind == "out_of_range":

@@ -21,6 +21,7 @@ import polars as pl
 from liftlab import filters
 from liftlab.data.quality import (
     EARLIEST,
+    MAX_AMOUNT,
     MAX_ROWS_SHOWN,
     TS_COLUMN,
     Check,
@@ -138,8 +139,8 @@ class SqlEngine:
         if c.kind == "not_finite":
             if self.dialect == "postgresql":
                 return (f"({col} IS NULL OR {col} IN ('NaN'::float8, 'Infinity'::float8, "
-                        f"'-Infinity'::float8))", [])
-            return f"({col} IS NULL OR NOT isfinite({col}))", []
+                        f"'-Infinity'::float8) OR ABS({col}) > %s)", [MAX_AMOUNT])
+            return f"({col} IS NULL OR NOT isfinite({col}) OR ABS({col}) > %s)", [MAX_AMOUNT]
         if c.kind == "negative":
             return f"({col} < 0)", []
         if c.kind == "out_of_range":
