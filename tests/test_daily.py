@@ -236,3 +236,28 @@ def test_concurrent_runs_are_serialised(tmp_path: Path):
     folder = tmp_path / "out" / "2026-02-24"
     assert (folder / "index.html").exists()
     assert [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".2026")] == []
+
+
+def test_reruns_for_the_same_date_are_byte_identical(tmp_path: Path):
+    """Two report runs and two analyze runs on the same data, each its own process, write the
+    same bytes (float sums once depended on how polars' threads finished: the landing table,
+    the monitor's timeline and the multichannel page differed in their last digits)."""
+    from liftlab.synth import generate
+
+    root = Path(__file__).parents[1]
+    data = tmp_path / "data"
+    generate(data, 30_000, 7)
+
+    def cli(*args: object) -> None:
+        done = subprocess.run([sys.executable, "-m", "liftlab.cli", *map(str, args)],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+
+    for run in ("a", "b"):
+        cli("report", "--experiments", root / "experiments", "--data", data, "--date",
+            "2026-02-24", "--out", tmp_path / run / "reports")
+        cli("analyze", root / "experiments" / "spring-factorial.yaml", "--data", data,
+            "--out", tmp_path / run / "analysis")
+    a, b = files(tmp_path / "a"), files(tmp_path / "b")
+    assert len(a) > 20 and any(p.name == "multichannel.json" for p in a)
+    assert {p: a[p] for p in a if a[p] != b.get(p)} == {}

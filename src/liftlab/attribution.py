@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from liftlab.contribution import Estimate, contrast
+from liftlab.stable import stable_sum
 from liftlab.stats.suffstats import ArmStats
 
 UNATTRIBUTED = "(none)"
@@ -144,7 +145,7 @@ def last_touch_credit(orders: pl.LazyFrame, contacts: pl.LazyFrame, start: dt.da
                                  check_sortedness=False)  # both sides sorted by ts above
     return (joined
             .group_by(pl.col("credited_channel").fill_null(UNATTRIBUTED), "purchase_channel")
-            .agg(pl.col("revenue").sum(), pl.len().cast(pl.UInt32).alias("orders"))
+            .agg(stable_sum(pl.col("revenue")), pl.len().cast(pl.UInt32).alias("orders"))
             .sort("credited_channel", "purchase_channel")
             .collect()
             .cast(CREDIT_SCHEMA))

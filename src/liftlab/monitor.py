@@ -62,6 +62,7 @@ from liftlab.data.quality import TS_COLUMN
 from liftlab.errors import DataError, Problem
 from liftlab.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.spec import HOLDOUT, Experiment, Metric
+from liftlab.stable import stable_mean, stable_std, stable_sum
 from liftlab.stats import sequential as seq
 from liftlab.stats.suffstats import ArmStats
 
@@ -293,7 +294,7 @@ def _unit_outcome(m: Metric) -> pl.Expr:
     binary is any row), as Float64."""
     cond = _condition(m)
     if m.kind == "mean":
-        e = pl.col(m.value or "").filter(cond).sum()
+        e = stable_sum(pl.col(m.value or "").filter(cond))
     elif m.kind == "count":
         e = cond.sum()
     else:
@@ -350,7 +351,8 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
         for n in names)
     aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("n")]
     for n in names:
-        aggs += [pl.col(n).sum().alias(f"s:{n}"), (pl.col(n) ** 2).sum().alias(f"q:{n}"),
+        aggs += [stable_sum(pl.col(n)).alias(f"s:{n}"),
+                 stable_sum(pl.col(n) ** 2).alias(f"q:{n}"),
                  (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
     cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
               else per_unit.filter(pl.col("mature") > after))
@@ -387,8 +389,9 @@ def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl
         pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
         for c in cols)
     stats = per_unit.group_by("xch").agg(
-        pl.col(primary.name).mean().alias("mean"), pl.col(primary.name).std().alias("sd"),
-        *[pl.col(f"r:{m.name}").mean().alias(f"r:{m.name}") for m in needed])
+        stable_mean(pl.col(primary.name)).alias("mean"),
+        stable_std(pl.col(primary.name)).alias("sd"),
+        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in needed])
     return {row.pop("xch"): {k: float(v or 0.0) for k, v in row.items()}
             for row in stats.iter_rows(named=True)}
 

@@ -36,6 +36,7 @@ from scipy import stats as sps
 
 from liftlab.data.folder import FolderSource
 from liftlab.errors import UserError
+from liftlab.stable import stable_mean, stable_sum
 
 # Events that count as using their (digital) channel, like a purchase does.
 USAGE_EVENTS = ("visit", "app_session", "session", "login", "account_created")
@@ -467,11 +468,11 @@ def clients(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
     orders = source.scan("orders", ids)
     out_end = end + dt.timedelta(days=outcome_days)
     outcome = (orders.filter(_between(end, out_end)).group_by("customer_id")
-               .agg(pl.len().alias("orders"), pl.col("revenue").sum().alias("value")))
+               .agg(pl.len().alias("orders"), stable_sum(pl.col("revenue")).alias("value")))
     in_pre = pl.col("ts") >= _ts(start - dt.timedelta(days=pre_days))
     history = (orders.filter(pl.col("ts") < _ts(start)).group_by("customer_id").agg(
         in_pre.sum().alias("pre_orders"),
-        pl.col("revenue").filter(in_pre).sum().alias("pre_revenue"),
+        stable_sum(pl.col("revenue").filter(in_pre)).alias("pre_revenue"),
         pl.col("ts").min().alias("first_ts"), pl.col("ts").max().alias("last_ts")))
     names = source.schema("customers").names()
     attrs = [a for a in attributes if a in names]
@@ -600,10 +601,11 @@ def analyse(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
     o, v = pl.col("orders").cast(pl.Float64), pl.col("value")
     sums = frame.group_by("multi").agg(
         pl.len().alias("n"), (o > 0).sum().alias("active"), o.sum().alias("orders_sum"),
-        v.sum().alias("revenue"), (o * o).sum().alias("orders_sq"),
-        (v * v).sum().alias("revenue_sq"), (v * o).sum().alias("revenue_orders"))
+        stable_sum(v).alias("revenue"), (o * o).sum().alias("orders_sq"),
+        stable_sum(v * v).alias("revenue_sq"), stable_sum(v * o).alias("revenue_orders"))
     combos = (frame.group_by("combination").agg(
-        pl.len().alias("clients"), pl.col("multi").first(), v.mean().alias("value_per_client"),
+        pl.len().alias("clients"), pl.col("multi").first(),
+        stable_mean(v).alias("value_per_client"),
         (o > 0).mean().alias("retention")).sort("clients", "combination", descending=[True,
                                                                                       False]))
     used = (frame.select(seg.alias("segment"), "channels").explode("channels")
@@ -626,8 +628,9 @@ def analyse(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
     if subsampled:
         keep = round(MAX_CLIENTS_FOR_MODELS / n_clients * 1_000_000)
         model_rows = frame.filter(pl.col("customer_id").hash(seed) % 1_000_000 < keep)
-    model = model_rows.select("multi", "value", "pre_orders", "pre_revenue", "recency_days",
-                              "tenure_days", *attrs).collect()
+    model = model_rows.sort("customer_id").select(  # the fits see the same rows in one order
+        "multi", "value", "pre_orders", "pre_revenue", "recency_days", "tenure_days",
+        *attrs).collect()
     X, names = design(model, attrs)
     adjusted = adjust(X, model["multi"].to_numpy(), model["value"].to_numpy(), names, alpha)
     return MultichannelResult(
