@@ -261,3 +261,15 @@ def test_reruns_for_the_same_date_are_byte_identical(tmp_path: Path):
     a, b = files(tmp_path / "a"), files(tmp_path / "b")
     assert len(a) > 20 and any(p.name == "multichannel.json" for p in a)
     assert {p: a[p] for p in a if a[p] != b.get(p)} == {}
+
+
+def test_summary_md_shows_hostile_names_as_text(tmp_path: Path):
+    hostile = '<img src=x onerror=alert(1)> **big** [click](javascript:alert(1))\n# heading'
+    named = [(Path(f"{i}.yaml"), spec(i).model_copy(update={"name": hostile})) for i in IDS]
+    broken = spec("broken-one").model_copy(update={"name": hostile})
+    run = run_daily([*named, (Path("broken.yaml"), broken)], DATE, tmp_path, fixture_analyze)
+    md = (run.folder / "summary.md").read_text()
+    assert "<img" not in md and "**big**" not in md and "[click](" not in md
+    assert "\n# heading" not in md
+    assert md.count(r"&lt;img src=x onerror=alert\(1\)&gt; \*\*big\*\* \[click\]") == 4
+    assert md.count("\n- ") == 4  # one item per experiment: no injected list items

@@ -8,6 +8,7 @@ One failing experiment is listed with its error and never stops the others.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import logging
 import re
 import sys
@@ -250,21 +251,33 @@ def _portfolio_chart(run: DailyRun) -> charts.Chart | None:
                               "channel": e["channel"] + (f" / {e['variant']}"
                                                          if e.get("variant") else "")})
     return charts.portfolio(items, "portfolio-by-channel")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~])")
+
+
+def md_text(text: object) -> str:
+    """User text (experiment names, errors, warnings) as literal Markdown: on one line, HTML
+    escaped and Markdown punctuation backslash-escaped, so nothing in it renders as a tag, a
+    link, emphasis or a new list item."""
+    one_line = " ".join(str(text).split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
 def render_markdown(run: DailyRun) -> str:
     lines = [f"# liftlab daily report {run.date}", ""]
     for o in run.outcomes:
+        name, id_ = md_text(o.name), md_text(o.id)
         if o.error is not None:
-            lines.append(f"- **{o.name}** ({o.id}): FAILED: {o.error}")
+            lines.append(f"- **{name}** ({id_}): FAILED: {md_text(o.error)}")
             continue
         r = o.result or {}
         p = _primary(r) or {}
-        lines.append(f"- **{o.name}** ({o.id}), {o.status}: {r.get('primary_metric')} "
+        lines.append(f"- **{name}** ({id_}), {o.status}: {md_text(r.get('primary_metric'))} "
                      f"{pct(p.get('lift_rel'))} {interval(p.get('lift_rel_ci'))}, "
                      f"decision {_decision(r)}, incremental "
                      f"{money(p.get('incremental_total'), True)}")
         for w in _warnings(r):
             if w["severity"] != "info":
-                lines.append(f"  - ⚠ {w['message']}")
+                lines.append(f"  - ⚠ {md_text(w['message'])}")
     lines += ["", "Open index.html in this folder for the dashboards."]
     return "\n".join(lines) + "\n"
 
