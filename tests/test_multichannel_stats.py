@@ -4,6 +4,7 @@ and IV2SLS, and a hand-written 2SLS sandwich."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -268,3 +269,37 @@ def test_pair_stats_add_up():
     np.testing.assert_allclose([my, md], [y.mean(), d.mean()], rtol=1e-12)
     np.testing.assert_allclose([vy, vd, cyd], np.cov(y, d, ddof=1)[[0, 1, 0], [0, 1, 1]],
                                rtol=1e-10)
+
+
+def test_a_propensity_fit_that_does_not_converge_is_warned(tmp_path):
+    """Covariates that separate the groups stop the logit at its iteration limit; the
+    result once said nothing about it, in the JSON or on the page."""
+    from pathlib import Path
+
+    from liftlab.report.pages import render_multichannel
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 2))
+    d = (x[:, 0] > 0).astype(float)
+    adjusted = adjust(x, d, rng.lognormal(3, 1, 2000), ["a", "b"])
+    warned = [w for w in adjusted.warnings if "did not converge" in w]
+    assert warned and "IPW and AIPW figures are unreliable" in warned[0]
+    fine = adjust(x, (rng.random(2000) < 0.4).astype(float), rng.lognormal(3, 1, 2000),
+                  ["a", "b"])
+    assert not any("did not converge" in w for w in fine.warnings)
+    mc = json.loads((Path(__file__).parent / "fixtures" / "multichannel.json").read_text())
+    html = render_multichannel({**mc, "warnings": warned}, tmp_path)
+    assert "did not converge in 200 iterations" in html
+
+
+def test_a_weak_or_missing_instrument_is_a_results_warning():
+    from liftlab.analysis import _iv_warnings
+
+    base = {"effect": 1.0, "first_stage": 0.2, "first_stage_f": 50.0,
+            "weak_instrument": False}
+    assert _iv_warnings(base) == []
+    weak = _iv_warnings({**base, "first_stage_f": 3.0, "weak_instrument": True})
+    assert weak[0].code == "iv" and "first-stage F = 3" in weak[0].message
+    none = _iv_warnings({**base, "effect": math.nan, "first_stage": 0.0})
+    assert "did not change adoption" in none[0].message
+    assert "fewer than 2 units" in _iv_warnings(None)[0].message

@@ -209,6 +209,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
     if spec.encouragement is not None:
         sections["iv"] = _iv(spec, cells)
+        warnings += _iv_warnings(sections["iv"])
     if spec.analysis.bayes == "hierarchical":
         sections["bayes"] = _hierarchical(spec, cells, effects, warnings)
     if spec.monitoring.sequential:
@@ -303,6 +304,21 @@ def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
         return None
     return {**wald_iv(treated, control, spec.id, spec.alpha).to_dict(), "outcome_metric": y,
             "adoption_metric": d}
+
+
+def _iv_warnings(iv: dict[str, Any] | None) -> list[Warning_]:
+    """The instrumented estimate's trouble, in the results and on the page, not only as a
+    number that is missing or a flag deep in the JSON."""
+    if iv is None:
+        return [Warning_("iv", "no instrumented estimate: an arm has fewer than 2 units")]
+    if not math.isfinite(iv["effect"]):
+        return [Warning_("iv", "no instrumented estimate: the encouragement did not change "
+                               f"adoption (first stage {iv['first_stage']:.3g})")]
+    if iv["weak_instrument"]:
+        return [Warning_("iv", f"weak instrument: first-stage F = {iv['first_stage_f']:.3g} "
+                               "(below 10); the instrumented effect and its interval are "
+                               "unreliable")]
+    return []
 
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,7 @@ USAGE_EVENTS = ("visit", "app_session", "session", "login", "account_created")
 # Propensity and outcome models are fit on a deterministic hash subsample of at most this many
 # clients: the estimates' standard errors at that size are far below the selection bias.
 MAX_CLIENTS_FOR_MODELS = 500_000
+LOGIT_MAX_ITER = 200
 PROPENSITY_CLIP = 0.01       # propensities are clipped to [clip, 1 - clip] in the weights
 EXTREME_PROPENSITY = 0.05    # overlap diagnostic: share of clients outside [0.05, 0.95]
 EXTREME_SHARE_LIMIT = 0.10   # warn above this share of extreme propensities
@@ -248,7 +250,9 @@ def adjust(covariates: np.ndarray, multi: np.ndarray, value: np.ndarray,
     d, y = np.asarray(multi, float), np.asarray(value, float)
     n = len(y)
     try:
-        logit = sm.Logit(d, X).fit(disp=0, maxiter=200)
+        with warnings.catch_warnings():  # non-convergence is read from mle_retvals below
+            warnings.simplefilter("ignore")
+            logit = sm.Logit(d, X).fit(disp=0, maxiter=LOGIT_MAX_ITER)
     except np.linalg.LinAlgError as exc:
         msg = (f"the propensity model of multichannel use cannot be fit ({exc}); the "
                "covariates are collinear: drop a segment column or widen the pre-period")
@@ -288,16 +292,26 @@ def adjust(covariates: np.ndarray, multi: np.ndarray, value: np.ndarray,
     ifs["aipw"] = (phi1 - phi1.mean(), phi0 - phi0.mean())
     ratios = {k: _ratio_from_if(*means[k], *ifs[k], alpha) for k in means}
     overlap = _overlap(X[:, 1:], d, p, w1, w0, names, clip)
-    warnings = []
+    notes = _convergence(logit)
     if overlap.poor:
-        warnings.append(
+        notes.append(
             f"poor overlap between multichannel and single-channel clients: "
             f"{overlap.share_extreme:.0%} have a propensity outside "
             f"[{EXTREME_PROPENSITY}, {1 - EXTREME_PROPENSITY}] and the largest standardized "
             f"difference after weighting is {overlap.max_abs_smd_after:.2f} (limit "
             f"{SMD_LIMIT}); the adjusted figures lean on the models: compare within a segment "
             "or rely on an encouragement experiment")
-    return Adjusted(ratios, means, n, overlap, tuple(warnings))
+    return Adjusted(ratios, means, n, overlap, tuple(notes))
+
+
+def _convergence(logit: Any) -> list[str]:
+    """A warning when the propensity fit stopped without converging (its estimates, and the
+    IPW and AIPW figures built on them, are then not the maximum-likelihood ones)."""
+    if logit.mle_retvals.get("converged", True):
+        return []
+    return [f"the propensity model (logistic regression of multichannel use) did not "
+            f"converge in {LOGIT_MAX_ITER} iterations: the IPW and AIPW figures are "
+            "unreliable; the covariates may separate the two groups almost perfectly"]
 
 
 def _overlap(X: np.ndarray, d: np.ndarray, p: np.ndarray, w1: np.ndarray, w0: np.ndarray,
