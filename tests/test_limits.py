@@ -156,3 +156,27 @@ def test_a_huge_segment_value_is_not_broken_down(tiny_data: Path, tiny_spec_path
     assert all(long[:1000] not in text for text in written.values())
     assert "segment 'segment' has a value of 1,000,000 characters (limit 100; table " \
            "customers, column segment); it is not broken down" in written["results.json"]
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--outcome-days", "100000000"), "--outcome-days: expected 1 to 365"),
+    (("--lookback-start", "9999-01-01", "--lookback-end", "9999-12-31"),
+     "look-back 9999-01-01 to 9999-12-31: the start must come before the end"),
+    (("--lookback-start", "2026-02-10", "--lookback-end", "2026-01-01"),
+     "the start must come before the end"),
+])
+def test_multichannel_periods_are_bounded(args: tuple[str, ...], expected: str,
+                                          tiny_data: Path):
+    result = _invoke("multichannel", "--data", tiny_data, *args)
+    assert result.exit_code == 1 and expected in result.output, result.output
+
+
+def test_the_demo_size_is_bounded(tmp_path: Path):
+    result = _invoke("demo", "--out", tmp_path, "--customers", "10000000000")
+    assert result.exit_code == 1 and "1,000 to 20,000,000 customers" in result.output
+
+
+def test_multichannel_without_an_experiment_prints_its_summary(tiny_data: Path):
+    """The text output read result['iv'] when the JSON held "iv": null (exit 2)."""
+    result = _invoke("multichannel", "--data", tiny_data)
+    assert result.exit_code == 0 and "adjusted (aipw)" in result.output, result.output

@@ -214,7 +214,7 @@ def multichannel(
               f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}")
     for name, a in result["adjusted"].items():
         out.print(f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]")
-    if "iv" in result:
+    if result.get("iv"):
         iv = result["iv"]
         out.print(f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
                   f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first stage "

@@ -15,11 +15,12 @@ from liftlab.engines.base import Engine
 from liftlab.errors import DataError, LiftlabError, SpecError, UserError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
-from liftlab.spec import Experiment
+from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
 from liftlab.spec_loader import load_experiment
 from liftlab.units import Units
 
 DEMO_DATE = dt.date(2026, 2, 24)
+MAX_OUTCOME_DAYS = 365
 
 
 def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
@@ -80,6 +81,8 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
+    if not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
+        raise UserError(f"--outcome-days: expected 1 to {MAX_OUTCOME_DAYS}, got {outcome_days}")
     engine = open_engine(data)
     if not isinstance(engine, PolarsEngine):
         raise UserError("liftlab multichannel reads a data folder")
@@ -98,11 +101,20 @@ def multichannel(data: str | Path, experiment: Path | None = None,
             raise DataError("the orders table is empty")
         end = latest.date() - dt.timedelta(days=outcome_days)
         lookback = (end - dt.timedelta(days=28), end)
+    _check_lookback(lookback)
     with engine.source.reading():
         result = analyse(engine.source, lookback, outcome_days).to_json()
     if iv is not None:
         result["iv"] = iv
     return result
+
+
+def _check_lookback(lookback: tuple[dt.date, dt.date]) -> None:
+    """The look-back within the dates an experiment may have."""
+    start, end = lookback
+    if not FIRST_DATE <= start < end <= LAST_DATE:
+        raise UserError(f"look-back {start} to {end}: the start must come before the end, "
+                        f"both between {FIRST_DATE} and {LAST_DATE}")
 
 
 def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
