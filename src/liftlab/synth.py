@@ -152,10 +152,13 @@ MAX_CUSTOMERS = 20_000_000  # about 8 GB of memory while generating
 def generate(out_dir: Path, n_customers: int = 60_000, seed: int = 7) -> SynthTruth:
     """Write customers, orders, contacts, events, assignments (Parquet) and truth.json in
     ``out_dir``; return the truth. The same seed gives the same tables."""
-    if not 1_000 <= n_customers <= MAX_CUSTOMERS:
-        message = (f"the synthetic retailer has 1,000 to {MAX_CUSTOMERS:,} customers, got "
-                   f"{n_customers:,}; ask for 60,000 (the default) or more")
+    if n_customers < 1_000:
+        message = (f"the synthetic retailer needs at least 1,000 customers, got {n_customers:,}"
+                   "; ask for 60,000 (the default) or more")
         raise UserError(message)
+    if n_customers > MAX_CUSTOMERS:
+        raise UserError(f"the synthetic retailer has at most {MAX_CUSTOMERS:,} customers, got "
+                        f"{n_customers:,}")
     rng = np.random.default_rng(seed)
     n = n_customers
     ids = np.arange(1, n + 1, dtype=np.int64)
