@@ -181,3 +181,11 @@ def test_multichannel_without_an_experiment_prints_its_summary(tiny_data: Path):
     """The text output read result['iv'] when the JSON held "iv": null (exit 2)."""
     result = _invoke("multichannel", "--data", tiny_data)
     assert result.exit_code == 0 and "adjusted (aipw)" in result.output, result.output
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59-14:00", "0001-01-01T00:00+01:00"])
+def test_an_as_of_beyond_the_calendar_is_a_user_error(moment: str, tiny_spec_path: Path,
+                                                     tiny_data: Path, tmp_path: Path):
+    result = _invoke("analyze", tiny_spec_path, "--data", tiny_data, "--as-of", moment,
+                     "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "outside the years 1 to 9999 in UTC" in result.output

@@ -84,7 +84,10 @@ def parse_as_of(value: str | None) -> dt.datetime | None:
     except ValueError:
         raise UserError(f"--as-of: expected an ISO timestamp such as 2026-02-03T07:00, "
                         f"got {value!r}") from None
-    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+    try:
+        return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59-14:00 is in the year 10000 in UTC
+        raise UserError(f"--as-of: {value!r} is outside the years 1 to 9999 in UTC") from None
 
 
 @app.command()
