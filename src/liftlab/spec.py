@@ -48,7 +48,7 @@ BUILTIN_QUANTITIES = ("orders", "revenue", "margin")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]

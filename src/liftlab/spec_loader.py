@@ -382,6 +382,8 @@ def _message(err: Any, loc: tuple[Any, ...]) -> str:
     if kind in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
         whole = " whole" if kind.startswith("int") else ""
         return f"{where}: expected a{whole} number, got {_shown(got)}"
+    if kind == "finite_number":
+        return f"{where} must be a finite number, got {_shown(got)}"
     if kind in ("bool_parsing", "bool_type"):
         return f"{where}: expected true or false, got {_shown(got)}"
     if kind == "string_type":
