@@ -22,8 +22,10 @@ from liftlab.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what each marketing channel really earns, with holdouts.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup is off by default: messages hold user text (paths, YAML, data values) such as
+# ``[/data/x]`` that rich would read as tags; styled prints escape their variable parts.
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[str, typer.Option("--data", help="Data folder (or database URL).")]
@@ -116,7 +118,8 @@ def validate(
 
                 path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
                 for warning in plan_file(path, data).warnings:
-                    out.print(f"[yellow]warning[/yellow]  {spec.id}: {warning}")
+                    out.print(f"[yellow]warning[/yellow]  {escape(spec.id)}: "
+                              f"{escape(warning)}", markup=True)
         if problems:
             raise UserError(problems)
 
@@ -164,10 +167,10 @@ def monitor(
 
         out.print(dumps_json(json.loads(json.dumps(result.to_json()))), markup=False)
         return
-    out.print(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC: "
-              f"[bold]{result.decision}[/bold]"
+    out.print(escape(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC: ")
+              + f"[bold]{escape(result.decision)}[/bold]"
               + (f" since {result.decided_at:%Y-%m-%d %H:%M}" if result.decided_at else "")
-              + f" (always-valid p = {result.always_valid_p_value:.3g})")
+              + f" (always-valid p = {result.always_valid_p_value:.3g})", markup=True)
     if result.timeline:
         last = result.timeline[-1]
         if last["estimate"] is not None:

@@ -51,13 +51,8 @@ class Units:
 
 
 def id_type(source: FolderSource, unit: str) -> pl.DataType:
-    """One type for unit ids across tables: theirs if they agree, else String."""
-    types = {source.schema(t)[unit] for t in ("customers", "orders", "contacts", "events",
-                                              "assignments")
-             if source.has(t) and unit in source.schema(t)}
-    if len(types) == 1:
-        return types.pop()
-    return pl.String
+    """One type for unit ids across tables (``FolderSource.id_type``)."""
+    return source.id_type(unit)
 
 
 def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -> Units:

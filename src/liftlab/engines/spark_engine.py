@@ -113,18 +113,24 @@ class SparkEngine:
                 df = df.withColumn(name, F.to_utc_timestamp(naive, self.timezone))
             elif kind == "number" and not isinstance(dtype, T.DoubleType):
                 df = df.withColumn(name, F.col(name).cast("double"))
-            elif kind == "id" and id_string:
-                df = df.withColumn(name, F.col(name).cast("string"))
+            elif kind == "id":  # integral floats as integers; text when tables disagree
+                if isinstance(dtype, T.FloatType | T.DoubleType | T.DecimalType):
+                    df = df.withColumn(name, F.col(name).cast("long"))
+                if id_string:
+                    df = df.withColumn(name, F.col(name).cast("string"))
         self._cache[table] = df
         return df
 
     def _ids_disagree(self) -> bool:
-        types = set()
+        """Whether customer ids are compared as text: some table stores them as text."""
+        from pyspark.sql import types as T
+
         for t in TABLES:
             df = self._raw(t)
-            if df is not None and "customer_id" in df.columns:
-                types.add(df.schema["customer_id"].dataType.simpleString())
-        return len(types) > 1
+            if df is not None and "customer_id" in df.columns and not isinstance(
+                    df.schema["customer_id"].dataType, T.NumericType):
+                return True
+        return False
 
     def check(self) -> list[Problem]:
         return structural_problems(
@@ -139,7 +145,7 @@ class SparkEngine:
             mine = [(i, c) for i, c in enumerate(checks) if c.table == table]
             df = self._flagged(table, [c for _, c in mine], as_of)
             row = df.agg(*[
-                (F.count(F.lit(1)) - F.countDistinct(c.column)) if c.kind == "duplicated"
+                (F.count(c.column) - F.countDistinct(c.column)) if c.kind == "duplicated"
                 else F.sum(F.col(f"__bad{j}").cast("long"))
                 for j, (_, c) in enumerate(mine)]).collect()[0]
             row = {str(j): v for j, v in enumerate(row)}
@@ -162,7 +168,7 @@ class SparkEngine:
         for j, c in enumerate(checks):
             col = F.col(c.column)
             if c.kind == "duplicated":
-                cond = F.count(F.lit(1)).over(Window.partitionBy(c.column)) > 1
+                cond = col.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(c.column)) > 1)
             elif c.kind == "not_finite":
                 cond = col.isNull() | F.isnan(col) | (F.abs(col) == float("inf"))
             elif c.kind == "negative":

@@ -158,7 +158,7 @@ class SqlEngine:
     def _bad_count(self, c: Check, as_of: dt.datetime) -> tuple[str, list[Any]]:
         if c.kind == "duplicated":
             col = _quote(c.column)
-            return f"(COUNT(*) - COUNT(DISTINCT {col}))", []
+            return f"(COUNT({col}) - COUNT(DISTINCT {col}))", []  # nulls: a check of their own
         cond, params = self._bad_condition(c, as_of)
         return f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)", params
 
