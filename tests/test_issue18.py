@@ -124,3 +124,122 @@ def test_internal_error_message_with_brackets_is_printed(monkeypatch, tmp_path: 
     res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", tmp_path)
     assert res.exit_code == 2
     assert "cannot read [/data/x] [bold]" in res.output
+
+
+# ----------------------------------------------------------------------- design checks
+
+
+def yaml_variant(tmp_path: Path, name: str, edit: Callable[[str], str]) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(edit((EXPERIMENTS / f"{name}.yaml").read_text()))
+    return path
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_assignments_without_the_experiment_id_are_an_error(demo: Path, tmp_path: Path):
+    data = variant(demo, tmp_path, lambda d: rewrite(d, "assignments", lambda a: a.with_columns(
+        pl.col("experiment_id").str.replace("spring-factorial", "spring-2025"))))
+    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", data, "--out",
+                 tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert "no rows for experiment 'spring-factorial'" in res.output
+    assert "'spring-2025'" in res.output and "assignment: hash" in res.output
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
+        "design: factorial", "design: factorial\nassignment: hash"))
+    res = invoke("analyze", spec, "--data", data, "--out", tmp_path / "hashed")
+    assert res.exit_code == 0, res.output
+    assert results(tmp_path / "hashed")["assigned_by"] == "hash"
+
+
+def test_assignment_table_required_by_the_yaml(demo: Path, tmp_path: Path):
+    data = variant(demo, tmp_path, lambda d: (d / "assignments.parquet").unlink())
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
+        "design: factorial", "design: factorial\nassignment: table"))
+    res = invoke("analyze", spec, "--data", data, "--out", tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert "no assignments table" in res.output
+
+
+def test_channel_without_units_is_an_error(demo: Path, tmp_path: Path):
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
+        "  mail:", "  push:  {holdout: 0.20, cost_per_contact: 0.01}\n  mail:"))
+    res = invoke("analyze", spec, "--data", demo, "--out", tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert "channel 'push' has no units in arm(s) 'holdout', 'treatment'" in res.output
+
+
+def test_channel_absent_from_contacts_has_no_roi(demo: Path, tmp_path: Path):
+    """A channel nobody was contacted on: a warning, and no ROI (it used to be priced as
+    assigned units x cost_per_contact)."""
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
+        "  mail:", "  push:  {holdout: 0.20, cost_per_contact: 0.01}\n  mail:").replace(
+        "design: factorial", "design: factorial\nassignment: hash"))
+    res = invoke("analyze", spec, "--data", demo, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    r = results(tmp_path / "out")
+    push = next(e for e in r["effects"] if e["channel"] == "push" and e["segment"] is None
+                and e["metric"] == "revenue")
+    assert push["roi"] is None and push["roas"] is None and push["cost"] == 0
+    assert "no contacts" in push["roi_note"]
+    checks = [c for c in r["health"]["design_checks"] if c["channel"] == "push"]
+    assert [c["check"] for c in checks] == ["contacts"] and checks[0]["status"] == "warning"
+    assert any(w["code"] == "contacts" for w in r["health"]["warnings"])
+
+
+def _contaminate(d: Path, share: float) -> None:
+    """Contact ``share`` of the email holdout on email, and drop 40% of the treated ones'
+    email contacts."""
+    a = pl.read_parquet(d / "assignments.parquet").filter(
+        (pl.col("experiment_id") == "spring-factorial") & (pl.col("channel") == "email"))
+    held = a.filter(pl.col("group") == "holdout")["customer_id"]
+    held = held.head(round(share * held.len()))
+    treated = a.filter(pl.col("group") == "treatment")["customer_id"]
+    dropped = treated.head(round(0.4 * treated.len()))
+
+    def change(c: pl.DataFrame) -> pl.DataFrame:
+        c = c.filter(~((pl.col("channel") == "email")
+                       & pl.col("customer_id").is_in(dropped.implode())
+                       & (pl.col("experiment_id") == "spring-factorial")))
+        extra = c.filter(pl.col("channel") == "email").head(1).select(pl.exclude("customer_id"))
+        added = pl.DataFrame({"customer_id": held}).join(extra, how="cross").select(c.columns)
+        return pl.concat([c, added])
+
+    rewrite(d, "contacts", change)
+
+
+def test_contamination_and_exposure_are_health_items(demo: Path, tmp_path: Path):
+    data = variant(demo, tmp_path, lambda d: _contaminate(d, 0.10))
+    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", data, "--out",
+                 tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    r = results(tmp_path / "out")
+    email = {c["check"]: c for c in r["health"]["design_checks"] if c["channel"] == "email"}
+    n_hold = next(e for e in r["effects"] if e["channel"] == "email")["n_holdout"]
+    assert email["contamination"]["status"] == "error"
+    assert email["contamination"]["units"] == n_hold
+    assert email["contamination"]["share"] == pytest.approx(0.10, abs=0.01)
+    assert email["exposure"]["status"] == "warning"
+    assert email["exposure"]["share"] == pytest.approx(0.60, abs=0.01)
+    sms = {c["check"]: c["status"] for c in r["health"]["design_checks"]
+           if c["channel"] == "sms"}
+    assert sms == {"contamination": "ok", "exposure": "ok"}
+    page = (tmp_path / "out" / "dashboard.html").read_text()
+    assert "Design checks" in page and "contamination of email" in page
+    # thresholds from the YAML
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t + (
+        "checks: {contamination: {warn: 0.2, error: 0.3}, exposure: {warn: 0.5, error: 0.4}}\n"))
+    res = invoke("analyze", spec, "--data", data, "--out", tmp_path / "lenient")
+    assert res.exit_code == 0, res.output
+    statuses = {c["check"]: c["status"] for c in results(tmp_path / "lenient")["health"][
+        "design_checks"] if c["channel"] == "email"}
+    assert statuses == {"contamination": "ok", "exposure": "ok"}
+
+
+def test_check_thresholds_are_validated(tmp_path: Path):
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t + (
+        "checks: {contamination: {warn: 0.2, error: 0.1}}\n"))
+    res = invoke("validate", spec)
+    assert res.exit_code == 1 and "warn must not exceed error" in res.output

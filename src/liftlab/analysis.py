@@ -6,6 +6,7 @@ comparison (channel x arm x metric x segment) is then read off that table.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from liftlab import __version__
 from liftlab.cells import CellTable
 from liftlab.contribution import factorial_contribution, programme_effect
 from liftlab.data.quality import QualityReport
+from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine
-from liftlab.errors import DataError, UserError
+from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
 from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
@@ -101,6 +103,7 @@ class AnalysisResult:
     yaml_text: str | None = None
     data_checks: tuple[dict[str, object], ...] = ()
     sections: dict[str, Any] = field(default_factory=dict)
+    design: tuple[DesignCheck, ...] = ()
 
     @property
     def status(self) -> str:
@@ -135,6 +138,7 @@ class AnalysisResult:
                 "srm": [c.to_dict() for c in self.srm],
                 "warnings": [w.to_dict() for w in self.warnings],
                 "data_checks": list(self.data_checks),
+                "design_checks": [c.to_dict() for c in self.design],
             },
             "effects": [e.to_dict() for e in self.effects],
         }
@@ -199,9 +203,12 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
     frame = engine.aggregate(plan, units, spec.id)
     cells = CellTable(frame, tuple(spec.channels), units.segments)
+    _require_arms(spec, cells, units)
     srm = tuple(srm_check(ch, cells.arm_counts(ch), cfg.arms, spec.monitoring.srm_alpha)
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
+    design = design_checks(spec, cells)
+    warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
     effects = tuple(_effects(spec, cells, units))
     sections: dict[str, Any] = {}
     sections.update(_contribution(spec, cells, warnings))
@@ -214,7 +221,28 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
-                          data_checks=quality.checks, sections=sections)
+                          data_checks=quality.checks, sections=sections, design=design)
+
+
+def _require_arms(spec: Experiment, cells: CellTable, units: Units) -> None:
+    """Every arm of every channel has units: an empty arm has no lift to report (a channel
+    missing from the assignments, a misspelt arm, a holdout never drawn)."""
+    problems = []
+    for ch, cfg in spec.channels.items():
+        counts = cells.arm_counts(ch)
+        empty = [arm for arm in cfg.arms if not counts.get(arm)]
+        if empty:
+            source = ("the assignments table" if units.assigned_by == "table"
+                      else "the hash assignment")
+            problems.append(Problem(
+                f"channel {ch!r} has no units in arm(s) {', '.join(map(repr, empty))} of "
+                f"{units.n:,} units ({source})", table="assignments" if
+                units.assigned_by == "table" else None, column="channel" if
+                units.assigned_by == "table" else None,
+                hint="check the channel and arm names against the assignments"
+                if units.assigned_by == "table" else "the population is too small"))
+    if problems:
+        raise DataError(problems)
 
 
 def _contribution(spec: Experiment, cells: CellTable,
@@ -439,20 +467,34 @@ def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFram
            h_rows: pl.DataFrame) -> dict[str, Any]:
     """Cost, incremental margin, ROI = (incremental margin - cost) / cost, and ROAS.
 
-    Cost is the contacts table's cost for this channel's treated units when present, else
-    cost_per_contact x treated units. Margin falls back to revenue when orders has no margin.
+    Cost is that of the contacts actually sent to the channel's treated units: their summed
+    ``cost``, else cost_per_contact x contacts sent. A channel absent from the contacts table
+    has no known cost (ROI None, with the reason); without a contacts table every treated unit
+    is taken as contacted once. Margin falls back to revenue when orders has no margin.
     """
     n_t = int(t_rows["n"].sum())
-    contacts = cells.total(sum_col(f"contacts@{channel}"), t_rows)
-    cost = (cells.total(sum_col(f"cost@{channel}"), t_rows) if contacts > 0
-            else spec.channels[channel].cost_per_contact * n_t)
     value = "margin" if sum_col("margin") in cells.frame.columns else "revenue"
     margin = frequentist.welch(cells.arm_stats(value, t_rows), cells.arm_stats(value, h_rows),
                                spec.alpha)
     revenue = frequentist.welch(cells.arm_stats("revenue", t_rows),
                                 cells.arm_stats("revenue", h_rows), spec.alpha)
-    return {**channel_roi(margin, revenue, n_t, cost).to_dict(), "roi_basis": value,
-            "contacts": contacts or n_t}
+    per_contact = spec.channels[channel].cost_per_contact
+    note = None
+    if sum_col(f"contacts@{channel}") in cells.frame.columns:
+        contacts = round(cells.total(sum_col(f"contacts@{channel}"), t_rows))
+        summed = cells.total(sum_col(f"cost@{channel}"), t_rows)
+        cost, basis = ((summed, "contacts.cost") if summed > 0 else
+                       (per_contact * contacts, "cost_per_contact x contacts sent"))
+        if not contacts:
+            note = (f"channel {channel!r} has no contacts to its treated units in the "
+                    "contacts table: its cost is unknown, ROI is undefined")
+    else:
+        contacts = n_t
+        cost, basis = per_contact * n_t, "cost_per_contact x treated units (no contacts table)"
+    roi = channel_roi(margin, revenue, n_t, cost)
+    if note is not None:
+        roi = dataclasses.replace(roi, note=note)
+    return {**roi.to_dict(), "roi_basis": value, "cost_basis": basis, "contacts": contacts}
 
 
 def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.DataFrame,

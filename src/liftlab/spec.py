@@ -147,6 +147,32 @@ class Monitoring(_Model):
     srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
 
 
+class Threshold(_Model):
+    """Where a design check turns into a warning and into an error (shares of units)."""
+
+    warn: float = Field(ge=0.0, le=1.0)
+    error: float = Field(ge=0.0, le=1.0)
+
+
+class Checks(_Model):
+    """Design checks from the contacts table. ``contamination``: share of holdout units
+    contacted on the channel (warn/error above); ``exposure``: share of treated units
+    contacted (warn/error below)."""
+
+    contamination: Threshold = Threshold(warn=0.01, error=0.05)
+    exposure: Threshold = Threshold(warn=0.8, error=0.5)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Checks:
+        if self.contamination.warn > self.contamination.error:
+            raise ValueError("contamination: warn must not exceed error (shares that are "
+                             "too high)")
+        if self.exposure.warn < self.exposure.error:
+            raise ValueError("exposure: warn must not be below error (shares that are too "
+                             "low)")
+        return self
+
+
 class Prior(_Model):
     mean: float = 0.0
     sd: float | None = Field(None, gt=0.0)
@@ -182,11 +208,15 @@ class Experiment(_Model):
     population: Population = Population()
     channels: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")], Channel]
     design: Design = "factorial"
+    # Where the arms come from: None = the assignments table when the data has one, else
+    # the stable hash; "table" = the assignments table, required; "hash" = always the hash.
+    assignment: Literal["table", "hash"] | None = None
     metrics: list[Metric]
     primary_metric: str
     covariates: Covariates = Covariates()
     segments: list[str] = []
     monitoring: Monitoring = Monitoring()
+    checks: Checks = Checks()
     analysis: Analysis = Analysis()
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     encouragement: Encouragement | None = None

@@ -322,9 +322,10 @@ def cell_sums(acc: np.ndarray, ids: np.ndarray, lo: int, groups: Groups,
 
 
 def repeated(column: pl.LazyFrame, batch_rows: int = BATCH_ROWS) -> int | None:
-    """How many non-null values of a one-column frame repeat an earlier one, in one streamed pass over a bitmap of the integer range seen so
-    far; None when the values are not integers or spread too thinly for a bitmap (more than
-    16 slots per value read, beyond 64-bit arithmetic)."""
+    """How many non-null values of a one-column frame repeat an earlier one, in one
+    streamed pass over a bitmap of the integer range seen so far; None when the values are
+    not integers or spread too thinly for a bitmap (more than 16 slots per value read,
+    beyond 64-bit arithmetic)."""
     name = column.collect_schema().names()[0]
     if not column.collect_schema()[name].is_integer():
         return None

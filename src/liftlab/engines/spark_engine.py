@@ -33,7 +33,7 @@ from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units
+from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units, arms_source, no_assignments
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -191,7 +191,7 @@ class SparkEngine:
                                      table="customers", column=c) for c in missing])
         if spec.population.where:
             sql, params = filters.to_sql(filters.parse(spec.population.where),
-                                         placeholder="?")
+                                         quote_ident=_backtick, placeholder="?")
             customers = self.spark.sql(f"SELECT * FROM {{c}} WHERE {sql}", args=params,
                                        c=customers)
         population = customers.select(
@@ -200,16 +200,25 @@ class SparkEngine:
         warnings: list[str] = []
         assigned_by = "hash"
         frame = None
-        if self.has("assignments"):
-            long = (self.scan("assignments").filter(F.col("experiment_id") == spec.id)
+        if arms_source(spec, self.has("assignments")) == "table":
+            table = self.scan("assignments")
+            if not table.filter(F.col("experiment_id") == spec.id).limit(1).count():
+                raise no_assignments(spec, [r[0] for r in table.select(
+                    F.col("experiment_id").cast("string")).distinct().orderBy(1).limit(11)
+                    .collect()])
+            long = (table.filter(F.col("experiment_id") == spec.id)
                     .filter(F.col("channel").isin(list(spec.channels))))
-            if long.limit(1).count():
-                assigned_by = "table"
-                self._check_assignments(spec, long)
-                wide = long.groupBy(unit).agg(*[
-                    F.first(F.when(F.col("channel") == ch, F.col("group")), ignorenulls=True)
-                    .alias(arm_col(ch)) for ch in spec.channels])
-                frame = population.join(wide, on=unit, how="inner")
+            if not long.limit(1).count():
+                raise DataError([Problem(
+                    f"experiment {spec.id!r} has assignment rows but none for its channels "
+                    f"({', '.join(spec.channels)})", table="assignments", column="channel",
+                    hint="the channel names must match the experiment's YAML")])
+            assigned_by = "table"
+            self._check_assignments(spec, long)
+            wide = long.groupBy(unit).agg(*[
+                F.first(F.when(F.col("channel") == ch, F.col("group")), ignorenulls=True)
+                .alias(arm_col(ch)) for ch in spec.channels])
+            frame = population.join(wide, on=unit, how="inner")
         if frame is None:
             frame = _hash_arms_spark(spec, population)
         frame = frame.cache()
@@ -300,6 +309,11 @@ class SparkEngine:
         if not self.has(table):
             return None
         return self.scan(table).agg(F.max(TS_COLUMN[table])).collect()[0][0]
+
+
+def _backtick(name: str) -> str:
+    """A Spark SQL identifier (double quotes are string literals there)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _measure(m: Measure, plan: AggregationPlan) -> Column:

@@ -35,7 +35,14 @@ from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import MAX_SEGMENT_VALUES, MISSING_SEGMENT, Units, hash_arms
+from liftlab.units import (
+    MAX_SEGMENT_VALUES,
+    MISSING_SEGMENT,
+    Units,
+    arms_source,
+    hash_arms,
+    no_assignments,
+)
 
 Dialect = Literal["postgresql", "duckdb"]
 UNITS_TABLE = "liftlab_units"
@@ -185,9 +192,13 @@ class SqlEngine:
                          for c in spec.channels)
         assigned_by = "hash"
         n_assigned = 0
-        if self.has("assignments"):
+        if arms_source(spec, self.has("assignments")) == "table":
             n_assigned = self.query(f"SELECT COUNT(*) FROM {self.table('assignments')} "
                                     "WHERE experiment_id = %s", [spec.id])[0][0]
+            if not n_assigned:
+                raise no_assignments(spec, [r[0] for r in self.query(
+                    f"SELECT DISTINCT CAST(experiment_id AS VARCHAR) FROM "
+                    f"{self.table('assignments')} ORDER BY 1 LIMIT 11")])
         self._drop_units()
         if n_assigned:
             assigned_by = "table"
