@@ -243,3 +243,37 @@ def test_check_thresholds_are_validated(tmp_path: Path):
         "checks: {contamination: {warn: 0.2, error: 0.1}}\n"))
     res = invoke("validate", spec)
     assert res.exit_code == 1 and "warn must not exceed error" in res.output
+
+
+# ------------------------------------------------------------------ columns the YAML names
+
+
+@pytest.mark.parametrize("edit,where,column", [
+    (lambda t: t.replace("value: revenue}", "value: revenu}", 1), ":32:55:", "'revenu'"),
+    (lambda t: t.replace("segments: [segment, region]", "segments: [segment, regoin]"),
+     ":38:21:", "'regoin'"),
+    (lambda t: t.replace('where: "optin_email"', 'where: "optin_emial"'), ":25:", "'optin_emial'"),
+    (lambda t: t.replace("numerator: revenue, denominator: orders",
+                         "numerator: margin, denominator: orders"), None, None),
+])
+def test_columns_named_by_the_yaml_are_checked(demo: Path, tmp_path: Path, edit, where,
+                                                column):
+    spec = yaml_variant(tmp_path, "spring-factorial", edit)
+    data = variant(demo, tmp_path, lambda d: rewrite(d, "orders", lambda o: o.drop("margin")))
+    if where is None:  # margin is a built-in quantity read from orders.margin
+        where, column = ":34:", "'margin'"
+    for command in (["validate", spec, "--data", data],
+                    ["analyze", spec, "--data", data, "--out", tmp_path / "out"],
+                    ["plan", spec, "--data", data]):
+        res = invoke(*command)
+        assert res.exit_code == 1, (command, res.output)
+        assert f"spring-factorial.yaml{where}" in res.output, res.output
+        assert column in res.output
+    folder = tmp_path / "exps"
+    folder.mkdir()
+    shutil.copy(spec, folder / "spring-factorial.yaml")
+    res = invoke("report", "--experiments", folder, "--data", data, "--date", "2026-02-24",
+                 "--out", tmp_path / "reports")
+    assert res.exit_code == 1, res.output
+    index = (tmp_path / "reports" / "2026-02-24" / "index.html").read_text()
+    assert column.replace("'", "&#39;") in index and "SELECT" not in index

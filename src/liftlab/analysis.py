@@ -16,6 +16,7 @@ import polars as pl
 
 from liftlab import __version__
 from liftlab.cells import CellTable
+from liftlab.columns import column_problems
 from liftlab.contribution import factorial_contribution, programme_effect
 from liftlab.data.quality import QualityReport
 from liftlab.design import DesignCheck, design_checks
@@ -179,12 +180,17 @@ class AnalysisResult:
 
 def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
             yaml_text: str | None = None, quality: QualityReport | None = None,
-            units: Units | None = None) -> AnalysisResult:
+            units: Units | None = None, yaml_file: str | None = None) -> AnalysisResult:
     """Full analysis of one experiment at ``as_of`` (default: its end).
 
     ``quality`` lets a daily run check the shared tables once for all its experiments, and
     ``units`` lets it build the experiment's units once for the analysis and the plan.
+    Every column the definition names is checked first (at its line of ``yaml_file``).
     """
+    missing = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
+                              yaml_file, yaml_text)
+    if missing:
+        raise DataError(missing)
     window = window_bounds(spec, as_of)
     as_of = window[1] if as_of is None else as_of.astimezone(dt.UTC)
     if window[1] <= window[0]:

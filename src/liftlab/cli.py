@@ -104,19 +104,22 @@ def validate(
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
+        from liftlab.run import check_columns
+
         problems = []
         for spec in specs:
             engine = open_engine(data, spec.timezone)
             problems += engine.check()
             if problems:
                 break
+            path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
+            check_columns(spec, engine, path)
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "
                       f"(arms from {units.assigned_by})")
             if isinstance(data, str) and "://" not in data:
                 from liftlab.run import plan_file
 
-                path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
                 for warning in plan_file(path, data).warnings:
                     out.print(f"[yellow]warning[/yellow]  {escape(spec.id)}: "
                               f"{escape(warning)}", markup=True)

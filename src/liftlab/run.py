@@ -22,6 +22,18 @@ from liftlab.units import Units
 DEMO_DATE = dt.date(2026, 2, 24)
 
 
+def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) -> None:
+    """Every column the definition names exists in the data (else a DataError at the YAML's
+    line when ``path`` is given)."""
+    from liftlab.columns import column_problems
+
+    text = path.read_text(encoding="utf-8") if path is not None else None
+    problems = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
+                               None if path is None else str(path), text)
+    if problems:
+        raise DataError(problems)
+
+
 def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
                  engine_name: EngineName = "polars") -> AnalysisResult:
     spec = load_experiment(experiment)
@@ -29,7 +41,8 @@ def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None =
     problems = engine.check()
     if problems:
         raise DataError(problems)
-    return analyze(spec, engine, as_of, yaml_text=Path(experiment).read_text())
+    return analyze(spec, engine, as_of, yaml_text=Path(experiment).read_text(),
+                   yaml_file=str(experiment))
 
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
@@ -63,6 +76,7 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     problems = engine.check()
     if problems:
         raise DataError(problems)
+    check_columns(spec, engine, Path(experiment))
     tables = tables_from_source(spec, engine.source, engine.units(spec))
     result = run_monitor(spec, tables, as_of, cache)
     if out_dir is not None:
@@ -111,6 +125,7 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
     problems = engine.check()
     if problems:
         raise DataError(problems)
+    check_columns(spec, engine, Path(experiment))
     return plan_for(spec, engine, power, target_mde_rel, assumed_lift_rel)
 
 
@@ -204,9 +219,11 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
     def analyze_one(spec: Experiment, as_of: dt.datetime) -> dict[str, Any]:
         engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
+        check_columns(spec, engine, path)
         units = engine.units(spec)  # built once for the analysis and the plan
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
-                         quality=qualities[spec.timezone], units=units).to_dict()
+                         quality=qualities[spec.timezone], units=units,
+                         yaml_file=str(path)).to_dict()
         result["plan"] = plan_for(spec, engine, units=units).to_json()
         return result
 
