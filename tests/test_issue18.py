@@ -277,3 +277,13 @@ def test_columns_named_by_the_yaml_are_checked(demo: Path, tmp_path: Path, edit,
     assert res.exit_code == 1, res.output
     index = (tmp_path / "reports" / "2026-02-24" / "index.html").read_text()
     assert column.replace("'", "&#39;") in index and "SELECT" not in index
+
+
+def test_monitoring_keys_that_did_nothing_are_refused(tmp_path: Path):
+    spec = yaml_variant(tmp_path, "email-flash", lambda t: t.replace(
+        "  sequential: true", "  method: group_sequential\n  horizon_hours: 72\n"
+        "  sequential: true"))
+    res = invoke("validate", spec)
+    assert res.exit_code == 1, res.output
+    assert "unknown key 'method' in monitoring" in res.output
+    assert "unknown key 'horizon_hours' in monitoring" in res.output

@@ -139,8 +139,6 @@ class Covariates(_Model):
 class Monitoring(_Model):
     sequential: bool = False
     alpha: float | None = Field(None, gt=0.0, lt=0.5)
-    method: Literal["mixture", "group_sequential"] = "mixture"
-    horizon_hours: int | None = Field(None, gt=0)
     response_window_hours: int = Field(72, gt=0)
     min_events_per_arm: int = Field(100, ge=0)
     expected_lift: float | None = None
