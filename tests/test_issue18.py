@@ -287,3 +287,14 @@ def test_monitoring_keys_that_did_nothing_are_refused(tmp_path: Path):
     assert res.exit_code == 1, res.output
     assert "unknown key 'method' in monitoring" in res.output
     assert "unknown key 'horizon_hours' in monitoring" in res.output
+
+
+def test_ratio_primary_metric_with_sequential_is_refused_at_its_line(demo: Path, tmp_path: Path):
+    spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
+        "primary_metric: revenue", "primary_metric: aov"))
+    for command in (["validate", spec],
+                    ["analyze", spec, "--data", demo, "--out", tmp_path / "out"]):
+        res = invoke(*command)
+        assert res.exit_code == 1, res.output
+        assert "spring-factorial.yaml:39:13: monitoring" in res.output
+        assert "'aov' is a ratio metric" in res.output
