@@ -298,3 +298,48 @@ def test_ratio_primary_metric_with_sequential_is_refused_at_its_line(demo: Path,
         assert res.exit_code == 1, res.output
         assert "spring-factorial.yaml:39:13: monitoring" in res.output
         assert "'aov' is a ratio metric" in res.output
+
+
+# ------------------------------------------------------------------------ default as-of
+
+
+def _cut(d: Path, day: int = 9) -> None:
+    for table, ts in (("orders", "ts"), ("events", "ts"), ("contacts", "sent_at")):
+        rewrite(d, table, lambda f, ts=ts: f.filter(
+            pl.col(ts) < pl.datetime(2026, 2, day, 7, 30, time_zone="UTC")))
+
+
+def test_as_of_defaults_to_the_data_freshness(demo: Path, tmp_path: Path):
+    data = variant(demo, tmp_path, _cut)
+    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", data, "--out",
+                 tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    assert "as of 2026-02-09T08:00:00Z (default: data freshness; last order/event " \
+           "2026-02-09T07:" in res.output
+    r = results(tmp_path / "out")
+    assert r["as_of"] == "2026-02-09T08:00:00Z" and r["status"] == "running"
+    assert r["as_of_source"] == "data freshness"
+    assert r["data_freshness"].startswith("2026-02-09T07:")
+    assert any(w["code"] == "data_freshness" for w in r["health"]["warnings"])
+    page = (tmp_path / "out" / "dashboard.html").read_text()
+    assert "default: data freshness" in page
+    # data through the end: the experiment's end, said so
+    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", demo, "--out",
+                 tmp_path / "full")
+    assert results(tmp_path / "full")["as_of_source"] == "experiment end"
+    assert results(tmp_path / "full")["status"] == "ended"
+    # an explicit --as-of is used as given
+    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", data, "--out",
+                 tmp_path / "given", "--as-of", "2026-02-08")
+    assert results(tmp_path / "given")["as_of"] == "2026-02-08T00:00:00Z"
+    assert "as_of_source" not in results(tmp_path / "given")
+
+
+def test_monitor_as_of_defaults_to_the_data_freshness(demo: Path, tmp_path: Path):
+    data = variant(demo, tmp_path, lambda d: _cut(d, 17))
+    res = invoke("monitor", EXPERIMENTS / "email-flash.yaml", "--data", data, "--cache",
+                 tmp_path / "cache", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["as_of"] == "2026-02-17T08:00:00Z"
+    assert out["as_of_basis"].startswith("default: data freshness")

@@ -105,6 +105,7 @@ class AnalysisResult:
     data_checks: tuple[dict[str, object], ...] = ()
     sections: dict[str, Any] = field(default_factory=dict)
     design: tuple[DesignCheck, ...] = ()
+    as_of_basis: AsOf | None = None
 
     @property
     def status(self) -> str:
@@ -134,6 +135,7 @@ class AnalysisResult:
             "days_planned": days_planned, "design": spec.design,
             "channels": list(spec.channels), "primary_metric": spec.primary_metric,
             "alpha": spec.alpha, "n_units": self.n_units, "assigned_by": self.assigned_by,
+            **(self.as_of_basis.to_dict() if self.as_of_basis else {}),
             "health": {
                 "srm_p_value": self.srm_p_value, "srm_ok": self.srm_ok,
                 "srm": [c.to_dict() for c in self.srm],
@@ -167,8 +169,9 @@ class AnalysisResult:
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def summary(self) -> str:
-        lines = [f"{self.spec.title} ({self.spec.id}) as of {_iso(self.as_of)}: "
-                 f"{self.n_units:,} units, SRM {'ok' if self.srm_ok else 'FAILED'}"]
+        lines = [f"{self.spec.title} ({self.spec.id}) as of {_iso(self.as_of)}"
+                 + (f" ({self.as_of_basis.describe()})" if self.as_of_basis else "")
+                 + f": {self.n_units:,} units, SRM {'ok' if self.srm_ok else 'FAILED'}"]
         for e in self.primary_effects():
             arm = e.variant or TREATMENT
             lines.append(f"  {e.channel}/{arm} {e.metric.name}: {e.lift.abs:+.4g} "
@@ -191,8 +194,12 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
                               yaml_file, yaml_text)
     if missing:
         raise DataError(missing)
+    basis = None
+    if as_of is None:
+        basis = default_as_of(spec, engine)
+        as_of = basis.as_of
     window = window_bounds(spec, as_of)
-    as_of = window[1] if as_of is None else as_of.astimezone(dt.UTC)
+    as_of = as_of.astimezone(dt.UTC)
     if window[1] <= window[0]:
         raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse "
                         f"as of {_iso(as_of)}")
@@ -201,6 +208,9 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     if quality.errors:
         raise DataError(list(quality.errors))
     warnings = [Warning_("data_quality", w) for w in quality.warnings]
+    if basis is not None and basis.source == "data freshness":
+        warnings.append(Warning_("data_freshness", f"the data ends before the experiment: "
+                                 f"analysed as of {_iso(basis.as_of)} ({basis.describe()})"))
     units = units or engine.units(spec)
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
@@ -227,7 +237,46 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
-                          data_checks=quality.checks, sections=sections, design=design)
+                          data_checks=quality.checks, sections=sections, design=design,
+                          as_of_basis=basis)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """The default analysis moment: the earlier of the experiment's end and the data's
+    freshness (the hour after its last order or event)."""
+
+    as_of: dt.datetime
+    source: Literal["experiment end", "data freshness"]
+    freshness: dt.datetime | None  # the last order/event timestamp
+
+    def describe(self) -> str:
+        last = ("no order or event" if self.freshness is None
+                else f"last order/event {_iso(self.freshness)}")
+        return f"default: {self.source}; {last}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"as_of_source": self.source, "data_freshness":
+                None if self.freshness is None else _iso(self.freshness)}
+
+
+def data_freshness(engine: Engine) -> dt.datetime | None:
+    """The newest order or event timestamp (computed by the engine)."""
+    found = [ts for t in ("orders", "events") if engine.has(t)
+             for ts in [engine.latest(t)] if ts is not None]
+    return max(found).astimezone(dt.UTC) if found else None
+
+
+def default_as_of(spec: Experiment, engine: Engine) -> AsOf:
+    """``--as-of`` when not given: the experiment's end, or the data's freshness (the start
+    of the hour after the last order/event) when the data stops earlier."""
+    end = _end_utc(spec)
+    last = data_freshness(engine)
+    if last is None:
+        return AsOf(end, "experiment end", None)
+    fresh = last.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    return AsOf(fresh, "data freshness", last) if fresh < end else AsOf(
+        end, "experiment end", last)
 
 
 def _require_arms(spec: Experiment, cells: CellTable, units: Units) -> None:

@@ -30,7 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[str, typer.Option("--data", help="Data folder (or database URL).")]
 AsOfOpt = Annotated[str | None, typer.Option(
-    "--as-of", help="Analyse the data as known at this moment (ISO timestamp, UTC default).")]
+    "--as-of", help="Analyse the data as known at this moment (ISO timestamp, UTC default). "
+    "Default: the experiment's end, or the data's freshness (the hour after the last order or "
+    "event) when the data stops earlier.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="polars (one machine) or spark (a cluster, or Spark local mode).")]
@@ -161,16 +163,18 @@ def monitor(
     """Always-valid readout now: the decision so far, guardrails and the hourly timeline."""
     from liftlab.run import monitor_file
 
-    moment = parse_as_of(as_of) or dt.datetime.now(dt.UTC)
-    result = monitor_file(experiment, data, moment, cache, out_dir)
+    result, basis = monitor_file(experiment, data, parse_as_of(as_of), cache, out_dir)
     if as_json:
         import json
 
         from liftlab.fsio import dumps_json
 
-        out.print(dumps_json(json.loads(json.dumps(result.to_json()))), markup=False)
+        out.print(dumps_json(json.loads(json.dumps({**result.to_json(), "as_of_basis": basis}))),
+                  markup=False)
         return
-    out.print(escape(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC: ")
+    moment = result.as_of
+    out.print(escape(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC"
+                     + (f" ({basis})" if basis else "") + ": ")
               + f"[bold]{escape(result.decision)}[/bold]"
               + (f" since {result.decided_at:%Y-%m-%d %H:%M}" if result.decided_at else "")
               + f" (always-valid p = {result.always_valid_p_value:.3g})", markup=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from liftlab.analysis import AnalysisResult, analyze
+from liftlab.analysis import AnalysisResult, analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine
@@ -63,9 +63,11 @@ def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | N
     return result
 
 
-def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
-                 cache: Path | None, out_dir: Path | None) -> Any:
-    """The sequential readout of one experiment (polars engine), optionally written out."""
+def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
+                 cache: Path | None, out_dir: Path | None) -> tuple[Any, str | None]:
+    """The sequential readout of one experiment (polars engine), optionally written out, and
+    how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
+    experiment's end and the data's freshness)."""
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.monitor import run_monitor, tables_from_source
 
@@ -77,11 +79,15 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     if problems:
         raise DataError(problems)
     check_columns(spec, engine, Path(experiment))
+    basis = None
+    if as_of is None:
+        chosen = default_as_of(spec, engine)
+        as_of, basis = chosen.as_of, chosen.describe()
     tables = tables_from_source(spec, engine.source, engine.units(spec))
     result = run_monitor(spec, tables, as_of, cache)
     if out_dir is not None:
-        atomic_write_json(out_dir / "monitor.json", result.to_json())
-    return result
+        atomic_write_json(out_dir / "monitor.json", {**result.to_json(), "as_of_basis": basis})
+    return result, basis
 
 
 def multichannel(data: str | Path, experiment: Path | None = None,
@@ -216,11 +222,13 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
             qualities[spec.timezone] = engine.quality(as_of_now)
         return engines[spec.timezone]
 
-    def analyze_one(spec: Experiment, as_of: dt.datetime) -> dict[str, Any]:
+    def analyze_one(spec: Experiment, as_of: dt.datetime | None) -> dict[str, Any]:
         engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
         check_columns(spec, engine, path)
         units = engine.units(spec)  # built once for the analysis and the plan
+        if default_as_of(spec, engine).as_of < as_of:  # data older than the report date
+            as_of = None
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
                          quality=qualities[spec.timezone], units=units,
                          yaml_file=str(path)).to_dict()

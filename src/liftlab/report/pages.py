@@ -286,7 +286,9 @@ def _meta(r: dict[str, Any]) -> list[str]:
         parts.append(f"{r['start']} → {r['end']}")
     if r.get("days_run") is not None:
         parts.append(f"day {r['days_run']:.0f} of {r.get('days_planned', '?')}")
-    parts.append(f"as of {r['as_of']}")
+    parts.append(f"as of {r['as_of']}" + (f" (default: {r['as_of_source']}, data up to "
+                                          f"{r.get('data_freshness')})"
+                                          if r.get("as_of_source") else ""))
     return parts
 
 
