@@ -343,3 +343,32 @@ def test_monitor_as_of_defaults_to_the_data_freshness(demo: Path, tmp_path: Path
     out = json.loads(res.output)
     assert out["as_of"] == "2026-02-17T08:00:00Z"
     assert out["as_of_basis"].startswith("default: data freshness")
+
+
+# ------------------------------------------------------------------------ multichannel
+
+
+def test_multichannel_without_experiment_prints_and_exits_0(demo: Path):
+    res = invoke("multichannel", "--data", demo)
+    assert res.exit_code == 0, res.output
+    assert "naive premium" in res.output and "instrumented" not in res.output
+
+
+def test_multichannel_experiment_reads_the_outcome_in_its_window(demo: Path, tmp_path: Path):
+    """Data that ends with the experiment: the outcome is the experiment's window."""
+    data = variant(demo, tmp_path, lambda d: _cut(d, 2))
+    res = invoke("multichannel", "--data", data, "--experiment",
+                 EXPERIMENTS / "web-onboarding.yaml", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["lookback"] == {"start": "2025-12-08", "end": "2026-01-05"}
+    assert out["outcome_period"] == {"start": "2026-01-05", "end": "2026-02-02"}
+    assert out["iv"]["experiment"] == "web-onboarding"
+
+
+def test_multichannel_outcome_beyond_the_data_says_so(demo: Path, tmp_path: Path):
+    res = invoke("multichannel", "--data", demo, "--lookback-start", "2026-01-20",
+                 "--lookback-end", "2026-02-10")
+    assert res.exit_code == 1, res.output
+    assert "the outcome period 2026-02-10..2026-03-10" in res.output
+    assert "its last order is 2026-02-23" in res.output

@@ -195,11 +195,14 @@ def monitor(
 def multichannel(
     data: DataOpt,
     experiment: Annotated[Path | None, typer.Option(
-        help="An encouragement experiment (its window is the look-back; adds the IV).")] = None,
+        help="An encouragement experiment: the outcome is read in its window (usage in the "
+             "28 days before its start), and its IV estimate is added.")] = None,
     lookback_start: Annotated[str | None, typer.Option(help="Look-back start YYYY-MM-DD.")] = (
         None),
     lookback_end: Annotated[str | None, typer.Option(help="Look-back end YYYY-MM-DD.")] = None,
-    outcome_days: Annotated[int, typer.Option(help="Days of value after the look-back.")] = 28,
+    outcome_days: Annotated[int | None, typer.Option(
+        help="Days of value after the look-back (default 28; with --experiment, its window).",
+        min=1)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Value of multichannel clients: naive, adjusted for self-selection, instrumented."""
@@ -222,8 +225,8 @@ def multichannel(
               f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}")
     for name, a in result["adjusted"].items():
         out.print(f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]")
-    if "iv" in result:
-        iv = result["iv"]
+    iv = result.get("iv")
+    if iv:
         out.print(f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
                   f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first stage "
                   f"{iv['first_stage']:.1%}")

@@ -12,7 +12,7 @@ from liftlab.analysis import AnalysisResult, analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine
-from liftlab.errors import DataError, LiftlabError, SpecError, UserError
+from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
 from liftlab.spec import Experiment
@@ -20,6 +20,7 @@ from liftlab.spec_loader import load_experiment
 from liftlab.units import Units
 
 DEMO_DATE = dt.date(2026, 2, 24)
+LOOKBACK_DAYS = 28  # usage window of the multichannel analysis
 
 
 def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) -> None:
@@ -92,31 +93,51 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
 
 def multichannel(data: str | Path, experiment: Path | None = None,
                  lookback: tuple[dt.date, dt.date] | None = None,
-                 outcome_days: int = 28, iv: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The multichannel value analysis (JSON-ready); with an encouragement experiment, its
-    window is the look-back period and its IV estimate is attached (``iv``: the estimate
-    when the experiment was already analysed)."""
+                 outcome_days: int | None = None,
+                 iv: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The multichannel value analysis (JSON-ready).
+
+    With an encouragement experiment, the outcome is read in the experiment's window, as
+    ``analyze`` does (usage in the 28 days before its start is the look-back), and its IV
+    estimate is attached (``iv``: the estimate when the experiment was already analysed).
+    Without one, the look-back is the 28 days that end ``outcome_days`` (default 28) before
+    the data's last order. The outcome period must lie within the data.
+    """
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
     engine = open_engine(data)
     if not isinstance(engine, PolarsEngine):
         raise UserError("liftlab multichannel reads a data folder")
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
+    latest = engine.latest("orders")
+    if latest is None:
+        raise DataError([Problem("the orders table has no order with a timestamp",
+                                 table="orders", column="ts")])
     if experiment is not None:
         spec = load_experiment(experiment)
         if spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
-        lookback = lookback or (spec.start, spec.end)
+        if lookback is None:
+            lookback = (spec.start - dt.timedelta(days=LOOKBACK_DAYS), spec.start)
+            outcome_days = outcome_days or (spec.end - spec.start).days
         if iv is None:
-            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text()).sections.get(
-                "iv")
+            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text(),
+                         yaml_file=str(experiment)).sections.get("iv")
+    outcome_days = outcome_days or 28
     if lookback is None:
-        latest = engine.latest("orders")
-        if latest is None:
-            raise DataError("the orders table is empty")
         end = latest.date() - dt.timedelta(days=outcome_days)
-        lookback = (end - dt.timedelta(days=28), end)
+        lookback = (end - dt.timedelta(days=LOOKBACK_DAYS), end)
+    out_end = lookback[1] + dt.timedelta(days=outcome_days)
+    if latest < dt.datetime.combine(out_end, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1):
+        raise DataError([Problem(
+            f"the outcome period {lookback[1]}..{out_end} ({outcome_days} days after the "
+            f"look-back {lookback[0]}..{lookback[1]}) is not in the data: its last order is "
+            f"{latest:%Y-%m-%d %H:%M} UTC", table="orders", column="ts",
+            hint="choose an earlier --lookback-end or fewer --outcome-days")])
     result = analyse(engine.source, lookback, outcome_days).to_json()
     if iv is not None:
         result["iv"] = iv
@@ -168,8 +189,9 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
 
 
 def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
-    """The population's arms per channel, in the contract's assignments layout."""
-    units = engine.units(spec)
+    """The population's arms per channel by the stable hash (whatever assignments the data
+    already holds), in the contract's assignments layout."""
+    units = engine.units(spec.model_copy(update={"assignment": "hash"}))
     assigned_at = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
     frames = [units.frame.select(
         pl.lit(spec.id).alias("experiment_id"), pl.col(spec.unit), pl.lit(ch).alias("channel"),
