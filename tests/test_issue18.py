@@ -372,3 +372,26 @@ def test_multichannel_outcome_beyond_the_data_says_so(demo: Path, tmp_path: Path
     assert res.exit_code == 1, res.output
     assert "the outcome period 2026-02-10..2026-03-10" in res.output
     assert "its last order is 2026-02-23" in res.output
+
+
+# ---------------------------------------------------------------------- optional extras
+
+
+@pytest.mark.parametrize("args,module,extra", [
+    (["--data", "postgresql://me@localhost/crm"], "psycopg", "sql"),
+    (["--data", "duckdb:///tmp/x.duckdb"], "duckdb", "sql"),
+    (["--data", "DATA", "--engine", "spark"], "pyspark", "spark"),
+])
+def test_missing_extra_says_what_to_install(monkeypatch, tmp_path: Path, args, module, extra):
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == module else real(name, *a))
+    monkeypatch.setitem(sys.modules, module, None)  # ``import module`` fails too
+    args = [str(tmp_path) if a == "DATA" else a for a in args]
+    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", *args, "--out",
+                 tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert f"pip install 'liftlab[{extra}]'" in res.output
