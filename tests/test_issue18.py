@@ -441,3 +441,32 @@ def test_demo_experiments_on_duckdb(demo: Path, tmp_path: Path):
         same(_effects_of(sql), _effects_of(polars))
         assert [c.to_dict() for c in sql.design] == [c.to_dict() for c in polars.design]
         assert sql.as_of == polars.as_of
+
+
+@pytest.mark.parametrize("layout", ["text_orders", "float_ids", "fractional"])
+def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, layout: str):
+    import duckdb
+
+    from liftlab.analysis import analyze
+    from liftlab.data.open import open_engine
+    from liftlab.errors import DataError
+    from liftlab.spec_loader import load_experiment
+
+    db = tmp_path / "ids.duckdb"
+    con = duckdb.connect(str(db))
+    cast = {"text_orders": {"orders": "CAST(customer_id AS VARCHAR)"},
+            "float_ids": {"customers": "CAST(customer_id AS DOUBLE)",
+                          "events": "CAST(customer_id AS DOUBLE)"},
+            "fractional": {"events": "customer_id + 0.5"}}[layout]
+    for t in ("customers", "orders", "contacts", "events", "assignments"):
+        expr = cast.get(t)
+        select = f"* REPLACE ({expr} AS customer_id)" if expr else "*"
+        con.execute(f"CREATE TABLE {t} AS SELECT {select} FROM read_parquet('{demo / t}.parquet')")
+    con.close()
+    spec = load_experiment(EXPERIMENTS / "spring-factorial.yaml")
+    engine = open_engine(f"duckdb:///{db}")
+    if layout == "fractional":
+        with pytest.raises(DataError, match=r"table events, column customer_id: .* not whole"):
+            analyze(spec, engine)
+        return
+    same(_effects_of(analyze(spec, engine)), _effects_of(analyze(spec, open_engine(demo))))
