@@ -470,3 +470,24 @@ def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, l
             analyze(spec, engine)
         return
     same(_effects_of(analyze(spec, engine)), _effects_of(analyze(spec, open_engine(demo))))
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")
+def test_customer_ids_of_different_types_on_spark(demo: Path, tmp_path: Path):
+    pytest.importorskip("pyspark", reason="install the spark extra")
+    from liftlab.analysis import analyze
+    from liftlab.data.open import open_engine
+    from liftlab.errors import DataError
+    from liftlab.spec_loader import load_experiment
+
+    def change(d: Path) -> None:
+        rewrite(d, "orders", lambda o: o.with_columns(pl.col("customer_id").cast(pl.String)))
+        rewrite(d, "events", lambda f: f.with_columns(pl.col("customer_id").cast(pl.Float64)))
+
+    data = variant(demo, tmp_path, change)
+    spec = load_experiment(EXPERIMENTS / "web-onboarding.yaml")
+    same(_effects_of(analyze(spec, open_engine(data, engine="spark"))),
+         _effects_of(analyze(spec, open_engine(demo))))
+    rewrite(data, "events", lambda f: f.with_columns(pl.col("customer_id") + 0.5))
+    with pytest.raises(DataError, match=r"table events, column customer_id: .* not whole"):
+        open_engine(data, engine="spark").scan("events")

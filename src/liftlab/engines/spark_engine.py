@@ -115,6 +115,11 @@ class SparkEngine:
                 df = df.withColumn(name, F.col(name).cast("double"))
             elif kind == "id":  # integral floats as integers; text when tables disagree
                 if isinstance(dtype, T.FloatType | T.DoubleType | T.DecimalType):
+                    bad = df.filter(F.col(name) != F.floor(F.col(name))).count()
+                    if bad:
+                        raise DataError([Problem(
+                            f"{bad} id(s) are not whole numbers", table=table, column=name,
+                            row_count=bad, hint="ids must be integers or text")])
                     df = df.withColumn(name, F.col(name).cast("long"))
                 if id_string:
                     df = df.withColumn(name, F.col(name).cast("string"))
