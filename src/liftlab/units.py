@@ -50,11 +50,6 @@ class Units:
     warnings: tuple[str, ...] = ()
 
 
-def id_type(source: FolderSource, unit: str) -> pl.DataType:
-    """One type for unit ids across tables (``FolderSource.id_type``)."""
-    return source.id_type(unit)
-
-
 def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -> Units:
     """Population filter, arms (from the assignments table or the hash), segments."""
     unit = spec.unit
