@@ -491,3 +491,17 @@ def test_customer_ids_of_different_types_on_spark(demo: Path, tmp_path: Path):
     rewrite(data, "events", lambda f: f.with_columns(pl.col("customer_id") + 0.5))
     with pytest.raises(DataError, match=r"table events, column customer_id: .* not whole"):
         open_engine(data, engine="spark").scan("events")
+
+
+def test_assign_on_a_database_is_refused_clearly(demo: Path, tmp_path: Path):
+    import duckdb
+
+    db = tmp_path / "demo.duckdb"
+    con = duckdb.connect(str(db))
+    for t in ("customers", "orders"):
+        con.execute(f"CREATE TABLE {t} AS SELECT * FROM read_parquet('{demo / t}.parquet')")
+    con.close()
+    res = invoke("assign", EXPERIMENTS / "spring-factorial.yaml", "--data", f"duckdb:///{db}",
+                 "--out", tmp_path / "a.parquet")
+    assert res.exit_code == 1, res.output
+    assert "assign writes the assignments of a data folder" in res.output

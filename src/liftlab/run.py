@@ -192,6 +192,10 @@ def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     """The population's arms per channel by the stable hash (whatever assignments the data
     already holds), in the contract's assignments layout."""
     units = engine.units(spec.model_copy(update={"assignment": "hash"}))
+    if not isinstance(units.frame, pl.DataFrame):
+        raise UserError("liftlab assign writes the assignments of a data folder; pass --data "
+                        "with a folder (a database assigns in place: export the population "
+                        "first)")
     assigned_at = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
     frames = [units.frame.select(
         pl.lit(spec.id).alias("experiment_id"), pl.col(spec.unit), pl.lit(ch).alias("channel"),
