@@ -228,6 +228,14 @@ def test_contamination_and_exposure_are_health_items(demo: Path, tmp_path: Path)
     assert sms == {"contamination": "ok", "exposure": "ok"}
     page = (tmp_path / "out" / "dashboard.html").read_text()
     assert "Design checks" in page and "contamination of email" in page
+    folder = tmp_path / "exps"
+    folder.mkdir()
+    shutil.copy(EXPERIMENTS / "spring-factorial.yaml", folder)
+    res = invoke("report", "--experiments", folder, "--data", data, "--date", "2026-02-24",
+                 "--out", tmp_path / "reports")
+    assert res.exit_code == 0, res.output
+    index = (tmp_path / "reports" / "2026-02-24" / "index.html").read_text()
+    assert "✖ contamination" in index and "! exposure" in index
     # thresholds from the YAML
     spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t + (
         "checks: {contamination: {warn: 0.2, error: 0.3}, exposure: {warn: 0.5, error: 0.4}}\n"))
