@@ -106,11 +106,13 @@ def test_null_customer_ids_are_named_as_such(demo: Path, tmp_path: Path):
     data = variant(demo, tmp_path, lambda d: rewrite(d, "customers", lambda c: c.with_columns(
         pl.when(pl.col("customer_id") % 1000 == 0).then(None).otherwise(pl.col("customer_id"))
         .alias("customer_id"))))
-    res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", data, "--out",
-                 tmp_path / "out")
-    assert res.exit_code == 1, res.output
-    assert "8 row(s) have no customer_id" in res.output
-    assert "repeat" not in res.output
+    for command in (["analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", data, "--out",
+                     tmp_path / "out"],
+                    ["validate", EXPERIMENTS / "spring-factorial.yaml", "--data", data]):
+        res = invoke(*command)
+        assert res.exit_code == 1, res.output
+        assert "table customers, column customer_id: 8 row(s) have no customer_id" in res.output
+        assert "repeat" not in res.output
 
 
 def test_internal_error_message_with_brackets_is_printed(monkeypatch, tmp_path: Path):

@@ -109,9 +109,13 @@ def validate(
         from liftlab.run import check_columns
 
         problems = []
+        checked: set[str] = set()
         for spec in specs:
             engine = open_engine(data, spec.timezone)
             problems += engine.check()
+            if not problems and spec.timezone not in checked:  # data errors, once per zone
+                checked.add(spec.timezone)
+                problems += engine.quality(dt.datetime.now(dt.UTC)).errors
             if problems:
                 break
             path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
