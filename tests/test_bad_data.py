@@ -110,11 +110,21 @@ def test_mixed_id_types_are_joined(data, tiny_spec_path, tmp_path):
     assert results["effects"][0]["n_treatment"] > 0
 
 
-def test_empty_arm_constant_metric_and_tiny_segment(data, tmp_path):
-    """Degenerate cells become errors in the results (and an SRM), never a crash."""
+def test_empty_arm_is_an_error(data, tmp_path):
+    """An arm without units has no lift: an error naming the channel and arms (it was an
+    SRM flag and NaN lifts with exit 0)."""
     edit(data, "assignments", lambda d: d.with_columns(
         pl.when(pl.col("channel") == "mail").then(pl.lit("big")).otherwise(pl.col("group"))
         .alias("group")))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC_YAML)
+    res = run(spec, data, tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    assert "channel 'mail' has no units in arm(s) 'holdout', 'small'" in res.output
+
+
+def test_constant_metric_and_tiny_segment(data, tmp_path):
+    """Degenerate cells become errors in the results, never a crash."""
     edit(data, "customers", lambda d: d.with_columns(
         pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("solo")).otherwise(pl.col("segment"))
         .alias("segment")))
@@ -127,10 +137,8 @@ def test_empty_arm_constant_metric_and_tiny_segment(data, tmp_path):
     res = run(spec, data, out)
     assert res.exit_code == 0, res.output
     r = json.loads((out / "results.json").read_text())
-    assert r["health"]["srm_ok"] is False
     errors = {(e["channel"], e["metric"], json.dumps(e["segment"])): e["error"]
               for e in r["effects"]}
-    assert "too few units" in errors[("mail", "revenue", "null")]
     assert "constant" in errors[("email", "never", "null")]
     assert "too few units" in errors[("email", "revenue", json.dumps({"segment": "solo"}))]
 

@@ -23,10 +23,10 @@ TABLES = ["customers", "orders", "events", "assignments"]
 
 @pytest.fixture(scope="module", params=["table", "hash"])
 def spec(request) -> Experiment:
-    """With the assignments table (id as in the data), and without (liftlab hashes)."""
+    """With the assignments table (id as in the data), and by the hash (`assignment: hash`)."""
     base = Experiment.model_validate(yaml.safe_load(SPEC_YAML))
     if request.param == "hash":
-        return base.model_copy(update={"id": "hashed-arms"})
+        return base.model_copy(update={"id": "hashed-arms", "assignment": "hash"})
     return base
 
 

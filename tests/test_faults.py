@@ -56,7 +56,7 @@ def test_global_holdout_measures_the_programme(tiny_data: Path):
     text = (SPEC_YAML.replace("design: factorial", "")
             .replace("email: {holdout: 0.3, cost_per_contact: 0.01}",
                      "email: {holdout: 0.4, cost_per_contact: 0.01}")
-            .replace("id: tiny-factorial", "id: blind-zone")
+            .replace("id: tiny-factorial", "id: blind-zone\nassignment: hash")
             .replace("start: 2026-02-02", "start: 2026-02-02\ndesign: global_holdout"))
     spec = Experiment.model_validate(yaml.safe_load(text))
     result = analyze(spec, open_engine(tiny_data))

@@ -6,6 +6,7 @@ comparison (channel x arm x metric x segment) is then read off that table.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ import polars as pl
 
 from liftlab import __version__
 from liftlab.cells import CellTable
+from liftlab.columns import column_problems
 from liftlab.contribution import factorial_contribution, programme_effect
 from liftlab.data.quality import TS_COLUMN, QualityReport
+from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
@@ -101,6 +104,8 @@ class AnalysisResult:
     yaml_text: str | None = None
     data_checks: tuple[dict[str, object], ...] = ()
     sections: dict[str, Any] = field(default_factory=dict)
+    design: tuple[DesignCheck, ...] = ()
+    as_of_basis: AsOf | None = None
 
     @property
     def status(self) -> str:
@@ -130,11 +135,13 @@ class AnalysisResult:
             "days_planned": days_planned, "design": spec.design,
             "channels": list(spec.channels), "primary_metric": spec.primary_metric,
             "alpha": spec.alpha, "n_units": self.n_units, "assigned_by": self.assigned_by,
+            **(self.as_of_basis.to_dict() if self.as_of_basis else {}),
             "health": {
                 "srm_p_value": self.srm_p_value, "srm_ok": self.srm_ok,
                 "srm": [c.to_dict() for c in self.srm],
                 "warnings": [w.to_dict() for w in self.warnings],
                 "data_checks": list(self.data_checks),
+                "design_checks": [c.to_dict() for c in self.design],
             },
             "effects": [e.to_dict() for e in self.effects],
         }
@@ -162,8 +169,9 @@ class AnalysisResult:
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def summary(self) -> str:
-        lines = [f"{self.spec.title} ({self.spec.id}) as of {_iso(self.as_of)}: "
-                 f"{self.n_units:,} units, SRM {'ok' if self.srm_ok else 'FAILED'}"]
+        lines = [f"{self.spec.title} ({self.spec.id}) as of {_iso(self.as_of)}"
+                 + (f" ({self.as_of_basis.describe()})" if self.as_of_basis else "")
+                 + f": {self.n_units:,} units, SRM {'ok' if self.srm_ok else 'FAILED'}"]
         for e in self.primary_effects():
             arm = e.variant or TREATMENT
             lines.append(f"  {e.channel}/{arm} {e.metric.name}: {e.lift.abs:+.4g} "
@@ -175,14 +183,23 @@ class AnalysisResult:
 
 def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
             yaml_text: str | None = None, quality: QualityReport | None = None,
-            units: Units | None = None) -> AnalysisResult:
+            units: Units | None = None, yaml_file: str | None = None) -> AnalysisResult:
     """Full analysis of one experiment at ``as_of`` (default: its end).
 
     ``quality`` lets a daily run check the shared tables once for all its experiments, and
     ``units`` lets it build the experiment's units once for the analysis and the plan.
+    Every column the definition names is checked first (at its line of ``yaml_file``).
     """
+    missing = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
+                              yaml_file, yaml_text)
+    if missing:
+        raise DataError(missing)
+    basis = None
+    if as_of is None:
+        basis = default_as_of(spec, engine)
+        as_of = basis.as_of
     window = window_bounds(spec, as_of)
-    as_of = window[1] if as_of is None else as_of.astimezone(dt.UTC)
+    as_of = as_of.astimezone(dt.UTC)
     if window[1] <= window[0]:
         raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse "
                         f"as of {_iso(as_of)}")
@@ -192,6 +209,9 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         raise DataError(list(quality.errors))
     warnings = [Warning_("data_quality", w) for w in quality.warnings]
     _check_data_reaches(spec, engine, window)
+    if basis is not None and basis.source == "data freshness":
+        warnings.append(Warning_("data_freshness", f"the data ends before the experiment: "
+                                 f"analysed as of {_iso(basis.as_of)} ({basis.describe()})"))
     units = units or engine.units(spec)
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
@@ -200,9 +220,12 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
     frame = engine.aggregate(plan, units, spec.id)
     cells = CellTable(frame, tuple(spec.channels), units.segments)
+    _require_arms(spec, cells, units)
     srm = tuple(srm_check(ch, cells.arm_counts(ch), cfg.arms, spec.monitoring.srm_alpha)
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
+    design = design_checks(spec, cells)
+    warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
     effects = tuple(_effects(spec, cells, units))
     sections: dict[str, Any] = {}
     sections.update(_contribution(spec, cells, warnings))
@@ -216,7 +239,67 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
-                          data_checks=quality.checks, sections=sections)
+                          data_checks=quality.checks, sections=sections, design=design,
+                          as_of_basis=basis)
+
+
+@dataclass(frozen=True)
+class AsOf:
+    """The default analysis moment: the earlier of the experiment's end and the data's
+    freshness (the hour after its last order or event)."""
+
+    as_of: dt.datetime
+    source: Literal["experiment end", "data freshness"]
+    freshness: dt.datetime | None  # the last order/event timestamp
+
+    def describe(self) -> str:
+        last = ("no order or event" if self.freshness is None
+                else f"last order/event {_iso(self.freshness)}")
+        return f"default: {self.source}; {last}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"as_of_source": self.source, "data_freshness":
+                None if self.freshness is None else _iso(self.freshness)}
+
+
+def data_freshness(engine: Engine) -> dt.datetime | None:
+    """The newest order or event timestamp (computed by the engine)."""
+    found = [ts for t in ("orders", "events") if engine.has(t)
+             for ts in [engine.latest(t)] if ts is not None]
+    return max(found).astimezone(dt.UTC) if found else None
+
+
+def default_as_of(spec: Experiment, engine: Engine) -> AsOf:
+    """``--as-of`` when not given: the experiment's end, or the data's freshness (the start
+    of the hour after the last order/event) when the data stops earlier."""
+    end = _end_utc(spec)
+    last = data_freshness(engine)
+    if last is None:
+        return AsOf(end, "experiment end", None)
+    fresh = last.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    return AsOf(fresh, "data freshness", last) if fresh < end else AsOf(
+        end, "experiment end", last)
+
+
+def _require_arms(spec: Experiment, cells: CellTable, units: Units) -> None:
+    """Every arm of every channel has units: an empty arm has no lift to report (a channel
+    missing from the assignments, a misspelt arm, a holdout never drawn)."""
+    problems = []
+    for ch, cfg in spec.channels.items():
+        counts = cells.arm_counts(ch)
+        empty = [arm for arm in cfg.arms if not counts.get(arm)]
+        if empty:
+            source = ("the assignments table" if units.assigned_by == "table"
+                      else "the hash assignment")
+            problems.append(Problem(
+                f"channel {ch!r} has no units in arm(s) {', '.join(map(repr, empty))} of "
+                f"{units.n:,} units ({source})", table="assignments" if
+                units.assigned_by == "table" else None, column="channel" if
+                units.assigned_by == "table" else None,
+                hint="check the channel and arm names against the assignments"
+                if units.assigned_by == "table" else "the population is too small"))
+    if problems:
+        raise DataError(problems)
 
 
 def _contribution(spec: Experiment, cells: CellTable,
@@ -476,20 +559,34 @@ def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFram
            h_rows: pl.DataFrame) -> dict[str, Any]:
     """Cost, incremental margin, ROI = (incremental margin - cost) / cost, and ROAS.
 
-    Cost is the contacts table's cost for this channel's treated units when present, else
-    cost_per_contact x treated units. Margin falls back to revenue when orders has no margin.
+    Cost is that of the contacts actually sent to the channel's treated units: their summed
+    ``cost``, else cost_per_contact x contacts sent. A channel absent from the contacts table
+    has no known cost (ROI None, with the reason); without a contacts table every treated unit
+    is taken as contacted once. Margin falls back to revenue when orders has no margin.
     """
     n_t = int(t_rows["n"].sum())
-    contacts = cells.total(sum_col(f"contacts@{channel}"), t_rows)
-    cost = (cells.total(sum_col(f"cost@{channel}"), t_rows) if contacts > 0
-            else spec.channels[channel].cost_per_contact * n_t)
     value = "margin" if sum_col("margin") in cells.frame.columns else "revenue"
     margin = frequentist.welch(cells.arm_stats(value, t_rows), cells.arm_stats(value, h_rows),
                                spec.alpha)
     revenue = frequentist.welch(cells.arm_stats("revenue", t_rows),
                                 cells.arm_stats("revenue", h_rows), spec.alpha)
-    return {**channel_roi(margin, revenue, n_t, cost).to_dict(), "roi_basis": value,
-            "contacts": contacts or n_t}
+    per_contact = spec.channels[channel].cost_per_contact
+    note = None
+    if sum_col(f"contacts@{channel}") in cells.frame.columns:
+        contacts = round(cells.total(sum_col(f"contacts@{channel}"), t_rows))
+        summed = cells.total(sum_col(f"cost@{channel}"), t_rows)
+        cost, basis = ((summed, "contacts.cost") if summed > 0 else
+                       (per_contact * contacts, "cost_per_contact x contacts sent"))
+        if not contacts:
+            note = (f"channel {channel!r} has no contacts to its treated units in the "
+                    "contacts table: its cost is unknown, ROI is undefined")
+    else:
+        contacts = n_t
+        cost, basis = per_contact * n_t, "cost_per_contact x treated units (no contacts table)"
+    roi = channel_roi(margin, revenue, n_t, cost)
+    if note is not None:
+        roi = dataclasses.replace(roi, note=note)
+    return {**roi.to_dict(), "roi_basis": value, "cost_basis": basis, "contacts": contacts}
 
 
 def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.DataFrame,

@@ -22,13 +22,17 @@ from liftlab.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what each marketing channel really earns, with holdouts.")
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Markup is off by default: messages hold user text (paths, YAML, data values) such as
+# ``[/data/x]`` that rich would read as tags; styled prints escape their variable parts.
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DataOpt = Annotated[str, typer.Option("--data", help="Data folder (or database URL).")]
 AsOfOpt = Annotated[str | None, typer.Option(
-    "--as-of", help="Analyse the data as known at this moment (ISO timestamp, UTC default).")]
+    "--as-of", help="Analyse the data as known at this moment (ISO timestamp, UTC default). "
+    "Default: the experiment's end, or the data's freshness (the hour after the last order or "
+    "event) when the data stops earlier.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="polars (one machine) or spark (a cluster, or Spark local mode).")]
@@ -105,21 +109,29 @@ def validate(
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
+        from liftlab.run import check_columns
+
         problems = []
+        checked: set[str] = set()
         for spec in specs:
             engine = open_engine(data, spec.timezone)
             problems += engine.check()
+            if not problems and spec.timezone not in checked:  # data errors, once per zone
+                checked.add(spec.timezone)
+                problems += engine.quality(dt.datetime.now(dt.UTC)).errors
             if problems:
                 break
+            path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
+            check_columns(spec, engine, path)
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "
                       f"(arms from {units.assigned_by})")
             if isinstance(data, str) and "://" not in data:
                 from liftlab.run import plan_file
 
-                path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
                 for warning in plan_file(path, data).warnings:
-                    out.print(f"[yellow]warning[/yellow]  {spec.id}: {warning}")
+                    out.print(f"[yellow]warning[/yellow]  {escape(spec.id)}: "
+                              f"{escape(warning)}", markup=True)
         if problems:
             raise UserError(problems)
 
@@ -158,19 +170,21 @@ def monitor(
     """Always-valid readout now: the decision so far, guardrails and the hourly timeline."""
     from liftlab.run import monitor_file
 
-    moment = parse_as_of(as_of) or dt.datetime.now(dt.UTC)
-    result = monitor_file(experiment, data, moment, cache, out_dir)
+    result, basis = monitor_file(experiment, data, parse_as_of(as_of), cache, out_dir)
     if as_json:
         import json
 
         from liftlab.fsio import dumps_json
 
-        out.print(dumps_json(json.loads(json.dumps(result.to_json()))), markup=False)
+        out.print(dumps_json(json.loads(json.dumps({**result.to_json(), "as_of_basis": basis}))),
+                  markup=False)
         return
-    out.print(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC: "
-              f"[bold]{result.decision}[/bold]"
+    moment = result.as_of
+    out.print(escape(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC"
+                     + (f" ({basis})" if basis else "") + ": ")
+              + f"[bold]{escape(result.decision)}[/bold]"
               + (f" since {result.decided_at:%Y-%m-%d %H:%M}" if result.decided_at else "")
-              + f" (always-valid p = {result.always_valid_p_value:.3g})")
+              + f" (always-valid p = {result.always_valid_p_value:.3g})", markup=True)
     if result.timeline:
         last = result.timeline[-1]
         if last["estimate"] is not None:
@@ -190,11 +204,14 @@ def monitor(
 def multichannel(
     data: DataOpt,
     experiment: Annotated[Path | None, typer.Option(
-        help="An encouragement experiment (its window is the look-back; adds the IV).")] = None,
+        help="An encouragement experiment: the outcome is read in its window (usage in the "
+             "28 days before its start), and its IV estimate is added.")] = None,
     lookback_start: Annotated[str | None, typer.Option(help="Look-back start YYYY-MM-DD.")] = (
         None),
     lookback_end: Annotated[str | None, typer.Option(help="Look-back end YYYY-MM-DD.")] = None,
-    outcome_days: Annotated[int, typer.Option(help="Days of value after the look-back.")] = 28,
+    outcome_days: Annotated[int | None, typer.Option(
+        help="Days of value after the look-back (default 28; with --experiment, its window).",
+        min=1)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Value of multichannel clients: naive, adjusted for self-selection, instrumented."""
@@ -217,8 +234,8 @@ def multichannel(
               f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}")
     for name, a in result["adjusted"].items():
         out.print(f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]")
-    if result.get("iv"):
-        iv = result["iv"]
+    iv = result.get("iv")
+    if iv:
         out.print(f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
                   f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first stage "
                   f"{iv['first_stage']:.1%}")

@@ -91,6 +91,11 @@ def pre_name(measure: str) -> str:
     return f"{measure}{PRE}"
 
 
+def contacted(channel: str) -> str:
+    """The measure: 1 when the unit got at least one contact of ``channel`` in the window."""
+    return f"contacted@{channel}"
+
+
 def arm_col(channel: str) -> str:
     return f"arm:{channel}"
 
@@ -124,7 +129,8 @@ def build_plan(
     ``extra_quantities`` adds built-in quantities (revenue, margin, orders: for ROI and
     contribution) that the metrics do not define; ``landing`` asks for the revenue
     landed in each purchase channel (cross-channel credit, see ``with_landing``);
-    ``contact_channels`` adds the number and cost of each channel's contacts.
+    ``contact_channels`` adds the number and cost of each channel's contacts and whether
+    each unit was contacted.
     """
     measures: dict[str, Measure] = {}
     products: list[tuple[str, str]] = []
@@ -166,10 +172,10 @@ def build_plan(
         if name not in measures:
             add(builtin_measure(name))
             products.append((name, name))
-    for ch in contact_channels:
-        name = f"cost@{ch}"
-        add(Measure(name, "contacts", "sum", value="cost", channel=ch))
+    for ch in contact_channels:  # cost, contacts sent and units contacted (design checks)
+        add(Measure(f"cost@{ch}", "contacts", "sum", value="cost", channel=ch))
         add(Measure(f"contacts@{ch}", "contacts", "count", channel=ch))
+        add(Measure(contacted(ch), "contacts", "any", channel=ch))
     unique_products = tuple(dict.fromkeys(products))
     return AggregationPlan(spec.unit, window, pre_window, tuple(measures.values()),
                            unique_products, group_by, landing)

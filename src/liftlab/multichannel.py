@@ -631,12 +631,18 @@ def analyse(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
     sums_df, combos_df, app_df = pl.collect_all([sums, combos, appetence])
     multi, single = _value_stats(sums_df, True), _value_stats(sums_df, False)
     n_clients = multi.n + single.n
-    if min(multi.n, single.n) < MIN_GROUP or single.value <= 0:
-        msg = (f"cannot compare multichannel with single-channel clients in the look-back "
-               f"{start}..{end}: {multi.n} multichannel and {single.n} single-channel active "
-               f"clients (need at least {MIN_GROUP} each, with revenue in the outcome period); "
-               "choose a longer or earlier --lookback window")
-        raise UserError(msg)
+    if min(multi.n, single.n) < MIN_GROUP:
+        raise UserError(
+            f"cannot compare multichannel with single-channel clients in the look-back "
+            f"{start}..{end}: {multi.n} multichannel and {single.n} single-channel active "
+            f"clients, at least {MIN_GROUP} of each are needed; choose a longer or earlier "
+            "--lookback window")
+    if single.value <= 0:
+        raise UserError(
+            f"the {single.n} single-channel clients of the look-back {start}..{end} have no "
+            f"revenue in the outcome period {end}..{end + dt.timedelta(days=outcome_days)}: "
+            "the premium is a ratio to their value; choose another --lookback window or "
+            "more --outcome-days")
     subsampled = n_clients > MAX_CLIENTS_FOR_MODELS
     model_rows = frame
     if subsampled:

@@ -8,11 +8,11 @@ from typing import Any
 
 import polars as pl
 
-from liftlab.analysis import AnalysisResult, analyze
+from liftlab.analysis import AnalysisResult, analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine
-from liftlab.errors import DataError, LiftlabError, SpecError, UserError
+from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
 from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
@@ -21,6 +21,19 @@ from liftlab.units import Units
 
 DEMO_DATE = dt.date(2026, 2, 24)
 MAX_OUTCOME_DAYS = 365
+LOOKBACK_DAYS = 28  # usage window of the multichannel analysis
+
+
+def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) -> None:
+    """Every column the definition names exists in the data (else a DataError at the YAML's
+    line when ``path`` is given)."""
+    from liftlab.columns import column_problems
+
+    text = path.read_text(encoding="utf-8") if path is not None else None
+    problems = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
+                               None if path is None else str(path), text)
+    if problems:
+        raise DataError(problems)
 
 
 def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
@@ -30,7 +43,8 @@ def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None =
     problems = engine.check()
     if problems:
         raise DataError(problems)
-    return analyze(spec, engine, as_of, yaml_text=Path(experiment).read_text())
+    return analyze(spec, engine, as_of, yaml_text=Path(experiment).read_text(),
+                   yaml_file=str(experiment))
 
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
@@ -51,9 +65,11 @@ def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | N
     return result
 
 
-def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
-                 cache: Path | None, out_dir: Path | None) -> Any:
-    """The sequential readout of one experiment (polars engine), optionally written out."""
+def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
+                 cache: Path | None, out_dir: Path | None) -> tuple[Any, str | None]:
+    """The sequential readout of one experiment (polars engine), optionally written out, and
+    how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
+    experiment's end and the data's freshness)."""
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.monitor import run_monitor, tables_from_source
 
@@ -64,20 +80,31 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     problems = engine.check()
     if problems:
         raise DataError(problems)
+    check_columns(spec, engine, Path(experiment))
+    basis = None
+    if as_of is None:
+        chosen = default_as_of(spec, engine)
+        as_of, basis = chosen.as_of, chosen.describe()
     tables = tables_from_source(spec, engine.source, engine.units(spec))
     with engine.source.reading():
         result = run_monitor(spec, tables, as_of, cache)
     if out_dir is not None:
-        atomic_write_json(out_dir / "monitor.json", result.to_json())
-    return result
+        atomic_write_json(out_dir / "monitor.json", {**result.to_json(), "as_of_basis": basis})
+    return result, basis
 
 
 def multichannel(data: str | Path, experiment: Path | None = None,
                  lookback: tuple[dt.date, dt.date] | None = None,
-                 outcome_days: int = 28, iv: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The multichannel value analysis (JSON-ready); with an encouragement experiment, its
-    window is the look-back period and its IV estimate is attached (``iv``: the estimate
-    when the experiment was already analysed)."""
+                 outcome_days: int | None = None,
+                 iv: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The multichannel value analysis (JSON-ready).
+
+    With an encouragement experiment, the outcome is read in the experiment's window, as
+    ``analyze`` does (usage in the 28 days before its start is the look-back), and its IV
+    estimate is attached (``iv``: the estimate when the experiment was already analysed).
+    Without one, the look-back is the 28 days that end ``outcome_days`` (default 28) before
+    the data's last order. The outcome period must lie within the data.
+    """
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
@@ -86,22 +113,36 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     engine = open_engine(data)
     if not isinstance(engine, PolarsEngine):
         raise UserError("liftlab multichannel reads a data folder")
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
+    latest = engine.latest("orders")
+    if latest is None:
+        raise DataError([Problem("the orders table has no order with a timestamp",
+                                 table="orders", column="ts")])
     if experiment is not None:
         spec = load_experiment(experiment)
         if spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
-        lookback = lookback or (spec.start, spec.end)
+        if lookback is None:
+            lookback = (spec.start - dt.timedelta(days=LOOKBACK_DAYS), spec.start)
+            outcome_days = outcome_days or (spec.end - spec.start).days
         if iv is None:
-            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text()).sections.get(
-                "iv")
+            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text(),
+                         yaml_file=str(experiment)).sections.get("iv")
+    outcome_days = outcome_days or 28
     if lookback is None:
-        latest = engine.latest("orders")
-        if latest is None:
-            raise DataError("the orders table is empty")
         end = latest.date() - dt.timedelta(days=outcome_days)
-        lookback = (end - dt.timedelta(days=28), end)
+        lookback = (end - dt.timedelta(days=LOOKBACK_DAYS), end)
     _check_lookback(lookback)
+    out_end = lookback[1] + dt.timedelta(days=outcome_days)
+    if latest < dt.datetime.combine(out_end, dt.time(), tzinfo=dt.UTC) - dt.timedelta(days=1):
+        raise DataError([Problem(
+            f"the outcome period {lookback[1]}..{out_end} ({outcome_days} days after the "
+            f"look-back {lookback[0]}..{lookback[1]}) is not in the data: its last order is "
+            f"{latest:%Y-%m-%d %H:%M} UTC", table="orders", column="ts",
+            hint="choose an earlier --lookback-end or fewer --outcome-days")])
     with engine.source.reading():
         result = analyse(engine.source, lookback, outcome_days).to_json()
     if iv is not None:
@@ -125,6 +166,7 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
     problems = engine.check()
     if problems:
         raise DataError(problems)
+    check_columns(spec, engine, Path(experiment))
     return plan_for(spec, engine, power, target_mde_rel, assumed_lift_rel)
 
 
@@ -161,8 +203,13 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
 
 
 def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
-    """The population's arms per channel, in the contract's assignments layout."""
-    units = engine.units(spec)
+    """The population's arms per channel by the stable hash (whatever assignments the data
+    already holds), in the contract's assignments layout."""
+    units = engine.units(spec.model_copy(update={"assignment": "hash"}))
+    if not isinstance(units.frame, pl.DataFrame):
+        raise UserError("liftlab assign writes the assignments of a data folder; pass --data "
+                        "with a folder (a database assigns in place: export the population "
+                        "first)")
     assigned_at = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
     frames = [units.frame.select(
         pl.lit(spec.id).alias("experiment_id"), pl.col(spec.unit), pl.lit(ch).alias("channel"),
@@ -215,12 +262,16 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
             qualities[spec.timezone] = engine.quality(as_of_now)
         return engines[spec.timezone]
 
-    def analyze_one(spec: Experiment, as_of: dt.datetime) -> dict[str, Any]:
+    def analyze_one(spec: Experiment, as_of: dt.datetime | None) -> dict[str, Any]:
         engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
+        check_columns(spec, engine, path)
         units = engine.units(spec)  # built once for the analysis and the plan
+        if default_as_of(spec, engine).as_of < as_of:  # data older than the report date
+            as_of = None
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
-                         quality=qualities[spec.timezone], units=units).to_dict()
+                         quality=qualities[spec.timezone], units=units,
+                         yaml_file=str(path)).to_dict()
         result["plan"] = plan_for(spec, engine, units=units).to_json()
         return result
 

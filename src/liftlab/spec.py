@@ -36,7 +36,6 @@ MAX_TITLE_CHARS = 200  # name, owner, tags
 MAX_DRAWS = 20_000  # per chain, for draws and tune
 MAX_CHAINS = 8
 MAX_RESPONSE_WINDOW_HOURS = 24 * 90
-MAX_HORIZON_HOURS = 24 * 366
 FIRST_DATE = dt.date(1990, 1, 1)  # the data checks' earliest plausible timestamp
 LAST_DATE = dt.date(2100, 1, 1)  # an end date (exclusive) at most this
 
@@ -157,12 +156,36 @@ class Covariates(_Model):
 class Monitoring(_Model):
     sequential: bool = False
     alpha: float | None = Field(None, gt=0.0, lt=0.5)
-    method: Literal["mixture", "group_sequential"] = "mixture"
-    horizon_hours: int | None = Field(None, gt=0, le=MAX_HORIZON_HOURS)
     response_window_hours: int = Field(72, gt=0, le=MAX_RESPONSE_WINDOW_HOURS)
     min_events_per_arm: int = Field(100, ge=0)
     expected_lift: float | None = None
     srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
+
+
+class Threshold(_Model):
+    """Where a design check turns into a warning and into an error (shares of units)."""
+
+    warn: float = Field(ge=0.0, le=1.0)
+    error: float = Field(ge=0.0, le=1.0)
+
+
+class Checks(_Model):
+    """Design checks from the contacts table. ``contamination``: share of holdout units
+    contacted on the channel (warn/error above); ``exposure``: share of treated units
+    contacted (warn/error below)."""
+
+    contamination: Threshold = Threshold(warn=0.01, error=0.05)
+    exposure: Threshold = Threshold(warn=0.8, error=0.5)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Checks:
+        if self.contamination.warn > self.contamination.error:
+            raise ValueError("contamination: warn must not exceed error (shares that are "
+                             "too high)")
+        if self.exposure.warn < self.exposure.error:
+            raise ValueError("exposure: warn must not be below error (shares that are too "
+                             "low)")
+        return self
 
 
 class Prior(_Model):
@@ -202,11 +225,15 @@ class Experiment(_Model):
                                                   max_length=MAX_NAME_CHARS)], Channel],
                         Field(max_length=MAX_CHANNELS)]
     design: Design = "factorial"
+    # Where the arms come from: None = the assignments table when the data has one, else
+    # the stable hash; "table" = the assignments table, required; "hash" = always the hash.
+    assignment: Literal["table", "hash"] | None = None
     metrics: Annotated[list[Metric], Field(max_length=MAX_METRICS)]
     primary_metric: Name
     covariates: Covariates = Covariates()
     segments: Annotated[list[Name], Field(max_length=MAX_SEGMENTS)] = []
     monitoring: Monitoring = Monitoring()
+    checks: Checks = Checks()
     analysis: Analysis = Analysis()
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     encouragement: Encouragement | None = None
@@ -272,6 +299,18 @@ class Experiment(_Model):
         names = [m.name for m in info.data.get("metrics") or []]
         if names and v not in names:
             raise ValueError(f"{v!r} is not a metric; choose one of: {', '.join(names)}")
+        return v
+
+    @field_validator("monitoring")
+    @classmethod
+    def _sequential_metric(cls, v: Monitoring, info: ValidationInfo) -> Monitoring:
+        metrics = {m.name: m for m in info.data.get("metrics") or []}
+        primary = metrics.get(info.data.get("primary_metric") or "")
+        if v.sequential and primary is not None and primary.kind == "ratio":
+            raise ValueError(
+                f"sequential monitoring tests a per-unit primary metric; {primary.name!r} is a "
+                "ratio metric: make a mean, count or binary metric primary, or set "
+                "sequential: false")
         return v
 
     @model_validator(mode="after")

@@ -51,16 +51,6 @@ class Units:
     warnings: tuple[str, ...] = ()
 
 
-def id_type(source: FolderSource, unit: str) -> pl.DataType:
-    """One type for unit ids across tables: theirs if they agree, else String."""
-    types = {source.schema(t)[unit] for t in ("customers", "orders", "contacts", "events",
-                                              "assignments")
-             if source.has(t) and unit in source.schema(t)}
-    if len(types) == 1:
-        return types.pop()
-    return pl.String
-
-
 def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -> Units:
     """Population filter, arms (from the assignments table or the hash), segments."""
     unit = spec.unit
@@ -88,14 +78,19 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
         _segment(s).cast(pl.Enum(categories[s])) if s in categories else _segment(s)
         for s in spec.segments])
     warnings: list[str] = []
-    long = _assignment_rows(spec, source, uid_type)
+    long = (_assignment_rows(spec, source, uid_type)
+            if arms_source(spec, source.has("assignments")) == "table" else None)
     read = _read_assignments(spec, population, long) if long is not None else None
-    if read is not None and read.rows:
+    if read is not None and not read.rows:
+        raise no_assignments(spec, source.scan("assignments").select(
+            pl.col("experiment_id").cast(pl.String).unique().sort().head(11))
+            .collect()["experiment_id"].to_list())
+    if read is not None:
         frame, more = _from_table(spec, read)
         warnings += more
         assigned_by = "table"
     else:
-        pop = read.population if read is not None else population.collect()
+        pop = population.collect()
         frame = pop.with_columns(hash_arms(spec, pop[unit]))
         assigned_by = "hash"
     if frame.height == 0:
@@ -111,6 +106,33 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
     unused = [s for s in spec.segments if s not in segments]
     frame = frame.drop(unused) if unused else frame
     return Units(frame, frame.height, assigned_by, segments, tuple(warnings + more))
+
+
+def arms_source(spec: Experiment, has_table: bool) -> str:
+    """Where the arms come from: "table" or "hash" (``Experiment.assignment``)."""
+    if spec.assignment == "hash":
+        return "hash"
+    if has_table:
+        return "table"
+    if spec.assignment == "table":
+        raise DataError([Problem(
+            f"experiment {spec.id!r} says assignment: table, but the data has no assignments "
+            "table", table="assignments",
+            hint="export the assignments, or remove `assignment: table` to assign by hash")])
+    return "hash"
+
+
+def no_assignments(spec: Experiment, held: list[str | None]) -> DataError:
+    """The assignments table exists but has no row for this experiment (a renamed
+    experiment?): assigning by hash instead would report a placebo result."""
+    names = ", ".join("(empty)" if i is None else repr(i) for i in held[:10])
+    more = " and more" if len(held) > 10 else ""
+    found = f"it holds {names}{more}" if held else "it is empty"
+    return DataError([Problem(
+        f"the assignments table has no rows for experiment {spec.id!r}; {found}",
+        table="assignments", column="experiment_id",
+        hint="make the YAML id and the table's experiment_id agree, or write "
+             "`assignment: hash` in the YAML to assign by the stable hash")])
 
 
 def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:

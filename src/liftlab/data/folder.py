@@ -1,7 +1,13 @@
 """A data source that is a folder of tables: NAME.parquet, NAME.csv or NAME/*.parquet.
 
-Tables are scanned lazily and normalised once: ids to one common type, timestamps to UTC,
-numeric columns to Float64. Problems are reported with the table, the column and the rows.
+Tables are scanned lazily and normalised once: customer ids to one common type, timestamps
+to UTC, numeric columns to Float64. Problems are reported with the table, the column and the
+rows.
+
+Customer ids may be stored as integers in one table and as text in another (the contract
+allows either): they are compared as text when any table holds text, integers rendered in
+decimal ("42"); integral floats (42.0, as CSV exports and pandas write them) read as integers,
+and a float id with a fraction is a DataError.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class FolderSource:
     root: Path
     timezone: str = UTC
     _schemas: dict[str, pl.Schema] = field(default_factory=dict, compare=False, repr=False)
+    _id_types: dict[str, pl.DataType] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -64,14 +71,17 @@ class FolderSource:
         return self._schemas[table]
 
     def scan(self, table: str, id_type: pl.DataType | None = None) -> pl.LazyFrame:
-        """The table normalised: timestamps in UTC, numbers as Float64, ids as ``id_type``."""
+        """The table normalised: timestamps in UTC, numbers as Float64, customer ids as
+        ``id_type`` (default: their common type, ``id_type()``)."""
         schema = self.schema(table)
         kinds = {**REQUIRED.get(table, {}), **OPTIONAL.get(table, {})}
+        ids = id_type or (self.id_type() if any(
+            k == "id" and n in schema for n, k in kinds.items()) else None)
         exprs = []
         for name, kind in kinds.items():
             if name not in schema:
                 continue
-            exprs.append(_normalise(name, kind, schema[name], id_type, self.timezone))
+            exprs.append(_normalise(name, kind, schema[name], ids, self.timezone))
         lf = self.raw(table)
         return lf.with_columns(exprs) if exprs else lf
 
@@ -101,9 +111,46 @@ class FolderSource:
             return Problem(f"cannot read {path}: {first}", table=table,
                            hint=f"the file is damaged or not valid {kind}; write it again")
         return None
+    def id_type(self, unit: str = "customer_id") -> pl.DataType:
+        """The one type of ``unit`` ids across tables: String when any table stores them as
+        text (or categories), else their integer type (Int64 when tables differ or some are
+        integral floats). A float id with a fraction is a DataError."""
+        if unit not in self._id_types:
+            stored = {t: self.schema(t)[unit] for t in TABLES
+                      if self.has(t) and unit in self.schema(t)}
+            problems = [p for t, d in stored.items() if d.is_float()
+                        for p in self._fractional_ids(t, unit)]
+            if problems:
+                raise DataError(problems)
+            self._id_types[unit] = _common_id_type(list(stored.values()))
+        return self._id_types[unit]
+
+    def _fractional_ids(self, table: str, unit: str) -> list[Problem]:
+        col = pl.col(unit)
+        bad = (self.raw(table).with_row_index("__row", offset=1)
+               .filter(col.is_not_null() & (~col.is_finite() | (col != col.floor())))
+               .select("__row", unit))
+        found = pl.collect_all([bad.head(10), bad.select(pl.len())])
+        rows, count = found[0], int(found[1].item())
+        if not count:
+            return []
+        examples = ", ".join(repr(v) for v in rows[unit].head(3).to_list())
+        return [Problem(f"{count} id(s) are not whole numbers, such as {examples}",
+                        table=table, column=unit, rows=tuple(rows["__row"].to_list()),
+                        row_count=count, hint="ids must be integers or text")]
 
     def check(self) -> list[Problem]:
-        """Structural problems (missing tables/columns, wrong dtypes) of every table present."""
+        """Structural problems (missing tables/columns, wrong dtypes, ids that cannot be
+        compared across tables) of every table present."""
+        problems = self._structural()
+        if not problems:
+            try:
+                self.id_type()
+            except DataError as exc:
+                problems += exc.problems
+        return problems
+
+    def _structural(self) -> list[Problem]:
         problems: list[Problem] = []
         for table in TABLES:
             if not self.has(table):
@@ -181,11 +228,20 @@ def _parse_ts(expr: pl.Expr, tz: str) -> pl.Expr:
     return pl.coalesce(with_offset, *naive)
 
 
+def _common_id_type(stored: list[pl.DataType]) -> pl.DataType:
+    if any(not (d.is_integer() or d.is_float()) for d in stored):
+        return pl.String
+    ints = set(stored)
+    return ints.pop() if len(ints) == 1 and not stored[0].is_float() else pl.Int64
+
+
 def _normalise(name: str, kind: ColumnKind, dtype: pl.DataType, id_type: pl.DataType | None,
                tz: str) -> pl.Expr:
     col = pl.col(name)
     if kind == "id" and id_type is not None and dtype != id_type:
-        return col.cast(pl.String).cast(id_type)
+        if dtype.is_float():  # whole numbers (checked by ``id_type``), as integers
+            col = col.cast(pl.Int64)
+        return col.cast(id_type)
     if kind == "number" and dtype != pl.Float64:
         if dtype == pl.String:
             return col.str.strip_chars().cast(pl.Float64, strict=False)

@@ -10,6 +10,7 @@ from liftlab.data.folder import FolderSource
 from liftlab.engines.base import Engine
 from liftlab.engines.polars_engine import PolarsEngine
 from liftlab.errors import DataError, Problem, UserError
+from liftlab.extras import require
 
 EngineName = Literal["polars", "spark"]
 
@@ -19,6 +20,9 @@ def open_engine(data: str | Path, timezone: str = "UTC", engine: EngineName = "p
     if "://" in text:
         if engine == "spark":
             raise UserError("--engine spark reads folders or Spark tables, not a database URL")
+        scheme = text.split("://", 1)[0].lower()
+        if scheme in ("postgresql", "postgres", "duckdb"):
+            require("duckdb" if scheme == "duckdb" else "psycopg")
         from liftlab.engines.sql_engine import connect
 
         return connect(text, timezone)

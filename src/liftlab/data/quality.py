@@ -51,6 +51,8 @@ class QualityReport:
 def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
     """The checks that apply to the tables present (``columns``: table -> column names)."""
     out = [
+        Check("customers", "customer_id", "customers have an id", "null", "error",
+              "{n} row(s) have no customer_id", "every customer needs an id"),
         Check("customers", "customer_id", "unique customer ids", "duplicated", "error",
               "{n} extra row(s) repeat a customer id",
               "each customer must have exactly one row"),
@@ -78,8 +80,8 @@ def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
 
 def polars_count(check: Check, as_of: dt.datetime) -> pl.Expr:
     """How many rows fail the check (for duplicates: rows beyond the first of each id)."""
-    if check.kind == "duplicated":
-        return pl.len() - pl.col(check.column).n_unique()
+    if check.kind == "duplicated":  # null ids are a check of their own
+        return pl.col(check.column).count() - pl.col(check.column).drop_nulls().n_unique()
     return polars_condition(check, as_of).sum()
 
 
@@ -87,7 +89,7 @@ def polars_condition(check: Check, as_of: dt.datetime) -> pl.Expr:
     """The rows involved in a failed check (for duplicates: every row sharing an id)."""
     col = pl.col(check.column)
     if check.kind == "duplicated":
-        return col.is_duplicated()
+        return col.is_duplicated() & col.is_not_null()
     if check.kind == "not_finite":
         return col.is_null() | ~col.is_finite() | (col.abs() > MAX_AMOUNT)
     if check.kind == "negative":

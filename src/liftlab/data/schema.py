@@ -6,12 +6,14 @@ from typing import Literal
 
 from liftlab.errors import Problem
 
-ColumnKind = Literal["id", "datetime", "number", "string", "any"]
+# "id": a unit (customer) id, made comparable across tables; "key": another table's own id
+# (order ids), kept as stored.
+ColumnKind = Literal["id", "key", "datetime", "number", "string", "any"]
 TABLES = ("customers", "orders", "contacts", "events", "assignments")
 
 REQUIRED: dict[str, dict[str, ColumnKind]] = {
     "customers": {"customer_id": "id"},
-    "orders": {"order_id": "id", "customer_id": "id", "ts": "datetime", "channel": "string",
+    "orders": {"order_id": "key", "customer_id": "id", "ts": "datetime", "channel": "string",
                "revenue": "number"},
     "contacts": {"customer_id": "id", "channel": "string", "sent_at": "datetime",
                  "cost": "number"},

@@ -322,18 +322,17 @@ def cell_sums(acc: np.ndarray, ids: np.ndarray, lo: int, groups: Groups,
 
 
 def repeated(column: pl.LazyFrame, batch_rows: int = BATCH_ROWS) -> int | None:
-    """How many values of a one-column frame repeat an earlier one (nulls after the first
-    null count as repeats), in one streamed pass over a bitmap of the integer range seen so
-    far; None when the values are not integers or spread too thinly for a bitmap (more than
-    16 slots per value read, beyond 64-bit arithmetic)."""
+    """How many non-null values of a one-column frame repeat an earlier one, in one
+    streamed pass over a bitmap of the integer range seen so far; None when the values are
+    not integers or spread too thinly for a bitmap (more than 16 slots per value read,
+    beyond 64-bit arithmetic)."""
     name = column.collect_schema().names()[0]
     if not column.collect_schema()[name].is_integer():
         return None
     seen = np.zeros(0, dtype=np.uint8)
-    lo = rows = nulls = repeats = 0
+    lo = rows = repeats = 0
     for batch in column.collect_batches(chunk_size=batch_rows):
         values = batch[name]
-        nulls += values.null_count()
         values = values.drop_nulls()
         if not values.len():
             continue
@@ -347,7 +346,7 @@ def repeated(column: pl.LazyFrame, batch_rows: int = BATCH_ROWS) -> int | None:
             seen = _regrown(seen, lo, new_lo, new_hi)
             lo = new_lo
         repeats += int(_count_repeats(values.cast(pl.Int64).to_numpy(), lo, seen))
-    return repeats + max(nulls - 1, 0)
+    return repeats
 
 
 def _regrown(seen: np.ndarray, lo: int, new_lo: int, new_hi: int) -> np.ndarray:

@@ -42,7 +42,7 @@ from liftlab.engines.dense import (
 from liftlab.errors import Problem
 from liftlab.metrics import PURCHASE_CHANNELS_MAX, AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import Units, build_units, id_type
+from liftlab.units import Units, build_units
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
 # spread over a huge range, or very many measures), or with too many combinations of group
@@ -280,7 +280,7 @@ class PolarsEngine:
 
     def units(self, spec: Experiment) -> Units:
         with self.source.reading():
-            return build_units(spec, self.source, id_type(self.source, spec.unit))
+            return build_units(spec, self.source, self.source.id_type(spec.unit))
 
     def aggregate(self, plan: AggregationPlan, units: Units,
                   experiment_id: str) -> pl.DataFrame:

@@ -34,7 +34,13 @@ from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import MISSING_SEGMENT, Units, segment_warning
+from liftlab.units import (
+    MISSING_SEGMENT,
+    Units,
+    arms_source,
+    no_assignments,
+    segment_warning,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -114,18 +120,29 @@ class SparkEngine:
                 df = df.withColumn(name, F.to_utc_timestamp(naive, self.timezone))
             elif kind == "number" and not isinstance(dtype, T.DoubleType):
                 df = df.withColumn(name, F.col(name).cast("double"))
-            elif kind == "id" and id_string:
-                df = df.withColumn(name, F.col(name).cast("string"))
+            elif kind == "id":  # integral floats as integers; text when tables disagree
+                if isinstance(dtype, T.FloatType | T.DoubleType | T.DecimalType):
+                    bad = df.filter(F.col(name) != F.floor(F.col(name))).count()
+                    if bad:
+                        raise DataError([Problem(
+                            f"{bad} id(s) are not whole numbers", table=table, column=name,
+                            row_count=bad, hint="ids must be integers or text")])
+                    df = df.withColumn(name, F.col(name).cast("long"))
+                if id_string:
+                    df = df.withColumn(name, F.col(name).cast("string"))
         self._cache[table] = df
         return df
 
     def _ids_disagree(self) -> bool:
-        types = set()
+        """Whether customer ids are compared as text: some table stores them as text."""
+        from pyspark.sql import types as T
+
         for t in TABLES:
             df = self._raw(t)
-            if df is not None and "customer_id" in df.columns:
-                types.add(df.schema["customer_id"].dataType.simpleString())
-        return len(types) > 1
+            if df is not None and "customer_id" in df.columns and not isinstance(
+                    df.schema["customer_id"].dataType, T.NumericType):
+                return True
+        return False
 
     def check(self) -> list[Problem]:
         return structural_problems(
@@ -140,7 +157,7 @@ class SparkEngine:
             mine = [(i, c) for i, c in enumerate(checks) if c.table == table]
             df = self._flagged(table, [c for _, c in mine], as_of)
             row = df.agg(*[
-                (F.count(F.lit(1)) - F.countDistinct(c.column)) if c.kind == "duplicated"
+                (F.count(c.column) - F.countDistinct(c.column)) if c.kind == "duplicated"
                 else F.sum(F.col(f"__bad{j}").cast("long"))
                 for j, (_, c) in enumerate(mine)]).collect()[0]
             row = {str(j): v for j, v in enumerate(row)}
@@ -163,7 +180,7 @@ class SparkEngine:
         for j, c in enumerate(checks):
             col = F.col(c.column)
             if c.kind == "duplicated":
-                cond = F.count(F.lit(1)).over(Window.partitionBy(c.column)) > 1
+                cond = col.isNotNull() & (F.count(F.lit(1)).over(Window.partitionBy(c.column)) > 1)
             elif c.kind == "not_finite":
                 cond = col.isNull() | F.isnan(col) | (F.abs(col) > MAX_AMOUNT)
             elif c.kind == "negative":
@@ -186,7 +203,7 @@ class SparkEngine:
                                      table="customers", column=c) for c in missing])
         if spec.population.where:
             sql, params = filters.to_sql(filters.parse(spec.population.where),
-                                         placeholder="?")
+                                         quote_ident=_backtick, placeholder="?")
             customers = self.spark.sql(f"SELECT * FROM {{c}} WHERE {sql}", args=params,
                                        c=customers)
         population = customers.select(
@@ -195,16 +212,25 @@ class SparkEngine:
         warnings: list[str] = []
         assigned_by = "hash"
         frame = None
-        if self.has("assignments"):
-            long = (self.scan("assignments").filter(F.col("experiment_id") == spec.id)
+        if arms_source(spec, self.has("assignments")) == "table":
+            table = self.scan("assignments")
+            if not table.filter(F.col("experiment_id") == spec.id).limit(1).count():
+                raise no_assignments(spec, [r[0] for r in table.select(
+                    F.col("experiment_id").cast("string")).distinct().orderBy(1).limit(11)
+                    .collect()])
+            long = (table.filter(F.col("experiment_id") == spec.id)
                     .filter(F.col("channel").isin(list(spec.channels))))
-            if long.limit(1).count():
-                assigned_by = "table"
-                self._check_assignments(spec, long)
-                wide = long.groupBy(unit).agg(*[
-                    F.first(F.when(F.col("channel") == ch, F.col("group")), ignorenulls=True)
-                    .alias(arm_col(ch)) for ch in spec.channels])
-                frame = population.join(wide, on=unit, how="inner")
+            if not long.limit(1).count():
+                raise DataError([Problem(
+                    f"experiment {spec.id!r} has assignment rows but none for its channels "
+                    f"({', '.join(spec.channels)})", table="assignments", column="channel",
+                    hint="the channel names must match the experiment's YAML")])
+            assigned_by = "table"
+            self._check_assignments(spec, long)
+            wide = long.groupBy(unit).agg(*[
+                F.first(F.when(F.col("channel") == ch, F.col("group")), ignorenulls=True)
+                .alias(arm_col(ch)) for ch in spec.channels])
+            frame = population.join(wide, on=unit, how="inner")
         if frame is None:
             frame = _hash_arms_spark(spec, population)
         frame = frame.cache()
@@ -295,6 +321,11 @@ class SparkEngine:
         if not self.has(table):
             return None
         return self.scan(table).agg(F.max(TS_COLUMN[table])).collect()[0][0]
+
+
+def _backtick(name: str) -> str:
+    """A Spark SQL identifier (double quotes are string literals there)."""
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _measure(m: Measure, plan: AggregationPlan) -> Column:

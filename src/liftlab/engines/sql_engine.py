@@ -35,7 +35,14 @@ from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
-from liftlab.units import MISSING_SEGMENT, Units, hash_arms, segment_warning
+from liftlab.units import (
+    MISSING_SEGMENT,
+    Units,
+    arms_source,
+    hash_arms,
+    no_assignments,
+    segment_warning,
+)
 
 Dialect = Literal["postgresql", "duckdb"]
 UNITS_TABLE = "liftlab_units"
@@ -56,6 +63,7 @@ class SqlEngine:
     timezone: str = "UTC"
     secrets: tuple[str, ...] = field(default=(), repr=False)
     _columns: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _id_kinds: dict[str, str] | None = field(default=None, repr=False)  # table -> int/float/text
 
     # -- connection helpers -------------------------------------------------------------
     def _p(self) -> str:
@@ -104,6 +112,36 @@ class SqlEngine:
     def has(self, table: str) -> bool:
         return bool(self.columns(table))
 
+    def _uid(self, table: str, unit: str) -> str:
+        """``table``'s unit id in the type every table shares (as ``FolderSource.id_type``):
+        text when any table stores text (integers in decimal), else integers (integral
+        floats cast; a float id with a fraction is a DataError)."""
+        if self._id_kinds is None:
+            sql = ("SELECT table_name, data_type FROM information_schema.columns WHERE "
+                   "column_name = %s AND table_schema = COALESCE(%s, current_schema())")
+            kinds = {t: _id_kind(d) for t, d in self.query(sql, [unit, self.schema])
+                     if t in TABLES}
+            for t, kind in kinds.items():
+                if kind == "float":
+                    self._check_whole(t, unit)
+            self._id_kinds = kinds
+        kinds = self._id_kinds
+        col = _quote(unit)
+        kind = kinds.get(table, "int")
+        as_int = f"CAST({col} AS BIGINT)" if kind == "float" else col
+        if "text" in kinds.values() and kind != "text":
+            return f"CAST({as_int} AS VARCHAR)"
+        return as_int
+
+    def _check_whole(self, table: str, unit: str) -> None:
+        col = _quote(unit)
+        bad = self.query(f"SELECT COUNT(*) FROM {self.table(table)} WHERE {col} <> FLOOR({col})",
+                         [])[0][0]
+        if bad:
+            raise DataError([Problem(f"{bad} id(s) are not whole numbers", table=table,
+                                     column=unit, row_count=int(bad),
+                                     hint="ids must be integers or text")])
+
     def check(self) -> list[Problem]:
         return structural_problems(
             {t: self.columns(t) if self.has(t) else None for t in TABLES}, self.label)
@@ -151,7 +189,7 @@ class SqlEngine:
     def _bad_count(self, c: Check, as_of: dt.datetime) -> tuple[str, list[Any]]:
         if c.kind == "duplicated":
             col = _quote(c.column)
-            return f"(COUNT(*) - COUNT(DISTINCT {col}))", []
+            return f"(COUNT({col}) - COUNT(DISTINCT {col}))", []  # nulls: a check of their own
         cond, params = self._bad_condition(c, as_of)
         return f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)", params
 
@@ -172,15 +210,20 @@ class SqlEngine:
                                            quote_ident=_quote)
         segs = ", ".join(f"COALESCE(CAST({_quote(s)} AS VARCHAR), '{MISSING_SEGMENT}') AS "
                          f"{_quote(s)}" for s in spec.segments)
-        population = (f"SELECT {unit}{', ' + segs if segs else ''} FROM "
-                      f"{self.table('customers')} WHERE {where}")
+        population = (f"SELECT {self._uid('customers', spec.unit)} AS {unit}"
+                      f"{', ' + segs if segs else ''} FROM {self.table('customers')} "
+                      f"WHERE {where}")
         arms = ", ".join(f"MAX(CASE WHEN channel = %s THEN \"group\" END) AS {_quote(arm_col(c))}"
                          for c in spec.channels)
         assigned_by = "hash"
         n_assigned = 0
-        if self.has("assignments"):
+        if arms_source(spec, self.has("assignments")) == "table":
             n_assigned = self.query(f"SELECT COUNT(*) FROM {self.table('assignments')} "
                                     "WHERE experiment_id = %s", [spec.id])[0][0]
+            if not n_assigned:
+                raise no_assignments(spec, [r[0] for r in self.query(
+                    f"SELECT DISTINCT CAST(experiment_id AS VARCHAR) FROM "
+                    f"{self.table('assignments')} ORDER BY 1 LIMIT 11")])
         self._drop_units()
         if n_assigned:
             assigned_by = "table"
@@ -196,9 +239,9 @@ class SqlEngine:
             self._execute(
                 f"CREATE TEMPORARY TABLE {UNITS_TABLE} AS SELECT p.*, "
                 f"{', '.join('a.' + _quote(arm_col(c)) for c in spec.channels)} FROM "
-                f"({population}) p JOIN (SELECT {unit}, {arms} FROM "
-                f"{self.table('assignments')} WHERE experiment_id = %s GROUP BY {unit}) a "
-                f"USING ({unit})", [*params, *spec.channels, spec.id])
+                f"({population}) p JOIN (SELECT {self._uid('assignments', spec.unit)} AS "
+                f"{unit}, {arms} FROM {self.table('assignments')} WHERE experiment_id = %s "
+                f"GROUP BY 1) a USING ({unit})", [*params, *spec.channels, spec.id])
         else:
             names = [spec.unit, *spec.segments]
             pop = self.query_frame(population, params, names)
@@ -249,9 +292,10 @@ class SqlEngine:
             extra = ""
             if table == "contacts" and "experiment_id" in self.columns("contacts"):
                 extra = " AND experiment_id = %s"
-            ctes.append(f"t{t} AS (SELECT {unit}, {', '.join(aggs)} FROM {self.table(table)} "
-                        f"WHERE {ts} >= %s AND {ts} < %s{extra} AND {unit} IN "
-                        f"(SELECT {unit} FROM {units_table}) GROUP BY {unit})")
+            uid = self._uid(table, plan.unit)
+            ctes.append(f"t{t} AS (SELECT {uid} AS {unit}, {', '.join(aggs)} FROM "
+                        f"{self.table(table)} WHERE {ts} >= %s AND {ts} < %s{extra} AND {uid} "
+                        f"IN (SELECT {unit} FROM {units_table}) GROUP BY 1)")
             params += [self._ts(lo), self._ts(hi)] + ([experiment_id] if extra else [])
             joins.append(f"LEFT JOIN t{t} USING ({unit})")
             selects += [f"COALESCE(t{t}.{safe[m.name]}, 0) AS {safe[m.name]}"
@@ -330,6 +374,16 @@ class SqlEngine:
             for row in frame.iter_rows():
                 copy.write_row(row)
         cur.close()
+
+
+def _id_kind(data_type: str) -> str:
+    """int, float or text, from information_schema's data_type."""
+    t = data_type.upper()
+    if "INT" in t:
+        return "int"
+    if t.startswith(("DOUBLE", "FLOAT", "REAL", "NUMERIC", "DECIMAL")):
+        return "float"
+    return "text"
 
 
 def _first_line(exc: BaseException) -> str:

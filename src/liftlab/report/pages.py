@@ -60,6 +60,15 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
     out.append({"level": "ok" if not bad else "amber", "icon": "✔" if not bad else "!",
                 "label": "ok" if not bad else "check", "title": "Data checks",
                 "detail": f"{len(checks) - len(bad)} of {len(checks)} passed"})
+    design = h.get("design_checks") or []
+    if design:
+        worst = max({"ok": 0, "warning": 1, "error": 2}[c["status"]] for c in design)
+        out.append({"level": ("ok", "amber", "bad")[worst], "icon": ("✔", "!", "✖")[worst],
+                    "label": ("ok", "check", "error")[worst], "title": "Design checks",
+                    "detail": "; ".join(
+                        f"{c['channel']} {c['check']} "
+                        + ("absent" if c["share"] is None or c["check"] == "contacts"
+                           else f"{c['share']:.1%}") for c in design)})
     immature = any(w["code"] == "immature_window" for w in h.get("warnings", []))
     out.append({"level": "amber" if immature else "ok", "icon": "…" if immature else "✔",
                 "label": "running" if immature else "complete",
@@ -277,7 +286,9 @@ def _meta(r: dict[str, Any]) -> list[str]:
         parts.append(f"{r['start']} → {r['end']}")
     if r.get("days_run") is not None:
         parts.append(f"day {r['days_run']:.0f} of {r.get('days_planned', '?')}")
-    parts.append(f"as of {r['as_of']}")
+    parts.append(f"as of {r['as_of']}" + (f" (default: {r['as_of_source']}, data up to "
+                                          f"{r.get('data_freshness')})"
+                                          if r.get("as_of_source") else ""))
     return parts
 
 
