@@ -78,8 +78,10 @@ class SparkEngine:
                 return self.spark.read.parquet(str(candidate))
         csv = self.root / f"{table}.csv"
         if csv.exists():
-            return self.spark.read.option("header", True).option("inferSchema", True).csv(
-                str(csv))
+            from liftlab.data.folder import csv_separator
+
+            return (self.spark.read.option("header", True).option("inferSchema", True)
+                    .option("sep", csv_separator(csv)).option("multiLine", True).csv(str(csv)))
         return None
 
     def has(self, table: str) -> bool:

@@ -1,0 +1,46 @@
+"""The folder reader on layouts the contract allows: CSV with another separator or a byte-order
+mark, categorical text columns, dates stored as text (found by the metamorphic tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from layouts import CUSTOMERS, Layout, base_tables, write_layout
+from liftlab.data.folder import FolderSource, csv_separator
+from liftlab.multichannel import clients
+
+
+def test_csv_separator_is_sniffed_from_the_header(tmp_path: Path):
+    path = tmp_path / "orders.csv"
+    path.write_bytes(b'\xef\xbb\xbfcustomer_id;note;revenue\n1;"a,b\nc";2.5\n')
+    assert csv_separator(path) == ";"
+    frame = FolderSource(tmp_path).raw("orders").collect()
+    assert frame.columns == ["customer_id", "note", "revenue"]
+    assert frame.row(0) == (1, "a,b\nc", 2.5)
+    path.write_text("customer_id,note\n1,x;y\n")
+    assert csv_separator(path) == ","
+
+
+def test_categorical_channels_read_as_text(tmp_path: Path):
+    pl.DataFrame({"customer_id": [1, 2], "channel": ["web", "store"]}).with_columns(
+        pl.col("channel").cast(pl.Categorical)).write_parquet(tmp_path / "events.parquet")
+    scanned = FolderSource(tmp_path).scan("events").collect()
+    assert scanned.schema["channel"] == pl.String
+    joined = scanned.join(pl.DataFrame({"channel": ["web"]}), on="channel")
+    assert joined["customer_id"].to_list() == [1]
+
+
+def test_multichannel_reads_signup_dates_from_csv(tmp_path: Path):
+    base = base_tables(tmp_path / "base")
+    import datetime as dt
+
+    lookback = (dt.date(2026, 1, 5), dt.date(2026, 2, 2))
+    frames = []
+    for layout in (Layout(), Layout(fmt="csv")):
+        source = FolderSource(write_layout(layout, base, tmp_path / layout.id))
+        frames.append(clients(source, lookback).collect().sort("customer_id"))
+    assert frames[0].height > CUSTOMERS // 4
+    assert_frame_equal(frames[0], frames[1], check_exact=False, rel_tol=1e-12)
