@@ -11,7 +11,7 @@ import polars as pl
 from liftlab.analysis import AnalysisResult, analyze
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
-from liftlab.engines.base import Engine
+from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, LiftlabError, SpecError, UserError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
@@ -59,7 +59,7 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime,
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
     if not isinstance(engine, PolarsEngine):
-        raise UserError("liftlab monitor reads a data folder (the hourly data of an email test)")
+        raise UserError(folder_only(engine, "liftlab monitor"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -81,7 +81,7 @@ def multichannel(data: str | Path, experiment: Path | None = None,
 
     engine = open_engine(data)
     if not isinstance(engine, PolarsEngine):
-        raise UserError("liftlab multichannel reads a data folder")
+        raise UserError(folder_only(engine, "liftlab multichannel"))
     if experiment is not None:
         spec = load_experiment(experiment)
         if spec.encouragement is None:
