@@ -44,3 +44,12 @@ def test_multichannel_reads_signup_dates_from_csv(tmp_path: Path):
         frames.append(clients(source, lookback).collect().sort("customer_id"))
     assert frames[0].height > CUSTOMERS // 4
     assert_frame_equal(frames[0], frames[1], check_exact=False, rel_tol=1e-12)
+
+
+def test_numeric_experiment_ids_are_read_as_text(tmp_path: Path):
+    """A float experiment_id column (NaN in a row) made validate exit 2 (exit-code test)."""
+    pl.DataFrame({"experiment_id": [float("nan"), 2.0], "customer_id": [1, 2]}).write_parquet(
+        tmp_path / "assignments.parquet")
+    scanned = FolderSource(tmp_path).scan("assignments")
+    found = scanned.filter(pl.col("experiment_id") == "spring-factorial").collect()
+    assert found.height == 0

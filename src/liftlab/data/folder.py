@@ -64,7 +64,7 @@ class FolderSource:
 
     def scan(self, table: str, id_type: pl.DataType | None = None) -> pl.LazyFrame:
         """The table normalised: timestamps in UTC, numbers as Float64, ids as ``id_type``,
-        categorical text of the contract's columns as plain text."""
+        the contract's text columns as text (categorical, numeric or null ones too)."""
         schema = self.schema(table)
         kinds = {**REQUIRED.get(table, {}), **OPTIONAL.get(table, {})}
         exprs = []
@@ -172,8 +172,8 @@ def _normalise(name: str, kind: ColumnKind, dtype: pl.DataType, id_type: pl.Data
     col = pl.col(name)
     if kind == "id" and id_type is not None and dtype != id_type:
         return col.cast(pl.String).cast(id_type)
-    if kind == "string" and isinstance(dtype, pl.Categorical | pl.Enum):
-        return col.cast(pl.String)  # joined and compared with plain text downstream
+    if kind == "string" and dtype != pl.String:
+        return col.cast(pl.String)  # categorical, numbers, nulls: joined and compared as text
     if kind == "number" and dtype != pl.Float64:
         if dtype == pl.String:
             return col.str.strip_chars().cast(pl.Float64, strict=False)
