@@ -4,6 +4,7 @@ traceback. Hypothesis draws the mutations (derandomized in CI, see conftest.py).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -29,6 +30,9 @@ VALUES = (None, float("nan"), float("inf"), float("-inf"), -1.0, 1e308, 0, "", "
 FILE_DAMAGE = ("empty", "truncated", "garbage", "header_only", "drop")
 COLUMN_DAMAGE = ("drop", "rename", "as_text", "as_bool", "as_float", "all_null")
 RUNS: Counter[str] = Counter()
+# Generated data mutations per run (YAML: three quarters of it); LIFTLAB_MUTATIONS=500 with
+# HYPOTHESIS_PROFILE=thorough searches wider.
+MUTATIONS = int(os.environ.get("LIFTLAB_MUTATIONS", "40"))
 # Defects of issue 18 fixed on another branch (def18): a run whose output shows one of these
 # is counted, not failed. Remove after the merge.
 KNOWN_DEFECTS = {
@@ -217,7 +221,7 @@ def run_mutated(good: Path, tmp: Path, fmt: str, mutation: Mutation, command: st
         assert named, f"the message names no file, table or option: {context}"
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=MUTATIONS, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(fmt=st.sampled_from(("parquet", "csv")), mutation=data_mutations,
        command=st.sampled_from(COMMANDS))
 def test_mutated_data_never_crashes(good: Path, tmp_path: Path, fmt: str, mutation: Mutation,
@@ -225,7 +229,8 @@ def test_mutated_data_never_crashes(good: Path, tmp_path: Path, fmt: str, mutati
     run_mutated(good, tmp_path / "case", fmt, mutation, command)
 
 
-@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=MUTATIONS * 3 // 4,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(mutation=yaml_mutations, command=st.sampled_from(("validate", "analyze", "plan")))
 def test_mutated_yaml_never_crashes(good: Path, tmp_path: Path, mutation: Mutation,
                                     command: str):
