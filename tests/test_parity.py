@@ -222,25 +222,51 @@ def test_engines_agree_everywhere(backends: Backends, case: Case, engine: str,
     _check(backends, case, engine)
 
 
-def _broken(backends: Backends, engine: str) -> Engine:
-    """The tiny data set with a misspelt revenue column, opened on ``engine``."""
-    src = backends.folder("tiny")
-    folder = backends.root / "broken" / "data"
-    if not folder.exists():
-        shutil.copytree(src, folder)
-        orders = pl.read_parquet(folder / "orders.parquet").rename({"revenue": "revenu"})
-        orders.write_parquet(folder / "orders.parquet")
-        backends.folders["broken"] = folder
-    return backends.engine("broken", engine)
+BAD_INPUTS = {
+    "misspelt-column": ("orders", lambda f: f.rename({"revenue": "revenu"})),
+    "no-customer-id": ("customers", lambda f: f.drop("customer_id")),
+    "no-orders": ("orders", None),
+}
 
 
+def _broken(backends: Backends, bad: str, engine: str) -> Engine:
+    """The tiny data set with one defect (``BAD_INPUTS``), opened on ``engine``."""
+    dataset = f"broken-{bad}"
+    if dataset not in backends.folders:
+        folder = backends.root / dataset / "data"
+        shutil.copytree(backends.folder("tiny"), folder)
+        table, change = BAD_INPUTS[bad]
+        path = folder / f"{table}.parquet"
+        if change is None:
+            path.unlink()
+        else:
+            change(pl.read_parquet(path)).write_parquet(path)
+        backends.folders[dataset] = folder
+    return backends.engine(dataset, engine)
+
+
+@pytest.mark.parametrize("bad", sorted(BAD_INPUTS))
 @pytest.mark.parametrize("engine", ENGINES)
-def test_same_problems_for_the_same_bad_input(backends: Backends, engine: str):
+def test_same_problems_for_the_same_bad_input(backends: Backends, engine: str, bad: str):
     _skip_unavailable(engine)
-    want = {(p.table, p.column, p.message) for p in _broken(backends, "polars").check()}
-    got = {(p.table, p.column, p.message) for p in _broken(backends, engine).check()}
-    assert ("orders", "revenue", "required column 'revenue' is missing") in want
+    want, got = (_problems(_broken(backends, bad, name)) for name in ("polars", engine))
+    assert want and {t for t, _, _ in want} == {BAD_INPUTS[bad][0]}
     assert got == want
+
+
+def _problems(engine: Engine) -> set[tuple[str | None, str | None, str]]:
+    """Each problem's table, column and message (the data's location as a placeholder)."""
+    return {(p.table, p.column, p.message.replace(engine.label, "<source>"))
+            for p in engine.check()}
+
+
+def test_engine_names_in_refusals(tmp_path: Path):
+    from liftlab.engines.base import folder_only
+    from liftlab.engines.spark_engine import SparkEngine
+
+    assert "the spark engine does not support it yet" in folder_only(
+        SparkEngine(spark=None, root=tmp_path), "liftlab monitor")  # type: ignore[arg-type]
+    assert "the polars engine does not" in folder_only(open_engine(tmp_path), "x")
 
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgresql"])
