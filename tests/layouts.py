@@ -59,6 +59,9 @@ class Layout:
     unicode: bool = False       # segment, region and purchase channels with non-ASCII names
     margin: Margin = "present"
     drop: frozenset[str] = frozenset()   # optional tables left out
+    # The experiments' timezone; naive timestamps are its wall-clock times. A zone without
+    # daylight saving: a naive time in autumn's repeated hour cannot be told apart.
+    zone: str = "UTC"
 
     @property
     def id(self) -> str:
@@ -67,15 +70,17 @@ class Layout:
         if self.margin != "present":
             parts.append(f"margin-{self.margin}")
         parts += [f"no-{t}" for t in sorted(self.drop)]
+        if self.zone != "UTC":
+            parts.append(self.zone.replace("/", "_"))
         return "-".join(parts)
 
     def reference(self) -> Layout:
         """The canonical layout holding the same information: Parquet, UTC, integer ids,
-        the same tables and columns. Without an
+        the same tables, columns and experiment timezone. Without an
         assignments table arms come from a hash of the id's text, so the id kind stays."""
         hashed = "assignments" in self.drop
         return Layout(customer_id=self.customer_id if hashed else "int", margin=self.margin,
-                      drop=self.drop)
+                      drop=self.drop, zone=self.zone)
 
     def display(self, text: str) -> str:
         """A name as the canonical layout spells it."""
@@ -93,6 +98,7 @@ CI_LAYOUTS = (
     Layout(customer_id="text", order_id="uuid", fmt="csv_bom", ts="date", unicode=True,
            extras=True),
     Layout(drop=frozenset(OPTIONAL_TABLES)),
+    Layout(fmt="csv", ts="naive", zone="Asia/Tokyo"),
 )
 
 
@@ -106,6 +112,7 @@ def all_layouts(sample: int = 40, seed: int = 18) -> list[Layout]:
                                     ("unicode", (True,)), ("margin", ("absent",)))
                for value in values]
     singles += [Layout(drop=frozenset({t})) for t in OPTIONAL_TABLES]
+    singles += [Layout(ts="naive", zone="Asia/Tokyo"), Layout(ts="utc", zone="Asia/Tokyo")]
     rng = random.Random(seed)
     drops = [frozenset(), frozenset({"assignments"}), frozenset({"contacts"})]
     product = [Layout(rng.choice(ID_KINDS), rng.choice(ID_KINDS), rng.choice(FORMATS),
@@ -173,13 +180,13 @@ def tables_for(layout: Layout, base: dict[str, pl.DataFrame]) -> dict[str, pl.Da
 
 def _timestamps(col: pl.Expr, layout: Layout, frame: pl.DataFrame, name: str) -> pl.Expr:
     """UTC instants stored as the layout says: as instants in UTC or another zone, as naive
-    UTC wall-clock times (the experiments' zone), as text with an offset, or as dates where
+    wall-clock times of the experiments' zone, as text with an offset, or as dates where
     every value is a midnight."""
     kind = layout.ts
     if kind == "date" and (frame[name].dt.time() == dt.time(0)).all():
         return col.dt.date()
     if kind == "naive":
-        return col.dt.replace_time_zone(None)
+        return col.dt.convert_time_zone(layout.zone).dt.replace_time_zone(None)
     if kind == "zone":
         return col.dt.convert_time_zone(ZONE)
     if kind == "offset":
@@ -245,10 +252,14 @@ def _csv_ready(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def experiments_for(layout: Layout, source: Path, dest: Path) -> Path:
-    """The example experiments, with purchase-channel filters spelt as the layout's names."""
+    """The example experiments, with purchase-channel filters spelt as the layout's names
+    and the layout's timezone."""
     dest.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.glob("*.yaml")):
         text = path.read_text()
+        if layout.zone != "UTC":
+            text = text.replace("\nschema_version: 1", f"\ntimezone: {layout.zone}\n"
+                                "schema_version: 1", 1)
         if layout.unicode:
             text = text.replace("purchase_channel: web", f'purchase_channel: "web{UNICODE}"')
         (dest / path.name).write_text(text)

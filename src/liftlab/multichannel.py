@@ -496,9 +496,10 @@ def clients(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
 
 
 def _as_date(source: FolderSource, column: str) -> pl.Expr:
-    """A customers column of dates as stored: Date, a timestamp, or ISO text (a CSV)."""
+    """A customers column of dates as stored: Date, a timestamp, or ISO text (a CSV; a date
+    is its wall-clock date, whatever the data's timezone)."""
     if source.schema("customers")[column] == pl.String:
-        return parse_timestamps(pl.col(column), source.timezone).dt.date()
+        return parse_timestamps(pl.col(column), "UTC").dt.date()
     return pl.col(column).cast(pl.Date)
 
 

@@ -79,11 +79,11 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
-    engine = open_engine(data)
+    spec = None if experiment is None else load_experiment(experiment)
+    engine = open_engine(data, "UTC" if spec is None else spec.timezone)
     if not isinstance(engine, PolarsEngine):
         raise UserError(folder_only(engine, "liftlab multichannel"))
-    if experiment is not None:
-        spec = load_experiment(experiment)
+    if experiment is not None and spec is not None:
         if spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
@@ -223,7 +223,9 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         except LiftlabError as exc:
             return {"error": str(exc)}
 
-    first = open_engine(data, "UTC", engine_name)
+    # naive timestamps are wall-clock times of the experiments' zone (the first one's)
+    zone = next((s.timezone for _, s in specs if isinstance(s, Experiment)), "UTC")
+    first = open_engine(data, zone, engine_name)
     freshness = {}
     for table in ("orders", "events", "contacts"):
         latest = first.latest(table) if first.has(table) else None
