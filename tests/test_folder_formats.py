@@ -53,3 +53,21 @@ def test_numeric_experiment_ids_are_read_as_text(tmp_path: Path):
     scanned = FolderSource(tmp_path).scan("assignments")
     found = scanned.filter(pl.col("experiment_id") == "spring-factorial").collect()
     assert found.height == 0
+
+
+def test_text_column_read_as_true_false_is_a_clear_error(tmp_path: Path):
+    """optin_email stored as text made the population filter exit 2 (exit-code test)."""
+    from typer.testing import CliRunner
+
+    from liftlab.cli import app
+
+    base = base_tables(tmp_path / "base")
+    data = write_layout(Layout(), base, tmp_path / "data")
+    customers = pl.read_parquet(data / "customers.parquet")
+    customers.with_columns(pl.col("optin_email").cast(pl.String)).write_parquet(
+        data / "customers.parquet")
+    spec = Path(__file__).parent.parent / "experiments" / "email-flash.yaml"
+    result = CliRunner().invoke(app, ["validate", str(spec), "--data", str(data)])
+    assert result.exit_code == 1, result.output
+    assert ("table customers, column optin_email: the population filter reads 'optin_email' "
+            "as true/false, but it holds String") in result.stderr
