@@ -203,3 +203,14 @@ def test_yaml_is_loaded_safely():
                                       "['echo hacked'] #")
     with pytest.raises(SpecError):
         parse_experiment(evil)
+
+
+def test_deep_or_huge_yaml_is_a_clear_error():
+    """Found by the exit-code test: 5,000 nested brackets raised RecursionError (exit 2)."""
+    from liftlab.errors import SpecError
+    from liftlab.spec_loader import MAX_YAML_CHARS, parse_experiment
+
+    with pytest.raises(SpecError, match=r"x\.yaml: the YAML is nested too deeply"):
+        parse_experiment("a: " + "[" * 5000, "x.yaml")
+    with pytest.raises(SpecError, match=r"x\.yaml: the file has 1,000,001 characters"):
+        parse_experiment("#" * (MAX_YAML_CHARS + 1), "x.yaml")

@@ -46,6 +46,9 @@ _Loader.yaml_implicit_resolvers = {
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
+MAX_YAML_CHARS = 1_000_000
+
+
 def load_experiment(path: Path | str) -> Experiment:
     """Parse and validate one experiment file; raises SpecError listing every problem."""
     path = Path(path)
@@ -94,6 +97,10 @@ def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
 
 def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
     """Validate YAML text, reporting every problem at once; ``label`` names it in messages."""
+    if len(text) > MAX_YAML_CHARS:
+        raise SpecError([Problem(f"the file has {len(text):,} characters; an experiment "
+                                 f"definition has at most {MAX_YAML_CHARS:,}", file=label,
+                                 hint="is this the right file?")])
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
@@ -101,6 +108,9 @@ def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         raise SpecError([_yaml_problem(exc, label)]) from None
+    except RecursionError:
+        raise SpecError([Problem("the YAML is nested too deeply to read", file=label,
+                                 hint="an experiment needs a few levels of keys")]) from None
     finally:
         loader.dispose()
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
