@@ -97,7 +97,8 @@ CI_LAYOUTS = (
     Layout(customer_id="text", fmt="csv_semicolon", ts="offset", margin="absent"),
     Layout(customer_id="text", order_id="uuid", fmt="csv_bom", ts="date", unicode=True,
            extras=True),
-    Layout(drop=frozenset(OPTIONAL_TABLES)),
+    Layout(customer_id="text", order_id="text", fmt="parts", ts="naive",
+           drop=frozenset(OPTIONAL_TABLES)),
     Layout(fmt="csv", ts="naive", zone="Asia/Tokyo"),
 )
 
@@ -111,8 +112,9 @@ def all_layouts(sample: int = 40, seed: int = 18) -> list[Layout]:
                                     ("extras", (True,)), ("categorical", (True,)),
                                     ("unicode", (True,)), ("margin", ("absent",)))
                for value in values]
-    singles += [Layout(drop=frozenset({t})) for t in OPTIONAL_TABLES]
-    singles += [Layout(ts="naive", zone="Asia/Tokyo"), Layout(ts="utc", zone="Asia/Tokyo")]
+    singles += [Layout(fmt="csv", drop=frozenset({t})) for t in OPTIONAL_TABLES]
+    singles += [Layout(ts="naive", zone="Asia/Tokyo"),
+                Layout(fmt="csv", ts="offset", zone="Asia/Tokyo")]
     rng = random.Random(seed)
     drops = [frozenset(), frozenset({"assignments"}), frozenset({"contacts"})]
     product = [Layout(rng.choice(ID_KINDS), rng.choice(ID_KINDS), rng.choice(FORMATS),
