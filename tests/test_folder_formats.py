@@ -71,3 +71,18 @@ def test_text_column_read_as_true_false_is_a_clear_error(tmp_path: Path):
     assert result.exit_code == 1, result.output
     assert ("table customers, column optin_email: the population filter reads 'optin_email' "
             "as true/false, but it holds String") in result.stderr
+
+
+def test_multichannel_checks_the_tables_first(tmp_path: Path):
+    """customers without customer_id made multichannel exit 2 (KeyError; exit-code test)."""
+    from typer.testing import CliRunner
+
+    from liftlab.cli import app
+
+    data = write_layout(Layout(), base_tables(tmp_path / "base"), tmp_path / "data")
+    pl.read_parquet(data / "customers.parquet").drop("customer_id").write_parquet(
+        data / "customers.parquet")
+    result = CliRunner().invoke(app, ["multichannel", "--data", str(data), "--json"])
+    assert result.exit_code == 1, result.output
+    assert "table customers, column customer_id: required column 'customer_id' is missing" in (
+        result.stderr)

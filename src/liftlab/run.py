@@ -83,6 +83,9 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     engine = open_engine(data, "UTC" if spec is None else spec.timezone)
     if not isinstance(engine, PolarsEngine):
         raise UserError(folder_only(engine, "liftlab multichannel"))
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
     if experiment is not None and spec is not None:
         if spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
