@@ -40,6 +40,7 @@ KNOWN_DEFECTS = {
     "MarkupError": "def18: rich markup in the internal-error handler",
     "to `i64` failed in column 'customer_id'":
         "def18: customer ids as text in one table and integers in another",
+    "asof-join: `f64` and `i64`": "def18: float customer ids in one table",
 }
 KNOWN_HITS: Counter[str] = Counter()
 
