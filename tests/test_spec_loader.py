@@ -197,9 +197,22 @@ def test_impossible_dates_are_reported_not_converted():
     text = CONTRACT_ONBOARDING.replace("start: 2026-01-05", "start: 2026-02-30")
     assert _problems(text) == ["x.yaml:3:8: start: expected a date like 2026-02-02, got "
                                "'2026-02-30'; write the date as YYYY-MM-DD"]
+
+
 def test_yaml_is_loaded_safely():
     """Python tags are refused, never constructed."""
     evil = CONTRACT_FACTORIAL.replace("name: Spring", "name: !!python/object/apply:os.system "
                                       "['echo hacked'] #")
     with pytest.raises(SpecError):
         parse_experiment(evil)
+
+
+def test_deep_or_huge_yaml_is_a_clear_error():
+    """Found by the exit-code test: 5,000 nested brackets raised RecursionError (exit 2)."""
+    from liftlab.errors import SpecError
+    from liftlab.spec_loader import MAX_FILE_BYTES, parse_experiment
+
+    with pytest.raises(SpecError, match=r"x\.yaml:1:35: nested more than 32 levels deep"):
+        parse_experiment("a: " + "[" * 5000, "x.yaml")
+    with pytest.raises(SpecError, match=r"x\.yaml: the file is 262,145 bytes"):
+        parse_experiment("#" * (MAX_FILE_BYTES + 1), "x.yaml")

@@ -20,7 +20,7 @@ from liftlab.columns import column_problems
 from liftlab.contribution import factorial_contribution, programme_effect
 from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.design import DesignCheck, design_checks
-from liftlab.engines.base import Engine
+from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
 from liftlab.roi import channel_roi
@@ -416,7 +416,9 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
     if not pcs:
         return []
     credit = None
-    if isinstance(engine, PolarsEngine) and engine.source.has("contacts"):
+    if engine.has("contacts") and not isinstance(engine, PolarsEngine):
+        warnings.append(Warning_("landing", folder_only(engine, "last-touch credit"), "info"))
+    elif engine.has("contacts"):
         contacts = engine.source.scan("contacts")
         if "experiment_id" in engine.source.schema("contacts"):
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
@@ -464,8 +466,8 @@ def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.dateti
     from liftlab.monitor import run_monitor, tables_from_source
 
     if not isinstance(engine, PolarsEngine):
-        warnings.append(Warning_("sequential", "the hourly monitor runs on the polars engine; "
-                                 "run `liftlab monitor` on a data folder", "info"))
+        warnings.append(Warning_("sequential", folder_only(engine, "the sequential readout"),
+                                 "info"))
         return None
     try:
         with engine.source.reading():

@@ -312,6 +312,15 @@ def columns(expr: Expr) -> set[str]:
     return {expr.column.name}
 
 
+def truthy_columns(expr: Expr) -> set[str]:
+    """The columns a filter reads as true/false on their own (``where: optin_email``)."""
+    if isinstance(expr, BoolOp):
+        return set().union(*(truthy_columns(e) for e in expr.operands))
+    if isinstance(expr, Not):
+        return truthy_columns(expr.operand)
+    return {expr.column.name} if isinstance(expr, Truthy) else set()
+
+
 # -- polars ------------------------------------------------------------------------------
 def to_polars(expr: Expr, schema: pl.Schema | None = None) -> pl.Expr:
     """A boolean polars expression, never null. With the table's ``schema``, text compared

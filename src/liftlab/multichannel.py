@@ -35,7 +35,7 @@ import polars as pl
 import statsmodels.api as sm
 from scipy import stats as sps
 
-from liftlab.data.folder import FolderSource
+from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.errors import UserError
 from liftlab.stable import stable_mean, stable_sum
 
@@ -490,7 +490,7 @@ def clients(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
         pl.col("ts").min().alias("first_ts"), pl.col("ts").max().alias("last_ts")))
     names = source.schema("customers").names()
     attrs = [a for a in attributes if a in names]
-    signup = ([(pl.lit(start) - pl.col("signup_date").cast(pl.Date)).dt.total_days()
+    signup = ([(pl.lit(start) - _as_date(source, "signup_date")).dt.total_days()
                .alias("signup_days")] if "signup_date" in names else [])
     tenure = [pl.col("signup_days")] if signup else []
     customers = source.scan("customers", ids).select("customer_id", *attrs, *signup)
@@ -508,6 +508,14 @@ def clients(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_day
                             (_ts(start) - pl.col("first_ts")).dt.total_days(), pl.lit(0))
                 .clip(0).alias("tenure_days"))
             .drop("first_ts", "last_ts", *(["signup_days"] if signup else [])))
+
+
+def _as_date(source: FolderSource, column: str) -> pl.Expr:
+    """A customers column of dates as stored: Date, a timestamp, or ISO text (a CSV; a date
+    is its wall-clock date, whatever the data's timezone)."""
+    if source.schema("customers")[column] == pl.String:
+        return parse_timestamps(pl.col(column), "UTC").dt.date()
+    return pl.col(column).cast(pl.Date)
 
 
 def design(frame: pl.DataFrame, attributes: Sequence[str]) -> tuple[np.ndarray, list[str]]:

@@ -11,7 +11,7 @@ import polars as pl
 from liftlab.analysis import AnalysisResult, analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
-from liftlab.engines.base import Engine
+from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
 from liftlab.metrics import arm_col
@@ -76,7 +76,7 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
     if not isinstance(engine, PolarsEngine):
-        raise UserError("liftlab monitor reads a data folder (the hourly data of an email test)")
+        raise UserError(folder_only(engine, "liftlab monitor"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -108,11 +108,12 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
-    if not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
+    if outcome_days is not None and not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
         raise UserError(f"--outcome-days: expected 1 to {MAX_OUTCOME_DAYS}, got {outcome_days}")
-    engine = open_engine(data)
+    spec = None if experiment is None else load_experiment(experiment)
+    engine = open_engine(data, "UTC" if spec is None else spec.timezone)
     if not isinstance(engine, PolarsEngine):
-        raise UserError("liftlab multichannel reads a data folder")
+        raise UserError(folder_only(engine, "liftlab multichannel"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -120,8 +121,7 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     if latest is None:
         raise DataError([Problem("the orders table has no order with a timestamp",
                                  table="orders", column="ts")])
-    if experiment is not None:
-        spec = load_experiment(experiment)
+    if spec is not None:
         if spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
@@ -288,7 +288,9 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         except LiftlabError as exc:
             return {"error": str(exc)}
 
-    first = open_engine(data, "UTC", engine_name)
+    # naive timestamps are wall-clock times of the experiments' zone (the first one's)
+    zone = next((s.timezone for _, s in specs if isinstance(s, Experiment)), "UTC")
+    first = open_engine(data, zone, engine_name)
     freshness = {}
     for table in ("orders", "events", "contacts"):
         latest = first.latest(table) if first.has(table) else None

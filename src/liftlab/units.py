@@ -152,6 +152,21 @@ def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
                 f"columns present: {', '.join(schema.names())}")
             problems.append(Problem(f"column {col!r} used by the experiment is missing",
                                     table="customers", column=col, hint=hint))
+    if spec.population.where:
+        problems += _truthy_problems(filters.parse(spec.population.where), schema)
+    return problems
+
+
+def _truthy_problems(where: filters.Expr, schema: pl.Schema) -> list[Problem]:
+    """A column the population filter reads as true/false must hold booleans or numbers."""
+    problems = []
+    for col in sorted(filters.truthy_columns(where)):
+        dtype = schema.get(col)
+        if dtype is not None and not (dtype in (pl.Boolean, pl.Null) or dtype.is_numeric()):
+            problems.append(Problem(
+                f"the population filter reads {col!r} as true/false, but it holds {dtype}",
+                table="customers", column=col,
+                hint=f"store true/false values, or compare the text: {col} == \"yes\""))
     return problems
 
 

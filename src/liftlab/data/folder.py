@@ -57,7 +57,8 @@ class FolderSource:
         if path.is_dir():
             lf = pl.scan_parquet(path / "*.parquet")
         elif path.suffix == ".csv":
-            lf = pl.scan_csv(path, try_parse_dates=False, infer_schema_length=None)
+            lf = pl.scan_csv(path, separator=csv_separator(path), try_parse_dates=False,
+                             infer_schema_length=None)
         else:
             lf = pl.scan_parquet(path)
         return lf
@@ -72,7 +73,8 @@ class FolderSource:
 
     def scan(self, table: str, id_type: pl.DataType | None = None) -> pl.LazyFrame:
         """The table normalised: timestamps in UTC, numbers as Float64, customer ids as
-        ``id_type`` (default: their common type, ``id_type()``)."""
+        ``id_type`` (default: their common type, ``id_type()``), the contract's text columns
+        as text (categorical, numeric or null ones too)."""
         schema = self.schema(table)
         kinds = {**REQUIRED.get(table, {}), **OPTIONAL.get(table, {})}
         ids = id_type or (self.id_type() if any(
@@ -196,7 +198,7 @@ class FolderSource:
         if kind == "datetime" and dtype == pl.String:
             bad = (self.raw(table).with_row_index("__row", offset=1)
                    .filter(pl.col(name).is_not_null()
-                           & _parse_ts(pl.col(name), UTC).is_null())
+                           & parse_timestamps(pl.col(name), UTC).is_null())
                    .select("__row", name).head(11).collect())
             if bad.height:
                 examples = ", ".join(repr(v) for v in bad[name].head(3).to_list())
@@ -204,6 +206,19 @@ class FolderSource:
                                 column=name, rows=tuple(bad["__row"].to_list()),
                                 hint="write ISO timestamps such as 2026-02-02T09:00:00Z")]
         return []
+
+
+CSV_SEPARATORS = ",;\t|"
+
+
+def csv_separator(path: Path) -> str:
+    """The field separator of a CSV file: the one of ``,;<tab>|`` that occurs most often in
+    its header line (comma on a tie); a UTF-8 byte-order mark is skipped."""
+    with path.open("rb") as f:
+        header = f.readline(1 << 16).decode("utf-8-sig", errors="replace")
+    counts = {sep: header.count(sep) for sep in CSV_SEPARATORS}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > counts[","] else ","
 
 
 def _missing_column(table: str, name: str, schema: pl.Schema) -> Problem:
@@ -218,7 +233,7 @@ NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M
                  "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
-def _parse_ts(expr: pl.Expr, tz: str) -> pl.Expr:
+def parse_timestamps(expr: pl.Expr, tz: str) -> pl.Expr:
     """Parse ISO-8601 strings to UTC: with an offset as given, without one in ``tz``."""
     with_offset = expr.str.to_datetime(format="%Y-%m-%dT%H:%M:%S%.f%#z", strict=False,
                                        time_unit="us", time_zone=UTC)
@@ -241,14 +256,18 @@ def _normalise(name: str, kind: ColumnKind, dtype: pl.DataType, id_type: pl.Data
     if kind == "id" and id_type is not None and dtype != id_type:
         if dtype.is_float():  # whole numbers (checked by ``id_type``), as integers
             col = col.cast(pl.Int64)
+        elif not dtype.is_integer():  # categorical or Enum text
+            col = col.cast(pl.String)
         return col.cast(id_type)
+    if kind == "string" and dtype != pl.String:
+        return col.cast(pl.String)  # categorical, numbers, nulls: joined and compared as text
     if kind == "number" and dtype != pl.Float64:
         if dtype == pl.String:
             return col.str.strip_chars().cast(pl.Float64, strict=False)
         return col.cast(pl.Float64)
     if kind == "datetime":
         if dtype == pl.String:
-            return _parse_ts(col, tz)
+            return parse_timestamps(col, tz)
         if dtype == pl.Date:
             return col.cast(pl.Datetime("us")).dt.replace_time_zone(tz).dt.convert_time_zone(UTC)
         if isinstance(dtype, pl.Datetime):

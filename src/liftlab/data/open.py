@@ -32,7 +32,7 @@ def open_engine(data: str | Path, timezone: str = "UTC", engine: EngineName = "p
                                  hint="pass --data with a folder holding customers and orders, "
                                       "or a postgresql:// or duckdb:/// URL")])
     if engine == "spark":
-        from liftlab.engines.spark_engine import SparkEngine, local_session
+        from liftlab.engines.spark_engine import SparkEngine, spark_session
 
-        return SparkEngine(local_session(), root=path, timezone=timezone)
+        return SparkEngine(spark_session(), root=path, timezone=timezone)
     return PolarsEngine(FolderSource(path, timezone))

@@ -60,3 +60,15 @@ def with_landing(plan: AggregationPlan, engine: Engine) -> AggregationPlan:
     if not plan.landing:
         return plan
     return plan.with_landing(engine.distinct("orders", "channel", plan.window))
+
+
+def engine_kind(engine: Engine) -> str:
+    """The engine's name as users choose it: polars, spark, postgresql or duckdb."""
+    return str(getattr(engine, "dialect", None) or type(engine).__name__.removesuffix(
+        "Engine").lower())
+
+
+def folder_only(engine: Engine, what: str) -> str:
+    """Why ``what`` (a command or a section) cannot run on a non-folder engine."""
+    return (f"{what} runs on a data folder with the polars engine; the {engine_kind(engine)} "
+            f"engine does not support it yet (pass --data with the folder of the tables)")

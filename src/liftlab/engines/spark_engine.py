@@ -46,19 +46,29 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 
-def local_session(cores: int = 2) -> SparkSession:
-    """A Spark session in local mode with UTC as its time zone (tests, single machines)."""
+MASTER_ENV = "LIFTLAB_SPARK_MASTER"
+
+
+def spark_session(cores: int = 2) -> SparkSession:
+    """A Spark session with UTC as its time zone: on the cluster whose master URL is in
+    ``LIFTLAB_SPARK_MASTER`` (e.g. ``spark://host:7077``), else in local mode."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise UserError("the Spark engine needs PySpark: pip install 'liftlab[spark]'") from exc
     # Python workers must run the interpreter that has liftlab installed.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    return (SparkSession.builder.master(f"local[{cores}]").appName("liftlab")
-            .config("spark.ui.enabled", "false")
-            .config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores)))
-            .getOrCreate())
+    master = os.environ.get(MASTER_ENV) or f"local[{cores}]"
+    builder = (SparkSession.builder.master(master).appName("liftlab")
+               .config("spark.ui.enabled", "false")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores))))
+    try:
+        return builder.getOrCreate()
+    except Exception as exc:  # Spark reports a bad master or a missing Java in many ways
+        raise UserError(f"cannot start Spark with master {master!r} (set by {MASTER_ENV} "
+                        f"when not local): {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                        "check the master URL and that Java 17 is installed") from None
 
 
 @dataclass
@@ -85,8 +95,10 @@ class SparkEngine:
                 return self.spark.read.parquet(str(candidate))
         csv = self.root / f"{table}.csv"
         if csv.exists():
-            return self.spark.read.option("header", True).option("inferSchema", True).csv(
-                str(csv))
+            from liftlab.data.folder import csv_separator
+
+            return (self.spark.read.option("header", True).option("inferSchema", True)
+                    .option("sep", csv_separator(csv)).option("multiLine", True).csv(str(csv)))
         return None
 
     def has(self, table: str) -> bool:
