@@ -241,3 +241,15 @@ def test_holm_family_wise_error_by_simulation():
         any_holm += bool((np.array(adjust_pvalues(list(p), "holm")) < 0.05).any())
     assert any_holm / reps <= _mc_upper(0.05, reps)
     assert any_raw / reps > 0.18
+
+
+def test_readme_statistics_example_runs():
+    """The README's Python example of the statistics runs as written."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    [block] = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]
+               if "from liftlab.stats import" in b]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["lift"].method == "welch"

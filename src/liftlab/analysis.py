@@ -210,8 +210,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     srm = tuple(srm_check(ch, cells.arm_counts(ch), cfg.arms, spec.monitoring.srm_alpha)
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
-    effects = _adjusted(spec, cells, tuple(_effects(spec, cells, units)), warnings)
-    sections: dict[str, Any] = {}
+    effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
+    sections: dict[str, Any] = {"multiple_testing": family}
     sections.update(_contribution(spec, cells, warnings))
     sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
     if spec.encouragement is not None:
@@ -426,14 +426,16 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
     return out
 
 
-def _adjusted(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
-              warnings: list[Warning_]) -> tuple[Effect, ...]:
+def _adjusted(spec: Experiment, cells: CellTable,
+              effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], dict[str, Any]]:
     """Multiple-testing adjustment over the family the YAML names: adjusted p-values and each
     member's interval redrawn at the level that matches them (stats/multiple.py)."""
     mt = spec.analysis.multiple_testing
-    members = [i for i, e in enumerate(effects) if _in_family(spec, e, mt.family)]
+    members = [i for i, e in enumerate(effects) if _in_family(spec, e, mt.family)
+               and not math.isnan(e.lift.p_value)]
+    summary = {"method": mt.method, "family": mt.family, "comparisons": len(members)}
     if mt.method == "none" or len(members) < 2:
-        return effects
+        return effects, {**summary, "applied": False}
     pvalues = [effects[i].lift.p_value for i in members]
     adjusted = adjust_pvalues(pvalues, mt.method)
     levels = interval_alphas(pvalues, mt.method, spec.alpha)
@@ -441,19 +443,14 @@ def _adjusted(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
     cuped = spec.covariates.pre_period_days > 0
     for i, p_adj, level in zip(members, adjusted, levels, strict=True):
         e = effects[i]
-        lift = e.lift
-        if e.lift.ok and level != spec.alpha:
-            arm = e.variant or spec.channels[e.channel].treatment_arms[0]
-            lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
-                         cells.where({e.channel: HOLDOUT}, e.segment), level, cuped)
-        out[i] = replace(e, lift=lift, p_adjusted=None if math.isnan(p_adj) else p_adj,
-                         ci_alpha=level)
-    n = sum(1 for i in members if not math.isnan(effects[i].lift.p_value))
-    warnings.append(Warning_("multiple_testing", f"{_METHOD_NAME[mt.method]} over {n} "
-                             f"comparisons ({mt.family} family): verdicts use adjusted p-values "
-                             "and the intervals of those comparisons are widened to match",
-                             "info"))
-    return tuple(out)
+        arm = e.variant or spec.channels[e.channel].treatment_arms[0]
+        lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
+                     cells.where({e.channel: HOLDOUT}, e.segment), level, cuped)
+        out[i] = replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
+    return tuple(out), {**summary, "applied": True,
+                        "description": f"{_METHOD_NAME[mt.method]} over {len(members)} "
+                        f"comparisons; verdicts use the adjusted p-values and each interval "
+                        "is drawn at the level matching them"}
 
 
 _METHOD_NAME = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
