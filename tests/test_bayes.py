@@ -126,7 +126,9 @@ def test_from_lift_reads_the_cuped_estimate():
     post = from_lift(lift)
     assert post.mean_abs == pytest.approx(lift.abs, rel=1e-12)
     assert post.ci_abs == pytest.approx(lift.abs_ci, rel=1e-12)
-    assert post.ci_rel == pytest.approx(lift.rel_ci, rel=1e-12)
+    z = sps.norm.ppf(0.975)  # the posterior's relative scale is normal on the delta-method se
+    assert post.ci_rel == pytest.approx((lift.rel - z * lift.rel_se, lift.rel + z * lift.rel_se),
+                                        rel=1e-12)
 
 
 def test_prior_is_a_conjugate_normal_update():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
 from liftlab.analysis import analyze
 from liftlab.data.open import open_engine
@@ -62,8 +63,14 @@ def test_lift_matches_direct_computation(result, raw, variant, metric, column, p
     e = _effect(result, variant, metric, None if past is None else {"past_channel": past})
     assert (e.n_treatment, e.n_holdout) == (len(t), len(h))
     assert e.lift.abs == pytest.approx(t.mean() - h.mean(), rel=1e-9, abs=1e-12)
-    assert e.lift.p_value == pytest.approx(sps.ttest_ind(t, h, equal_var=False).pvalue,
-                                           rel=1e-6, abs=1e-12)
+    if metric == "spend":
+        ref = sps.ttest_ind(t, h, equal_var=False).pvalue
+    else:  # binary metrics: the pooled score test (chi-squared without continuity correction)
+        ref = proportions_ztest([t.sum(), h.sum()], [len(t), len(h)])[1]
+        ci = confint_proportions_2indep(t.sum(), len(t), h.sum(), len(h), method="score",
+                                        correction=False, alpha=e.ci_alpha or 0.05)
+        assert e.lift.abs_ci == pytest.approx(ci, rel=1e-6)
+    assert e.lift.p_value == pytest.approx(ref, rel=1e-6, abs=1e-12)
     assert e.lift.rel == pytest.approx(t.mean() / h.mean() - 1, rel=1e-9)
 
 

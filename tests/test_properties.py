@@ -65,5 +65,11 @@ def test_ci_contains_the_estimate_and_relative_matches_absolute(t, h):
     assert lift.abs_ci[0] <= lift.abs <= lift.abs_ci[1]
     assert 0 <= lift.p_value <= 1
     if lift.mean_holdout != 0 and math.isfinite(lift.rel):
-        assert close(lift.rel, lift.abs / lift.mean_holdout)
+        # relative to the holdout's size: a rise from a negative baseline is a positive lift
+        assert close(lift.rel, lift.abs / abs(lift.mean_holdout))
         assert lift.rel_ci[0] <= lift.rel <= lift.rel_ci[1]
+        # Fieller: the relative interval excludes 0 exactly when the absolute one does
+        excl_abs = lift.abs_ci[0] > 0 or lift.abs_ci[1] < 0
+        excl_rel = lift.rel_ci[0] > 0 or lift.rel_ci[1] < 0
+        assert excl_abs == excl_rel or not math.isfinite(lift.rel_ci[0])
+        assert lift.rel_p_value == lift.p_value

@@ -27,6 +27,8 @@ from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist
 from liftlab.stats.frequentist import Lift
+from liftlab.stats.multiple import adjust_pvalues, interval_alphas
+from liftlab.stats.proportions import binary
 from liftlab.stats.srm import SrmCheck, srm_check
 from liftlab.units import Units, window_bounds
 
@@ -60,11 +62,14 @@ class Effect:
     incremental_total: float | None = None
     cost: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    p_adjusted: float | None = None
+    ci_alpha: float | None = None
 
     @property
     def verdict(self) -> Verdict:
-        p = self.lift.p_value
-        if not self.lift.ok or not (p < self.alpha):
+        """Desired or undesired only when the (adjusted) p-value is below alpha and the
+        interval shown excludes zero."""
+        if not self.lift.significant(self.alpha, self.p_adjusted):
             return "inconclusive"
         up = self.lift.abs > 0
         return "desired" if up == (self.metric.desired_direction == "increase") else "undesired"
@@ -79,6 +84,9 @@ class Effect:
             "mean_treatment": lift.mean_treatment, "mean_holdout": lift.mean_holdout,
             "lift_abs": lift.abs, "lift_abs_ci": list(lift.abs_ci), "se": lift.abs_se,
             "lift_rel": lift.rel, "lift_rel_ci": list(lift.rel_ci), "p_value": lift.p_value,
+            "rel_p_value": lift.rel_p_value, "p_adjusted": self.p_adjusted,
+            "ci_level": 1 - (self.alpha if self.ci_alpha is None else self.ci_alpha),
+            "method": lift.method,
             "cuped": lift.cuped, "variance_reduction": lift.variance_reduction,
             "verdict": self.verdict, "error": lift.error,
             "incremental_total": self.incremental_total, "cost": self.cost,
@@ -226,8 +234,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     design = design_checks(spec, cells)
     warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
-    effects = tuple(_effects(spec, cells, units))
-    sections: dict[str, Any] = {}
+    effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
+    sections: dict[str, Any] = {"multiple_testing": family}
     sections.update(_contribution(spec, cells, warnings))
     sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
     if spec.encouragement is not None:
@@ -540,6 +548,44 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
     return out
 
 
+def _adjusted(spec: Experiment, cells: CellTable,
+              effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], dict[str, Any]]:
+    """Multiple-testing adjustment over the family the YAML names: adjusted p-values and each
+    member's interval redrawn at the level that matches them (stats/multiple.py)."""
+    mt = spec.analysis.multiple_testing
+    members = [i for i, e in enumerate(effects) if _in_family(spec, e, mt.family)
+               and not math.isnan(e.lift.p_value)]
+    summary = {"method": mt.method, "family": mt.family, "comparisons": len(members)}
+    if mt.method == "none" or len(members) < 2:
+        return effects, {**summary, "applied": False}
+    pvalues = [effects[i].lift.p_value for i in members]
+    adjusted = adjust_pvalues(pvalues, mt.method)
+    levels = interval_alphas(pvalues, mt.method, spec.alpha)
+    out = list(effects)
+    cuped = spec.covariates.pre_period_days > 0
+    for i, p_adj, level in zip(members, adjusted, levels, strict=True):
+        e = effects[i]
+        arm = e.variant or spec.channels[e.channel].treatment_arms[0]
+        lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
+                     cells.where({e.channel: HOLDOUT}, e.segment), level, cuped)
+        out[i] = dataclasses.replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
+    return tuple(out), {**summary, "applied": True,
+                        "description": f"{_METHOD_NAME[mt.method]} over {len(members)} "
+                        f"comparisons; verdicts use the adjusted p-values and each interval "
+                        "is drawn at the level matching them"}
+
+
+_METHOD_NAME = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+
+
+def _in_family(spec: Experiment, e: Effect, family: str) -> bool:
+    if family == "all":
+        return True
+    if e.segment is not None:
+        return False
+    return family == "metrics" or e.metric.name == spec.primary_metric
+
+
 def _bayes(spec: Experiment, metric: Metric, cells: CellTable, t_rows: pl.DataFrame,
            h_rows: pl.DataFrame, lift: Lift) -> dict[str, Any]:
     """Closed-form posterior with the YAML's prior (flat by default): Beta-Binomial for binary
@@ -598,8 +644,12 @@ def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.Dat
         return frequentist.ratio(cells.ratio_stats(metric.numerator, metric.denominator, t_rows),
                                  cells.ratio_stats(metric.numerator, metric.denominator, h_rows),
                                  alpha)
+    if metric.kind == "binary":
+        return binary(cells.arm_stats(metric.name, t_rows, cuped),
+                      cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped)
     return frequentist.welch(cells.arm_stats(metric.name, t_rows, cuped),
-                             cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped)
+                             cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped,
+                             nonnegative=metric.kind == "count")
 
 
 def _end_utc(spec: Experiment) -> dt.datetime:

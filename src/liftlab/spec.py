@@ -193,6 +193,16 @@ class Prior(_Model):
     sd: float | None = Field(None, gt=0.0)
 
 
+class MultipleTesting(_Model):
+    """Which comparisons share one error budget, and how it is split (stats/multiple.py).
+
+    ``primary``: the primary metric across channels and variants (whole population);
+    ``metrics``: every metric, whole population; ``all``: every metric and every segment."""
+
+    method: Literal["holm", "bh", "none"] = "holm"
+    family: Literal["primary", "metrics", "all"] = "primary"
+
+
 class Analysis(_Model):
     bayes: BayesMode = "closed_form"
     prior: Prior = Prior()
@@ -202,6 +212,7 @@ class Analysis(_Model):
     chains: int = Field(2, ge=1, le=MAX_CHAINS)
     sampler: Literal["pymc", "nutpie"] = "pymc"
     target_accept: float = Field(0.95, gt=0.5, lt=1.0)  # NUTS step size: raise on divergences
+    multiple_testing: MultipleTesting = MultipleTesting()
 
 
 class Encouragement(_Model):

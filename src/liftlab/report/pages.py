@@ -107,13 +107,52 @@ def _score_row(e: dict[str, Any]) -> dict[str, Any]:
         "lift_abs_raw": _raw(e.get("lift_abs")),
         "abs_ci": _value_ci(e.get("lift_abs_ci"), metric, kind),
         "lift_rel": pct(e.get("lift_rel")), "lift_rel_raw": _raw(e.get("lift_rel")),
-        "rel_ci": interval(rel_ci), "p": pvalue(e.get("p_value")),
-        "p_raw": _raw(e.get("p_value")),
+        "rel_ci": _rel_interval(e), "p": _p_text(e),
+        "p_raw": _raw(e.get("p_adjusted", e.get("p_value"))),
+        "method": METHOD_LABEL.get(e.get("method") or "", ""),
+        "level": _level_note(e),
         "prob": pct(prob, signed=False) if prob is not None else "–",
         "verdict": e["verdict"], "icon": ICON[e["verdict"]], "error": e.get("error"),
         "direction": e.get("direction", "increase"),
         "bar": _bar(rel_ci[0], e.get("lift_rel"), rel_ci[1]),
     }
+
+
+METHOD_LABEL = {
+    "welch": "Welch t-test; relative interval by Fieller",
+    "welch_cuped": "Welch t-test on CUPED-adjusted means; relative interval by Fieller",
+    "delta_ratio": "delta method for a ratio metric; relative interval by Fieller",
+    "score": "pooled score test of two proportions; score intervals",
+    "fisher_exact": "Fisher's exact test (few events); score intervals",
+}
+
+
+def _p_text(e: dict[str, Any]) -> str:
+    """The p-value the verdict used: the adjusted one when multiple testing applies."""
+    p_adj = e.get("p_adjusted")
+    if p_adj is None:
+        return pvalue(e.get("p_value"))
+    return f"{pvalue(p_adj)} adj. (raw {pvalue(e.get('p_value'))})"
+
+
+def _level_note(e: dict[str, Any]) -> str:
+    """Intervals of a multiple-testing family are drawn at the level matching the adjusted p."""
+    level = e.get("ci_level")
+    if e.get("p_adjusted") is None or not isinstance(level, float):
+        return ""
+    return f"{level * 100:.4g}% CI, matching the adjusted p"
+
+
+def _rel_interval(e: dict[str, Any]) -> str:
+    """The relative interval; Fieller's is unbounded when the holdout mean cannot be told
+    from zero, and says so."""
+    ci = e.get("lift_rel_ci") or [None, None]
+    shown = interval(ci)
+    if shown or e.get("lift_rel") is None or e.get("error"):
+        return shown
+    lo = pct(ci[0]) if ci[0] is not None else "−∞"
+    hi = pct(ci[1]) if ci[1] is not None else "+∞"
+    return f"[{lo}, {hi}] (unbounded)"
 
 
 def _value_ci(ci: Any, metric: str, kind: str) -> str:

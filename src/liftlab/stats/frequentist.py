@@ -1,10 +1,19 @@
 """Frequentist lift on sufficient statistics: Welch difference, CUPED, ratio metrics.
 
 Absolute lift uses Welch's t with the Satterthwaite degrees of freedom (equal to scipy's
-``ttest_ind(equal_var=False)`` on unit-level rows). Relative lift uses the delta method on
-the ratio of means (a ratio of CI bounds would be wrong). CUPED regresses the outcome on its
+``ttest_ind(equal_var=False)`` on unit-level rows). CUPED regresses the outcome on its
 pre-period value with a slope pooled within arms, which makes the point estimate identical to
 OLS ``y ~ 1 + treatment + x`` (Frisch-Waugh-Lovell).
+
+Relative lift ``(m_t - m_h) / |m_h|`` gets Fieller's interval: the set of ratios ``rho`` of
+the two means that the same test does not reject, ``(m_t - rho m_h)^2 <= q^2 (v_t + rho^2 v_h)``
+with the absolute test's own quantile ``q``. Unlike the delta method, which treats ``m_h`` as
+known and under-covers when one big spender lands in the holdout (0.85 at lognormal sigma = 2),
+Fieller keeps its level on skewed revenue. Its test of ``rho = 1`` is the test of equal means,
+so the relative p-value is the absolute one and the relative interval excludes 0 exactly when
+the absolute one does: a verdict never contradicts either interval. When the holdout mean is
+not distinguishable from zero the Fieller set is unbounded and the interval is reported as
+(-inf, inf).
 
 Degenerate cells (too few units, a constant metric, a zero baseline) are returned as data
 (``error`` set, numbers NaN) so that one bad segment never stops a daily run.
@@ -40,21 +49,33 @@ class Lift:
     theta: float = 0.0
     variance_reduction: float = 0.0
     error: str | None = None
+    rel_p_value: float = NAN
+    method: str = "welch"
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def significant(self, alpha: float, p_value: float | None = None) -> bool:
+        """A difference is claimed only when the p-value (``p_value``: an adjusted one) is
+        below ``alpha`` and the absolute interval shown excludes zero, so a verdict never
+        contradicts its interval (they agree by construction except on the exact route)."""
+        p = self.p_value if p_value is None else p_value
+        lo, hi = self.abs_ci
+        return self.ok and p < alpha and (lo > 0 or hi < 0)
+
 
 def failed(message: str, mean_t: float = NAN, mean_h: float = NAN) -> Lift:
     """A comparison that could not be estimated, carried as data."""
     return Lift(mean_t, mean_h, NAN, NAN, (NAN, NAN), NAN, NAN, (NAN, NAN), NAN, NAN,
-                error=message)
+                error=message, method="none")
 
 
 def welch(treatment: ArmStats, holdout: ArmStats, alpha: float = 0.05,
-          cuped: bool = False) -> Lift:
-    """Difference in means (optionally CUPED-adjusted) with Welch CI and p-value."""
+          cuped: bool = False, nonnegative: bool = False) -> Lift:
+    """Difference in means (optionally CUPED-adjusted) with Welch CI and p-value; the
+    relative lift by Fieller. ``nonnegative``: the metric cannot be negative (a count), so
+    the relative interval is cut at -100%."""
     t, h = treatment, holdout
     if t.n < 2 or h.n < 2:
         return failed(f"too few units (treatment {t.n}, holdout {h.n}); need at least 2 per arm",
@@ -78,17 +99,21 @@ def welch(treatment: ArmStats, holdout: ArmStats, alpha: float = 0.05,
     diff = mt - mh
     q = sps.t.ppf(1 - alpha / 2, df)
     p = 2 * sps.t.sf(abs(diff) / se, df)
-    rel, rel_se, rel_ci = _relative(mt, mh, var_t, var_h, alpha)
+    rel, rel_se, rel_ci = relative(mt, mh, var_t, var_h, float(q), nonnegative)
     reduction = 0.0
     if use_cuped:
         raw = t.variance / t.n + h.variance / h.n
         reduction = 1 - (var_t + var_h) / raw if raw > 0 else 0.0
     return Lift(mt, mh, diff, se, (diff - q * se, diff + q * se), rel, rel_se, rel_ci, p, df,
-                cuped=use_cuped, theta=theta, variance_reduction=reduction)
+                cuped=use_cuped, theta=theta, variance_reduction=reduction,
+                rel_p_value=float(p) if math.isfinite(rel) else NAN,
+                method="welch_cuped" if use_cuped else "welch")
 
 
-def ratio(treatment: RatioStats, holdout: RatioStats, alpha: float = 0.05) -> Lift:
-    """Difference of ratio metrics (e.g. revenue per order) by the delta method."""
+def ratio(treatment: RatioStats, holdout: RatioStats, alpha: float = 0.05,
+          nonnegative: bool = False) -> Lift:
+    """Difference of ratio metrics (e.g. revenue per order) by the delta method; the
+    relative lift by Fieller on the two delta-method variances."""
     t, h = treatment, holdout
     if t.n < 2 or h.n < 2:
         return failed(f"too few units (treatment {t.n}, holdout {h.n})", t.mean, h.mean)
@@ -101,24 +126,43 @@ def ratio(treatment: RatioStats, holdout: RatioStats, alpha: float = 0.05) -> Li
     se = math.sqrt(var_t + var_h)
     z = sps.norm.ppf(1 - alpha / 2)
     p = 2 * sps.norm.sf(abs(diff) / se)
-    rel, rel_se, rel_ci = _relative(t.mean, h.mean, var_t, var_h, alpha)
+    rel, rel_se, rel_ci = relative(t.mean, h.mean, var_t, var_h, float(z), nonnegative)
     return Lift(t.mean, h.mean, diff, se, (diff - z * se, diff + z * se), rel, rel_se, rel_ci,
-                p, math.inf)
+                p, math.inf, rel_p_value=float(p) if math.isfinite(rel) else NAN,
+                method="delta_ratio")
 
 
-def _relative(mt: float, mh: float, var_t: float, var_h: float,
-              alpha: float) -> tuple[float, float, tuple[float, float]]:
-    """Delta method for mt/mh - 1 with independent arms."""
+def relative(mt: float, mh: float, var_t: float, var_h: float, q: float,
+             nonnegative: bool = False) -> tuple[float, float, tuple[float, float]]:
+    """Relative lift ``(mt - mh) / |mh|`` of independent arms: the estimate, its delta-method
+    standard error (a scale for priors) and Fieller's interval at critical value ``q``."""
     try:
-        ratio = mt / mh
-        se = math.sqrt(var_t + ratio * ratio * var_h) / abs(mh)
+        rho = mt / mh
+        se = math.sqrt(var_t + rho * rho * var_h) / abs(mh)
     except (ZeroDivisionError, OverflowError):  # a zero (or vanishing) baseline
         return NAN, NAN, (NAN, NAN)
-    if not (math.isfinite(ratio) and math.isfinite(se)):
+    if not (math.isfinite(rho) and math.isfinite(se)):
         return NAN, NAN, (NAN, NAN)
-    rel = ratio - 1
-    z = sps.norm.ppf(1 - alpha / 2)
-    return rel, se, (rel - z * se, rel + z * se)
+    lo, hi = fieller(mt, mh, var_t, var_h, q)
+    if mh > 0:
+        rel, ci = rho - 1, (lo - 1, hi - 1)
+    else:  # (mt - mh) / |mh| = 1 - rho: a rise from a negative baseline is a positive lift
+        rel, ci = 1 - rho, (1 - hi, 1 - lo)
+    if nonnegative:
+        ci = (max(ci[0], -1.0), ci[1])
+    return rel, se, ci
+
+
+def fieller(num: float, den: float, var_num: float, var_den: float,
+            q: float) -> tuple[float, float]:
+    """Fieller's interval for ``num / den`` (independent estimates): the ratios ``rho`` with
+    ``(num - rho den)^2 <= q^2 (var_num + rho^2 var_den)``; (-inf, inf) when ``den`` is not
+    distinguishable from zero at that level (the set is then unbounded)."""
+    a = den * den - q * q * var_den
+    if not a > 0:
+        return -math.inf, math.inf
+    half = q * math.sqrt(var_num * den * den + var_den * num * num - q * q * var_num * var_den)
+    return (num * den - half) / a, (num * den + half) / a
 
 
 def _cuped_theta(t: ArmStats, h: ArmStats) -> float:
