@@ -33,16 +33,6 @@ RUNS: Counter[str] = Counter()
 # Generated data mutations per run (YAML: three quarters of it); LIFTLAB_MUTATIONS=500 with
 # HYPOTHESIS_PROFILE=thorough searches wider.
 MUTATIONS = int(os.environ.get("LIFTLAB_MUTATIONS", "40"))
-# Defects of issue 18 fixed on another branch (def18): a run whose output shows one of these
-# is counted, not failed. Remove after the merge.
-KNOWN_DEFECTS = {
-    "to `i64` failed in column 'order_id'": "def18: text order ids with integer customer ids",
-    "MarkupError": "def18: rich markup in the internal-error handler",
-    "to `i64` failed in column 'customer_id'":
-        "def18: customer ids as text in one table and integers in another",
-    "asof-join: `f64` and `i64`": "def18: float customer ids in one table",
-}
-KNOWN_HITS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -212,10 +202,6 @@ def run_mutated(good: Path, tmp: Path, fmt: str, mutation: Mutation, command: st
     code, stdout, stderr = cli(*commands(data, exps, tmp / "out")[command])
     RUNS[f"{mutation.kind}:{command}"] += 1
     context = f"{command} on {fmt} after {mutation}: exit {code}\n{stderr[-2000:]}"
-    known = [why for sign, why in KNOWN_DEFECTS.items() if code == 2 and sign in stderr]
-    if known:
-        KNOWN_HITS[known[0]] += 1
-        return
     assert code in (0, 1), context
     assert "Traceback" not in stdout + stderr, context
     if code == 1:
@@ -246,5 +232,4 @@ def _report_count(request: pytest.FixtureRequest):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and RUNS:
         reporter.write_line(f"exit codes: {sum(RUNS.values())} generated runs "
-                            f"({', '.join(f'{k} {v}' for k, v in sorted(RUNS.items()))}); "
-                            f"known defects: {dict(KNOWN_HITS)}")
+                            f"({', '.join(f'{k} {v}' for k, v in sorted(RUNS.items()))})")

@@ -23,14 +23,6 @@ def differs_by_contract(layout: Layout, command: str) -> str | None:
     return None
 
 
-def known_defect(layout: Layout, command: str) -> str | None:
-    """Defects of issue 18 fixed on another branch (def18); remove after its merge."""
-    if layout.order_id != "int" and layout.customer_id == "int" and command in (
-            "analyze", "monitor", "report"):
-        return "issue 18 defect (def18): text order ids with integer customer ids"
-    return None
-
-
 class Workspace:
     """Layouts written once per session; the reference outcomes computed once each."""
 
@@ -57,14 +49,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return Workspace(tmp_path_factory.mktemp("layouts"))
 
 
-def _check(workspace: Workspace, layout: Layout, command: str,
-           request: pytest.FixtureRequest) -> None:
+def _check(workspace: Workspace, layout: Layout, command: str) -> None:
     why = differs_by_contract(layout, command)
     if why:
         pytest.skip(why)
-    reason = known_defect(layout, command)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
     want = workspace.run(layout.reference(), command)
     got = workspace.run(layout, command)
     assert want.exit_code != 2, f"reference {layout.reference().id}: {want.payload}"
@@ -73,15 +61,15 @@ def _check(workspace: Workspace, layout: Layout, command: str,
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("layout", CI_LAYOUTS, ids=lambda layout: layout.id)
-def test_same_answer_on_every_layout(workspace: Workspace, layout: Layout, command: str,
-                                     request: pytest.FixtureRequest) -> None:
-    _check(workspace, layout, command, request)
+def test_same_answer_on_every_layout(workspace: Workspace, layout: Layout,
+                                     command: str) -> None:
+    _check(workspace, layout, command)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 @pytest.mark.parametrize("layout", [x for x in all_layouts() if x not in CI_LAYOUTS],
                          ids=lambda layout: layout.id)
-def test_same_answer_on_all_layouts(workspace: Workspace, layout: Layout, command: str,
-                                    request: pytest.FixtureRequest) -> None:
-    _check(workspace, layout, command, request)
+def test_same_answer_on_all_layouts(workspace: Workspace, layout: Layout,
+                                    command: str) -> None:
+    _check(workspace, layout, command)

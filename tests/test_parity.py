@@ -59,14 +59,6 @@ CASES = (Case("tiny", "tiny-factorial"),
          *(Case(layout.id, name) for layout in (CANONICAL, *LAYOUTS) for name in EXAMPLES))
 
 
-def known_defect(case: Case, engine: str) -> str | None:
-    """Defects of issue 18 fixed on another branch (def18); remove after its merge."""
-    if engine == "spark" and case.dataset != "tiny":
-        return ("issue 18 defect (def18): spark CAST(\"optin_email\" AS BOOLEAN) quoting, "
-                "and web-onboarding's false empty population on spark")
-    return None
-
-
 class Backends:
     """Each data set written once, as a folder, a DuckDB file and a PostgreSQL database."""
 
@@ -179,13 +171,6 @@ def comparable(result: dict[str, Any]) -> dict[str, Any]:
     return {**{k: result.get(k) for k in keep}, "landing": landing, "health": health}
 
 
-def _mark(case: Case, engine: str, request: pytest.FixtureRequest) -> None:
-    _skip_unavailable(engine)
-    reason = known_defect(case, engine)
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
-
-
 def _check(backends: Backends, case: Case, engine: str) -> None:
     want = _outcome(lambda: comparable(backends.result(case, "polars")))
     got = _outcome(lambda: comparable(backends.result(case, engine)))
@@ -200,25 +185,25 @@ def _outcome(fn: Any) -> tuple[str, Any]:
         return "error", str(exc)
 
 
+# Spark in CI: the tiny factorial and the example experiments on the canonical data
+SPARK_IN_CI = ("tiny", CANONICAL.id)
 CI_MATRIX = [(case, engine) for case in CASES for engine in ENGINES
-             if engine != "spark" or case.dataset == "tiny"]
-SLOW_MATRIX = [(case, "spark") for case in CASES if case.dataset != "tiny"]
+             if engine != "spark" or case.dataset in SPARK_IN_CI]
+SLOW_MATRIX = [(case, "spark") for case in CASES if case.dataset not in SPARK_IN_CI]
 
 
 @pytest.mark.parametrize(("case", "engine"), CI_MATRIX,
                          ids=[f"{c.id}-{e}" for c, e in CI_MATRIX])
-def test_engines_agree(backends: Backends, case: Case, engine: str,
-                       request: pytest.FixtureRequest):
-    _mark(case, engine, request)
+def test_engines_agree(backends: Backends, case: Case, engine: str):
+    _skip_unavailable(engine)
     _check(backends, case, engine)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("case", "engine"), SLOW_MATRIX,
                          ids=[f"{c.id}-{e}" for c, e in SLOW_MATRIX])
-def test_engines_agree_everywhere(backends: Backends, case: Case, engine: str,
-                                  request: pytest.FixtureRequest):
-    _mark(case, engine, request)
+def test_engines_agree_everywhere(backends: Backends, case: Case, engine: str):
+    _skip_unavailable(engine)
     _check(backends, case, engine)
 
 
