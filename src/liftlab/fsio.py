@@ -54,7 +54,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     _ensure_dir(path.parent)
     refuse_link(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_PREFIX}", suffix=".tmp",
+                                   dir=path.parent)
     except OSError as exc:
         raise write_error(path.parent, exc) from exc
     try:
@@ -159,11 +160,21 @@ def claim_root(root: Path, kind: str, force: bool) -> None:
     root = Path(root)
     state, _ = _state(root)
     if state == "marked":
+        recover_leftovers(root / MARKER)  # a temporary marker of a killed first run
         return
     if state == "foreign" and not force:
         raise _refusal(root, kind, None)
     _ensure_dir(root)
     atomic_write_json(root / MARKER, _marker(kind))
+
+
+def claim_cache(root: Path) -> None:
+    """The monitor's cache folder: created with a marker; an existing one is used as it is
+    (the cache removes only the files it names itself). A link or a file is refused."""
+    state, _ = _state(Path(root))
+    if state in ("missing", "empty"):
+        _ensure_dir(Path(root))
+        atomic_write_json(Path(root) / MARKER, _marker("cache"))
 
 
 def replace_dir(dest: Path, kind: str, force: bool, build: Callable[[Path], None]) -> None:
@@ -207,6 +218,7 @@ def write_beside(dest: Path, kind: str, force: bool, build: Callable[[Path], Non
     listed = None if marker is None else marker.get("files")
     owned = set(listed) if listed is not None else (set() if marker is None else None)
     recover_leftovers(dest / STAGING)  # a killed writer's staging folders inside dest
+    recover_leftovers(dest / MARKER)  # and its temporary marker
     tmp = _make_tmp(dest, STAGING, kind)
     try:
         build(tmp)
@@ -225,7 +237,34 @@ def write_beside(dest: Path, kind: str, force: bool, build: Callable[[Path], Non
             _real_dirs(dest, target.parent)
             _replace(tmp / name, target)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_ours(tmp)
+
+
+def remove_ours(folder: Path) -> None:
+    """Delete one of liftlab's own folders, its marker last and only once all else is gone:
+    a run killed (or failing) half-way leaves a folder that is still recognisably liftlab's,
+    removed by the next run."""
+    for entry in _entries(folder):
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    if _entries(folder):
+        return
+    with contextlib.suppress(OSError):
+        os.unlink(Path(folder) / MARKER)
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` but its marker ([] when it cannot be read)."""
+    try:
+        with os.scandir(folder) as it:
+            return [e for e in it if e.name != MARKER]
+    except OSError:
+        return []
 
 
 def _real_dirs(root: Path, folder: Path) -> None:
@@ -249,7 +288,7 @@ def atomic_dir(dest: Path, kind: str) -> Iterator[Path]:
         yield tmp
         _swap_in(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_ours(tmp)
         raise
 
 
@@ -257,13 +296,17 @@ def _swap_in(tmp: Path, dest: Path) -> None:
     if not os.path.lexists(dest):
         _rename(tmp, dest)
         return
-    if _exchange(tmp, dest):  # tmp now holds the previous output
-        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        exchanged = _exchange(tmp, dest)
+    except OSError as exc:
+        raise write_error(dest, exc) from exc
+    if exchanged:  # tmp now holds the previous output
+        remove_ours(tmp)
         return
     old = dest.with_name(f".{dest.name}{TMP_PREFIX}{secrets.token_hex(8)}.old")
     _rename(dest, old)
     _rename(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_ours(old)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -276,7 +319,7 @@ def _exchange(a: Path, b: Path) -> bool:
     code = ctypes.get_errno()
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
         return False
-    raise write_error(b, OSError(code, os.strerror(code)))
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def _rename(src: Path, dest: Path) -> None:
@@ -302,8 +345,11 @@ def _make_tmp(parent: Path, name: str, kind: str) -> Path:
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         atomic_write_json(tmp / MARKER, _marker(kind))
+    except OSError as exc:
+        remove_ours(tmp)
+        raise write_error(tmp, exc) from exc
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_ours(tmp)
         raise
     return tmp
 
@@ -324,17 +370,29 @@ def recover_leftovers(dest: Path) -> None:
         _rename(newest, dest)
         olds.remove(newest)
     for leftover in [*olds, *_leftovers(dest, ".tmp")]:
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_dir():
+            remove_ours(leftover)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
 
 
 def _leftovers(dest: Path, suffix: str) -> list[Path]:
+    """Staging folders (marked, or killed before the marker) and temporary files of atomic
+    writes (``.NAME.liftlab-*.tmp``, a name only liftlab gives) of ``dest``."""
     out = []
     for p in dest.parent.glob(f".{dest.name}{TMP_PREFIX}*{suffix}"):
-        if p.is_symlink() or not p.is_dir():
-            continue
-        if read_marker(p) is not None or not any(p.iterdir()):
+        temp_file = p.is_file() and suffix == ".tmp"
+        staging = p.is_dir() and (read_marker(p) is not None or _marker_unwritten(p))
+        if not p.is_symlink() and (temp_file or staging):
             out.append(p)
     return out
+
+
+def _marker_unwritten(folder: Path) -> bool:
+    """Empty, or holding only the temporary file of the marker (killed while writing it)."""
+    return all(p.name.startswith(f".{MARKER}{TMP_PREFIX}") and p.name.endswith(".tmp")
+               for p in folder.iterdir())
 
 
 # -- locks ----------------------------------------------------------------------------------
