@@ -253,3 +253,18 @@ def test_a_damaged_cache_is_ignored_with_a_warning(tmp_path: Path,
     again = monitor(data, 36, tmp_path)
     assert again.hours_from_cache == 0 and "does not match the manifest" in caplog.text
     assert_same_timeline(again, monitor(data, 36))
+
+
+def test_assign_never_overwrites_a_file_it_did_not_write(tmp_path: Path,
+                                                         tiny_spec_path: Path,
+                                                         tiny_data: Path):
+    args = ["assign", str(tiny_spec_path), "--data", str(tiny_data), "--out"]
+    for name in ("a.parquet", "a.csv"):
+        mine = tmp_path / name
+        mine.write_bytes(b"customer_id\n1\n")
+        code, output = run(*args, str(mine))
+        assert code == 1 and "is not an assignments table" in output
+        assert mine.read_bytes() == b"customer_id\n1\n"
+        mine.unlink()
+        assert run(*args, str(mine))[0] == 0
+        assert run(*args, str(mine))[0] == 0  # its own table: replaced

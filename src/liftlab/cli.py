@@ -328,6 +328,7 @@ def assign(
         table.write_csv(buf)
     else:
         table.write_parquet(buf)
+    _refuse_overwriting(output, table.columns)
     atomic_write_bytes(output, buf.getvalue())
     counts = table.group_by("channel", "group").len().sort("channel", "group")
     for ch, group, n in counts.iter_rows():
@@ -352,6 +353,26 @@ def demo(
     summary = run_demo(out_dir, experiments, customers, seed, progress=sys.stderr.isatty(),
                        force=force)
     out.print(summary)
+
+
+def _refuse_overwriting(output: Path, columns: list[str]) -> None:
+    """An existing file is replaced only when it is an assignments table (the same columns):
+    liftlab never overwrites a file it did not write."""
+    import polars as pl
+
+    if not output.exists() or output.is_symlink():
+        return  # a link is refused by the write itself
+    try:
+        if output.suffix == ".csv":
+            found = pl.read_csv(output, n_rows=0).columns
+        else:
+            found = list(pl.read_parquet_schema(output))
+    except (OSError, ValueError, pl.exceptions.PolarsError):  # a folder, another format
+        found = []
+    if found != columns:
+        raise UserError(f"{output} already exists and is not an assignments table; liftlab "
+                        "never overwrites a file it did not write: remove it or choose "
+                        "another --out")
 
 
 def main() -> None:
