@@ -62,7 +62,9 @@ def test_forced_analyze_writes_beside_and_never_over(tmp_path: Path, analyze_arg
     marker = fsio.read_marker(tmp_path)
     assert marker and "results.json" in marker["files"] and "data/orders.csv" not in marker[
         "files"]
-    code, output = run(*analyze_args, "--out", str(tmp_path))  # listed: no --force needed
+    code, output = run(*analyze_args, "--out", str(tmp_path))  # still the user's folder
+    assert code == 1 and "holds files liftlab did not write (data/orders.csv" in output
+    code, output = run(*analyze_args, "--out", str(tmp_path), "--force")  # replaces its own
     assert code == 0, output
     assert all(files(tmp_path)[k] == v for k, v in before.items())
 
@@ -86,13 +88,20 @@ def test_a_file_as_output_folder_is_refused(tmp_path: Path, analyze_args: list[s
     assert os.listdir(tmp_path) == ["notes.txt"] and target.read_text() == "my notes"
 
 
-def test_analyze_replaces_its_own_output_whole(tmp_path: Path, analyze_args: list[str]):
+def test_analyze_replaces_its_own_output_but_never_a_file_added_to_it(
+        tmp_path: Path, analyze_args: list[str]):
     out = tmp_path / "out"
     assert run(*analyze_args, "--out", str(out))[0] == 0
-    (out / "stale.csv").write_text("from an earlier version")
-    assert run(*analyze_args, "--out", str(out))[0] == 0
-    assert not (out / "stale.csv").exists() and (out / "results.json").exists()
-    assert fsio.read_marker(out) == {"liftlab": "output", "kind": "analyze"}
+    marker = fsio.read_marker(out)
+    assert marker and marker["kind"] == "analyze" and "results.json" in marker["files"]
+    mine = out / "tables" / "my-notes.txt"
+    mine.write_text("added by a person")
+    code, output = run(*analyze_args, "--out", str(out))
+    assert code == 1 and "did not write (tables/my-notes.txt)" in output
+    assert run(*analyze_args, "--out", str(out), "--force")[0] == 0
+    assert mine.read_text() == "added by a person"
+    mine.unlink()
+    assert run(*analyze_args, "--out", str(out))[0] == 0  # only its own files again: swapped
     assert os.listdir(tmp_path) == ["out"]
 
 
@@ -119,6 +128,7 @@ def test_report_root_not_written_by_liftlab_needs_force(tmp_path: Path):
     run_daily(specs(), DATE, tmp_path, fixture_analyze, force=True)
     assert all(files(tmp_path)[k] == v for k, v in before.items())
     assert fsio.read_marker(tmp_path) == {"liftlab": "output", "kind": "reports"}
+    assert all(files(tmp_path)[k] == v for k, v in before.items())
     run_daily(specs(), DATE, tmp_path, fixture_analyze)  # adopted: no --force needed now
 
 

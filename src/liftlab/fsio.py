@@ -145,12 +145,17 @@ def _state(path: Path) -> tuple[str, dict[str, Any] | None]:
         return ("foreign" if any(True for _ in entries) else "empty"), None
 
 
-def _refusal(path: Path, kind: str, marker: dict[str, Any] | None) -> UserError:
-    whose = (f"holds liftlab's {marker.get('kind')!r} output, not {kind!r}" if marker
-             else "was not written by liftlab (it has no .liftlab-output marker)")
-    return UserError(f"{path} {whose}; liftlab never replaces a folder it did not write. Choose "
-                     "a new or empty folder, or add --force to write liftlab's files beside "
-                     "what is there (nothing is deleted or overwritten)")
+def _refusal(path: Path, kind: str, marker: dict[str, Any] | None,
+             others: list[str]) -> UserError:
+    if marker is None:
+        whose = "was not written by liftlab (it has no .liftlab-output marker)"
+    elif marker.get("kind") != kind:
+        whose = f"holds liftlab's {marker.get('kind')!r} output, not {kind!r}"
+    else:
+        whose = f"holds files liftlab did not write ({', '.join(others[:5])})"
+    return UserError(f"{os.path.abspath(path)} {whose}; liftlab never replaces a folder it did "
+                     "not write. Choose a new or empty folder, or add --force to write "
+                     "liftlab's files beside what is there (nothing is deleted or overwritten)")
 
 
 def claim_root(root: Path, kind: str, force: bool) -> None:
@@ -163,7 +168,7 @@ def claim_root(root: Path, kind: str, force: bool) -> None:
         recover_leftovers(root / MARKER)  # a temporary marker of a killed first run
         return
     if state == "foreign" and not force:
-        raise _refusal(root, kind, None)
+        raise _refusal(root, kind, None, [])
     _ensure_dir(root)
     atomic_write_json(root / MARKER, _marker(kind))
 
@@ -180,64 +185,81 @@ def claim_cache(root: Path) -> None:
 def replace_dir(dest: Path, kind: str, force: bool, build: Callable[[Path], None]) -> None:
     """Write the folder ``dest`` with ``build(folder)``.
 
-    Missing, empty, or liftlab's own output of this ``kind``: built aside and swapped in whole
-    (readers see the old or the new folder). Anything else is refused without ``force``;
-    forced, the files are written beside what is there (see ``write_beside``).
+    Missing, empty, or liftlab's own output of this ``kind`` holding only the files its
+    marker lists: built aside and swapped in whole (readers see the old or the new folder).
+    Anything else (a folder liftlab did not write, another kind of output, files added by
+    someone else) is refused without ``force``; forced, the files are written beside what is
+    there (see ``write_beside``).
     """
     dest = Path(dest)
     _ensure_dir(dest.parent)
     with _dir_lock(dest.parent):
         recover_leftovers(dest)
         state, marker = _state(dest)
-        own = state in ("missing", "empty") or (
-            marker is not None and marker.get("kind") == kind and "files" not in marker)
-        if own:
+        if state in ("missing", "empty") or (
+                marker is not None and marker.get("kind") == kind
+                and _listing(dest) <= set(marker.get("files", []))):
             with atomic_dir(dest, kind) as tmp:
                 build(tmp)
             return
-        if not force and not (marker is not None and "files" in marker):
-            raise _refusal(dest, kind, marker)
+        if not force:
+            raise _refusal(dest, kind, marker, sorted(_listing(dest) - _listed(marker)))
         write_beside(dest, kind, force, build)
 
 
 def write_beside(dest: Path, kind: str, force: bool, build: Callable[[Path], None]) -> None:
-    """Add the files ``build(folder)`` makes to the folder ``dest`` one by one (each atomic).
-
-    In liftlab's own folder every name may be replaced. In a folder liftlab did not write
-    (allowed with ``force``) its marker lists the files liftlab wrote, and a file of the same
-    name that is not on that list is refused: nothing of the user's is overwritten.
+    """Add the files ``build(folder)`` makes to the folder ``dest`` one by one (each atomic),
+    deleting nothing. A folder without liftlab's marker needs ``force``. The marker lists the
+    files liftlab wrote; a file of the same name that is not on the list is refused: nothing
+    of anyone else's is overwritten.
     """
     dest = Path(dest)
     state, marker = _state(dest)
     if state == "foreign" and not force:
-        raise _refusal(dest, kind, None)
+        raise _refusal(dest, kind, None, [])
     if state in ("missing", "empty"):
         _ensure_dir(dest)
-        atomic_write_json(dest / MARKER, _marker(kind))
-        marker = _marker(kind)
-    listed = None if marker is None else marker.get("files")
-    owned = set(listed) if listed is not None else (set() if marker is None else None)
     recover_leftovers(dest / STAGING)  # a killed writer's staging folders inside dest
     recover_leftovers(dest / MARKER)  # and its temporary marker
+    owned = _listed(marker)
     tmp = _make_tmp(dest, STAGING, kind)
     try:
         build(tmp)
-        names = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*")
-                       if p.is_file() and p.name != MARKER)
-        if owned is not None:
-            clash = [n for n in names if n not in owned and os.path.lexists(dest / n)]
-            if clash:
-                raise UserError(f"{dest} already holds {', '.join(clash[:5])} that liftlab did "
-                                "not write; it overwrites nothing of yours: move them or choose "
-                                "another --out")
-            new_marker = {**(marker or _marker(kind)), "files": sorted(owned | set(names))}
-            atomic_write_json(dest / MARKER, new_marker)  # listed before they are written
+        names = sorted(_listing(tmp))
+        clash = [n for n in names if n not in owned and os.path.lexists(dest / n)]
+        if clash:
+            raise UserError(f"{dest} already holds {', '.join(clash[:5])} that liftlab did "
+                            "not write; it overwrites nothing of yours: move them or choose "
+                            "another --out")
+        listed = {**(marker or _marker(kind)), "files": sorted(owned | set(names))}
+        atomic_write_json(dest / MARKER, listed)  # listed before they are written
         for name in names:
             target = dest / name
             _real_dirs(dest, target.parent)
             _replace(tmp / name, target)
     finally:
         remove_ours(tmp)
+
+
+def _listed(marker: dict[str, Any] | None) -> set[str]:
+    files = (marker or {}).get("files", [])
+    return {str(f) for f in files} if isinstance(files, list) else set()
+
+
+def _listing(folder: Path) -> set[str]:
+    """Every file (or link) under ``folder`` but the marker, as relative paths; links to
+    folders are listed, never followed."""
+    out, stack = set(), [Path(folder)]
+    while stack:
+        current = stack.pop()
+        with os.scandir(current) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                else:
+                    out.add(os.path.relpath(entry.path, folder))
+    out.discard(MARKER)
+    return out
 
 
 def remove_ours(folder: Path) -> None:
@@ -286,6 +308,7 @@ def atomic_dir(dest: Path, kind: str) -> Iterator[Path]:
     tmp = _make_tmp(dest.parent, dest.name, kind)
     try:
         yield tmp
+        atomic_write_json(tmp / MARKER, _marker(kind, sorted(_listing(tmp))))
         _swap_in(tmp, dest)
     except BaseException:
         remove_ours(tmp)
