@@ -18,6 +18,7 @@ import datetime as dt
 import errno
 import random
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -319,3 +320,38 @@ def test_file_size_limit_is_a_clear_error_and_keeps_the_output(tmp_path: Path,
     assert tree(tmp_path / "out") == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     FAULT_POINTS["analyze, RLIMIT_FSIZE"] = 1
+
+
+def _can_mount_read_only() -> bool:
+    try:
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount --bind / /mnt && "
+                                "mount -o remount,ro,bind /mnt"], capture_output=True,
+                               timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_read_only(),
+                    reason="needs a private mount namespace (unshare -m) for a read-only mount")
+def test_read_only_output_is_a_clear_error_and_keeps_the_output(
+        tmp_path: Path, tiny_spec_path: Path, tiny_data: Path):
+    """The output's file system mounted read-only (EROFS, a real one: root ignores mode
+    bits) for analyze and the daily report: exit 1 with a message, the output unchanged."""
+    out = tmp_path / "out"
+    args = ["analyze", str(tiny_spec_path), "--data", str(tiny_data), "--out", str(out / "a"),
+            "--as-of", "2026-02-16"]
+    assert cli(*args).wait() == 0
+    report = ["report", "--experiments", str(tiny_spec_path.parent), "--data", str(tiny_data),
+              "--date", "2026-02-24", "--out", str(out / "reports")]
+    assert cli(*report).wait() == 0
+    before = tree(out)
+    for command in ([*args[:-1], "2026-02-20"], report):
+        where = shlex.quote(str(out))
+        script = (f"mount --bind {where} {where} && mount -o remount,ro,bind {where} && exec "
+                  + shlex.join([sys.executable, "-m", "liftlab.cli", *command]))
+        proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True)
+        assert proc.returncode == 1, proc.stderr
+        assert b"read-only" in proc.stderr and b"Traceback" not in proc.stderr
+        assert tree(out) == before
+    FAULT_POINTS["analyze and report, read-only mount"] = 2
