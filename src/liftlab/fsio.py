@@ -3,12 +3,13 @@ liftlab replaces or deletes only what it wrote itself.
 
 Files are written to a temporary sibling and renamed into place (rename is atomic on POSIX).
 Every folder liftlab creates holds an ownership marker (``.liftlab-output``, naming the kind
-of output). A folder is replaced whole only when it carries liftlab's marker of the same kind:
-the new one is built beside it and the two are exchanged in one ``renameat2`` call (two renames
-where the file system lacks it; a run killed between them is repaired by the next). A folder
-liftlab did not write is refused unless the user forces it; forced, liftlab writes its files
-beside the others, never over a file it did not write, and deletes nothing. No symbolic link
-is written through.
+of output and listing the files liftlab wrote). A folder is replaced whole only when it
+carries liftlab's marker of the same kind and holds nothing else: the new one is built beside
+it and the two are exchanged in one ``renameat2`` call (two renames where the file system
+lacks it; a run killed between them is repaired by the next). A folder liftlab did not write
+is refused unless the user forces it; forced, liftlab writes its files beside the others,
+never over a file it did not write, and deletes nothing. No symbolic link is written
+through.
 """
 
 from __future__ import annotations
