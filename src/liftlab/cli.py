@@ -36,8 +36,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="polars (one machine) or spark (a cluster, or Spark local mode).")]
 ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Also write into a folder liftlab did not create: its files go beside "
-    "what is there; nothing is deleted or overwritten.")]
+    "--force", help="Also write into a folder liftlab did not create (or that holds others' "
+    "files): liftlab's files go beside theirs; nothing of theirs is deleted or overwritten.")]
 ENVIRONMENT_FAULTS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES,
                       errno.EPERM}
 
