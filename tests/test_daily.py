@@ -120,8 +120,8 @@ def test_unsafe_ids_never_become_paths(tmp_path: Path):
     run = run_daily([(Path("evil.yaml"), evil)], DATE, tmp_path / "out", fixture_analyze)
     assert run.outcomes[0].error and "not a safe file name" in run.outcomes[0].error
     assert not (tmp_path / "escape").exists()
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".liftlab.lock",
-                                                                    "2026-02-24"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".liftlab-output", ".liftlab.lock", "2026-02-24"]
 
 
 def test_keyboard_interrupt_keeps_the_previous_report(tmp_path: Path):

@@ -69,24 +69,30 @@ def test_global_holdout_measures_the_programme(tiny_data: Path):
 
 
 def test_a_killed_report_run_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
-    """Leftovers of a SIGKILLed writer: its temporary folder goes; a report it had moved
+    """Leftovers of a SIGKILLed writer: its staging folder goes; a report it had moved
     aside (killed between the two renames) is put back; the next write replaces it whole."""
-    from liftlab.fsio import atomic_dir, recover_leftovers
+    from liftlab.fsio import MARKER, atomic_dir, recover_leftovers
 
     dest = tmp_path / "2026-02-24"
-    (tmp_path / ".2026-02-24.abc123.tmp").mkdir()
-    (tmp_path / ".2026-02-24.abc123.tmp" / "half.html").write_text("half")
-    moved = tmp_path / ".2026-02-24.old-4242"
+    staging = tmp_path / ".2026-02-24.liftlab-abc123.tmp"
+    staging.mkdir()
+    (staging / MARKER).write_text('{"liftlab": "output", "kind": "report-date"}')
+    (staging / "half.html").write_text("half")
+    moved = tmp_path / ".2026-02-24.liftlab-4242.old"
     moved.mkdir()
+    (moved / MARKER).write_text('{"liftlab": "output", "kind": "report-date"}')
     (moved / "index.html").write_text("yesterday's run")
-    (tmp_path / ".2026-02-23.x.tmp").mkdir()  # another date's writer: not ours to touch
+    (tmp_path / ".2026-02-23.liftlab-x.tmp").mkdir()  # another date's writer: not ours
+    (tmp_path / ".2026-02-24.liftlab-user.tmp").mkdir()  # no marker, not empty: not ours
+    (tmp_path / ".2026-02-24.liftlab-user.tmp" / "keep").write_text("the user's")
     recover_leftovers(dest)
     assert (dest / "index.html").read_text() == "yesterday's run"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".2026-02-23.x.tmp", "2026-02-24"]
-    with atomic_dir(dest) as tmp:
+    expected = [".2026-02-23.liftlab-x.tmp", ".2026-02-24.liftlab-user.tmp", "2026-02-24"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    with atomic_dir(dest, "report-date") as tmp:
         (tmp / "index.html").write_text("today")
     assert (dest / "index.html").read_text() == "today"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".2026-02-23.x.tmp", "2026-02-24"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
 
 
 def test_recovery_keeps_a_complete_report(tmp_path: Path) -> None:
@@ -95,7 +101,7 @@ def test_recovery_keeps_a_complete_report(tmp_path: Path) -> None:
     dest = tmp_path / "run"
     dest.mkdir()
     (dest / "index.html").write_text("complete")
-    old = tmp_path / ".run.old-1"
+    old = tmp_path / ".run.liftlab-1.old"
     old.mkdir()
     recover_leftovers(dest)
     assert (dest / "index.html").read_text() == "complete"

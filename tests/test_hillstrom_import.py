@@ -90,13 +90,28 @@ ROW_NONE = "6,3) $200 - $350,329.08,1,1,Rural,1,Web,No E-Mail,0,0,0"
 
 def test_tiny_csv_gives_the_expected_tables(tmp_path: Path):
     """Two hand-written rows: one converter with a visit, one non-visitor."""
-    spec = import_hillstrom(_tiny_csv(tmp_path / "h.csv", [ROW_MENS, ROW_NONE]), tmp_path)
-    assert spec == tmp_path / "hillstrom.yaml"
-    groups = pl.read_parquet(tmp_path / "assignments.parquet")["group"].to_list()
+    out = tmp_path / "data"
+    spec = import_hillstrom(_tiny_csv(tmp_path / "h.csv", [ROW_MENS, ROW_NONE]), out)
+    assert spec == out / "hillstrom.yaml"
+    groups = pl.read_parquet(out / "assignments.parquet")["group"].to_list()
     assert groups == ["mens", "holdout"]
-    orders = pl.read_parquet(tmp_path / "orders.parquet")
+    orders = pl.read_parquet(out / "orders.parquet")
     assert orders.select("customer_id", "revenue").rows() == [(1, 29.99)]
-    assert pl.read_parquet(tmp_path / "events.parquet")["customer_id"].to_list() == [1]
+    assert pl.read_parquet(out / "events.parquet")["customer_id"].to_list() == [1]
+
+
+def test_import_never_overwrites_tables_it_did_not_write(tmp_path: Path):
+    csv = _tiny_csv(tmp_path / "h.csv", [ROW_MENS, ROW_NONE])
+    (tmp_path / "orders.parquet").write_bytes(b"the user's orders")
+    with pytest.raises(UserError, match="not written by liftlab"):
+        import_hillstrom(csv, tmp_path)
+    with pytest.raises(UserError, match=r"orders\.parquet that liftlab did not write"):
+        import_hillstrom(csv, tmp_path, force=True)
+    assert (tmp_path / "orders.parquet").read_bytes() == b"the user's orders"
+    (tmp_path / "orders.parquet").unlink()
+    import_hillstrom(csv, tmp_path, force=True)
+    import_hillstrom(csv, tmp_path, force=True)  # its own tables: replaced
+    assert pl.read_parquet(tmp_path / "orders.parquet").height == 1
 
 
 def test_missing_file_and_missing_columns_are_user_errors(tmp_path: Path):

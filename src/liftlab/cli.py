@@ -7,7 +7,10 @@ Heavy libraries (PyMC, plotly) are imported inside the commands that need them, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import signal
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -36,6 +39,11 @@ AsOfOpt = Annotated[str | None, typer.Option(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EngineOpt = Annotated[str, typer.Option(
     "--engine", help="polars (one machine) or spark (a cluster, or Spark local mode).")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Also write into a folder liftlab did not create (or that holds others' "
+    "files): liftlab's files go beside theirs; nothing of theirs is deleted or overwritten.")]
+ENVIRONMENT_FAULTS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                      errno.EPERM}
 
 
 def _guarded(fn: F) -> F:
@@ -43,12 +51,22 @@ def _guarded(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _no_kill_on_file_size_limit()
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
             for problem in exc.problems:
                 err.print(f"[red]error[/red]: {escape(str(problem))}", markup=True,
                           highlight=False)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            if exc.errno not in ENVIRONMENT_FAULTS:
+                raise
+            from liftlab.fsio import write_error
+
+            where = Path(exc.filename) if exc.filename else Path("the output")
+            err.print(f"[red]error[/red]: {escape(str(write_error(where, exc)))}", markup=True,
+                      highlight=False)
             raise typer.Exit(1) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -64,6 +82,12 @@ def _guarded(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _no_kill_on_file_size_limit() -> None:
+    """A file-size limit (ulimit -f) makes writes fail with EFBIG instead of killing us."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 
 
 def _engine(name: str) -> Any:
@@ -144,13 +168,14 @@ def analyze(
     as_of: AsOfOpt = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output folder.")] = None,
     engine: EngineOpt = "polars",
+    force: ForceOpt = False,
 ) -> None:
     """Full analysis: writes results.json and dashboard.html."""
     from liftlab.run import analyze_to_folder
 
     target = out_dir or Path("reports") / experiment.stem
     result = analyze_to_folder(experiment, data, parse_as_of(as_of), target,
-                               _engine(engine))
+                               _engine(engine), force)
     out.print(result.summary())
     out.print(f"wrote {target / 'results.json'} and {target / 'dashboard.html'}")
 
@@ -166,11 +191,12 @@ def monitor(
         help="Folder for hourly aggregates reused by later calls.")] = Path(".liftlab-cache"),
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Also write the timeline (monitor.json) here for the dashboard.")] = None,
+    force: ForceOpt = False,
 ) -> None:
     """Always-valid readout now: the decision so far, guardrails and the hourly timeline."""
     from liftlab.run import monitor_file
 
-    result, basis = monitor_file(experiment, data, parse_as_of(as_of), cache, out_dir)
+    result, basis = monitor_file(experiment, data, parse_as_of(as_of), cache, out_dir, force)
     if as_json:
         import json
 
@@ -276,13 +302,14 @@ def report(
         help="Report date YYYY-MM-DD (default today, UTC); past dates backfill.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Reports folder.")] = Path("reports"),
     engine: EngineOpt = "polars",
+    force: ForceOpt = False,
 ) -> None:
     """The daily run: every active experiment, reports/DATE/index.html and one page each."""
     from liftlab.run import run_report
 
     day = _parse_date(date)
     run = run_report(experiments, data, day, out_dir, _engine(engine),
-                     progress=sys.stderr.isatty())
+                     progress=sys.stderr.isatty(), force=force)
     for o in run.outcomes:
         out.print(f"{o.status:>8}  {o.id}" + (f": {o.error}" if o.error else ""))
     out.print(f"wrote {run.folder / 'index.html'}")
@@ -323,6 +350,7 @@ def assign(
         table.write_csv(buf)
     else:
         table.write_parquet(buf)
+    _refuse_overwriting(output, table.columns)
     atomic_write_bytes(output, buf.getvalue())
     counts = table.group_by("channel", "group").len().sort("channel", "group")
     for ch, group, n in counts.iter_rows():
@@ -339,12 +367,34 @@ def demo(
         Path("experiments")),
     customers: Annotated[int, typer.Option(help="Number of synthetic customers.")] = 60_000,
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic retailer.")] = 7,
+    force: ForceOpt = False,
 ) -> None:
     """Make a realistic demo retailer and run the daily report on it."""
     from liftlab.run import run_demo
 
-    summary = run_demo(out_dir, experiments, customers, seed, progress=sys.stderr.isatty())
+    summary = run_demo(out_dir, experiments, customers, seed, progress=sys.stderr.isatty(),
+                       force=force)
     out.print(summary)
+
+
+def _refuse_overwriting(output: Path, columns: list[str]) -> None:
+    """An existing file is replaced only when it is an assignments table (the same columns):
+    liftlab never overwrites a file it did not write."""
+    import polars as pl
+
+    if not output.exists() or output.is_symlink():
+        return  # a link is refused by the write itself
+    try:
+        if output.suffix == ".csv":
+            found = pl.read_csv(output, n_rows=0).columns
+        else:
+            found = list(pl.read_parquet_schema(output))
+    except (OSError, ValueError, pl.exceptions.PolarsError):  # a folder, another format
+        found = []
+    if found != columns:
+        raise UserError(f"{output} already exists and is not an assignments table; liftlab "
+                        "never overwrites a file it did not write: remove it or choose "
+                        "another --out")
 
 
 def main() -> None:

@@ -44,12 +44,16 @@ exposures, and the rows the cached hours depend on) invalidates a stale cache.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,7 +64,7 @@ import polars as pl
 
 from liftlab.data.quality import TS_COLUMN
 from liftlab.errors import DataError, Problem
-from liftlab.fsio import atomic_write_bytes, atomic_write_text
+from liftlab.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
 from liftlab.spec import HOLDOUT, Experiment, Metric
 from liftlab.stable import stable_mean, stable_std, stable_sum
 from liftlab.stats import sequential as seq
@@ -77,6 +81,12 @@ HOUR = dt.timedelta(hours=1)
 MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
 TS = pl.Datetime("us", "UTC")
 CACHE_VERSION = 2
+MANIFEST = "manifest.json"
+CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
+CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
+                        r"\.liftlab-\w+\.tmp")  # an atomic write killed half-way
+LEGACY_CACHE_FILES = ("meta.json", "cohort.parquet", "events.parquet")
+log = logging.getLogger("liftlab.monitor")
 
 
 @dataclass(frozen=True)
@@ -610,9 +620,17 @@ class _Cached:
 
 
 class _Cache:
-    """Hourly aggregates of one experiment in ``cache_dir/<id>/`` with a fingerprint."""
+    """Hourly aggregates of one experiment in ``cache_dir/<id>/`` with a fingerprint.
+
+    Crash-safe: each save writes its data files under new names, then commits them by an
+    atomic rename of ``manifest.json``, which lists them with their sizes and SHA-256; a
+    reader trusts only what the manifest lists and verifies it. Files of older saves (and of
+    saves that died before their commit) are removed after the next commit; nothing else in
+    the folder is touched.
+    """
 
     def __init__(self, root: Path | None, spec: Experiment, window: dt.timedelta) -> None:
+        self.root = None if root is None else Path(root)
         self.dir = None if root is None else Path(root) / spec.id
         self.spec = spec
         self.window = window
@@ -631,31 +649,65 @@ class _Cache:
 
     def read(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
              metrics: list[Metric]) -> _Cached | None:
-        if self.dir is None or not (self.dir / "meta.json").exists():
+        if self.dir is None or not (self.dir / MANIFEST).is_file():
             return None
         try:
-            meta = json.loads((self.dir / "meta.json").read_text())
-            last = dt.datetime.fromisoformat(meta["last_hour"])
-            if meta.get("fingerprint") != self._fingerprint(tables, exposure, metrics, last):
-                return None
-            cohort = pl.read_parquet(self.dir / "cohort.parquet")
-            events = pl.read_parquet(self.dir / "events.parquet")
-        except (OSError, ValueError, KeyError, pl.exceptions.PolarsError):
-            return None  # an unreadable cache is recomputed, never trusted
-        return _Cached(last, cohort, events, meta["baseline"])
+            manifest = json.loads((self.dir / MANIFEST).read_text())
+            frames = {name: self._verified(manifest["files"][name])
+                      for name in ("cohort", "events")}
+            last = dt.datetime.fromisoformat(manifest["last_hour"])
+            baseline = manifest["baseline"]
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
+                        self.dir, exc)
+            return None
+        if manifest.get("fingerprint") != self._fingerprint(tables, exposure, metrics, last):
+            return None  # the data or the spec changed: a stale cache is recomputed
+        return _Cached(last, frames["cohort"], frames["events"], baseline)
+
+    def _verified(self, entry: dict[str, Any]) -> pl.DataFrame:
+        """A data file the manifest lists, after checking its name, size and checksum."""
+        assert self.dir is not None
+        name = str(entry["name"])
+        if not CACHE_FILE.fullmatch(name):
+            raise ValueError(f"unexpected file name {name!r} in the manifest")
+        data = (self.dir / name).read_bytes()
+        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise ValueError(f"{name} does not match the manifest")
+        return pl.read_parquet(io.BytesIO(data))
 
     def write(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
               metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
               baseline: dict[str, dict[str, float]], last: dt.datetime) -> None:
-        if self.dir is None:
+        if self.dir is None or self.root is None:
             return
+        claim_cache(self.root)
+        refuse_link(self.dir)
+        generation = secrets.token_hex(8)
+        files = {}
         for name, frame in (("cohort", cohort), ("events", events)):
             buf = io.BytesIO()
             frame.write_parquet(buf)
-            atomic_write_bytes(self.dir / f"{name}.parquet", buf.getvalue())
-        atomic_write_text(self.dir / "meta.json", json.dumps({
+            data = buf.getvalue()
+            file = f"{name}-{generation}.parquet"
+            atomic_write_bytes(self.dir / file, data)
+            files[name] = {"name": file, "size": len(data),
+                           "sha256": hashlib.sha256(data).hexdigest()}
+        atomic_write_text(self.dir / MANIFEST, json.dumps({
             "fingerprint": self._fingerprint(tables, exposure, metrics, last),
-            "last_hour": last.isoformat(), "baseline": baseline}))
+            "last_hour": last.isoformat(), "baseline": baseline, "files": files}))
+        self._clean({f["name"] for f in files.values()})
+
+    def _clean(self, keep: set[str]) -> None:
+        """Remove the data files of other saves (and the layout of older liftlab versions)."""
+        assert self.dir is not None
+        for path in self.dir.iterdir():
+            name = path.name
+            if name in keep or not (CACHE_FILE.fullmatch(name) or CACHE_TEMP.fullmatch(name)
+                                    or name in LEGACY_CACHE_FILES):
+                continue
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def _digest(frame: pl.LazyFrame) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
-from liftlab.fsio import atomic_dir, atomic_write_json, atomic_write_text
+from liftlab.fsio import atomic_write_json, atomic_write_text, claim_root, replace_dir, write_beside
 from liftlab.metrics import arm_col
 from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
 from liftlab.spec_loader import load_experiment
@@ -48,25 +48,32 @@ def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None =
 
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
-                      out_dir: Path, engine_name: EngineName = "polars") -> AnalysisResult:
-    """Analyse and write results.json and dashboard.html into ``out_dir`` atomically."""
-    from liftlab.report.pages import copy_plotly, render_experiment
-
+                      out_dir: Path, engine_name: EngineName = "polars",
+                      force: bool = False) -> AnalysisResult:
+    """Analyse and write results.json and dashboard.html into ``out_dir`` atomically (see
+    ``fsio.replace_dir`` for a folder liftlab did not write, and ``force``)."""
     result = analyze_file(experiment, data, as_of, engine_name)
     results = result.to_dict()
-    with atomic_dir(out_dir) as tmp:
-        atomic_write_json(tmp / "results.json", results)
-        atomic_write_text(tmp / "mmm_lift_tests.csv", mmm_lift_tests(
-            results["effects"], results["primary_metric"], results["start"],
-            results["end"]).write_csv())
-        copy_plotly(tmp / "assets")
-        atomic_write_text(tmp / "dashboard.html",
-                          render_experiment(results, tmp, home="dashboard.html"))
+    replace_dir(out_dir, "analyze", force, lambda folder: write_analysis(results, folder))
     return result
 
 
+def write_analysis(results: dict[str, Any], folder: Path) -> None:
+    """The files of ``liftlab analyze`` into ``folder``."""
+    from liftlab.report.pages import copy_plotly, render_experiment
+
+    atomic_write_json(folder / "results.json", results)
+    atomic_write_text(folder / "mmm_lift_tests.csv", mmm_lift_tests(
+        results["effects"], results["primary_metric"], results["start"],
+        results["end"]).write_csv())
+    copy_plotly(folder / "assets")
+    atomic_write_text(folder / "dashboard.html",
+                      render_experiment(results, folder, home="dashboard.html"))
+
+
 def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
-                 cache: Path | None, out_dir: Path | None) -> tuple[Any, str | None]:
+                 cache: Path | None, out_dir: Path | None,
+                 force: bool = False) -> tuple[Any, str | None]:
     """The sequential readout of one experiment (polars engine), optionally written out, and
     how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
     experiment's end and the data's freshness)."""
@@ -89,7 +96,9 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
     with engine.source.reading():
         result = run_monitor(spec, tables, as_of, cache)
     if out_dir is not None:
-        atomic_write_json(out_dir / "monitor.json", {**result.to_json(), "as_of_basis": basis})
+        timeline = {**result.to_json(), "as_of_basis": basis}
+        write_beside(out_dir, "monitor", force,
+                     lambda folder: atomic_write_json(folder / "monitor.json", timeline))
     return result, basis
 
 
@@ -242,7 +251,8 @@ def load_all(folder: Path) -> list[tuple[Path, Experiment | LiftlabError]]:
 
 
 def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path,
-               engine_name: EngineName = "polars", progress: bool = False) -> Any:
+               engine_name: EngineName = "polars", progress: bool = False,
+               force: bool = False) -> Any:
     """The daily run over a folder of experiments; returns the DailyRun."""
     from liftlab.report.daily import run_daily
 
@@ -296,17 +306,21 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         latest = first.latest(table) if first.has(table) else None
         if latest is not None:
             freshness[table] = latest.strftime("%Y-%m-%d %H:%M UTC")
-    return run_daily(specs, date, out_dir, analyze_one, freshness, progress, multichannel_page)
+    return run_daily(specs, date, out_dir, analyze_one, freshness, progress, multichannel_page,
+                     force)
 
 
 def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,
-             progress: bool = False) -> str:
-    """Generate the demo retailer and run the daily report on it; returns a summary."""
+             progress: bool = False, force: bool = False) -> str:
+    """Generate the demo retailer into ``out_dir/data`` (replaced whole) and run the daily
+    report into ``out_dir/reports``; returns a summary."""
     from liftlab.synth import generate
 
+    claim_root(out_dir, "demo", force)
     data = out_dir / "data"
-    generate(data, customers, seed)
-    run = run_report(experiments, data, DEMO_DATE, out_dir / "reports", progress=progress)
+    replace_dir(data, "demo-data", force, lambda folder: generate(folder, customers, seed))
+    run = run_report(experiments, data, DEMO_DATE, out_dir / "reports", progress=progress,
+                     force=force)
     lines = [f"demo data: {data} ({customers:,} customers)",
              f"report: {run.folder / 'index.html'}"]
     for o in run.outcomes:

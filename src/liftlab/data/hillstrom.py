@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from liftlab.errors import DataError, Problem, UserError
-from liftlab.fsio import atomic_write_bytes, atomic_write_text
+from liftlab.fsio import atomic_write_bytes, atomic_write_text, write_beside
 
 SENT = dt.datetime(2008, 3, 1, tzinfo=dt.UTC)
 RESPONSE_AT = SENT + dt.timedelta(days=3, hours=12)   # inside the two-week window
@@ -44,9 +44,10 @@ segments: [past_channel]         # Phone / Web / Multichannel purchases last yea
 """
 
 
-def import_hillstrom(csv_path: Path, out_dir: Path) -> Path:
+def import_hillstrom(csv_path: Path, out_dir: Path, force: bool = False) -> Path:
     """Write customers, assignments, orders and events (Parquet) and ``hillstrom.yaml`` in
-    ``out_dir``; return the YAML's path. customer_id is the CSV row number (from 1)."""
+    ``out_dir``; return the YAML's path. customer_id is the CSV row number (from 1).
+    A folder liftlab did not write needs ``force`` (see ``fsio.write_beside``)."""
     raw = _read(csv_path)
     customers = raw.select("customer_id", pl.col("channel").alias("past_channel"), "zip_code",
                            "newbie", "history_segment", "recency", "history", "mens",
@@ -62,14 +63,18 @@ def import_hillstrom(csv_path: Path, out_dir: Path) -> Path:
     events = raw.filter(pl.col("visit") == 1).select(
         "customer_id", pl.lit("web").alias("channel"), pl.lit("visit").alias("event"),
         pl.lit(RESPONSE_AT).alias("ts"))
-    for name, frame in (("customers", customers), ("assignments", assignments),
-                        ("orders", orders), ("events", events)):
-        buf = io.BytesIO()
-        frame.write_parquet(buf)
-        atomic_write_bytes(out_dir / f"{name}.parquet", buf.getvalue())
-    spec = out_dir / "hillstrom.yaml"
-    atomic_write_text(spec, EXPERIMENT_YAML)
-    return spec
+    tables = (("customers", customers), ("assignments", assignments), ("orders", orders),
+              ("events", events))
+
+    def write(folder: Path) -> None:
+        for name, frame in tables:
+            buf = io.BytesIO()
+            frame.write_parquet(buf)
+            atomic_write_bytes(folder / f"{name}.parquet", buf.getvalue())
+        atomic_write_text(folder / "hillstrom.yaml", EXPERIMENT_YAML)
+
+    write_beside(out_dir, "hillstrom", force, write)
+    return out_dir / "hillstrom.yaml"
 
 
 def _read(csv_path: Path) -> pl.DataFrame:

@@ -20,11 +20,11 @@ from typing import Any
 from liftlab import __version__
 from liftlab.errors import LiftlabError
 from liftlab.fsio import (
-    atomic_dir,
     atomic_write_json,
     atomic_write_text,
+    claim_root,
     exclusive_lock,
-    recover_leftovers,
+    replace_dir,
 )
 from liftlab.report import charts
 from liftlab.report.format import interval, money, pct, ratio
@@ -108,11 +108,14 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
               out_dir: Path, analyze: Callable[[Experiment, dt.datetime], dict[str, Any]],
               freshness: dict[str, str] | None = None, progress: bool = False,
               multichannel: Callable[[dict[str, dict[str, Any]]], dict[str, Any] | None]
-              | None = None) -> DailyRun:
+              | None = None, force: bool = False) -> DailyRun:
     """Analyse every active experiment and write ``out_dir/DATE`` atomically.
 
-    ``multichannel`` builds the multichannel page from the experiments' results (by id), so
-    an encouragement experiment's IV is read from its analysis, not computed again."""
+    ``out_dir`` holds the history: only ``DATE`` is replaced (see ``fsio.replace_dir``; a
+    folder liftlab did not write needs ``force``). ``multichannel`` builds the multichannel
+    page from the experiments' results (by id), so an encouragement experiment's IV is read
+    from its analysis, not computed again."""
+    claim_root(out_dir, "reports", force)
     as_of = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
     todo = [(p, s) for p, s in specs if not isinstance(s, Experiment) or is_active(s, date)]
     outcomes = []
@@ -139,9 +142,7 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
     run = DailyRun(date, tuple(outcomes), out_dir / date.isoformat(), freshness or {},
                    multichannel(results) if multichannel else None)
     with exclusive_lock(out_dir / ".liftlab.lock"):
-        recover_leftovers(run.folder)
-        with atomic_dir(run.folder) as tmp:
-            write_run(run, tmp)
+        replace_dir(run.folder, "report-date", force, lambda folder: write_run(run, folder))
     return run
 
 
@@ -163,7 +164,6 @@ def write_run(run: DailyRun, folder: Path) -> None:
         if not SAFE_ID.fullmatch(o.id):
             raise ValueError(f"refusing to write outside the report: experiment id {o.id!r}")
         exp = folder / "experiments" / o.id
-        exp.mkdir(parents=True, exist_ok=True)
         atomic_write_json(exp / "results.json", o.result)
         html = render_experiment(o.result, folder, assets="../../assets",
                                  home="../../index.html", results_json="results.json")

@@ -7,7 +7,6 @@ tidy tables written as CSV beside the page; plotly.js is one shared local file.
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ import jinja2
 import plotly
 
 from liftlab import __version__
-from liftlab.fsio import atomic_write_text
+from liftlab.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
 from liftlab.report.format import interval, money, num, pct, pvalue, ratio, value
@@ -29,9 +28,8 @@ BAR_SCALE = 0.5  # the shared CI bars span -50% .. +50% relative lift
 
 def copy_plotly(assets: Path) -> None:
     """The one shared plotly.min.js (no CDN: pages work offline)."""
-    assets.mkdir(parents=True, exist_ok=True)
     src = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    shutil.copyfile(src, assets / "plotly.min.js")
+    atomic_write_bytes(assets / "plotly.min.js", src.read_bytes())
 
 
 def _bar(lo: Any, est: Any, hi: Any, scale: float = BAR_SCALE) -> dict[str, float] | None:
@@ -199,7 +197,6 @@ def _save(chart: Chart | None, folder: Path, rel: str) -> dict[str, Any] | None:
     if chart is None:
         return None
     path = folder / rel / f"{chart.key}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, chart.table.write_csv())
     return {"html": chart.html(), "csv": f"{rel}/{chart.key}.csv", "title": chart.title}
 
