@@ -191,8 +191,8 @@ def test_extreme_timestamps_are_warnings_not_crashes(data, tiny_spec_path, tmp_p
     ("9999-01-01", "9999-02-01", "start must be less than 2100-01-01"),
     ("1677-09-21", "1677-10-01", "start must be at least 1990-01-01"),
     ("2026-03-01", "2026-02-01", "end (2026-02-01) must be after start (2026-03-01)"),
-    ("2099-01-04", "2099-02-01", "no data in the analysis window: the window starts at "
-                                 "2099-01-04T00:00:00Z but the data (events, orders) ends at"),
+    ("2099-01-04", "2099-02-01", "starts on 2099-01-04: nothing to analyse as of "
+                                 "2026-02-23T00:00:00Z (the data ends at 2026-02-22T"),
 ])
 def test_extreme_experiment_dates_exit_1(start, end, expected, data, tmp_path):
     spec = tmp_path / "dates.yaml"

@@ -399,7 +399,9 @@ def test_missing_extra_says_what_to_install(monkeypatch, tmp_path: Path, args, m
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == module else real(name, *a))
-    monkeypatch.setitem(sys.modules, module, None)  # ``import module`` fails too
+    for name in [module, *(n for n in sys.modules if n.startswith(module + "."))]:
+        monkeypatch.setitem(sys.modules, name, None)  # ``import module`` fails too, even
+        # when another test of this process imported it (and its submodules) before
     args = [str(tmp_path) if a == "DATA" else a for a in args]
     res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", *args, "--out",
                  tmp_path / "out")

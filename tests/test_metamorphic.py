@@ -20,6 +20,8 @@ def differs_by_contract(layout: Layout, command: str) -> str | None:
     """Why this command may legitimately give other numbers on this layout."""
     if command == "multichannel" and layout.zone != "UTC" and layout.ts == "naive":
         return "without an experiment there is no timezone: naive timestamps are UTC"
+    if command == "assign" and layout.customer_id != "int":
+        return "the hash assignment is a function of the id's value: other ids, other arms"
     return None
 
 

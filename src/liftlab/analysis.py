@@ -209,8 +209,10 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     window = window_bounds(spec, as_of)
     as_of = as_of.astimezone(dt.UTC)
     if window[1] <= window[0]:
+        stale = (f" (the data ends at {_iso(basis.freshness)}: is the experiment's start date "
+                 "right?)" if basis is not None and basis.freshness is not None else "")
         raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse "
-                        f"as of {_iso(as_of)}")
+                        f"as of {_iso(as_of)}{stale}")
     # Rows after the analysis date are normal (a backfill); only the future is suspicious.
     quality = quality or engine.quality(max(as_of, dt.datetime.now(dt.UTC)))
     if quality.errors:
@@ -284,6 +286,8 @@ def default_as_of(spec: Experiment, engine: Engine) -> AsOf:
     last = data_freshness(engine)
     if last is None:
         return AsOf(end, "experiment end", None)
+    if last >= end:
+        return AsOf(end, "experiment end", last)
     fresh = last.replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     return AsOf(fresh, "data freshness", last) if fresh < end else AsOf(
         end, "experiment end", last)

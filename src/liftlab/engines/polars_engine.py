@@ -214,6 +214,9 @@ def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
     return expr.cast(pl.Float64).alias(m.name)
 
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 @dataclass(frozen=True)
 class PolarsEngine:
     """The contract tables in a folder, aggregated by polars on this machine."""
@@ -298,5 +301,14 @@ class PolarsEngine:
         if not self.source.has(table):
             return None
         with self.source.reading():
-            return self.source.scan(table).select(
-                pl.col(TS_COLUMN[table]).max()).collect().item()
+            micros = self.source.scan(table).select(
+                pl.col(TS_COLUMN[table]).max().dt.epoch("us")).collect().item()
+        if micros is None:
+            return None
+        # read as a number: an absurd timestamp (a damaged file, a typo) is beyond Python's
+        # datetime; it is clamped here and reported by the data checks
+        try:
+            return EPOCH + dt.timedelta(microseconds=micros)
+        except OverflowError:
+            return dt.datetime.max.replace(tzinfo=dt.UTC) if micros > 0 else \
+                dt.datetime.min.replace(tzinfo=dt.UTC)
