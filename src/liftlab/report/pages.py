@@ -107,7 +107,7 @@ def _score_row(e: dict[str, Any]) -> dict[str, Any]:
         "lift_rel": pct(e.get("lift_rel")), "lift_rel_raw": _raw(e.get("lift_rel")),
         "rel_ci": _rel_interval(e), "p": _p_text(e),
         "p_raw": _raw(e.get("p_adjusted", e.get("p_value"))),
-        "method": METHOD_LABEL.get(e.get("method") or "", ""),
+        "method": _p_title(e),
         "level": _level_note(e),
         "prob": pct(prob, signed=False) if prob is not None else "–",
         "verdict": e["verdict"], "icon": ICON[e["verdict"]], "error": e.get("error"),
@@ -126,11 +126,19 @@ METHOD_LABEL = {
 
 
 def _p_text(e: dict[str, Any]) -> str:
-    """The p-value the verdict used: the adjusted one when multiple testing applies."""
+    """The p-value the verdict used: the adjusted one when multiple testing applies (the raw
+    one is in the cell's tooltip)."""
     p_adj = e.get("p_adjusted")
     if p_adj is None:
         return pvalue(e.get("p_value"))
-    return f"{pvalue(p_adj)} adj. (raw {pvalue(e.get('p_value'))})"
+    return f"{pvalue(p_adj)} adj."
+
+
+def _p_title(e: dict[str, Any]) -> str:
+    method = METHOD_LABEL.get(e.get("method") or "", "")
+    if e.get("p_adjusted") is None:
+        return method
+    return f"{method}; adjusted for multiple testing, raw p = {pvalue(e.get('p_value'))}"
 
 
 def _level_note(e: dict[str, Any]) -> str:
@@ -138,7 +146,7 @@ def _level_note(e: dict[str, Any]) -> str:
     level = e.get("ci_level")
     if e.get("p_adjusted") is None or not isinstance(level, float):
         return ""
-    return f"{level * 100:.4g}% CI, matching the adjusted p"
+    return f"{level * 100:.4g}% CI (adjusted)"
 
 
 def _rel_interval(e: dict[str, Any]) -> str:
