@@ -1,7 +1,7 @@
 """The statistics keep their promises on marketing-shaped data, by simulation with known truth.
 
 Each test states its Monte Carlo error. CI runs a fixed sample of each grid; the full grids are
-behind the ``slow`` marker (``pytest -m slow``).
+behind the ``slow`` marker (``LIFTLAB_SLOW=1 pytest -m slow``).
 
 - Relative lift under heavy tails (3% buyers, lognormal spend): Fieller's interval covers.
 - Rare binary metrics in small holdouts (A/A): the verdict is called at most alpha of the time,
