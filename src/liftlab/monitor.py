@@ -443,6 +443,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
     ev = _cumulate_events(events, hours)
     assigned = _assigned(exposure, hours)
     srm_state = {ch: 1.0 for ch in spec.channels}
+    gs = _GsPlan.of(spec, exposure)
     timeline: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
     guard_out: dict[str, dict[str, Any]] = {
@@ -465,6 +466,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                                                  if ch == c.channel), mon.srm_alpha)
         state: dict[str, Any] = {"decision": "continue", "decided_at": None}
         p_cohort = p_event = 1.0
+        gs_looks: list[tuple[dt.datetime, seq.GroupSequentialLook]] = []
         g_min = {g.name: 1.0 for g in guards}
         for hour in hours:
             counts = [assigned.get((c.channel, arm, hour), 0)
@@ -478,13 +480,17 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                 ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
                 look = seq.mixture_look(ts_, hs_, n_star, a_primary)
                 look_rel = seq.mixture_look(ts_, hs_, n_star, a_primary, "relative")
-                if min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
-                        >= mon.min_events_per_arm:
+                burnt_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
+                    >= mon.min_events_per_arm
+                if burnt_in and gs is None:
                     p_cohort = min(p_cohort, look.p_value)
+                elif burnt_in and gs is not None and hour in gs.index:
+                    nxt = gs.look(c, ts_, hs_, [g for _, g in gs_looks], hour, 2 * a_primary)
+                    gs_looks += [(hour, nxt)] if nxt is not None else []
             k_t = ev.get((primary.name, c.channel, c.arm, hour), 0)
             k_h = ev.get((primary.name, c.channel, HOLDOUT, hour), 0)
             e_look = seq.event_look(k_t, k_h, c.share, conc[primary.name], a_primary)
-            if min(k_t, k_h) >= mon.min_events_per_arm:
+            if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
                 p_event = min(p_event, e_look.p_value)
             now: Decision = "continue"
             if srm_state[c.channel] < mon.srm_alpha:
@@ -501,14 +507,19 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                     if out["decided_at"] is None or hour < out["decided_at"]:
                         out["decision"], out["decided_at"] = "harm", hour
                     now = "harm" if now == "continue" else now
-            if now == "continue" and min(p_cohort, p_event) < a_primary:
+            rejected = next((g for _, g in gs_looks if g.reject), None)
+            if now == "continue" and rejected is not None:
+                good = (rejected.z > 0) == (primary.desired_direction == "increase")
+                now = "treatment_wins" if good else "treatment_loses"
+            elif now == "continue" and min(p_cohort, p_event) < a_primary:
                 up = (look.estimate > 0 if p_cohort < a_primary and look is not None
                       else e_look.rate_ratio > 1)
                 good = up == (primary.desired_direction == "increase")
                 now = "treatment_wins" if good else "treatment_loses"
             if state["decided_at"] is None and now != "continue":
                 state["decision"], state["decided_at"] = now, hour
-            p_comb = min(1.0, 2 * m * min(p_cohort, p_event))
+            p_comb = (min(1.0, m * gs_looks[-1][1].p_value) if gs_looks
+                      else min(1.0, 2 * m * min(p_cohort, p_event)))
             timeline.append({
                 "at": _iso(hour), "channel": c.channel, "metric": primary.name,
                 "variant": c.variant,
@@ -525,8 +536,8 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                 "decision": state["decision"] if state["decided_at"] else now})
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
                        "decision": state["decision"], "decided_at": state["decided_at"],
-                       "p_value": min(1.0, 2 * m * min(p_cohort, p_event)),
-                       "n_star": n_star})
+                       "p_value": p_comb if hours else 1.0,
+                       "n_star": n_star, **(_method_json(gs, gs_looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
     decision, decided_at = _overall(states)
     overall_p = min([1.0, *[s["p_value"] for s in states]])
@@ -535,6 +546,48 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
     return MonitorResult(spec.id, as_of, decision, decided_at, overall_p,
                          min([1.0, *srm_state.values()]), guardrails, comparisons,
                          tuple(timeline), computed, cached, rows)
+
+
+@dataclass(frozen=True)
+class _GsPlan:
+    """The group-sequential schedule: look hours (from the first exposure's hour) and, per
+    (channel, arm), the units whose response window closes by the horizon (the planned
+    information)."""
+
+    spending: seq.Spending
+    index: dict[dt.datetime, int]
+    planned: dict[tuple[str, str], int]
+
+    @classmethod
+    def of(cls, spec: Experiment, exposure: pl.DataFrame) -> _GsPlan | None:
+        mon = spec.monitoring
+        if mon.method != "group_sequential" or mon.horizon_hours is None:
+            return None
+        origin = _floor_hour(exposure["exposed_at"].min())
+        index = {origin + h * HOUR: i for i, h in enumerate(mon.look_hours)}
+        end = origin + mon.horizon_hours * HOUR
+        planned = {(r["xch"], r["arm"]): r["len"] for r in exposure.filter(
+            pl.col("mature") <= end).group_by("xch", "arm").len().iter_rows(named=True)}
+        return cls(mon.spending or "obrien_fleming", index, planned)
+
+    def look(self, c: _Comparison, t: ArmStats, h: ArmStats,
+             previous: list[seq.GroupSequentialLook], hour: dt.datetime, alpha: float
+             ) -> seq.GroupSequentialLook | None:
+        """The analysis at this look hour of the difference of means (two-sided ``alpha``)."""
+        fraction = seq.information_fraction(t, h, self.planned.get((c.channel, c.arm), 0),
+                                            self.planned.get((c.channel, HOLDOUT), 0))
+        est, var = seq.difference(t, h)
+        z = est / math.sqrt(var) if var > 0 else math.nan
+        return seq.group_sequential_look(previous, fraction, z, alpha, self.spending,
+                                         self.index[hour] == len(self.index) - 1)
+
+
+def _method_json(gs: _GsPlan | None,
+                 looks: list[tuple[dt.datetime, seq.GroupSequentialLook]]) -> dict[str, Any]:
+    if gs is None:
+        return {"method": "mixture"}
+    return {"method": "group_sequential", "spending": gs.spending,
+            "looks": [{"at": _iso(at), **g.to_json()} for at, g in looks]}
 
 
 def _harm_p(g: Metric, t: dict[str, float] | None, h: dict[str, float] | None, k_t: int,

@@ -36,6 +36,8 @@ MAX_TITLE_CHARS = 200  # name, owner, tags
 MAX_DRAWS = 20_000  # per chain, for draws and tune
 MAX_CHAINS = 8
 MAX_RESPONSE_WINDOW_HOURS = 24 * 90
+MAX_LOOKS = 50  # group-sequential analyses
+MAX_HORIZON_HOURS = 3 * 366 * 24
 FIRST_DATE = dt.date(1990, 1, 1)  # the data checks' earliest plausible timestamp
 LAST_DATE = dt.date(2100, 1, 1)  # an end date (exclusive) at most this
 
@@ -154,12 +156,59 @@ class Covariates(_Model):
 
 
 class Monitoring(_Model):
+    """``method``: ``mixture`` (always-valid at any hour, the default) or
+    ``group_sequential`` (Lan-DeMets spending at planned looks up to ``horizon_hours`` after
+    the first exposure: ``looks`` equally spaced, or one every ``look_every_hours``)."""
+
     sequential: bool = False
     alpha: float | None = Field(None, gt=0.0, lt=0.5)
     response_window_hours: int = Field(72, gt=0, le=MAX_RESPONSE_WINDOW_HOURS)
     min_events_per_arm: int = Field(100, ge=0)
     expected_lift: float | None = None
     srm_alpha: float = Field(0.001, gt=0.0, lt=0.5)
+    method: Literal["mixture", "group_sequential"] = "mixture"
+    spending: Literal["obrien_fleming", "pocock"] | None = None
+    looks: int | None = Field(None, ge=1, le=MAX_LOOKS)
+    look_every_hours: int | None = Field(None, gt=0)
+    horizon_hours: int | None = Field(None, gt=0, le=MAX_HORIZON_HOURS)
+
+    @model_validator(mode="after")
+    def _group_sequential(self) -> Monitoring:
+        gs_keys = [k for k in ("spending", "looks", "look_every_hours", "horizon_hours")
+                   if getattr(self, k) is not None]
+        if self.method == "mixture":
+            if gs_keys:
+                raise ValueError(f"{', '.join(gs_keys)}: only for method: group_sequential")
+            return self
+        if not self.sequential:
+            raise ValueError("method: group_sequential needs sequential: true")
+        if self.horizon_hours is None:
+            raise ValueError("method: group_sequential needs horizon_hours (the planned end "
+                             "of the looks, in hours after the first exposure)")
+        if (self.looks is None) == (self.look_every_hours is None):
+            raise ValueError("method: group_sequential needs exactly one of looks or "
+                             "look_every_hours")
+        if max(self.looks or 0, self.look_every_hours or 0) > self.horizon_hours:
+            raise ValueError(f"looks / look_every_hours cannot exceed horizon_hours "
+                             f"({self.horizon_hours}): at most one look per hour")
+        if len(self.look_hours) > MAX_LOOKS:
+            raise ValueError(f"look_every_hours: {self.look_every_hours} gives "
+                             f"{len(self.look_hours)} looks in {self.horizon_hours} h; at most "
+                             f"{MAX_LOOKS}")
+        return self
+
+    @property
+    def look_hours(self) -> tuple[int, ...]:
+        """Hours after the first exposure's hour at which the group-sequential test looks:
+        ``looks`` equally spaced (rounded to the hour) or every ``look_every_hours``, always
+        ending at ``horizon_hours``."""
+        n = self.horizon_hours or 0
+        if self.looks is not None:
+            hours = {max(1, round(n * j / self.looks)) for j in range(1, self.looks + 1)}
+        else:
+            step = self.look_every_hours or n
+            hours = {*range(step, n + 1, step), n}
+        return tuple(sorted(hours))
 
 
 class Threshold(_Model):

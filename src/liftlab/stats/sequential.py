@@ -275,12 +275,24 @@ def event_look(k_treatment: int, k_holdout: int, share: float, concentration: fl
 
 
 # -- group-sequential alternative ------------------------------------------------------------
+Spending = Literal["obrien_fleming", "pocock"]
+
+
 def obf_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
     """Lan-DeMets O'Brien-Fleming-type spending of a one-sided ``alpha`` at information
     fraction ``t``: ``2 - 2 Phi(z_{1 - alpha/2} / sqrt(t))`` (gsDesign's ``sfLDOF``)."""
     t = np.asarray(t, dtype=float)
     with np.errstate(divide="ignore"):
         return 2 * norm.sf(norm.isf(alpha / 2) / np.sqrt(t))
+
+
+def pocock_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
+    """Lan-DeMets Pocock-type spending of a one-sided ``alpha`` at information fraction
+    ``t``: ``alpha log(1 + (e - 1) t)`` (gsDesign's ``sfLDPocock``)."""
+    return alpha * np.log1p((math.e - 1) * np.asarray(t, dtype=float))
+
+
+SPENDING = {"obrien_fleming": obf_spending, "pocock": pocock_spending}
 
 
 @dataclass(frozen=True)
@@ -295,24 +307,29 @@ class GroupSequentialBounds:
 
 
 def group_sequential_bounds(fractions: Sequence[float], alpha: float,
-                            sides: Literal[1, 2] = 2) -> GroupSequentialBounds:
-    """Lan-DeMets O'Brien-Fleming-type bounds at the given information fractions.
+                            sides: Literal[1, 2] = 2, spending: Spending = "obrien_fleming",
+                            final: bool = False) -> GroupSequentialBounds:
+    """Lan-DeMets bounds (O'Brien-Fleming-type or Pocock-type spending) at the given
+    information fractions.
 
-    ``alpha`` is the total type-I error (split evenly between the sides when two-sided).
-    Computed by the recursive numerical integration of Armitage, McPherson & Rowe (1969) on
-    the Brownian-motion scale: the density of the score on the continuation region is carried
-    from analysis to analysis by Gaussian convolution (Simpson's rule on a grid finer than the
-    increment's standard deviation); each bound solves ``P(first crossing here) = spend``.
-    Use it only when the horizon is known: it is valid at these analyses, not at any hour.
+    ``alpha`` is the total type-I error (split evenly between the sides when two-sided). A
+    fraction may pass 1 (more information than planned): the spending function stops at
+    ``alpha`` there. ``final``: the last analysis spends whatever is left (the horizon was
+    reached with less information than planned). Computed by the recursive numerical
+    integration of Armitage, McPherson & Rowe (1969) on the Brownian-motion scale: the density
+    of the score on the continuation region is carried from analysis to analysis by Gaussian
+    convolution (Simpson's rule on a grid finer than the increment's standard deviation); each
+    bound solves ``P(first crossing here) = spend``. Valid at these analyses, not at any hour.
     """
     t = np.asarray(fractions, dtype=float)
-    if len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or t[-1] > 1:
-        msg = (f"information fractions must increase strictly within (0, 1]; got "
+    if len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or not np.all(np.isfinite(t)):
+        msg = (f"information fractions must be positive and increase strictly; got "
                f"{[round(float(v), 4) for v in t]}")
         raise ValueError(msg)
     per_side = alpha / sides
-    cum = np.asarray(obf_spending(t, per_side), dtype=float)
-    cum[-1] = per_side if t[-1] == 1 else cum[-1]
+    cum = np.asarray(SPENDING[spending](np.minimum(t, 1.0), per_side), dtype=float)
+    if final or t[-1] >= 1:
+        cum[-1] = per_side
     spend = np.diff(cum, prepend=0.0)
     sds = np.sqrt(np.diff(t))
     z = [float(norm.isf(spend[0]))]
@@ -328,7 +345,7 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
 
         target = spend[k] * sides
         hi = 40 * math.sqrt(t[k])
-        c_k = hi if crossing(hi) > target else optimize.brentq(
+        c_k = hi if crossing(hi) > target or target <= 0 else optimize.brentq(
             lambda c, tgt=target: crossing(c) - tgt, 0.0, hi, xtol=1e-12)
         z.append(c_k / math.sqrt(t[k]))
         if k < len(t) - 1:
@@ -337,6 +354,76 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
             dens, grid = kernel @ weights, new_grid
     return GroupSequentialBounds(tuple(float(v) for v in t), tuple(z),
                                  tuple(float(v) for v in cum), sides)
+
+
+def repeated_p_value(fractions: Sequence[float], z: Sequence[float],
+                     spending: Spending = "obrien_fleming", final: bool = False) -> float:
+    """Two-sided repeated p-value of a group-sequential test after these analyses: the
+    smallest total ``alpha`` at which ``|z|`` crossed the bounds (same spending, same
+    fractions) at one of them; 1 when it crosses at no level below 1."""
+    excess = np.abs(np.asarray(z, dtype=float))
+
+    def crossed(log_alpha: float) -> float:
+        b = group_sequential_bounds(fractions, math.exp(log_alpha), 2, spending, final)
+        return float(np.max(excess - np.asarray(b.z)))
+
+    lo, hi = math.log(1e-12), math.log(1 - 1e-9)
+    if crossed(hi) < 0:
+        return 1.0
+    if crossed(lo) >= 0:
+        return 1e-12
+    return math.exp(optimize.brentq(crossed, lo, hi, xtol=1e-6))
+
+
+@dataclass(frozen=True)
+class GroupSequentialLook:
+    """One analysis of a two-sided group-sequential test: the information fraction (the
+    estimate's information ``1 / variance`` over the planned information at the horizon),
+    the z-statistic, the critical value, the repeated p-value so far and the verdict."""
+
+    fraction: float
+    z: float
+    bound: float
+    p_value: float
+    reject: bool
+    final: bool
+
+    def to_json(self) -> dict[str, float | bool]:
+        return {"fraction": self.fraction, "z": self.z, "bound": self.bound,
+                "p_value": self.p_value, "reject": self.reject, "final": self.final}
+
+
+def information_fraction(treatment: ArmStats, holdout: ArmStats, planned_treatment: int,
+                         planned_holdout: int) -> float:
+    """Information now over the information planned at the horizon: the variance of the
+    difference of means with the planned arm sizes over its variance now, both from the
+    current per-unit variances (nan when undefined)."""
+    if min(treatment.n, holdout.n) < 2 or min(planned_treatment, planned_holdout) < 1:
+        return math.nan
+    vt, vh = treatment.variance, holdout.variance
+    now = vt / treatment.n + vh / holdout.n
+    planned = vt / planned_treatment + vh / planned_holdout
+    return planned / now if now > 0 else math.nan
+
+
+def group_sequential_look(previous: Sequence[GroupSequentialLook], fraction: float, z: float,
+                          alpha: float, spending: Spending, last: bool
+                          ) -> GroupSequentialLook | None:
+    """The next analysis after ``previous`` (two-sided, total ``alpha``), or None when it
+    adds no information (its fraction does not exceed the last one) or the test has ended.
+
+    It is final (spends all that is left) when it is the ``last`` planned look or its
+    fraction reaches 1. The bounds of earlier analyses do not change: spending depends only
+    on the fractions so far."""
+    if ((previous and (previous[-1].final or fraction <= previous[-1].fraction))
+            or not (math.isfinite(fraction) and fraction > 0 and math.isfinite(z))):
+        return None
+    fractions = [p.fraction for p in previous] + [fraction]
+    zs = [p.z for p in previous] + [z]
+    final = last or fraction >= 1
+    bound = group_sequential_bounds(fractions, alpha, 2, spending, final).z[-1]
+    p = repeated_p_value(fractions, zs, spending, final)
+    return GroupSequentialLook(fraction, z, bound, p, abs(z) >= bound, final)
 
 
 def _grid(t: float, z: float, sides: int, step: float) -> np.ndarray:
