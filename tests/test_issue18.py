@@ -289,14 +289,12 @@ def test_columns_named_by_the_yaml_are_checked(demo: Path, tmp_path: Path, edit,
     assert column.replace("'", "&#39;") in index and "SELECT" not in index
 
 
-def test_monitoring_keys_that_did_nothing_are_refused(tmp_path: Path):
+def test_group_sequential_keys_are_refused_under_the_mixture(tmp_path: Path):
     spec = yaml_variant(tmp_path, "email-flash", lambda t: t.replace(
-        "  sequential: true", "  method: group_sequential\n  horizon_hours: 72\n"
-        "  sequential: true"))
+        "  sequential: true", "  horizon_hours: 72\n  sequential: true"))
     res = invoke("validate", spec)
     assert res.exit_code == 1, res.output
-    assert "unknown key 'method' in monitoring" in res.output
-    assert "unknown key 'horizon_hours' in monitoring" in res.output
+    assert "horizon_hours: only for method: group_sequential" in res.output
 
 
 def test_ratio_primary_metric_with_sequential_is_refused_at_its_line(demo: Path, tmp_path: Path):
