@@ -102,6 +102,18 @@ def test_fractional_float_ids_are_a_data_error(demo: Path, tmp_path: Path):
     assert "not whole numbers" in res.output and "rows 1, 2" in res.output
 
 
+def test_float_ids_beyond_exact_integers_are_a_data_error(demo: Path, tmp_path: Path):
+    """Found by the wide exit-code search: a customer id of 1e308 (whole, finite) crashed the
+    integer cast (exit 2)."""
+    data = variant(demo, tmp_path, lambda d: rewrite(d, "customers", lambda f: f.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(1e308)
+        .otherwise(pl.col("customer_id").cast(pl.Float64)).alias("customer_id"))))
+    res = invoke("validate", EXPERIMENTS / "spring-factorial.yaml", "--data", data)
+    assert res.exit_code == 1, res.output
+    assert "table customers, column customer_id" in res.output
+    assert "not whole numbers within ±2^53" in res.output and "(rows 4)" in res.output
+
+
 def test_null_customer_ids_are_named_as_such(demo: Path, tmp_path: Path):
     data = variant(demo, tmp_path, lambda d: rewrite(d, "customers", lambda c: c.with_columns(
         pl.when(pl.col("customer_id") % 1000 == 0).then(None).otherwise(pl.col("customer_id"))
@@ -453,7 +465,7 @@ def test_demo_experiments_on_duckdb(demo: Path, tmp_path: Path):
         assert sql.as_of == polars.as_of
 
 
-@pytest.mark.parametrize("layout", ["text_orders", "float_ids", "fractional"])
+@pytest.mark.parametrize("layout", ["text_orders", "float_ids", "fractional", "huge"])
 def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, layout: str):
     import duckdb
 
@@ -467,7 +479,8 @@ def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, l
     cast = {"text_orders": {"orders": "CAST(customer_id AS VARCHAR)"},
             "float_ids": {"customers": "CAST(customer_id AS DOUBLE)",
                           "events": "CAST(customer_id AS DOUBLE)"},
-            "fractional": {"events": "customer_id + 0.5"}}[layout]
+            "fractional": {"events": "customer_id + 0.5"},
+            "huge": {"events": "CASE WHEN customer_id = 7 THEN 1e300 ELSE customer_id END"}}[layout]
     for t in ("customers", "orders", "contacts", "events", "assignments"):
         expr = cast.get(t)
         select = f"* REPLACE ({expr} AS customer_id)" if expr else "*"
@@ -475,7 +488,7 @@ def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, l
     con.close()
     spec = load_experiment(EXPERIMENTS / "spring-factorial.yaml")
     engine = open_engine(f"duckdb:///{db}")
-    if layout == "fractional":
+    if layout in ("fractional", "huge"):
         with pytest.raises(DataError, match=r"table events, column customer_id: .* not whole"):
             analyze(spec, engine)
         return

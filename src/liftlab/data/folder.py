@@ -19,7 +19,14 @@ from pathlib import Path
 
 import polars as pl
 
-from liftlab.data.schema import MANDATORY, OPTIONAL, REQUIRED, TABLES, ColumnKind
+from liftlab.data.schema import (
+    MANDATORY,
+    MAX_FLOAT_ID,
+    OPTIONAL,
+    REQUIRED,
+    TABLES,
+    ColumnKind,
+)
 from liftlab.errors import DataError, Problem
 
 UTC = "UTC"
@@ -130,14 +137,16 @@ class FolderSource:
     def _fractional_ids(self, table: str, unit: str) -> list[Problem]:
         col = pl.col(unit)
         bad = (self.raw(table).with_row_index("__row", offset=1)
-               .filter(col.is_not_null() & (~col.is_finite() | (col != col.floor())))
+               .filter(col.is_not_null() & (~col.is_finite() | (col != col.floor())
+                                            | (col.abs() > MAX_FLOAT_ID)))
                .select("__row", unit))
         found = pl.collect_all([bad.head(10), bad.select(pl.len())])
         rows, count = found[0], int(found[1].item())
         if not count:
             return []
         examples = ", ".join(repr(v) for v in rows[unit].head(3).to_list())
-        return [Problem(f"{count} id(s) are not whole numbers, such as {examples}",
+        return [Problem(f"{count} id(s) are not whole numbers within ±2^53 (the integers a "
+                        f"float stores exactly), such as {examples}",
                         table=table, column=unit, rows=tuple(rows["__row"].to_list()),
                         row_count=count, hint="ids must be integers or text")]
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from liftlab.errors import Problem
 
+MAX_FLOAT_ID = 2.0**53  # ids stored as floats: beyond it a float no longer names one integer
+
 # "id": a unit (customer) id, made comparable across tables; "key": another table's own id
 # (order ids), kept as stored.
 ColumnKind = Literal["id", "key", "datetime", "number", "string", "any"]

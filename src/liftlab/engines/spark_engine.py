@@ -29,7 +29,7 @@ from liftlab.data.quality import (
     build_report,
     declare_checks,
 )
-from liftlab.data.schema import REQUIRED, TABLES, structural_problems
+from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
 from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
@@ -134,10 +134,12 @@ class SparkEngine:
                 df = df.withColumn(name, F.col(name).cast("double"))
             elif kind == "id":  # integral floats as integers; text when tables disagree
                 if isinstance(dtype, T.FloatType | T.DoubleType | T.DecimalType):
-                    bad = df.filter(F.col(name) != F.floor(F.col(name))).count()
+                    bad = df.filter((F.col(name) != F.floor(F.col(name)))
+                                    | (F.abs(F.col(name)) > MAX_FLOAT_ID)).count()
                     if bad:
                         raise DataError([Problem(
-                            f"{bad} id(s) are not whole numbers", table=table, column=name,
+                            f"{bad} id(s) are not whole numbers within ±2^53", table=table,
+                            column=name,
                             row_count=bad, hint="ids must be integers or text")])
                     df = df.withColumn(name, F.col(name).cast("long"))
                 if id_string:

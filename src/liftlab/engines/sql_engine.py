@@ -29,7 +29,7 @@ from liftlab.data.quality import (
     build_report,
     declare_checks,
 )
-from liftlab.data.schema import TABLES, structural_problems
+from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
 from liftlab.engines.base import with_landing
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.errors import DataError, Problem, UserError
@@ -135,10 +135,10 @@ class SqlEngine:
 
     def _check_whole(self, table: str, unit: str) -> None:
         col = _quote(unit)
-        bad = self.query(f"SELECT COUNT(*) FROM {self.table(table)} WHERE {col} <> FLOOR({col})",
-                         [])[0][0]
+        bad = self.query(f"SELECT COUNT(*) FROM {self.table(table)} WHERE {col} <> FLOOR({col})"
+                         f" OR ABS({col}) > {MAX_FLOAT_ID!r}", [])[0][0]
         if bad:
-            raise DataError([Problem(f"{bad} id(s) are not whole numbers", table=table,
+            raise DataError([Problem(f"{bad} id(s) are not whole numbers within ±2^53", table=table,
                                      column=unit, row_count=int(bad),
                                      hint="ids must be integers or text")])
 
