@@ -360,3 +360,19 @@ def test_polars_and_duckdb_agree_with_a_plain_python_evaluator(gen: Gen):
     pg_sql, pg_params = to_sql(parse(text))
     q_sql, q_params = to_sql(parse(text), placeholder="?")
     assert pg_sql.replace("%s", "?") == q_sql and pg_params == q_params
+
+
+@pytest.mark.parametrize(("dtype", "where", "holds"), [
+    (pl.Float64, "profile == 'store'", "numbers"),
+    (pl.Int64, "profile in ['a', 'b']", "numbers"),
+    (pl.String, "profile > 3", "text"),
+])
+def test_text_compared_with_numbers_names_the_column(dtype, where, holds):
+    """Found by the wide exit-code search: a text column turned numeric by nulls/NaN made the
+    filter's comparison a polars ComputeError (exit 2)."""
+    from liftlab.errors import UserError
+    from liftlab.filters import parse, to_polars
+
+    with pytest.raises(UserError, match=rf"table customers, column profile: population filter: "
+                                        rf"profile holds {holds}"):
+        to_polars(parse(where), pl.Schema({"profile": dtype}))

@@ -361,7 +361,9 @@ def _pl_operand(x: Column | Value, other: Column | Value, schema: pl.Schema) -> 
 
 
 def _typed(value: Scalar, column: str, dtype: pl.DataType | None) -> object:
-    """Text compared with a temporal column becomes a date or datetime of that column."""
+    """Text compared with a temporal column becomes a date or datetime of that column; text
+    compared with numbers (or a number with text) is refused naming the column."""
+    _comparable(value, column, dtype)
     if not isinstance(value, str) or dtype is None or not dtype.is_temporal():
         return value
     try:
@@ -382,6 +384,18 @@ def _typed(value: Scalar, column: str, dtype: pl.DataType | None) -> object:
     raise UserError([Problem(f"population filter: {column} holds dates but {value!r} is not "
                              "a date", table="customers", column=column,
                              hint=f"write it like {example!r}")])
+
+
+def _comparable(value: Scalar, column: str, dtype: pl.DataType | None) -> None:
+    if dtype is None:
+        return
+    text = isinstance(value, str)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if (text and dtype.is_numeric()) or (number and dtype == pl.String):
+        holds = "numbers" if dtype.is_numeric() else "text"
+        raise UserError([Problem(f"population filter: {column} holds {holds} ({dtype}) but is "
+                                 f"compared with {value!r}", table="customers", column=column,
+                                 hint="check the column's type in the customers table")])
 
 
 # -- SQL ---------------------------------------------------------------------------------
