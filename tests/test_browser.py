@@ -137,3 +137,20 @@ def test_selectors_toggles_sorting_and_links(report: Path, browser):
     assert page.url.endswith("2026-02-24/multichannel.html")
     assert errors == []
     assert [u for u in requests if not u.startswith(LOCAL)] == []
+
+
+def test_no_card_scrolls_sideways_at_1280px(report: Path, browser):
+    """Every card (section) of every page fits a 1280 px window: nothing of the scorecard,
+    such as P(lift > 0) or the verdict, hides behind a horizontal scrollbar."""
+    context, _ = browser
+    pages = [report / "index.html", report / "multichannel.html",
+             *sorted(report.glob("experiments/*/index.html"))]
+    for path in pages:
+        page, errors = _open(context, path.as_uri())
+        page.set_viewport_size({"width": 1280, "height": 900})
+        wide = page.evaluate("""() => Array.from(document.querySelectorAll('section'))
+            .filter(s => s.scrollWidth > s.clientWidth)
+            .map(s => [s.id || s.innerText.slice(0, 30), s.scrollWidth, s.clientWidth])""")
+        assert wide == [], (path, wide)
+        assert errors == []
+        page.close()

@@ -73,5 +73,11 @@ def pvalue(p: Any) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_is(p: Any, name: str = "p") -> str:
+    """A p-value in a sentence: "p = 0.014", "p < 0.001" (never "p = < 0.001")."""
+    shown = pvalue(p)
+    return f"{name} {shown}" if shown.startswith("<") else f"{name} = {shown}"
+
+
 def segment_label(seg: dict[str, str] | None) -> str:
     return "all" if not seg else ", ".join(f"{k} = {v}" for k, v in seg.items())
