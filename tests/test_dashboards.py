@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import polars as pl
+
+from liftlab.report import charts
 from liftlab.report import format as fmt
 from liftlab.report.pages import render_experiment
 from test_report import load
@@ -61,3 +64,57 @@ def test_no_p_equals_less_than_on_any_page(tmp_path: Path):
         if r.get("sequential"):
             r["sequential"]["always_valid_p_value"] = 1e-9
         assert "= &lt;" not in render_experiment(r, tmp_path), name
+
+
+def three_channel_timeline() -> dict:
+    """The factorial's results with the monitor's timeline as it is now: one row per hour and
+    channel, interleaved, and a channel decided before its first estimable look."""
+    r = load("spring-factorial")
+    hours = r["sequential"]["timeline"]
+    rows = []
+    for h in hours:
+        for k, channel in enumerate(("email", "mail", "sms")):
+            est = None if h["estimate"] is None else h["estimate"] + k
+            rows.append({**h, "channel": channel, "estimate": est})
+    first = next(h["at"] for h in hours if h["estimate"] is not None)
+    r["sequential"]["timeline"] = rows
+    r["sequential"]["comparisons"] = [
+        {"channel": c, "variant": None, "metric": "revenue", "decision": d, "decided_at": at}
+        for c, d, at in (("email", "continue", None), ("sms", "continue", None),
+                         ("mail", "treatment_wins", "2026-02-02T11:00:00Z"))]
+    assert first > "2026-02-02T11:00:00Z"
+    return r
+
+
+def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
+    """The 3-channel factorial: one lift line and one band per channel (no line zig-zagging
+    between channels), a channel column in the CSV, the y-axis says what the lift is, and no
+    decision marker sits before the first plotted point."""
+    r = three_channel_timeline()
+    seq = r["sequential"]
+    chart = charts.timeline(seq, r["primary_metric"], None, "t")
+    assert chart is not None
+    lines = [t for t in chart.figure.data if t.name == "cumulative lift"]
+    assert sorted(t.legendgroup for t in lines) == sorted(r["channels"])
+    for t in lines:
+        want = sorted((x["at"], x["estimate"]) for x in seq["timeline"]
+                      if x["channel"] == t.legendgroup and x["estimate"] is not None
+                      and x["metric"] == r["primary_metric"])
+        assert list(zip(t.x, t.y, strict=True)) == want
+    bands = [t for t in chart.figure.data if t.fill == "tonexty"]
+    assert sorted(t.legendgroup for t in bands) == sorted(r["channels"])
+    assert chart.table["channel"].unique().sort().to_list() == sorted(r["channels"])
+    assert "response window" in chart.figure.layout.yaxis.title.text
+    first = min(x for t in lines for x in t.x)
+    markers = [s.x0 for s in chart.figure.layout.shapes if s.line.dash == "dash"]
+    assert markers and all(x >= first for x in markers)
+    notes = " ".join(a.text for a in chart.figure.layout.annotations)
+    assert "before the first plotted look" in notes
+
+
+def test_over_time_csv_has_the_channel_column(tmp_path: Path):
+    r = three_channel_timeline()
+    render_experiment(r, tmp_path)
+    table = pl.read_csv(tmp_path / "tables" / r["experiment"] / "spring-factorial-timeline-0.csv")
+    assert table.columns[0] == "channel"
+    assert set(table["channel"]) == set(r["channels"])
