@@ -3,6 +3,7 @@ intervals that cannot be, the over-time chart per channel, the index's counts an
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import polars as pl
 
 from liftlab.report import charts
 from liftlab.report import format as fmt
+from liftlab.report.daily import run_daily
 from liftlab.report.pages import render_experiment
+from test_daily import DATE, fixture_analyze, specs
 from test_report import load
 
 
@@ -118,3 +121,25 @@ def test_over_time_csv_has_the_channel_column(tmp_path: Path):
     table = pl.read_csv(tmp_path / "tables" / r["experiment"] / "spring-factorial-timeline-0.csv")
     assert table.columns[0] == "channel"
     assert set(table["channel"]) == set(r["channels"])
+
+
+def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_path: Path):
+    """The fixtures hold binary guardrails whose Fieller/HDI lower ends are far below −100%:
+    no page says so (they read "≥ −100%"), no chart draws it, results.json keeps them."""
+    run = run_daily(specs(), DATE, tmp_path / "reports", fixture_analyze)
+    shown = []
+    for page in run.folder.rglob("*.html"):
+        text = page.read_text()
+        shown += [(page.name, v) for v in re.findall(r"\[([+\-−]?[\d,.]+)%", text)
+                  if float(v.replace("−", "-").replace(",", "")) < -100]
+    assert shown == []
+    assert "[≥ −100%," in (run.folder / "experiments" / "email-flash" / "index.html").read_text()
+    for name in ("email-flash", "spring-factorial"):
+        effects = load(name)["effects"]
+        for chart in (charts.forest(effects, "unsubscribe", "f"),
+                      charts.posteriors(effects, "p")):
+            for t in chart.figure.data:
+                lows = [x - m for x, m in zip(t.x, t.error_x.arrayminus, strict=True)]
+                assert min(lows) >= -100 - 1e-9, (name, chart.key)
+    raw = json.loads((run.folder / "experiments" / "email-flash" / "results.json").read_text())
+    assert min(e["lift_rel_ci"][0] for e in raw["effects"] if e["lift_rel_ci"][0] is not None) < -1

@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from liftlab.report.format import segment_label
+from liftlab.report.format import rel_floor, segment_label
 
 GREEN, RED, GREY, BLUE = "#1b7f3b", "#b42318", "#667085", "#1f5fbf"
 PALETTE = ("#1f5fbf", "#e07b00", "#6941c6", "#0e9384", "#c11574", "#667085")
@@ -59,8 +59,8 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
                                               "triangle-down"}.get(verdict, "circle")),
             error_x=dict(type="data", symmetric=False,
                          array=[_gap(e.get("lift_rel_ci"), 1, e["lift_rel"]) * 100 for e in sub],
-                         arrayminus=[_gap(e.get("lift_rel_ci"), 0, e["lift_rel"]) * 100
-                                     for e in sub]),
+                         arrayminus=[_gap(_floored(e.get("lift_rel_ci"), e), 0,
+                                          e["lift_rel"]) * 100 for e in sub]),
             customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"]] for e in sub],
             hovertemplate="%{y}: %{x:+.2f}%<br>n = %{customdata[0]:,} vs %{customdata[1]:,}"
                           "<br>p = %{customdata[2]:.4f}<extra></extra>"))
@@ -86,7 +86,8 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
         return None
     labels = [f"{e['metric']} · {_arm(e)}" for e in rows]
     means = [e["bayes"]["mean_rel"] * 100 for e in rows]
-    hdi = [e["bayes"].get("hdi_rel") or [None, None] for e in rows]
+    raw = [e["bayes"].get("hdi_rel") or [None, None] for e in rows]
+    hdi = [_floored(h, e) for h, e in zip(raw, rows, strict=True)]
     prob = [e["bayes"].get("prob_positive") for e in rows]
     fig = go.Figure(go.Scatter(
         x=means, y=labels, mode="markers+text", marker=dict(color=BLUE, size=10),
@@ -102,7 +103,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
                       height=150 + 40 * len(rows), xaxis_title="relative lift (%)",
                       yaxis_title="metric · comparison", showlegend=False)
     table = pl.DataFrame({"comparison": labels, "mean_rel": [m / 100 for m in means],
-                          "hdi_lo": [h[0] for h in hdi], "hdi_hi": [h[1] for h in hdi],
+                          "hdi_lo": [h[0] for h in raw], "hdi_hi": [h[1] for h in raw],
                           "prob_positive": prob},
                          schema={"comparison": pl.String, "mean_rel": pl.Float64,
                                  "hdi_lo": pl.Float64, "hdi_hi": pl.Float64,
@@ -321,6 +322,13 @@ def _settled_range(values: list[float | None]) -> list[float] | None:
     lo, hi = min(*vals, 0.0), max(*vals, 0.0)
     pad = 0.08 * (hi - lo or 1.0)
     return [lo - pad, hi + pad]
+
+
+def _floored(ci: Any, e: dict[str, Any]) -> Any:
+    """A relative interval as drawn: a rate's or a count's lower end at −100% at most."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ci
+    return [rel_floor(ci[0], e.get("metric_kind", "mean")), ci[1]]
 
 
 def _gap(ci: Any, side: int, est: float) -> float:

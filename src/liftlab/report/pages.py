@@ -17,7 +17,17 @@ from liftlab import __version__
 from liftlab.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
-from liftlab.report.format import interval, money, num, p_is, pct, pvalue, ratio, value
+from liftlab.report.format import (
+    interval,
+    money,
+    num,
+    p_is,
+    pct,
+    pvalue,
+    ratio,
+    rel_interval,
+    value,
+)
 
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("liftlab.report", "templates"),
                          autoescape=True, undefined=jinja2.StrictUndefined,
@@ -168,7 +178,7 @@ def _rel_interval(e: dict[str, Any]) -> str:
     """The relative interval; Fieller's is unbounded when the holdout mean cannot be told
     from zero, and says so."""
     ci = e.get("lift_rel_ci") or [None, None]
-    shown = interval(ci)
+    shown = rel_interval(ci, e.get("metric_kind", "mean"))
     if shown or e.get("lift_rel") is None or e.get("error"):
         return shown
     lo = pct(ci[0]) if ci[0] is not None else "−∞"
@@ -206,7 +216,8 @@ def _bayes_row(e: dict[str, Any]) -> dict[str, Any]:
     b = e["bayes"]
     hdi = b.get("hdi_rel") or [None, None]
     return {"metric": e["metric"], "comparison": _arm(e), "mean": pct(b.get("mean_rel")),
-            "hdi": interval(hdi), "bar": _bar(hdi[0], b.get("mean_rel"), hdi[1]),
+            "hdi": rel_interval(hdi, e.get("metric_kind", "mean")),
+            "bar": _bar(hdi[0], b.get("mean_rel"), hdi[1]),
             "prob": pct(b.get("prob_positive"), signed=False),
             "prob_roi": pct(b.get("prob_roi_positive", e.get("prob_roi_positive")),
                             signed=False),
