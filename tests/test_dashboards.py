@@ -11,7 +11,7 @@ import polars as pl
 
 from liftlab.report import charts
 from liftlab.report import format as fmt
-from liftlab.report.daily import run_daily
+from liftlab.report.daily import DailyRun, Outcome, render_index, run_daily
 from liftlab.report.pages import render_experiment
 from test_daily import DATE, fixture_analyze, specs
 from test_report import load
@@ -121,6 +121,60 @@ def test_over_time_csv_has_the_channel_column(tmp_path: Path):
     table = pl.read_csv(tmp_path / "tables" / r["experiment"] / "spring-factorial-timeline-0.csv")
     assert table.columns[0] == "channel"
     assert set(table["channel"]) == set(r["channels"])
+
+
+def _outcome(id_: str, result: dict | None = None, error: str | None = None) -> Outcome:
+    return Outcome(id_, f"Experiment {id_}", f"{id_}.yaml", result, error)
+
+
+def _decided() -> dict:
+    """The factorial, ended, with mail decided by the monitor and no error-level warning."""
+    r = three_channel_timeline()
+    r["status"] = "ended"
+    r["health"]["warnings"] = [w for w in r["health"]["warnings"] if w["severity"] != "error"]
+    return r
+
+
+def test_index_statuses_mean_what_they_say():
+    decided = _decided()
+    harmed = load("spring-factorial")  # an error-level warning: harm on a guardrail
+    ended = load("web-onboarding")
+    ended.update(status="ended", sequential=None)
+    running = load("email-flash")
+    running.update(status="running", sequential={"decision": "continue"})
+    srm = load("email-flash")
+    srm["health"]["srm_ok"] = False
+    assert _outcome("a", decided).status == "decided"
+    assert _outcome("b", ended).status == "needs attention"  # ended without any decision
+    assert _outcome("c", running).status == "running"
+    assert _outcome("d", srm).status == "needs attention"
+    assert _outcome("f", harmed).status == "needs attention"
+    assert _outcome("e", error="boom").status == "failed"
+
+
+def test_index_counts_and_one_row_per_channel(tmp_path: Path):
+    fact = _decided()
+    ended = load("web-onboarding")
+    ended.update(status="ended", sequential=None)
+    run = DailyRun(DATE, (_outcome("spring-factorial", fact), _outcome("web-onboarding", ended),
+                          _outcome("broken", error="boom")), tmp_path)
+    html = render_index(run, tmp_path)
+    strip = html[html.index('class="strip"'):html.index("</section>")]
+    count = dict(re.findall(r'data-status="([^"]+)"><b>(\d+)</b>', strip))
+    assert count == {"running": "0", "decided": "1", "needs attention": "1", "failed": "1",
+                     "with warnings": "2"}
+    body = html[html.index("<tbody>"):html.index("</tbody>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    assert len(rows) == 3 + 1 + 1
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
+    assert [c[1] for c in cells[:3]] == ["email", "sms", "mail"]
+    for c, e in zip(cells[:3], (e for e in fact["effects"] if e["segment"] is None
+                                and e["metric"] == fact["primary_metric"]), strict=True):
+        assert fmt.pct(e["lift_rel"]) in c[3] and fmt.ratio(e["roi"]) in c[6]
+        assert fmt.interval(e["roi_ci"], "ratio") in c[6]
+    assert [re.search(r'class="badge [\w-]+">([^<]+)<', c[5]).group(1) for c in cells[:3]] == [
+        "ended, no decision", "ended, no decision", "treatment_wins"]
+    assert "ended, no decision" in cells[3][5]
 
 
 def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_path: Path):
