@@ -154,3 +154,22 @@ def test_no_card_scrolls_sideways_at_1280px(report: Path, browser):
         assert wide == [], (path, wide)
         assert errors == []
         page.close()
+
+
+def test_a_standalone_dashboard_has_no_link_to_itself(tmp_path: Path, browser):
+    """liftlab analyze writes dashboard.html with itself as home: no "← daily report" link
+    leading back to the same page; the daily report's pages keep theirs."""
+    from liftlab.report.pages import copy_plotly, render_experiment
+
+    context, _ = browser
+    r = json.loads((Path(__file__).parent / "fixtures" / "email-flash.json").read_text())
+    copy_plotly(tmp_path / "assets")
+    (tmp_path / "dashboard.html").write_text(render_experiment(r, tmp_path,
+                                                               home="dashboard.html"))
+    page, errors = _open(context, (tmp_path / "dashboard.html").as_uri())
+    assert page.locator("text=← daily report").count() == 0 and errors == []
+    page.close()
+    (tmp_path / "page.html").write_text(render_experiment(r, tmp_path, home="dashboard.html"))
+    page, errors = _open(context, (tmp_path / "page.html").as_uri())
+    assert page.locator("text=← daily report").count() == 1 and errors == []
+    page.close()

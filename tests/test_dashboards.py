@@ -197,3 +197,29 @@ def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_pat
                 assert min(lows) >= -100 - 1e-9, (name, chart.key)
     raw = json.loads((run.folder / "experiments" / "email-flash" / "results.json").read_text())
     assert min(e["lift_rel_ci"][0] for e in raw["effects"] if e["lift_rel_ci"][0] is not None) < -1
+
+
+def test_srm_warning_is_a_sentence_not_a_python_dict(tmp_path: Path):
+    r = load("spring-factorial")
+    check = r["health"]["srm"][0]
+    check.update(ok=False, p_value=2e-9)
+    r["health"]["srm_ok"] = False
+    r["health"]["warnings"].append({"code": "srm", "severity": "error", "message": (
+        f"sample ratio mismatch on {check['channel']}: observed {check['observed']} vs "
+        f"planned {check['expected']} (p = 2e-09); do not trust")})
+    html = render_experiment(r, tmp_path)
+    health = _card(html, "health", "scorecard")
+    assert "{" not in health and "&#39;" not in health
+    arms = ", ".join(f"{a} {n:,} ({check['expected'][a]:.0%} planned)"
+                     for a, n in check["observed"].items())
+    assert f"sample ratio mismatch on {check['channel']}: {arms}, p &lt; 0.001" in health
+
+
+def test_a_single_channel_test_is_not_called_factorial(tmp_path: Path):
+    r = load("email-flash")
+    r.update(design="factorial", channels=["email"])
+    assert "factorial design ·" not in render_experiment(r, tmp_path)
+    assert "single-channel holdout" in render_experiment(r, tmp_path)
+    r = load("spring-factorial")
+    r.update(design="factorial", channels=["email", "sms", "mail"])
+    assert "factorial design ·" in render_experiment(r, tmp_path)

@@ -101,6 +101,25 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def _warnings(h: dict[str, Any]) -> list[dict[str, Any]]:
+    """The health warnings as shown: a sample-ratio mismatch is said from the check itself
+    (arms, counts and planned shares), not from the warning's text."""
+    failed = [c for c in h.get("srm") or [] if not c.get("ok", True)]
+    out = [w for w in h.get("warnings", []) if w.get("code") != "srm" or not failed]
+    if len(out) == len(h.get("warnings", [])):
+        return out
+    return [*[{"code": "srm", "severity": "error", "message": _srm_text(c)} for c in failed],
+            *out]
+
+
+def _srm_text(c: dict[str, Any]) -> str:
+    expected = c.get("expected") or {}
+    arms = ", ".join(f"{arm} {n:,}" + (f" ({expected[arm]:.0%} planned)" if arm in expected
+                                         else "") for arm, n in c["observed"].items())
+    return (f"sample ratio mismatch on {c['channel']}: {arms}, {p_is(c.get('p_value'))}; do "
+            "not trust its lifts until the assignment is explained")
+
+
 def _alarm(h: dict[str, Any]) -> list[str]:
     """Why the scorecard's numbers must not be trusted: a failed sample-ratio check or a design
     check at error (empty when there is no such reason)."""
@@ -286,7 +305,7 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
     return ENV.get_template("experiment.html.j2").render(
         title=r.get("name", exp), r=r, exp=exp, name=r.get("name", exp), primary=primary,
         meta=_meta(r), assets=assets, home=home, version=__version__,
-        health=_health(r), alarm=_alarm(r["health"]), warnings=r["health"].get("warnings", []),
+        health=_health(r), alarm=_alarm(r["health"]), warnings=_warnings(r["health"]),
         checks=r["health"].get("data_checks", []), metrics=metrics,
         score_rows=[_score_row(e) for e in overall if not e.get("guardrail")],
         guard_rows=[_score_row(e) for e in overall if e.get("guardrail")],
@@ -349,7 +368,8 @@ def _meta(r: dict[str, Any]) -> list[str]:
     """The page's subtitle: what is known about the experiment, in order."""
     parts = [r["experiment"]]
     if r.get("design"):
-        parts.append(f"{r['design']} design")
+        single = r["design"] == "factorial" and len(r.get("channels") or []) == 1
+        parts.append("single-channel holdout" if single else f"{r['design']} design")
     if r.get("channels"):
         parts.append("channels: " + ", ".join(r["channels"]))
     if r.get("start") and r.get("end"):
