@@ -137,3 +137,39 @@ def test_selectors_toggles_sorting_and_links(report: Path, browser):
     assert page.url.endswith("2026-02-24/multichannel.html")
     assert errors == []
     assert [u for u in requests if not u.startswith(LOCAL)] == []
+
+
+def test_no_card_scrolls_sideways_at_1280px(report: Path, browser):
+    """Every card (section) of every page fits a 1280 px window: nothing of the scorecard,
+    such as P(lift > 0) or the verdict, hides behind a horizontal scrollbar."""
+    context, _ = browser
+    pages = [report / "index.html", report / "multichannel.html",
+             *sorted(report.glob("experiments/*/index.html"))]
+    for path in pages:
+        page, errors = _open(context, path.as_uri())
+        page.set_viewport_size({"width": 1280, "height": 900})
+        wide = page.evaluate("""() => Array.from(document.querySelectorAll('section'))
+            .filter(s => s.scrollWidth > s.clientWidth)
+            .map(s => [s.id || s.innerText.slice(0, 30), s.scrollWidth, s.clientWidth])""")
+        assert wide == [], (path, wide)
+        assert errors == []
+        page.close()
+
+
+def test_a_standalone_dashboard_has_no_link_to_itself(tmp_path: Path, browser):
+    """liftlab analyze writes dashboard.html with itself as home: no "← daily report" link
+    leading back to the same page; the daily report's pages keep theirs."""
+    from liftlab.report.pages import copy_plotly, render_experiment
+
+    context, _ = browser
+    r = json.loads((Path(__file__).parent / "fixtures" / "email-flash.json").read_text())
+    copy_plotly(tmp_path / "assets")
+    (tmp_path / "dashboard.html").write_text(render_experiment(r, tmp_path,
+                                                               home="dashboard.html"))
+    page, errors = _open(context, (tmp_path / "dashboard.html").as_uri())
+    assert page.locator("text=← daily report").count() == 0 and errors == []
+    page.close()
+    (tmp_path / "page.html").write_text(render_experiment(r, tmp_path, home="dashboard.html"))
+    page, errors = _open(context, (tmp_path / "page.html").as_uri())
+    assert page.locator("text=← daily report").count() == 1 and errors == []
+    page.close()

@@ -90,7 +90,7 @@ def test_a_failing_experiment_is_isolated_and_listed(tmp_path: Path):
     summary = json.loads((run.folder / "summary.json").read_text())
     status = {e["experiment"]: e["status"] for e in summary["experiments"]}
     assert status["broken-one"] == "failed" and status["bad"] == "failed"
-    assert {status[i] for i in IDS} <= {"running", "decided", "warning"}
+    assert {status[i] for i in IDS} <= {"running", "decided", "needs attention"}
     assert (run.folder / "summary.md").read_text().count("FAILED") == 2
 
 

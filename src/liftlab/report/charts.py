@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from liftlab.report.format import segment_label
+from liftlab.report.format import rel_floor, segment_label
 
 GREEN, RED, GREY, BLUE = "#1b7f3b", "#b42318", "#667085", "#1f5fbf"
 PALETTE = ("#1f5fbf", "#e07b00", "#6941c6", "#0e9384", "#c11574", "#667085")
@@ -59,8 +59,8 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
                                               "triangle-down"}.get(verdict, "circle")),
             error_x=dict(type="data", symmetric=False,
                          array=[_gap(e.get("lift_rel_ci"), 1, e["lift_rel"]) * 100 for e in sub],
-                         arrayminus=[_gap(e.get("lift_rel_ci"), 0, e["lift_rel"]) * 100
-                                     for e in sub]),
+                         arrayminus=[_gap(_floored(e.get("lift_rel_ci"), e), 0,
+                                          e["lift_rel"]) * 100 for e in sub]),
             customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"]] for e in sub],
             hovertemplate="%{y}: %{x:+.2f}%<br>n = %{customdata[0]:,} vs %{customdata[1]:,}"
                           "<br>p = %{customdata[2]:.4f}<extra></extra>"))
@@ -86,7 +86,8 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
         return None
     labels = [f"{e['metric']} · {_arm(e)}" for e in rows]
     means = [e["bayes"]["mean_rel"] * 100 for e in rows]
-    hdi = [e["bayes"].get("hdi_rel") or [None, None] for e in rows]
+    raw = [e["bayes"].get("hdi_rel") or [None, None] for e in rows]
+    hdi = [_floored(h, e) for h, e in zip(raw, rows, strict=True)]
     prob = [e["bayes"].get("prob_positive") for e in rows]
     fig = go.Figure(go.Scatter(
         x=means, y=labels, mode="markers+text", marker=dict(color=BLUE, size=10),
@@ -102,7 +103,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
                       height=150 + 40 * len(rows), xaxis_title="relative lift (%)",
                       yaxis_title="metric · comparison", showlegend=False)
     table = pl.DataFrame({"comparison": labels, "mean_rel": [m / 100 for m in means],
-                          "hdi_lo": [h[0] for h in hdi], "hdi_hi": [h[1] for h in hdi],
+                          "hdi_lo": [h[0] for h in raw], "hdi_hi": [h[1] for h in raw],
                           "prob_positive": prob},
                          schema={"comparison": pl.String, "mean_rel": pl.Float64,
                                  "hdi_lo": pl.Float64, "hdi_hi": pl.Float64,
@@ -147,57 +148,100 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
 
 
 def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) -> Chart | None:
-    """Cumulative lift of one metric (and variant) with its confidence-sequence band, the hour
-    the decision was reached, and the cumulative units per arm (the split made visible)."""
+    """Cumulative lift of one metric (and variant) per channel, each with its own
+    confidence-sequence band and legend group, the hour each channel's decision was reached,
+    and the cumulative units per arm (the split made visible)."""
     rows = [r for r in seq.get("timeline", []) if r.get("metric") == metric
             and r.get("variant") == variant and _finite(r.get("estimate"))]
     if not rows:
         return None
     from plotly.subplots import make_subplots
 
-    at = [r["at"] for r in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
                         vertical_spacing=0.08)
-    lo = [r["ci"][0] if _finite(r["ci"][0]) else None for r in rows]
-    hi = [r["ci"][1] if _finite(r["ci"][1]) else None for r in rows]
-    fig.add_trace(go.Scatter(x=at, y=hi, line=dict(width=0), showlegend=False,
-                             hovertemplate="%{x}<br>upper bound %{y:.4g}<extra></extra>"),
-                  row=1, col=1)
-    fig.add_trace(go.Scatter(x=at, y=lo, fill="tonexty", fillcolor="rgba(31,95,191,0.18)",
-                             line=dict(width=0), name="95% confidence sequence (always valid)",
-                             hovertemplate="%{x}<br>lower bound %{y:.4g}<extra></extra>"),
-                  row=1, col=1)
-    fig.add_trace(go.Scatter(x=at, y=[r["estimate"] for r in rows], name="cumulative lift",
-                             line=dict(color=BLUE), customdata=[r.get("p_value") for r in rows],
-                             hovertemplate="%{x}<br>lift %{y:.4g}<br>always-valid p "
-                             "%{customdata:.4f}<extra></extra>"), row=1, col=1)
+    channels = list(dict.fromkeys(r.get("channel") or "" for r in rows))
+    settled: list[float | None] = []
+    for n, channel in enumerate(channels):
+        sub = sorted((r for r in rows if (r.get("channel") or "") == channel),
+                     key=lambda r: r["at"])
+        settled += _channel_traces(fig, sub, channel, PALETTE[n % len(PALETTE)])
+        _decision_marker(fig, seq, sub, channel, metric, variant, n)
     fig.add_hline(y=0, line=dict(color="#101828", width=1), row=1, col=1,
                   annotation_text="decision boundary: band clear of 0",
                   annotation_position="bottom left")
-    if seq.get("decided_at"):
-        fig.add_vline(x=seq["decided_at"], line=dict(color=RED, dash="dash"))
-        fig.add_annotation(x=seq["decided_at"], y=1, yref="y domain", showarrow=False,
-                           text=f"decision: {seq.get('decision')} ({seq['decided_at']})",
-                           xanchor="left", bgcolor="rgba(255,255,255,0.8)")
-    for arm, colour in (("treatment", GREEN), ("holdout", GREY)):
-        fig.add_trace(go.Scatter(x=at, y=[r.get(f"n_{arm}") for r in rows], name=arm,
-                                 line=dict(color=colour),
-                                 hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
-                                 "<extra></extra>"), row=2, col=1)
-    fig.update_layout(**LAYOUT, height=520, legend=dict(orientation="h", y=-0.18),
+    fig.update_layout(**LAYOUT, height=560, legend=dict(orientation="h", y=-0.18),
                       title=f"{metric}{f' / {variant}' if variant else ''}: cumulative lift "
-                      "and units per arm")
-    fig.update_yaxes(title_text=f"lift in {metric} per unit", row=1, col=1,
-                     range=_settled_range([*lo[len(rows) // 10:], *hi[len(rows) // 10:]]))
+                      "per channel and units per arm")
+    fig.update_yaxes(title=dict(text=f"cumulative lift, {metric} per unit<br>"
+                                "(within the response window)", font=dict(size=11)),
+                     row=1, col=1, range=_settled_range(settled))
     fig.update_yaxes(title_text="units (cumulative)", row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
-    table = pl.DataFrame({"at": at, "estimate": [r["estimate"] for r in rows], "ci_lo": lo,
-                          "ci_hi": hi, "p_value": [r.get("p_value") for r in rows],
-                          "n_treatment": [r.get("n_treatment") for r in rows],
-                          "n_holdout": [r.get("n_holdout") for r in rows],
-                          "decision": [r.get("decision") for r in rows]},
-                         strict=False)
+    table = pl.DataFrame({
+        "channel": [r.get("channel") for r in rows], "at": [r["at"] for r in rows],
+        "estimate": [r["estimate"] for r in rows],
+        "ci_lo": [_or_none(r["ci"][0]) for r in rows], "ci_hi": [_or_none(r["ci"][1])
+                                                                 for r in rows],
+        "p_value": [r.get("p_value") for r in rows],
+        "n_treatment": [r.get("n_treatment") for r in rows],
+        "n_holdout": [r.get("n_holdout") for r in rows],
+        "decision": [r.get("decision") for r in rows]}, strict=False)
     return Chart(key, "Over time", fig, table)
+
+
+def _or_none(x: Any) -> float | None:
+    return x if _finite(x) else None
+
+
+def _channel_traces(fig: go.Figure, rows: list[dict[str, Any]], channel: str,
+                    colour: str) -> list[float | None]:
+    """One channel's band, lift line and units per arm, in one legend group; returns the band
+    values once the first tenth of the looks is past (for the y-range)."""
+    at = [r["at"] for r in rows]
+    lo = [_or_none(r["ci"][0]) for r in rows]
+    hi = [_or_none(r["ci"][1]) for r in rows]
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    group = dict(legendgroup=channel, legendgrouptitle_text=channel or None)
+    fig.add_trace(go.Scatter(x=at, y=hi, line=dict(width=0), showlegend=False,
+                             legendgroup=channel,
+                             hovertemplate="%{x}<br>upper bound %{y:.4g}<extra>" + channel
+                             + "</extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=at, y=lo, fill="tonexty",
+                             fillcolor=f"rgba({red},{green},{blue},0.15)", line=dict(width=0),
+                             name="95% confidence sequence", **group,
+                             hovertemplate="%{x}<br>lower bound %{y:.4g}<extra>" + channel
+                             + "</extra>"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=at, y=[r["estimate"] for r in rows], name="cumulative lift",
+                             line=dict(color=colour), customdata=[r.get("p_value")
+                                                                  for r in rows], **group,
+                             hovertemplate="%{x}<br>lift %{y:.4g}<br>always-valid p "
+                             "%{customdata:.4f}<extra>" + channel + "</extra>"), row=1, col=1)
+    for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
+        fig.add_trace(go.Scatter(x=at, y=[r.get(f"n_{arm}") for r in rows],
+                                 name=f"units, {arm}", line=dict(color=colour, dash=dash),
+                                 **group, hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
+                                 "<extra>" + channel + "</extra>"), row=2, col=1)
+    skip = len(rows) // 10
+    return [*lo[skip:], *hi[skip:]]
+
+
+def _decision_marker(fig: go.Figure, seq: dict[str, Any], rows: list[dict[str, Any]],
+                     channel: str, metric: str, variant: str | None, n: int) -> None:
+    """A dashed line at the hour the channel's decision was reached; a decision reached
+    before the first plotted look is drawn at that look and says so."""
+    comps = [c for c in seq.get("comparisons") or [] if c.get("metric") == metric
+             and c.get("variant") == variant and (c.get("channel") or "") == channel]
+    decided_at = comps[0].get("decided_at") if comps else seq.get("decided_at")
+    decision = comps[0].get("decision") if comps else seq.get("decision")
+    if not decided_at:
+        return
+    first = rows[0]["at"]
+    x = max(decided_at, first)
+    text = f"{channel + ': ' if channel else ''}{decision} ({decided_at}"
+    text += ", before the first plotted look)" if decided_at < first else ")"
+    fig.add_vline(x=x, line=dict(color=RED, dash="dash"))
+    fig.add_annotation(x=x, y=1 - 0.09 * n, yref="y domain", showarrow=False, text=text,
+                       xanchor="left", bgcolor="rgba(255,255,255,0.8)")
 
 
 def money(effects: list[dict[str, Any]], primary: str, key: str) -> Chart | None:
@@ -269,7 +313,7 @@ def portfolio(items: list[dict[str, Any]], key: str) -> Chart | None:
 
 
 def _settled_range(values: list[float | None]) -> list[float] | None:
-    """The y-range of the band once the first tenth of the looks is past: the first hours'
+    """The y-range of the bands once the first tenth of the looks is past: the first hours'
     very wide intervals would otherwise flatten the rest of the chart (they are still drawn,
     clipped, and in the CSV)."""
     vals = [v for v in values if v is not None]
@@ -278,6 +322,13 @@ def _settled_range(values: list[float | None]) -> list[float] | None:
     lo, hi = min(*vals, 0.0), max(*vals, 0.0)
     pad = 0.08 * (hi - lo or 1.0)
     return [lo - pad, hi + pad]
+
+
+def _floored(ci: Any, e: dict[str, Any]) -> Any:
+    """A relative interval as drawn: a rate's or a count's lower end at −100% at most."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ci
+    return [rel_floor(ci[0], e.get("metric_kind", "mean")), ci[1]]
 
 
 def _gap(ci: Any, side: int, est: float) -> float:

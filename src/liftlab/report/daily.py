@@ -31,6 +31,7 @@ from liftlab.report.format import interval, money, pct, ratio
 from liftlab.report.pages import (
     ENV,
     _bar,
+    _rel_interval,
     _save,
     copy_plotly,
     render_experiment,
@@ -56,17 +57,22 @@ class Outcome:
 
     @property
     def status(self) -> str:
+        """running, decided, needs attention or failed: a decision is a sequential decision
+        actually reached; a failed sample-ratio or design check, an error-level warning or an
+        experiment that ended without a decision needs a person."""
         if self.error is not None:
             return "failed"
         r = self.result or {}
-        decision = (r.get("sequential") or {}).get("decision", "continue")
-        if not r.get("health", {}).get("srm_ok", True):
-            return "warning"
-        if decision != "continue" or r.get("status") == "ended":
+        if _alarming(r):
+            return "needs attention"
+        if any(d != "continue" for d in _channel_decisions(r).values()):
             return "decided"
-        if any(w.get("severity") in ("warning", "error") for w in _warnings(r)):
-            return "warning"
-        return "running"
+        return "needs attention" if r.get("status") == "ended" else "running"
+
+    @property
+    def has_warnings(self) -> bool:
+        return self.result is not None and any(
+            w.get("severity") in ("warning", "error") for w in _warnings(self.result))
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,38 @@ def _warnings(r: dict[str, Any]) -> list[dict[str, Any]]:
     return list(r["health"].get("warnings") or [])
 
 
+def _alarming(r: dict[str, Any]) -> bool:
+    h = r["health"]
+    return (not h.get("srm_ok", True)
+            or any(c.get("status") == "error" for c in h.get("design_checks") or [])
+            or any(w.get("severity") == "error" for w in _warnings(r)))
+
+
+def _channel_decisions(r: dict[str, Any]) -> dict[str, str]:
+    """The sequential decision of each channel (and variant) of the primary metric: its own
+    comparison when the monitor reports one, else the experiment's decision."""
+    seq = r.get("sequential") or {}
+    own = {_arm(c): c.get("decision") or "continue" for c in seq.get("comparisons") or []
+           if c.get("metric") in (None, r.get("primary_metric"))}
+    return {_arm(e): own.get(_arm(e), seq.get("decision") or "continue")
+            for e in r["effects"] if e["metric"] == r.get("primary_metric")
+            and e["segment"] is None}
+
+
+def _arm(e: dict[str, Any]) -> str:
+    return (e.get("channel") or "") + (f" / {e['variant']}" if e.get("variant") else "")
+
+
+def _row_decision(r: dict[str, Any], decision: str) -> str:
+    """What the index says of one channel: srm, its sequential decision, or that the
+    experiment ended without one (its final readout is on its page)."""
+    if not r["health"].get("srm_ok", True):
+        return "srm"
+    if decision == "continue" and r.get("status") == "ended":
+        return "ended, no decision"
+    return decision
+
+
 def _decision(r: dict[str, Any]) -> str:
     if not r["health"].get("srm_ok", True):
         return "srm"
@@ -201,42 +239,55 @@ def _decision(r: dict[str, Any]) -> str:
 
 
 def render_index(run: DailyRun, folder: Path) -> str:
-    rows, counts = [], {"running": 0, "decided": 0, "warning": 0, "failed": 0}
+    counts = {"running": 0, "decided": 0, "needs attention": 0, "failed": 0}
+    rows = []
     for o in run.outcomes:
         counts[o.status] += 1
-        row: dict[str, Any] = {"id": o.id, "name": o.name, "href": None, "channels": "",
-                               "days": "", "lift": "–", "ci": "", "lift_raw": "",
-                               "bar": None, "verdict": "inconclusive", "decision": "failed",
-                               "roi": "–", "roi_raw": "", "flags": [], "error": None}
-        if o.error is not None:
-            row["error"] = o.error
-        else:
-            r = o.result or {}
-            p = _primary(r) or {}
-            row.update({
-                "href": f"experiments/{o.id}/index.html",
-                "channels": ", ".join(r.get("channels", [])),
-                "days": f"{r.get('days_run', 0):.0f} / {r.get('days_planned', '')}",
-                "lift": pct(p.get("lift_rel")), "ci": interval(p.get("lift_rel_ci")),
-                "lift_raw": p.get("lift_rel", ""), "verdict": p.get("verdict", "inconclusive"),
-                "bar": _bar(*(p.get("lift_rel_ci") or [None, None])[:1], p.get("lift_rel"),
-                            *(p.get("lift_rel_ci") or [None, None])[1:]),
-                "decision": _decision(r), "roi": ratio(p.get("roi")),
-                "roi_raw": p.get("roi", "")})
-            flags = [{"cls": SEVERITY[w.get("severity", "warning")][0],
-                      "text": f"{SEVERITY[w.get('severity', 'warning')][1]} {w['code']}",
-                      "title": w.get("message", "")} for w in _warnings(r)]
-            row["flags"] = flags or [{"cls": "ok", "text": "✔ healthy", "title": ""}]
-        rows.append(row)
+        rows += _index_rows(o)
     portfolio = _portfolio_chart(run)
     charts_ = [c for c in [_save(portfolio, folder, "tables")] if c]
     return ENV.get_template("index.html.j2").render(
         title=f"Daily report {run.date}", date=run.date.isoformat(), freshness=run.freshness,
-        counts=counts, status_cls={"running": "warn", "decided": "ok", "warning": "amber",
-                                   "failed": "bad"},
-        status_icon={"running": "▶", "decided": "✔", "warning": "!", "failed": "✖"},
+        counts=counts, warned=sum(o.has_warnings for o in run.outcomes),
+        status_cls={"running": "warn", "decided": "ok", "needs attention": "amber",
+                    "failed": "bad"},
+        status_icon={"running": "▶", "decided": "✔", "needs attention": "!", "failed": "✖"},
         rows=rows, charts=charts_, assets="assets", home="index.html", version=__version__,
         multichannel_href="multichannel.html" if run.multichannel is not None else None)
+
+
+def _index_rows(o: Outcome) -> list[dict[str, Any]]:
+    """One row per channel (and variant) of the experiment's primary metric; one row with
+    the error for a failed experiment."""
+    base: dict[str, Any] = {"id": o.id, "name": o.name, "href": None, "channel": "",
+                            "days": "", "lift": "–", "ci": "", "lift_raw": "", "bar": None,
+                            "verdict": "inconclusive", "decision": "failed", "roi": "–",
+                            "roi_ci": "", "roi_raw": "", "flags": [], "error": o.error}
+    if o.result is None:
+        return [base]
+    r = o.result
+    flags = [{"cls": SEVERITY[w.get("severity", "warning")][0],
+              "text": f"{SEVERITY[w.get('severity', 'warning')][1]} {w['code']}",
+              "title": w.get("message", "")} for w in _warnings(r)]
+    base.update(href=f"experiments/{o.id}/index.html", decision="continue",
+                days=f"{r.get('days_run', 0):.0f} / {r.get('days_planned', '')}",
+                flags=flags or [{"cls": "ok", "text": "✔ healthy", "title": ""}])
+    decisions = _channel_decisions(r)
+    effects = [e for e in r["effects"] if e["metric"] == r.get("primary_metric")
+               and e["segment"] is None]
+    if not effects:
+        return [{**base, "decision": _row_decision(r, "continue")}]
+    rows = []
+    for e in effects:
+        ci = e.get("lift_rel_ci") or [None, None]
+        rows.append({**base, "channel": _arm(e), "lift": pct(e.get("lift_rel")),
+                     "ci": _rel_interval(e), "lift_raw": e.get("lift_rel", ""),
+                     "verdict": e.get("verdict", "inconclusive"),
+                     "bar": _bar(ci[0], e.get("lift_rel"), ci[1]),
+                     "decision": _row_decision(r, decisions[_arm(e)]),
+                     "roi": ratio(e.get("roi")), "roi_ci": interval(e.get("roi_ci"), "ratio"),
+                     "roi_raw": e.get("roi", "")})
+    return rows
 
 
 def _portfolio_chart(run: DailyRun) -> charts.Chart | None:

@@ -67,10 +67,33 @@ def interval(ci: Any, fmt: str = "pct") -> str:
     return f"[{ci[0]:+.4g}, {ci[1]:+.4g}]"
 
 
+BOUNDED_BELOW = ("binary", "count")  # a rate or a count cannot fall by more than 100%
+
+
+def rel_floor(x: Any, kind: str) -> Any:
+    """A relative lift as shown: a rate's or a count's never below −100% (results.json keeps
+    the interval's own value)."""
+    return max(x, -1.0) if kind in BOUNDED_BELOW and _ok(x) else x
+
+
+def rel_interval(ci: Any, kind: str) -> str:
+    """A relative interval; a rate's or a count's lower end below −100% reads "≥ −100%"."""
+    if not interval(ci):
+        return ""
+    lo = "≥ −100%" if rel_floor(ci[0], kind) != ci[0] else pct(ci[0])
+    return f"[{lo}, {pct(ci[1])}]"
+
+
 def pvalue(p: Any) -> str:
     if not _ok(p):
         return "–"
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_is(p: Any, name: str = "p") -> str:
+    """A p-value in a sentence: "p = 0.014", "p < 0.001" (never "p = < 0.001")."""
+    shown = pvalue(p)
+    return f"{name} {shown}" if shown.startswith("<") else f"{name} = {shown}"
 
 
 def segment_label(seg: dict[str, str] | None) -> str:

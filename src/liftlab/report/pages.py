@@ -17,7 +17,17 @@ from liftlab import __version__
 from liftlab.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
-from liftlab.report.format import interval, money, num, pct, pvalue, ratio, value
+from liftlab.report.format import (
+    interval,
+    money,
+    num,
+    p_is,
+    pct,
+    pvalue,
+    ratio,
+    rel_interval,
+    value,
+)
 
 ENV = jinja2.Environment(loader=jinja2.PackageLoader("liftlab.report", "templates"),
                          autoescape=True, undefined=jinja2.StrictUndefined,
@@ -52,7 +62,7 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
                 "label": "ok" if srm_ok else "SRM", "title": "Sample ratio",
                 "detail": "; ".join(f"{c['channel']}: " + ", ".join(
                     f"{a} {n:,}" for a, n in c["observed"].items()) for c in h.get("srm", []))
-                + (f" (p = {pvalue(p)})" if p is not None else "")})
+                + (f" ({p_is(p)})" if p is not None else "")})
     checks = h.get("data_checks", [])
     bad = [c for c in checks if not c.get("ok", True)]
     out.append({"level": "ok" if not bad else "amber", "icon": "✔" if not bad else "!",
@@ -91,6 +101,40 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
     return out
 
 
+def _warnings(h: dict[str, Any]) -> list[dict[str, Any]]:
+    """The health warnings as shown: a sample-ratio mismatch is said from the check itself
+    (arms, counts and planned shares), not from the warning's text."""
+    failed = [c for c in h.get("srm") or [] if not c.get("ok", True)]
+    out = [w for w in h.get("warnings", []) if w.get("code") != "srm" or not failed]
+    if len(out) == len(h.get("warnings", [])):
+        return out
+    return [*[{"code": "srm", "severity": "error", "message": _srm_text(c)} for c in failed],
+            *out]
+
+
+def _srm_text(c: dict[str, Any]) -> str:
+    expected = c.get("expected") or {}
+    arms = ", ".join(f"{arm} {n:,}" + (f" ({expected[arm]:.0%} planned)" if arm in expected
+                                         else "") for arm, n in c["observed"].items())
+    return (f"sample ratio mismatch on {c['channel']}: {arms}, {p_is(c.get('p_value'))}; do "
+            "not trust its lifts until the assignment is explained")
+
+
+def _alarm(h: dict[str, Any]) -> list[str]:
+    """Why the scorecard's numbers must not be trusted: a failed sample-ratio check or a design
+    check at error (empty when there is no such reason)."""
+    reasons = []
+    if not h.get("srm_ok", True):
+        p = h.get("srm_p_value")
+        reasons.append("The sample-ratio check failed" + (f" ({p_is(p)})" if p is not None
+                                                         else "")
+                       + ": the arms are not the sizes the design planned.")
+    for c in h.get("design_checks") or []:
+        if c.get("status") == "error":
+            reasons.append(f"Design check at error: {c['channel']} {c['check']}.")
+    return reasons
+
+
 def _score_row(e: dict[str, Any]) -> dict[str, Any]:
     metric, kind = e["metric"], e.get("metric_kind", "mean")
     bayes = e.get("bayes") or {}
@@ -98,7 +142,7 @@ def _score_row(e: dict[str, Any]) -> dict[str, Any]:
     rel_ci = e.get("lift_rel_ci") or [None, None]
     return {
         "metric": metric, "guardrail": e.get("guardrail", False), "comparison": _arm(e),
-        "n": f"{e.get('n_treatment', 0):,} / {e.get('n_holdout', 0):,}",
+        "n_treatment": f"{e.get('n_treatment', 0):,}", "n_holdout": f"{e.get('n_holdout', 0):,}",
         "holdout": value(e.get("mean_holdout"), metric, kind),
         "treatment": value(e.get("mean_treatment"), metric, kind),
         "lift_abs": value(e.get("lift_abs"), metric, kind, signed=True),
@@ -138,7 +182,7 @@ def _p_title(e: dict[str, Any]) -> str:
     method = METHOD_LABEL.get(e.get("method") or "", "")
     if e.get("p_adjusted") is None:
         return method
-    return f"{method}; adjusted for multiple testing, raw p = {pvalue(e.get('p_value'))}"
+    return f"{method}; adjusted for multiple testing, raw {p_is(e.get('p_value'))}"
 
 
 def _level_note(e: dict[str, Any]) -> str:
@@ -153,7 +197,7 @@ def _rel_interval(e: dict[str, Any]) -> str:
     """The relative interval; Fieller's is unbounded when the holdout mean cannot be told
     from zero, and says so."""
     ci = e.get("lift_rel_ci") or [None, None]
-    shown = interval(ci)
+    shown = rel_interval(ci, e.get("metric_kind", "mean"))
     if shown or e.get("lift_rel") is None or e.get("error"):
         return shown
     lo = pct(ci[0]) if ci[0] is not None else "−∞"
@@ -191,7 +235,8 @@ def _bayes_row(e: dict[str, Any]) -> dict[str, Any]:
     b = e["bayes"]
     hdi = b.get("hdi_rel") or [None, None]
     return {"metric": e["metric"], "comparison": _arm(e), "mean": pct(b.get("mean_rel")),
-            "hdi": interval(hdi), "bar": _bar(hdi[0], b.get("mean_rel"), hdi[1]),
+            "hdi": rel_interval(hdi, e.get("metric_kind", "mean")),
+            "bar": _bar(hdi[0], b.get("mean_rel"), hdi[1]),
             "prob": pct(b.get("prob_positive"), signed=False),
             "prob_roi": pct(b.get("prob_roi_positive", e.get("prob_roi_positive")),
                             signed=False),
@@ -260,13 +305,13 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
     return ENV.get_template("experiment.html.j2").render(
         title=r.get("name", exp), r=r, exp=exp, name=r.get("name", exp), primary=primary,
         meta=_meta(r), assets=assets, home=home, version=__version__,
-        health=_health(r), warnings=r["health"].get("warnings", []),
+        health=_health(r), alarm=_alarm(r["health"]), warnings=_warnings(r["health"]),
         checks=r["health"].get("data_checks", []), metrics=metrics,
         score_rows=[_score_row(e) for e in overall if not e.get("guardrail")],
         guard_rows=[_score_row(e) for e in overall if e.get("guardrail")],
         bar_scale=int(BAR_SCALE * 100), forests=forests, segment_charts=segs,
         seg_metrics=seg_metrics, dims=dims, timelines=timelines, seq=seq,
-        seq_p=pvalue(seq.get("always_valid_p_value")),
+        seq_p=p_is(seq.get("always_valid_p_value"), "always-valid p"),
         guard_seq=seq.get("guardrails") or [],
         money=_save(charts.money(effects, primary, f"{exp}-money"), folder, tables),
         money_rows=[_money_row(e) for e in overall if e["metric"] == primary
@@ -323,7 +368,8 @@ def _meta(r: dict[str, Any]) -> list[str]:
     """The page's subtitle: what is known about the experiment, in order."""
     parts = [r["experiment"]]
     if r.get("design"):
-        parts.append(f"{r['design']} design")
+        single = r["design"] == "factorial" and len(r.get("channels") or []) == 1
+        parts.append("single-channel holdout" if single else f"{r['design']} design")
     if r.get("channels"):
         parts.append("channels: " + ", ".join(r["channels"]))
     if r.get("start") and r.get("end"):

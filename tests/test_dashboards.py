@@ -1,0 +1,225 @@
+"""What the dashboards show at a glance: the scorecard's alarm, sentences with p-values,
+intervals that cannot be, the over-time chart per channel, the index's counts and rows."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import polars as pl
+
+from liftlab.report import charts
+from liftlab.report import format as fmt
+from liftlab.report.daily import DailyRun, Outcome, render_index, run_daily
+from liftlab.report.pages import render_experiment
+from test_daily import DATE, fixture_analyze, specs
+from test_report import load
+
+
+def _card(html: str, section: str, following: str) -> str:
+    return html[html.index(f'id="{section}"'):html.index(f'id="{following}"')]
+
+
+def test_scorecard_is_green_when_the_design_holds(tmp_path: Path):
+    html = render_experiment(load("spring-factorial"), tmp_path)
+    score = _card(html, "scorecard", "guardrails")
+    assert "alarm-banner" not in score and "suspect" not in score
+    assert 'class="badge desired"' in score
+
+
+def test_scorecard_turns_red_when_the_sample_ratio_check_fails(tmp_path: Path):
+    r = load("spring-factorial")
+    r["health"].update(srm_ok=False, srm_p_value=1e-7)
+    html = render_experiment(r, tmp_path)
+    for card, nxt in (("scorecard", "guardrails"), ("guardrails", "over-time")):
+        block = _card(html, card, nxt)
+        assert 'class="alarm"' in block and "alarm-banner" in block
+        assert "sample-ratio check failed (p &lt; 0.001)" in block
+        assert 'class="badge desired"' not in block
+        assert _number_cells(block) and all('class="suspect"' in c for c in _number_cells(block))
+
+
+def _number_cells(block: str) -> list[str]:
+    body = block[block.index("<tbody>"):block.index("</tbody>")]
+    return re.findall(r'<td class="num[^"]*"[^>]*>(.*?)</td>', body, re.S)
+
+
+def test_scorecard_turns_red_on_a_design_check_at_error(tmp_path: Path):
+    r = load("spring-factorial")
+    check = {"channel": "email", "check": "contamination", "share": 0.12, "status": "error"}
+    r["health"]["design_checks"] = [check]
+    html = render_experiment(r, tmp_path)
+    score = _card(html, "scorecard", "guardrails")
+    assert f"Design check at error: {check['channel']} {check['check']}." in score
+    assert all('class="suspect"' in c for c in _number_cells(score))
+
+
+def test_p_values_read_as_sentences():
+    assert fmt.p_is(0.0004, "always-valid p") == "always-valid p < 0.001"
+    assert fmt.p_is(0.0142) == "p = 0.014"
+
+
+def test_no_p_equals_less_than_on_any_page(tmp_path: Path):
+    for name in ("spring-factorial", "email-flash", "web-onboarding"):
+        r = load(name)
+        r["health"]["srm_p_value"] = 1e-9
+        if r.get("sequential"):
+            r["sequential"]["always_valid_p_value"] = 1e-9
+        assert "= &lt;" not in render_experiment(r, tmp_path), name
+
+
+def three_channel_timeline() -> dict:
+    """The factorial's results with the monitor's timeline as it is now: one row per hour and
+    channel, interleaved, and a channel decided before its first estimable look."""
+    r = load("spring-factorial")
+    hours = r["sequential"]["timeline"]
+    rows = []
+    for h in hours:
+        for k, channel in enumerate(("email", "mail", "sms")):
+            est = None if h["estimate"] is None else h["estimate"] + k
+            rows.append({**h, "channel": channel, "estimate": est})
+    first = next(h["at"] for h in hours if h["estimate"] is not None)
+    r["sequential"]["timeline"] = rows
+    r["sequential"]["comparisons"] = [
+        {"channel": c, "variant": None, "metric": "revenue", "decision": d, "decided_at": at}
+        for c, d, at in (("email", "continue", None), ("sms", "continue", None),
+                         ("mail", "treatment_wins", "2026-02-02T11:00:00Z"))]
+    assert first > "2026-02-02T11:00:00Z"
+    return r
+
+
+def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
+    """The 3-channel factorial: one lift line and one band per channel (no line zig-zagging
+    between channels), a channel column in the CSV, the y-axis says what the lift is, and no
+    decision marker sits before the first plotted point."""
+    r = three_channel_timeline()
+    seq = r["sequential"]
+    chart = charts.timeline(seq, r["primary_metric"], None, "t")
+    assert chart is not None
+    lines = [t for t in chart.figure.data if t.name == "cumulative lift"]
+    assert sorted(t.legendgroup for t in lines) == sorted(r["channels"])
+    for t in lines:
+        want = sorted((x["at"], x["estimate"]) for x in seq["timeline"]
+                      if x["channel"] == t.legendgroup and x["estimate"] is not None
+                      and x["metric"] == r["primary_metric"])
+        assert list(zip(t.x, t.y, strict=True)) == want
+    bands = [t for t in chart.figure.data if t.fill == "tonexty"]
+    assert sorted(t.legendgroup for t in bands) == sorted(r["channels"])
+    assert chart.table["channel"].unique().sort().to_list() == sorted(r["channels"])
+    assert "response window" in chart.figure.layout.yaxis.title.text
+    first = min(x for t in lines for x in t.x)
+    markers = [s.x0 for s in chart.figure.layout.shapes if s.line.dash == "dash"]
+    assert markers and all(x >= first for x in markers)
+    notes = " ".join(a.text for a in chart.figure.layout.annotations)
+    assert "before the first plotted look" in notes
+
+
+def test_over_time_csv_has_the_channel_column(tmp_path: Path):
+    r = three_channel_timeline()
+    render_experiment(r, tmp_path)
+    table = pl.read_csv(tmp_path / "tables" / r["experiment"] / "spring-factorial-timeline-0.csv")
+    assert table.columns[0] == "channel"
+    assert set(table["channel"]) == set(r["channels"])
+
+
+def _outcome(id_: str, result: dict | None = None, error: str | None = None) -> Outcome:
+    return Outcome(id_, f"Experiment {id_}", f"{id_}.yaml", result, error)
+
+
+def _decided() -> dict:
+    """The factorial, ended, with mail decided by the monitor and no error-level warning."""
+    r = three_channel_timeline()
+    r["status"] = "ended"
+    r["health"]["warnings"] = [w for w in r["health"]["warnings"] if w["severity"] != "error"]
+    return r
+
+
+def test_index_statuses_mean_what_they_say():
+    decided = _decided()
+    harmed = load("spring-factorial")  # an error-level warning: harm on a guardrail
+    ended = load("web-onboarding")
+    ended.update(status="ended", sequential=None)
+    running = load("email-flash")
+    running.update(status="running", sequential={"decision": "continue"})
+    srm = load("email-flash")
+    srm["health"]["srm_ok"] = False
+    assert _outcome("a", decided).status == "decided"
+    assert _outcome("b", ended).status == "needs attention"  # ended without any decision
+    assert _outcome("c", running).status == "running"
+    assert _outcome("d", srm).status == "needs attention"
+    assert _outcome("f", harmed).status == "needs attention"
+    assert _outcome("e", error="boom").status == "failed"
+
+
+def test_index_counts_and_one_row_per_channel(tmp_path: Path):
+    fact = _decided()
+    ended = load("web-onboarding")
+    ended.update(status="ended", sequential=None)
+    run = DailyRun(DATE, (_outcome("spring-factorial", fact), _outcome("web-onboarding", ended),
+                          _outcome("broken", error="boom")), tmp_path)
+    html = render_index(run, tmp_path)
+    strip = html[html.index('class="strip"'):html.index("</section>")]
+    count = dict(re.findall(r'data-status="([^"]+)"><b>(\d+)</b>', strip))
+    assert count == {"running": "0", "decided": "1", "needs attention": "1", "failed": "1",
+                     "with warnings": "2"}
+    body = html[html.index("<tbody>"):html.index("</tbody>")]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    assert len(rows) == 3 + 1 + 1
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
+    assert [c[1] for c in cells[:3]] == ["email", "sms", "mail"]
+    for c, e in zip(cells[:3], (e for e in fact["effects"] if e["segment"] is None
+                                and e["metric"] == fact["primary_metric"]), strict=True):
+        assert fmt.pct(e["lift_rel"]) in c[3] and fmt.ratio(e["roi"]) in c[6]
+        assert fmt.interval(e["roi_ci"], "ratio") in c[6]
+    assert [re.search(r'class="badge [\w-]+">([^<]+)<', c[5]).group(1) for c in cells[:3]] == [
+        "ended, no decision", "ended, no decision", "treatment_wins"]
+    assert "ended, no decision" in cells[3][5]
+
+
+def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_path: Path):
+    """The fixtures hold binary guardrails whose Fieller/HDI lower ends are far below −100%:
+    no page says so (they read "≥ −100%"), no chart draws it, results.json keeps them."""
+    run = run_daily(specs(), DATE, tmp_path / "reports", fixture_analyze)
+    shown = []
+    for page in run.folder.rglob("*.html"):
+        text = page.read_text()
+        shown += [(page.name, v) for v in re.findall(r"\[([+\-−]?[\d,.]+)%", text)
+                  if float(v.replace("−", "-").replace(",", "")) < -100]
+    assert shown == []
+    assert "[≥ −100%," in (run.folder / "experiments" / "email-flash" / "index.html").read_text()
+    for name in ("email-flash", "spring-factorial"):
+        effects = load(name)["effects"]
+        for chart in (charts.forest(effects, "unsubscribe", "f"),
+                      charts.posteriors(effects, "p")):
+            for t in chart.figure.data:
+                lows = [x - m for x, m in zip(t.x, t.error_x.arrayminus, strict=True)]
+                assert min(lows) >= -100 - 1e-9, (name, chart.key)
+    raw = json.loads((run.folder / "experiments" / "email-flash" / "results.json").read_text())
+    assert min(e["lift_rel_ci"][0] for e in raw["effects"] if e["lift_rel_ci"][0] is not None) < -1
+
+
+def test_srm_warning_is_a_sentence_not_a_python_dict(tmp_path: Path):
+    r = load("spring-factorial")
+    check = r["health"]["srm"][0]
+    check.update(ok=False, p_value=2e-9)
+    r["health"]["srm_ok"] = False
+    r["health"]["warnings"].append({"code": "srm", "severity": "error", "message": (
+        f"sample ratio mismatch on {check['channel']}: observed {check['observed']} vs "
+        f"planned {check['expected']} (p = 2e-09); do not trust")})
+    html = render_experiment(r, tmp_path)
+    health = _card(html, "health", "scorecard")
+    assert "{" not in health and "&#39;" not in health
+    arms = ", ".join(f"{a} {n:,} ({check['expected'][a]:.0%} planned)"
+                     for a, n in check["observed"].items())
+    assert f"sample ratio mismatch on {check['channel']}: {arms}, p &lt; 0.001" in health
+
+
+def test_a_single_channel_test_is_not_called_factorial(tmp_path: Path):
+    r = load("email-flash")
+    r.update(design="factorial", channels=["email"])
+    assert "factorial design ·" not in render_experiment(r, tmp_path)
+    assert "single-channel holdout" in render_experiment(r, tmp_path)
+    r = load("spring-factorial")
+    r.update(design="factorial", channels=["email", "sms", "mail"])
+    assert "factorial design ·" in render_experiment(r, tmp_path)
