@@ -377,3 +377,16 @@ def test_bad_plan_arguments_are_user_errors():
     with pytest.raises(UserError, match="target_mde_rel must be strictly between 0 and 1"):
         make_plan(_spec(), 100, lambda days: _history(100), target_mde_rel=5,
                   time_to_decision=None)
+
+
+def test_a_degenerate_history_gives_a_finite_plan():
+    """Found by the wide exit-code search: an outcome equal to its pre-period value (rho = 1)
+    made CUPED's factor 0 and `validate --data` divided by zero (exit 2)."""
+    from liftlab.plan import MIN_SHRINK, Baseline
+    from liftlab.stats.suffstats import ArmStats
+
+    y = [0.0, 1.0, 2.0, 5.0, 9.0]
+    b = Baseline.from_stats(ArmStats.from_values(y, y))
+    assert b.rho == pytest.approx(1.0)
+    assert b.shrink == pytest.approx(MIN_SHRINK)
+    assert math.isfinite(b.standard_effect(0.5)) and b.standard_effect(0.5) > 0

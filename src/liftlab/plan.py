@@ -129,6 +129,9 @@ def _h_from_abs(p0: float, effect: float) -> float:
     return 2 * math.asin(math.sqrt(min(p0 + effect, 1.0))) - 2 * math.asin(math.sqrt(p0))
 
 
+MIN_SHRINK = 1e-3
+
+
 # -- the history of one metric ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Baseline:
@@ -161,8 +164,10 @@ class Baseline:
 
     @property
     def shrink(self) -> float:
-        """CUPED's factor on the standard deviation: sqrt(1 - rho^2)."""
-        return math.sqrt(max(1 - self.rho**2, 0.0))
+        """CUPED's factor on the standard deviation: sqrt(1 - rho^2), floored at 0.001 so a
+        degenerate history (an outcome equal to its pre-period value, |rho| = 1) still gives a
+        finite plan instead of dividing by zero."""
+        return math.sqrt(max(1 - self.rho**2, MIN_SHRINK**2))
 
     @property
     def sd_cuped(self) -> float:
