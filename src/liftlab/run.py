@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from liftlab.analysis import AnalysisResult, analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
+from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.fsio import atomic_write_json, atomic_write_text, claim_root, replace_dir, write_beside
@@ -18,6 +19,11 @@ from liftlab.metrics import arm_col
 from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
 from liftlab.spec_loader import load_experiment
 from liftlab.units import Units
+
+if TYPE_CHECKING:
+    from liftlab.monitor import MonitorResult
+    from liftlab.plan import PlanResult
+    from liftlab.report.daily import DailyRun
 
 DEMO_DATE = dt.date(2026, 2, 24)
 MAX_OUTCOME_DAYS = 365
@@ -73,7 +79,7 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
 
 def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
                  cache: Path | None, out_dir: Path | None,
-                 force: bool = False) -> tuple[Any, str | None]:
+                 force: bool = False) -> tuple[MonitorResult, str | None]:
     """The sequential readout of one experiment (polars engine), optionally written out, and
     how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
     experiment's end and the data's freshness)."""
@@ -138,8 +144,11 @@ def multichannel(data: str | Path, experiment: Path | None = None,
             lookback = (spec.start - dt.timedelta(days=LOOKBACK_DAYS), spec.start)
             outcome_days = outcome_days or (spec.end - spec.start).days
         if iv is None:
-            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text(),
-                         yaml_file=str(experiment)).sections.get("iv")
+            from liftlab.serialize import iv_json
+
+            found = analyze(spec, engine, yaml_text=Path(experiment).read_text(),
+                            yaml_file=str(experiment)).sections.iv
+            iv = None if found is None else iv_json(found)
     outcome_days = outcome_days or 28
     if lookback is None:
         end = latest.date() - dt.timedelta(days=outcome_days)
@@ -168,7 +177,7 @@ def _check_lookback(lookback: tuple[dt.date, dt.date]) -> None:
 
 
 def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
-              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
+              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> PlanResult:
     """The plan of an experiment from the history in the data (see plan.py)."""
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
@@ -181,7 +190,7 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
 
 def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05,
-             units: Units | None = None) -> Any:
+             units: Units | None = None) -> PlanResult:
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
@@ -252,13 +261,13 @@ def load_all(folder: Path) -> list[tuple[Path, Experiment | LiftlabError]]:
 
 def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path,
                engine_name: EngineName = "polars", progress: bool = False,
-               force: bool = False) -> Any:
+               force: bool = False) -> DailyRun:
     """The daily run over a folder of experiments; returns the DailyRun."""
     from liftlab.report.daily import run_daily
 
     specs = load_all(experiments)
     engines: dict[str, Engine] = {}
-    qualities: dict[str, Any] = {}
+    qualities: dict[str, QualityReport] = {}
     as_of_now = max(dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC),
                     dt.datetime.now(dt.UTC))
 
