@@ -21,8 +21,7 @@ from liftlab.analysis import AnalysisResult, Sections
 from tinydata import SPEC_YAML
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAVY = ("polars", "numpy", "scipy", "statsmodels", "plotly", "pymc", "arviz", "numba",
-         "pydantic")
+HEAVY = ("polars", "numpy", "scipy", "statsmodels", "plotly", "pymc", "arviz", "numba", "pydantic")
 
 
 def _env() -> dict[str, str]:
@@ -32,14 +31,17 @@ def _env() -> dict[str, str]:
 def test_import_liftlab_is_fast_and_loads_nothing_heavy():
     """Whole process, median of 5 runs, under 0.3 s; none of the heavy libraries loaded by
     the import or by taking every public name."""
-    code = ("import sys, liftlab; "
-            "from liftlab import analyze, load_experiment, monitor, multichannel, open_data, "
-            f"plan, report; print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        "import sys, liftlab; "
+        "from liftlab import analyze, load_experiment, monitor, multichannel, open_data, "
+        f"plan, report; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     walls = []
     for _ in range(5):
         t = _clock()
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=_env(), check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), check=True
+        )
         walls.append(_clock() - t)
         assert done.stdout.strip() == "", f"import liftlab loaded {done.stdout}"
     assert statistics.median(walls) < 0.3, walls
@@ -61,9 +63,17 @@ def test_every_public_name_resolves_and_submodules_do_not_shadow_the_api():
         assert getattr(liftlab, name) is not None
     for name in ("monitor", "plan", "multichannel", "report", "analyze"):
         assert callable(getattr(liftlab, name)) and not isinstance(
-            getattr(liftlab, name), type(liftlab))
-    assert set(liftlab.__all__) >= {"load_experiment", "open_data", "analyze", "monitor",
-                                    "plan", "multichannel", "report"}
+            getattr(liftlab, name), type(liftlab)
+        )
+    assert set(liftlab.__all__) >= {
+        "load_experiment",
+        "open_data",
+        "analyze",
+        "monitor",
+        "plan",
+        "multichannel",
+        "report",
+    }
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         liftlab.nope  # noqa: B018
 

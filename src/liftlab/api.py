@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from liftlab.report.plots import MonitorPlots, MultichannelPlots
     from liftlab.spec import Experiment
 
+
 def load_experiment(path: str | Path) -> Experiment:
     """An experiment definition from its YAML file; a bad one raises ``SpecError`` listing
     every problem with its line (docs/yaml.md)."""
@@ -75,14 +76,18 @@ class DataSource:
             from liftlab.engines.spark_engine import SparkEngine
 
             root = None if self.location is None else Path(self.location)
-            return SparkEngine(self.spark, root=root, tables=dict(self.spark_tables),
-                               timezone=timezone)
+            return SparkEngine(
+                self.spark, root=root, tables=dict(self.spark_tables), timezone=timezone
+            )
         assert self.location is not None
         return open_engine(self.location, timezone, self.engine)
 
 
-def open_data(source: str | Path | Mapping[str, Any] | DataSource,
-              engine: Literal["polars", "spark"] = "polars", spark: Any = None) -> DataSource:
+def open_data(
+    source: str | Path | Mapping[str, Any] | DataSource,
+    engine: Literal["polars", "spark"] = "polars",
+    spark: Any = None,
+) -> DataSource:
     """A data source from what you have:
 
     - a folder of tables (``customers.parquet``, ``orders.csv``, ``orders/*.parquet``, ...),
@@ -109,16 +114,29 @@ def _from_frames(frames: Mapping[str, Any]) -> DataSource:
 
     unknown = sorted(set(frames) - set(TABLES))
     if unknown:
-        raise DataError([Problem(f"unknown table name(s) {', '.join(map(repr, unknown))}",
-                                 hint=f"the contract's tables: {', '.join(TABLES)}")])
+        raise DataError(
+            [
+                Problem(
+                    f"unknown table name(s) {', '.join(map(repr, unknown))}",
+                    hint=f"the contract's tables: {', '.join(TABLES)}",
+                )
+            ]
+        )
     kinds = {type(f).__module__.split(".")[0] for f in frames.values()}
     if kinds == {"pyspark"}:
         first = next(iter(frames.values()))
         return DataSource(None, "spark", spark_tables=dict(frames), spark=first.sparkSession)
     bad = sorted(t for t, f in frames.items() if not isinstance(f, pl.DataFrame | pl.LazyFrame))
     if bad:
-        raise DataError([Problem(f"table {t!r} is a {type(frames[t]).__name__}, not a polars "
-                                 "or Spark DataFrame", table=t) for t in bad])
+        raise DataError(
+            [
+                Problem(
+                    f"table {t!r} is a {type(frames[t]).__name__}, not a polars or Spark DataFrame",
+                    table=t,
+                )
+                for t in bad
+            ]
+        )
     held = tempfile.TemporaryDirectory(prefix="liftlab-frames-")
     for table, frame in frames.items():
         lazy = frame.lazy() if isinstance(frame, pl.DataFrame) else frame
@@ -132,8 +150,9 @@ def _experiment(experiment: Experiment | str | Path) -> tuple[Experiment, Path |
     return experiment, None
 
 
-def analyze(experiment: Experiment | str | Path, data: Any,
-            as_of: dt.datetime | None = None) -> AnalysisResult:
+def analyze(
+    experiment: Experiment | str | Path, data: Any, as_of: dt.datetime | None = None
+) -> AnalysisResult:
     """The full analysis at ``as_of`` (default: the experiment's end, or the data's
     freshness when it stops earlier): effects per channel, metric and segment, health
     checks, contribution, ROI, the sequential readout when the YAML asks for it."""
@@ -142,8 +161,13 @@ def analyze(experiment: Experiment | str | Path, data: Any,
     spec, yaml = _experiment(experiment)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
-    return run(spec, engine, as_of, yaml_text=None if yaml is None else yaml.read_text(),
-               yaml_file=None if yaml is None else str(yaml))
+    return run(
+        spec,
+        engine,
+        as_of,
+        yaml_text=None if yaml is None else yaml.read_text(),
+        yaml_file=None if yaml is None else str(yaml),
+    )
 
 
 @dataclass(frozen=True)
@@ -159,18 +183,25 @@ class MonitorReadout:
 
     def summary(self) -> str:
         r = self.result
-        lines = [f"{r.experiment} as of {r.as_of:%Y-%m-%d %H:%M} UTC"
-                 + (f" ({self.as_of_basis})" if self.as_of_basis else "") + f": {r.decision}"
-                 + (f" since {r.decided_at:%Y-%m-%d %H:%M}" if r.decided_at else "")
-                 + f" (always-valid p = {r.always_valid_p_value:.3g})"]
+        lines = [
+            f"{r.experiment} as of {r.as_of:%Y-%m-%d %H:%M} UTC"
+            + (f" ({self.as_of_basis})" if self.as_of_basis else "")
+            + f": {r.decision}"
+            + (f" since {r.decided_at:%Y-%m-%d %H:%M}" if r.decided_at else "")
+            + f" (always-valid p = {r.always_valid_p_value:.3g})"
+        ]
         if r.timeline:
             last = r.timeline[-1]
             if last["estimate"] is not None:
-                lines.append(f"  lift {last['estimate']:+.4g} per unit, always-valid CI "
-                             f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
-                             f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
-            lines.append(f"  responses so far: {last['events_treatment']:,} treatment vs "
-                         f"{last['events_holdout']:,} holdout")
+                lines.append(
+                    f"  lift {last['estimate']:+.4g} per unit, always-valid CI "
+                    f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
+                    f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units"
+                )
+            lines.append(
+                f"  responses so far: {last['events_treatment']:,} treatment vs "
+                f"{last['events_holdout']:,} holdout"
+            )
         lines += [f"  guardrail {g['metric']}: {g['decision']}" for g in r.guardrails]
         if r.note:
             lines.append(f"  note: {r.note}")
@@ -180,8 +211,14 @@ class MonitorReadout:
         """The hourly timeline, one row per hour and comparison (intervals as _lo/_hi)."""
         import polars as pl
 
-        rows = [{**{k: v for k, v in row.items() if k != "ci"},
-                 "ci_lo": row["ci"][0], "ci_hi": row["ci"][1]} for row in self.result.timeline]
+        rows = [
+            {
+                **{k: v for k, v in row.items() if k != "ci"},
+                "ci_lo": row["ci"][0],
+                "ci_hi": row["ci"][1],
+            }
+            for row in self.result.timeline
+        ]
         return pl.DataFrame(rows, infer_schema_length=None)
 
     @property
@@ -194,8 +231,12 @@ class MonitorReadout:
         printer.text(self.summary())
 
 
-def monitor(experiment: Experiment | str | Path, data: Any, as_of: dt.datetime | None = None,
-            cache: str | Path | None = None) -> MonitorReadout:
+def monitor(
+    experiment: Experiment | str | Path,
+    data: Any,
+    as_of: dt.datetime | None = None,
+    cache: str | Path | None = None,
+) -> MonitorReadout:
     """The sequential readout now (or at ``as_of``): decision, guardrails, hourly timeline.
     ``cache``: a folder of hourly aggregates reused by later calls. Folders only."""
     from liftlab.run import monitor_on
@@ -203,8 +244,7 @@ def monitor(experiment: Experiment | str | Path, data: Any, as_of: dt.datetime |
     spec, yaml = _experiment(experiment)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
-    result, basis = monitor_on(spec, engine, as_of, None if cache is None else Path(cache),
-                               yaml)
+    result, basis = monitor_on(spec, engine, as_of, None if cache is None else Path(cache), yaml)
     return MonitorReadout(result, basis)
 
 
@@ -225,16 +265,23 @@ class PlanReadout:
         """One row per channel, arm and metric: sizes, MDE, holdout cost (scalar fields)."""
         import polars as pl
 
-        rows = [{k: v for k, v in r.to_dict().items() if not isinstance(v, dict | list)}
-                for r in self.result.rows]
+        rows = [
+            {k: v for k, v in r.to_dict().items() if not isinstance(v, dict | list)}
+            for r in self.result.rows
+        ]
         return pl.DataFrame(rows, infer_schema_length=None)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(self.summary())
 
 
-def plan(experiment: Experiment | str | Path, data: Any, power: float = 0.8,
-         target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> PlanReadout:
+def plan(
+    experiment: Experiment | str | Path,
+    data: Any,
+    power: float = 0.8,
+    target_mde_rel: float = 0.05,
+    assumed_lift_rel: float = 0.05,
+) -> PlanReadout:
     """Minimum detectable effects, holdout sizes and costs from the metrics' history."""
     from liftlab.run import check_columns, plan_for
 
@@ -255,17 +302,22 @@ class MultichannelReadout:
     def summary(self) -> str:
         r = self.results
         d = r["decomposition"]
-        lines = [f"{r['n_clients']:,} active clients, {r['share_multichannel']:.1%} "
-                 "multichannel",
-                 f"naive premium {r['naive_ratio']:.2f}x = retention {d['retention']:.2f} x "
-                 f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}"]
-        lines += [f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]"
-                  for name, a in r["adjusted"].items()]
+        lines = [
+            f"{r['n_clients']:,} active clients, {r['share_multichannel']:.1%} multichannel",
+            f"naive premium {r['naive_ratio']:.2f}x = retention {d['retention']:.2f} x "
+            f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}",
+        ]
+        lines += [
+            f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]"
+            for name, a in r["adjusted"].items()
+        ]
         iv = r.get("iv")
         if iv:
-            lines.append(f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
-                         f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first "
-                         f"stage {iv['first_stage']:.1%}")
+            lines.append(
+                f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
+                f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first "
+                f"stage {iv['first_stage']:.1%}"
+            )
         lines += [f"! {w}" for w in r["warnings"]]
         return "\n".join(lines)
 
@@ -275,12 +327,27 @@ class MultichannelReadout:
         import polars as pl
 
         r = self.results
-        rows = [{"estimate": "naive", "ratio": r["naive_ratio"],
-                 "ci_lo": r["naive_ratio_ci"][0], "ci_hi": r["naive_ratio_ci"][1]}]
-        rows += [{"estimate": name, "ratio": a["ratio"], "ci_lo": a["ci"][0],
-                  "ci_hi": a["ci"][1]} for name, a in r["adjusted"].items()]
-        return pl.DataFrame(rows, schema={"estimate": pl.String, "ratio": pl.Float64,
-                                          "ci_lo": pl.Float64, "ci_hi": pl.Float64})
+        rows = [
+            {
+                "estimate": "naive",
+                "ratio": r["naive_ratio"],
+                "ci_lo": r["naive_ratio_ci"][0],
+                "ci_hi": r["naive_ratio_ci"][1],
+            }
+        ]
+        rows += [
+            {"estimate": name, "ratio": a["ratio"], "ci_lo": a["ci"][0], "ci_hi": a["ci"][1]}
+            for name, a in r["adjusted"].items()
+        ]
+        return pl.DataFrame(
+            rows,
+            schema={
+                "estimate": pl.String,
+                "ratio": pl.Float64,
+                "ci_lo": pl.Float64,
+                "ci_hi": pl.Float64,
+            },
+        )
 
     @property
     def plot(self) -> MultichannelPlots:
@@ -292,9 +359,12 @@ class MultichannelReadout:
         printer.text(self.summary())
 
 
-def multichannel(data: Any, experiment: Experiment | str | Path | None = None,
-                 lookback: tuple[dt.date, dt.date] | None = None,
-                 outcome_days: int | None = None) -> MultichannelReadout:
+def multichannel(
+    data: Any,
+    experiment: Experiment | str | Path | None = None,
+    lookback: tuple[dt.date, dt.date] | None = None,
+    outcome_days: int | None = None,
+) -> MultichannelReadout:
     """Naive, adjusted and (with an encouragement experiment) instrumented value of
     multichannel clients. Folders only."""
     from liftlab.run import multichannel_on
@@ -305,8 +375,13 @@ def multichannel(data: Any, experiment: Experiment | str | Path | None = None,
     return MultichannelReadout(multichannel_on(engine, spec, yaml, lookback, outcome_days))
 
 
-def report(experiments: str | Path, data: Any, date: dt.date | None = None,
-           out: str | Path = "reports", force: bool = False) -> DailyRun:
+def report(
+    experiments: str | Path,
+    data: Any,
+    date: dt.date | None = None,
+    out: str | Path = "reports",
+    force: bool = False,
+) -> DailyRun:
     """The daily run: every experiment in the folder analysed, ``out/DATE/index.html`` and
     a page each (a folder or database URL; ``date`` defaults to today, UTC)."""
     from liftlab.errors import UserError
@@ -314,7 +389,15 @@ def report(experiments: str | Path, data: Any, date: dt.date | None = None,
 
     source = open_data(data)
     if source.location is None:
-        raise UserError("report reads a folder or a database URL; Spark DataFrames: write "
-                        "them to a folder and pass it with engine='spark'")
-    return run_report(Path(experiments), source.location, date or dt.datetime.now(dt.UTC).date(),
-                      Path(out), source.engine, force=force)
+        raise UserError(
+            "report reads a folder or a database URL; Spark DataFrames: write "
+            "them to a folder and pass it with engine='spark'"
+        )
+    return run_report(
+        Path(experiments),
+        source.location,
+        date or dt.datetime.now(dt.UTC).date(),
+        Path(out),
+        source.engine,
+        force=force,
+    )

@@ -32,8 +32,9 @@ class AnalysisPlots:
         names = {e["metric"] for e in self.results["effects"]}
         chosen = metric or self.results["primary_metric"]
         if chosen not in names:
-            raise ValueError(f"no metric {chosen!r} in the results; metrics: "
-                             f"{', '.join(sorted(names))}")
+            raise ValueError(
+                f"no metric {chosen!r} in the results; metrics: {', '.join(sorted(names))}"
+            )
         return chosen
 
     def forest(self, metric: str | None = None) -> go.Figure:
@@ -48,10 +49,13 @@ class AnalysisPlots:
 
         dims = {k for e in self.results["effects"] if e["segment"] for k in e["segment"]}
         if dimension not in dims:
-            raise ValueError(f"no segment dimension {dimension!r} in the results; "
-                             f"dimensions: {', '.join(sorted(dims)) or 'none'}")
-        return charts.segments(self.results["effects"], self._metric(metric), dimension,
-                               "segments").figure
+            raise ValueError(
+                f"no segment dimension {dimension!r} in the results; "
+                f"dimensions: {', '.join(sorted(dims)) or 'none'}"
+            )
+        return charts.segments(
+            self.results["effects"], self._metric(metric), dimension, "segments"
+        ).figure
 
     def timeline(self, metric: str | None = None, variant: str | None = None) -> go.Figure:
         """The sequential readout over time (experiments with ``monitoring.sequential``)."""
@@ -59,32 +63,42 @@ class AnalysisPlots:
 
         seq = self.results.get("sequential")
         if not seq:
-            raise ValueError("no sequential readout in these results (set monitoring: "
-                             "{sequential: true} in the YAML; folders only)")
+            raise ValueError(
+                "no sequential readout in these results (set monitoring: "
+                "{sequential: true} in the YAML; folders only)"
+            )
         chosen = self._metric(metric)
-        return _figure(charts.timeline(seq, chosen, variant, "timeline"),
-                       f"no timeline for {chosen!r}, variant {variant!r}")
+        return _figure(
+            charts.timeline(seq, chosen, variant, "timeline"),
+            f"no timeline for {chosen!r}, variant {variant!r}",
+        )
 
     def money(self) -> go.Figure:
         """Cost, incremental margin and ROI per channel arm."""
         from liftlab.report import charts
 
-        return _figure(charts.money(self.results["effects"], self.results["primary_metric"],
-                                    "money"), "no cost or ROI in these results")
+        return _figure(
+            charts.money(self.results["effects"], self.results["primary_metric"], "money"),
+            "no cost or ROI in these results",
+        )
 
     def posteriors(self) -> go.Figure:
         """The closed-form posteriors of the relative lifts."""
         from liftlab.report import charts
 
-        return _figure(charts.posteriors(self.results["effects"], "posteriors"),
-                       "no posterior in these results")
+        return _figure(
+            charts.posteriors(self.results["effects"], "posteriors"),
+            "no posterior in these results",
+        )
 
     def landing(self) -> go.Figure:
         """Where each channel's increment was bought, next to last-touch credit."""
         from liftlab.report import charts
 
-        return _figure(charts.landing(self.results.get("landing") or [], "landing"),
-                       "no landing in these results (orders need a channel column)")
+        return _figure(
+            charts.landing(self.results.get("landing") or [], "landing"),
+            "no landing in these results (orders need a channel column)",
+        )
 
 
 @dataclass(frozen=True)
@@ -97,8 +111,10 @@ class MonitorPlots:
         """Cumulative lift with its confidence sequence per channel, and units per arm."""
         from liftlab.report import charts
 
-        return _figure(charts.timeline(self.readout, metric, variant, "timeline"),
-                       f"no timeline row for metric {metric!r}, variant {variant!r}")
+        return _figure(
+            charts.timeline(self.readout, metric, variant, "timeline"),
+            f"no timeline row for metric {metric!r}, variant {variant!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -123,5 +139,7 @@ class MultichannelPlots:
         """Channel appetence by segment, as a heat map."""
         from liftlab.report import charts
 
-        return _figure(charts.appetence_heatmap(self.results.get("appetence", []),
-                                                "appetence"), "no appetence table")
+        return _figure(
+            charts.appetence_heatmap(self.results.get("appetence", []), "appetence"),
+            "no appetence table",
+        )
