@@ -49,8 +49,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _errors(validator: Any, document: dict[str, Any]) -> list[str]:
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
 
 
 @pytest.mark.parametrize("experiment", EXAMPLES)
@@ -79,9 +81,11 @@ def test_variants_segments_and_a_global_holdout_validate(validator, tiny_data: P
     assert any(e["variant"] for e in document["effects"])
     assert any(e["segment"] for e in document["effects"])
     assert _errors(validator, document) == []
-    blind = (SPEC_YAML.replace("id: tiny-factorial", "id: blind-zone\nassignment: hash")
-             .replace("start: 2026-02-02", "start: 2026-02-02\ndesign: global_holdout")
-             .replace("email: {holdout: 0.3,", "email: {holdout: 0.4,"))
+    blind = (
+        SPEC_YAML.replace("id: tiny-factorial", "id: blind-zone\nassignment: hash")
+        .replace("start: 2026-02-02", "start: 2026-02-02\ndesign: global_holdout")
+        .replace("email: {holdout: 0.3,", "email: {holdout: 0.4,")
+    )
     document = _written(Experiment.model_validate(yaml.safe_load(blind)), tiny_data)
     [programme] = document["contribution"]
     assert programme["programme"] is True and document["interactions"] is None
@@ -96,17 +100,24 @@ def test_a_hierarchical_fit_validates(validator, tiny_data: Path):
     assert _errors(validator, document) == []
 
 
-@pytest.mark.parametrize(("label", "breaks"), [
-    ("a required key removed", lambda d: d.pop("effects")),
-    ("an effect without its interval", lambda d: d["effects"][0].pop("lift_abs_ci")),
-    ("a verdict not in the list", lambda d: d["effects"][0].update(verdict="maybe")),
-    ("an interval of three numbers", lambda d: d["effects"][0].update(lift_rel_ci=[1, 2, 3])),
-    ("a local timestamp", lambda d: d.update(as_of="2026-02-23 00:00")),
-    ("a cost without its ROI fields", lambda d: next(
-        e for e in d["effects"] if "roi" in e).pop("roas")),
-    ("a sequential decision not in the list", lambda d: d["sequential"].update(
-        decision="maybe")),
-])
+@pytest.mark.parametrize(
+    ("label", "breaks"),
+    [
+        ("a required key removed", lambda d: d.pop("effects")),
+        ("an effect without its interval", lambda d: d["effects"][0].pop("lift_abs_ci")),
+        ("a verdict not in the list", lambda d: d["effects"][0].update(verdict="maybe")),
+        ("an interval of three numbers", lambda d: d["effects"][0].update(lift_rel_ci=[1, 2, 3])),
+        ("a local timestamp", lambda d: d.update(as_of="2026-02-23 00:00")),
+        (
+            "a cost without its ROI fields",
+            lambda d: next(e for e in d["effects"] if "roi" in e).pop("roas"),
+        ),
+        (
+            "a sequential decision not in the list",
+            lambda d: d["sequential"].update(decision="maybe"),
+        ),
+    ],
+)
 def test_broken_documents_do_not_validate(validator, demo: Path, label: str, breaks: Any):
     path = demo / "reports" / DATE / "experiments" / "spring-factorial" / "results.json"
     document = copy.deepcopy(json.loads(path.read_text()))
@@ -116,8 +127,9 @@ def test_broken_documents_do_not_validate(validator, demo: Path, label: str, bre
 
 def _keys(value: Any, prefix: str = "") -> set[str]:
     if isinstance(value, dict):
-        return {k for key, v in value.items()
-                for k in (f"{prefix}.{key}", *_keys(v, f"{prefix}.{key}"))}
+        return {
+            k for key, v in value.items() for k in (f"{prefix}.{key}", *_keys(v, f"{prefix}.{key}"))
+        }
     if isinstance(value, list):
         return {k for v in value for k in _keys(v, f"{prefix}[]")}
     return set()
@@ -128,8 +140,10 @@ def test_no_key_of_the_committed_results_is_lost(demo: Path, experiment: str):
     """Keys may be added to results.json, never removed (a section that is null here, such
     as a hierarchical fit the example no longer asks for, is not compared)."""
     old = json.loads((ROOT / "tests" / "fixtures" / f"{experiment}.json").read_text())
-    new = json.loads((demo / "reports" / DATE / "experiments" / experiment
-                      / "results.json").read_text())
-    lost = {k for k in _keys(old) - _keys(new)
-            if new.get(k.split(".")[1].split("[")[0]) is not None}
+    new = json.loads(
+        (demo / "reports" / DATE / "experiments" / experiment / "results.json").read_text()
+    )
+    lost = {
+        k for k in _keys(old) - _keys(new) if new.get(k.split(".")[1].split("[")[0]) is not None
+    }
     assert lost == set()
