@@ -169,3 +169,22 @@ def test_plan_and_monitor_take_the_same_inputs(tiny, tmp_path: Path):
     assert readout.to_json()["decision"] == readout.result.decision
     assert readout.summary().startswith("tiny-factorial as of")
     assert type(readout.plot.timeline("revenue", "big")).__name__ == "Figure"
+
+
+@pytest.mark.slow
+def test_spark_dataframes_and_a_spark_session_give_the_polars_numbers(tiny):
+    """Spark DataFrames by table name, and a folder read by the caller's SparkSession."""
+    if shutil.which("java") is None:
+        pytest.skip("Spark needs Java")
+    pytest.importorskip("pyspark", reason="install the spark extra")
+    from liftlab.engines.spark_engine import spark_session
+
+    result, folder, spec = tiny
+    spark = spark_session()
+    frames = {p.stem: spark.read.parquet(str(p)) for p in folder.glob("*.parquet")}
+    want = result.to_polars().select("lift_abs", "lift_abs_lo", "p_value").rows()
+    for data in (frames, liftlab.open_data(folder, engine="spark", spark=spark)):
+        got = liftlab.analyze(spec, data)
+        assert got.data_source.startswith("spark:")
+        rows = got.to_polars().select("lift_abs", "lift_abs_lo", "p_value").rows()
+        assert rows == [pytest.approx(r, rel=1e-9, abs=1e-12) for r in want]
