@@ -77,9 +77,7 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     if name not in _API:
         raise AttributeError(f"module 'liftlab' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(_API[name]), name)
+    value = getattr(__import__(_API[name], fromlist=[name]), name)
     globals()[name] = value
     return value
 

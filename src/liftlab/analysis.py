@@ -109,7 +109,7 @@ class Money:
 
 
 @dataclass(frozen=True)
-class MultipleTesting:
+class Adjustment:
     """The adjustment applied over the family the YAML names (stats/multiple.py)."""
 
     method: str
@@ -151,7 +151,7 @@ class Sections:
     """The analysis beyond the effects. None: not computed for this experiment (the design,
     the data or the YAML's options exclude it; a warning says why when it was expected)."""
 
-    multiple_testing: MultipleTesting
+    multiple_testing: Adjustment
     contribution: Contribution | ProgrammeEffect | None = None
     landing: tuple[LandingSection, ...] = ()
     iv: IvSection | None = None
@@ -589,14 +589,14 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
 
 
 def _adjusted(spec: Experiment, cells: CellTable,
-              effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], MultipleTesting]:
+              effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], Adjustment]:
     """Multiple-testing adjustment over the family the YAML names: adjusted p-values and each
     member's interval redrawn at the level that matches them (stats/multiple.py)."""
     mt = spec.analysis.multiple_testing
     members = [i for i, e in enumerate(effects) if _in_family(spec, e, mt.family)
                and not math.isnan(e.lift.p_value)]
     if mt.method == "none" or len(members) < 2:
-        return effects, MultipleTesting(mt.method, mt.family, len(members), applied=False)
+        return effects, Adjustment(mt.method, mt.family, len(members), applied=False)
     pvalues = [effects[i].lift.p_value for i in members]
     adjusted = adjust_pvalues(pvalues, mt.method)
     levels = interval_alphas(pvalues, mt.method, spec.alpha)
@@ -608,7 +608,7 @@ def _adjusted(spec: Experiment, cells: CellTable,
         lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
                      cells.where({e.channel: HOLDOUT}, e.segment), level, cuped)
         out[i] = dataclasses.replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
-    return tuple(out), MultipleTesting(
+    return tuple(out), Adjustment(
         mt.method, mt.family, len(members), applied=True,
         description=f"{_METHOD_NAME[mt.method]} over {len(members)} comparisons; verdicts "
         "use the adjusted p-values and each interval is drawn at the level matching them")

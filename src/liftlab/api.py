@@ -15,7 +15,6 @@ them.
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +50,6 @@ class DataSource:
     spark_tables: Mapping[str, Any] = field(default_factory=dict, repr=False)
     spark: Any = field(default=None, repr=False)
     _held: Any = field(default=None, repr=False, compare=False)
-
-    @property
-    def is_folder(self) -> bool:
-        return self.location is not None and "://" not in self.location
 
     def engine_for(self, timezone: str = "UTC") -> Engine:
         """The engine over this source, naive timestamps read in ``timezone``, its tables
@@ -97,16 +92,27 @@ def open_data(
     - a mapping of table name to polars DataFrame/LazyFrame (written once to a temporary
       Parquet folder, removed with the source) or to Spark DataFrames (read by Spark).
     """
+    from liftlab.errors import UserError
+
+    if isinstance(source, DataSource | Mapping) and (engine != "polars" or spark is not None):
+        raise UserError(
+            "engine= and spark= apply to a folder; frames are read by the engine "
+            "of their kind, and an opened source keeps its engine"
+        )
+    if engine == "spark" and "://" in str(source):
+        raise UserError("engine='spark' reads folders or Spark tables, not a database URL")
+    if spark is not None and engine != "spark":
+        raise UserError("spark= is the session of engine='spark'; pass both")
     if isinstance(source, DataSource):
         return source
     if isinstance(source, Mapping):
         return _from_frames(source)
-    if engine == "spark" and spark is not None and "://" not in str(source):
-        return DataSource(str(source), "spark", spark=spark)
-    return DataSource(str(source), engine)
+    return DataSource(str(source), engine, spark=spark)
 
 
 def _from_frames(frames: Mapping[str, Any]) -> DataSource:
+    import tempfile
+
     import polars as pl
 
     from liftlab.data.schema import TABLES
@@ -123,6 +129,15 @@ def _from_frames(frames: Mapping[str, Any]) -> DataSource:
             ]
         )
     kinds = {type(f).__module__.split(".")[0] for f in frames.values()}
+    if "pyspark" in kinds and len(kinds) > 1:
+        raise DataError(
+            [
+                Problem(
+                    "the tables mix Spark and other frames; pass all of them "
+                    "as Spark DataFrames or all as polars frames"
+                )
+            ]
+        )
     if kinds == {"pyspark"}:
         first = next(iter(frames.values()))
         return DataSource(None, "spark", spark_tables=dict(frames), spark=first.sparkSession)

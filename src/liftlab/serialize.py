@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     import polars as pl
 
     from liftlab.analysis import (
+        Adjustment,
         AnalysisResult,
         AsOf,
         Effect,
         HierarchicalSection,
         IvSection,
         Money,
-        MultipleTesting,
         Sections,
         Warning_,
     )
@@ -164,7 +164,7 @@ def sections_json(s: Sections) -> dict[str, Any]:
     }
 
 
-def multiple_testing_json(m: MultipleTesting) -> dict[str, Any]:
+def multiple_testing_json(m: Adjustment) -> dict[str, Any]:
     return {
         "method": m.method,
         "family": m.family,
