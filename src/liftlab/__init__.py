@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing itself is not imported: it costs more than the rest
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from liftlab.analysis import AnalysisResult
     from liftlab.api import (
         DataSource,

@@ -18,9 +18,12 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+
+TYPE_CHECKING = False  # typing itself is not imported (import liftlab stays fast)
 
 if TYPE_CHECKING:
+    from typing import Any, Literal
+
     import polars as pl
 
     from liftlab.analysis import AnalysisResult
