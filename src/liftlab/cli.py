@@ -12,7 +12,7 @@ import datetime as dt
 import errno
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -211,18 +211,36 @@ def monitor(
               + f"[bold]{escape(result.decision)}[/bold]"
               + (f" since {result.decided_at:%Y-%m-%d %H:%M}" if result.decided_at else "")
               + f" (always-valid p = {result.always_valid_p_value:.3g})", markup=True)
-    if result.timeline:
-        last = result.timeline[-1]
-        if last["estimate"] is not None:
-            out.print(f"  lift {last['estimate']:+.4g} per unit, always-valid CI "
-                      f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
-                      f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
-        out.print(f"  responses so far: {last['events_treatment']:,} treatment vs "
-                  f"{last['events_holdout']:,} holdout")
+    for line in _monitor_lines(result.comparisons, result.timeline):
+        out.print(line, markup=False)
     for g in result.guardrails:
         out.print(f"  guardrail {g['metric']}: {g['decision']}")
     if result.note:
         out.print(f"  note: {result.note}", markup=False)
+
+
+def _monitor_lines(comparisons: Sequence[dict[str, Any]],
+                   timeline: Sequence[dict[str, Any]]) -> list[str]:
+    """Per comparison (channel, variant): its decision and the test that made it, its last
+    lift with the always-valid CI, and the responses so far."""
+    from liftlab.report.format import decided_by
+
+    lines = []
+    for c in comparisons:
+        name = c["channel"] + (f" / {c['variant']}" if c.get("variant") else "")
+        rows = [r for r in timeline if r["channel"] == c["channel"]
+                and r.get("variant") == c.get("variant")]
+        by = f" by {decided_by(c.get('decided_by'))}" if c.get("decided_at") else ""
+        lines.append(f"  {name}: {c['decision']}{by}")
+        if rows and rows[-1]["estimate"] is not None:
+            last = rows[-1]
+            lines.append(f"    lift {last['estimate']:+.4g} per unit, always-valid CI "
+                         f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
+                         f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
+        if rows:
+            lines.append(f"    responses so far: {rows[-1]['events_treatment']:,} treatment "
+                         f"vs {rows[-1]['events_holdout']:,} holdout")
+    return lines
 
 
 @app.command()
