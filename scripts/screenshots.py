@@ -4,7 +4,8 @@ offline (anything that is not a local file is blocked).
     python scripts/screenshots.py REPORT_FOLDER OUT_FOLDER
 
 REPORT_FOLDER is one date of a report (``demo/reports/2026-02-24``); one PNG per page is
-written to OUT_FOLDER: ``index.png``, ``multichannel.png``, ``experiment-ID.png``.
+written to OUT_FOLDER: ``index.png``, ``multichannel.png``, ``experiment-ID.png``, 1280 px
+wide, quantised to 256 colours to keep them small.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ import sys
 from pathlib import Path
 
 WIDTH = 1280
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 LOCAL = ("file://", "data:", "about:")
 
 
 def pages(report: Path) -> list[tuple[str, Path]]:
     """Every page of the report with the name of its screenshot."""
     found = [("index", report / "index.html"), ("multichannel", report / "multichannel.html")]
-    found += [(f"experiment-{p.parent.name}", p)
-              for p in sorted(report.glob("experiments/*/index.html"))]
+    found += [
+        (f"experiment-{p.parent.name}", p) for p in sorted(report.glob("experiments/*/index.html"))
+    ]
     return [(name, path) for name, path in found if path.is_file()]
 
 
@@ -39,8 +47,12 @@ def shoot(report: Path, out: Path) -> list[Path]:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True, args=ARGS)
         context = browser.new_context(viewport={"width": WIDTH, "height": 900})
-        context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
-            LOCAL) else route.abort())
+        context.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(LOCAL) else route.abort()
+            ),
+        )
         for name, path in pages(report):
             page = context.new_page()
             page.goto(path.as_uri())
@@ -48,10 +60,21 @@ def shoot(report: Path, out: Path) -> list[Path]:
             page.wait_for_timeout(300)  # plotly's resize after the last chart is drawn
             target = out / f"{name}.png"
             page.screenshot(path=str(target), full_page=True)
+            _shrink(target)
             written.append(target)
             page.close()
         browser.close()
     return written
+
+
+def _shrink(path: Path) -> None:
+    """The PNG quantised to a 256-colour palette: the pages are flat colours and text, so it
+    reads the same at a fraction of the size (the screenshots are committed)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def main(argv: list[str]) -> int:

@@ -268,6 +268,8 @@ def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str,
         ci = [r.get("rate_ratio_ci") or [None, None] for r in rows]
         lo = [_or_none(c[0]) if _finite(c[0]) and c[0] > 0 else None for c in ci]
         hi = [_or_none(c[1]) for c in ci]
+    if not rows:  # this test has no look yet (or the result predates it)
+        return []
     at = [r["at"] for r in rows]
     red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     label = f"{channel}: " if channel else ""
