@@ -91,6 +91,12 @@ def test_the_contribution_table_does_not_repeat_the_lift_raw(tmp_path: Path):
     for c in r["contribution"]:
         shown = f'"num">{money(c["incremental_revenue_per_customer"], True)} <span'
         assert shown not in block and f'"num">{money(c["shapley"], True)} <span' in block
+    # one channel: its "split" is its own lift, raw (EUR 2.75 next to the scorecard's 2.46)
+    r = load("email-flash")
+    assert len(r["contribution"]) == 1
+    html = render_experiment(r, tmp_path)
+    block = html[html.index("Contribution of each channel") : html.index("Interactions between")]
+    assert "<table>" not in block and "Not in this result" in block
 
 
 def test_segments_draw_one_trace_per_channel_side_by_side():
@@ -217,3 +223,23 @@ def test_monitor_lines_name_each_channel_and_the_deciding_test():
         i = heads.index(next(h for h in heads if h.startswith(channel)))
         block = "\n".join(lines[lines.index("  " + heads[i]) :][:3])
         assert f"lift {last['estimate']:+.4g} per unit" in block
+
+
+def test_multichannel_page_keeps_ratios_and_euros_in_their_own_columns(tmp_path: Path):
+    from liftlab.report.pages import render_multichannel
+
+    mc = json.loads((Path(__file__).parent / "fixtures" / "multichannel.json").read_text())
+    mc["iv"] = {
+        "experiment": "web-onboarding",
+        "effect": 11.84,
+        "effect_ci": [3.126, 20.55],
+        "first_stage": 0.222,
+        "weak_instrument": False,
+    }
+    html = render_multichannel(mc, tmp_path)
+    table = html[html.index("<tbody>") : html.index("</tbody>")]
+    rows = [re.findall(r'<td class="num">(.*?)</td>', row) for row in table.split("<tr>")[1:]]
+    assert len(rows) == 2 + len(mc["adjusted"])
+    for ratio_cell, euro_cell in rows:
+        assert "€" not in ratio_cell and "x" not in euro_cell and "×" not in euro_cell
+    assert rows[-1] == ["–", "+€ 11.84 [+€ 3.13, +€ 20.55]"]

@@ -291,6 +291,8 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         "loo": money(c.get("leave_one_out"), True),
         "loo_ci": interval(c.get("leave_one_out_ci"), "money")}
         for c in r.get("contribution") or []]
+    if len(contribution) < 2:  # one channel: its split is its own lift, raw; the scorecard's
+        contribution = []
     interactions = [{
         "channels": " × ".join(i["channels"]), "metric": i["metric"],
         "estimate": value(i.get("estimate"), i["metric"], "mean", signed=True),
@@ -354,7 +356,7 @@ def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
         rows.append({"comparison": comparison, "metric": c["metric"],
                      "units": f"{c['n_treatment']:,} / {c['n_holdout']:,}",
                      "mde": pct(c.get("mde_rel")), "mde_abs": f"({c['mde_abs']:.4g} per unit)",
-                     "rho": f"{c.get('cuped_rho') or 0:.2f}",
+                     "rho": f"{round(c.get('cuped_rho') or 0, 2) + 0.0:.2f}",  # never "-0.00"
                      "cost": money(c.get("holdout_cost")),
                      "needs": " or ".join(needs) or "not reachable in 84 days"})
     inter = [f"{' x '.join(i['channels'])}: {pct(i.get('mde_rel'))} "
@@ -411,7 +413,7 @@ def render_multichannel(mc: dict[str, Any], folder: Path, assets: str = "assets"
                   for k, v in mc.get("adjusted", {}).items()],
         iv=None if not iv else {
             "experiment": iv["experiment"], "weak": iv.get("weak_instrument"),
-            "text": f"{money(iv['effect'], True)} {interval(iv['effect_ci'], 'abs')}",
+            "text": f"{money(iv['effect'], True)} {interval(iv['effect_ci'], 'money')}",
             "fs": pct(iv["first_stage"], signed=False)},
         premium=_save(charts.premium_estimates(mc, "mc-premium"), folder, "tables"),
         decomposition=_save(charts.decomposition(mc, "mc-decomposition"), folder, "tables"),
