@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import itertools
 import json
 import re
 from pathlib import Path
@@ -243,3 +244,17 @@ def test_multichannel_page_keeps_ratios_and_euros_in_their_own_columns(tmp_path:
     for ratio_cell, euro_cell in rows:
         assert "€" not in ratio_cell and "x" not in euro_cell and "×" not in euro_cell
     assert rows[-1] == ["–", "+€ 11.84 [+€ 3.13, +€ 20.55]"]
+
+
+def test_a_failed_sample_ratio_check_marks_every_card_of_numbers(tmp_path: Path):
+    """Not only the scorecard: the money, over-time, segments and Bayesian cards of an
+    experiment whose sample-ratio check failed turn red with the banner saying why."""
+    r = load("spring-factorial")
+    r["health"].update(srm_ok=False, srm_p_value=1e-7)
+    html = render_experiment(r, tmp_path)
+    order = ["scorecard", "guardrails", "over-time", "money", "segments", "bayes", "plan"]
+    for card, nxt in itertools.pairwise(order):
+        block = html[html.index(f'id="{card}"') : html.index(f'id="{nxt}"')]
+        assert block.startswith(f'id="{card}" class="alarm"') and "alarm-banner" in block, card
+    fine = render_experiment(load("spring-factorial"), tmp_path)
+    assert 'class="alarm' not in fine

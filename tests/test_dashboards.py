@@ -80,7 +80,9 @@ def three_channel_timeline() -> dict:
     for h in hours:
         for k, channel in enumerate(("email", "mail", "sms")):
             est = None if h["estimate"] is None else h["estimate"] + k
-            rows.append({**h, "channel": channel, "estimate": est})
+            ratio = None if est is None else 1.1 + 0.05 * k  # the response-count test
+            rows.append({**h, "channel": channel, "estimate": est, "rate_ratio": ratio,
+                         "rate_ratio_ci": [None, None] if ratio is None else [0.9, 1.4]})
     first = next(h["at"] for h in hours if h["estimate"] is not None)
     r["sequential"]["timeline"] = rows
     r["sequential"]["comparisons"] = [

@@ -87,7 +87,8 @@ def test_a_bare_result_renders_and_names_what_is_absent(tmp_path: Path):
     bare["health"] = {"srm_ok": True}
     html = render_experiment(bare, tmp_path)
     for absent in ("sequential monitoring timeline", "landing by purchase channel",
-                   "channel contribution (Shapley)", "interactions (factorial designs only)",
+                   "channel contribution (Shapley; factorial designs of two or more channels)",
+                   "interactions (factorial designs only)",
                    "definition"):
         assert f"Not in this result: {absent}." in html, absent
     assert 'id="scorecard"' in html and "revenue" in html
