@@ -359,7 +359,7 @@ def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
                      "rho": f"{round(c.get('cuped_rho') or 0, 2) + 0.0:.2f}",  # never "-0.00"
                      "cost": money(c.get("holdout_cost")),
                      "needs": " or ".join(needs) or "not reachable in 84 days"})
-    inter = [f"{' x '.join(i['channels'])}: {pct(i.get('mde_rel'))} "
+    inter = [f"{' x '.join(i['channels'])} on {i.get('metric', '?')}: {pct(i.get('mde_rel'))} "
              f"({i.get('ratio_to_main_effect_mde', float('nan')):.1f}x a main effect's)"
              for i in plan.get("interactions", []) if i.get("mde_rel") is not None]
     return {"plan_rows": rows, "plan_interactions": inter,
