@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from liftlab.analysis import analyze
-from liftlab.cli import _monitor_lines
+from liftlab.api import _comparison_lines
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import build_report, declare_checks
 from liftlab.engines.polars_engine import PolarsEngine
@@ -212,7 +212,7 @@ def test_monitor_lines_name_each_channel_and_the_deciding_test():
     from test_dashboards import three_channel_timeline
 
     seq = _decide(three_channel_timeline(), "mail")["sequential"]
-    lines = _monitor_lines(seq["comparisons"], seq["timeline"])
+    lines = _comparison_lines(seq["comparisons"], seq["timeline"])
     heads = [line.strip() for line in lines if not line.startswith("    ")]
     assert heads == [
         "email: continue",
