@@ -11,7 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liftlab.attribution import landing_by_purchase_channel, last_touch_credit, mmm_lift_tests
+from liftlab.analyses.attribution import (
+    landing_by_purchase_channel,
+    last_touch_credit,
+    mmm_lift_tests,
+)
 from liftlab.stats.suffstats import ArmStats
 
 UTC = dt.UTC

@@ -13,7 +13,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats as sps
 
-from liftlab.contribution import (
+from liftlab.stats.contribution import (
     Estimate,
     contrast,
     factorial_contribution,

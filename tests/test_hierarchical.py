@@ -184,9 +184,9 @@ def test_target_accept_is_read_from_the_yaml_and_bounded(monkeypatch, tiny_data)
     from pydantic import ValidationError
 
     import liftlab.stats.hierarchical as hierarchical
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.spec import Experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.models import Experiment
 
     from tinydata import SPEC_YAML
 

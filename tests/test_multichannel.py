@@ -14,9 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liftlab.data.folder import FolderSource
-from liftlab.errors import UserError
-from liftlab.multichannel import (
+from liftlab.analyses.multichannel import (
     FACTORS,
     MultichannelResult,
     PairStats,
@@ -25,6 +23,8 @@ from liftlab.multichannel import (
     usage,
     wald_iv,
 )
+from liftlab.core.errors import UserError
+from liftlab.data.folder import FolderSource
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PRE, LOOKBACK, OUTCOME = 90, 28, 28

@@ -14,7 +14,7 @@ from scipy import integrate, stats
 from statsmodels.sandbox.regression.gmm import IV2SLS
 from statsmodels.treatment.treatment_effects import TreatmentEffect
 
-from liftlab.multichannel import FACTORS, PairStats, ValueStats, adjust, decompose, wald_iv
+from liftlab.analyses.multichannel import FACTORS, PairStats, ValueStats, adjust, decompose, wald_iv
 
 Z = stats.norm.ppf(0.975)
 
@@ -293,7 +293,7 @@ def test_a_propensity_fit_that_does_not_converge_is_warned(tmp_path):
 
 
 def test_a_weak_or_missing_instrument_is_a_results_warning():
-    from liftlab.analysis import _iv_warnings
+    from liftlab.analyses.experiment import _iv_warnings
 
     base = {"effect": 1.0, "first_stage": 0.2, "first_stage_f": 50.0,
             "weak_instrument": False}

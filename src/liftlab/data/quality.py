@@ -17,7 +17,7 @@ from typing import Literal
 
 import polars as pl
 
-from liftlab.errors import Problem
+from liftlab.core.errors import Problem
 
 EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 # Money beyond this (a quadrillion in any currency) is a broken export, and its sums and

@@ -8,11 +8,11 @@ from typing import Protocol
 
 import polars as pl
 
+from liftlab.core.errors import Problem
 from liftlab.data.quality import QualityReport
-from liftlab.errors import Problem
-from liftlab.metrics import AggregationPlan
-from liftlab.spec import Experiment
-from liftlab.units import Units
+from liftlab.engines.units import Units
+from liftlab.spec.aggregation import AggregationPlan
+from liftlab.spec.models import Experiment
 
 
 class Engine(Protocol):

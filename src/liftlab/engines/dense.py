@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from liftlab.metrics import Measure
+from liftlab.spec.aggregation import Measure
 
 MAX_SPREAD = 4  # ids may spread over up to this many slots per unit (gaps in the sequence)
 MIN_SLOTS = 1 << 16  # small tables are always dense enough

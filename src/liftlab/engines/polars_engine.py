@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from liftlab.core.errors import Problem
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import (
     MAX_ROWS_SHOWN,
@@ -39,10 +40,15 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
-from liftlab.errors import Problem
-from liftlab.metrics import PURCHASE_CHANNELS_MAX, AggregationPlan, Measure, prod_col, sum_col
-from liftlab.spec import Experiment
-from liftlab.units import Units, build_units
+from liftlab.engines.units import Units, build_units
+from liftlab.spec.aggregation import (
+    PURCHASE_CHANNELS_MAX,
+    AggregationPlan,
+    Measure,
+    prod_col,
+    sum_col,
+)
+from liftlab.spec.models import Experiment
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
 # spread over a huge range, or very many measures), or with too many combinations of group

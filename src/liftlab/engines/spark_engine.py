@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from liftlab import filters
+from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import (
     EARLIEST,
     MAX_AMOUNT,
@@ -31,16 +31,16 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
 from liftlab.engines.base import with_landing
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
-from liftlab.spec import Experiment
-from liftlab.units import (
+from liftlab.engines.units import (
     MISSING_SEGMENT,
     Units,
     arms_source,
     no_assignments,
     segment_warning,
 )
+from liftlab.spec import filters
+from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec.models import Experiment
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -370,7 +370,7 @@ def _hash_arms_spark(spec: Experiment, population: DataFrame) -> DataFrame:
     def assign(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        from liftlab.units import hash_arms
+        from liftlab.engines.units import hash_arms
 
         for batch in batches:
             if batch.num_rows == 0:

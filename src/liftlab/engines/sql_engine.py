@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from liftlab import filters
+from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import (
     EARLIEST,
     MAX_AMOUNT,
@@ -32,10 +32,7 @@ from liftlab.data.quality import (
 from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
 from liftlab.engines.base import with_landing
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
-from liftlab.spec import Experiment
-from liftlab.units import (
+from liftlab.engines.units import (
     MISSING_SEGMENT,
     Units,
     arms_source,
@@ -43,6 +40,9 @@ from liftlab.units import (
     no_assignments,
     segment_warning,
 )
+from liftlab.spec import filters
+from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec.models import Experiment
 
 Dialect = Literal["postgresql", "duckdb"]
 UNITS_TABLE = "liftlab_units"

@@ -8,7 +8,7 @@ Mean and count metrics (``kind="mean" | "count"``)
     the Welch estimate and CI, and P(lift > 0) is one minus the one-sided p-value.
     The relative lift ``mean_t / mean_h - 1`` gets the delta method on the ratio (as the
     frequentist module does), with a normal interval.
-    An optional prior (``liftlab.spec.Prior``) is a normal prior on the *relative* lift, which
+    An optional prior (``spec.models.Prior``) is a normal prior on the *relative* lift, which
     is portable across metrics. It is updated conjugately against a normal likelihood: on the
     relative scale directly, and on the absolute scale after scaling by the holdout mean.
 
@@ -36,7 +36,7 @@ import numpy as np
 from scipy import optimize, special
 from scipy import stats as sps
 
-from liftlab.spec import Prior
+from liftlab.spec.models import Prior
 from liftlab.stats.suffstats import ArmStats
 
 if TYPE_CHECKING:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from liftlab.errors import UserError
+from liftlab.core.errors import UserError
 
 if TYPE_CHECKING:
     import arviz as az

@@ -11,19 +11,19 @@ from typing import Any
 
 import polars as pl
 
-from liftlab import filters
-from liftlab.assign import assign_arms, unit_uniforms
+from liftlab.core.errors import DataError, Problem
 from liftlab.data.folder import FolderSource
 from liftlab.engines.dense import repeated
-from liftlab.errors import DataError, Problem
-from liftlab.metrics import arm_col
-from liftlab.spec import HOLDOUT, Experiment
+from liftlab.spec import filters
+from liftlab.spec.aggregation import arm_col
+from liftlab.spec.assign import assign_arms, unit_uniforms
+from liftlab.spec.models import HOLDOUT, Experiment
 
 MISSING_SEGMENT = "(missing)"
 
 
 def _channel_profile(source: FolderSource, spec: Experiment) -> pl.LazyFrame:
-    from liftlab.multichannel import channel_profile
+    from liftlab.analyses.multichannel import channel_profile
 
     return channel_profile(source, spec.start).rename({"customer_id": spec.unit})
 

@@ -8,16 +8,22 @@ from typing import Any
 
 import polars as pl
 
-from liftlab.analysis import AnalysisResult, analyze, default_as_of
-from liftlab.attribution import mmm_lift_tests
-from liftlab.data.open import EngineName, open_engine
+from liftlab.analyses.attribution import mmm_lift_tests
+from liftlab.analyses.experiment import AnalysisResult, analyze, default_as_of
+from liftlab.core.errors import DataError, LiftlabError, Problem, SpecError, UserError
+from liftlab.core.fsio import (
+    atomic_write_json,
+    atomic_write_text,
+    claim_root,
+    replace_dir,
+    write_beside,
+)
 from liftlab.engines.base import Engine, folder_only
-from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
-from liftlab.fsio import atomic_write_json, atomic_write_text, claim_root, replace_dir, write_beside
-from liftlab.metrics import arm_col
-from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
-from liftlab.spec_loader import load_experiment
-from liftlab.units import Units
+from liftlab.engines.open import EngineName, open_engine
+from liftlab.engines.units import Units
+from liftlab.spec.aggregation import arm_col
+from liftlab.spec.loader import load_experiment
+from liftlab.spec.models import FIRST_DATE, LAST_DATE, Experiment
 
 DEMO_DATE = dt.date(2026, 2, 24)
 MAX_OUTCOME_DAYS = 365
@@ -27,7 +33,7 @@ LOOKBACK_DAYS = 28  # usage window of the multichannel analysis
 def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) -> None:
     """Every column the definition names exists in the data (else a DataError at the YAML's
     line when ``path`` is given)."""
-    from liftlab.columns import column_problems
+    from liftlab.spec.columns import column_problems
 
     text = path.read_text(encoding="utf-8") if path is not None else None
     problems = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
@@ -77,8 +83,8 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
     """The sequential readout of one experiment (polars engine), optionally written out, and
     how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
     experiment's end and the data's freshness)."""
+    from liftlab.analyses.monitor import run_monitor, tables_from_source
     from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.monitor import run_monitor, tables_from_source
 
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
@@ -114,8 +120,8 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     Without one, the look-back is the 28 days that end ``outcome_days`` (default 28) before
     the data's last order. The outcome period must lie within the data.
     """
+    from liftlab.analyses.multichannel import analyse
     from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.multichannel import analyse
 
     if outcome_days is not None and not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
         raise UserError(f"--outcome-days: expected 1 to {MAX_OUTCOME_DAYS}, got {outcome_days}")
@@ -185,10 +191,10 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
-    from liftlab.cells import CellTable
-    from liftlab.metrics import build_plan
-    from liftlab.plan import history_window, make_plan
-    from liftlab.units import window_bounds
+    from liftlab.analyses.cells import CellTable
+    from liftlab.analyses.planning import history_window, make_plan
+    from liftlab.engines.units import window_bounds
+    from liftlab.spec.aggregation import build_plan
 
     units = units or engine.units(spec)
     cuped = spec.covariates.pre_period_days > 0
@@ -314,7 +320,7 @@ def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,
              progress: bool = False, force: bool = False) -> str:
     """Generate the demo retailer into ``out_dir/data`` (replaced whole) and run the daily
     report into ``out_dir/reports``; returns a summary."""
-    from liftlab.synth import generate
+    from liftlab.app.synth import generate
 
     claim_root(out_dir, "demo", force)
     data = out_dir / "data"

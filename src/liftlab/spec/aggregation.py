@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from liftlab.spec import Experiment, Metric
+from liftlab.spec.models import Experiment, Metric
 
 Aggregate = Literal["sum", "count", "any"]
 Period = Literal["window", "pre"]

@@ -62,17 +62,17 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
+from liftlab.core.errors import DataError, Problem
+from liftlab.core.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
+from liftlab.core.stable import stable_mean, stable_std, stable_sum
 from liftlab.data.quality import TS_COLUMN
-from liftlab.errors import DataError, Problem
-from liftlab.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
-from liftlab.spec import HOLDOUT, Experiment, Metric
-from liftlab.stable import stable_mean, stable_std, stable_sum
+from liftlab.spec.models import HOLDOUT, Experiment, Metric
 from liftlab.stats import sequential as seq
 from liftlab.stats.suffstats import ArmStats
 
 if TYPE_CHECKING:
     from liftlab.data.folder import FolderSource
-    from liftlab.units import Units
+    from liftlab.engines.units import Units
 
 Decision = Literal["continue", "treatment_wins", "treatment_loses", "harm", "srm"]
 PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment_wins",
@@ -86,7 +86,7 @@ CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
 CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
                         r"\.liftlab-\w+\.tmp")  # an atomic write killed half-way
 LEGACY_CACHE_FILES = ("meta.json", "cohort.parquet", "events.parquet")
-log = logging.getLogger("liftlab.monitor")
+log = logging.getLogger("liftlab.analyses.monitor")
 
 
 @dataclass(frozen=True)

@@ -15,22 +15,22 @@ from typing import Any, Literal
 import polars as pl
 
 from liftlab import __version__
-from liftlab.cells import CellTable
-from liftlab.columns import column_problems
-from liftlab.contribution import factorial_contribution, programme_effect
+from liftlab.analyses.cells import CellTable
+from liftlab.analyses.design import DesignCheck, design_checks
+from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import TS_COLUMN, QualityReport
-from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine, folder_only
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
-from liftlab.roi import channel_roi
-from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
+from liftlab.engines.units import Units, window_bounds
+from liftlab.spec.aggregation import BUYERS, arm_col, build_plan, prod_col, sum_col
+from liftlab.spec.columns import column_problems
+from liftlab.spec.models import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist
+from liftlab.stats.contribution import factorial_contribution, programme_effect
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
 from liftlab.stats.proportions import binary
+from liftlab.stats.roi import channel_roi
 from liftlab.stats.srm import SrmCheck, srm_check
-from liftlab.units import Units, window_bounds
 
 Verdict = Literal["desired", "undesired", "inconclusive"]
 Severity = Literal["info", "warning", "error"]
@@ -381,7 +381,7 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
 
 def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
     """Effect of adopting the encouraged channel: Wald = ITT / first stage (no CUPED)."""
-    from liftlab.multichannel import PairStats, wald_iv
+    from liftlab.analyses.multichannel import PairStats, wald_iv
 
     enc = spec.encouragement
     assert enc is not None
@@ -420,7 +420,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
              window: tuple[dt.datetime, dt.datetime],
              warnings: list[Warning_]) -> list[dict[str, Any]]:
     """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
-    from liftlab.attribution import landing_by_purchase_channel, last_touch_credit
+    from liftlab.analyses.attribution import landing_by_purchase_channel, last_touch_credit
     from liftlab.engines.polars_engine import PolarsEngine
 
     pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
@@ -474,8 +474,8 @@ def _check_data_reaches(spec: Experiment, engine: Engine,
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
                 warnings: list[Warning_]) -> dict[str, Any] | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
+    from liftlab.analyses.monitor import run_monitor, tables_from_source
     from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.monitor import run_monitor, tables_from_source
 
     if not isinstance(engine, PolarsEngine):
         warnings.append(Warning_("sequential", folder_only(engine, "the sequential readout"),

@@ -18,8 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from liftlab.contribution import Estimate, contrast
-from liftlab.stable import stable_sum
+from liftlab.core.stable import stable_sum
+from liftlab.stats.contribution import Estimate, contrast
 from liftlab.stats.suffstats import ArmStats
 
 UNATTRIBUTED = "(none)"

@@ -35,9 +35,9 @@ import polars as pl
 import statsmodels.api as sm
 from scipy import stats as sps
 
+from liftlab.core.errors import UserError
+from liftlab.core.stable import stable_mean, stable_sum
 from liftlab.data.folder import FolderSource, parse_timestamps
-from liftlab.errors import UserError
-from liftlab.stable import stable_mean, stable_sum
 
 # Events that count as using their (digital) channel, like a purchase does.
 USAGE_EVENTS = ("visit", "app_session", "session", "login", "account_created")

@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from liftlab import filters
-from liftlab.errors import Problem, SpecError
-from liftlab.spec import Experiment
+from liftlab.core.errors import Problem, SpecError
+from liftlab.spec import filters
+from liftlab.spec.models import Experiment
 
 EXAMPLES = {
     "schema_version": "schema_version: 1",
