@@ -9,8 +9,8 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from layouts import CUSTOMERS, Layout, base_tables, write_layout
-from liftlab.analyses.multichannel import clients
 from liftlab.data.folder import FolderSource, csv_separator
+from liftlab.engines.polars_multichannel import clients
 
 
 def test_csv_separator_is_sniffed_from_the_header(tmp_path: Path):

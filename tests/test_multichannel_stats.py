@@ -14,7 +14,7 @@ from scipy import integrate, stats
 from statsmodels.sandbox.regression.gmm import IV2SLS
 from statsmodels.treatment.treatment_effects import TreatmentEffect
 
-from liftlab.analyses.multichannel import FACTORS, PairStats, ValueStats, adjust, decompose, wald_iv
+from liftlab.stats.causal import FACTORS, PairStats, ValueStats, adjust, decompose, wald_iv
 
 Z = stats.norm.ppf(0.975)
 

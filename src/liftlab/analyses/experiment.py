@@ -21,7 +21,7 @@ from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.engines.base import Engine, folder_only
 from liftlab.engines.units import Units, window_bounds
-from liftlab.spec.aggregation import BUYERS, arm_col, build_plan, prod_col, sum_col
+from liftlab.spec.aggregation import BUYERS, arm_col, build_aggregation, prod_col, sum_col
 from liftlab.spec.columns import column_problems
 from liftlab.spec.models import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist
@@ -37,7 +37,7 @@ Severity = Literal["info", "warning", "error"]
 
 
 @dataclass(frozen=True)
-class Warning_:
+class AnalysisWarning:
     code: str
     message: str
     severity: Severity = "warning"
@@ -106,7 +106,7 @@ class AnalysisResult:
     assigned_by: str
     srm: tuple[SrmCheck, ...]
     effects: tuple[Effect, ...]
-    warnings: tuple[Warning_, ...]
+    warnings: tuple[AnalysisWarning, ...]
     cells: CellTable
     data_source: str
     yaml_text: str | None = None
@@ -217,14 +217,14 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     quality = quality or engine.quality(max(as_of, dt.datetime.now(dt.UTC)))
     if quality.errors:
         raise DataError(list(quality.errors))
-    warnings = [Warning_("data_quality", w) for w in quality.warnings]
+    warnings = [AnalysisWarning("data_quality", w) for w in quality.warnings]
     _check_data_reaches(spec, engine, window)
     if basis is not None and basis.source == "data freshness":
-        warnings.append(Warning_("data_freshness", f"the data ends before the experiment: "
+        warnings.append(AnalysisWarning("data_freshness", f"the data ends before the experiment: "
                                  f"analysed as of {_iso(basis.as_of)} ({basis.describe()})"))
     units = units or engine.units(spec)
-    warnings += [Warning_("data", w) for w in units.warnings]
-    plan = build_plan(
+    warnings += [AnalysisWarning("data", w) for w in units.warnings]
+    plan = build_aggregation(
         spec, window, group_by=_group_columns(spec, units),
         extra_quantities=_money_quantities(engine), landing=True,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
@@ -235,7 +235,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     design = design_checks(spec, cells)
-    warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
+    warnings += [AnalysisWarning(c.check, c.message, c.status) for c in design if c.status != "ok"]
     effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
     sections: dict[str, Any] = {"multiple_testing": family}
     sections.update(_contribution(spec, cells, warnings))
@@ -315,7 +315,7 @@ def _require_arms(spec: Experiment, cells: CellTable, units: Units) -> None:
 
 
 def _contribution(spec: Experiment, cells: CellTable,
-                  warnings: list[Warning_]) -> dict[str, Any]:
+                  warnings: list[AnalysisWarning]) -> dict[str, Any]:
     """Per-channel contribution, Shapley split and interactions (factorial designs), or the
     whole programme's effect against the blind zone (a global holdout)."""
     if sum_col("revenue") not in cells.frame.columns:
@@ -330,7 +330,7 @@ def _contribution(spec: Experiment, cells: CellTable,
                                          cells.arm_stats("revenue", off), channels, "revenue",
                                          spec.alpha)
         except ValueError as exc:
-            warnings.append(Warning_("contribution", f"no programme effect: {exc}", "info"))
+            warnings.append(AnalysisWarning("contribution", f"no programme effect: {exc}", "info"))
             return {}
         return {"contribution": [programme.to_dict()]}
     if any(cfg.variants for cfg in spec.channels.values()) or len(channels) > 4:
@@ -340,7 +340,7 @@ def _contribution(spec: Experiment, cells: CellTable,
     try:
         result = factorial_contribution(fcells, channels, shares, "revenue", spec.alpha)
     except ValueError as exc:
-        warnings.append(Warning_("contribution", f"no contribution split: {exc}", "info"))
+        warnings.append(AnalysisWarning("contribution", f"no contribution split: {exc}", "info"))
         return {}
     return {"contribution": [c.to_dict() for c in result.per_channel],
             "interactions": [i.to_dict() for i in result.interactions],
@@ -349,9 +349,9 @@ def _contribution(spec: Experiment, cells: CellTable,
 
 
 def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
-                  warnings: list[Warning_]) -> dict[str, Any]:
+                  warnings: list[AnalysisWarning]) -> dict[str, Any]:
     """Partial pooling of the revenue lift across channels and the first segment dimension."""
-    from liftlab.stats.hierarchical import Cell, fit_hierarchical
+    from liftlab.stats.hierarchical import RevenueCell, fit_hierarchical
 
     seg = cells.segments[0] if cells.segments else None
     values = cells.segment_values(seg) if seg else ["all"]
@@ -363,7 +363,7 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
                 rows = cells.where({ch: a}, {seg: v} if seg else None)
                 n = int(rows["n"].sum())
                 if n:
-                    hcells.append(Cell(ch, v, a != HOLDOUT, n,
+                    hcells.append(RevenueCell(ch, v, a != HOLDOUT, n,
                                        round(cells.total(sum_col(BUYERS), rows)),
                                        cells.total(sum_col("revenue"), rows),
                                        cells.total(prod_col("revenue", "revenue"), rows)))
@@ -375,13 +375,13 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
     a = spec.analysis
     result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains,
                               target_accept=a.target_accept, costs=costs, sampler=a.sampler)
-    warnings += [Warning_("convergence", w) for w in result.warnings]
+    warnings += [AnalysisWarning("convergence", w) for w in result.warnings]
     return {**result.to_dict(), "segment": seg}
 
 
 def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
     """Effect of adopting the encouraged channel: Wald = ITT / first stage (no CUPED)."""
-    from liftlab.analyses.multichannel import PairStats, wald_iv
+    from liftlab.stats.causal import PairStats, wald_iv
 
     enc = spec.encouragement
     assert enc is not None
@@ -401,16 +401,16 @@ def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
             "adoption_metric": d}
 
 
-def _iv_warnings(iv: dict[str, Any] | None) -> list[Warning_]:
+def _iv_warnings(iv: dict[str, Any] | None) -> list[AnalysisWarning]:
     """The instrumented estimate's trouble, in the results and on the page, not only as a
     number that is missing or a flag deep in the JSON."""
     if iv is None:
-        return [Warning_("iv", "no instrumented estimate: an arm has fewer than 2 units")]
+        return [AnalysisWarning("iv", "no instrumented estimate: an arm has fewer than 2 units")]
     if not math.isfinite(iv["effect"]):
-        return [Warning_("iv", "no instrumented estimate: the encouragement did not change "
+        return [AnalysisWarning("iv", "no instrumented estimate: the encouragement did not change "
                                f"adoption (first stage {iv['first_stage']:.3g})")]
     if iv["weak_instrument"]:
-        return [Warning_("iv", f"weak instrument: first-stage F = {iv['first_stage_f']:.3g} "
+        return [AnalysisWarning("iv", f"weak instrument: first-stage F = {iv['first_stage_f']:.3g} "
                                "(below 10); the instrumented effect and its interval are "
                                "unreliable")]
     return []
@@ -418,7 +418,7 @@ def _iv_warnings(iv: dict[str, Any] | None) -> list[Warning_]:
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,
              window: tuple[dt.datetime, dt.datetime],
-             warnings: list[Warning_]) -> list[dict[str, Any]]:
+             warnings: list[AnalysisWarning]) -> list[dict[str, Any]]:
     """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
     from liftlab.analyses.attribution import landing_by_purchase_channel, last_touch_credit
     from liftlab.engines.polars_engine import PolarsEngine
@@ -429,7 +429,8 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
         return []
     credit = None
     if engine.has("contacts") and not isinstance(engine, PolarsEngine):
-        warnings.append(Warning_("landing", folder_only(engine, "last-touch credit"), "info"))
+        warnings.append(AnalysisWarning("landing", folder_only(engine, "last-touch credit"),
+                                        "info"))
     elif engine.has("contacts"):
         contacts = engine.source.scan("contacts")
         if "experiment_id" in engine.source.schema("contacts"):
@@ -440,7 +441,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
         for arm in cfg.treatment_arms:
             t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
             if min(int(t_rows["n"].sum()), int(h_rows["n"].sum())) < 2:
-                warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: an arm has "
+                warnings.append(AnalysisWarning("landing", f"no landing for {ch}/{arm}: an arm has "
                                          "fewer than 2 units", "info"))
                 continue
             try:
@@ -450,7 +451,8 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
                     cells.arm_stats("revenue", t_rows), cells.arm_stats("revenue", h_rows),
                     spec.alpha)
             except ValueError as exc:
-                warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: {exc}", "info"))
+                warnings.append(AnalysisWarning("landing", f"no landing for {ch}/{arm}: {exc}",
+                                                "info"))
                 continue
             out += landing.to_dicts(ch, None if cfg.variants is None else arm, credit)
     return out
@@ -472,23 +474,23 @@ def _check_data_reaches(spec: Experiment, engine: Engine,
 
 
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
-                warnings: list[Warning_]) -> dict[str, Any] | None:
+                warnings: list[AnalysisWarning]) -> dict[str, Any] | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
     from liftlab.analyses.monitor import run_monitor, tables_from_source
     from liftlab.engines.polars_engine import PolarsEngine
 
     if not isinstance(engine, PolarsEngine):
-        warnings.append(Warning_("sequential", folder_only(engine, "the sequential readout"),
+        warnings.append(AnalysisWarning("sequential", folder_only(engine, "the sequential readout"),
                                  "info"))
         return None
     try:
         with engine.source.reading():
             result = run_monitor(spec, tables_from_source(spec, engine.source, units), as_of)
     except DataError as exc:  # the analysis stands without the hourly readout
-        warnings.append(Warning_("sequential", f"no sequential readout: {exc}", "warning"))
+        warnings.append(AnalysisWarning("sequential", f"no sequential readout: {exc}", "warning"))
         return None
     if result.decision in ("harm", "srm"):
-        warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
+        warnings.append(AnalysisWarning(result.decision, f"sequential monitor: {result.decision} "
                                  f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))
     return result.sequential_summary()
 
@@ -503,11 +505,11 @@ def _money_quantities(engine: Engine) -> tuple[str, ...]:
 
 
 def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],
-                     srm: tuple[SrmCheck, ...], has_pre: bool) -> list[Warning_]:
+                     srm: tuple[SrmCheck, ...], has_pre: bool) -> list[AnalysisWarning]:
     out = []
     for check in srm:
         if not check.ok:
-            out.append(Warning_("srm", f"sample ratio mismatch on {check.channel}: observed "
+            out.append(AnalysisWarning("srm", f"sample ratio mismatch on {check.channel}: observed "
                                 f"{check.observed} vs planned {check.expected} "
                                 f"(p = {check.p_value:.2g}); do not trust its lifts until the "
                                 "assignment is explained", "error"))
@@ -515,11 +517,11 @@ def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],
     if window[1] < end:
         done = (window[1] - window[0]).total_seconds() / 86400
         total = (end - window[0]).total_seconds() / 86400
-        out.append(Warning_("immature_window", f"the experiment is running: {done:.1f} of "
+        out.append(AnalysisWarning("immature_window", f"the experiment is running: {done:.1f} of "
                             f"{total:.0f} days observed; late conversions are still to come",
                             "info"))
     if spec.covariates.pre_period_days and not has_pre:
-        out.append(Warning_("cuped", "no pre-period data: CUPED was not applied"))
+        out.append(AnalysisWarning("cuped", "no pre-period data: CUPED was not applied"))
     return out
 
 

@@ -96,13 +96,6 @@ def _engine(name: str) -> Any:
     return name
 
 
-def _yaml_files(paths: list[Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        out += sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]
-    return out
-
-
 def parse_as_of(value: str | None) -> dt.datetime | None:
     """An ISO date or timestamp; naive values are UTC."""
     if value is None:
@@ -126,7 +119,7 @@ def validate(
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
     from liftlab.engines.open import open_engine
-    from liftlab.spec.loader import load_experiment, load_experiments
+    from liftlab.spec.loader import experiment_files, load_experiment, load_experiments
 
     specs = load_experiments(paths)
     for spec in specs:
@@ -145,7 +138,7 @@ def validate(
                 problems += engine.quality(dt.datetime.now(dt.UTC)).errors
             if problems:
                 break
-            path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
+            path = next(p for p in experiment_files(paths) if load_experiment(p).id == spec.id)
             check_columns(spec, engine, path)
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "

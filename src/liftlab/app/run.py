@@ -22,7 +22,7 @@ from liftlab.engines.base import Engine, folder_only
 from liftlab.engines.open import EngineName, open_engine
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import arm_col
-from liftlab.spec.loader import load_experiment
+from liftlab.spec.loader import experiment_files, load_experiment
 from liftlab.spec.models import FIRST_DATE, LAST_DATE, Experiment
 
 DEMO_DATE = dt.date(2026, 2, 24)
@@ -120,7 +120,7 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     Without one, the look-back is the 28 days that end ``outcome_days`` (default 28) before
     the data's last order. The outcome period must lie within the data.
     """
-    from liftlab.analyses.multichannel import analyse
+    from liftlab.analyses.multichannel import analyze_multichannel
     from liftlab.engines.polars_engine import PolarsEngine
 
     if outcome_days is not None and not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
@@ -159,7 +159,7 @@ def multichannel(data: str | Path, experiment: Path | None = None,
             f"{latest:%Y-%m-%d %H:%M} UTC", table="orders", column="ts",
             hint="choose an earlier --lookback-end or fewer --outcome-days")])
     with engine.source.reading():
-        result = analyse(engine.source, lookback, outcome_days).to_json()
+        result = analyze_multichannel(engine.source, lookback, outcome_days).to_json()
     if iv is not None:
         result["iv"] = iv
     return result
@@ -194,7 +194,7 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     from liftlab.analyses.cells import CellTable
     from liftlab.analyses.planning import history_window, make_plan
     from liftlab.engines.units import window_bounds
-    from liftlab.spec.aggregation import build_plan
+    from liftlab.spec.aggregation import build_aggregation
 
     units = units or engine.units(spec)
     cuped = spec.covariates.pre_period_days > 0
@@ -202,7 +202,7 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     @cache
     def baseline(days: int) -> dict[str, Any]:
         hist = history_window(spec, days)
-        plan = build_plan(hist, window_bounds(hist, None), group_by=())
+        plan = build_aggregation(hist, window_bounds(hist, None), group_by=())
         frame = engine.aggregate(plan, units, spec.id)
         cells = CellTable(frame, tuple(spec.channels), ())
         out: dict[str, Any] = {}
@@ -236,7 +236,7 @@ def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
 
 def load_all(folder: Path) -> list[tuple[Path, Experiment | LiftlabError]]:
     """Every definition in a folder; a broken one is kept with its error (reported, not fatal)."""
-    files = sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")])
+    files = experiment_files([folder])
     if not files:
         raise SpecError(f"no experiment files (*.yaml) in {folder}")
     out: list[tuple[Path, Experiment | LiftlabError]] = []

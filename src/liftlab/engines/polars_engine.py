@@ -29,9 +29,9 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import TABLES
 from liftlab.engines.dense import (
-    CellPlan,
     ChannelGuess,
     Groups,
+    GroupSumLayout,
     Slots,
     Unexpected,
     accumulate,
@@ -40,7 +40,8 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
-from liftlab.engines.units import Units, build_units
+from liftlab.engines.polars_units import build_units
+from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
     AggregationPlan,
@@ -152,14 +153,14 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
         accumulate(rows, plan.unit, layout, slots, acc, offset)
     position = {m.name: k for k, m in enumerate(measures)}
-    cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
+    sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
     ids = units[plan.unit].cast(pl.Int64).to_numpy()
-    cell_plan = cell_plan.with_caps({
-        k: pl.Series(unit_measure(acc, ids, slots.lo, cell_plan, k)).quantile(m.winsorize,
+    sum_layout = sum_layout.with_caps({
+        k: pl.Series(unit_measure(acc, ids, slots.lo, sum_layout, k)).quantile(m.winsorize,
                                                                               "linear")
         for k, m in enumerate(measures) if m.winsorize is not None})
-    n, sums, prods = cell_sums(acc, ids, slots.lo, groups, cell_plan)
+    n, sums, prods = cell_sums(acc, ids, slots.lo, groups, sum_layout)
     seen = np.flatnonzero(n)
     frame = pl.DataFrame([
         *groups.frame(seen).get_columns(), pl.Series("n", n[seen], dtype=pl.UInt32),

@@ -56,19 +56,23 @@ def spark_session(cores: int = 2) -> SparkSession:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise UserError("the Spark engine needs PySpark: pip install 'liftlab[spark]'") from exc
-    # Python workers must run the interpreter that has liftlab installed.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Python workers must run the interpreter that has liftlab installed: given to Spark
+    # (its config, and the context that starts the workers), never set in the environment.
+    python = os.environ.get("PYSPARK_PYTHON") or sys.executable
     master = os.environ.get(MASTER_ENV) or f"local[{cores}]"
     builder = (SparkSession.builder.master(master).appName("liftlab")
+               .config("spark.pyspark.python", python)
                .config("spark.ui.enabled", "false")
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores))))
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
     except Exception as exc:  # Spark reports a bad master or a missing Java in many ways
         raise UserError(f"cannot start Spark with master {master!r} (set by {MASTER_ENV} "
                         f"when not local): {str(exc).splitlines()[0] if str(exc) else exc!r}; "
                         "check the master URL and that Java 17 is installed") from None
+    session.sparkContext.pythonExec = python  # read when mapInArrow ships the hash function
+    return session
 
 
 @dataclass

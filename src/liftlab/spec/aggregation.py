@@ -116,7 +116,7 @@ def metric_measure(metric: Metric, period: Period = "window") -> Measure:
                    winsorize=metric.winsorize)
 
 
-def build_plan(
+def build_aggregation(
     spec: Experiment,
     window: tuple[dt.datetime, dt.datetime],
     group_by: tuple[str, ...],

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import yaml
 
 from liftlab.core.errors import Problem
-from liftlab.engines.units import DERIVED_SEGMENTS
 from liftlab.spec import filters
-from liftlab.spec.models import BUILTIN_QUANTITIES, Experiment
+from liftlab.spec.models import BUILTIN_QUANTITIES, DERIVED_SEGMENTS, Experiment
 
 Loc = tuple[str | int, ...]
 
