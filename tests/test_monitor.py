@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liftlab.analyses.monitor import MonitorResult, run_monitor, tables_from_source
+from liftlab.analyses.monitor import MonitorResult, run_monitor
 from liftlab.spec.loader import parse_experiment
 
 SEND = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
@@ -233,8 +233,8 @@ def test_tables_from_a_data_folder(tmp_path: Path, winner):
         tmp_path / "customers.parquet")
     spec = parse_experiment(SPEC)
     engine = PolarsEngine(FolderSource(tmp_path))
-    tables = tables_from_source(spec, engine.source, engine.units(spec))
-    res = run_monitor(spec, tables, SEND + dt.timedelta(hours=30))
+    res = run_monitor(spec, engine.hourly(spec, engine.units(spec)),
+                      SEND + dt.timedelta(hours=30))
     assert_same_timeline(res, monitor(winner, 30))
 
 

@@ -19,7 +19,7 @@ from liftlab.analyses.cells import CellTable
 from liftlab.analyses.design import DesignCheck, design_checks
 from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import TS_COLUMN, QualityReport
-from liftlab.engines.base import Engine, folder_only
+from liftlab.engines.base import Engine, EngineLimit, folder_only
 from liftlab.engines.units import Units, window_bounds
 from liftlab.spec.aggregation import BUYERS, arm_col, build_aggregation, prod_col, sum_col
 from liftlab.spec.columns import column_problems
@@ -420,22 +420,17 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
              window: tuple[dt.datetime, dt.datetime],
              warnings: list[AnalysisWarning]) -> list[dict[str, Any]]:
     """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
-    from liftlab.analyses.attribution import landing_by_purchase_channel, last_touch_credit
-    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.analyses.attribution import landing_by_purchase_channel
 
     pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
                  if c.startswith("sum:revenue@"))
     if not pcs:
         return []
     credit = None
-    if engine.has("contacts") and not isinstance(engine, PolarsEngine):
-        warnings.append(AnalysisWarning("landing", folder_only(engine, "last-touch credit"),
-                                        "info"))
-    elif engine.has("contacts"):
-        contacts = engine.source.scan("contacts")
-        if "experiment_id" in engine.source.schema("contacts"):
-            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        credit = last_touch_credit(engine.source.scan("orders"), contacts, *window)
+    try:
+        credit = engine.last_touch(spec, window)
+    except EngineLimit as exc:
+        warnings.append(AnalysisWarning("landing", str(exc), "info"))
     out: list[dict[str, Any]] = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
@@ -476,16 +471,16 @@ def _check_data_reaches(spec: Experiment, engine: Engine,
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
                 warnings: list[AnalysisWarning]) -> dict[str, Any] | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
-    from liftlab.analyses.monitor import run_monitor, tables_from_source
-    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.analyses.monitor import run_monitor
 
-    if not isinstance(engine, PolarsEngine):
-        warnings.append(AnalysisWarning("sequential", folder_only(engine, "the sequential readout"),
-                                 "info"))
+    try:
+        hourly = engine.hourly(spec, units)
+    except EngineLimit:
+        warnings.append(AnalysisWarning("sequential", folder_only(
+            engine, "the sequential readout"), "info"))
         return None
     try:
-        with engine.source.reading():
-            result = run_monitor(spec, tables_from_source(spec, engine.source, units), as_of)
+        result = run_monitor(spec, hourly, as_of)
     except DataError as exc:  # the analysis stands without the hourly readout
         warnings.append(AnalysisWarning("sequential", f"no sequential readout: {exc}", "warning"))
         return None

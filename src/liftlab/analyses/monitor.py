@@ -57,30 +57,24 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
 from liftlab.core.errors import DataError, Problem
 from liftlab.core.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
-from liftlab.core.stable import stable_mean, stable_std, stable_sum
-from liftlab.data.quality import TS_COLUMN
+from liftlab.engines.base import HourlySource
+from liftlab.engines.polars_monitor import HOUR, TS, PolarsHourly
 from liftlab.spec.models import HOLDOUT, Experiment, Metric
 from liftlab.stats import sequential as seq
 from liftlab.stats.suffstats import ArmStats
 
-if TYPE_CHECKING:
-    from liftlab.data.folder import FolderSource
-    from liftlab.engines.units import Units
-
 Decision = Literal["continue", "treatment_wins", "treatment_loses", "harm", "srm"]
 PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment_wins",
                                     "continue")
-HOUR = dt.timedelta(hours=1)
 MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
-TS = pl.Datetime("us", "UTC")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: outcomes compiled from the aggregation plan (winsorize applies)
 MANIFEST = "manifest.json"
 CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
 CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
@@ -138,44 +132,29 @@ class MonitorResult:
                 "timeline": list(self.timeline)}
 
 
-def tables_from_source(spec: Experiment, source: FolderSource, units: Units
-                       ) -> dict[str, pl.LazyFrame]:
-    """The monitor's input tables from a data folder and the experiment's units: the
-    assignments of this experiment's population (from the table when present, else the hash
-    assignment at the start date) and the contacts, orders and events tables as they are."""
-    unit = spec.unit
-    uid = units.frame.schema[unit]
-    long = pl.concat([units.frame.lazy().select(
-        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").cast(pl.String).alias("group"))
-        for ch in spec.channels]).filter(pl.col("group").is_not_null())
-    start = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
-    if source.has("assignments") and "assigned_at" in source.schema("assignments"):
-        table = source.scan("assignments", uid)
-        if "experiment_id" in source.schema("assignments"):
-            table = table.filter(pl.col("experiment_id") == spec.id)
-        long = long.join(table.select(unit, "channel", "assigned_at"), on=[unit, "channel"],
-                         how="left").with_columns(pl.col("assigned_at").fill_null(start))
-    else:
-        long = long.with_columns(pl.lit(start).cast(TS).alias("assigned_at"))
-    tables = {"assignments": long}
-    for name in ("contacts", "orders", "events"):
-        if source.has(name):
-            tables[name] = source.scan(name, uid)
-    return tables
 
 
-def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.datetime,
-                cache_dir: Path | None = None) -> MonitorResult:
-    """The sequential readout at ``as_of`` from ``tables`` (``assignments`` of this
-    experiment's population; ``contacts``, ``orders``, ``events`` as the metrics need)."""
+def run_monitor(spec: Experiment, data: HourlySource | Mapping[str, pl.LazyFrame],
+                as_of: dt.datetime, cache_dir: Path | None = None) -> MonitorResult:
+    """The sequential readout at ``as_of``. ``data``: an engine's hourly source
+    (``engine.hourly(spec, units)``), or polars tables (``assignments`` of this experiment's
+    population with ``assigned_at``; ``contacts``, ``orders``, ``events`` as the metrics
+    need)."""
+    source = PolarsHourly(spec, data) if isinstance(data, Mapping) else data
+    with source.reading():
+        return _readout(spec, source, as_of, cache_dir)
+
+
+def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
+             cache_dir: Path | None) -> MonitorResult:
     metrics = [m for m in spec.metrics if m.kind != "ratio"]
-    _check_tables(spec, tables, metrics)
+    source.check(metrics)
     as_of = as_of.astimezone(dt.UTC)
     window = dt.timedelta(hours=spec.monitoring.response_window_hours)
     horizon = horizon_end(spec)
     last = min(_floor_hour(as_of), horizon)
     clipped = horizon if horizon < as_of else None
-    exposure = _exposures(spec, tables, window)
+    exposure = source.exposures(window)
     _check_span(spec, exposure, last)
     empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0,
                           clipped)
@@ -183,20 +162,20 @@ def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.
         return empty
     tested = [m for m in metrics if m.name == spec.primary_metric or m.guardrail]
     cache = _Cache(cache_dir, spec, window)
-    prior = cache.read(tables, exposure, metrics)
+    prior = cache.read(source, exposure, metrics)
     if prior is not None and prior.last >= last:
         cohort, events, baseline = prior.cohort, prior.events, prior.baseline
         computed, rows = 0, 0
     else:
         after = prior.last if prior is not None else None
-        baseline = prior.baseline if prior is not None else _baseline(
-            spec, tables, exposure, window, tested)
-        new_cohort, new_events, rows = _hourly(spec, tables, exposure, metrics, tested,
-                                               window, after, last)
-        cohort = new_cohort if prior is None else pl.concat([prior.cohort, new_cohort])
-        events = new_events if prior is None else pl.concat([prior.events, new_events])
+        baseline = prior.baseline if prior is not None else source.baseline(
+            exposure, window, tested)
+        new = source.hourly(exposure, metrics, tested, window, after, last)
+        cohort = new.cohort if prior is None else pl.concat([prior.cohort, new.cohort])
+        events = new.events if prior is None else pl.concat([prior.events, new.events])
+        rows = new.rows
         computed = _hours(after or _floor_hour(exposure["exposed_at"].min()), last)
-        cache.write(tables, exposure, metrics, cohort, events, baseline, last)
+        cache.write(source, exposure, metrics, cohort, events, baseline, last)
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
     result = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
@@ -232,178 +211,20 @@ def horizon_end(spec: Experiment) -> dt.datetime:
     return last if last == _floor_hour(last) else _floor_hour(last) + HOUR
 
 
-# -- inputs ----------------------------------------------------------------------------------
-def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
-                  metrics: list[Metric]) -> None:
-    """Every table and column the monitor needs, all problems at once."""
-    need: dict[str, set[str]] = {"assignments": {spec.unit, "channel", "group", "assigned_at"}}
-    if "contacts" in tables:
-        need["contacts"] = {spec.unit, "channel", "sent_at"}
-    for m in metrics:
-        cols = need.setdefault(m.table or "", {spec.unit})
-        cols.add(TS_COLUMN[m.table or "orders"])
-        cols |= {c for c in (m.value,) if c}
-        cols |= {"event"} if m.event else set()
-        cols |= {"channel"} if m.purchase_channel else set()
-    problems = []
-    for table, cols in need.items():
-        if table not in tables:
-            problems.append(Problem(f"the monitor needs the {table} table", table=table,
-                                    hint=f"add {table}.parquet (or .csv) to the data folder"))
-            continue
-        missing = sorted(cols - set(tables[table].collect_schema().names()))
-        if missing:
-            problems.append(Problem(f"missing column(s) {', '.join(missing)}", table=table,
-                                    hint="add them; see CONTRACT.md section 1"))
-    if problems:
-        raise DataError(problems)
 
 
-def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
-               window: dt.timedelta) -> pl.DataFrame:
-    """One row per (unit, channel): arm, assignment and exposure time, maturity hour."""
-    unit = spec.unit
-    frame = (tables["assignments"]
-             .filter(pl.col("channel").is_in(list(spec.channels)))
-             .select(unit, pl.col("channel").alias("xch"), pl.col("group").alias("arm"),
-                     pl.col("assigned_at").cast(TS)))
-    if "contacts" in tables:
-        contacts = tables["contacts"].filter(pl.col("channel").is_in(list(spec.channels)))
-        if "experiment_id" in contacts.collect_schema().names():
-            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        sends = contacts.group_by(unit, pl.col("channel").alias("xch")).agg(
-            pl.col("sent_at").cast(TS).min().alias("sent"))
-        frame = frame.join(sends, on=[unit, "xch"], how="left").with_columns(
-            pl.col("sent").min().over("xch").alias("batch"))
-        fallback = pl.when(pl.col("batch").is_null()).then(pl.col("assigned_at")).otherwise(
-            pl.max_horizontal("batch", "assigned_at"))
-        frame = frame.with_columns(pl.coalesce("sent", fallback).alias("exposed_at")).drop(
-            "sent", "batch")
-    else:
-        frame = frame.with_columns(pl.col("assigned_at").alias("exposed_at"))
-    return frame.with_columns(_ceil_hour(pl.col("exposed_at") + window).alias("mature")
-                              ).collect()
 
 
-def _ceil_hour(e: pl.Expr) -> pl.Expr:
-    floor = e.dt.truncate("1h")
-    return pl.when(floor < e).then(floor + pl.duration(hours=1)).otherwise(floor)
 
 
-def _condition(m: Metric) -> pl.Expr:
-    cond = pl.lit(True)
-    if m.event is not None:
-        cond = cond & (pl.col("event") == m.event)
-    if m.purchase_channel is not None:
-        cond = cond & (pl.col("channel") == m.purchase_channel)
-    return cond
 
 
-def _unit_outcome(m: Metric) -> pl.Expr:
-    """The metric of one unit over its rows (CONTRACT: mean sums ``value``, count counts rows,
-    binary is any row), as Float64."""
-    cond = _condition(m)
-    if m.kind == "mean":
-        e = stable_sum(pl.col(m.value or "").filter(cond))
-    elif m.kind == "count":
-        e = cond.sum()
-    else:
-        e = cond.any()
-    return e.cast(pl.Float64).alias(m.name)
 
 
-def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
-          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
-    ts = TS_COLUMN[table]
-    rows = tables[table].with_columns(pl.col(ts).cast(TS).alias("_ts")).filter(
-        (pl.col("_ts") >= lo) & (pl.col("_ts") < hi))
-    return rows.join(exposure.lazy(), on=spec.unit, how="inner").collect()
 
 
-# -- heavy pass: hourly sufficient statistics -----------------------------------------------
-def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
-            metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
-            after: dt.datetime | None, last: dt.datetime
-            ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Cohort statistics for maturity hours in (after, last] and first-response counts for
-    hours in (after, last], reading only rows of units whose window was open after ``after``.
-    """
-    unit = spec.unit
-    open_ = exposure if after is None else exposure.filter(
-        pl.col("exposed_at") + window > after)
-    cohort_units = open_.filter(pl.col("mature") <= last)
-    per_unit = cohort_units.select(unit, "xch", "arm", "mature")
-    firsts: list[pl.DataFrame] = []
-    rows_read = 0
-    lo = open_["exposed_at"].min()
-    for table in sorted({m.table or "" for m in metrics}):
-        if open_.height == 0:
-            break
-        rows = _rows(spec, tables, table, lo, last, open_).filter(
-            (pl.col("_ts") >= pl.col("exposed_at"))
-            & (pl.col("_ts") < pl.col("exposed_at") + window))
-        rows_read += rows.height
-        mine = [m for m in metrics if m.table == table]
-        agg = rows.group_by(unit, "xch").agg(_unit_outcome(m) for m in mine)
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-        for m in (m for m in tested if m.table == table):
-            first = (rows.filter(_condition(m)).group_by(unit, "xch", "arm")
-                     .agg(pl.col("_ts").min().alias("first"))
-                     .with_columns((pl.col("first").dt.truncate("1h") + HOUR).alias("hour")))
-            if after is not None:
-                first = first.filter(pl.col("hour") > after)
-            firsts.append(first.group_by("xch", "arm", "hour").agg(
-                pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
-    names = [m.name for m in metrics]
-    per_unit = per_unit.with_columns(
-        pl.col(n).fill_null(0.0) if n in per_unit.columns else pl.lit(0.0).alias(n)
-        for n in names)
-    aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("n")]
-    for n in names:
-        aggs += [stable_sum(pl.col(n)).alias(f"s:{n}"),
-                 stable_sum(pl.col(n) ** 2).alias(f"q:{n}"),
-                 (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
-    cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
-              else per_unit.filter(pl.col("mature") > after))
-    cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
-    schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
-              "metric": pl.String}
-    events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
-    return (cohort.with_columns(pl.col("hour").cast(TS)),
-            events.select(list(schema)).cast(schema), rows_read)
 
 
-def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
-              window: dt.timedelta, tested: list[Metric]) -> dict[str, dict[str, float]]:
-    """Per channel, from the window-long period before each unit's exposure (untouched by
-    the treatment): mean and sd of the primary metric and the share of units responding for
-    each tested metric. Fixed before any outcome is seen, so it may tune the tests."""
-    unit = spec.unit
-    primary = spec.metric(spec.primary_metric)
-    per_unit = exposure.select(unit, "xch")
-    first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
-    needed = [m for m in {m.name: m for m in [primary, *tested]}.values()]
-    for table in sorted({m.table or "" for m in needed}):
-        rows = _rows(spec, tables, table, first, end, exposure).filter(
-            (pl.col("_ts") < pl.col("exposed_at"))
-            & (pl.col("_ts") >= pl.col("exposed_at") - window))
-        mine = [m for m in needed if m.table == table]
-        outcome = [_unit_outcome(m) for m in mine if m.name == primary.name]
-        agg = rows.group_by(unit, "xch").agg(
-            *outcome, *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
-                        for m in mine])
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-    cols = [primary.name, *[f"r:{m.name}" for m in needed]]
-    per_unit = per_unit.with_columns(
-        pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
-        for c in cols)
-    stats = per_unit.group_by("xch").agg(
-        stable_mean(pl.col(primary.name)).alias("mean"),
-        stable_std(pl.col(primary.name)).alias("sd"),
-        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in needed])
-    return {row.pop("xch"): {k: float(v or 0.0) for k, v in row.items()}
-            for row in stats.iter_rows(named=True)}
 
 
 # -- decisions ------------------------------------------------------------------------------
@@ -688,19 +509,15 @@ class _Cache:
         self.spec = spec
         self.window = window
 
-    def _fingerprint(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+    def _fingerprint(self, source: HourlySource, exposure: pl.DataFrame,
                      metrics: list[Metric], until: dt.datetime) -> str:
-        """Spec, polars version, exposures, and the rows before ``until`` of every table a
-        metric reads (their count and the wrapped sum of their row hashes)."""
+        """Spec, polars version, and the source's digest of the exposures and of the rows
+        before ``until`` of every table a metric reads."""
         parts = [self.spec.model_dump_json(), pl.__version__, str(CACHE_VERSION),
-                 str(exposure.height), str(_digest(exposure.lazy()))]
-        for table in sorted({m.table or "" for m in metrics}):
-            ts = TS_COLUMN[table]
-            old = tables[table].filter(pl.col(ts).cast(TS) < until)
-            parts.append(f"{table}:{_digest(old)}")
+                 *source.fingerprint(exposure, metrics, until)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
-    def read(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+    def read(self, source: HourlySource, exposure: pl.DataFrame,
              metrics: list[Metric]) -> _Cached | None:
         if self.dir is None or not (self.dir / MANIFEST).is_file():
             return None
@@ -714,7 +531,7 @@ class _Cache:
             log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
                         self.dir, exc)
             return None
-        if manifest.get("fingerprint") != self._fingerprint(tables, exposure, metrics, last):
+        if manifest.get("fingerprint") != self._fingerprint(source, exposure, metrics, last):
             return None  # the data or the spec changed: a stale cache is recomputed
         return _Cached(last, frames["cohort"], frames["events"], baseline)
 
@@ -729,7 +546,7 @@ class _Cache:
             raise ValueError(f"{name} does not match the manifest")
         return pl.read_parquet(io.BytesIO(data))
 
-    def write(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+    def write(self, source: HourlySource, exposure: pl.DataFrame,
               metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
               baseline: dict[str, dict[str, float]], last: dt.datetime) -> None:
         if self.dir is None or self.root is None:
@@ -747,7 +564,7 @@ class _Cache:
             files[name] = {"name": file, "size": len(data),
                            "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write_text(self.dir / MANIFEST, json.dumps({
-            "fingerprint": self._fingerprint(tables, exposure, metrics, last),
+            "fingerprint": self._fingerprint(source, exposure, metrics, last),
             "last_hour": last.isoformat(), "baseline": baseline, "files": files}))
         self._clean({f["name"] for f in files.values()})
 
@@ -763,12 +580,6 @@ class _Cache:
                 path.unlink()
 
 
-def _digest(frame: pl.LazyFrame) -> tuple[int, int]:
-    """Order-independent content digest: row count and the sum of 32-bit row hashes."""
-    out = frame.select(pl.len().alias("n"),
-                       (pl.struct(pl.all()).hash(seed=7) % (1 << 32)).sum().alias("h")
-                       ).collect()
-    return int(out["n"][0]), int(out["h"][0] or 0)
 
 
 # -- small helpers --------------------------------------------------------------------------

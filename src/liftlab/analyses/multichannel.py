@@ -32,14 +32,8 @@ from typing import Any
 import polars as pl
 
 from liftlab.core.errors import UserError
-from liftlab.data.folder import FolderSource
-from liftlab.engines.polars_multichannel import (
-    USAGE_EVENTS,
-    clients,
-    design,
-    group_sums,
-    model_rows,
-)
+from liftlab.engines.base import Engine
+from liftlab.engines.polars_multichannel import USAGE_EVENTS
 from liftlab.stats.causal import (
     FACTORS,
     Adjusted,
@@ -117,17 +111,18 @@ def _value_stats(rows: pl.DataFrame, multi: bool) -> ValueStats:
 
 
 def analyze_multichannel(
-        source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_days: int = 28,
+        engine: Engine, lookback: tuple[dt.date, dt.date], outcome_days: int = 28,
         pre_days: int = 90, alpha: float = 0.05, seed: int = 0,
         usage_events: Sequence[str] = USAGE_EVENTS, attributes: Sequence[str] = ("segment",),
         iv: IvEstimate | None = None) -> MultichannelResult:
     """Usage, naive premium with its decomposition, and the adjusted premium; ``iv`` (from
-    ``wald_iv`` on an encouragement experiment) is attached as given. The rows are read by
-    ``engines.polars_multichannel`` (lazy polars); the models see at most
-    ``MAX_CLIENTS_FOR_MODELS`` clients (hash subsample)."""
+    ``wald_iv`` on an encouragement experiment) is attached as given. The engine reads the
+    rows (``Engine.multichannel_clients``); the models see at most ``MAX_CLIENTS_FOR_MODELS``
+    clients (hash subsample)."""
     start, end = lookback
-    frame = clients(source, lookback, outcome_days, pre_days, usage_events, attributes)
-    sums = group_sums(frame, attributes)
+    clients = engine.multichannel_clients(lookback, outcome_days, pre_days, usage_events,
+                                          attributes)
+    sums = clients.group_sums()
     multi, single = _value_stats(sums.sums, True), _value_stats(sums.sums, False)
     n_clients = multi.n + single.n
     if min(multi.n, single.n) < MIN_GROUP:
@@ -142,10 +137,8 @@ def analyze_multichannel(
             f"revenue in the outcome period {end}..{end + dt.timedelta(days=outcome_days)}: "
             "the premium is a ratio to their value; choose another --lookback window or "
             "more --outcome-days")
-    model = model_rows(frame, sums.attributes, n_clients, seed)
-    X, names = design(model.rows, sums.attributes)
-    adjusted = adjust(X, model.rows["multi"].to_numpy(), model.rows["value"].to_numpy(), names,
-                      alpha)
+    model = clients.model_rows(n_clients, seed)
+    adjusted = adjust(model.covariates, model.multi, model.value, model.names, alpha)
     return MultichannelResult(
         lookback, (end, end + dt.timedelta(days=outcome_days)), pre_days, n_clients,
         multi.n / n_clients, decompose(multi, single, alpha), adjusted, model.subsampled,

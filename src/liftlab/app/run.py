@@ -18,7 +18,7 @@ from liftlab.core.fsio import (
     replace_dir,
     write_beside,
 )
-from liftlab.engines.base import Engine, folder_only
+from liftlab.engines.base import Engine, EngineLimit, folder_only
 from liftlab.engines.open import EngineName, open_engine
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import arm_col
@@ -83,13 +83,10 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
     """The sequential readout of one experiment (polars engine), optionally written out, and
     how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
     experiment's end and the data's freshness)."""
-    from liftlab.analyses.monitor import run_monitor, tables_from_source
-    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.analyses.monitor import run_monitor
 
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
-    if not isinstance(engine, PolarsEngine):
-        raise UserError(folder_only(engine, "liftlab monitor"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -98,9 +95,11 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
     if as_of is None:
         chosen = default_as_of(spec, engine)
         as_of, basis = chosen.as_of, chosen.describe()
-    tables = tables_from_source(spec, engine.source, engine.units(spec))
-    with engine.source.reading():
-        result = run_monitor(spec, tables, as_of, cache)
+    try:
+        hourly = engine.hourly(spec, engine.units(spec))
+    except EngineLimit:
+        raise UserError(folder_only(engine, "liftlab monitor")) from None
+    result = run_monitor(spec, hourly, as_of, cache)
     if out_dir is not None:
         timeline = {**result.to_json(), "as_of_basis": basis}
         write_beside(out_dir, "monitor", force,
@@ -121,14 +120,11 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     the data's last order. The outcome period must lie within the data.
     """
     from liftlab.analyses.multichannel import analyze_multichannel
-    from liftlab.engines.polars_engine import PolarsEngine
 
     if outcome_days is not None and not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
         raise UserError(f"--outcome-days: expected 1 to {MAX_OUTCOME_DAYS}, got {outcome_days}")
     spec = None if experiment is None else load_experiment(experiment)
     engine = open_engine(data, "UTC" if spec is None else spec.timezone)
-    if not isinstance(engine, PolarsEngine):
-        raise UserError(folder_only(engine, "liftlab multichannel"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -158,8 +154,10 @@ def multichannel(data: str | Path, experiment: Path | None = None,
             f"look-back {lookback[0]}..{lookback[1]}) is not in the data: its last order is "
             f"{latest:%Y-%m-%d %H:%M} UTC", table="orders", column="ts",
             hint="choose an earlier --lookback-end or fewer --outcome-days")])
-    with engine.source.reading():
-        result = analyze_multichannel(engine.source, lookback, outcome_days).to_json()
+    try:
+        result = analyze_multichannel(engine, lookback, outcome_days).to_json()
+    except EngineLimit:
+        raise UserError(folder_only(engine, "liftlab multichannel")) from None
     if iv is not None:
         result["iv"] = iv
     return result

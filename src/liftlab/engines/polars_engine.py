@@ -10,6 +10,7 @@ summed per group with the cross-products the statistics need. Only the final tab
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,10 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
+from liftlab.engines.polars_attribution import last_touch_credit
+from liftlab.engines.polars_measures import measure_expr
+from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
+from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
@@ -207,18 +212,7 @@ def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
         lo, hi = plan.pre_window
     else:
         lo, hi = plan.window
-    cond = (ts >= lo) & (ts < hi)
-    if m.event is not None:
-        cond = cond & (pl.col("event") == m.event)
-    if m.channel is not None:
-        cond = cond & (pl.col("channel") == m.channel)
-    if m.agg == "sum":
-        expr = pl.col(m.value).filter(cond).sum()
-    elif m.agg == "count":
-        expr = cond.sum()
-    else:
-        expr = cond.any()
-    return expr.cast(pl.Float64).alias(m.name)
+    return measure_expr(m, (ts >= lo) & (ts < hi))
 
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -303,6 +297,26 @@ class PolarsEngine:
                  ) -> list[str]:
         with self.source.reading():
             return _distinct(self.source, table, column, window)
+
+    def hourly(self, spec: Experiment, units: Units) -> PolarsHourly:
+        return PolarsHourly(spec, tables_from_source(spec, self.source, units), self.source)
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.source.has("contacts"):
+            return None
+        contacts = self.source.scan("contacts")
+        if "experiment_id" in self.source.schema("contacts"):
+            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
+        with self.source.reading():
+            return last_touch_credit(self.source.scan("orders"), contacts, *window)
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> PolarsClients:
+        frame = clients(self.source, lookback, outcome_days, pre_days, usage_events, attributes)
+        names = frame.collect_schema().names()
+        return PolarsClients(self.source, frame, tuple(a for a in attributes if a in names))
 
     def latest(self, table: str) -> dt.datetime | None:
         if not self.source.has(table):

@@ -186,17 +186,22 @@ def group_sums(frame: pl.LazyFrame, attributes: Sequence[str]) -> GroupSums:
 
 @dataclass(frozen=True)
 class ModelRows:
-    """The clients the propensity and outcome models see (a hash subsample when
-    ``subsampled``), sorted by id so the fits see the same rows in one order."""
+    """What the propensity and outcome models see: the covariates (``design``) with their
+    names, whether each client is multichannel and its value, of at most
+    ``MAX_CLIENTS_FOR_MODELS`` clients (a hash subsample when ``subsampled``) sorted by id,
+    so the fits see the same rows in one order."""
 
-    rows: pl.DataFrame
+    covariates: np.ndarray
+    names: list[str]
+    multi: np.ndarray
+    value: np.ndarray
     subsampled: bool
 
 
 def model_rows(frame: pl.LazyFrame, attributes: Sequence[str], n_clients: int,
                seed: int) -> ModelRows:
-    """At most ``MAX_CLIENTS_FOR_MODELS`` of the ``n_clients`` clients (a deterministic hash
-    subsample), with the columns of ``design``."""
+    """The models' rows of the ``n_clients`` clients (a deterministic hash subsample beyond
+    ``MAX_CLIENTS_FOR_MODELS``)."""
     subsampled = n_clients > MAX_CLIENTS_FOR_MODELS
     if subsampled:
         keep = round(MAX_CLIENTS_FOR_MODELS / n_clients * 1_000_000)
@@ -204,4 +209,22 @@ def model_rows(frame: pl.LazyFrame, attributes: Sequence[str], n_clients: int,
     rows = frame.sort("customer_id").select(
         "multi", "value", "pre_orders", "pre_revenue", "recency_days", "tenure_days",
         *attributes).collect()
-    return ModelRows(rows, subsampled)
+    X, names = design(rows, attributes)
+    return ModelRows(X, names, rows["multi"].to_numpy(), rows["value"].to_numpy(), subsampled)
+
+
+@dataclass(frozen=True)
+class PolarsClients:
+    """The clients of one look-back (``clients``) read from a data folder."""
+
+    source: FolderSource
+    frame: pl.LazyFrame
+    attributes: tuple[str, ...]  # the customer columns asked for and present
+
+    def group_sums(self) -> GroupSums:
+        with self.source.reading():
+            return group_sums(self.frame, self.attributes)
+
+    def model_rows(self, n_clients: int, seed: int) -> ModelRows:
+        with self.source.reading():
+            return model_rows(self.frame, self.attributes, n_clients, seed)

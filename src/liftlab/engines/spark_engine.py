@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,13 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
-from liftlab.engines.base import with_landing
+from liftlab.engines.base import (
+    ClientSource,
+    EngineLimit,
+    HourlySource,
+    folder_only,
+    with_landing,
+)
 from liftlab.engines.units import (
     MISSING_SEGMENT,
     Units,
@@ -332,6 +338,20 @@ class SparkEngine:
         rows = (self.scan(table).filter((ts >= F.lit(window[0])) & (ts < F.lit(window[1])))
                 .select(F.col(column).cast("string").alias("v")).distinct().collect())
         return sorted(r["v"] for r in rows if r["v"] is not None)
+
+    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
+        raise EngineLimit(folder_only(self, "the hourly monitor"))
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.has("contacts"):
+            return None
+        raise EngineLimit(folder_only(self, "last-touch credit"))
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> ClientSource:
+        raise EngineLimit(folder_only(self, "the multichannel analysis"))
 
     def latest(self, table: str) -> dt.datetime | None:
         from pyspark.sql import functions as F

@@ -32,7 +32,13 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
-from liftlab.engines.base import with_landing
+from liftlab.engines.base import (
+    ClientSource,
+    EngineLimit,
+    HourlySource,
+    folder_only,
+    with_landing,
+)
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.engines.units import (
     MISSING_SEGMENT,
@@ -366,6 +372,20 @@ class SqlEngine:
                           f"{self.table(table)} WHERE {ts} >= %s AND {ts} < %s",
                           [self._ts(window[0]), self._ts(window[1])])
         return sorted(r[0] for r in rows if r[0] is not None)
+
+    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
+        raise EngineLimit(folder_only(self, "the hourly monitor"))
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.has("contacts"):
+            return None
+        raise EngineLimit(folder_only(self, "last-touch credit"))
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> ClientSource:
+        raise EngineLimit(folder_only(self, "the multichannel analysis"))
 
     def latest(self, table: str) -> dt.datetime | None:
         if not self.has(table):
