@@ -241,12 +241,77 @@ class _Comparison:
         return self.n_treatment / (self.n_treatment + self.n_holdout)
 
 
+@dataclass(frozen=True)
+class _Levels:
+    """Bonferroni levels: ``m`` comparisons, each test of the primary metric at
+    ``alpha / (2 m)``, of a guardrail at ``alpha / (2 m g)``."""
+
+    m: int
+    guards: int
+    primary: float
+    guard: float
+
+    @classmethod
+    def of(cls, alpha: float, comparisons: int, guards: int) -> _Levels:
+        m, g = max(comparisons, 1), max(guards, 1)
+        return cls(m, guards, alpha / (2 * m), alpha / (2 * m * g))
+
+
+@dataclass(frozen=True)
+class _Hourly:
+    """The cumulative inputs of every look: cohort statistics per (channel, arm, hour),
+    first responses per (metric, channel, arm, hour), and the running SRM p per (channel,
+    hour)."""
+
+    hours: list[dt.datetime]
+    cohort: dict[tuple[str, str, dt.datetime], dict[str, float]]
+    events: dict[tuple[str, str, str, dt.datetime], int]
+    srm: dict[tuple[str, dt.datetime], float]
+
+
+@dataclass(frozen=True)
+class _Tuning:
+    """A comparison's tests as tuned before any outcome: the cohort sequence's ``n_star`` and
+    the event tests' mixture concentration per metric."""
+
+    n_star: float
+    concentration: dict[str, float]
+
+
+@dataclass
+class _GuardState:
+    """A guardrail's decision across comparisons (``harm`` at its earliest hour)."""
+
+    metric: str
+    decision: Decision = "continue"
+    p_value: float = 1.0
+    decided_at: dt.datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "decision": self.decision, "p_value": self.p_value,
+                "decided_at": _iso(self.decided_at)}
+
+
+@dataclass
+class _Running:
+    """One comparison's running state over the hours: the running minimum p-values of the
+    cohort and event tests and of each guardrail, the group-sequential looks so far and the
+    first decision reached."""
+
+    p_cohort: float = 1.0
+    p_event: float = 1.0
+    guards: dict[str, float] = dataclasses.field(default_factory=dict)
+    looks: list[tuple[dt.datetime, seq.GroupSequentialLook]] = dataclasses.field(
+        default_factory=list)
+    decision: Decision = "continue"
+    decided_at: dt.datetime | None = None
+    p_value: float = 1.0
+
+
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
             as_of: dt.datetime, last: dt.datetime, computed: int, cached: int,
             rows: int) -> MonitorResult:
-    mon = spec.monitoring
-    alpha = spec.monitoring_alpha
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
     sizes = {(r["xch"], r["arm"]): r["len"]
@@ -255,118 +320,154 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                          sizes.get((ch, arm), 0), sizes.get((ch, HOLDOUT), 0))
              for ch, cfg in spec.channels.items() for arm in cfg.treatment_arms
              if sizes.get((ch, arm), 0) and sizes.get((ch, HOLDOUT), 0)]
-    m = max(len(comps), 1)
-    a_primary = alpha / (2 * m)
-    a_guard = alpha / (2 * m * max(len(guards), 1))
+    levels = _Levels.of(spec.monitoring_alpha, len(comps), len(guards))
     hours = pl.datetime_range(_floor_hour(exposure["exposed_at"].min()) + HOUR, last, "1h",
                               time_unit="us", time_zone="UTC", eager=True).to_list()
-    cum = _cumulate(cohort, hours)
-    ev = _cumulate_events(events, hours)
-    assigned = _assigned(exposure, hours)
-    srm_state = {ch: 1.0 for ch in spec.channels}
+    data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
+                   _srm_timeline(spec, {c.channel for c in comps}, sizes,
+                                 _assigned(exposure, hours), hours))
     gs = _GsPlan.of(spec, exposure)
+    guard_out = {g.name: _GuardState(g.name) for g in guards}
     timeline: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
-    guard_out: dict[str, dict[str, Any]] = {
-        g.name: {"metric": g.name, "decision": "continue", "p_value": 1.0, "decided_at": None}
-        for g in guards}
     for c in comps:
-        base = baseline.get(c.channel, {})
-        audience = c.n_treatment + c.n_holdout
-        lift = mon.expected_lift
-        n_star = seq.tune_n_star(audience, a_primary, unit_sd=base.get("sd"),
-                                 effect=None if lift is None else lift * base.get("mean", 0.0),
-                                 treatment_share=c.share)
-        # planned responses: the pre-period's; without any, those the burn-in needs
-        burn = mon.min_events_per_arm / min(c.share, 1 - c.share)
-        conc = {g.name: seq.mixture_concentration(
-            base.get(f"r:{g.name}", 0.0) * audience or burn, a_guard) for g in guards}
-        conc[primary.name] = seq.mixture_concentration(
-            base.get(f"r:{primary.name}", 0.0) * audience or burn, a_primary)
-        srm_conc = seq.mixture_concentration(sum(v for (ch, _), v in sizes.items()
-                                                 if ch == c.channel), mon.srm_alpha)
-        state: dict[str, Any] = {"decision": "continue", "decided_at": None}
-        p_cohort = p_event = 1.0
-        gs_looks: list[tuple[dt.datetime, seq.GroupSequentialLook]] = []
-        g_min = {g.name: 1.0 for g in guards}
+        tuning = _tune(spec, c, baseline.get(c.channel, {}), guards, levels)
+        run = _Running(guards={g.name: 1.0 for g in guards})
         for hour in hours:
-            counts = [assigned.get((c.channel, arm, hour), 0)
-                      for arm in spec.channels[c.channel].arms]
-            if sum(counts):
-                srm_state[c.channel] = min(srm_state[c.channel], seq.multinomial_mixture_p(
-                    counts, list(spec.channels[c.channel].arms.values()), srm_conc))
-            t, h = cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour))
-            look = look_rel = None
-            if t is not None and h is not None:
-                ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
-                look = seq.mixture_look(ts_, hs_, n_star, a_primary)
-                look_rel = seq.mixture_look(ts_, hs_, n_star, a_primary, "relative")
-                burnt_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
-                    >= mon.min_events_per_arm
-                if burnt_in and gs is None:
-                    p_cohort = min(p_cohort, look.p_value)
-                elif burnt_in and gs is not None and hour in gs.index:
-                    nxt = gs.look(c, ts_, hs_, [g for _, g in gs_looks], hour, 2 * a_primary)
-                    gs_looks += [(hour, nxt)] if nxt is not None else []
-            k_t = ev.get((primary.name, c.channel, c.arm, hour), 0)
-            k_h = ev.get((primary.name, c.channel, HOLDOUT, hour), 0)
-            e_look = seq.event_look(k_t, k_h, c.share, conc[primary.name], a_primary)
-            if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
-                p_event = min(p_event, e_look.p_value)
-            now: Decision = "continue"
-            if srm_state[c.channel] < mon.srm_alpha:
-                now = "srm"
-            for g in guards:
-                g_min[g.name] = min(g_min[g.name], _harm_p(
-                    g, cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour)),
-                    ev.get((g.name, c.channel, c.arm, hour), 0),
-                    ev.get((g.name, c.channel, HOLDOUT, hour), 0), c, audience, conc[g.name],
-                    a_guard, mon.min_events_per_arm))
-                out = guard_out[g.name]
-                out["p_value"] = min(out["p_value"], min(1.0, g_min[g.name] * 2 * m * len(guards)))
-                if g_min[g.name] < a_guard:
-                    if out["decided_at"] is None or hour < out["decided_at"]:
-                        out["decision"], out["decided_at"] = "harm", hour
-                    now = "harm" if now == "continue" else now
-            rejected = next((g for _, g in gs_looks if g.reject), None)
-            if now == "continue" and rejected is not None:
-                good = (rejected.z > 0) == (primary.desired_direction == "increase")
-                now = "treatment_wins" if good else "treatment_loses"
-            elif now == "continue" and min(p_cohort, p_event) < a_primary:
-                up = (look.estimate > 0 if p_cohort < a_primary and look is not None
-                      else e_look.rate_ratio > 1)
-                good = up == (primary.desired_direction == "increase")
-                now = "treatment_wins" if good else "treatment_loses"
-            if state["decided_at"] is None and now != "continue":
-                state["decision"], state["decided_at"] = now, hour
-            p_comb = (min(1.0, m * gs_looks[-1][1].p_value) if gs_looks
-                      else min(1.0, 2 * m * min(p_cohort, p_event)))
-            timeline.append({
-                "at": _iso(hour), "channel": c.channel, "metric": primary.name,
-                "variant": c.variant,
-                "n_treatment": int(t["n"]) if t else 0, "n_holdout": int(h["n"]) if h else 0,
-                "estimate": _num(look.estimate) if look else None,
-                "ci": [_num(look.lower), _num(look.upper)] if look else [None, None],
-                "estimate_rel": _num(look_rel.estimate) if look_rel else None,
-                "ci_rel": ([_num(look_rel.lower), _num(look_rel.upper)] if look_rel
-                           else [None, None]),
-                "p_value": p_comb, "events_treatment": k_t, "events_holdout": k_h,
-                "rate_ratio": _num(e_look.rate_ratio),
-                "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)],
-                "event_p_value": min(1.0, 2 * m * p_event), "srm_p_value": srm_state[c.channel],
-                "decision": state["decision"] if state["decided_at"] else now})
+            timeline.append(_look(spec, c, hour, data, tuning, levels, gs, guards, run,
+                                  guard_out))
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
-                       "decision": state["decision"], "decided_at": state["decided_at"],
-                       "p_value": p_comb if hours else 1.0,
-                       "n_star": n_star, **(_method_json(gs, gs_looks))})
+                       "decision": run.decision, "decided_at": run.decided_at,
+                       "p_value": run.p_value, "n_star": tuning.n_star,
+                       **(_method_json(gs, run.looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
     decision, decided_at = _overall(states)
     overall_p = min([1.0, *[s["p_value"] for s in states]])
+    srm_p = min([1.0, *data.srm.values()])
     comparisons = tuple({**s, "decided_at": _iso(s["decided_at"])} for s in states)
-    guardrails = tuple({**g, "decided_at": _iso(g["decided_at"])} for g in guard_out.values())
-    return MonitorResult(spec.id, as_of, decision, decided_at, overall_p,
-                         min([1.0, *srm_state.values()]), guardrails, comparisons,
+    return MonitorResult(spec.id, as_of, decision, decided_at, overall_p, srm_p,
+                         tuple(g.to_json() for g in guard_out.values()), comparisons,
                          tuple(timeline), computed, cached, rows)
+
+
+def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str, str], int],
+                  assigned: Mapping[tuple[str, str, dt.datetime], int],
+                  hours: list[dt.datetime]) -> dict[tuple[str, dt.datetime], float]:
+    """Per channel (of a comparison) and hour, the running minimum of the sequential
+    multinomial test of the arms' assignment counts against the design's fractions."""
+    out: dict[tuple[str, dt.datetime], float] = {}
+    for ch, cfg in spec.channels.items():
+        if ch not in channels:
+            continue
+        conc = seq.mixture_concentration(sum(v for (c, _), v in sizes.items() if c == ch),
+                                         spec.monitoring.srm_alpha)
+        running = 1.0
+        for hour in hours:
+            counts = [assigned.get((ch, arm, hour), 0) for arm in cfg.arms]
+            if sum(counts):
+                running = min(running, seq.multinomial_mixture_p(
+                    counts, list(cfg.arms.values()), conc))
+            out[(ch, hour)] = running
+    return out
+
+
+def _tune(spec: Experiment, c: _Comparison, base: Mapping[str, float], guards: list[Metric],
+          levels: _Levels) -> _Tuning:
+    """The cohort sequence is tightest at the audience (or at the expected lift); the event
+    tests expect the pre-period's responses, or without any those the burn-in needs."""
+    mon = spec.monitoring
+    audience = c.n_treatment + c.n_holdout
+    lift = mon.expected_lift
+    n_star = seq.tune_n_star(audience, levels.primary, unit_sd=base.get("sd"),
+                             effect=None if lift is None else lift * base.get("mean", 0.0),
+                             treatment_share=c.share)
+    burn = mon.min_events_per_arm / min(c.share, 1 - c.share)
+    conc = {g.name: seq.mixture_concentration(
+        base.get(f"r:{g.name}", 0.0) * audience or burn, levels.guard) for g in guards}
+    conc[spec.primary_metric] = seq.mixture_concentration(
+        base.get(f"r:{spec.primary_metric}", 0.0) * audience or burn, levels.primary)
+    return _Tuning(n_star, conc)
+
+
+def _look(spec: Experiment, c: _Comparison, hour: dt.datetime, data: _Hourly, tuning: _Tuning,
+          levels: _Levels, gs: _GsPlan | None, guards: list[Metric], run: _Running,
+          guard_out: dict[str, _GuardState]) -> dict[str, Any]:
+    """One comparison at one hour: update its running state and the guardrails', decide,
+    and return its timeline row."""
+    mon = spec.monitoring
+    primary = spec.metric(spec.primary_metric)
+    t, h = data.cohort.get((c.channel, c.arm, hour)), data.cohort.get((c.channel, HOLDOUT, hour))
+    look = look_rel = None
+    if t is not None and h is not None:
+        ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
+        look = seq.mixture_look(ts_, hs_, tuning.n_star, levels.primary)
+        look_rel = seq.mixture_look(ts_, hs_, tuning.n_star, levels.primary, "relative")
+        burnt_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
+            >= mon.min_events_per_arm
+        if burnt_in and gs is None:
+            run.p_cohort = min(run.p_cohort, look.p_value)
+        elif burnt_in and gs is not None and hour in gs.index:
+            nxt = gs.look(c, ts_, hs_, [g for _, g in run.looks], hour, 2 * levels.primary)
+            run.looks += [(hour, nxt)] if nxt is not None else []
+    k_t = data.events.get((primary.name, c.channel, c.arm, hour), 0)
+    k_h = data.events.get((primary.name, c.channel, HOLDOUT, hour), 0)
+    e_look = seq.event_look(k_t, k_h, c.share, tuning.concentration[primary.name],
+                            levels.primary)
+    if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
+        run.p_event = min(run.p_event, e_look.p_value)
+    srm = data.srm[(c.channel, hour)]
+    now: Decision = "srm" if srm < mon.srm_alpha else "continue"
+    if _guard_looks(spec, c, hour, data, tuning, levels, guards, run, guard_out):
+        now = "harm" if now == "continue" else now
+    rejected = next((g for _, g in run.looks if g.reject), None)
+    if now == "continue" and rejected is not None:
+        good = (rejected.z > 0) == (primary.desired_direction == "increase")
+        now = "treatment_wins" if good else "treatment_loses"
+    elif now == "continue" and min(run.p_cohort, run.p_event) < levels.primary:
+        up = (look.estimate > 0 if run.p_cohort < levels.primary and look is not None
+              else e_look.rate_ratio > 1)
+        good = up == (primary.desired_direction == "increase")
+        now = "treatment_wins" if good else "treatment_loses"
+    if run.decided_at is None and now != "continue":
+        run.decision, run.decided_at = now, hour
+    run.p_value = (min(1.0, levels.m * run.looks[-1][1].p_value) if run.looks
+                   else min(1.0, 2 * levels.m * min(run.p_cohort, run.p_event)))
+    return {
+        "at": _iso(hour), "channel": c.channel, "metric": primary.name, "variant": c.variant,
+        "n_treatment": int(t["n"]) if t else 0, "n_holdout": int(h["n"]) if h else 0,
+        "estimate": _num(look.estimate) if look else None,
+        "ci": [_num(look.lower), _num(look.upper)] if look else [None, None],
+        "estimate_rel": _num(look_rel.estimate) if look_rel else None,
+        "ci_rel": [_num(look_rel.lower), _num(look_rel.upper)] if look_rel else [None, None],
+        "p_value": run.p_value, "events_treatment": k_t, "events_holdout": k_h,
+        "rate_ratio": _num(e_look.rate_ratio),
+        "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)],
+        "event_p_value": min(1.0, 2 * levels.m * run.p_event), "srm_p_value": srm,
+        "decision": run.decision if run.decided_at else now}
+
+
+def _guard_looks(spec: Experiment, c: _Comparison, hour: dt.datetime, data: _Hourly,
+                 tuning: _Tuning, levels: _Levels, guards: list[Metric], run: _Running,
+                 guard_out: dict[str, _GuardState]) -> bool:
+    """Update each guardrail's running harm p for this comparison and its overall state;
+    whether any shows harm at this hour."""
+    harm = False
+    audience = c.n_treatment + c.n_holdout
+    for g in guards:
+        run.guards[g.name] = min(run.guards[g.name], _harm_p(
+            g, data.cohort.get((c.channel, c.arm, hour)),
+            data.cohort.get((c.channel, HOLDOUT, hour)),
+            data.events.get((g.name, c.channel, c.arm, hour), 0),
+            data.events.get((g.name, c.channel, HOLDOUT, hour), 0), c, audience,
+            tuning.concentration[g.name], levels.guard, spec.monitoring.min_events_per_arm))
+        out = guard_out[g.name]
+        out.p_value = min(out.p_value, min(1.0, run.guards[g.name] * 2 * levels.m
+                                           * levels.guards))
+        if run.guards[g.name] < levels.guard:
+            if out.decided_at is None or hour < out.decided_at:
+                out.decision, out.decided_at = "harm", hour
+            harm = True
+    return harm
 
 
 @dataclass(frozen=True)
