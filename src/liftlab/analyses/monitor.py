@@ -178,10 +178,11 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
         cache.write(source, exposure, metrics, cohort, events, baseline, last)
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
-    result = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                     events.filter(pl.col("hour") <= last), baseline, as_of, last,
-                     computed, cached_hours, rows)
-    return dataclasses.replace(result, clipped_to=clipped)
+    out = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
+                  events.filter(pl.col("hour") <= last), baseline, last)
+    return MonitorResult(spec.id, as_of, out.decision, out.decided_at, out.p_value,
+                         out.srm_p_value, out.guardrails, out.comparisons, out.timeline,
+                         computed, cached_hours, rows, clipped)
 
 
 def _check_span(spec: Experiment, exposure: pl.DataFrame, last: dt.datetime) -> None:
@@ -270,6 +271,32 @@ class _Hourly:
 
 
 @dataclass(frozen=True)
+class _Setting:
+    """What every look of every comparison shares: the experiment, the test levels, the
+    group-sequential schedule (None for the mixture tests), the guardrails and the hourly
+    inputs."""
+
+    spec: Experiment
+    levels: _Levels
+    gs: _GsPlan | None
+    guards: list[Metric]
+    data: _Hourly
+
+
+@dataclass(frozen=True)
+class _Readout:
+    """The decision part of a ``MonitorResult``."""
+
+    decision: Decision
+    decided_at: dt.datetime | None
+    p_value: float
+    srm_p_value: float
+    guardrails: tuple[dict[str, Any], ...]
+    comparisons: tuple[dict[str, Any], ...]
+    timeline: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
 class _Tuning:
     """A comparison's tests as tuned before any outcome: the cohort sequence's ``n_star`` and
     the event tests' mixture concentration per metric."""
@@ -310,8 +337,7 @@ class _Running:
 
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
-            as_of: dt.datetime, last: dt.datetime, computed: int, cached: int,
-            rows: int) -> MonitorResult:
+            last: dt.datetime) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
     sizes = {(r["xch"], r["arm"]): r["len"]
@@ -326,7 +352,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
     data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
                    _srm_timeline(spec, {c.channel for c in comps}, sizes,
                                  _assigned(exposure, hours), hours))
-    gs = _GsPlan.of(spec, exposure)
+    setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data)
     guard_out = {g.name: _GuardState(g.name) for g in guards}
     timeline: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
@@ -334,20 +360,19 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
         tuning = _tune(spec, c, baseline.get(c.channel, {}), guards, levels)
         run = _Running(guards={g.name: 1.0 for g in guards})
         for hour in hours:
-            timeline.append(_look(spec, c, hour, data, tuning, levels, gs, guards, run,
-                                  guard_out))
+            timeline.append(_look(setting, c, hour, tuning, run, guard_out))
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
                        "decision": run.decision, "decided_at": run.decided_at,
                        "p_value": run.p_value, "n_star": tuning.n_star,
-                       **(_method_json(gs, run.looks))})
+                       **(_method_json(setting.gs, run.looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
     decision, decided_at = _overall(states)
     overall_p = min([1.0, *[s["p_value"] for s in states]])
     srm_p = min([1.0, *data.srm.values()])
     comparisons = tuple({**s, "decided_at": _iso(s["decided_at"])} for s in states)
-    return MonitorResult(spec.id, as_of, decision, decided_at, overall_p, srm_p,
-                         tuple(g.to_json() for g in guard_out.values()), comparisons,
-                         tuple(timeline), computed, cached, rows)
+    return _Readout(decision, decided_at, overall_p, srm_p,
+                    tuple(g.to_json() for g in guard_out.values()), comparisons,
+                    tuple(timeline))
 
 
 def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str, str], int],
@@ -389,11 +414,11 @@ def _tune(spec: Experiment, c: _Comparison, base: Mapping[str, float], guards: l
     return _Tuning(n_star, conc)
 
 
-def _look(spec: Experiment, c: _Comparison, hour: dt.datetime, data: _Hourly, tuning: _Tuning,
-          levels: _Levels, gs: _GsPlan | None, guards: list[Metric], run: _Running,
-          guard_out: dict[str, _GuardState]) -> dict[str, Any]:
+def _look(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
+          run: _Running, guard_out: dict[str, _GuardState]) -> dict[str, Any]:
     """One comparison at one hour: update its running state and the guardrails', decide,
     and return its timeline row."""
+    spec, levels, gs, data = setting.spec, setting.levels, setting.gs, setting.data
     mon = spec.monitoring
     primary = spec.metric(spec.primary_metric)
     t, h = data.cohort.get((c.channel, c.arm, hour)), data.cohort.get((c.channel, HOLDOUT, hour))
@@ -417,7 +442,7 @@ def _look(spec: Experiment, c: _Comparison, hour: dt.datetime, data: _Hourly, tu
         run.p_event = min(run.p_event, e_look.p_value)
     srm = data.srm[(c.channel, hour)]
     now: Decision = "srm" if srm < mon.srm_alpha else "continue"
-    if _guard_looks(spec, c, hour, data, tuning, levels, guards, run, guard_out):
+    if _guard_looks(setting, c, hour, tuning, run, guard_out):
         now = "harm" if now == "continue" else now
     rejected = next((g for _, g in run.looks if g.reject), None)
     if now == "continue" and rejected is not None:
@@ -446,11 +471,11 @@ def _look(spec: Experiment, c: _Comparison, hour: dt.datetime, data: _Hourly, tu
         "decision": run.decision if run.decided_at else now}
 
 
-def _guard_looks(spec: Experiment, c: _Comparison, hour: dt.datetime, data: _Hourly,
-                 tuning: _Tuning, levels: _Levels, guards: list[Metric], run: _Running,
-                 guard_out: dict[str, _GuardState]) -> bool:
+def _guard_looks(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
+                 run: _Running, guard_out: dict[str, _GuardState]) -> bool:
     """Update each guardrail's running harm p for this comparison and its overall state;
     whether any shows harm at this hour."""
+    spec, levels, data, guards = setting.spec, setting.levels, setting.data, setting.guards
     harm = False
     audience = c.n_treatment + c.n_holdout
     for g in guards:
