@@ -22,4 +22,4 @@ def test_the_import_contracts_are_kept():
         cwd=ROOT, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(src), *sys.path])})
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "3 kept, 0 broken" in run.stdout
+    assert " kept, 0 broken." in run.stdout
