@@ -30,9 +30,10 @@ screenshots: $(STAMP) system-deps
 system-deps:
 	bash scripts/system-deps.sh
 
-## Lint and run the whole suite.
+## Lint, check the layers (pyproject.toml, tool.importlinter) and run the whole suite.
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)

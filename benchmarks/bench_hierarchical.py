@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
-from liftlab.spec_loader import load_experiment
-from liftlab.synth import generate
+from liftlab.analyses.experiment import analyze
+from liftlab.app.synth import generate
+from liftlab.engines.open import open_engine
+from liftlab.spec.loader import load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 

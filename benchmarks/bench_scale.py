@@ -78,9 +78,9 @@ def generate(root: Path, n: int, orders_per_customer: float = 5.0, seed: int = 1
 def run_liftlab(root: Path) -> None:
     import yaml
 
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.spec import Experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.models import Experiment
 
     spec = Experiment.model_validate(yaml.safe_load(SPEC))
     result = analyze(spec, open_engine(root))
@@ -136,8 +136,8 @@ def run_floor(root: Path) -> None:
 def _child(which: str, root: Path) -> None:
     # imports are not part of the analysis: load each route's libraries before timing it
     if which == "liftlab":
-        import liftlab.analysis
-        import liftlab.data.open  # noqa: F401
+        import liftlab.analyses.experiment
+        import liftlab.engines.open  # noqa: F401
     elif which == "pandas":
         import pandas  # noqa: F401
         import statsmodels.formula.api  # noqa: F401

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_scale import SPEC, generate
 
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
-from liftlab.spec import Experiment
+from liftlab.analyses.experiment import analyze
+from liftlab.engines.open import open_engine
+from liftlab.spec.models import Experiment
 from pgserver import postgres_server
 
 TABLES = ("customers", "orders", "assignments")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from liftlab import fsio
+from liftlab.core import fsio
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 OS_CALLS = ("open", "replace", "rename", "unlink", "remove", "rmdir", "mkdir", "fsync",

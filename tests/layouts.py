@@ -22,7 +22,7 @@ from typing import Literal
 
 import polars as pl
 
-from liftlab.synth import PURCHASE, generate
+from liftlab.app.synth import PURCHASE, generate
 
 IdKind = Literal["int", "text", "uuid"]
 Format = Literal["parquet", "csv", "csv_semicolon", "csv_bom", "parts"]

@@ -15,7 +15,7 @@ import polars as pl
 from typer.testing import CliRunner
 
 from layouts import CUSTOMERS, Layout, customer_id_map
-from liftlab.cli import app
+from liftlab.app.cli import app
 
 runner = CliRunner()
 MONITOR_AS_OF = "2026-02-18T00:00"

@@ -10,10 +10,10 @@ import statsmodels.api as sm
 import yaml
 from scipy import stats as sps
 
-from liftlab.analysis import analyze
+from liftlab.analyses.experiment import analyze
 from liftlab.data.folder import FolderSource
 from liftlab.engines.polars_engine import PolarsEngine
-from liftlab.spec import Experiment
+from liftlab.spec.models import Experiment
 
 from tinydata import END, SPEC_YAML, START
 

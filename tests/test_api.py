@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 import liftlab
-from liftlab.analysis import AnalysisResult, Sections
+from liftlab.analyses.experiment import AnalysisResult, Sections
 
 from tinydata import SPEC_YAML
 
@@ -63,9 +63,9 @@ def _import_seconds(report: str, modules: tuple[str, ...]) -> float:
 
 
 def test_every_public_name_resolves_and_submodules_do_not_shadow_the_api():
-    import liftlab.monitor
-    import liftlab.multichannel
-    import liftlab.plan
+    import liftlab.analyses.monitor
+    import liftlab.analyses.multichannel
+    import liftlab.analyses.planning
     import liftlab.report.pages
 
     for name in liftlab.__all__:
@@ -96,7 +96,7 @@ def _readme_example() -> str:
 
 def test_the_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The code block of README "Python API", as written, on a small demo retailer."""
-    from liftlab.synth import generate
+    from liftlab.app.synth import generate
 
     generate(tmp_path / "demo" / "data", 2_000, 5)
     shutil.copytree(ROOT / "experiments", tmp_path / "experiments")

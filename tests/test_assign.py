@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from liftlab.assign import assign_arms, unit_uniforms
+from liftlab.spec.assign import assign_arms, unit_uniforms
 
 
 def test_pinned_values_never_change():

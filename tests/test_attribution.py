@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liftlab.attribution import landing_by_purchase_channel, last_touch_credit, mmm_lift_tests
+from liftlab.analyses.attribution import landing_by_purchase_channel, mmm_lift_tests
+from liftlab.engines.polars_attribution import last_touch_credit
 from liftlab.stats.suffstats import ArmStats
 
 UTC = dt.UTC

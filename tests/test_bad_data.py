@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from liftlab.cli import app
+from liftlab.app.cli import app
 
 from tinydata import SPEC_YAML
 

@@ -13,7 +13,7 @@ from scipy import stats as sps
 from scipy.special import betaln
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from liftlab.spec import Prior
+from liftlab.spec.models import Prior
 from liftlab.stats.bayes import closed_form, from_lift, normal_posterior, prob_roi_positive
 from liftlab.stats.frequentist import welch
 from liftlab.stats.suffstats import ArmStats

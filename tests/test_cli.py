@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from liftlab.cli import app
+from liftlab.app.cli import app
 
 from tinydata import SPEC_YAML
 
@@ -88,12 +88,12 @@ def test_bad_data_exits_1_with_a_clear_message(case, expect, tiny_spec_path, dat
 
 
 def test_internal_error_exits_2(tiny_spec_path, data, tmp_path, monkeypatch):
-    import liftlab.run
+    import liftlab.app.run
 
     def boom(*_a, **_k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(liftlab.run, "analyze", boom)
+    monkeypatch.setattr(liftlab.app.run, "analyze", boom)
     res = invoke("analyze", tiny_spec_path, "--data", data, "--out", tmp_path / "o")
     assert res.exit_code == 2
     assert "internal error" in res.output and "kaboom" in res.output

@@ -13,14 +13,14 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats as sps
 
-from liftlab.contribution import (
+from liftlab.analyses.serialize import contribution_sections, programme_json
+from liftlab.stats.contribution import (
     Estimate,
     contrast,
     factorial_contribution,
     programme_effect,
     shapley_weights,
 )
-from liftlab.serialize import contribution_sections, programme_json
 from liftlab.stats.suffstats import ArmStats
 
 CHANNELS = ("email", "sms", "mail")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from liftlab.errors import SpecError
+from liftlab.core.errors import SpecError
 from liftlab.report.daily import is_active, run_daily
-from liftlab.spec import Experiment
+from liftlab.spec.models import Experiment
 
 from tinydata import SPEC_YAML
 
@@ -242,14 +242,14 @@ def test_reruns_for_the_same_date_are_byte_identical(tmp_path: Path):
     """Two report runs and two analyze runs on the same data, each its own process, write the
     same bytes (float sums once depended on how polars' threads finished: the landing table,
     the monitor's timeline and the multichannel page differed in their last digits)."""
-    from liftlab.synth import generate
+    from liftlab.app.synth import generate
 
     root = Path(__file__).parents[1]
     data = tmp_path / "data"
     generate(data, 30_000, 7)
 
     def cli(*args: object) -> None:
-        done = subprocess.run([sys.executable, "-m", "liftlab.cli", *map(str, args)],
+        done = subprocess.run([sys.executable, "-m", "liftlab.app.cli", *map(str, args)],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from liftlab.analysis import analyze
-from liftlab.api import _comparison_lines
+from liftlab.analyses.experiment import analyze
+from liftlab.app.readouts import _comparison_lines
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import build_report, declare_checks
 from liftlab.engines.polars_engine import PolarsEngine
@@ -24,7 +24,7 @@ from liftlab.report import charts
 from liftlab.report.daily import run_daily, since_yesterday
 from liftlab.report.format import money
 from liftlab.report.pages import estimate_label, render_experiment
-from liftlab.spec import Experiment
+from liftlab.spec.models import Experiment
 from test_daily import DATE, fixture_analyze, specs
 from test_report import load
 

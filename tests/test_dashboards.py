@@ -216,7 +216,7 @@ def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_pat
 def test_srm_warning_is_a_sentence_not_a_python_dict(tmp_path: Path):
     """The SRM warning of results.json (and so of summary.json and every page) says the arms,
     their planned shares and the p-value in words."""
-    from liftlab.analysis import _health_warnings
+    from liftlab.analyses.experiment import _health_warnings
     from liftlab.stats.srm import srm_check
 
     check = srm_check("email", {"holdout": 900, "treatment": 9100},

@@ -6,22 +6,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from liftlab.run import run_demo
+from liftlab.app.run import run_demo
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def test_demo_runs_every_example(tmp_path: Path, monkeypatch):
-    import liftlab.run
+    import liftlab.app.run
 
     analysed: list[str] = []
-    real = liftlab.run.analyze
+    real = liftlab.app.run.analyze
 
     def counting(spec, *args, **kwargs):
         analysed.append(spec.id)
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(liftlab.run, "analyze", counting)
+    monkeypatch.setattr(liftlab.app.run, "analyze", counting)
     summary = run_demo(tmp_path, EXPERIMENTS, 8_000, 3)
     day = tmp_path / "reports" / "2026-02-24"
     assert "report:" in summary

@@ -23,7 +23,7 @@ from liftlab.engines.dense import (
     table_layout,
 )
 from liftlab.engines.polars_engine import aggregate
-from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
+from liftlab.spec.aggregation import AggregationPlan, Measure, prod_col, sum_col
 
 START = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
 END = dt.datetime(2026, 2, 16, tzinfo=dt.UTC)

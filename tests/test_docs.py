@@ -64,7 +64,7 @@ def test_the_yaml_reference_lists_every_key_of_every_model():
 def test_the_cli_reference_lists_every_command_and_option():
     import typer
 
-    from liftlab.cli import app
+    from liftlab.app.cli import app
 
     text = (DOCS / "cli.md").read_text()
     group = typer.main.get_command(app)
@@ -140,9 +140,9 @@ def test_data_hints_point_at_the_data_page():
     import polars as pl
     import yaml
 
-    from liftlab.errors import DataError
-    from liftlab.monitor import _check_tables
-    from liftlab.spec import Experiment
+    from liftlab.core.errors import DataError
+    from liftlab.engines.polars_monitor import _check_tables
+    from liftlab.spec.models import Experiment
 
     from tinydata import SPEC_YAML
 

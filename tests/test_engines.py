@@ -11,9 +11,9 @@ import duckdb
 import pytest
 import yaml
 
-from liftlab.analysis import AnalysisResult, analyze
-from liftlab.data.open import open_engine
-from liftlab.spec import Experiment
+from liftlab.analyses.experiment import AnalysisResult, analyze
+from liftlab.engines.open import open_engine
+from liftlab.spec.models import Experiment
 from pgserver import find_bin, load_tables, postgres_server
 
 from tinydata import SPEC_YAML
@@ -80,7 +80,7 @@ def test_spark_matches_polars(tiny_data: Path, spec: Experiment):
 
 
 def test_database_errors_are_clear_and_mask_the_password(monkeypatch):
-    from liftlab.errors import UserError
+    from liftlab.core.errors import UserError
 
     with pytest.raises(UserError) as err:
         open_engine("postgresql://bob:s3cret@127.0.0.1:1/db")

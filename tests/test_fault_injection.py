@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 
 from faultkit import Killed, count_operations, inject
-from liftlab import fsio
-from liftlab.errors import UserError
+from liftlab.core import fsio
+from liftlab.core.errors import UserError
 from test_daily import files, fixture_analyze, specs
 from test_monitor import assert_same_timeline, make_send, monitor
 
@@ -140,7 +140,7 @@ def copier(template: Path, work: Path) -> Callable[[], None]:
 # -- analyze --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def analyses(tiny_spec_path: Path, tiny_data: Path) -> dict[dt.datetime, Any]:
-    from liftlab.run import analyze_file
+    from liftlab.app.run import analyze_file
 
     return {t: analyze_file(tiny_spec_path, tiny_data, t) for t in (AS_OF_OLD, AS_OF_NEW)}
 
@@ -149,7 +149,7 @@ def analyses(tiny_spec_path: Path, tiny_data: Path) -> dict[dt.datetime, Any]:
 def analyze(analyses: dict[dt.datetime, Any], monkeypatch: pytest.MonkeyPatch
             ) -> Callable[[Path, dt.datetime], None]:
     """``liftlab analyze --out ROOT/out`` with the analysis done once per as-of."""
-    from liftlab import run as run_module
+    from liftlab.app import run as run_module
 
     monkeypatch.setattr(run_module, "analyze_file", lambda e, d, as_of, engine: analyses[as_of])
 
@@ -173,7 +173,7 @@ def analyze_check(work: Path, old: Tree, new: Tree, rerun: Callable[[], None]
 
 def test_analyze_killed_or_failing_anywhere(tmp_path: Path, analyze: Any, swap: str,
                                             monkeypatch: pytest.MonkeyPatch):
-    from liftlab import run as run_module
+    from liftlab.app import run as run_module
 
     template, clean, work = tmp_path / "template", tmp_path / "clean", tmp_path / "work"
     analyze(template, AS_OF_OLD)
@@ -271,7 +271,7 @@ def cli(*args: str, limit: int | None = None) -> subprocess.Popen[bytes]:
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    return subprocess.Popen([sys.executable, "-m", "liftlab.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "liftlab.app.cli", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=set_limit)
 
@@ -349,7 +349,7 @@ def test_read_only_output_is_a_clear_error_and_keeps_the_output(
     for command in ([*args[:-1], "2026-02-20"], report):
         where = shlex.quote(str(out))
         script = (f"mount --bind {where} {where} && mount -o remount,ro,bind {where} && exec "
-                  + shlex.join([sys.executable, "-m", "liftlab.cli", *command]))
+                  + shlex.join([sys.executable, "-m", "liftlab.app.cli", *command]))
         proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True)
         assert proc.returncode == 1, proc.stderr
         assert b"read-only" in proc.stderr and b"Traceback" not in proc.stderr

@@ -10,13 +10,13 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from liftlab.analysis import analyze
-from liftlab.cli import app
-from liftlab.data.open import open_engine
-from liftlab.errors import SpecError
-from liftlab.filters import FilterSyntaxError, parse
-from liftlab.spec import Experiment
-from liftlab.spec_loader import parse_experiment
+from liftlab.analyses.experiment import analyze
+from liftlab.app.cli import app
+from liftlab.core.errors import SpecError
+from liftlab.engines.open import open_engine
+from liftlab.spec.filters import FilterSyntaxError, parse
+from liftlab.spec.loader import parse_experiment
+from liftlab.spec.models import Experiment
 
 from tinydata import SPEC_YAML
 
@@ -71,7 +71,7 @@ def test_global_holdout_measures_the_programme(tiny_data: Path):
 def test_a_killed_report_run_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
     """Leftovers of a SIGKILLed writer: its staging folder goes; a report it had moved
     aside (killed between the two renames) is put back; the next write replaces it whole."""
-    from liftlab.fsio import MARKER, atomic_dir, recover_leftovers
+    from liftlab.core.fsio import MARKER, atomic_dir, recover_leftovers
 
     dest = tmp_path / "2026-02-24"
     staging = tmp_path / ".2026-02-24.liftlab-abc123.tmp"
@@ -96,7 +96,7 @@ def test_a_killed_report_run_is_cleaned_up_by_the_next(tmp_path: Path) -> None:
 
 
 def test_recovery_keeps_a_complete_report(tmp_path: Path) -> None:
-    from liftlab.fsio import recover_leftovers
+    from liftlab.core.fsio import recover_leftovers
 
     dest = tmp_path / "run"
     dest.mkdir()

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from liftlab.errors import UserError
-from liftlab.filters import (
+from liftlab.core.errors import UserError
+from liftlab.spec.filters import (
     MAX_DEPTH,
     MAX_LENGTH,
     BoolOp,
@@ -370,8 +370,8 @@ def test_polars_and_duckdb_agree_with_a_plain_python_evaluator(gen: Gen):
 def test_text_compared_with_numbers_names_the_column(dtype, where, holds):
     """Found by the wide exit-code search: a text column turned numeric by nulls/NaN made the
     filter's comparison a polars ComputeError (exit 2)."""
-    from liftlab.errors import UserError
-    from liftlab.filters import parse, to_polars
+    from liftlab.core.errors import UserError
+    from liftlab.spec.filters import parse, to_polars
 
     with pytest.raises(UserError, match=rf"table customers, column profile: population filter: "
                                         rf"profile holds {holds}"):

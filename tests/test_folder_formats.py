@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 
 from layouts import CUSTOMERS, Layout, base_tables, write_layout
 from liftlab.data.folder import FolderSource, csv_separator
-from liftlab.multichannel import clients
+from liftlab.engines.polars_multichannel import clients
 
 
 def test_csv_separator_is_sniffed_from_the_header(tmp_path: Path):
@@ -59,7 +59,7 @@ def test_text_column_read_as_true_false_is_a_clear_error(tmp_path: Path):
     """optin_email stored as text made the population filter exit 2 (exit-code test)."""
     from typer.testing import CliRunner
 
-    from liftlab.cli import app
+    from liftlab.app.cli import app
 
     base = base_tables(tmp_path / "base")
     data = write_layout(Layout(), base, tmp_path / "data")
@@ -77,7 +77,7 @@ def test_multichannel_checks_the_tables_first(tmp_path: Path):
     """customers without customer_id made multichannel exit 2 (KeyError; exit-code test)."""
     from typer.testing import CliRunner
 
-    from liftlab.cli import app
+    from liftlab.app.cli import app
 
     data = write_layout(Layout(), base_tables(tmp_path / "base"), tmp_path / "data")
     pl.read_parquet(data / "customers.parquet").drop("customer_id").write_parquet(

@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from liftlab.errors import SpecError
-from liftlab.monitor import run_monitor
-from liftlab.spec_loader import parse_experiment
+from liftlab.analyses.monitor import run_monitor
+from liftlab.core.errors import SpecError
+from liftlab.spec.loader import parse_experiment
 from liftlab.stats import sequential as s
 from liftlab.stats.suffstats import ArmStats
 

@@ -14,7 +14,7 @@ import pytest
 
 from liftlab.stats.bayes import prob_roi_positive
 from liftlab.stats.frequentist import welch
-from liftlab.stats.hierarchical import Cell, _diagnostics, fit_hierarchical
+from liftlab.stats.hierarchical import RevenueCell, _diagnostics, fit_hierarchical
 from liftlab.stats.suffstats import ArmStats
 
 MU, SIGMA = 3.5, 0.8  # buyers' spend ~ lognormal(MU + g, SIGMA)
@@ -23,11 +23,11 @@ SIZES = (20_000, 10_000, 5_000, 1_000, 300)  # treated units per segment; holdou
 FIT = {"draws": 300, "tune": 300, "chains": 2}
 
 
-def _cells(channel: str, segment: str, y_t: np.ndarray, y_h: np.ndarray) -> list[Cell]:
+def _cells(channel: str, segment: str, y_t: np.ndarray, y_h: np.ndarray) -> list[RevenueCell]:
     out = []
     for treated, y in ((True, y_t), (False, y_h)):
         s = ArmStats.from_values(y)
-        out.append(Cell(channel, segment, treated, s.n, int((y > 0).sum()), s.sum, s.sum_sq))
+        out.append(RevenueCell(channel, segment, treated, s.n, int((y > 0).sum()), s.sum, s.sum_sq))
     return out
 
 
@@ -37,7 +37,7 @@ def _units(rng: np.random.Generator, n: int, p: float, log_spend: float) -> np.n
     return np.where(buys, rng.lognormal(log_spend, SIGMA, n), 0.0)
 
 
-def simulate(seed: int) -> tuple[list[Cell], dict[tuple[str, str], float]]:
+def simulate(seed: int) -> tuple[list[RevenueCell], dict[tuple[str, str], float]]:
     """3 channels x 5 segments; segment lifts scatter around the channel's (the model's
     assumption); returns the cells and the true revenue lift per unit of each segment."""
     rng = np.random.default_rng(seed)
@@ -55,7 +55,7 @@ def simulate(seed: int) -> tuple[list[Cell], dict[tuple[str, str], float]]:
     return cells, truth
 
 
-def _raw(cells: list[Cell]) -> dict[tuple[str, str], float]:
+def _raw(cells: list[RevenueCell]) -> dict[tuple[str, str], float]:
     per_unit: dict[tuple[str, str], dict[bool, float]] = {}
     for c in cells:
         per_unit.setdefault((c.channel, c.segment), {})[c.treated] = c.revenue / c.n
@@ -110,7 +110,7 @@ def test_channel_overall_summaries_and_result_fields(fitted):
                                     "method"}
 
 
-def _one_pair(seed: int, n: int) -> tuple[list[Cell], np.ndarray, np.ndarray]:
+def _one_pair(seed: int, n: int) -> tuple[list[RevenueCell], np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y_t, y_h = _units(rng, n, 0.06, MU), _units(rng, n, 0.05, MU)
     return _cells("email", "all", y_t, y_h), y_t, y_h
@@ -175,7 +175,7 @@ def test_disagreeing_chains_and_divergences_raise_warnings():
 
 def test_bad_cells_are_refused_with_the_cell_named():
     with pytest.raises(ValueError, match=r"email/s0/treatment: 12 buyers out of 10 units"):
-        fit_hierarchical([Cell("email", "s0", True, 10, 12, 50.0, 500.0)])
+        fit_hierarchical([RevenueCell("email", "s0", True, 10, 12, 50.0, 500.0)])
 
 
 def test_target_accept_is_read_from_the_yaml_and_bounded(monkeypatch, tiny_data):
@@ -184,9 +184,9 @@ def test_target_accept_is_read_from_the_yaml_and_bounded(monkeypatch, tiny_data)
     from pydantic import ValidationError
 
     import liftlab.stats.hierarchical as hierarchical
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.spec import Experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.models import Experiment
 
     from tinydata import SPEC_YAML
 

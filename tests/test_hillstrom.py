@@ -14,9 +14,9 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
-from liftlab.spec_loader import load_experiment
+from liftlab.analyses.experiment import analyze
+from liftlab.engines.open import open_engine
+from liftlab.spec.loader import load_experiment
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "hillstrom.csv"
 ARMS = {"mens": "Mens E-Mail", "womens": "Womens E-Mail"}

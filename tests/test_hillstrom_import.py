@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
+from liftlab.core.errors import DataError, UserError
 from liftlab.data.hillstrom import COLUMNS, import_hillstrom
-from liftlab.errors import DataError, UserError
-from liftlab.spec import Experiment
+from liftlab.spec.models import Experiment
 
 CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "hillstrom.csv"
 ARMS = {"No E-Mail": "holdout", "Mens E-Mail": "mens", "Womens E-Mail": "womens"}

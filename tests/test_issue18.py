@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from liftlab.cli import app
-from liftlab.synth import generate
+from liftlab.app.cli import app
+from liftlab.app.synth import generate
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 runner = CliRunner()
@@ -129,12 +129,12 @@ def test_null_customer_ids_are_named_as_such(demo: Path, tmp_path: Path):
 
 def test_internal_error_message_with_brackets_is_printed(monkeypatch, tmp_path: Path):
     """The internal-error handler itself must not crash on rich markup in the message."""
-    import liftlab.run
+    import liftlab.app.run
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("cannot read [/data/x] [bold]")
 
-    monkeypatch.setattr(liftlab.run, "analyze_to_folder", boom)
+    monkeypatch.setattr(liftlab.app.run, "analyze_to_folder", boom)
     res = invoke("analyze", EXPERIMENTS / "spring-factorial.yaml", "--data", tmp_path)
     assert res.exit_code == 2
     assert "cannot read [/data/x] [bold]" in res.output
@@ -433,9 +433,9 @@ def test_demo_filters_on_spark(demo: Path, name: str):
     """Population filters reach Spark SQL with backticks (a double-quoted name was a string
     literal there: CAST("optin_email" AS BOOLEAN), and web-onboarding's population empty)."""
     pytest.importorskip("pyspark", reason="install the spark extra")
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.spec_loader import load_experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.loader import load_experiment
 
     spec = load_experiment(EXPERIMENTS / f"{name}.yaml")
     polars = analyze(spec, open_engine(demo))
@@ -448,9 +448,9 @@ def test_demo_filters_on_spark(demo: Path, name: str):
 def test_demo_experiments_on_duckdb(demo: Path, tmp_path: Path):
     import duckdb
 
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.spec_loader import load_experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.loader import load_experiment
 
     db = tmp_path / "demo.duckdb"
     con = duckdb.connect(str(db))
@@ -469,10 +469,10 @@ def test_demo_experiments_on_duckdb(demo: Path, tmp_path: Path):
 def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, layout: str):
     import duckdb
 
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.errors import DataError
-    from liftlab.spec_loader import load_experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.core.errors import DataError
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.loader import load_experiment
 
     db = tmp_path / "ids.duckdb"
     con = duckdb.connect(str(db))
@@ -498,10 +498,10 @@ def test_customer_ids_of_different_types_on_duckdb(demo: Path, tmp_path: Path, l
 @pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java")
 def test_customer_ids_of_different_types_on_spark(demo: Path, tmp_path: Path):
     pytest.importorskip("pyspark", reason="install the spark extra")
-    from liftlab.analysis import analyze
-    from liftlab.data.open import open_engine
-    from liftlab.errors import DataError
-    from liftlab.spec_loader import load_experiment
+    from liftlab.analyses.experiment import analyze
+    from liftlab.core.errors import DataError
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.loader import load_experiment
 
     def change(d: Path) -> None:
         rewrite(d, "orders", lambda o: o.with_columns(pl.col("customer_id").cast(pl.String)))

@@ -10,14 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liftlab.cli import app
-from liftlab.errors import SpecError
-from liftlab.spec_loader import (
-    MAX_FILE_BYTES,
-    MAX_QUOTED_CHARS,
-    load_experiments,
-    parse_experiment,
-)
+from liftlab.app.cli import app
+from liftlab.core.errors import SpecError
+from liftlab.spec.loader import MAX_FILE_BYTES, MAX_QUOTED_CHARS, load_experiments, parse_experiment
 
 from tinydata import SPEC_YAML
 

@@ -12,8 +12,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liftlab.monitor import MonitorResult, run_monitor, tables_from_source
-from liftlab.spec_loader import parse_experiment
+from liftlab.analyses.monitor import MonitorResult, run_monitor
+from liftlab.spec.loader import parse_experiment
 
 SEND = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 TS = pl.Datetime("us", "UTC")
@@ -223,7 +223,7 @@ def test_json_has_the_contract_shape(winner):
 
 
 def test_missing_table_is_a_clear_user_error(winner):
-    from liftlab.errors import DataError
+    from liftlab.core.errors import DataError
 
     with pytest.raises(DataError, match="needs the events table"):
         monitor({k: v for k, v in winner.items() if k != "events"}, 30)
@@ -242,14 +242,14 @@ def test_tables_from_a_data_folder(tmp_path: Path, winner):
         tmp_path / "customers.parquet")
     spec = parse_experiment(SPEC)
     engine = PolarsEngine(FolderSource(tmp_path))
-    tables = tables_from_source(spec, engine.source, engine.units(spec))
-    res = run_monitor(spec, tables, SEND + dt.timedelta(hours=30))
+    res = run_monitor(spec, engine.hourly(spec, engine.units(spec)),
+                      SEND + dt.timedelta(hours=30))
     assert_same_timeline(res, monitor(winner, 30))
 
 
 def test_a_far_as_of_is_clipped_to_the_end_plus_the_response_window():
     """``--as-of 9999-12-31T23:00`` once built one timeline row per hour up to that date."""
-    from liftlab.monitor import horizon_end
+    from liftlab.analyses.monitor import horizon_end
 
     data = make_send(0.3, n=4000)
     spec = parse_experiment(SPEC)
@@ -267,7 +267,7 @@ def test_a_far_as_of_is_clipped_to_the_end_plus_the_response_window():
 
 def test_exposures_years_before_the_readout_are_a_data_error():
     """Dates typed for the wrong year once built one row per hour over decades."""
-    from liftlab.errors import DataError
+    from liftlab.core.errors import DataError
 
     data = make_send(0.3, n=2000)
     spec = SPEC.replace("start: 2026-03-02", "start: 2029-06-01").replace(

@@ -14,17 +14,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from liftlab.analyses.multichannel import MultichannelResult, analyze_multichannel
+from liftlab.core.errors import UserError
 from liftlab.data.folder import FolderSource
-from liftlab.errors import UserError
-from liftlab.multichannel import (
-    FACTORS,
-    MultichannelResult,
-    PairStats,
-    analyse,
-    channel_profile,
-    usage,
-    wald_iv,
-)
+from liftlab.engines.polars_engine import PolarsEngine
+from liftlab.engines.polars_multichannel import channel_profile, usage
+from liftlab.stats.causal import FACTORS, PairStats, wald_iv
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 PRE, LOOKBACK, OUTCOME = 90, 28, 28
@@ -92,7 +87,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.
 
 @pytest.fixture(scope="module")
 def result(world: tuple[Path, dict[str, np.ndarray]]) -> MultichannelResult:
-    return analyse(FolderSource(world[0]), LB, OUTCOME, PRE)
+    return analyze_multichannel(PolarsEngine(FolderSource(world[0])), LB, OUTCOME, PRE)
 
 
 def test_usage_classifies_adopters_as_multichannel(world, result):
@@ -206,4 +201,5 @@ def test_usage_and_channel_profile_on_a_tiny_table(tmp_path: Path):
 def test_too_few_clients_is_a_user_error(tmp_path: Path):
     src = _tiny(tmp_path)
     with pytest.raises(UserError, match="multichannel and 1 single-channel"):
-        analyse(src, (START.date(), (START + dt.timedelta(days=10)).date()))
+        analyze_multichannel(PolarsEngine(src),
+                             (START.date(), (START + dt.timedelta(days=10)).date()))

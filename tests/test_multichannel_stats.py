@@ -14,7 +14,7 @@ from scipy import integrate, stats
 from statsmodels.sandbox.regression.gmm import IV2SLS
 from statsmodels.treatment.treatment_effects import TreatmentEffect
 
-from liftlab.multichannel import FACTORS, PairStats, ValueStats, adjust, decompose, wald_iv
+from liftlab.stats.causal import FACTORS, PairStats, ValueStats, adjust, decompose, wald_iv
 
 Z = stats.norm.ppf(0.975)
 
@@ -295,8 +295,8 @@ def test_a_propensity_fit_that_does_not_converge_is_warned(tmp_path):
 def test_a_weak_or_missing_instrument_is_a_results_warning():
     from dataclasses import replace
 
-    from liftlab.analysis import IvSection, _iv_warnings
-    from liftlab.multichannel import IvEstimate
+    from liftlab.analyses.experiment import IvSection, _iv_warnings
+    from liftlab.stats.causal import IvEstimate
 
     base = IvEstimate("x", 0.2, (0.1, 0.3), 0.2, (0.1, 0.3), 1.0, (0.5, 1.5), 50.0, False)
 

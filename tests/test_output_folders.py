@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liftlab import fsio
-from liftlab.cli import app
-from liftlab.errors import UserError
+from liftlab.app.cli import app
+from liftlab.core import fsio
+from liftlab.core.errors import UserError
 from test_daily import DATE, files, fixture_analyze, specs
 from test_monitor import assert_same_timeline, make_send, monitor
 
@@ -146,7 +146,7 @@ def test_report_for_a_date_keeps_the_other_dates(tmp_path: Path):
 
 
 def test_demo_into_a_foreign_folder_is_refused(tmp_path: Path):
-    from liftlab.run import run_demo
+    from liftlab.app.run import run_demo
 
     before = project(tmp_path)
     with pytest.raises(UserError, match="was not written by liftlab"):
@@ -155,7 +155,7 @@ def test_demo_into_a_foreign_folder_is_refused(tmp_path: Path):
 
 
 def test_demo_data_not_written_by_liftlab_is_never_overwritten(tmp_path: Path):
-    from liftlab.run import run_demo
+    from liftlab.app.run import run_demo
 
     (tmp_path / "demo").mkdir()
     fsio.atomic_write_json(tmp_path / "demo" / fsio.MARKER, {"liftlab": "output",
@@ -235,7 +235,7 @@ def test_a_save_killed_before_its_commit_is_never_trusted(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
     """Killed after writing the data files, before the manifest (meta.json before): the
     next readout counted the later hours twice (516 vs 381 responses in the issue)."""
-    from liftlab import monitor as monitor_module
+    from liftlab.analyses import monitor as monitor_module
 
     data = make_send(lift=0.3, n=6000, seed=1)
     monitor(data, 10, tmp_path)

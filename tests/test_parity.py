@@ -21,13 +21,13 @@ import polars as pl
 import pytest
 
 from layouts import CANONICAL, Layout, base_tables, experiments_for, tables_for
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
+from liftlab.analyses.experiment import analyze
+from liftlab.app.run import monitor_file, multichannel
+from liftlab.core.errors import UserError
 from liftlab.engines.base import Engine
-from liftlab.errors import UserError
-from liftlab.run import monitor_file, multichannel
-from liftlab.spec import Experiment
-from liftlab.spec_loader import load_experiment
+from liftlab.engines.open import open_engine
+from liftlab.spec.loader import load_experiment
+from liftlab.spec.models import Experiment
 from metamorphic import close
 from pgserver import find_bin, load_tables, postgres_server
 

@@ -12,9 +12,7 @@ import yaml
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from liftlab.errors import UserError
-from liftlab.fsio import dumps_json
-from liftlab.plan import (
+from liftlab.analyses.planning import (
     DURATIONS,
     make_plan,
     mde,
@@ -23,7 +21,9 @@ from liftlab.plan import (
     required_holdout,
     required_n,
 )
-from liftlab.spec import Experiment
+from liftlab.core.errors import UserError
+from liftlab.core.fsio import dumps_json
+from liftlab.spec.models import Experiment
 from liftlab.stats.suffstats import ArmStats, RatioStats
 
 Z_05 = 1.959963984540054
@@ -382,7 +382,7 @@ def test_bad_plan_arguments_are_user_errors():
 def test_a_degenerate_history_gives_a_finite_plan():
     """Found by the wide exit-code search: an outcome equal to its pre-period value (rho = 1)
     made CUPED's factor 0 and `validate --data` divided by zero (exit 2)."""
-    from liftlab.plan import MIN_SHRINK, Baseline
+    from liftlab.analyses.planning import MIN_SHRINK, Baseline
     from liftlab.stats.suffstats import ArmStats
 
     y = [0.0, 1.0, 2.0, 5.0, 9.0]

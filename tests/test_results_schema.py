@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
-from liftlab.fsio import dumps_json
-from liftlab.run import analyze_to_folder, run_report
-from liftlab.spec import Experiment
-from liftlab.synth import generate
+from liftlab.analyses.experiment import analyze
+from liftlab.app.run import analyze_to_folder, run_report
+from liftlab.app.synth import generate
+from liftlab.core.fsio import dumps_json
+from liftlab.engines.open import open_engine
+from liftlab.spec.models import Experiment
 
 from tinydata import SPEC_YAML
 

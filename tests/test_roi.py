@@ -8,9 +8,9 @@ import math
 import pytest
 from scipy import stats as sps
 
-from liftlab.contribution import Estimate
-from liftlab.roi import channel_roi
+from liftlab.stats.contribution import Estimate
 from liftlab.stats.frequentist import Lift, failed
+from liftlab.stats.roi import channel_roi
 
 
 def lift(abs_: float, se: float) -> Lift:

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
+from liftlab.core.errors import UserError
 from liftlab.engines.dburl import mask_url, parse_db_url, scrub
-from liftlab.errors import UserError
 from pgserver import find_bin, load_tables, postgres_server
 
 from tinydata import SPEC_YAML
@@ -59,7 +59,7 @@ def server(tiny_data: Path) -> Iterator[str]:
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD",
                                                            "LIFTLAB_DB_PASSWORD")}
-    return subprocess.run([sys.executable, "-m", "liftlab.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "liftlab.app.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -132,7 +132,7 @@ def test_a_raw_at_sign_in_the_password_logs_in(server: str, tmp_path: Path):
     import psycopg
     from psycopg import sql
 
-    from liftlab.data.open import open_engine
+    from liftlab.engines.open import open_engine
 
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
@@ -192,7 +192,7 @@ def test_duckdb_paths_follow_the_three_slash_rule(tiny_data: Path, tmp_path: Pat
                                                  monkeypatch: pytest.MonkeyPatch):
     import duckdb
 
-    from liftlab.data.open import open_engine
+    from liftlab.engines.open import open_engine
 
     with duckdb.connect(str(tmp_path / "crm.duckdb")) as con:
         con.execute(f"CREATE TABLE orders AS SELECT * FROM "

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
-from liftlab.spec_loader import load_experiment
+from liftlab.analyses.experiment import analyze
+from liftlab.engines.open import open_engine
+from liftlab.spec.loader import load_experiment
 from metamorphic import close
 
 pytestmark = [
@@ -34,7 +34,7 @@ def test_experiment_on_a_standalone_cluster(tiny_data: Path, tiny_spec_path: Pat
         env = {**os.environ, "LIFTLAB_SPARK_MASTER": cluster.master_url,
                "SPARK_LOCAL_IP": "127.0.0.1",
                "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-        run = subprocess.run([sys.executable, "-m", "liftlab.cli", "analyze", tiny_spec_path,
+        run = subprocess.run([sys.executable, "-m", "liftlab.app.cli", "analyze", tiny_spec_path,
                               "--data", tiny_data, "--engine", "spark", "--out", out],
                              env=env, capture_output=True, text=True, timeout=600)
         assert run.returncode == 0, run.stderr[-3000:]

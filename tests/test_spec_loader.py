@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from liftlab.cli import app
-from liftlab.errors import SpecError
-from liftlab.spec_loader import load_experiment, load_experiments, parse_experiment
+from liftlab.app.cli import app
+from liftlab.core.errors import SpecError
+from liftlab.spec.loader import load_experiment, load_experiments, parse_experiment
 
 HERE = Path(__file__).parent
 BAD = sorted((HERE / "bad_specs").glob("*.yaml"))
@@ -209,8 +209,8 @@ def test_yaml_is_loaded_safely():
 
 def test_deep_or_huge_yaml_is_a_clear_error():
     """Found by the exit-code test: 5,000 nested brackets raised RecursionError (exit 2)."""
-    from liftlab.errors import SpecError
-    from liftlab.spec_loader import MAX_FILE_BYTES, parse_experiment
+    from liftlab.core.errors import SpecError
+    from liftlab.spec.loader import MAX_FILE_BYTES, parse_experiment
 
     with pytest.raises(SpecError, match=r"x\.yaml:1:35: nested more than 32 levels deep"):
         parse_experiment("a: " + "[" * 5000, "x.yaml")

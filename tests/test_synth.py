@@ -15,11 +15,11 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-from liftlab.analysis import analyze
-from liftlab.data.open import open_engine
-from liftlab.errors import UserError
-from liftlab.spec_loader import load_experiment
-from liftlab.synth import DATA_END, HISTORY_START, generate
+from liftlab.analyses.experiment import analyze
+from liftlab.app.synth import DATA_END, HISTORY_START, generate
+from liftlab.core.errors import UserError
+from liftlab.engines.open import open_engine
+from liftlab.spec.loader import load_experiment
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TABLES = ("customers", "orders", "contacts", "events", "assignments")

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 import yaml
 
-from liftlab.data.open import open_engine
-from liftlab.spec import Experiment
-from liftlab.units import MAX_SEGMENT_VALUES
+from liftlab.engines.open import open_engine
+from liftlab.engines.units import MAX_SEGMENT_VALUES
+from liftlab.spec.models import Experiment
 
 from tinydata import SPEC_YAML
 

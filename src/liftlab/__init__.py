@@ -25,15 +25,15 @@ _API = {
     "multichannel": "liftlab.api",
     "report": "liftlab.api",
     "DataSource": "liftlab.api",
-    "MonitorReadout": "liftlab.api",
-    "PlanReadout": "liftlab.api",
-    "MultichannelReadout": "liftlab.api",
-    "AnalysisResult": "liftlab.analysis",
+    "MonitorReadout": "liftlab.app.readouts",
+    "PlanReadout": "liftlab.app.readouts",
+    "MultichannelReadout": "liftlab.app.readouts",
+    "AnalysisResult": "liftlab.analyses.experiment",
     "Experiment": "liftlab.spec",
-    "LiftlabError": "liftlab.errors",
-    "SpecError": "liftlab.errors",
-    "DataError": "liftlab.errors",
-    "UserError": "liftlab.errors",
+    "LiftlabError": "liftlab.core.errors",
+    "SpecError": "liftlab.core.errors",
+    "DataError": "liftlab.core.errors",
+    "UserError": "liftlab.core.errors",
 }
 __all__ = [
     "AnalysisResult",
@@ -59,12 +59,9 @@ __all__ = [
 if TYPE_CHECKING:
     from typing import Any
 
-    from liftlab.analysis import AnalysisResult
+    from liftlab.analyses.experiment import AnalysisResult
     from liftlab.api import (
         DataSource,
-        MonitorReadout,
-        MultichannelReadout,
-        PlanReadout,
         analyze,
         load_experiment,
         monitor,
@@ -73,8 +70,9 @@ if TYPE_CHECKING:
         plan,
         report,
     )
-    from liftlab.errors import DataError, LiftlabError, SpecError, UserError
-    from liftlab.spec import Experiment
+    from liftlab.app.readouts import MonitorReadout, MultichannelReadout, PlanReadout
+    from liftlab.core.errors import DataError, LiftlabError, SpecError, UserError
+    from liftlab.spec.models import Experiment
 
 
 def __getattr__(name: str) -> Any:
@@ -90,9 +88,9 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """The import system binds each imported submodule on its package: ``liftlab.monitor``,
-    ``liftlab.plan``, ``liftlab.multichannel`` and ``liftlab.report`` stay the API's
-    functions (their modules remain importable by name: ``from liftlab.plan import ...``)."""
+    """The import system binds each imported subpackage on its package: ``liftlab.report``
+    stays the API's function (the package remains importable by name:
+    ``from liftlab.report.daily import ...``)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _API and isinstance(value, types.ModuleType):

@@ -15,7 +15,7 @@ them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,21 +24,16 @@ TYPE_CHECKING = False  # typing itself is not imported (import liftlab stays fas
 if TYPE_CHECKING:
     from typing import Any, Literal
 
-    import polars as pl
-
-    from liftlab.analysis import AnalysisResult
+    from liftlab.app.readouts import Analysis, MonitorReadout, MultichannelReadout, PlanReadout
     from liftlab.engines.base import Engine
-    from liftlab.monitor import MonitorResult
-    from liftlab.plan import PlanResult
     from liftlab.report.daily import DailyRun
-    from liftlab.report.plots import MonitorPlots, MultichannelPlots
-    from liftlab.spec import Experiment
+    from liftlab.spec.models import Experiment
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """An experiment definition from its YAML file; a bad one raises ``SpecError`` listing
     every problem with its line (docs/yaml.md)."""
-    from liftlab.spec_loader import load_experiment as load
+    from liftlab.spec.loader import load_experiment as load
 
     return load(Path(path))
 
@@ -59,7 +54,7 @@ class DataSource:
         checked (a ``DataError`` names the table, column and rows at fault). In-memory polars
         frames are read from this source's temporary folder: keep the source while the
         engine is used."""
-        from liftlab.errors import DataError
+        from liftlab.core.errors import DataError
 
         engine = self._engine(timezone)
         problems = engine.check()
@@ -68,7 +63,7 @@ class DataSource:
         return engine
 
     def _engine(self, timezone: str) -> Engine:
-        from liftlab.data.open import open_engine
+        from liftlab.engines.open import open_engine
 
         if self.spark_tables or (self.engine == "spark" and self.spark is not None):
             from liftlab.engines.spark_engine import SparkEngine
@@ -95,7 +90,7 @@ def open_data(
     - a mapping of table name to polars DataFrame/LazyFrame (written once to a temporary
       Parquet folder, removed with the source) or to Spark DataFrames (read by Spark).
     """
-    from liftlab.errors import UserError
+    from liftlab.core.errors import UserError
 
     if isinstance(source, DataSource | Mapping) and (engine != "polars" or spark is not None):
         raise UserError(
@@ -118,8 +113,8 @@ def _from_frames(frames: Mapping[str, Any]) -> DataSource:
 
     import polars as pl
 
+    from liftlab.core.errors import DataError, Problem
     from liftlab.data.schema import TABLES
-    from liftlab.errors import DataError, Problem
 
     unknown = sorted(set(frames) - set(TABLES))
     if unknown:
@@ -170,72 +165,23 @@ def _experiment(experiment: Experiment | str | Path) -> tuple[Experiment, Path |
 
 def analyze(
     experiment: Experiment | str | Path, data: Any, as_of: dt.datetime | None = None
-) -> AnalysisResult:
+) -> Analysis:
     """The full analysis at ``as_of`` (default: the experiment's end, or the data's
     freshness when it stops earlier): effects per channel, metric and segment, health
     checks, contribution, ROI, the sequential readout when the YAML asks for it."""
-    from liftlab.analysis import analyze as run
+    from liftlab.analyses.experiment import analyze as run
+    from liftlab.app.readouts import Analysis
 
     spec, yaml = _experiment(experiment)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
-    return run(
+    return Analysis.of(run(
         spec,
         engine,
         as_of,
         yaml_text=None if yaml is None else yaml.read_text(),
         yaml_file=None if yaml is None else str(yaml),
-    )
-
-
-@dataclass(frozen=True)
-class MonitorReadout:
-    """The always-valid readout at a moment (``liftlab.monitor``)."""
-
-    result: MonitorResult
-    as_of_basis: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``liftlab monitor --json`` document."""
-        return {**self.result.to_json(), "as_of_basis": self.as_of_basis}
-
-    def summary(self) -> str:
-        r = self.result
-        lines = [
-            f"{r.experiment} as of {r.as_of:%Y-%m-%d %H:%M} UTC"
-            + (f" ({self.as_of_basis})" if self.as_of_basis else "")
-            + f": {r.decision}"
-            + (f" since {r.decided_at:%Y-%m-%d %H:%M}" if r.decided_at else "")
-            + f" (always-valid p = {r.always_valid_p_value:.3g})"
-        ]
-        lines += _comparison_lines(r.comparisons, r.timeline)
-        lines += [f"  guardrail {g['metric']}: {g['decision']}" for g in r.guardrails]
-        if r.note:
-            lines.append(f"  note: {r.note}")
-        return "\n".join(lines)
-
-    def to_polars(self) -> pl.DataFrame:
-        """The hourly timeline, one row per hour and comparison (intervals as _lo/_hi)."""
-        import polars as pl
-
-        rows = [
-            {
-                **{k: v for k, v in row.items() if k != "ci"},
-                "ci_lo": row["ci"][0],
-                "ci_hi": row["ci"][1],
-            }
-            for row in self.result.timeline
-        ]
-        return pl.DataFrame(rows, infer_schema_length=None)
-
-    @property
-    def plot(self) -> MonitorPlots:
-        from liftlab.report.plots import MonitorPlots
-
-        return MonitorPlots(self.to_json())
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.summary())
+    ))
 
 
 def monitor(
@@ -246,40 +192,15 @@ def monitor(
 ) -> MonitorReadout:
     """The sequential readout now (or at ``as_of``): decision, guardrails, hourly timeline.
     ``cache``: a folder of hourly aggregates reused by later calls. Folders only."""
-    from liftlab.run import monitor_on
+    from liftlab.app.run import monitor_on
 
     spec, yaml = _experiment(experiment)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
+    from liftlab.app.readouts import MonitorReadout
+
     result, basis = monitor_on(spec, engine, as_of, None if cache is None else Path(cache), yaml)
     return MonitorReadout(result, basis)
-
-
-@dataclass(frozen=True)
-class PlanReadout:
-    """The plan of an experiment from the history before its start (``liftlab.plan``)."""
-
-    result: PlanResult
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``liftlab plan --json`` document."""
-        return self.result.to_json()
-
-    def summary(self) -> str:
-        return self.result.summary()
-
-    def to_polars(self) -> pl.DataFrame:
-        """One row per channel, arm and metric: sizes, MDE, holdout cost (scalar fields)."""
-        import polars as pl
-
-        rows = [
-            {k: v for k, v in r.to_dict().items() if not isinstance(v, dict | list)}
-            for r in self.result.rows
-        ]
-        return pl.DataFrame(rows, infer_schema_length=None)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.summary())
 
 
 def plan(
@@ -290,80 +211,15 @@ def plan(
     assumed_lift_rel: float = 0.05,
 ) -> PlanReadout:
     """Minimum detectable effects, holdout sizes and costs from the metrics' history."""
-    from liftlab.run import check_columns, plan_for
+    from liftlab.app.run import check_columns, plan_for
 
     spec, yaml = _experiment(experiment)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
     check_columns(spec, engine, yaml)
+    from liftlab.app.readouts import PlanReadout
+
     return PlanReadout(plan_for(spec, engine, power, target_mde_rel, assumed_lift_rel))
-
-
-@dataclass(frozen=True)
-class MultichannelReadout:
-    """The value of multichannel clients (``liftlab.multichannel``; the ``--json``
-    document in ``results``)."""
-
-    results: dict[str, Any]
-
-    def summary(self) -> str:
-        r = self.results
-        d = r["decomposition"]
-        lines = [
-            f"{r['n_clients']:,} active clients, {r['share_multichannel']:.1%} multichannel",
-            f"naive premium {r['naive_ratio']:.2f}x = retention {d['retention']:.2f} x "
-            f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}",
-        ]
-        lines += [
-            f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]"
-            for name, a in r["adjusted"].items()
-        ]
-        iv = r.get("iv")
-        if iv:
-            lines.append(
-                f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
-                f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first "
-                f"stage {iv['first_stage']:.1%}"
-            )
-        lines += [f"! {w}" for w in r["warnings"]]
-        return "\n".join(lines)
-
-    def to_polars(self) -> pl.DataFrame:
-        """One row per estimate of the value ratio (multichannel / single-channel client):
-        naive, each adjustment, with its interval."""
-        import polars as pl
-
-        r = self.results
-        rows = [
-            {
-                "estimate": "naive",
-                "ratio": r["naive_ratio"],
-                "ci_lo": r["naive_ratio_ci"][0],
-                "ci_hi": r["naive_ratio_ci"][1],
-            }
-        ]
-        rows += [
-            {"estimate": name, "ratio": a["ratio"], "ci_lo": a["ci"][0], "ci_hi": a["ci"][1]}
-            for name, a in r["adjusted"].items()
-        ]
-        return pl.DataFrame(
-            rows,
-            schema={
-                "estimate": pl.String,
-                "ratio": pl.Float64,
-                "ci_lo": pl.Float64,
-                "ci_hi": pl.Float64,
-            },
-        )
-
-    @property
-    def plot(self) -> MultichannelPlots:
-        from liftlab.report.plots import MultichannelPlots
-
-        return MultichannelPlots(self.results)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(self.summary())
 
 
 def multichannel(
@@ -374,11 +230,13 @@ def multichannel(
 ) -> MultichannelReadout:
     """Naive, adjusted and (with an encouragement experiment) instrumented value of
     multichannel clients. Folders only."""
-    from liftlab.run import multichannel_on
+    from liftlab.app.run import multichannel_on
 
     spec, yaml = (None, None) if experiment is None else _experiment(experiment)
     source = open_data(data)
     engine = source.engine_for("UTC" if spec is None else spec.timezone)
+    from liftlab.app.readouts import MultichannelReadout
+
     return MultichannelReadout(multichannel_on(engine, spec, yaml, lookback, outcome_days))
 
 
@@ -391,8 +249,8 @@ def report(
 ) -> DailyRun:
     """The daily run: every experiment in the folder analysed, ``out/DATE/index.html`` and
     a page each (a folder or database URL; ``date`` defaults to today, UTC)."""
-    from liftlab.errors import UserError
-    from liftlab.run import run_report
+    from liftlab.app.run import run_report
+    from liftlab.core.errors import UserError
 
     source = open_data(data)
     if source.location is None:
@@ -408,27 +266,3 @@ def report(
         source.engine,
         force=force,
     )
-
-
-def _comparison_lines(comparisons: Sequence[dict[str, Any]],
-                      timeline: Sequence[dict[str, Any]]) -> list[str]:
-    """Per comparison (channel, variant): its decision and the test that made it, its last
-    lift with the always-valid CI, and the responses so far."""
-    from liftlab.report.format import decided_by
-
-    lines = []
-    for c in comparisons:
-        name = c["channel"] + (f" / {c['variant']}" if c.get("variant") else "")
-        rows = [r for r in timeline if r["channel"] == c["channel"]
-                and r.get("variant") == c.get("variant")]
-        by = f" by {decided_by(c.get('decided_by'))}" if c.get("decided_at") else ""
-        lines.append(f"  {name}: {c['decision']}{by}")
-        if rows and rows[-1]["estimate"] is not None:
-            last = rows[-1]
-            lines.append(f"    lift {last['estimate']:+.4g} per unit, always-valid CI "
-                         f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
-                         f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
-        if rows:
-            lines.append(f"    responses so far: {rows[-1]['events_treatment']:,} treatment "
-                         f"vs {rows[-1]['events_holdout']:,} holdout")
-    return lines

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from liftlab.core.errors import DataError, Problem
 from liftlab.data.schema import (
     MANDATORY,
     MAX_FLOAT_ID,
@@ -27,7 +28,6 @@ from liftlab.data.schema import (
     TABLES,
     ColumnKind,
 )
-from liftlab.errors import DataError, Problem
 
 UTC = "UTC"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.fsio import atomic_write_bytes, atomic_write_text, write_beside
+from liftlab.core.errors import DataError, Problem, UserError
+from liftlab.core.fsio import atomic_write_bytes, atomic_write_text, write_beside
 
 SENT = dt.datetime(2008, 3, 1, tzinfo=dt.UTC)
 RESPONSE_AT = SENT + dt.timedelta(days=3, hours=12)   # inside the two-week window

@@ -17,7 +17,7 @@ from typing import Literal
 
 import polars as pl
 
-from liftlab.errors import Problem
+from liftlab.core.errors import Keys, Problem
 
 EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 # Money beyond this (a quadrillion in any currency) is a broken export, and its sums and
@@ -25,6 +25,8 @@ EARLIEST = dt.datetime(1990, 1, 1, tzinfo=dt.UTC)
 MAX_AMOUNT = 1e15
 MAX_ROWS_SHOWN = 10
 TS_COLUMN = {"orders": "ts", "events": "ts", "contacts": "sent_at"}
+# The column that names a row where rows have no order (a database table).
+ROW_KEY = {"customers": "customer_id", "orders": "order_id"}
 CheckKind = Literal["duplicated", "not_finite", "negative", "out_of_range", "null"]
 
 
@@ -104,8 +106,11 @@ def polars_condition(check: Check, as_of: dt.datetime) -> pl.Expr:
 
 
 def build_report(checks: Sequence[Check], counts: Sequence[int],
-                 first_rows: Callable[[Check], tuple[int, ...]]) -> QualityReport:
-    """Turn per-check counts into errors, warnings and the data-checks table of the report."""
+                 first_rows: Callable[[Check], tuple[int, ...]],
+                 first_keys: Callable[[Check], Keys | None] | None = None) -> QualityReport:
+    """Turn per-check counts into errors, warnings and the data-checks table of the report.
+    A failed error check is located by ``first_rows`` (row numbers of a file) and, where rows
+    have no order, ``first_keys`` (key values)."""
     errors: list[Problem] = []
     warnings: list[str] = []
     notes: list[str] = []
@@ -117,7 +122,8 @@ def build_report(checks: Sequence[Check], counts: Sequence[int],
             continue
         if c.level == "error":
             errors.append(Problem(c.message.format(n=n), table=c.table, column=c.column,
-                                  rows=first_rows(c), row_count=n, hint=c.hint or None))
+                                  rows=first_rows(c), row_count=n, hint=c.hint or None,
+                                  keys=None if first_keys is None else first_keys(c)))
         else:
             (notes if c.level == "info" else warnings).append(
                 f"{c.table}.{c.column}: " + c.message.format(n=f"{n:,}"))

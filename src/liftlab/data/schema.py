@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from liftlab.errors import Problem
+from liftlab.core.errors import Problem
 
 MAX_FLOAT_ID = 2.0**53  # ids stored as floats: beyond it a float no longer names one integer
 

@@ -4,15 +4,74 @@ sufficient statistics; everything after that is shared."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
+import numpy as np
 import polars as pl
 
+from liftlab.core.errors import Problem, UserError
 from liftlab.data.quality import QualityReport
-from liftlab.errors import Problem
-from liftlab.metrics import AggregationPlan
-from liftlab.spec import Experiment
-from liftlab.units import Units
+from liftlab.engines.units import Units
+from liftlab.spec.aggregation import AggregationPlan
+from liftlab.spec.models import Experiment, Metric
+
+
+class EngineLimit(UserError):
+    """What this engine cannot do yet (the analysis may go on without it)."""
+
+
+class HourlyStatsLike(Protocol):
+    cohort: pl.DataFrame
+    events: pl.DataFrame
+    rows: int
+
+
+class HourlySource(Protocol):
+    """The monitor's row work for one experiment (``analyses.monitor``): exposures, hourly
+    cohort statistics and first responses compiled from the aggregation plan's measures, the
+    pre-exposure baseline, and a digest of the rows for its cache."""
+
+    def reading(self) -> AbstractContextManager[None]: ...
+
+    def check(self, metrics: list[Metric]) -> None: ...
+
+    def exposures(self, window: dt.timedelta) -> pl.DataFrame: ...
+
+    def hourly(self, exposure: pl.DataFrame, metrics: list[Metric], tested: list[Metric],
+               window: dt.timedelta, after: dt.datetime | None, last: dt.datetime
+               ) -> HourlyStatsLike: ...
+
+    def baseline(self, exposure: pl.DataFrame, window: dt.timedelta,
+                 tested: list[Metric]) -> dict[str, dict[str, float]]: ...
+
+    def fingerprint(self, exposure: pl.DataFrame, metrics: list[Metric],
+                    until: dt.datetime) -> list[str]: ...
+
+
+class ClientSource(Protocol):
+    """The multichannel analysis's clients (``analyses.multichannel``): the small tables
+    its estimators read and the rows its models fit."""
+
+    def group_sums(self) -> GroupSumsLike: ...
+
+    def model_rows(self, n_clients: int, seed: int) -> ModelRowsLike: ...
+
+
+class GroupSumsLike(Protocol):
+    sums: pl.DataFrame
+    combinations: pl.DataFrame
+    appetence: pl.DataFrame
+    attributes: tuple[str, ...]
+
+
+class ModelRowsLike(Protocol):
+    covariates: np.ndarray
+    names: list[str]
+    multi: np.ndarray
+    value: np.ndarray
+    subsampled: bool
 
 
 class Engine(Protocol):
@@ -51,6 +110,24 @@ class Engine(Protocol):
 
     def latest(self, table: str) -> dt.datetime | None:
         """The newest timestamp of a table (data freshness), None when absent or empty."""
+        ...
+
+    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
+        """The monitor's hourly aggregation of this experiment (``EngineLimit`` when the
+        engine has none yet)."""
+        ...
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        """Revenue credited to the last contact's channel per purchase channel in the window
+        (None without a contacts table; ``EngineLimit`` when the engine cannot)."""
+        ...
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> ClientSource:
+        """The clients active in the look-back with their outcome and pre-period covariates
+        (``EngineLimit`` when the engine cannot)."""
         ...
 
 

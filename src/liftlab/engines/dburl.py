@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-from liftlab.errors import UserError
+from liftlab.core.errors import UserError
 
 MASK = "***"
 SECRET_KEYS = ("password", "passfile", "sslpassword")

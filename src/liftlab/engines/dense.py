@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from liftlab.metrics import Measure
+from liftlab.spec.aggregation import Measure
 
 MAX_SPREAD = 4  # ids may spread over up to this many slots per unit (gaps in the sequence)
 MIN_SLOTS = 1 << 16  # small tables are always dense enough
@@ -251,7 +251,7 @@ def _level_codes(column: pl.Series, levels: pl.Series) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class CellPlan:
+class GroupSumLayout:
     """The per-unit measures (as sums of slots of one table's array) and the products to sum
     per group: the arrays handed to the compiled loop."""
 
@@ -264,19 +264,19 @@ class CellPlan:
 
     @staticmethod
     def of(layouts: list[TableLayout], offsets: list[int], any_flags: list[bool],
-           products: list[tuple[int, int]]) -> CellPlan:
+           products: list[tuple[int, int]]) -> GroupSumLayout:
         """The plan without caps (every cap infinite); ``with_caps`` sets them."""
         sources = [tuple(offset + i for i in src)
                    for layout, offset in zip(layouts, offsets, strict=True)
                    for src in layout.sources]
-        return CellPlan(
+        return GroupSumLayout(
             np.cumsum([0, *(len(s) for s in sources)]).astype(np.int64),
             np.array([i for s in sources for i in s], dtype=np.int64),
             np.array(any_flags, dtype=np.bool_), np.full(len(any_flags), np.inf),
             np.array([a for a, _ in products], dtype=np.int64),
             np.array([b for _, b in products], dtype=np.int64))
 
-    def with_caps(self, caps: dict[int, float]) -> CellPlan:
+    def with_caps(self, caps: dict[int, float]) -> GroupSumLayout:
         """The same plan with an upper cap on some measures (winsorizing)."""
         new = self.caps.copy()
         for k, cap in caps.items():
@@ -284,7 +284,7 @@ class CellPlan:
         return dataclasses.replace(self, caps=new)
 
 
-def unit_measure(acc: np.ndarray, ids: np.ndarray, lo: int, plan: CellPlan,
+def unit_measure(acc: np.ndarray, ids: np.ndarray, lo: int, plan: GroupSumLayout,
                  k: int) -> np.ndarray:
     """Measure ``k`` of every unit (ids, in slot ``id - lo``), before any cap: for a quantile
     over units."""
@@ -294,7 +294,7 @@ def unit_measure(acc: np.ndarray, ids: np.ndarray, lo: int, plan: CellPlan,
 
 
 def cell_sums(acc: np.ndarray, ids: np.ndarray, lo: int, groups: Groups,
-              plan: CellPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              plan: GroupSumLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per group: the number of units, the sum of each measure, the sum of each product
     (``ids``: the units' ids, in slot ``id - lo``).
 
@@ -472,8 +472,3 @@ def _count_repeats(values, lo, seen):  # type: ignore[no-untyped-def] # pragma: 
         else:
             seen[j] = 1
     return repeats
-
-
-# numba starts its runtime on the first compiled call (about 0.3 s, once per process): pay it
-# when the engine is loaded, like the import of polars itself, not inside the first analysis.
-_count_repeats(np.zeros(1, dtype=np.int64), 0, np.zeros(1, dtype=np.uint8))

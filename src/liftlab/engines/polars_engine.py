@@ -10,11 +10,13 @@ summed per group with the cross-products the statistics need. Only the final tab
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
+from liftlab.core.errors import Problem
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import (
     MAX_ROWS_SHOWN,
@@ -28,9 +30,9 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import TABLES
 from liftlab.engines.dense import (
-    CellPlan,
     ChannelGuess,
     Groups,
+    GroupSumLayout,
     Slots,
     Unexpected,
     accumulate,
@@ -39,10 +41,20 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
-from liftlab.errors import Problem
-from liftlab.metrics import PURCHASE_CHANNELS_MAX, AggregationPlan, Measure, prod_col, sum_col
-from liftlab.spec import Experiment
-from liftlab.units import Units, build_units
+from liftlab.engines.polars_attribution import last_touch_credit
+from liftlab.engines.polars_measures import measure_expr
+from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
+from liftlab.engines.polars_multichannel import PolarsClients, clients
+from liftlab.engines.polars_units import build_units
+from liftlab.engines.units import Units
+from liftlab.spec.aggregation import (
+    PURCHASE_CHANNELS_MAX,
+    AggregationPlan,
+    Measure,
+    prod_col,
+    sum_col,
+)
+from liftlab.spec.models import Experiment
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
 # spread over a huge range, or very many measures), or with too many combinations of group
@@ -146,14 +158,14 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
         accumulate(rows, plan.unit, layout, slots, acc, offset)
     position = {m.name: k for k, m in enumerate(measures)}
-    cell_plan = CellPlan.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
+    sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
     ids = units[plan.unit].cast(pl.Int64).to_numpy()
-    cell_plan = cell_plan.with_caps({
-        k: pl.Series(unit_measure(acc, ids, slots.lo, cell_plan, k)).quantile(m.winsorize,
+    sum_layout = sum_layout.with_caps({
+        k: pl.Series(unit_measure(acc, ids, slots.lo, sum_layout, k)).quantile(m.winsorize,
                                                                               "linear")
         for k, m in enumerate(measures) if m.winsorize is not None})
-    n, sums, prods = cell_sums(acc, ids, slots.lo, groups, cell_plan)
+    n, sums, prods = cell_sums(acc, ids, slots.lo, groups, sum_layout)
     seen = np.flatnonzero(n)
     frame = pl.DataFrame([
         *groups.frame(seen).get_columns(), pl.Series("n", n[seen], dtype=pl.UInt32),
@@ -200,18 +212,7 @@ def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
         lo, hi = plan.pre_window
     else:
         lo, hi = plan.window
-    cond = (ts >= lo) & (ts < hi)
-    if m.event is not None:
-        cond = cond & (pl.col("event") == m.event)
-    if m.channel is not None:
-        cond = cond & (pl.col("channel") == m.channel)
-    if m.agg == "sum":
-        expr = pl.col(m.value).filter(cond).sum()
-    elif m.agg == "count":
-        expr = cond.sum()
-    else:
-        expr = cond.any()
-    return expr.cast(pl.Float64).alias(m.name)
+    return measure_expr(m, (ts >= lo) & (ts < hi))
 
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -296,6 +297,26 @@ class PolarsEngine:
                  ) -> list[str]:
         with self.source.reading():
             return _distinct(self.source, table, column, window)
+
+    def hourly(self, spec: Experiment, units: Units) -> PolarsHourly:
+        return PolarsHourly(spec, tables_from_source(spec, self.source, units), self.source)
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.source.has("contacts"):
+            return None
+        contacts = self.source.scan("contacts")
+        if "experiment_id" in self.source.schema("contacts"):
+            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
+        with self.source.reading():
+            return last_touch_credit(self.source.scan("orders"), contacts, *window)
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> PolarsClients:
+        frame = clients(self.source, lookback, outcome_days, pre_days, usage_events, attributes)
+        names = frame.collect_schema().names()
+        return PolarsClients(self.source, frame, tuple(a for a in attributes if a in names))
 
     def latest(self, table: str) -> dt.datetime | None:
         if not self.source.has(table):

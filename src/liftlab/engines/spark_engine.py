@@ -11,14 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from liftlab import filters
+from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import (
     EARLIEST,
     MAX_AMOUNT,
@@ -30,17 +30,23 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
-from liftlab.engines.base import with_landing
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
-from liftlab.spec import Experiment
-from liftlab.units import (
+from liftlab.engines.base import (
+    ClientSource,
+    EngineLimit,
+    HourlySource,
+    folder_only,
+    with_landing,
+)
+from liftlab.engines.units import (
     MISSING_SEGMENT,
     Units,
     arms_source,
     no_assignments,
     segment_warning,
 )
+from liftlab.spec import filters
+from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec.models import Experiment
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -56,19 +62,23 @@ def spark_session(cores: int = 2) -> SparkSession:
         from pyspark.sql import SparkSession
     except ImportError as exc:
         raise UserError("the Spark engine needs PySpark: pip install 'liftlab[spark]'") from exc
-    # Python workers must run the interpreter that has liftlab installed.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Python workers must run the interpreter that has liftlab installed: given to Spark
+    # (its config, and the context that starts the workers), never set in the environment.
+    python = os.environ.get("PYSPARK_PYTHON") or sys.executable
     master = os.environ.get(MASTER_ENV) or f"local[{cores}]"
     builder = (SparkSession.builder.master(master).appName("liftlab")
+               .config("spark.pyspark.python", python)
                .config("spark.ui.enabled", "false")
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", str(max(4, 2 * cores))))
     try:
-        return builder.getOrCreate()
+        session = builder.getOrCreate()
     except Exception as exc:  # Spark reports a bad master or a missing Java in many ways
         raise UserError(f"cannot start Spark with master {master!r} (set by {MASTER_ENV} "
                         f"when not local): {str(exc).splitlines()[0] if str(exc) else exc!r}; "
                         "check the master URL and that Java 17 is installed") from None
+    session.sparkContext.pythonExec = python  # read when mapInArrow ships the hash function
+    return session
 
 
 @dataclass
@@ -329,6 +339,20 @@ class SparkEngine:
                 .select(F.col(column).cast("string").alias("v")).distinct().collect())
         return sorted(r["v"] for r in rows if r["v"] is not None)
 
+    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
+        raise EngineLimit(folder_only(self, "the hourly monitor"))
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.has("contacts"):
+            return None
+        raise EngineLimit(folder_only(self, "last-touch credit"))
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> ClientSource:
+        raise EngineLimit(folder_only(self, "the multichannel analysis"))
+
     def latest(self, table: str) -> dt.datetime | None:
         from pyspark.sql import functions as F
 
@@ -370,7 +394,7 @@ def _hash_arms_spark(spec: Experiment, population: DataFrame) -> DataFrame:
     def assign(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
 
-        from liftlab.units import hash_arms
+        from liftlab.engines.units import hash_arms
 
         for batch in batches:
             if batch.num_rows == 0:

@@ -10,6 +10,7 @@ assigned by the stable hash locally, and uploaded to a temporary table (only ids
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,12 @@ from typing import Any, Literal
 
 import polars as pl
 
-from liftlab import filters
+from liftlab.core.errors import DataError, Keys, Problem, UserError
 from liftlab.data.quality import (
     EARLIEST,
     MAX_AMOUNT,
     MAX_ROWS_SHOWN,
+    ROW_KEY,
     TS_COLUMN,
     Check,
     QualityReport,
@@ -30,12 +32,15 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
-from liftlab.engines.base import with_landing
+from liftlab.engines.base import (
+    ClientSource,
+    EngineLimit,
+    HourlySource,
+    folder_only,
+    with_landing,
+)
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
-from liftlab.spec import Experiment
-from liftlab.units import (
+from liftlab.engines.units import (
     MISSING_SEGMENT,
     Units,
     arms_source,
@@ -43,9 +48,19 @@ from liftlab.units import (
     no_assignments,
     segment_warning,
 )
+from liftlab.spec import filters
+from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec.models import Experiment
 
 Dialect = Literal["postgresql", "duckdb"]
-UNITS_TABLE = "liftlab_units"
+UNITS_TABLE = "liftlab_units"  # the prefix: one temporary table per experiment (units_table)
+
+
+def units_table(experiment_id: str) -> str:
+    """The temporary table of one experiment's units: a second experiment on the same
+    connection gets a table of its own (ids may hold '-', and PostgreSQL names stop at 63
+    bytes: a digest keeps it short and plain)."""
+    return f"{UNITS_TABLE}_{hashlib.sha256(experiment_id.encode()).hexdigest()[:16]}"
 
 
 def _quote(name: str) -> str:
@@ -159,18 +174,25 @@ class SqlEngine:
             row = self.query(f"SELECT {', '.join(parts)} FROM {self.table(table)}", params)[0]
             counts.update({i: int(v or 0) for (i, _), v in zip(mine, row, strict=True)})
 
-        def first_rows(c: Check) -> tuple[int, ...]:
-            # Databases have no row order: name the offending keys' first rows by id instead.
-            col = _quote(c.column)
-            rows = self.query(f"SELECT {col} FROM {self.table(c.table)} GROUP BY {col} "
-                              f"HAVING COUNT(*) > 1 LIMIT {MAX_ROWS_SHOWN}"
-                              if c.kind == "duplicated" else
-                              f"SELECT 1 FROM {self.table(c.table)} WHERE "
-                              f"{self._bad_condition(c, as_of)[0]} LIMIT {MAX_ROWS_SHOWN}",
-                              [] if c.kind == "duplicated" else self._bad_condition(c, as_of)[1])
-            return tuple(range(1, len(rows) + 1)) if c.kind != "duplicated" else ()
+        return build_report(checks, [counts[i] for i in range(len(checks))], lambda c: (),
+                            lambda c: self._first_keys(c, as_of))
 
-        return build_report(checks, [counts[i] for i in range(len(checks))], first_rows)
+    def _first_keys(self, c: Check, as_of: dt.datetime) -> Keys | None:
+        """A table has no row order: the offending rows are named by their key (the repeated
+        ids themselves for duplicates), the smallest first."""
+        key = c.column if c.kind == "duplicated" else ROW_KEY.get(c.table)
+        if key is None or (key == c.column and c.kind == "null") or key not in self.columns(
+                c.table):
+            return None
+        col = _quote(key)
+        if c.kind == "duplicated":
+            sql, params = (f"SELECT {col} FROM {self.table(c.table)} WHERE {col} IS NOT NULL "
+                           f"GROUP BY {col} HAVING COUNT(*) > 1"), []
+        else:
+            cond, params = self._bad_condition(c, as_of)
+            sql = f"SELECT DISTINCT {col} FROM {self.table(c.table)} WHERE {cond}"
+        rows = self.query(f"{sql} ORDER BY 1 LIMIT {MAX_ROWS_SHOWN}", params)
+        return Keys(key, tuple(str(r[0]) for r in rows))
 
     def _bad_condition(self, c: Check, as_of: dt.datetime) -> tuple[str, list[Any]]:
         col = _quote(c.column)
@@ -224,7 +246,8 @@ class SqlEngine:
                 raise no_assignments(spec, [r[0] for r in self.query(
                     f"SELECT DISTINCT CAST(experiment_id AS VARCHAR) FROM "
                     f"{self.table('assignments')} ORDER BY 1 LIMIT 11")])
-        self._drop_units()
+        table = units_table(spec.id)
+        self._execute(f"DROP TABLE IF EXISTS {table}")
         if n_assigned:
             assigned_by = "table"
             dupes = self.query(
@@ -237,7 +260,7 @@ class SqlEngine:
                     f"{', '.join(str(r[0]) for r in dupes)})", table="assignments",
                     column="group", hint="a unit may be in one arm per channel")])
             self._execute(
-                f"CREATE TEMPORARY TABLE {UNITS_TABLE} AS SELECT p.*, "
+                f"CREATE TEMPORARY TABLE {table} AS SELECT p.*, "
                 f"{', '.join('a.' + _quote(arm_col(c)) for c in spec.channels)} FROM "
                 f"({population}) p JOIN (SELECT {self._uid('assignments', spec.unit)} AS "
                 f"{unit}, {arms} FROM {self.table('assignments')} WHERE experiment_id = %s "
@@ -245,20 +268,20 @@ class SqlEngine:
         else:
             names = [spec.unit, *spec.segments]
             pop = self.query_frame(population, params, names)
-            self._upload(pop.with_columns(hash_arms(spec, pop[spec.unit])))
-        n = self.query(f"SELECT COUNT(*) FROM {UNITS_TABLE}")[0][0]
+            self._upload(table, pop.with_columns(hash_arms(spec, pop[spec.unit])))
+        n = self.query(f"SELECT COUNT(*) FROM {table}")[0][0]
         if n == 0:
             raise DataError([Problem("the population is empty", table="customers")])
         keep, warnings = [], []
         for s in spec.segments:
             k, longest = self.query(f"SELECT COUNT(DISTINCT {_quote(s)}), "
-                                    f"MAX(LENGTH({_quote(s)})) FROM {UNITS_TABLE}")[0]
+                                    f"MAX(LENGTH({_quote(s)})) FROM {table}")[0]
             warning = segment_warning(s, int(k), int(longest or 0))
             if warning:
                 warnings.append(warning)
             else:
                 keep.append(s)
-        return Units(UNITS_TABLE, int(n), assigned_by, tuple(keep), tuple(warnings))
+        return Units(table, int(n), assigned_by, tuple(keep), tuple(warnings))
 
     def aggregate(self, plan: AggregationPlan, units: Units,
                   experiment_id: str) -> pl.DataFrame:
@@ -350,27 +373,38 @@ class SqlEngine:
                           [self._ts(window[0]), self._ts(window[1])])
         return sorted(r[0] for r in rows if r[0] is not None)
 
+    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
+        raise EngineLimit(folder_only(self, "the hourly monitor"))
+
+    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.has("contacts"):
+            return None
+        raise EngineLimit(folder_only(self, "last-touch credit"))
+
+    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
+                             pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> ClientSource:
+        raise EngineLimit(folder_only(self, "the multichannel analysis"))
+
     def latest(self, table: str) -> dt.datetime | None:
         if not self.has(table):
             return None
         return self.query(f"SELECT MAX({_quote(TS_COLUMN[table])}) FROM {self.table(table)}")[0][0]
 
     # -- temporary units table ----------------------------------------------------------
-    def _drop_units(self) -> None:
-        self._execute(f"DROP TABLE IF EXISTS {UNITS_TABLE}")
-
-    def _upload(self, frame: pl.DataFrame) -> None:
-        """Create the temporary units table from a local frame (ids, segments, arms)."""
+    def _upload(self, table: str, frame: pl.DataFrame) -> None:
+        """Create a temporary units table from a local frame (ids, segments, arms)."""
         if self.dialect == "duckdb":
             arrow = frame.to_arrow()  # noqa: F841 - referenced by name in the SQL below
-            self.conn.execute(f"CREATE TEMPORARY TABLE {UNITS_TABLE} AS SELECT * FROM arrow")
+            self.conn.execute(f"CREATE TEMPORARY TABLE {table} AS SELECT * FROM arrow")
             return
         types = {c: ("BIGINT" if frame.schema[c].is_integer() else "TEXT") for c in frame.columns}
         cols = ", ".join(f"{_quote(c)} {types[c]}" for c in frame.columns)
-        self._execute(f"CREATE TEMPORARY TABLE {UNITS_TABLE} ({cols})")
+        self._execute(f"CREATE TEMPORARY TABLE {table} ({cols})")
         cur = self.conn.cursor()
         names = ", ".join(_quote(c) for c in frame.columns)
-        with cur.copy(f"COPY {UNITS_TABLE} ({names}) FROM STDIN") as copy:
+        with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
             for row in frame.iter_rows():
                 copy.write_row(row)
         cur.close()
@@ -395,8 +429,8 @@ def connect(url: str, timezone: str = "UTC") -> SqlEngine:
     ``duckdb:///PATH.duckdb`` (see dburl.py for the URL rules).
 
     The PostgreSQL password comes from the URL (percent-encoded), ``PGPASSWORD`` or
-    ``LIFTLAB_DB_PASSWORD`` (or a ``.env`` file in the working folder); it is never shown,
-    and driver messages are scrubbed of it.
+    ``LIFTLAB_DB_PASSWORD`` (the environment only: no file is read); it is never shown, and
+    driver messages are scrubbed of it.
     """
     db = parse_db_url(url)
     if db.scheme == "duckdb":
@@ -405,7 +439,7 @@ def connect(url: str, timezone: str = "UTC") -> SqlEngine:
 
     options = dict(db.options)
     password = db.password or options.pop("password", None) or os.environ.get(
-        "PGPASSWORD") or os.environ.get("LIFTLAB_DB_PASSWORD") or _dotenv("LIFTLAB_DB_PASSWORD")
+        "PGPASSWORD") or os.environ.get("LIFTLAB_DB_PASSWORD")
     kwargs: dict[str, Any] = {"connect_timeout": 10, **options,
                               "host": db.host or "localhost", "port": db.port or 5432,
                               "dbname": db.dbname, "user": db.user, "password": password}
@@ -432,13 +466,3 @@ def _connect_duckdb(db: DbUrl, timezone: str) -> SqlEngine:
         raise UserError(f"cannot open {db.label}: {_first_line(exc)}") from None
     return SqlEngine(db.label, conn, "duckdb", db.schema, timezone)
 
-
-def _dotenv(key: str) -> str | None:
-    path = Path(".env")
-    if not path.is_file():
-        return None
-    for line in path.read_text().splitlines():
-        name, _, value = line.partition("=")
-        if name.strip() == key:
-            return value.strip().strip('"').strip("'")
-    return None

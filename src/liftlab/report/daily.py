@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from liftlab import __version__
-from liftlab.errors import LiftlabError
-from liftlab.fsio import (
+from liftlab.core.errors import LiftlabError
+from liftlab.core.fsio import (
     atomic_write_json,
     atomic_write_text,
     claim_root,
@@ -40,7 +40,7 @@ from liftlab.report.pages import (
     render_experiment,
     render_multichannel,
 )
-from liftlab.spec import Experiment
+from liftlab.spec.models import Experiment
 
 log = logging.getLogger("liftlab.report")
 ENDED_DAYS_SHOWN = 28  # a finished experiment stays on the report for its final readout

@@ -14,7 +14,7 @@ import jinja2
 import plotly
 
 from liftlab import __version__
-from liftlab.fsio import atomic_write_bytes, atomic_write_text
+from liftlab.core.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
 from liftlab.report.format import (

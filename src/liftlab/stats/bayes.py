@@ -8,7 +8,7 @@ Mean and count metrics (``kind="mean" | "count"``)
     the Welch estimate and CI, and P(lift > 0) is one minus the one-sided p-value.
     The relative lift ``mean_t / mean_h - 1`` gets the delta method on the ratio (as the
     frequentist module does), with a normal interval.
-    An optional prior (``liftlab.spec.Prior``) is a normal prior on the *relative* lift, which
+    An optional prior (``spec.models.Prior``) is a normal prior on the *relative* lift, which
     is portable across metrics. It is updated conjugately against a normal likelihood: on the
     relative scale directly, and on the absolute scale after scaling by the holdout mean.
 
@@ -36,7 +36,8 @@ import numpy as np
 from scipy import optimize, special
 from scipy import stats as sps
 
-from liftlab.spec import Prior
+from liftlab.spec.models import Prior
+from liftlab.stats.frequentist import relative_se, welch_df
 from liftlab.stats.suffstats import ArmStats
 
 if TYPE_CHECKING:
@@ -146,11 +147,9 @@ def closed_form(treatment: ArmStats, holdout: ArmStats, kind: MetricKind = "mean
     var_t, var_h = t.variance / t.n, h.variance / h.n
     if not var_t + var_h > 0:
         return None
-    share_t, share_h = var_t / (var_t + var_h), var_h / (var_t + var_h)
-    df = 1 / (share_t**2 / (t.n - 1) + share_h**2 / (h.n - 1))
-    rel_se = _ratio_se(t.mean, h.mean, var_t, var_h)
     return normal_posterior(t.mean - h.mean, math.sqrt(var_t + var_h), h.mean, prior, alpha,
-                            rel_se=rel_se, df=df)
+                            rel_se=relative_se(t.mean, h.mean, var_t, var_h),
+                            df=welch_df(var_t, var_h, t.n, h.n))
 
 
 def from_lift(lift: Lift, prior: Prior | None = None,
@@ -196,14 +195,6 @@ def prob_roi_positive(mean_per_unit: float, sd_per_unit: float, n_treated: int, 
     if n_treated <= 0 or not sd_per_unit > 0:
         return NAN
     return float(sps.t.sf((cost / n_treated - mean_per_unit) / sd_per_unit, df))
-
-
-def _ratio_se(mt: float, mh: float, var_t: float, var_h: float) -> float:
-    """Delta-method standard error of mt / mh with independent arms (NaN for a zero mh)."""
-    if not mh:
-        return NAN
-    r = mt / mh
-    return math.sqrt(var_t + r * r * var_h) / abs(mh)
 
 
 def _t_losses(mu: float, sd: float, df: float) -> tuple[float, float]:

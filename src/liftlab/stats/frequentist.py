@@ -94,8 +94,7 @@ def welch(treatment: ArmStats, holdout: ArmStats, alpha: float = 0.05,
         return failed("the metric is constant in both arms; nothing to compare", t.mean, h.mean)
     var_t, var_h = vt / t.n, vh / h.n
     se = math.sqrt(var_t + var_h)
-    share_t, share_h = var_t / (var_t + var_h), var_h / (var_t + var_h)  # no underflow
-    df = 1 / (share_t**2 / (t.n - 1) + share_h**2 / (h.n - 1))
+    df = welch_df(var_t, var_h, t.n, h.n)
     diff = mt - mh
     q = sps.t.ppf(1 - alpha / 2, df)
     p = 2 * sps.t.sf(abs(diff) / se, df)
@@ -132,17 +131,32 @@ def ratio(treatment: RatioStats, holdout: RatioStats, alpha: float = 0.05,
                 method="delta_ratio")
 
 
-def relative(mt: float, mh: float, var_t: float, var_h: float, q: float,
-             nonnegative: bool = False) -> tuple[float, float, tuple[float, float]]:
-    """Relative lift ``(mt - mh) / |mh|`` of independent arms: the estimate, its delta-method
-    standard error (a scale for priors) and Fieller's interval at critical value ``q``."""
+def welch_df(var_t: float, var_h: float, n_t: int, n_h: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of a difference of two independent means, from
+    the variances of the means (``variance / n``) and the arms' sizes."""
+    share_t, share_h = var_t / (var_t + var_h), var_h / (var_t + var_h)  # no underflow
+    return 1 / (share_t**2 / (n_t - 1) + share_h**2 / (n_h - 1))
+
+
+def relative_se(mt: float, mh: float, var_t: float, var_h: float) -> float:
+    """Delta-method standard error of ``mt / mh`` (independent arms; the variances are of the
+    means): NaN when the baseline is zero or the result is not finite."""
     try:
         rho = mt / mh
         se = math.sqrt(var_t + rho * rho * var_h) / abs(mh)
     except (ZeroDivisionError, OverflowError):  # a zero (or vanishing) baseline
+        return NAN
+    return se if math.isfinite(rho) and math.isfinite(se) else NAN
+
+
+def relative(mt: float, mh: float, var_t: float, var_h: float, q: float,
+             nonnegative: bool = False) -> tuple[float, float, tuple[float, float]]:
+    """Relative lift ``(mt - mh) / |mh|`` of independent arms: the estimate, its delta-method
+    standard error (a scale for priors) and Fieller's interval at critical value ``q``."""
+    se = relative_se(mt, mh, var_t, var_h)
+    if math.isnan(se):
         return NAN, NAN, (NAN, NAN)
-    if not (math.isfinite(rho) and math.isfinite(se)):
-        return NAN, NAN, (NAN, NAN)
+    rho = mt / mh
     lo, hi = fieller(mt, mh, var_t, var_h, q)
     if mh > 0:
         rel, ci = rho - 1, (lo - 1, hi - 1)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
-from liftlab.errors import UserError
+from liftlab.core.errors import UserError
 
 if TYPE_CHECKING:
     import arviz as az
@@ -46,7 +46,7 @@ _FREE = ("a", "b", "mu_d", "tau_d", "z_d", "mu_g", "tau_g", "z_g")
 
 
 @dataclass(frozen=True)
-class Cell:
+class RevenueCell:
     """Sufficient statistics of revenue in one (channel, segment, arm) cell; ``buyers`` is the
     number of units with at least one order (k)."""
 
@@ -171,7 +171,8 @@ class _Data:
     w_spend: np.ndarray  # (channels, segments): treated share of buyers
 
 
-def fit_hierarchical(cells: Sequence[Cell], seed: int = 1, draws: int = 1000, tune: int = 1000,
+def fit_hierarchical(cells: Sequence[RevenueCell], seed: int = 1, draws: int = 1000,
+                     tune: int = 1000,
                      chains: int = 2, target_accept: float = 0.95,
                      costs: Mapping[str, CostLike] | None = None,
                      hdi_prob: float = 0.95, sampler: Sampler = "pymc",
@@ -263,7 +264,7 @@ def _model(data: _Data) -> pm.Model:
     return model
 
 
-def _prepare(cells: Iterable[Cell]) -> _Data:
+def _prepare(cells: Iterable[RevenueCell]) -> _Data:
     """Check the cells, add up duplicates (sufficient statistics are additive), make arrays."""
     merged: dict[tuple[str, str, bool], tuple[int, int, float, float]] = {}
     for c in cells:

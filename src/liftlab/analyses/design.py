@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import polars as pl
 
-from liftlab.cells import CellTable
-from liftlab.metrics import contacted, sum_col
-from liftlab.spec import HOLDOUT, Experiment, Threshold
+from liftlab.analyses.cells import CellTable
+from liftlab.spec.aggregation import contacted, sum_col
+from liftlab.spec.models import HOLDOUT, Experiment, Threshold
 
 Status = Literal["ok", "warning", "error"]
 

@@ -1,29 +1,10 @@
-"""The value of multichannel clients: the naive premium, the premium adjusted for
-self-selection, and the causal effect of becoming multichannel from an encouragement test.
-
-Periods (all ``[start, end)``, UTC): a *pre-period* of ``pre_days`` before the look-back gives
-the covariates; the *look-back* defines channel usage (a client is active when it bought, or
-used a digital channel, there; *multichannel* with two or more channels); the *outcome period*
-of ``outcome_days`` after the look-back gives the value (revenue) compared.
-
-- Naive: value per multichannel client / value per single-channel client, decomposed as
-  retention (share of clients who buy again) x frequency (orders per buying client) x basket
-  (revenue per order). Each factor is a ratio of group totals, so the product equals the naive
-  ratio by construction. CIs: delta method on the log scale from additive sums per group.
-- Adjusted: the better clients adopt more channels. Regression adjustment, IPW (Hajek) and
-  doubly-robust AIPW estimate E[Y(multi)] / E[Y(single)] over the active clients given
-  pre-period behaviour and segment (statsmodels Logit and OLS), with influence-function CIs and
-  overlap diagnostics. This is credible when the covariates precede adoption: for habitual
-  multichannel clients the pre-period spend already contains the premium, and holding it
-  equal pulls the adjusted figure toward 1; the encouragement experiment is the causal answer.
-- Causal: an encouragement experiment randomises a push onto a new channel; Wald / 2SLS
-  (intention-to-treat / first stage) is the effect of adopting, with a delta-method CI that
-  uses the within-arm covariance of outcome and adoption (from ``PairStats`` per arm).
-"""
+"""The multichannel estimators on sufficient statistics and model matrices: the naive
+premium and its decomposition, the adjustment for self-selection (regression, IPW,
+AIPW), and the Wald / 2SLS effect of an encouragement experiment (methods: the
+docstring of ``liftlab.analyses.multichannel``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import warnings
 from collections.abc import Sequence
@@ -31,26 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import polars as pl
 import statsmodels.api as sm
 from scipy import stats as sps
 
-from liftlab.data.folder import FolderSource, parse_timestamps
-from liftlab.errors import UserError
-from liftlab.stable import stable_mean, stable_sum
+from liftlab.core.errors import UserError
 
-# Events that count as using their (digital) channel, like a purchase does.
-USAGE_EVENTS = ("visit", "app_session", "session", "login", "account_created")
-# Propensity and outcome models are fit on a deterministic hash subsample of at most this many
-# clients: the estimates' standard errors at that size are far below the selection bias.
-MAX_CLIENTS_FOR_MODELS = 500_000
 LOGIT_MAX_ITER = 200
 PROPENSITY_CLIP = 0.01       # propensities are clipped to [clip, 1 - clip] in the weights
 EXTREME_PROPENSITY = 0.05    # overlap diagnostic: share of clients outside [0.05, 0.95]
 EXTREME_SHARE_LIMIT = 0.10   # warn above this share of extreme propensities
 SMD_LIMIT = 0.10             # warn when a weighted standardized mean difference exceeds this
-MAX_SEGMENT_LEVELS = 20      # rarer levels of a segment column are pooled as "(other)"
-MIN_GROUP = 5                # fewest clients per group (multi / single) to compare
 
 
 @dataclass(frozen=True)
@@ -417,252 +388,3 @@ def wald_iv(treated: PairStats, control: PairStats, experiment: str = "",
                       fs, (fs - z * se_b, fs + z * se_b), theta,
                       (theta - z * se_t, theta + z * se_t), f_stat,
                       not f_stat > 10)
-
-
-# ---------------------------------------------------------------- data: usage and clients
-
-
-def _ts(d: dt.date) -> dt.datetime:
-    return dt.datetime.combine(d, dt.time(), tzinfo=dt.UTC)
-
-
-def _between(start: dt.date, end: dt.date) -> pl.Expr:
-    return (pl.col("ts") >= _ts(start)) & (pl.col("ts") < _ts(end))
-
-
-def _id_type(source: FolderSource) -> pl.DataType:
-    return source.scan("customers").collect_schema()["customer_id"]
-
-
-def usage(source: FolderSource, start: dt.date, end: dt.date,
-          usage_events: Sequence[str] = USAGE_EVENTS) -> pl.LazyFrame:
-    """Per client active in [start, end): the sorted channels used (purchase channels, and
-    the channel of any event named in ``usage_events``), their number, the combination text
-    ("store+web") and whether it is multichannel."""
-    ids = _id_type(source)
-    parts = [source.scan("orders", ids).filter(_between(start, end))
-             .select("customer_id", pl.col("channel").cast(pl.String))]
-    if usage_events and source.has("events"):
-        parts.append(source.scan("events", ids)
-                     .filter(_between(start, end) & pl.col("event").is_in(list(usage_events)))
-                     .select("customer_id", pl.col("channel").cast(pl.String)))
-    return (pl.concat(parts).drop_nulls("channel").group_by("customer_id")
-            .agg(pl.col("channel").unique().sort().alias("channels"))
-            .with_columns(pl.col("channels").list.len().alias("n_channels"),
-                          pl.col("channels").list.join("+").alias("combination"))
-            .with_columns((pl.col("n_channels") > 1).alias("multi")))
-
-
-def channel_profile(source: FolderSource, before: dt.date, days: int = 90,
-                    usage_events: Sequence[str] = USAGE_EVENTS,
-                    max_named: int = 1) -> pl.LazyFrame:
-    """(customer_id, channel_profile) for every customer over the ``days`` before
-    ``before``: the channel combination ("store", or "store+web" with ``max_named=2``) when
-    it has at most ``max_named`` channels, "multichannel" beyond, "inactive" without
-    activity. Joined as a segment dimension, it reports each campaign's lift per profile;
-    the default keeps few, well-filled profiles."""
-    prof = usage(source, before - dt.timedelta(days=days), before, usage_events).select(
-        "customer_id", pl.when(pl.col("n_channels") > max_named).then(pl.lit("multichannel"))
-        .otherwise(pl.col("combination")).alias("channel_profile"))
-    return (source.scan("customers").select("customer_id")
-            .join(prof, on="customer_id", how="left")
-            .with_columns(pl.col("channel_profile").fill_null("inactive")))
-
-
-def clients(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_days: int = 28,
-            pre_days: int = 90, usage_events: Sequence[str] = USAGE_EVENTS,
-            attributes: Sequence[str] = ("segment",)) -> pl.LazyFrame:
-    """One row per client active in the look-back: usage (channels, combination, multi),
-    outcome-period ``orders`` and ``value`` (revenue), pre-period ``pre_orders`` and
-    ``pre_revenue``, ``recency_days`` (since the last order before the look-back, capped at
-    2 x pre_days), ``tenure_days`` (since signup_date, else the first order; 0 when new) and
-    the customer ``attributes`` present."""
-    start, end = lookback
-    ids = _id_type(source)
-    orders = source.scan("orders", ids)
-    out_end = end + dt.timedelta(days=outcome_days)
-    outcome = (orders.filter(_between(end, out_end)).group_by("customer_id")
-               .agg(pl.len().alias("orders"), stable_sum(pl.col("revenue")).alias("value")))
-    in_pre = pl.col("ts") >= _ts(start - dt.timedelta(days=pre_days))
-    history = (orders.filter(pl.col("ts") < _ts(start)).group_by("customer_id").agg(
-        in_pre.sum().alias("pre_orders"),
-        stable_sum(pl.col("revenue").filter(in_pre)).alias("pre_revenue"),
-        pl.col("ts").min().alias("first_ts"), pl.col("ts").max().alias("last_ts")))
-    names = source.schema("customers").names()
-    attrs = [a for a in attributes if a in names]
-    signup = ([(pl.lit(start) - _as_date(source, "signup_date")).dt.total_days()
-               .alias("signup_days")] if "signup_date" in names else [])
-    tenure = [pl.col("signup_days")] if signup else []
-    customers = source.scan("customers", ids).select("customer_id", *attrs, *signup)
-    cap = 2 * pre_days
-    return (usage(source, start, end, usage_events)
-            .join(outcome, on="customer_id", how="left")
-            .join(history, on="customer_id", how="left")
-            .join(customers, on="customer_id", how="left")
-            .with_columns(
-                pl.col("orders", "pre_orders").fill_null(0).cast(pl.Int64),
-                pl.col("value", "pre_revenue").fill_null(0.0),
-                (_ts(start) - pl.col("last_ts")).dt.total_days().fill_null(cap).clip(0, cap)
-                .alias("recency_days"),
-                pl.coalesce(*tenure,
-                            (_ts(start) - pl.col("first_ts")).dt.total_days(), pl.lit(0))
-                .clip(0).alias("tenure_days"))
-            .drop("first_ts", "last_ts", *(["signup_days"] if signup else [])))
-
-
-def _as_date(source: FolderSource, column: str) -> pl.Expr:
-    """A customers column of dates as stored: Date, a timestamp, or ISO text (a CSV; a date
-    is its wall-clock date, whatever the data's timezone)."""
-    if source.schema("customers")[column] == pl.String:
-        return parse_timestamps(pl.col(column), "UTC").dt.date()
-    return pl.col(column).cast(pl.Date)
-
-
-def design(frame: pl.DataFrame, attributes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
-    """Pre-period covariates of the propensity and outcome models, with their names: pre
-    orders and revenue (levels: outcomes scale with past spend; logs: propensity saturates),
-    log recency, log tenure and segment dummies (first level the reference). Look-back
-    behaviour is left out: it is partly caused by being multichannel."""
-    cols: list[np.ndarray] = []
-    names: list[str] = []
-    for c in ("pre_orders", "pre_revenue"):
-        x = frame[c].cast(pl.Float64).clip(0).to_numpy()
-        cols += [x, np.log1p(x)]
-        names += [c, f"log1p_{c}"]
-    for c in ("recency_days", "tenure_days"):
-        cols.append(np.log1p(frame[c].cast(pl.Float64).to_numpy()))
-        names.append(f"log1p_{c}")
-    for a in attributes:
-        values = frame[a].cast(pl.String).fill_null("(missing)")
-        top = values.value_counts(sort=True).head(MAX_SEGMENT_LEVELS)[a].to_list()
-        values = pl.select(pl.when(values.is_in(top)).then(values)
-                           .otherwise(pl.lit("(other)"))).to_series()
-        for level in sorted(values.unique().to_list())[1:]:
-            cols.append((values == level).cast(pl.Float64).to_numpy())
-            names.append(f"{a}={level}")
-    X = np.column_stack(cols)
-    keep = X.std(axis=0) > 0
-    return X[:, keep], [nm for nm, k in zip(names, keep, strict=True) if k]
-
-
-# ---------------------------------------------------------------- the whole analysis
-
-
-@dataclass(frozen=True)
-class MultichannelResult:
-    """Usage, naive premium and its decomposition, adjusted premium, and (optionally) the
-    instrumented effect from an encouragement experiment."""
-
-    lookback: tuple[dt.date, dt.date]
-    outcome: tuple[dt.date, dt.date]
-    pre_days: int
-    n_clients: int
-    share_multichannel: float
-    decomposition: Decomposition
-    adjusted: Adjusted
-    subsampled: bool
-    combinations: tuple[dict[str, Any], ...]
-    appetence: tuple[dict[str, Any], ...]
-    iv: IvEstimate | None = None
-
-    @property
-    def naive(self) -> Ratio:
-        return self.decomposition.naive
-
-    @property
-    def warnings(self) -> tuple[str, ...]:
-        return self.adjusted.warnings
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``multichannel --json`` document: the value ratios with CIs, per-method
-        estimates and diagnostics."""
-        dec, adj = self.decomposition, self.adjusted
-        return {
-            "lookback": {"start": self.lookback[0].isoformat(),
-                         "end": self.lookback[1].isoformat()},
-            "outcome_period": {"start": self.outcome[0].isoformat(),
-                               "end": self.outcome[1].isoformat()},
-            "pre_period_days": self.pre_days,
-            "n_clients": self.n_clients, "share_multichannel": self.share_multichannel,
-            "naive_ratio": dec.naive.value, "naive_ratio_ci": dec.naive.to_list(),
-            "decomposition": {f: dec.factors[f].value for f in FACTORS},
-            "decomposition_ci": {f: dec.factors[f].to_list() for f in FACTORS},
-            "groups": {"multi": dec.multi.to_dict(), "single": dec.single.to_dict()},
-            "adjusted_ratio": adj.ratios["aipw"].value,
-            "adjusted_ratio_ci": adj.ratios["aipw"].to_list(), "adjusted_method": "aipw",
-            "adjusted": {k: {"ratio": r.value, "ci": r.to_list(),
-                             "mean_multi": adj.means[k][0], "mean_single": adj.means[k][1]}
-                         for k, r in adj.ratios.items()},
-            "model_clients": adj.n, "subsampled": self.subsampled,
-            "overlap": adj.overlap.to_dict(),
-            "combinations": list(self.combinations), "appetence": list(self.appetence),
-            "warnings": list(self.warnings),
-            "iv": None if self.iv is None else self.iv.to_dict(),
-        }
-
-
-def _value_stats(rows: pl.DataFrame, multi: bool) -> ValueStats:
-    row = rows.filter(pl.col("multi") == multi)
-    if row.height == 0:
-        return ValueStats(0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    r = row.row(0, named=True)
-    return ValueStats(int(r["n"]), *(float(r[k]) for k in (
-        "active", "orders_sum", "revenue", "orders_sq", "revenue_sq", "revenue_orders")))
-
-
-def analyse(source: FolderSource, lookback: tuple[dt.date, dt.date], outcome_days: int = 28,
-            pre_days: int = 90, alpha: float = 0.05, seed: int = 0,
-            usage_events: Sequence[str] = USAGE_EVENTS, attributes: Sequence[str] = ("segment",),
-            iv: IvEstimate | None = None) -> MultichannelResult:
-    """Usage, naive premium with its decomposition, and the adjusted premium; ``iv`` (from
-    ``wald_iv`` on an encouragement experiment) is attached as given. Aggregates are lazy
-    polars; the models see at most ``MAX_CLIENTS_FOR_MODELS`` clients (hash subsample)."""
-    start, end = lookback
-    frame = clients(source, lookback, outcome_days, pre_days, usage_events, attributes)
-    attrs = [a for a in attributes if a in frame.collect_schema().names()]
-    seg = pl.col(attrs[0]).cast(pl.String).fill_null("(missing)") if attrs else pl.lit("all")
-    o, v = pl.col("orders").cast(pl.Float64), pl.col("value")
-    sums = frame.group_by("multi").agg(
-        pl.len().alias("n"), (o > 0).sum().alias("active"), o.sum().alias("orders_sum"),
-        stable_sum(v).alias("revenue"), (o * o).sum().alias("orders_sq"),
-        stable_sum(v * v).alias("revenue_sq"), stable_sum(v * o).alias("revenue_orders"))
-    combos = (frame.group_by("combination").agg(
-        pl.len().alias("clients"), pl.col("multi").first(),
-        stable_mean(v).alias("value_per_client"),
-        (o > 0).mean().alias("retention")).sort("clients", "combination", descending=[True,
-                                                                                      False]))
-    used = (frame.select(seg.alias("segment"), "channels").explode("channels")
-            .group_by("segment", pl.col("channels").alias("channel")).len())
-    sizes = frame.group_by(seg.alias("segment")).agg(pl.len().alias("clients"))
-    appetence = (used.join(sizes, on="segment")
-                 .select("segment", "channel", (pl.col("len") / pl.col("clients"))
-                         .alias("share"), "clients").sort("segment", "channel"))
-    sums_df, combos_df, app_df = pl.collect_all([sums, combos, appetence])
-    multi, single = _value_stats(sums_df, True), _value_stats(sums_df, False)
-    n_clients = multi.n + single.n
-    if min(multi.n, single.n) < MIN_GROUP:
-        raise UserError(
-            f"cannot compare multichannel with single-channel clients in the look-back "
-            f"{start}..{end}: {multi.n} multichannel and {single.n} single-channel active "
-            f"clients, at least {MIN_GROUP} of each are needed; choose a longer or earlier "
-            "--lookback window")
-    if single.value <= 0:
-        raise UserError(
-            f"the {single.n} single-channel clients of the look-back {start}..{end} have no "
-            f"revenue in the outcome period {end}..{end + dt.timedelta(days=outcome_days)}: "
-            "the premium is a ratio to their value; choose another --lookback window or "
-            "more --outcome-days")
-    subsampled = n_clients > MAX_CLIENTS_FOR_MODELS
-    model_rows = frame
-    if subsampled:
-        keep = round(MAX_CLIENTS_FOR_MODELS / n_clients * 1_000_000)
-        model_rows = frame.filter(pl.col("customer_id").hash(seed) % 1_000_000 < keep)
-    model = model_rows.sort("customer_id").select(  # the fits see the same rows in one order
-        "multi", "value", "pre_orders", "pre_revenue", "recency_days", "tenure_days",
-        *attrs).collect()
-    X, names = design(model, attrs)
-    adjusted = adjust(X, model["multi"].to_numpy(), model["value"].to_numpy(), names, alpha)
-    return MultichannelResult(
-        lookback, (end, end + dt.timedelta(days=outcome_days)), pre_days, n_clients,
-        multi.n / n_clients, decompose(multi, single, alpha), adjusted, subsampled,
-        tuple(combos_df.head(15).to_dicts()), tuple(app_df.to_dicts()), iv)

@@ -31,7 +31,7 @@ from scipy import stats as sps
 
 from liftlab.stats.suffstats import ArmStats
 
-Cell = tuple[bool, ...]
+ArmCombination = tuple[bool, ...]
 InteractionKind = Literal["synergy", "cannibalisation", "none"]
 MAX_CHANNELS = 4
 
@@ -59,7 +59,7 @@ class Estimate:
         return Estimate(self.value * factor, self.se * abs(factor), self.alpha)
 
 
-def contrast(cells: Mapping[Cell, ArmStats], weights: Mapping[Cell, float],
+def contrast(cells: Mapping[ArmCombination, ArmStats], weights: Mapping[ArmCombination, float],
              alpha: float = 0.05) -> Estimate:
     """``sum_c w_c * mean_c`` with its exact variance ``sum_c w_c^2 * var_c / n_c``."""
     used = [(cells[c], w) for c, w in weights.items() if w != 0.0]
@@ -127,7 +127,7 @@ class ProgrammeEffect:
         return self.estimate.scaled(self.n_treated)
 
 
-def factorial_contribution(cells: Mapping[Cell, ArmStats], channels: Sequence[str],
+def factorial_contribution(cells: Mapping[ArmCombination, ArmStats], channels: Sequence[str],
                            treated_share: Sequence[float], metric: str = "revenue",
                            alpha: float = 0.05) -> Contribution:
     """Main, solo, leave-one-out and Shapley effects per channel, the total effect and every
@@ -167,10 +167,10 @@ def programme_effect(treated: ArmStats, blind_zone: ArmStats, channels: Sequence
                            contrast(cells, {(True,): 1.0, (False,): -1.0}, alpha))
 
 
-def shapley_weights(k: int, j: int) -> dict[Cell, float]:
-    """Cell weights of channel j's Shapley value in the game v(S) = mean(S on) - mean(all off):
+def shapley_weights(k: int, j: int) -> dict[ArmCombination, float]:
+    """Weights of channel j's Shapley value in the game v(S) = mean(S on) - mean(all off):
     phi_j = sum over S not containing j of |S|! (k-|S|-1)! / k! * (v(S + j) - v(S))."""
-    weights: dict[Cell, float] = {}
+    weights: dict[ArmCombination, float] = {}
     others = [i for i in range(k) if i != j]
     for size in range(k):
         w = math.factorial(size) * math.factorial(k - size - 1) / math.factorial(k)
@@ -182,12 +182,12 @@ def shapley_weights(k: int, j: int) -> dict[Cell, float]:
 
 
 def _interaction_weights(k: int, subset: Sequence[int],
-                         treated_share: Sequence[float]) -> dict[Cell, float]:
-    """Cell weights of the interaction contrast of ``subset`` (a main effect when it has one
+                         treated_share: Sequence[float]) -> dict[ArmCombination, float]:
+    """Weights of the interaction contrast of ``subset`` (a main effect when it has one
     channel): the alternating sum over the subset's on/off patterns, sign (-1)^(#off),
     averaged over the other channels' arms with their planned fractions."""
     others = [i for i in range(k) if i not in subset]
-    weights: dict[Cell, float] = {}
+    weights: dict[ArmCombination, float] = {}
     for rest in itertools.product((False, True), repeat=len(others)):
         w = math.prod(treated_share[i] if on else 1 - treated_share[i]
                       for i, on in zip(others, rest, strict=True))
@@ -200,11 +200,11 @@ def _interaction_weights(k: int, subset: Sequence[int],
     return weights
 
 
-def _cell(k: int, on: Sequence[int]) -> Cell:
+def _cell(k: int, on: Sequence[int]) -> ArmCombination:
     return tuple(i in on for i in range(k))
 
 
-def _check(cells: Mapping[Cell, ArmStats], channels: Sequence[str],
+def _check(cells: Mapping[ArmCombination, ArmStats], channels: Sequence[str],
            treated_share: Sequence[float]) -> None:
     """Refuse inputs that would give wrong numbers, saying what is wrong and what to do."""
     k = len(channels)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import yaml
 
-from liftlab import filters
-from liftlab.errors import Problem
-from liftlab.spec import BUILTIN_QUANTITIES, Experiment
-from liftlab.units import DERIVED_SEGMENTS
+from liftlab.core.errors import Problem
+from liftlab.spec import filters
+from liftlab.spec.models import BUILTIN_QUANTITIES, DERIVED_SEGMENTS, Experiment
 
 Loc = tuple[str | int, ...]
 

@@ -10,7 +10,6 @@ gets no last-touch credit when the web visit is the last touch).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,14 +17,9 @@ from typing import Any
 
 import polars as pl
 
-from liftlab.contribution import Estimate, contrast
-from liftlab.stable import stable_sum
+from liftlab.stats.contribution import Estimate, contrast
 from liftlab.stats.suffstats import ArmStats
 
-UNATTRIBUTED = "(none)"
-UTC_US = pl.Datetime("us", "UTC")
-CREDIT_SCHEMA = {"credited_channel": pl.String, "purchase_channel": pl.String,
-                 "revenue": pl.Float64, "orders": pl.UInt32}
 LIFT_TEST_SCHEMA = {"channel": pl.String, "x": pl.Float64, "delta_x": pl.Float64,
                     "delta_y": pl.Float64, "sigma": pl.Float64, "date_start": pl.String,
                     "date_end": pl.String}
@@ -113,44 +107,6 @@ def _check_parts(arm: str, parts: Mapping[str, ArmStats], whole: ArmStats) -> No
         raise ValueError(message)
 
 
-def last_touch_credit(orders: pl.LazyFrame, contacts: pl.LazyFrame, start: dt.datetime,
-                      end: dt.datetime, lookback_days: float = 7) -> pl.DataFrame:
-    """Revenue and orders in [start, end) credited by last-touch attribution: each order goes
-    to the customer's last contact at or before the order and at most ``lookback_days``
-    earlier (contacts before ``start`` count), else to ``(none)``; by contact channel and
-    purchase channel. One as-of join, no per-row Python.
-
-    ``orders`` has customer_id, ts, channel (purchase channel), revenue; ``contacts`` has
-    customer_id, channel, sent_at (filter them to the experiment first). Timestamps are
-    compared in UTC (naive ones are read as UTC). Two contacts at the same instant credit the
-    channel name that sorts first, so reruns agree."""
-    if not lookback_days > 0:
-        message = f"lookback_days must be positive, got {lookback_days}"
-        raise ValueError(message)
-    lo, hi = _utc(start), _utc(end)
-    orders_in = (orders
-                 .select("customer_id", pl.col("ts").cast(UTC_US),
-                         pl.col("channel").alias("purchase_channel"),
-                         pl.col("revenue").cast(pl.Float64))
-                 .filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
-                 .sort("ts"))
-    touches = (contacts
-               .select("customer_id", pl.col("sent_at").cast(UTC_US).alias("ts"),
-                       pl.col("channel").alias("credited_channel"))
-               .filter(pl.col("ts") < hi)
-               .group_by("customer_id", "ts").agg(pl.col("credited_channel").min())
-               .sort("ts"))
-    joined = orders_in.join_asof(touches, on="ts", by="customer_id", strategy="backward",
-                                 tolerance=dt.timedelta(days=lookback_days),
-                                 check_sortedness=False)  # both sides sorted by ts above
-    return (joined
-            .group_by(pl.col("credited_channel").fill_null(UNATTRIBUTED), "purchase_channel")
-            .agg(stable_sum(pl.col("revenue")), pl.len().cast(pl.UInt32).alias("orders"))
-            .sort("credited_channel", "purchase_channel")
-            .collect()
-            .cast(CREDIT_SCHEMA))
-
-
 def mmm_lift_tests(effects: Sequence[Mapping[str, Any]], primary: str, start: str, end: str,
                    periods: float = 1.0,
                    baseline_spend: Mapping[str, float] | None = None) -> pl.DataFrame:
@@ -184,8 +140,3 @@ def mmm_lift_tests(effects: Sequence[Mapping[str, Any]], primary: str, start: st
                      "sigma": float(e["se"]) * int(e["n_treatment"]) / periods,
                      "date_start": start, "date_end": end})
     return pl.DataFrame(rows, schema=LIFT_TEST_SCHEMA)
-
-
-def _utc(ts: dt.datetime) -> dt.datetime:
-    """Aware timestamps in UTC; naive ones are taken to be UTC already."""
-    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)

@@ -1,54 +1,39 @@
-"""The experiment's units: who is in the population, which arm of each channel they are in,
-and the segment each belongs to. One row per unit, collected once (it is the dimension table
-that every aggregation joins to)."""
+"""The polars builder of the experiment's units (``engines.units.Units``) from a data folder:
+the population filter, the arms (assignments table or hash) checked on the way, the
+segments (columns of customers, or derived from the data: ``DERIVED_SEGMENTS``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import polars as pl
 
-from liftlab import filters
-from liftlab.assign import assign_arms, unit_uniforms
+from liftlab.core.errors import DataError, Problem
 from liftlab.data.folder import FolderSource
 from liftlab.engines.dense import repeated
-from liftlab.errors import DataError, Problem
-from liftlab.metrics import arm_col
-from liftlab.spec import HOLDOUT, Experiment
-
-MISSING_SEGMENT = "(missing)"
+from liftlab.engines.polars_multichannel import channel_profile
+from liftlab.engines.units import (
+    MAX_SEGMENT_VALUES,
+    MISSING_SEGMENT,
+    Units,
+    arms_source,
+    hash_arms,
+    no_assignments,
+    segment_warning,
+)
+from liftlab.spec import filters
+from liftlab.spec.aggregation import arm_col
+from liftlab.spec.models import DERIVED_SEGMENTS, Experiment
 
 
 def _channel_profile(source: FolderSource, spec: Experiment) -> pl.LazyFrame:
-    from liftlab.multichannel import channel_profile
-
     return channel_profile(source, spec.start).rename({"customer_id": spec.unit})
 
 
-# Segments computed from the data when the customers table has no such column:
-# channel_profile = the channels each customer bought through in the 90 days before the start,
-# so every campaign's lift is reported per channel profile (which clients respond to what).
-DERIVED_SEGMENTS: dict[str, Callable[[FolderSource, Experiment], pl.LazyFrame]] = {
+# How each of ``spec.models.DERIVED_SEGMENTS`` is computed.
+DERIVED: dict[str, Callable[[FolderSource, Experiment], pl.LazyFrame]] = {
     "channel_profile": _channel_profile}
-MAX_SEGMENT_VALUES = 60
-MAX_SEGMENT_VALUE_CHARS = 100
-
-
-@dataclass(frozen=True)
-class Units:
-    """One row per unit: the unit id, ``arm:<channel>`` per channel, and segment columns.
-
-    ``frame`` is the engine's own handle (a polars DataFrame, a Spark DataFrame, ...).
-    """
-
-    frame: Any
-    n: int
-    assigned_by: str  # "table" or "hash"
-    segments: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
 
 
 def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -> Units:
@@ -71,7 +56,7 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
         customers, first, MAX_SEGMENT_VALUES + 1).items() if len(values) <= MAX_SEGMENT_VALUES}
     for name in spec.segments:
         if name not in schema and name in DERIVED_SEGMENTS:
-            derived = DERIVED_SEGMENTS[name](source, spec).with_columns(
+            derived = DERIVED[name](source, spec).with_columns(
                 pl.col(unit).cast(pl.String).cast(uid_type))
             customers = customers.join(derived, on=unit, how="left")
     population = customers.select(unit, *[
@@ -106,33 +91,6 @@ def build_units(spec: Experiment, source: FolderSource, uid_type: pl.DataType) -
     unused = [s for s in spec.segments if s not in segments]
     frame = frame.drop(unused) if unused else frame
     return Units(frame, frame.height, assigned_by, segments, tuple(warnings + more))
-
-
-def arms_source(spec: Experiment, has_table: bool) -> str:
-    """Where the arms come from: "table" or "hash" (``Experiment.assignment``)."""
-    if spec.assignment == "hash":
-        return "hash"
-    if has_table:
-        return "table"
-    if spec.assignment == "table":
-        raise DataError([Problem(
-            f"experiment {spec.id!r} says assignment: table, but the data has no assignments "
-            "table", table="assignments",
-            hint="export the assignments, or remove `assignment: table` to assign by hash")])
-    return "hash"
-
-
-def no_assignments(spec: Experiment, held: list[str | None]) -> DataError:
-    """The assignments table exists but has no row for this experiment (a renamed
-    experiment?): assigning by hash instead would report a placebo result."""
-    names = ", ".join("(empty)" if i is None else repr(i) for i in held[:10])
-    more = " and more" if len(held) > 10 else ""
-    found = f"it holds {names}{more}" if held else "it is empty"
-    return DataError([Problem(
-        f"the assignments table has no rows for experiment {spec.id!r}; {found}",
-        table="assignments", column="experiment_id",
-        hint="make the YAML id and the table's experiment_id agree, or write "
-             "`assignment: hash` in the YAML to assign by the stable hash")])
 
 
 def _check_columns(spec: Experiment, schema: pl.Schema) -> list[Problem]:
@@ -281,23 +239,6 @@ def _attach(pop: pl.DataFrame, per_channel: list[pl.DataFrame],
     return pop.join(wide, on=unit, how="inner"), wide.height
 
 
-def hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:
-    """Each unit's arm per channel by the stable hash (a global holdout: one blind zone)."""
-    if spec.design == "global_holdout":
-        blind = unit_uniforms(ids, f"{spec.id}:global") < next(
-            iter(spec.channels.values())).holdout
-        out = []
-        holdout = pl.repeat(HOLDOUT, len(ids), dtype=pl.String, eager=True)
-        for ch, cfg in spec.channels.items():
-            treat = {a: f for a, f in cfg.arms.items() if a != HOLDOUT}
-            total = sum(treat.values())
-            picks = assign_arms(ids, spec.id, ch, {a: f / total for a, f in treat.items()})
-            out.append(picks.zip_with(pl.Series(~blind), holdout).alias(arm_col(ch)))
-        return out
-    return [assign_arms(ids, spec.id, ch, cfg.arms).alias(arm_col(ch))
-            for ch, cfg in spec.channels.items()]
-
-
 def _segment(name: str) -> pl.Expr:
     """A segment's values as text, a missing one as ``MISSING_SEGMENT``."""
     return pl.col(name).cast(pl.String).fill_null(MISSING_SEGMENT).alias(name)
@@ -331,28 +272,3 @@ def _usable_segments(spec: Experiment, frame: pl.DataFrame) -> tuple[tuple[str, 
         else:
             keep.append(s)
     return tuple(keep), warnings
-
-
-def segment_warning(name: str, count: int, longest: int) -> str | None:
-    """Why a segment is not broken down (too many values, or values too long to show), or
-    None when it is: every engine applies the same limits."""
-    if count > MAX_SEGMENT_VALUES:
-        return (f"segment {name!r} has {count} values (limit {MAX_SEGMENT_VALUES}); it is not "
-                "broken down: group its values into fewer categories")
-    if longest > MAX_SEGMENT_VALUE_CHARS:
-        return (f"segment {name!r} has a value of {longest:,} characters (limit "
-                f"{MAX_SEGMENT_VALUE_CHARS}; table customers, column {name}); it is not broken "
-                "down: shorten its values")
-    return None
-
-
-def window_bounds(spec: Experiment, as_of: dt.datetime | None) -> tuple[dt.datetime, dt.datetime]:
-    """The analysis window in UTC: [start, min(end, as_of))."""
-    from zoneinfo import ZoneInfo
-
-    tz = ZoneInfo(spec.timezone)
-    start = dt.datetime.combine(spec.start, dt.time(), tzinfo=tz).astimezone(dt.UTC)
-    end = dt.datetime.combine(spec.end, dt.time(), tzinfo=tz).astimezone(dt.UTC)
-    if as_of is not None:
-        end = min(end, as_of.astimezone(dt.UTC))
-    return start, end

@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from liftlab.assign import assign_arms
-from liftlab.errors import UserError
-from liftlab.fsio import atomic_write_bytes, atomic_write_text
+from liftlab.core.errors import UserError
+from liftlab.core.fsio import atomic_write_bytes, atomic_write_text
+from liftlab.spec.assign import assign_arms
 
 UTC = dt.UTC
 HISTORY_START = dt.datetime(2025, 10, 1, tzinfo=UTC)

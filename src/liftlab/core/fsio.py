@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from liftlab.errors import UserError
+from liftlab.core.errors import UserError
 
 MARKER = ".liftlab-output"
 TMP_PREFIX = ".liftlab-"

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from liftlab.errors import UserError
+from liftlab.core.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure what each marketing channel really earns, with holdouts.")
@@ -62,7 +62,7 @@ def _guarded(fn: F) -> F:
         except OSError as exc:
             if exc.errno not in ENVIRONMENT_FAULTS:
                 raise
-            from liftlab.fsio import write_error
+            from liftlab.core.fsio import write_error
 
             where = Path(exc.filename) if exc.filename else Path("the output")
             err.print(f"[red]error[/red]: {escape(str(write_error(where, exc)))}", markup=True,
@@ -96,13 +96,6 @@ def _engine(name: str) -> Any:
     return name
 
 
-def _yaml_files(paths: list[Path]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        out += sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]
-    return out
-
-
 def parse_as_of(value: str | None) -> dt.datetime | None:
     """An ISO date or timestamp; naive values are UTC."""
     if value is None:
@@ -125,15 +118,15 @@ def validate(
     data: Annotated[str | None, typer.Option("--data", help="Also check this data.")] = None,
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
-    from liftlab.data.open import open_engine
-    from liftlab.spec_loader import load_experiment, load_experiments
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.loader import experiment_files, load_experiment, load_experiments
 
     specs = load_experiments(paths)
     for spec in specs:
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
-        from liftlab.run import check_columns
+        from liftlab.app.run import check_columns
 
         problems = []
         checked: set[str] = set()
@@ -145,13 +138,13 @@ def validate(
                 problems += engine.quality(dt.datetime.now(dt.UTC)).errors
             if problems:
                 break
-            path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
+            path = next(p for p in experiment_files(paths) if load_experiment(p).id == spec.id)
             check_columns(spec, engine, path)
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "
                       f"(arms from {units.assigned_by})")
             if isinstance(data, str) and "://" not in data:
-                from liftlab.run import plan_file
+                from liftlab.app.run import plan_file
 
                 for warning in plan_file(path, data).warnings:
                     out.print(f"[yellow]warning[/yellow]  {escape(spec.id)}: "
@@ -171,7 +164,7 @@ def analyze(
     force: ForceOpt = False,
 ) -> None:
     """Full analysis: writes results.json and dashboard.html."""
-    from liftlab.run import analyze_to_folder
+    from liftlab.app.run import analyze_to_folder
 
     target = out_dir or Path("reports") / experiment.stem
     result = analyze_to_folder(experiment, data, parse_as_of(as_of), target,
@@ -194,18 +187,18 @@ def monitor(
     force: ForceOpt = False,
 ) -> None:
     """Always-valid readout now: the decision so far, guardrails and the hourly timeline."""
-    from liftlab.run import monitor_file
+    from liftlab.app.run import monitor_file
 
     result, basis = monitor_file(experiment, data, parse_as_of(as_of), cache, out_dir, force)
     if as_json:
         import json
 
-        from liftlab.fsio import dumps_json
+        from liftlab.core.fsio import dumps_json
 
         out.print(dumps_json(json.loads(json.dumps({**result.to_json(), "as_of_basis": basis}))),
                   markup=False)
         return
-    from liftlab.api import MonitorReadout
+    from liftlab.app.readouts import MonitorReadout
 
     out.print(MonitorReadout(result, basis).summary(), markup=False)
 
@@ -226,8 +219,8 @@ def multichannel(
     as_json: JsonOpt = False,
 ) -> None:
     """Value of multichannel clients: naive, adjusted for self-selection, instrumented."""
-    from liftlab.fsio import dumps_json
-    from liftlab.run import multichannel as run_multichannel
+    from liftlab.app.run import multichannel as run_multichannel
+    from liftlab.core.fsio import dumps_json
 
     lookback = None
     if lookback_start or lookback_end:
@@ -238,7 +231,7 @@ def multichannel(
     if as_json:
         out.print(dumps_json(result), markup=False)
         return
-    from liftlab.api import MultichannelReadout
+    from liftlab.app.readouts import MultichannelReadout
 
     out.print(MultichannelReadout(result).summary(), markup=False)
 
@@ -256,8 +249,8 @@ def plan(
     as_json: JsonOpt = False,
 ) -> None:
     """Minimum detectable effects, holdout size and duration, and the cost of the holdout."""
-    from liftlab.fsio import dumps_json
-    from liftlab.run import plan_file
+    from liftlab.app.run import plan_file
+    from liftlab.core.fsio import dumps_json
 
     result = plan_file(experiment, data, power, target_mde, assumed_lift)
     if as_json:
@@ -279,7 +272,7 @@ def report(
     force: ForceOpt = False,
 ) -> None:
     """The daily run: every active experiment, reports/DATE/index.html and one page each."""
-    from liftlab.run import run_report
+    from liftlab.app.run import run_report
 
     day = _parse_date(date)
     run = run_report(experiments, data, day, out_dir, _engine(engine),
@@ -309,15 +302,15 @@ def assign(
         "assignments.parquet"),
 ) -> None:
     """Assign the population to arms (stable salted hash) and write an assignments table."""
-    from liftlab.data.open import open_engine
-    from liftlab.run import assignments_table
-    from liftlab.spec_loader import load_experiment
+    from liftlab.app.run import assignments_table
+    from liftlab.engines.open import open_engine
+    from liftlab.spec.loader import load_experiment
 
     spec = load_experiment(experiment)
     table = assignments_table(spec, open_engine(data, spec.timezone))
     import io
 
-    from liftlab.fsio import atomic_write_bytes
+    from liftlab.core.fsio import atomic_write_bytes
 
     buf = io.BytesIO()
     if output.suffix == ".csv":
@@ -344,7 +337,7 @@ def demo(
     force: ForceOpt = False,
 ) -> None:
     """Make a realistic demo retailer and run the daily report on it."""
-    from liftlab.run import run_demo
+    from liftlab.app.run import run_demo
 
     summary = run_demo(out_dir, experiments, customers, seed, progress=sys.stderr.isatty(),
                        force=force)

@@ -8,21 +8,27 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from liftlab.analysis import AnalysisResult, analyze, default_as_of
-from liftlab.attribution import mmm_lift_tests
-from liftlab.data.open import EngineName, open_engine
+from liftlab.analyses.attribution import mmm_lift_tests
+from liftlab.analyses.experiment import AnalysisResult, analyze, default_as_of
+from liftlab.core.errors import DataError, LiftlabError, Problem, SpecError, UserError
+from liftlab.core.fsio import (
+    atomic_write_json,
+    atomic_write_text,
+    claim_root,
+    replace_dir,
+    write_beside,
+)
 from liftlab.data.quality import QualityReport
-from liftlab.engines.base import Engine, folder_only
-from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
-from liftlab.fsio import atomic_write_json, atomic_write_text, claim_root, replace_dir, write_beside
-from liftlab.metrics import arm_col
-from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
-from liftlab.spec_loader import load_experiment
-from liftlab.units import Units
+from liftlab.engines.base import Engine, EngineLimit, folder_only
+from liftlab.engines.open import EngineName, open_engine
+from liftlab.engines.units import Units
+from liftlab.spec.aggregation import arm_col
+from liftlab.spec.loader import experiment_files, load_experiment
+from liftlab.spec.models import FIRST_DATE, LAST_DATE, Experiment
 
 if TYPE_CHECKING:
-    from liftlab.monitor import MonitorResult
-    from liftlab.plan import PlanResult
+    from liftlab.analyses.monitor import MonitorResult
+    from liftlab.analyses.planning import PlanResult
     from liftlab.report.daily import DailyRun
 
 DEMO_DATE = dt.date(2026, 2, 24)
@@ -33,7 +39,7 @@ LOOKBACK_DAYS = 28  # usage window of the multichannel analysis
 def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) -> None:
     """Every column the definition names exists in the data (else a DataError at the YAML's
     line when ``path`` is given)."""
-    from liftlab.columns import column_problems
+    from liftlab.spec.columns import column_problems
 
     text = path.read_text(encoding="utf-8") if path is not None else None
     problems = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
@@ -98,11 +104,8 @@ def monitor_on(spec: Experiment, engine: Engine, as_of: dt.datetime | None = Non
                ) -> tuple[MonitorResult, str | None]:
     """The sequential readout of ``spec`` on an open engine (polars only), and how its
     moment was chosen (None when ``as_of`` was given)."""
-    from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.monitor import run_monitor, tables_from_source
+    from liftlab.analyses.monitor import run_monitor
 
-    if not isinstance(engine, PolarsEngine):
-        raise UserError(folder_only(engine, "liftlab monitor"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -111,9 +114,11 @@ def monitor_on(spec: Experiment, engine: Engine, as_of: dt.datetime | None = Non
     if as_of is None:
         chosen = default_as_of(spec, engine)
         as_of, basis = chosen.as_of, chosen.describe()
-    tables = tables_from_source(spec, engine.source, engine.units(spec))
-    with engine.source.reading():
-        return run_monitor(spec, tables, as_of, cache), basis
+    try:
+        hourly = engine.hourly(spec, engine.units(spec))
+    except EngineLimit:
+        raise UserError(folder_only(engine, "liftlab monitor")) from None
+    return run_monitor(spec, hourly, as_of, cache), basis
 
 
 def multichannel(data: str | Path, experiment: Path | None = None,
@@ -139,13 +144,10 @@ def multichannel_on(engine: Engine, spec: Experiment | None = None, yaml: Path |
                     iv: dict[str, Any] | None = None) -> dict[str, Any]:
     """``multichannel`` on an open engine (polars only); ``yaml`` is the experiment's file,
     for its line numbers."""
-    from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.multichannel import analyse
+    from liftlab.analyses.multichannel import analyze_multichannel
 
     if outcome_days is not None and not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
         raise UserError(f"--outcome-days: expected 1 to {MAX_OUTCOME_DAYS}, got {outcome_days}")
-    if not isinstance(engine, PolarsEngine):
-        raise UserError(folder_only(engine, "liftlab multichannel"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -161,7 +163,7 @@ def multichannel_on(engine: Engine, spec: Experiment | None = None, yaml: Path |
             lookback = (spec.start - dt.timedelta(days=LOOKBACK_DAYS), spec.start)
             outcome_days = outcome_days or (spec.end - spec.start).days
         if iv is None:
-            from liftlab.serialize import iv_json
+            from liftlab.analyses.serialize import iv_json
 
             found = analyze(spec, engine, yaml_text=None if yaml is None else yaml.read_text(),
                             yaml_file=None if yaml is None else str(yaml)).sections.iv
@@ -178,8 +180,10 @@ def multichannel_on(engine: Engine, spec: Experiment | None = None, yaml: Path |
             f"look-back {lookback[0]}..{lookback[1]}) is not in the data: its last order is "
             f"{latest:%Y-%m-%d %H:%M} UTC", table="orders", column="ts",
             hint="choose an earlier --lookback-end or fewer --outcome-days")])
-    with engine.source.reading():
-        result = analyse(engine.source, lookback, outcome_days).to_json()
+    try:
+        result = analyze_multichannel(engine, lookback, outcome_days).to_json()
+    except EngineLimit:
+        raise UserError(folder_only(engine, "liftlab multichannel")) from None
     if iv is not None:
         result["iv"] = iv
     return result
@@ -211,10 +215,10 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
-    from liftlab.cells import CellTable
-    from liftlab.metrics import build_plan
-    from liftlab.plan import history_window, make_plan
-    from liftlab.units import window_bounds
+    from liftlab.analyses.cells import CellTable
+    from liftlab.analyses.planning import history_window, make_plan
+    from liftlab.engines.units import window_bounds
+    from liftlab.spec.aggregation import build_aggregation
 
     units = units or engine.units(spec)
     cuped = spec.covariates.pre_period_days > 0
@@ -222,7 +226,7 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     @cache
     def baseline(days: int) -> dict[str, Any]:
         hist = history_window(spec, days)
-        plan = build_plan(hist, window_bounds(hist, None), group_by=())
+        plan = build_aggregation(hist, window_bounds(hist, None), group_by=())
         frame = engine.aggregate(plan, units, spec.id)
         cells = CellTable(frame, tuple(spec.channels), ())
         out: dict[str, Any] = {}
@@ -256,7 +260,7 @@ def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
 
 def load_all(folder: Path) -> list[tuple[Path, Experiment | LiftlabError]]:
     """Every definition in a folder; a broken one is kept with its error (reported, not fatal)."""
-    files = sorted([*Path(folder).glob("*.yaml"), *Path(folder).glob("*.yml")])
+    files = experiment_files([folder])
     if not files:
         raise SpecError(f"no experiment files (*.yaml) in {folder}")
     out: list[tuple[Path, Experiment | LiftlabError]] = []
@@ -340,7 +344,7 @@ def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,
              progress: bool = False, force: bool = False) -> str:
     """Generate the demo retailer into ``out_dir/data`` (replaced whole) and run the daily
     report into ``out_dir/reports``; returns a summary."""
-    from liftlab.synth import generate
+    from liftlab.app.synth import generate
 
     claim_root(out_dir, "demo", force)
     data = out_dir / "data"

@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from liftlab import filters
-from liftlab.errors import Problem, SpecError
-from liftlab.spec import Experiment
+from liftlab.core.errors import Problem, SpecError
+from liftlab.spec import filters
+from liftlab.spec.models import Experiment
 
 EXAMPLES = {
     "schema_version": "schema_version: 1",
@@ -82,12 +82,19 @@ def load_experiment(path: Path | str) -> Experiment:
     return parse_experiment(text, label)
 
 
-def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
-    """Load files and folders (their *.yaml / *.yml, sorted); ids must be unique."""
-    given = [Path(p) for p in paths]
+def experiment_files(paths: Iterable[Path | str]) -> list[Path]:
+    """The experiment definitions named by files and folders: a file as given, a folder's
+    *.yaml and *.yml files sorted by name."""
     files: list[Path] = []
-    for p in given:
+    for p in map(Path, paths):
         files += sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p]
+    return files
+
+
+def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
+    """Load files and folders (``experiment_files``); ids must be unique."""
+    given = [Path(p) for p in paths]
+    files = experiment_files(given)
     if not files:
         where = ", ".join(str(p) for p in given) or "(no path given)"
         raise SpecError([Problem(f"no experiment files (*.yaml, *.yml) in {where}",

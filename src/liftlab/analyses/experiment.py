@@ -14,35 +14,41 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from liftlab.attribution import Landing
-from liftlab.cells import CellTable
-from liftlab.columns import column_problems
-from liftlab.contribution import (
+from liftlab.analyses.attribution import Landing
+from liftlab.analyses.cells import CellTable
+from liftlab.analyses.design import DesignCheck, design_checks
+from liftlab.analyses.serialize import iso_utc
+from liftlab.core.errors import DataError, Problem, UserError
+from liftlab.data.quality import TS_COLUMN, QualityReport
+from liftlab.engines.base import Engine, EngineLimit, folder_only
+from liftlab.engines.units import Units, window_bounds
+from liftlab.spec.aggregation import (
+    BUYERS,
+    arm_col,
+    build_aggregation,
+    pre_name,
+    prod_col,
+    sum_col,
+)
+from liftlab.spec.columns import column_problems
+from liftlab.spec.models import HOLDOUT, TREATMENT, Experiment, Metric
+from liftlab.stats import bayes, frequentist
+from liftlab.stats.bayes import BayesEffect
+from liftlab.stats.contribution import (
     Contribution,
     ProgrammeEffect,
     factorial_contribution,
     programme_effect,
 )
-from liftlab.data.quality import TS_COLUMN, QualityReport
-from liftlab.design import DesignCheck, design_checks
-from liftlab.engines.base import Engine, folder_only
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import BUYERS, arm_col, build_plan, pre_name, prod_col, sum_col
-from liftlab.roi import ChannelRoi, channel_roi
-from liftlab.serialize import iso_utc
-from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
-from liftlab.stats import bayes, frequentist
-from liftlab.stats.bayes import BayesEffect
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
 from liftlab.stats.proportions import binary
+from liftlab.stats.roi import ChannelRoi, channel_roi
 from liftlab.stats.srm import SrmCheck, srm_check
-from liftlab.units import Units, window_bounds
 
 if TYPE_CHECKING:
-    from liftlab.monitor import MonitorResult
-    from liftlab.multichannel import IvEstimate
-    from liftlab.report.plots import AnalysisPlots
+    from liftlab.analyses.monitor import MonitorResult
+    from liftlab.stats.causal import IvEstimate
     from liftlab.stats.hierarchical import HierarchicalResult
 
 Verdict = Literal["desired", "undesired", "inconclusive"]
@@ -50,7 +56,7 @@ Severity = Literal["info", "warning", "error"]
 
 
 @dataclass(frozen=True)
-class Warning_:
+class AnalysisWarning:
     code: str
     message: str
     severity: Severity = "warning"
@@ -93,7 +99,7 @@ class Effect:
 
     def to_dict(self) -> dict[str, Any]:
         """The results.json ``effects`` item (``serialize.effect_json``)."""
-        from liftlab.serialize import effect_json
+        from liftlab.analyses.serialize import effect_json
 
         return effect_json(self)
 
@@ -170,7 +176,7 @@ class AnalysisResult:
     assigned_by: str
     srm: tuple[SrmCheck, ...]
     effects: tuple[Effect, ...]
-    warnings: tuple[Warning_, ...]
+    warnings: tuple[AnalysisWarning, ...]
     cells: CellTable
     data_source: str
     sections: Sections
@@ -202,22 +208,15 @@ class AnalysisResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The results.json document (``serialize.analysis_json``; docs/results.md)."""
-        from liftlab.serialize import analysis_json
+        from liftlab.analyses.serialize import analysis_json
 
         return analysis_json(self)
 
     def to_polars(self) -> pl.DataFrame:
         """The effects as a tidy polars frame (one row per comparison)."""
-        from liftlab.serialize import effects_frame
+        from liftlab.analyses.serialize import effects_frame
 
         return effects_frame(self.effects)
-
-    @property
-    def plot(self) -> AnalysisPlots:
-        """Plotly figures of this result: ``plot.forest()``, ``plot.segments(...)``, ..."""
-        from liftlab.report.plots import AnalysisPlots
-
-        return AnalysisPlots(self.to_dict())
 
     def summary(self) -> str:
         lines = [f"{self.spec.title} ({self.spec.id}) as of {iso_utc(self.as_of)}"
@@ -263,15 +262,15 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     quality = quality or engine.quality(max(as_of, dt.datetime.now(dt.UTC)))
     if quality.errors:
         raise DataError(list(quality.errors))
-    warnings = [Warning_("data_quality", w) for w in quality.warnings]
-    warnings += [Warning_("data_quality", w, "info") for w in quality.notes]
+    warnings = [AnalysisWarning("data_quality", w) for w in quality.warnings]
+    warnings += [AnalysisWarning("data_quality", w, "info") for w in quality.notes]
     _check_data_reaches(spec, engine, window)
     if basis is not None and basis.source == "data freshness":
-        warnings.append(Warning_("data_freshness", f"the data ends before the experiment: "
+        warnings.append(AnalysisWarning("data_freshness", f"the data ends before the experiment: "
                                  f"analysed as of {iso_utc(basis.as_of)} ({basis.describe()})"))
     units = units or engine.units(spec)
-    warnings += [Warning_("data", w) for w in units.warnings]
-    plan = build_plan(
+    warnings += [AnalysisWarning("data", w) for w in units.warnings]
+    plan = build_aggregation(
         spec, window, group_by=_group_columns(spec, units),
         extra_quantities=_money_quantities(engine), landing=True,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
@@ -282,7 +281,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
                 for ch, cfg in spec.channels.items())
     warnings += _health_warnings(spec, window, srm, plan.pre_window is not None)
     design = design_checks(spec, cells)
-    warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
+    warnings += [AnalysisWarning(c.check, c.message, c.status) for c in design if c.status != "ok"]
     effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
     iv = None
     if spec.encouragement is not None:
@@ -358,7 +357,7 @@ def _require_arms(spec: Experiment, cells: CellTable, units: Units) -> None:
 
 
 def _contribution(spec: Experiment, cells: CellTable,
-                  warnings: list[Warning_]) -> Contribution | ProgrammeEffect | None:
+                  warnings: list[AnalysisWarning]) -> Contribution | ProgrammeEffect | None:
     """Per-channel contribution, Shapley split and interactions (factorial designs), or the
     whole programme's effect against the blind zone (a global holdout)."""
     if sum_col("revenue") not in cells.frame.columns:
@@ -373,7 +372,7 @@ def _contribution(spec: Experiment, cells: CellTable,
                                          cells.arm_stats("revenue", off), channels, "revenue",
                                          spec.alpha)
         except ValueError as exc:
-            warnings.append(Warning_("contribution", f"no programme effect: {exc}", "info"))
+            warnings.append(AnalysisWarning("contribution", f"no programme effect: {exc}", "info"))
             return None
         return programme
     if any(cfg.variants for cfg in spec.channels.values()) or len(channels) > 4:
@@ -383,14 +382,14 @@ def _contribution(spec: Experiment, cells: CellTable,
     try:
         return factorial_contribution(fcells, channels, shares, "revenue", spec.alpha)
     except ValueError as exc:
-        warnings.append(Warning_("contribution", f"no contribution split: {exc}", "info"))
+        warnings.append(AnalysisWarning("contribution", f"no contribution split: {exc}", "info"))
         return None
 
 
 def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
-                  warnings: list[Warning_]) -> HierarchicalSection:
+                  warnings: list[AnalysisWarning]) -> HierarchicalSection:
     """Partial pooling of the revenue lift across channels and the first segment dimension."""
-    from liftlab.stats.hierarchical import Cell, fit_hierarchical
+    from liftlab.stats.hierarchical import RevenueCell, fit_hierarchical
 
     seg = cells.segments[0] if cells.segments else None
     values = cells.segment_values(seg) if seg else ["all"]
@@ -402,7 +401,7 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
                 rows = cells.where({ch: a}, {seg: v} if seg else None)
                 n = int(rows["n"].sum())
                 if n:
-                    hcells.append(Cell(ch, v, a != HOLDOUT, n,
+                    hcells.append(RevenueCell(ch, v, a != HOLDOUT, n,
                                        round(cells.total(sum_col(BUYERS), rows)),
                                        cells.total(sum_col("revenue"), rows),
                                        cells.total(prod_col("revenue", "revenue"), rows)))
@@ -414,13 +413,13 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
     a = spec.analysis
     result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains,
                               target_accept=a.target_accept, costs=costs, sampler=a.sampler)
-    warnings += [Warning_("convergence", w) for w in result.warnings]
+    warnings += [AnalysisWarning("convergence", w) for w in result.warnings]
     return HierarchicalSection(result, seg)
 
 
 def _iv(spec: Experiment, cells: CellTable) -> IvSection | None:
     """Effect of adopting the encouraged channel: Wald = ITT / first stage (no CUPED)."""
-    from liftlab.multichannel import PairStats, wald_iv
+    from liftlab.stats.causal import PairStats, wald_iv
 
     enc = spec.encouragement
     assert enc is not None
@@ -439,17 +438,17 @@ def _iv(spec: Experiment, cells: CellTable) -> IvSection | None:
     return IvSection(wald_iv(treated, control, spec.id, spec.alpha), y, d)
 
 
-def _iv_warnings(iv: IvSection | None) -> list[Warning_]:
+def _iv_warnings(iv: IvSection | None) -> list[AnalysisWarning]:
     """The instrumented estimate's trouble, in the results and on the page, not only as a
     number that is missing or a flag deep in the JSON."""
     if iv is None:
-        return [Warning_("iv", "no instrumented estimate: an arm has fewer than 2 units")]
+        return [AnalysisWarning("iv", "no instrumented estimate: an arm has fewer than 2 units")]
     est = iv.estimate
     if not math.isfinite(est.effect):
-        return [Warning_("iv", "no instrumented estimate: the encouragement did not change "
+        return [AnalysisWarning("iv", "no instrumented estimate: the encouragement did not change "
                                f"adoption (first stage {est.first_stage:.3g})")]
     if est.weak_instrument:
-        return [Warning_("iv", f"weak instrument: first-stage F = {est.first_stage_f:.3g} "
+        return [AnalysisWarning("iv", f"weak instrument: first-stage F = {est.first_stage_f:.3g} "
                                "(below 10); the instrumented effect and its interval are "
                                "unreliable")]
     return []
@@ -457,29 +456,25 @@ def _iv_warnings(iv: IvSection | None) -> list[Warning_]:
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,
              window: tuple[dt.datetime, dt.datetime],
-             warnings: list[Warning_]) -> tuple[LandingSection, ...]:
+             warnings: list[AnalysisWarning]) -> tuple[LandingSection, ...]:
     """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
-    from liftlab.attribution import landing_by_purchase_channel, last_touch_credit
-    from liftlab.engines.polars_engine import PolarsEngine
+    from liftlab.analyses.attribution import landing_by_purchase_channel
 
     pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
                  if c.startswith("sum:revenue@"))
     if not pcs:
         return ()
     credit = None
-    if engine.has("contacts") and not isinstance(engine, PolarsEngine):
-        warnings.append(Warning_("landing", folder_only(engine, "last-touch credit"), "info"))
-    elif engine.has("contacts"):
-        contacts = engine.source.scan("contacts")
-        if "experiment_id" in engine.source.schema("contacts"):
-            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        credit = last_touch_credit(engine.source.scan("orders"), contacts, *window)
+    try:
+        credit = engine.last_touch(spec, window)
+    except EngineLimit as exc:
+        warnings.append(AnalysisWarning("landing", str(exc), "info"))
     out: list[LandingSection] = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
             t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
             if min(int(t_rows["n"].sum()), int(h_rows["n"].sum())) < 2:
-                warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: an arm has "
+                warnings.append(AnalysisWarning("landing", f"no landing for {ch}/{arm}: an arm has "
                                          "fewer than 2 units", "info"))
                 continue
             try:
@@ -489,7 +484,8 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
                     cells.arm_stats("revenue", t_rows), cells.arm_stats("revenue", h_rows),
                     spec.alpha)
             except ValueError as exc:
-                warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: {exc}", "info"))
+                warnings.append(AnalysisWarning("landing", f"no landing for {ch}/{arm}: {exc}",
+                                                "info"))
                 continue
             out.append(LandingSection(ch, None if cfg.variants is None else arm, landing,
                                       credit))
@@ -512,23 +508,23 @@ def _check_data_reaches(spec: Experiment, engine: Engine,
 
 
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
-                warnings: list[Warning_]) -> MonitorResult | None:
+                warnings: list[AnalysisWarning]) -> MonitorResult | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
-    from liftlab.engines.polars_engine import PolarsEngine
-    from liftlab.monitor import run_monitor, tables_from_source
+    from liftlab.analyses.monitor import run_monitor
 
-    if not isinstance(engine, PolarsEngine):
-        warnings.append(Warning_("sequential", folder_only(engine, "the sequential readout"),
-                                 "info"))
+    try:
+        hourly = engine.hourly(spec, units)
+    except EngineLimit:
+        warnings.append(AnalysisWarning("sequential", folder_only(
+            engine, "the sequential readout"), "info"))
         return None
     try:
-        with engine.source.reading():
-            result = run_monitor(spec, tables_from_source(spec, engine.source, units), as_of)
+        result = run_monitor(spec, hourly, as_of)
     except DataError as exc:  # the analysis stands without the hourly readout
-        warnings.append(Warning_("sequential", f"no sequential readout: {exc}", "warning"))
+        warnings.append(AnalysisWarning("sequential", f"no sequential readout: {exc}", "warning"))
         return None
     if result.decision in ("harm", "srm"):
-        warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
+        warnings.append(AnalysisWarning(result.decision, f"sequential monitor: {result.decision} "
                                  f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))
     return result
 
@@ -543,20 +539,20 @@ def _money_quantities(engine: Engine) -> tuple[str, ...]:
 
 
 def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],
-                     srm: tuple[SrmCheck, ...], has_pre: bool) -> list[Warning_]:
+                     srm: tuple[SrmCheck, ...], has_pre: bool) -> list[AnalysisWarning]:
     out = []
     for check in srm:
         if not check.ok:
-            out.append(Warning_("srm", check.describe(), "error"))
+            out.append(AnalysisWarning("srm", check.describe(), "error"))
     end = _end_utc(spec)
     if window[1] < end:
         done = (window[1] - window[0]).total_seconds() / 86400
         total = (end - window[0]).total_seconds() / 86400
-        out.append(Warning_("immature_window", f"the experiment is running: {done:.1f} of "
+        out.append(AnalysisWarning("immature_window", f"the experiment is running: {done:.1f} of "
                             f"{total:.0f} days observed; late conversions are still to come",
                             "info"))
     if spec.covariates.pre_period_days and not has_pre:
-        out.append(Warning_("cuped", "no pre-period data: CUPED was not applied"))
+        out.append(AnalysisWarning("cuped", "no pre-period data: CUPED was not applied"))
     return out
 
 

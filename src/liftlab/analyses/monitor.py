@@ -58,36 +58,30 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
-from liftlab.data.quality import TS_COLUMN
-from liftlab.errors import DataError, Problem
-from liftlab.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
-from liftlab.spec import HOLDOUT, Experiment, Metric
-from liftlab.stable import stable_mean, stable_std, stable_sum
+from liftlab.core.errors import DataError, Problem
+from liftlab.core.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
+from liftlab.engines.base import HourlySource
+from liftlab.engines.polars_monitor import HOUR, TS, PolarsHourly
+from liftlab.spec.models import HOLDOUT, Experiment, Metric
 from liftlab.stats import sequential as seq
 from liftlab.stats.suffstats import ArmStats
-
-if TYPE_CHECKING:
-    from liftlab.data.folder import FolderSource
-    from liftlab.units import Units
 
 Decision = Literal["continue", "treatment_wins", "treatment_loses", "harm", "srm"]
 PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment_wins",
                                     "continue")
-HOUR = dt.timedelta(hours=1)
 MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
-TS = pl.Datetime("us", "UTC")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: outcomes compiled from the aggregation plan (winsorize applies)
 MANIFEST = "manifest.json"
 CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
 CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
                         r"\.liftlab-\w+\.tmp")  # an atomic write killed half-way
 LEGACY_CACHE_FILES = ("meta.json", "cohort.parquet", "events.parquet")
-log = logging.getLogger("liftlab.monitor")
+log = logging.getLogger("liftlab.analyses.monitor")
 
 
 @dataclass(frozen=True)
@@ -139,44 +133,29 @@ class MonitorResult:
                 "timeline": list(self.timeline)}
 
 
-def tables_from_source(spec: Experiment, source: FolderSource, units: Units
-                       ) -> dict[str, pl.LazyFrame]:
-    """The monitor's input tables from a data folder and the experiment's units: the
-    assignments of this experiment's population (from the table when present, else the hash
-    assignment at the start date) and the contacts, orders and events tables as they are."""
-    unit = spec.unit
-    uid = units.frame.schema[unit]
-    long = pl.concat([units.frame.lazy().select(
-        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").cast(pl.String).alias("group"))
-        for ch in spec.channels]).filter(pl.col("group").is_not_null())
-    start = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
-    if source.has("assignments") and "assigned_at" in source.schema("assignments"):
-        table = source.scan("assignments", uid)
-        if "experiment_id" in source.schema("assignments"):
-            table = table.filter(pl.col("experiment_id") == spec.id)
-        long = long.join(table.select(unit, "channel", "assigned_at"), on=[unit, "channel"],
-                         how="left").with_columns(pl.col("assigned_at").fill_null(start))
-    else:
-        long = long.with_columns(pl.lit(start).cast(TS).alias("assigned_at"))
-    tables = {"assignments": long}
-    for name in ("contacts", "orders", "events"):
-        if source.has(name):
-            tables[name] = source.scan(name, uid)
-    return tables
 
 
-def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.datetime,
-                cache_dir: Path | None = None) -> MonitorResult:
-    """The sequential readout at ``as_of`` from ``tables`` (``assignments`` of this
-    experiment's population; ``contacts``, ``orders``, ``events`` as the metrics need)."""
+def run_monitor(spec: Experiment, data: HourlySource | Mapping[str, pl.LazyFrame],
+                as_of: dt.datetime, cache_dir: Path | None = None) -> MonitorResult:
+    """The sequential readout at ``as_of``. ``data``: an engine's hourly source
+    (``engine.hourly(spec, units)``), or polars tables (``assignments`` of this experiment's
+    population with ``assigned_at``; ``contacts``, ``orders``, ``events`` as the metrics
+    need)."""
+    source = PolarsHourly(spec, data) if isinstance(data, Mapping) else data
+    with source.reading():
+        return _readout(spec, source, as_of, cache_dir)
+
+
+def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
+             cache_dir: Path | None) -> MonitorResult:
     metrics = [m for m in spec.metrics if m.kind != "ratio"]
-    _check_tables(spec, tables, metrics)
+    source.check(metrics)
     as_of = as_of.astimezone(dt.UTC)
     window = dt.timedelta(hours=spec.monitoring.response_window_hours)
     horizon = horizon_end(spec)
     last = min(_floor_hour(as_of), horizon)
     clipped = horizon if horizon < as_of else None
-    exposure = _exposures(spec, tables, window)
+    exposure = source.exposures(window)
     _check_span(spec, exposure, last)
     empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0,
                           clipped)
@@ -184,26 +163,27 @@ def run_monitor(spec: Experiment, tables: Mapping[str, pl.LazyFrame], as_of: dt.
         return empty
     tested = [m for m in metrics if m.name == spec.primary_metric or m.guardrail]
     cache = _Cache(cache_dir, spec, window)
-    prior = cache.read(tables, exposure, metrics)
+    prior = cache.read(source, exposure, metrics)
     if prior is not None and prior.last >= last:
         cohort, events, baseline = prior.cohort, prior.events, prior.baseline
         computed, rows = 0, 0
     else:
         after = prior.last if prior is not None else None
-        baseline = prior.baseline if prior is not None else _baseline(
-            spec, tables, exposure, window, tested)
-        new_cohort, new_events, rows = _hourly(spec, tables, exposure, metrics, tested,
-                                               window, after, last)
-        cohort = new_cohort if prior is None else pl.concat([prior.cohort, new_cohort])
-        events = new_events if prior is None else pl.concat([prior.events, new_events])
+        baseline = prior.baseline if prior is not None else source.baseline(
+            exposure, window, tested)
+        new = source.hourly(exposure, metrics, tested, window, after, last)
+        cohort = new.cohort if prior is None else pl.concat([prior.cohort, new.cohort])
+        events = new.events if prior is None else pl.concat([prior.events, new.events])
+        rows = new.rows
         computed = _hours(after or _floor_hour(exposure["exposed_at"].min()), last)
-        cache.write(tables, exposure, metrics, cohort, events, baseline, last)
+        cache.write(source, exposure, metrics, cohort, events, baseline, last)
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
-    result = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                     events.filter(pl.col("hour") <= last), baseline, as_of, last,
-                     computed, cached_hours, rows)
-    return dataclasses.replace(result, clipped_to=clipped)
+    out = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
+                  events.filter(pl.col("hour") <= last), baseline, last)
+    return MonitorResult(spec.id, as_of, out.decision, out.decided_at, out.p_value,
+                         out.srm_p_value, out.guardrails, out.comparisons, out.timeline,
+                         computed, cached_hours, rows, clipped)
 
 
 def _check_span(spec: Experiment, exposure: pl.DataFrame, last: dt.datetime) -> None:
@@ -233,178 +213,20 @@ def horizon_end(spec: Experiment) -> dt.datetime:
     return last if last == _floor_hour(last) else _floor_hour(last) + HOUR
 
 
-# -- inputs ----------------------------------------------------------------------------------
-def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
-                  metrics: list[Metric]) -> None:
-    """Every table and column the monitor needs, all problems at once."""
-    need: dict[str, set[str]] = {"assignments": {spec.unit, "channel", "group", "assigned_at"}}
-    if "contacts" in tables:
-        need["contacts"] = {spec.unit, "channel", "sent_at"}
-    for m in metrics:
-        cols = need.setdefault(m.table or "", {spec.unit})
-        cols.add(TS_COLUMN[m.table or "orders"])
-        cols |= {c for c in (m.value,) if c}
-        cols |= {"event"} if m.event else set()
-        cols |= {"channel"} if m.purchase_channel else set()
-    problems = []
-    for table, cols in need.items():
-        if table not in tables:
-            problems.append(Problem(f"the monitor needs the {table} table", table=table,
-                                    hint=f"add {table}.parquet (or .csv) to the data folder"))
-            continue
-        missing = sorted(cols - set(tables[table].collect_schema().names()))
-        if missing:
-            problems.append(Problem(f"missing column(s) {', '.join(missing)}", table=table,
-                                    hint="add them; see docs/data.md, section Tables"))
-    if problems:
-        raise DataError(problems)
 
 
-def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
-               window: dt.timedelta) -> pl.DataFrame:
-    """One row per (unit, channel): arm, assignment and exposure time, maturity hour."""
-    unit = spec.unit
-    frame = (tables["assignments"]
-             .filter(pl.col("channel").is_in(list(spec.channels)))
-             .select(unit, pl.col("channel").alias("xch"), pl.col("group").alias("arm"),
-                     pl.col("assigned_at").cast(TS)))
-    if "contacts" in tables:
-        contacts = tables["contacts"].filter(pl.col("channel").is_in(list(spec.channels)))
-        if "experiment_id" in contacts.collect_schema().names():
-            contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        sends = contacts.group_by(unit, pl.col("channel").alias("xch")).agg(
-            pl.col("sent_at").cast(TS).min().alias("sent"))
-        frame = frame.join(sends, on=[unit, "xch"], how="left").with_columns(
-            pl.col("sent").min().over("xch").alias("batch"))
-        fallback = pl.when(pl.col("batch").is_null()).then(pl.col("assigned_at")).otherwise(
-            pl.max_horizontal("batch", "assigned_at"))
-        frame = frame.with_columns(pl.coalesce("sent", fallback).alias("exposed_at")).drop(
-            "sent", "batch")
-    else:
-        frame = frame.with_columns(pl.col("assigned_at").alias("exposed_at"))
-    return frame.with_columns(_ceil_hour(pl.col("exposed_at") + window).alias("mature")
-                              ).collect()
 
 
-def _ceil_hour(e: pl.Expr) -> pl.Expr:
-    floor = e.dt.truncate("1h")
-    return pl.when(floor < e).then(floor + pl.duration(hours=1)).otherwise(floor)
 
 
-def _condition(m: Metric) -> pl.Expr:
-    cond = pl.lit(True)
-    if m.event is not None:
-        cond = cond & (pl.col("event") == m.event)
-    if m.purchase_channel is not None:
-        cond = cond & (pl.col("channel") == m.purchase_channel)
-    return cond
 
 
-def _unit_outcome(m: Metric) -> pl.Expr:
-    """The metric of one unit over its rows (docs/yaml.md: mean sums ``value``, count counts rows,
-    binary is any row), as Float64."""
-    cond = _condition(m)
-    if m.kind == "mean":
-        e = stable_sum(pl.col(m.value or "").filter(cond))
-    elif m.kind == "count":
-        e = cond.sum()
-    else:
-        e = cond.any()
-    return e.cast(pl.Float64).alias(m.name)
 
 
-def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
-          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
-    ts = TS_COLUMN[table]
-    rows = tables[table].with_columns(pl.col(ts).cast(TS).alias("_ts")).filter(
-        (pl.col("_ts") >= lo) & (pl.col("_ts") < hi))
-    return rows.join(exposure.lazy(), on=spec.unit, how="inner").collect()
 
 
-# -- heavy pass: hourly sufficient statistics -----------------------------------------------
-def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
-            metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
-            after: dt.datetime | None, last: dt.datetime
-            ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
-    """Cohort statistics for maturity hours in (after, last] and first-response counts for
-    hours in (after, last], reading only rows of units whose window was open after ``after``.
-    """
-    unit = spec.unit
-    open_ = exposure if after is None else exposure.filter(
-        pl.col("exposed_at") + window > after)
-    cohort_units = open_.filter(pl.col("mature") <= last)
-    per_unit = cohort_units.select(unit, "xch", "arm", "mature")
-    firsts: list[pl.DataFrame] = []
-    rows_read = 0
-    lo = open_["exposed_at"].min()
-    for table in sorted({m.table or "" for m in metrics}):
-        if open_.height == 0:
-            break
-        rows = _rows(spec, tables, table, lo, last, open_).filter(
-            (pl.col("_ts") >= pl.col("exposed_at"))
-            & (pl.col("_ts") < pl.col("exposed_at") + window))
-        rows_read += rows.height
-        mine = [m for m in metrics if m.table == table]
-        agg = rows.group_by(unit, "xch").agg(_unit_outcome(m) for m in mine)
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-        for m in (m for m in tested if m.table == table):
-            first = (rows.filter(_condition(m)).group_by(unit, "xch", "arm")
-                     .agg(pl.col("_ts").min().alias("first"))
-                     .with_columns((pl.col("first").dt.truncate("1h") + HOUR).alias("hour")))
-            if after is not None:
-                first = first.filter(pl.col("hour") > after)
-            firsts.append(first.group_by("xch", "arm", "hour").agg(
-                pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
-    names = [m.name for m in metrics]
-    per_unit = per_unit.with_columns(
-        pl.col(n).fill_null(0.0) if n in per_unit.columns else pl.lit(0.0).alias(n)
-        for n in names)
-    aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("n")]
-    for n in names:
-        aggs += [stable_sum(pl.col(n)).alias(f"s:{n}"),
-                 stable_sum(pl.col(n) ** 2).alias(f"q:{n}"),
-                 (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
-    cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
-              else per_unit.filter(pl.col("mature") > after))
-    cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
-    schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
-              "metric": pl.String}
-    events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
-    return (cohort.with_columns(pl.col("hour").cast(TS)),
-            events.select(list(schema)).cast(schema), rows_read)
 
 
-def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
-              window: dt.timedelta, tested: list[Metric]) -> dict[str, dict[str, float]]:
-    """Per channel, from the window-long period before each unit's exposure (untouched by
-    the treatment): mean and sd of the primary metric and the share of units responding for
-    each tested metric. Fixed before any outcome is seen, so it may tune the tests."""
-    unit = spec.unit
-    primary = spec.metric(spec.primary_metric)
-    per_unit = exposure.select(unit, "xch")
-    first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
-    needed = [m for m in {m.name: m for m in [primary, *tested]}.values()]
-    for table in sorted({m.table or "" for m in needed}):
-        rows = _rows(spec, tables, table, first, end, exposure).filter(
-            (pl.col("_ts") < pl.col("exposed_at"))
-            & (pl.col("_ts") >= pl.col("exposed_at") - window))
-        mine = [m for m in needed if m.table == table]
-        outcome = [_unit_outcome(m) for m in mine if m.name == primary.name]
-        agg = rows.group_by(unit, "xch").agg(
-            *outcome, *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
-                        for m in mine])
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-    cols = [primary.name, *[f"r:{m.name}" for m in needed]]
-    per_unit = per_unit.with_columns(
-        pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
-        for c in cols)
-    stats = per_unit.group_by("xch").agg(
-        stable_mean(pl.col(primary.name)).alias("mean"),
-        stable_std(pl.col(primary.name)).alias("sd"),
-        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in needed])
-    return {row.pop("xch"): {k: float(v or 0.0) for k, v in row.items()}
-            for row in stats.iter_rows(named=True)}
 
 
 # -- decisions ------------------------------------------------------------------------------
@@ -421,12 +243,103 @@ class _Comparison:
         return self.n_treatment / (self.n_treatment + self.n_holdout)
 
 
+@dataclass(frozen=True)
+class _Levels:
+    """Bonferroni levels: ``m`` comparisons, each test of the primary metric at
+    ``alpha / (2 m)``, of a guardrail at ``alpha / (2 m g)``."""
+
+    m: int
+    guards: int
+    primary: float
+    guard: float
+
+    @classmethod
+    def of(cls, alpha: float, comparisons: int, guards: int) -> _Levels:
+        m, g = max(comparisons, 1), max(guards, 1)
+        return cls(m, guards, alpha / (2 * m), alpha / (2 * m * g))
+
+
+@dataclass(frozen=True)
+class _Hourly:
+    """The cumulative inputs of every look: cohort statistics per (channel, arm, hour),
+    first responses per (metric, channel, arm, hour), and the running SRM p per (channel,
+    hour)."""
+
+    hours: list[dt.datetime]
+    cohort: dict[tuple[str, str, dt.datetime], dict[str, float]]
+    events: dict[tuple[str, str, str, dt.datetime], int]
+    srm: dict[tuple[str, dt.datetime], float]
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """What every look of every comparison shares: the experiment, the test levels, the
+    group-sequential schedule (None for the mixture tests), the guardrails and the hourly
+    inputs."""
+
+    spec: Experiment
+    levels: _Levels
+    gs: _GsPlan | None
+    guards: list[Metric]
+    data: _Hourly
+
+
+@dataclass(frozen=True)
+class _Readout:
+    """The decision part of a ``MonitorResult``."""
+
+    decision: Decision
+    decided_at: dt.datetime | None
+    p_value: float
+    srm_p_value: float
+    guardrails: tuple[dict[str, Any], ...]
+    comparisons: tuple[dict[str, Any], ...]
+    timeline: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class _Tuning:
+    """A comparison's tests as tuned before any outcome: the cohort sequence's ``n_star`` and
+    the event tests' mixture concentration per metric."""
+
+    n_star: float
+    concentration: dict[str, float]
+
+
+@dataclass
+class _GuardState:
+    """A guardrail's decision across comparisons (``harm`` at its earliest hour)."""
+
+    metric: str
+    decision: Decision = "continue"
+    p_value: float = 1.0
+    decided_at: dt.datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "decision": self.decision, "p_value": self.p_value,
+                "decided_at": _iso(self.decided_at)}
+
+
+@dataclass
+class _Running:
+    """One comparison's running state over the hours: the running minimum p-values of the
+    cohort and event tests and of each guardrail, the group-sequential looks so far and the
+    first decision reached."""
+
+    p_cohort: float = 1.0
+    p_event: float = 1.0
+    guards: dict[str, float] = dataclasses.field(default_factory=dict)
+    looks: list[tuple[dt.datetime, seq.GroupSequentialLook]] = dataclasses.field(
+        default_factory=list)
+    decision: Decision = "continue"
+    decided_at: dt.datetime | None = None
+    decided_by: str | None = None  # the test: cohort, event, group_sequential, srm, guardrail
+    p_value: float = 1.0
+
+
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
-            as_of: dt.datetime, last: dt.datetime, computed: int, cached: int,
-            rows: int) -> MonitorResult:
-    mon = spec.monitoring
-    alpha = spec.monitoring_alpha
+            last: dt.datetime) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
     sizes = {(r["xch"], r["arm"]): r["len"]
@@ -435,124 +348,158 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                          sizes.get((ch, arm), 0), sizes.get((ch, HOLDOUT), 0))
              for ch, cfg in spec.channels.items() for arm in cfg.treatment_arms
              if sizes.get((ch, arm), 0) and sizes.get((ch, HOLDOUT), 0)]
-    m = max(len(comps), 1)
-    a_primary = alpha / (2 * m)
-    a_guard = alpha / (2 * m * max(len(guards), 1))
+    levels = _Levels.of(spec.monitoring_alpha, len(comps), len(guards))
     hours = pl.datetime_range(_floor_hour(exposure["exposed_at"].min()) + HOUR, last, "1h",
                               time_unit="us", time_zone="UTC", eager=True).to_list()
-    cum = _cumulate(cohort, hours)
-    ev = _cumulate_events(events, hours)
-    assigned = _assigned(exposure, hours)
-    srm_state = {ch: 1.0 for ch in spec.channels}
-    gs = _GsPlan.of(spec, exposure)
+    data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
+                   _srm_timeline(spec, {c.channel for c in comps}, sizes,
+                                 _assigned(exposure, hours), hours))
+    setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data)
+    guard_out = {g.name: _GuardState(g.name) for g in guards}
     timeline: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
-    guard_out: dict[str, dict[str, Any]] = {
-        g.name: {"metric": g.name, "decision": "continue", "p_value": 1.0, "decided_at": None}
-        for g in guards}
     for c in comps:
-        base = baseline.get(c.channel, {})
-        audience = c.n_treatment + c.n_holdout
-        lift = mon.expected_lift
-        n_star = seq.tune_n_star(audience, a_primary, unit_sd=base.get("sd"),
-                                 effect=None if lift is None else lift * base.get("mean", 0.0),
-                                 treatment_share=c.share)
-        # planned responses: the pre-period's; without any, those the burn-in needs
-        burn = mon.min_events_per_arm / min(c.share, 1 - c.share)
-        conc = {g.name: seq.mixture_concentration(
-            base.get(f"r:{g.name}", 0.0) * audience or burn, a_guard) for g in guards}
-        conc[primary.name] = seq.mixture_concentration(
-            base.get(f"r:{primary.name}", 0.0) * audience or burn, a_primary)
-        srm_conc = seq.mixture_concentration(sum(v for (ch, _), v in sizes.items()
-                                                 if ch == c.channel), mon.srm_alpha)
-        state: dict[str, Any] = {"decision": "continue", "decided_at": None,
-                                 "decided_by": None}
-        p_cohort = p_event = 1.0
-        gs_looks: list[tuple[dt.datetime, seq.GroupSequentialLook]] = []
-        g_min = {g.name: 1.0 for g in guards}
+        tuning = _tune(spec, c, baseline.get(c.channel, {}), guards, levels)
+        run = _Running(guards={g.name: 1.0 for g in guards})
         for hour in hours:
-            counts = [assigned.get((c.channel, arm, hour), 0)
-                      for arm in spec.channels[c.channel].arms]
-            if sum(counts):
-                srm_state[c.channel] = min(srm_state[c.channel], seq.multinomial_mixture_p(
-                    counts, list(spec.channels[c.channel].arms.values()), srm_conc))
-            t, h = cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour))
-            look = look_rel = None
-            if t is not None and h is not None:
-                ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
-                look = seq.mixture_look(ts_, hs_, n_star, a_primary)
-                look_rel = seq.mixture_look(ts_, hs_, n_star, a_primary, "relative")
-                burnt_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
-                    >= mon.min_events_per_arm
-                if burnt_in and gs is None:
-                    p_cohort = min(p_cohort, look.p_value)
-                elif burnt_in and gs is not None and hour in gs.index:
-                    nxt = gs.look(c, ts_, hs_, [g for _, g in gs_looks], hour, 2 * a_primary)
-                    gs_looks += [(hour, nxt)] if nxt is not None else []
-            k_t = ev.get((primary.name, c.channel, c.arm, hour), 0)
-            k_h = ev.get((primary.name, c.channel, HOLDOUT, hour), 0)
-            e_look = seq.event_look(k_t, k_h, c.share, conc[primary.name], a_primary)
-            if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
-                p_event = min(p_event, e_look.p_value)
-            now: Decision = "continue"
-            by: str | None = None
-            if srm_state[c.channel] < mon.srm_alpha:
-                now, by = "srm", "srm"
-            for g in guards:
-                g_min[g.name] = min(g_min[g.name], _harm_p(
-                    g, cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour)),
-                    ev.get((g.name, c.channel, c.arm, hour), 0),
-                    ev.get((g.name, c.channel, HOLDOUT, hour), 0), c, audience, conc[g.name],
-                    a_guard, mon.min_events_per_arm))
-                out = guard_out[g.name]
-                out["p_value"] = min(out["p_value"], min(1.0, g_min[g.name] * 2 * m * len(guards)))
-                if g_min[g.name] < a_guard:
-                    if out["decided_at"] is None or hour < out["decided_at"]:
-                        out["decision"], out["decided_at"] = "harm", hour
-                    if now == "continue":
-                        now, by = "harm", f"guardrail:{g.name}"
-            rejected = next((g for _, g in gs_looks if g.reject), None)
-            if now == "continue" and rejected is not None:
-                good = (rejected.z > 0) == (primary.desired_direction == "increase")
-                now = "treatment_wins" if good else "treatment_loses"
-                by = "group_sequential"
-            elif now == "continue" and min(p_cohort, p_event) < a_primary:
-                cohort = p_cohort < a_primary and look is not None
-                up = look.estimate > 0 if cohort and look is not None else e_look.rate_ratio > 1
-                good = up == (primary.desired_direction == "increase")
-                now = "treatment_wins" if good else "treatment_loses"
-                by = "cohort" if cohort else "event"
-            if state["decided_at"] is None and now != "continue":
-                state["decision"], state["decided_at"], state["decided_by"] = now, hour, by
-            p_comb = (min(1.0, m * gs_looks[-1][1].p_value) if gs_looks
-                      else min(1.0, 2 * m * min(p_cohort, p_event)))
-            timeline.append({
-                "at": _iso(hour), "channel": c.channel, "metric": primary.name,
-                "variant": c.variant,
-                "n_treatment": int(t["n"]) if t else 0, "n_holdout": int(h["n"]) if h else 0,
-                "estimate": _num(look.estimate) if look else None,
-                "ci": [_num(look.lower), _num(look.upper)] if look else [None, None],
-                "estimate_rel": _num(look_rel.estimate) if look_rel else None,
-                "ci_rel": ([_num(look_rel.lower), _num(look_rel.upper)] if look_rel
-                           else [None, None]),
-                "p_value": p_comb, "events_treatment": k_t, "events_holdout": k_h,
-                "rate_ratio": _num(e_look.rate_ratio),
-                "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)],
-                "event_p_value": min(1.0, 2 * m * p_event), "srm_p_value": srm_state[c.channel],
-                "decision": state["decision"] if state["decided_at"] else now})
+            timeline.append(_look(setting, c, hour, tuning, run, guard_out))
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
-                       "decision": state["decision"], "decided_at": state["decided_at"],
-                       "decided_by": state["decided_by"],
-                       "p_value": p_comb if hours else 1.0,
-                       "n_star": n_star, **(_method_json(gs, gs_looks))})
+                       "decision": run.decision, "decided_at": run.decided_at,
+                       "decided_by": run.decided_by, "p_value": run.p_value,
+                       "n_star": tuning.n_star,
+                       **(_method_json(setting.gs, run.looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
     decision, decided_at = _overall(states)
     overall_p = min([1.0, *[s["p_value"] for s in states]])
+    srm_p = min([1.0, *data.srm.values()])
     comparisons = tuple({**s, "decided_at": _iso(s["decided_at"])} for s in states)
-    guardrails = tuple({**g, "decided_at": _iso(g["decided_at"])} for g in guard_out.values())
-    return MonitorResult(spec.id, as_of, decision, decided_at, overall_p,
-                         min([1.0, *srm_state.values()]), guardrails, comparisons,
-                         tuple(timeline), computed, cached, rows)
+    return _Readout(decision, decided_at, overall_p, srm_p,
+                    tuple(g.to_json() for g in guard_out.values()), comparisons,
+                    tuple(timeline))
+
+
+def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str, str], int],
+                  assigned: Mapping[tuple[str, str, dt.datetime], int],
+                  hours: list[dt.datetime]) -> dict[tuple[str, dt.datetime], float]:
+    """Per channel (of a comparison) and hour, the running minimum of the sequential
+    multinomial test of the arms' assignment counts against the design's fractions."""
+    out: dict[tuple[str, dt.datetime], float] = {}
+    for ch, cfg in spec.channels.items():
+        if ch not in channels:
+            continue
+        conc = seq.mixture_concentration(sum(v for (c, _), v in sizes.items() if c == ch),
+                                         spec.monitoring.srm_alpha)
+        running = 1.0
+        for hour in hours:
+            counts = [assigned.get((ch, arm, hour), 0) for arm in cfg.arms]
+            if sum(counts):
+                running = min(running, seq.multinomial_mixture_p(
+                    counts, list(cfg.arms.values()), conc))
+            out[(ch, hour)] = running
+    return out
+
+
+def _tune(spec: Experiment, c: _Comparison, base: Mapping[str, float], guards: list[Metric],
+          levels: _Levels) -> _Tuning:
+    """The cohort sequence is tightest at the audience (or at the expected lift); the event
+    tests expect the pre-period's responses, or without any those the burn-in needs."""
+    mon = spec.monitoring
+    audience = c.n_treatment + c.n_holdout
+    lift = mon.expected_lift
+    n_star = seq.tune_n_star(audience, levels.primary, unit_sd=base.get("sd"),
+                             effect=None if lift is None else lift * base.get("mean", 0.0),
+                             treatment_share=c.share)
+    burn = mon.min_events_per_arm / min(c.share, 1 - c.share)
+    conc = {g.name: seq.mixture_concentration(
+        base.get(f"r:{g.name}", 0.0) * audience or burn, levels.guard) for g in guards}
+    conc[spec.primary_metric] = seq.mixture_concentration(
+        base.get(f"r:{spec.primary_metric}", 0.0) * audience or burn, levels.primary)
+    return _Tuning(n_star, conc)
+
+
+def _look(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
+          run: _Running, guard_out: dict[str, _GuardState]) -> dict[str, Any]:
+    """One comparison at one hour: update its running state and the guardrails', decide,
+    and return its timeline row."""
+    spec, levels, gs, data = setting.spec, setting.levels, setting.gs, setting.data
+    mon = spec.monitoring
+    primary = spec.metric(spec.primary_metric)
+    t, h = data.cohort.get((c.channel, c.arm, hour)), data.cohort.get((c.channel, HOLDOUT, hour))
+    look = look_rel = None
+    if t is not None and h is not None:
+        ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
+        look = seq.mixture_look(ts_, hs_, tuning.n_star, levels.primary)
+        look_rel = seq.mixture_look(ts_, hs_, tuning.n_star, levels.primary, "relative")
+        burnt_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
+            >= mon.min_events_per_arm
+        if burnt_in and gs is None:
+            run.p_cohort = min(run.p_cohort, look.p_value)
+        elif burnt_in and gs is not None and hour in gs.index:
+            nxt = gs.look(c, ts_, hs_, [g for _, g in run.looks], hour, 2 * levels.primary)
+            run.looks += [(hour, nxt)] if nxt is not None else []
+    k_t = data.events.get((primary.name, c.channel, c.arm, hour), 0)
+    k_h = data.events.get((primary.name, c.channel, HOLDOUT, hour), 0)
+    e_look = seq.event_look(k_t, k_h, c.share, tuning.concentration[primary.name],
+                            levels.primary)
+    if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
+        run.p_event = min(run.p_event, e_look.p_value)
+    srm = data.srm[(c.channel, hour)]
+    now: Decision = "srm" if srm < mon.srm_alpha else "continue"
+    by: str | None = "srm" if now == "srm" else None
+    harmed = _guard_looks(setting, c, hour, tuning, run, guard_out)
+    if harmed is not None and now == "continue":
+        now, by = "harm", f"guardrail:{harmed}"
+    rejected = next((g for _, g in run.looks if g.reject), None)
+    if now == "continue" and rejected is not None:
+        good = (rejected.z > 0) == (primary.desired_direction == "increase")
+        now = "treatment_wins" if good else "treatment_loses"
+        by = "group_sequential"
+    elif now == "continue" and min(run.p_cohort, run.p_event) < levels.primary:
+        cohort = run.p_cohort < levels.primary and look is not None
+        up = look.estimate > 0 if cohort and look is not None else e_look.rate_ratio > 1
+        good = up == (primary.desired_direction == "increase")
+        now = "treatment_wins" if good else "treatment_loses"
+        by = "cohort" if cohort else "event"
+    if run.decided_at is None and now != "continue":
+        run.decision, run.decided_at, run.decided_by = now, hour, by
+    run.p_value = (min(1.0, levels.m * run.looks[-1][1].p_value) if run.looks
+                   else min(1.0, 2 * levels.m * min(run.p_cohort, run.p_event)))
+    return {
+        "at": _iso(hour), "channel": c.channel, "metric": primary.name, "variant": c.variant,
+        "n_treatment": int(t["n"]) if t else 0, "n_holdout": int(h["n"]) if h else 0,
+        "estimate": _num(look.estimate) if look else None,
+        "ci": [_num(look.lower), _num(look.upper)] if look else [None, None],
+        "estimate_rel": _num(look_rel.estimate) if look_rel else None,
+        "ci_rel": [_num(look_rel.lower), _num(look_rel.upper)] if look_rel else [None, None],
+        "p_value": run.p_value, "events_treatment": k_t, "events_holdout": k_h,
+        "rate_ratio": _num(e_look.rate_ratio),
+        "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)],
+        "event_p_value": min(1.0, 2 * levels.m * run.p_event), "srm_p_value": srm,
+        "decision": run.decision if run.decided_at else now}
+
+
+def _guard_looks(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
+                 run: _Running, guard_out: dict[str, _GuardState]) -> str | None:
+    """Update each guardrail's running harm p for this comparison and its overall state;
+    the first guardrail that shows harm at this hour (None when none does)."""
+    spec, levels, data, guards = setting.spec, setting.levels, setting.data, setting.guards
+    harm: str | None = None
+    audience = c.n_treatment + c.n_holdout
+    for g in guards:
+        run.guards[g.name] = min(run.guards[g.name], _harm_p(
+            g, data.cohort.get((c.channel, c.arm, hour)),
+            data.cohort.get((c.channel, HOLDOUT, hour)),
+            data.events.get((g.name, c.channel, c.arm, hour), 0),
+            data.events.get((g.name, c.channel, HOLDOUT, hour), 0), c, audience,
+            tuning.concentration[g.name], levels.guard, spec.monitoring.min_events_per_arm))
+        out = guard_out[g.name]
+        out.p_value = min(out.p_value, min(1.0, run.guards[g.name] * 2 * levels.m
+                                           * levels.guards))
+        if run.guards[g.name] < levels.guard:
+            if out.decided_at is None or hour < out.decided_at:
+                out.decision, out.decided_at = "harm", hour
+            harm = harm or g.name
+    return harm
 
 
 @dataclass(frozen=True)
@@ -695,19 +642,15 @@ class _Cache:
         self.spec = spec
         self.window = window
 
-    def _fingerprint(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+    def _fingerprint(self, source: HourlySource, exposure: pl.DataFrame,
                      metrics: list[Metric], until: dt.datetime) -> str:
-        """Spec, polars version, exposures, and the rows before ``until`` of every table a
-        metric reads (their count and the wrapped sum of their row hashes)."""
+        """Spec, polars version, and the source's digest of the exposures and of the rows
+        before ``until`` of every table a metric reads."""
         parts = [self.spec.model_dump_json(), pl.__version__, str(CACHE_VERSION),
-                 str(exposure.height), str(_digest(exposure.lazy()))]
-        for table in sorted({m.table or "" for m in metrics}):
-            ts = TS_COLUMN[table]
-            old = tables[table].filter(pl.col(ts).cast(TS) < until)
-            parts.append(f"{table}:{_digest(old)}")
+                 *source.fingerprint(exposure, metrics, until)]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
-    def read(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+    def read(self, source: HourlySource, exposure: pl.DataFrame,
              metrics: list[Metric]) -> _Cached | None:
         if self.dir is None or not (self.dir / MANIFEST).is_file():
             return None
@@ -721,7 +664,7 @@ class _Cache:
             log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
                         self.dir, exc)
             return None
-        if manifest.get("fingerprint") != self._fingerprint(tables, exposure, metrics, last):
+        if manifest.get("fingerprint") != self._fingerprint(source, exposure, metrics, last):
             return None  # the data or the spec changed: a stale cache is recomputed
         return _Cached(last, frames["cohort"], frames["events"], baseline)
 
@@ -736,7 +679,7 @@ class _Cache:
             raise ValueError(f"{name} does not match the manifest")
         return pl.read_parquet(io.BytesIO(data))
 
-    def write(self, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
+    def write(self, source: HourlySource, exposure: pl.DataFrame,
               metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
               baseline: dict[str, dict[str, float]], last: dt.datetime) -> None:
         if self.dir is None or self.root is None:
@@ -754,7 +697,7 @@ class _Cache:
             files[name] = {"name": file, "size": len(data),
                            "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write_text(self.dir / MANIFEST, json.dumps({
-            "fingerprint": self._fingerprint(tables, exposure, metrics, last),
+            "fingerprint": self._fingerprint(source, exposure, metrics, last),
             "last_hour": last.isoformat(), "baseline": baseline, "files": files}))
         self._clean({f["name"] for f in files.values()})
 
@@ -770,12 +713,6 @@ class _Cache:
                 path.unlink()
 
 
-def _digest(frame: pl.LazyFrame) -> tuple[int, int]:
-    """Order-independent content digest: row count and the sum of 32-bit row hashes."""
-    out = frame.select(pl.len().alias("n"),
-                       (pl.struct(pl.all()).hash(seed=7) % (1 << 32)).sum().alias("h")
-                       ).collect()
-    return int(out["n"][0]), int(out["h"][0] or 0)
 
 
 # -- small helpers --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from liftlab.spec import Experiment, Metric
+from liftlab.spec.models import Experiment, Metric
 
 Aggregate = Literal["sum", "count", "any"]
 Period = Literal["window", "pre"]
@@ -116,7 +116,7 @@ def metric_measure(metric: Metric, period: Period = "window") -> Measure:
                    winsorize=metric.winsorize)
 
 
-def build_plan(
+def build_aggregation(
     spec: Experiment,
     window: tuple[dt.datetime, dt.datetime],
     group_by: tuple[str, ...],

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from liftlab.errors import Problem, UserError
+from liftlab.core.errors import Problem, UserError
 
 # module -> (extra, what needs it)
 EXTRAS = {"psycopg": ("sql", "a postgresql:// URL"), "duckdb": ("sql", "a duckdb:/// URL")}

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from liftlab.core.errors import DataError, Problem, UserError
+from liftlab.core.extras import require
 from liftlab.data.folder import FolderSource
 from liftlab.engines.base import Engine
 from liftlab.engines.polars_engine import PolarsEngine
-from liftlab.errors import DataError, Problem, UserError
-from liftlab.extras import require
 
 EngineName = Literal["polars", "spark"]
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from liftlab.errors import Problem, UserError
+from liftlab.core.errors import Problem, UserError
 
 EXAMPLE = 'a filter looks like: optin_email and segment in ["gold", "silver"]'
 MAX_LENGTH = 10_000

@@ -13,8 +13,8 @@ from itertools import product
 
 import polars as pl
 
-from liftlab.metrics import arm_col, pre_name, prod_col, sum_col
-from liftlab.spec import Experiment
+from liftlab.spec.aggregation import arm_col, pre_name, prod_col, sum_col
+from liftlab.spec.models import Experiment
 from liftlab.stats.suffstats import ArmStats, RatioStats
 
 

@@ -7,8 +7,17 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Keys:
+    """Offending rows named by a key column's values (databases have no row numbers)."""
+
+    column: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the input, located as precisely as we can."""
+    """One thing wrong with the input, located as precisely as we can: by row numbers of a
+    file (``rows``), or by key values (``keys``) where rows have no order."""
 
     message: str
     file: str | None = None
@@ -19,6 +28,7 @@ class Problem:
     rows: tuple[int, ...] = ()
     row_count: int = 0
     hint: str | None = None
+    keys: Keys | None = None
 
     def __str__(self) -> str:
         where = ""
@@ -36,6 +46,11 @@ class Problem:
             total = max(self.row_count, len(self.rows))
             more = f" and {total - min(len(self.rows), 10)} more" if total > 10 else ""
             text += f" (rows {shown}{more})"
+        elif self.keys is not None and self.keys.values:
+            shown = ", ".join(self.keys.values[:10])
+            total = max(self.row_count, len(self.keys.values))
+            more = f" and {total - min(len(self.keys.values), 10)} more" if total > 10 else ""
+            text += f" ({self.keys.column} {shown}{more})"
         if self.hint:
             text += f"; {self.hint}"
         return text

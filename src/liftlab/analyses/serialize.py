@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import polars as pl
 
-    from liftlab.analysis import (
+    from liftlab.analyses.experiment import (
         Adjustment,
         AnalysisResult,
+        AnalysisWarning,
         AsOf,
         Effect,
         HierarchicalSection,
         IvSection,
         Money,
         Sections,
-        Warning_,
     )
-    from liftlab.contribution import (
+    from liftlab.stats.contribution import (
         ChannelContribution,
         Contribution,
         Interaction,
@@ -94,7 +94,7 @@ def as_of_json(basis: AsOf) -> dict[str, Any]:
     }
 
 
-def warning_json(w: Warning_) -> dict[str, str]:
+def warning_json(w: AnalysisWarning) -> dict[str, str]:
     return {"code": w.code, "severity": w.severity, "message": w.message}
 
 
@@ -179,7 +179,7 @@ def contribution_sections(c: Contribution | ProgrammeEffect | None) -> dict[str,
     """``contribution``, ``interactions`` and ``total_effect``: a factorial's split, the
     whole programme against the blind zone (global holdout: one item, no interactions), or
     nulls (no revenue column, variants, more than 4 channels, or too few units)."""
-    from liftlab.contribution import ProgrammeEffect
+    from liftlab.stats.contribution import ProgrammeEffect
 
     if c is None:
         return {"contribution": None, "interactions": None, "total_effect": None}

@@ -46,6 +46,10 @@ TREATMENT = "treatment"
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 # Built-in per-unit quantities a ratio metric may use besides the declared metrics.
 BUILTIN_QUANTITIES = ("orders", "revenue", "margin")
+# Segments computed from the data when the customers table has no such column:
+# channel_profile = the channels each customer bought through in the 90 days before the start,
+# so every campaign's lift is reported per channel profile (which clients respond to what).
+DERIVED_SEGMENTS = ("channel_profile",)
 
 
 class _Model(BaseModel):

@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from liftlab.contribution import Estimate
 from liftlab.stats.bayes import prob_roi_positive
+from liftlab.stats.contribution import Estimate
 from liftlab.stats.frequentist import Lift
 
 Pair = tuple[float, float]

@@ -27,8 +27,8 @@ from typing import Any
 
 from scipy import stats as sps
 
-from liftlab.errors import UserError
-from liftlab.spec import TREATMENT, Experiment, Metric
+from liftlab.core.errors import UserError
+from liftlab.spec.models import TREATMENT, Experiment, Metric
 from liftlab.stats.suffstats import ArmStats, RatioStats
 
 PLAUSIBLE_REL_LIFT = 0.20

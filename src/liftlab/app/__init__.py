@@ -1,0 +1,1 @@
+"""The application: services behind the CLI (run), the CLI, the demo data."""

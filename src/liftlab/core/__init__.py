@@ -1,0 +1,1 @@
+"""Bottom layer: errors, exact sums, optional extras, safe file writes."""
