@@ -28,8 +28,13 @@ def _arm(rng: np.random.Generator, n: int, effect: float) -> dict[str, np.ndarra
     return {"pre": pre, "new": new.astype(float), "age": age, "y": y}
 
 
-def _interacted_ols(t: dict[str, np.ndarray], h: dict[str, np.ndarray], outcome: str,
-                    covariates: list[str], cov_type: str) -> Any:
+def _interacted_ols(
+    t: dict[str, np.ndarray],
+    h: dict[str, np.ndarray],
+    outcome: str,
+    covariates: list[str],
+    cov_type: str,
+) -> Any:
     x = np.vstack([np.column_stack([a[c] for c in covariates]) for a in (t, h)])
     treated = np.r_[np.ones(len(t[outcome])), np.zeros(len(h[outcome]))]
     xc = x - x.mean(axis=0)
@@ -60,9 +65,13 @@ def test_variance_is_hc0_when_covariates_are_balanced() -> None:
     h["y"] = rng.permutation(t["y"]) - 1.0 + rng.normal(0, 1, 400)  # same covariates, new y
     mt, mh = Moments.from_columns(t), Moments.from_columns(h)
     centre = (mt.sums[:3] + mh.sums[:3]) / 800
-    hc0 = sum(f.variance * f.df / m.n for m, f in
-              ((mt, fit_arm(mt, "y", COVARIATES, centre)),
-               (mh, fit_arm(mh, "y", COVARIATES, centre))))
+    hc0 = sum(
+        f.variance * f.df / m.n
+        for m, f in (
+            (mt, fit_arm(mt, "y", COVARIATES, centre)),
+            (mh, fit_arm(mh, "y", COVARIATES, centre)),
+        )
+    )
     ols = _interacted_ols(t, h, "y", COVARIATES, "HC0")
     assert math.sqrt(hc0) == pytest.approx(ols.bse[1], rel=1e-9)
 
@@ -72,8 +81,13 @@ def test_no_covariate_is_welch() -> None:
     t, h = _arm(rng, 300, 0.3), _arm(rng, 120, 0.0)
     lift = lin(Moments.from_columns(t), Moments.from_columns(h), "y", [])
     ref = welch(ArmStats.from_values(t["y"]), ArmStats.from_values(h["y"]))
-    for a, b in [(lift.abs, ref.abs), (lift.abs_se, ref.abs_se), (lift.df, ref.df),
-                 (lift.p_value, ref.p_value), (lift.rel_ci[0], ref.rel_ci[0])]:
+    for a, b in [
+        (lift.abs, ref.abs),
+        (lift.abs_se, ref.abs_se),
+        (lift.df, ref.df),
+        (lift.p_value, ref.p_value),
+        (lift.rel_ci[0], ref.rel_ci[0]),
+    ]:
         assert a == pytest.approx(b, rel=1e-9)
     assert lift.variance_reduction == pytest.approx(0.0, abs=1e-12)
 
@@ -86,8 +100,9 @@ def test_single_covariate_matches_interacted_ols_not_pooled_cuped() -> None:
     t["y"] = t["y"] + 0.5 * t["pre"]  # a treatment that grows with the pre-period value
     lift = lin(Moments.from_columns(t), Moments.from_columns(h), "y", ["pre"])
     assert lift.abs == pytest.approx(_interacted_ols(t, h, "y", ["pre"], "HC1").params[1])
-    pooled = welch(ArmStats.from_values(t["y"], t["pre"]),
-                   ArmStats.from_values(h["y"], h["pre"]), cuped=True)
+    pooled = welch(
+        ArmStats.from_values(t["y"], t["pre"]), ArmStats.from_values(h["y"], h["pre"]), cuped=True
+    )
     assert abs(pooled.abs - lift.abs) > 1e-3
 
 
@@ -99,8 +114,7 @@ def test_constant_and_collinear_covariates_are_dropped() -> None:
     for a in (t, h):
         a["new"] = np.zeros_like(a["new"])
         a["pre2"] = 2 * a["pre"]
-    full = lin(Moments.from_columns(t), Moments.from_columns(h), "y",
-               ["pre", "new", "pre2", "age"])
+    full = lin(Moments.from_columns(t), Moments.from_columns(h), "y", ["pre", "new", "pre2", "age"])
     lean = lin(Moments.from_columns(t), Moments.from_columns(h), "y", ["pre", "age"])
     assert full.abs == pytest.approx(lean.abs, rel=1e-8)
     assert full.abs_se == pytest.approx(lean.abs_se, rel=1e-8)
@@ -129,20 +143,36 @@ def _ratio_arm(rng: np.random.Generator, n: int, effect: float) -> dict[str, np.
     pre_revenue = pre_orders * rng.lognormal(3.0, 0.5, n)
     orders = rng.poisson(0.5 + 0.5 * pre_orders).astype(float)
     revenue = orders * (rng.lognormal(3.0, 0.5, n) + effect) + 0.3 * pre_revenue * (orders > 0)
-    return {"revenue": revenue, "orders": orders, "pre_revenue": pre_revenue,
-            "pre_orders": pre_orders}
+    return {
+        "revenue": revenue,
+        "orders": orders,
+        "pre_revenue": pre_revenue,
+        "pre_orders": pre_orders,
+    }
 
 
 def test_ratio_without_covariates_is_the_delta_method() -> None:
     rng = np.random.default_rng(21)
     t, h = _ratio_arm(rng, 800, 2.0), _ratio_arm(rng, 400, 0.0)
     lift = lin_ratio(Moments.from_columns(t), Moments.from_columns(h), "revenue", "orders", [])
-    ref = ratio(RatioStats(800, t["revenue"].sum(), (t["revenue"] ** 2).sum(),
-                           t["orders"].sum(), (t["orders"] ** 2).sum(),
-                           (t["revenue"] * t["orders"]).sum()),
-                RatioStats(400, h["revenue"].sum(), (h["revenue"] ** 2).sum(),
-                           h["orders"].sum(), (h["orders"] ** 2).sum(),
-                           (h["revenue"] * h["orders"]).sum()))
+    ref = ratio(
+        RatioStats(
+            800,
+            t["revenue"].sum(),
+            (t["revenue"] ** 2).sum(),
+            t["orders"].sum(),
+            (t["orders"] ** 2).sum(),
+            (t["revenue"] * t["orders"]).sum(),
+        ),
+        RatioStats(
+            400,
+            h["revenue"].sum(),
+            (h["revenue"] ** 2).sum(),
+            h["orders"].sum(),
+            (h["orders"] ** 2).sum(),
+            (h["revenue"] * h["orders"]).sum(),
+        ),
+    )
     assert lift.abs == pytest.approx(ref.abs, rel=1e-10)
     # the delta method's variance uses n - 1; the regression's too (no covariate)
     assert lift.abs_se == pytest.approx(ref.abs_se, rel=1e-9)

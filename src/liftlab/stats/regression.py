@@ -13,20 +13,20 @@ is their difference: identical to statsmodels' coefficient of ``T``.
 
 Variance: ``Σ_a RSS_a / (n_a (n_a - p_a))``, ``p_a`` the arm's fitted parameters. This is
 the heteroskedasticity-robust HC0 variance of the effect with each arm's ``n/(n - p)``
-correction (an HC1 per arm), without its term in the covariates' imbalance
-``x̄_a - x̄``, of order ``1/n`` relative: the robust variance of an arm's adjusted mean is
-``Σ e_i^2 w_i^2 / n^2`` with ``w_i = 1 - (x̄_a - x̄)' S_xx^-1 (x_i - x̄_a)``, and only
-``Σ e_i^2`` (the residual sum of squares) is a function of cross-products; ``w_i`` would need fourth moments, HC2 each unit's
-leverage. When the arms' covariate means are equal, the variance without the correction is
-statsmodels' ``OLS(cov_type="HC0")`` exactly (tested). On skewed covariates with noise
-growing with them, one sample's variance can differ from HC0-HC2 by 15-30% at 200 units
-per arm (an extreme covariate value in an unbalanced sample), by under 3% at 3,000; the
-coverage of its 95% interval there is HC1's (0.936 both, HC2 0.947, HC0 0.932; 1,000 runs,
-Monte Carlo error 0.007). HC1 rather than HC0: an arm of a few hundred units with several
-covariates would otherwise under-cover. Without covariates it is Welch's variance. Lin
-(2013) shows the sandwich consistent or conservative for the average effect in the sample under
-randomisation whatever the model's fit; the degrees of freedom are Welch-Satterthwaite's on
-``n_a - p_a``.
+correction (an HC1 per arm), without its term in the covariates' imbalance ``x̄_a - x̄``, of
+order ``1/n`` relative: the robust variance of an arm's adjusted mean is ``Σ e_i^2 w_i^2 /
+n^2`` with ``w_i = 1 - (x̄_a - x̄)' S_xx^-1 (x_i - x̄_a)``, and only ``Σ e_i^2`` (the
+residual sum of squares) is a function of cross-products; ``w_i`` would need fourth moments,
+HC2 each unit's leverage. When the arms' covariate means are equal, the variance without the
+correction is statsmodels' ``OLS(cov_type="HC0")`` exactly (tested). On skewed covariates
+with noise growing with them, one sample's variance can differ from HC0-HC2 by 15-30% at 200
+units per arm (an extreme covariate value in an unbalanced sample), by under 3% at 3,000;
+the coverage of its 95% interval there is HC1's (0.936 both, HC2 0.947, HC0 0.932; 1,000
+runs, Monte Carlo error 0.007). HC1 rather than HC0: an arm of a few hundred units with
+several covariates would otherwise under-cover. Without covariates it is Welch's variance.
+Lin (2013) shows the sandwich consistent or conservative for the average effect in the
+sample under randomisation whatever the model's fit; the degrees of freedom are Welch-
+Satterthwaite's on ``n_a - p_a``.
 
 Ratio metrics (``Σ num / Σ den``) are adjusted on their linearisation: the per-unit
 influence ``φ = (num - R_a den) / d̄_a`` of the arm's ratio ``R_a`` is regressed on the
@@ -68,8 +68,9 @@ class Moments:
     def __add__(self, other: Moments) -> Moments:
         if other.names != self.names:
             raise ValueError("moments of different variables do not add")
-        return Moments(self.names, self.n + other.n, self.sums + other.sums,
-                       self.cross + other.cross)
+        return Moments(
+            self.names, self.n + other.n, self.sums + other.sums, self.cross + other.cross
+        )
 
     @classmethod
     def from_columns(cls, columns: dict[str, Sequence[float] | np.ndarray]) -> Moments:
@@ -104,8 +105,7 @@ class ArmFit:
     slopes: tuple[float, ...]
 
 
-def fit_arm(m: Moments, outcome: str, covariates: Sequence[str],
-            centre: np.ndarray) -> ArmFit:
+def fit_arm(m: Moments, outcome: str, covariates: Sequence[str], centre: np.ndarray) -> ArmFit:
     """OLS of ``outcome`` on ``covariates`` within one arm, evaluated at ``centre``."""
     n = m.n
     iy = m.index(outcome)
@@ -137,8 +137,14 @@ def fit_arm(m: Moments, outcome: str, covariates: Sequence[str],
     return ArmFit(adjusted, rss / df / n, df, float(mean[iy]), raw_var, tuple(beta))
 
 
-def lin(treatment: Moments, holdout: Moments, outcome: str, covariates: Sequence[str],
-        alpha: float = 0.05, nonnegative: bool = False) -> Lift:
+def lin(
+    treatment: Moments,
+    holdout: Moments,
+    outcome: str,
+    covariates: Sequence[str],
+    alpha: float = 0.05,
+    nonnegative: bool = False,
+) -> Lift:
     """Treatment effect on ``outcome`` adjusted for ``covariates`` (Lin's interacted OLS),
     with its sandwich-type variance, Welch-Satterthwaite degrees of freedom and Fieller's
     relative interval; ``variance_reduction`` is 1 - its variance over the unadjusted one."""
@@ -150,8 +156,14 @@ def lin(treatment: Moments, holdout: Moments, outcome: str, covariates: Sequence
     return _lift(ft, fh, alpha, nonnegative, "lin_regression")
 
 
-def lin_ratio(treatment: Moments, holdout: Moments, numerator: str, denominator: str,
-              covariates: Sequence[str], alpha: float = 0.05) -> Lift:
+def lin_ratio(
+    treatment: Moments,
+    holdout: Moments,
+    numerator: str,
+    denominator: str,
+    covariates: Sequence[str],
+    alpha: float = 0.05,
+) -> Lift:
     """Difference of ratio metrics ``Σ num / Σ den`` adjusted for ``covariates`` on the
     delta method's linearisation (see the module's text)."""
     t, h = treatment, holdout
@@ -176,15 +188,21 @@ def _pooled_centre(t: Moments, h: Moments, covariates: Sequence[str]) -> np.ndar
     return (t.sums[ix] + h.sums[ix]) / (t.n + h.n)
 
 
-def _lift(ft: ArmFit, fh: ArmFit, alpha: float, nonnegative: bool, method: str,
-          normal: bool = False) -> Lift:
+def _lift(
+    ft: ArmFit, fh: ArmFit, alpha: float, nonnegative: bool, method: str, normal: bool = False
+) -> Lift:
     if not (math.isfinite(ft.variance) and math.isfinite(fh.variance)):
-        return failed("too few units for the number of covariates (an arm has no residual "
-                      "degrees of freedom)", ft.raw_mean, fh.raw_mean)
+        return failed(
+            "too few units for the number of covariates (an arm has no residual "
+            "degrees of freedom)",
+            ft.raw_mean,
+            fh.raw_mean,
+        )
     var = ft.variance + fh.variance
     if var <= 0.0:
-        return failed("the adjusted metric has no residual variance in either arm",
-                      ft.raw_mean, fh.raw_mean)
+        return failed(
+            "the adjusted metric has no residual variance in either arm", ft.raw_mean, fh.raw_mean
+        )
     se = math.sqrt(var)
     if normal:
         df = math.inf
@@ -192,13 +210,30 @@ def _lift(ft: ArmFit, fh: ArmFit, alpha: float, nonnegative: bool, method: str,
         st, sh = ft.variance / var, fh.variance / var
         df = 1 / (st**2 / ft.df + sh**2 / fh.df)
     diff = ft.mean - fh.mean
-    q = float(sps.t.ppf(1 - alpha / 2, df)) if math.isfinite(df) else float(
-        sps.norm.ppf(1 - alpha / 2))
-    p = float(2 * (sps.t.sf(abs(diff) / se, df) if math.isfinite(df) else
-                   sps.norm.sf(abs(diff) / se)))
+    q = (
+        float(sps.t.ppf(1 - alpha / 2, df))
+        if math.isfinite(df)
+        else float(sps.norm.ppf(1 - alpha / 2))
+    )
+    p = float(
+        2 * (sps.t.sf(abs(diff) / se, df) if math.isfinite(df) else sps.norm.sf(abs(diff) / se))
+    )
     rel, rel_se, rel_ci = relative(ft.mean, fh.mean, ft.variance, fh.variance, q, nonnegative)
     raw = ft.raw_variance + fh.raw_variance
     reduction = 1 - var / raw if raw > 0 else 0.0
-    return Lift(ft.mean, fh.mean, diff, se, (diff - q * se, diff + q * se), rel, rel_se,
-                rel_ci, p, df, cuped=True, variance_reduction=reduction,
-                rel_p_value=p if math.isfinite(rel) else math.nan, method=method)
+    return Lift(
+        ft.mean,
+        fh.mean,
+        diff,
+        se,
+        (diff - q * se, diff + q * se),
+        rel,
+        rel_se,
+        rel_ci,
+        p,
+        df,
+        cuped=True,
+        variance_reduction=reduction,
+        rel_p_value=p if math.isfinite(rel) else math.nan,
+        method=method,
+    )
