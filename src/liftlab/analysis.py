@@ -22,13 +22,13 @@ from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
+from liftlab.metrics import BUYERS, arm_col, build_plan, covariates_of, prod_col, sum_col
 from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
-from liftlab.stats import bayes, frequentist
+from liftlab.stats import bayes, frequentist, regression
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
-from liftlab.stats.proportions import binary
+from liftlab.stats.proportions import binary, normal_theory
 from liftlab.stats.srm import SrmCheck, srm_check
 from liftlab.units import Units, window_bounds
 
@@ -538,7 +538,8 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                 n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
                 money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else {}
                 for metric in spec.metrics:
-                    lift = _lift(metric, cells, t_rows, h_rows, spec.alpha, cuped)
+                    lift = _lift(metric, cells, t_rows, h_rows, spec.alpha, cuped,
+                                 _covariates(spec, metric, cuped))
                     total = None
                     if metric.kind != "ratio" and lift.ok:
                         total = lift.abs * n_t
@@ -571,7 +572,8 @@ def _adjusted(spec: Experiment, cells: CellTable,
         e = effects[i]
         arm = e.variant or spec.channels[e.channel].treatment_arms[0]
         lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
-                     cells.where({e.channel: HOLDOUT}, e.segment), level, cuped)
+                     cells.where({e.channel: HOLDOUT}, e.segment), level, cuped,
+                     _covariates(spec, e.metric, cuped))
         out[i] = dataclasses.replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
     return tuple(out), {**summary, "applied": True,
                         "description": f"{_METHOD_NAME[mt.method]} over {len(members)} "
@@ -642,7 +644,14 @@ def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFram
 
 
 def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.DataFrame,
-          alpha: float, cuped: bool) -> Lift:
+          alpha: float, cuped: bool, covariates: tuple[str, ...] | None = None) -> Lift:
+    """``covariates``: regression adjustment on these measures (stats/regression.py); a
+    binary metric takes it only where normal theory holds, else its small-count route."""
+    if covariates is not None:
+        adjusted = _regression_lift(metric, cells, t_rows, h_rows, alpha, covariates)
+        if adjusted is not None:
+            return adjusted
+        cuped = False
     if metric.kind == "ratio":
         assert metric.numerator and metric.denominator
         return frequentist.ratio(cells.ratio_stats(metric.numerator, metric.denominator, t_rows),
@@ -654,6 +663,27 @@ def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.Dat
     return frequentist.welch(cells.arm_stats(metric.name, t_rows, cuped),
                              cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped,
                              nonnegative=metric.kind == "count")
+
+
+def _regression_lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame,
+                     h_rows: pl.DataFrame, alpha: float,
+                     covariates: tuple[str, ...]) -> Lift | None:
+    if metric.kind == "ratio":
+        assert metric.numerator and metric.denominator
+        names = [metric.numerator, metric.denominator, *covariates]
+        return regression.lin_ratio(cells.moments(names, t_rows), cells.moments(names, h_rows),
+                                    metric.numerator, metric.denominator, covariates, alpha)
+    if metric.kind == "binary" and not normal_theory(cells.arm_stats(metric.name, t_rows),
+                                                     cells.arm_stats(metric.name, h_rows)):
+        return None
+    names = [metric.name, *covariates]
+    return regression.lin(cells.moments(names, t_rows), cells.moments(names, h_rows),
+                          metric.name, covariates, alpha, nonnegative=metric.kind != "mean")
+
+
+def _covariates(spec: Experiment, metric: Metric, has_pre: bool) -> tuple[str, ...] | None:
+    """The metric's covariates under regression adjustment, None without it."""
+    return covariates_of(spec, metric, has_pre) if spec.covariates.regression else None
 
 
 def _end_utc(spec: Experiment) -> dt.datetime:

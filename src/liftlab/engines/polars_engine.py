@@ -39,7 +39,7 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
-from liftlab.errors import Problem
+from liftlab.errors import DataError, Problem
 from liftlab.metrics import PURCHASE_CHANNELS_MAX, AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment
 from liftlab.units import Units, build_units
@@ -111,9 +111,13 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
     out = units.lazy()
     ids = units.lazy().select(plan.unit)
     for table in plan.tables:
-        rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
-            _measure_expr(m, plan) for m in plan.measures_of(table))
+        if table == "customers":
+            per_unit = _customer_values(plan, source, uid_type).join(ids, on=plan.unit,
+                                                                     how="semi")
+        else:
+            rows = _period_rows(plan, source, table, uid_type, experiment_id)
+            per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
+                _measure_expr(m, plan) for m in plan.measures_of(table))
         out = out.join(per_unit, on=plan.unit, how="left")
     out = out.with_columns(pl.col(m.name).fill_null(0.0) for m in plan.measures)
     capped = [m for m in plan.measures if m.winsorize is not None]
@@ -129,8 +133,11 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
                  guess: ChannelGuess | None = None) -> pl.DataFrame | None:
     """The same table by direct address: one pass per table into per-unit slots, then one
     pass over the units into the groups (no per-unit frame is built). None when the slots
-    would take more than ``DENSE_BYTES`` or the groups are too many; ``Unexpected`` when an
-    order contradicts ``guess`` (its purchase channels)."""
+    would take more than ``DENSE_BYTES``, the groups are too many or the plan reads the
+    customers table (covariates: the hash route joins them); ``Unexpected`` when an order
+    contradicts ``guess`` (its purchase channels)."""
+    if "customers" in plan.tables:
+        return None
     layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window,
                             guess if t == "orders" else None)
                for t in plan.tables]
@@ -161,6 +168,31 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         *[pl.Series(prod_col(a, b), prods[seen, i]) for i, (a, b) in enumerate(plan.products)]])
     keys = list(plan.group_by)
     return frame.sort(keys, nulls_last=True) if keys else frame
+
+
+def _customer_values(plan: AggregationPlan, source: FolderSource,
+                     uid_type: pl.DataType) -> pl.LazyFrame:
+    """The customers columns the plan uses as covariates, one row per customer: a number
+    (null read as 0) or the missing indicator of a join date after the pre-period's first
+    day."""
+    from liftlab.multichannel import _as_date
+
+    schema = source.schema("customers")
+    exprs = []
+    for m in plan.measures_of("customers"):
+        assert m.value is not None
+        if m.agg == "after":
+            assert plan.pre_window is not None
+            expr = (_as_date(source, m.value) > plan.pre_window[0].date()).fill_null(False)
+        else:
+            if not (schema[m.value].is_numeric() or schema[m.value] == pl.Boolean):
+                raise DataError([Problem(
+                    f"covariate column {m.value!r} holds {schema[m.value]}, not numbers or "
+                    "true/false", table="customers", column=m.value,
+                    hint="name numeric customers columns in covariates.attributes")])
+            expr = pl.col(m.value).fill_null(0)
+        exprs.append(expr.cast(pl.Float64).alias(m.name))
+    return source.scan("customers", uid_type).select(plan.unit, *exprs)
 
 
 def _window_values(source: FolderSource, table: str, column: str,

@@ -287,6 +287,12 @@ class SparkEngine:
         safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
         out = frame
         for table in plan.tables:
+            if table == "customers":  # covariates: one row per unit, no window
+                values = self.scan("customers").join(ids, on=unit, how="left_semi").select(
+                    unit, *[_customer_value(m, plan).alias(safe[m.name])
+                            for m in plan.measures_of(table)])
+                out = out.join(values, on=unit, how="left")
+                continue
             ts = F.col(TS_COLUMN[table])
             rows = self.scan(table).filter((ts >= F.lit(lo)) & (ts < F.lit(hi)))
             if table == "contacts" and "experiment_id" in rows.columns:
@@ -357,6 +363,17 @@ def _measure(m: Measure, plan: AggregationPlan) -> Column:
     if m.agg == "count":
         return F.sum(F.when(cond, 1.0).otherwise(0.0))
     return F.max(F.when(cond, 1.0).otherwise(0.0))
+
+
+def _customer_value(m: Measure, plan: AggregationPlan) -> Column:
+    """A customers column used as a covariate (see ``metrics.Aggregate``)."""
+    from pyspark.sql import functions as F
+
+    if m.agg == "after":
+        assert plan.pre_window is not None
+        return F.when(F.to_date(F.col(_backtick(m.value or ""))) >
+                      F.lit(plan.pre_window[0].date()), 1.0).otherwise(0.0)
+    return F.col(_backtick(m.value or "")).cast("double")
 
 
 def _hash_arms_spark(spec: Experiment, population: DataFrame) -> DataFrame:

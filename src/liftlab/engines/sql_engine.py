@@ -283,6 +283,14 @@ class SqlEngine:
         ctes, params = [], []
         joins, selects = [], []
         for t, table in enumerate(plan.tables):
+            if table == "customers":  # covariates: one row per unit, no window
+                cte, ps = self._customer_values(plan, units_table)
+                ctes.append(f"t{t} AS ({cte})")
+                params += ps
+                joins.append(f"LEFT JOIN t{t} USING ({unit})")
+                selects += [f"COALESCE(t{t}.{safe[m.name]}, 0) AS {safe[m.name]}"
+                            for m in plan.measures_of(table)]
+                continue
             ts = _quote(TS_COLUMN[table])
             aggs = []
             for m in plan.measures_of(table):
@@ -322,6 +330,25 @@ class SqlEngine:
         sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "
                f"FROM {source}{group}")
         return sql, params
+
+    def _customer_values(self, plan: AggregationPlan,
+                         units_table: str) -> tuple[str, list[Any]]:
+        """The customers columns used as covariates (see ``metrics.Aggregate``), with the
+        names of the plan's measures as ``compile`` gives them."""
+        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
+        cols, params = [], []
+        for m in plan.measures_of("customers"):
+            col = _quote(m.value or "")
+            if m.agg == "after":
+                assert plan.pre_window is not None
+                cols.append(f"CASE WHEN CAST({col} AS DATE) > %s THEN 1.0 ELSE 0.0 END "
+                            f"AS {safe[m.name]}")
+                params.append(plan.pre_window[0].date())
+            else:
+                cols.append(f"CAST({col} AS DOUBLE PRECISION) AS {safe[m.name]}")
+        uid, unit = self._uid("customers", plan.unit), _quote(plan.unit)
+        return (f"SELECT {uid} AS {unit}, {', '.join(cols)} FROM {self.table('customers')} "
+                f"WHERE {uid} IN (SELECT {unit} FROM {units_table})"), params
 
     def _measure(self, m: Measure, plan: AggregationPlan) -> tuple[str, list[Any]]:
         ts = _quote(TS_COLUMN[m.table])
