@@ -166,6 +166,10 @@ METHOD_LABEL = {
     "delta_ratio": "delta method for a ratio metric; relative interval by Fieller",
     "score": "pooled score test of two proportions; score intervals",
     "fisher_exact": "Fisher's exact test (few events); score intervals",
+    "lin_regression": "regression adjustment (OLS with centred covariates interacted with "
+                      "treatment, robust variance); relative interval by Fieller",
+    "delta_ratio_regression": "delta method for a ratio metric, regression-adjusted on its "
+                              "linearisation; relative interval by Fieller",
 }
 
 
@@ -180,6 +184,9 @@ def _p_text(e: dict[str, Any]) -> str:
 
 def _p_title(e: dict[str, Any]) -> str:
     method = METHOD_LABEL.get(e.get("method") or "", "")
+    reduction = e.get("variance_reduction")
+    if e.get("cuped") and isinstance(reduction, float):
+        method += f"; variance {-reduction:+.0%} by the covariates"
     if e.get("p_adjusted") is None:
         return method
     return f"{method}; adjusted for multiple testing, raw {p_is(e.get('p_value'))}"
