@@ -28,6 +28,7 @@ from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist, regression
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
+from liftlab.stats.noninferiority import NonInferiority, non_inferiority
 from liftlab.stats.proportions import binary, normal_theory
 from liftlab.stats.srm import SrmCheck, srm_check
 from liftlab.units import Units, window_bounds
@@ -237,6 +238,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     design = design_checks(spec, cells)
     warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
     effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
+    warnings += _margin_warnings(effects)
     sections: dict[str, Any] = {"multiple_testing": family}
     sections.update(_contribution(spec, cells, warnings))
     sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
@@ -544,6 +546,9 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                     if metric.kind != "ratio" and lift.ok:
                         total = lift.abs * n_t
                     extra = _bayes(spec, metric, cells, t_rows, h_rows, lift)
+                    if metric.margin is not None:
+                        extra["non_inferiority"] = _non_inferiority(
+                            metric, cells, t_rows, h_rows, spec.alpha).to_dict()
                     cost = None
                     if money and metric.name == spec.primary_metric:
                         extra.update(money)
@@ -663,6 +668,44 @@ def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.Dat
     return frequentist.welch(cells.arm_stats(metric.name, t_rows, cuped),
                              cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped,
                              nonnegative=metric.kind == "count")
+
+
+def _margin_warnings(effects: tuple[Effect, ...]) -> list[Warning_]:
+    """A guardrail whose harm is not shown to stay within its margin (whole population)."""
+    out = []
+    for e in effects:
+        ni = e.extra.get("non_inferiority")
+        if ni is None or e.segment is not None or ni["passed"]:
+            continue
+        arm = f"{e.channel}/{e.variant}" if e.variant else e.channel
+        why = ni["note"] or f"p = {ni['p_value']:.3g}"
+        out.append(Warning_("non_inferiority", f"guardrail {e.metric.name} on {arm}: harm "
+                            f"is not shown to stay within its {ni['margin']:.0%} margin ({why})"))
+    return out
+
+
+def _non_inferiority(metric: Metric, cells: CellTable, t_rows: pl.DataFrame,
+                     h_rows: pl.DataFrame, alpha: float) -> NonInferiority:
+    """A guardrail's harm tested against its margin (stats/noninferiority.py)."""
+    assert metric.margin is not None
+    events = None
+    if metric.kind == "ratio":
+        assert metric.numerator and metric.denominator
+        rt = cells.ratio_stats(metric.numerator, metric.denominator, t_rows)
+        rh = cells.ratio_stats(metric.numerator, metric.denominator, h_rows)
+        arms = [(rt.mean, rt.mean_variance), (rh.mean, rh.mean_variance)]
+    else:
+        at, ah = cells.arm_stats(metric.name, t_rows), cells.arm_stats(metric.name, h_rows)
+        if metric.kind == "binary":
+            arms = [(a.mean, a.mean * (1 - a.mean) / a.n if a.n else math.nan)
+                    for a in (at, ah)]
+            pooled = (at.sum + ah.sum) / max(at.n + ah.n, 1)
+            events = min(at.n, ah.n) * min(pooled, 1 - pooled)
+        else:
+            arms = [(a.mean, a.variance / a.n if a.n else math.nan) for a in (at, ah)]
+    (mt, vt), (mh, vh) = arms
+    return non_inferiority(mt, vt, mh, vh, metric.margin, metric.desired_direction, alpha,
+                           events)
 
 
 def _regression_lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame,

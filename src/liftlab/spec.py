@@ -119,9 +119,14 @@ class Metric(_Model):
     guardrail: bool = False
     direction: Direction | None = None
     winsorize: Annotated[float, Field(gt=0.5, lt=1.0)] | None = None
+    # A guardrail's non-inferiority margin: the relative harm tolerated (0.1 = 10% worse).
+    margin: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
 
     @model_validator(mode="after")
     def _coherent(self) -> Metric:
+        if self.margin is not None and not self.guardrail:
+            raise ValueError("'margin' is a guardrail's non-inferiority margin; set "
+                             "guardrail: true")
         if self.kind == "ratio":
             if not self.numerator or not self.denominator:
                 raise ValueError("a ratio metric needs 'numerator' and 'denominator'")
