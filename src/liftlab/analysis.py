@@ -22,7 +22,15 @@ from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import BUYERS, arm_col, build_plan, covariates_of, prod_col, sum_col
+from liftlab.metrics import (
+    BUYERS,
+    AggregationPlan,
+    arm_col,
+    build_plan,
+    covariates_of,
+    prod_col,
+    sum_col,
+)
 from liftlab.roi import channel_roi
 from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
 from liftlab.stats import bayes, frequentist, regression
@@ -30,6 +38,7 @@ from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
 from liftlab.stats.noninferiority import NonInferiority, non_inferiority
 from liftlab.stats.proportions import binary, normal_theory
+from liftlab.stats.quantiles import Histogram, quantile_effect
 from liftlab.stats.srm import SrmCheck, srm_check
 from liftlab.units import Units, window_bounds
 
@@ -240,6 +249,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
     warnings += _margin_warnings(effects)
     sections: dict[str, Any] = {"multiple_testing": family}
+    if any(m.quantile_levels for m in spec.metrics):
+        sections["quantiles"] = _quantiles(spec, engine, plan, units, warnings)
     sections.update(_contribution(spec, cells, warnings))
     sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
     if spec.encouragement is not None:
@@ -668,6 +679,36 @@ def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.Dat
     return frequentist.welch(cells.arm_stats(metric.name, t_rows, cuped),
                              cells.arm_stats(metric.name, h_rows, cuped), alpha, cuped,
                              nonnegative=metric.kind == "count")
+
+
+def _quantiles(spec: Experiment, engine: Engine, plan: AggregationPlan, units: Units,
+               warnings: list[Warning_]) -> list[dict[str, Any]]:
+    """Quantile treatment effects (stats/quantiles.py) from the engine's histograms per arm
+    (whole population)."""
+    metrics = [m for m in spec.metrics if m.quantile_levels]
+    table = engine.histograms(plan.sketch_plan([m.name for m in metrics]), units, spec.id)
+    out: list[dict[str, Any]] = []
+    for ch, cfg in spec.channels.items():
+        for arm in cfg.treatment_arms:
+            for metric in metrics:
+                rows = table.filter(pl.col("measure") == metric.name)
+                hists = [_histogram(rows.filter(pl.col(arm_col(ch)) == a))
+                         for a in (arm, HOLDOUT)]
+                for q in metric.quantile_levels:
+                    try:
+                        effect = quantile_effect(*hists, q, spec.alpha)
+                    except ValueError as exc:
+                        warnings.append(Warning_("quantiles", f"no {q:g}-quantile effect of "
+                                                 f"{metric.name} on {ch}/{arm}: {exc}", "info"))
+                        continue
+                    out.append({"channel": ch, "variant": None if cfg.variants is None else arm,
+                                "metric": metric.name, **effect.to_dict()})
+    return out
+
+
+def _histogram(rows: pl.DataFrame) -> Histogram:
+    counts = rows.group_by("bin").agg(pl.col("n").sum())
+    return Histogram.of(counts["bin"].to_numpy(), counts["n"].to_numpy())
 
 
 def _margin_warnings(effects: tuple[Effect, ...]) -> list[Warning_]:

@@ -70,6 +70,13 @@ class AggregationPlan:
     def measures_of(self, table: str) -> tuple[Measure, ...]:
         return tuple(m for m in self.measures if m.table == table)
 
+    def sketch_plan(self, names: Sequence[str]) -> AggregationPlan:
+        """The plan an engine's ``histograms`` runs: the measures ``names`` per unit, binned
+        (``sketch_bin``) and counted per arm (segments left out)."""
+        return dataclasses.replace(
+            self, measures=tuple(m for m in self.measures if m.name in names), products=(),
+            group_by=tuple(k for k in self.group_by if k.startswith("arm:")), landing=False)
+
     def with_landing(self, channels: Sequence[str]) -> AggregationPlan:
         """The plan with ``revenue@<channel>`` for the purchase channels seen in the window,
         when there are between 2 and ``PURCHASE_CHANNELS_MAX`` of them (else none)."""

@@ -121,12 +121,18 @@ class Metric(_Model):
     winsorize: Annotated[float, Field(gt=0.5, lt=1.0)] | None = None
     # A guardrail's non-inferiority margin: the relative harm tolerated (0.1 = 10% worse).
     margin: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    # Quantile treatment effects of a mean or count metric: ``true`` = median and p90.
+    quantiles: bool | Annotated[list[Annotated[float, Field(gt=0.0, lt=1.0)]],
+                                Field(min_length=1, max_length=9)] = False
 
     @model_validator(mode="after")
     def _coherent(self) -> Metric:
         if self.margin is not None and not self.guardrail:
             raise ValueError("'margin' is a guardrail's non-inferiority margin; set "
                              "guardrail: true")
+        if self.quantiles and self.kind not in ("mean", "count"):
+            raise ValueError("'quantiles' are of a per-unit mean or count metric (e.g. "
+                             "revenue per customer)")
         if self.kind == "ratio":
             if not self.numerator or not self.denominator:
                 raise ValueError("a ratio metric needs 'numerator' and 'denominator'")
@@ -144,6 +150,13 @@ class Metric(_Model):
         if self.event is not None and self.table != "events":
             raise ValueError("'event' filters the events table; set table: events")
         return self
+
+    @property
+    def quantile_levels(self) -> tuple[float, ...]:
+        """The quantiles whose treatment effects are reported (none by default)."""
+        if self.quantiles is True:
+            return (0.5, 0.9)
+        return tuple(sorted(set(self.quantiles or ())))
 
     @property
     def desired_direction(self) -> Direction:

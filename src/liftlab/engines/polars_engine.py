@@ -42,6 +42,7 @@ from liftlab.engines.dense import (
 from liftlab.errors import DataError, Problem
 from liftlab.metrics import PURCHASE_CHANNELS_MAX, AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment
+from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 from liftlab.units import Units, build_units
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
@@ -246,6 +247,13 @@ def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
     return expr.cast(pl.Float64).alias(m.name)
 
 
+def _sketch_bin(value: pl.Expr) -> pl.Expr:
+    """``stats.quantiles.bin_of`` as a polars expression."""
+    size = value.abs()
+    k = (size.log() / LOG_GAMMA).ceil() + OFFSET
+    return pl.when(size < ZERO).then(0.0).otherwise(value.sign() * k).cast(pl.Int64)
+
+
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -323,6 +331,20 @@ class PolarsEngine:
         uid = units.frame.schema[plan.unit]
         with self.source.reading():
             return aggregate(plan, units.frame, self.source, uid, experiment_id)
+
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        assert isinstance(units.frame, pl.DataFrame)
+        uid = units.frame.schema[plan.unit]
+        with self.source.reading():
+            per_unit = _unit_outcomes(plan, units.frame, self.source, uid, experiment_id)
+            keys = list(plan.group_by)
+            parts = [per_unit.group_by([*keys, _sketch_bin(pl.col(m.name)).alias("bin")])
+                     .agg(pl.len().cast(pl.Int64).alias("n"))
+                     .with_columns(pl.lit(m.name).alias("measure")) for m in plan.measures]
+            frames = pl.collect_all(parts)
+        return pl.concat(frames).with_columns(pl.col(k).cast(pl.String) for k in keys).select(
+            *keys, "measure", "bin", "n").sort([*keys, "measure", "bin"])
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

@@ -34,6 +34,7 @@ from liftlab.engines.base import with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
+from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 from liftlab.units import (
     MISSING_SEGMENT,
     Units,
@@ -279,6 +280,56 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         plan = with_landing(plan, self)
+        out, safe = self._per_unit(plan, units, experiment_id)
+        keys = [F.col(f"`{k}`").alias(f"k{i}") for i, k in enumerate(plan.group_by)]
+        aggs = [F.count(F.lit(1)).alias("n")]
+        aggs += [F.sum(safe[m.name]).alias(f"s{i}") for i, m in enumerate(plan.measures)]
+        aggs += [F.sum(F.col(safe[a]) * F.col(safe[b])).alias(f"p{i}")
+                 for i, (a, b) in enumerate(plan.products)]
+        grouped = out.select(*keys, *[F.col(c) for c in safe.values()]).groupBy(
+            *[f"k{i}" for i in range(len(keys))]).agg(*aggs)
+        rows = grouped.collect()
+        names = {f"k{i}": k for i, k in enumerate(plan.group_by)}
+        names |= {f"s{i}": sum_col(m.name) for i, m in enumerate(plan.measures)}
+        names |= {f"p{i}": prod_col(a, b) for i, (a, b) in enumerate(plan.products)}
+        names["n"] = "n"
+        cols = grouped.columns
+        data = {names[c]: [r[c] for r in rows] for c in cols}
+        schema = {names[c]: (pl.String if c.startswith("k") else
+                             pl.UInt32 if c == "n" else pl.Float64) for c in cols}
+        result = pl.DataFrame(data, schema=schema)
+        key_names = list(plan.group_by)
+        return result.sort(key_names, nulls_last=True) if key_names else result
+
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        from pyspark.sql import functions as F
+
+        out, safe = self._per_unit(plan, units, experiment_id)
+        keys = [F.col(f"`{k}`").cast("string").alias(f"k{i}")
+                for i, k in enumerate(plan.group_by)]
+        frames = []
+        for m in plan.measures:
+            v = F.col(safe[m.name])
+            bin_ = F.when(F.abs(v) < ZERO, F.lit(0)).otherwise(
+                F.signum(v) * (F.ceil(F.log(F.abs(v)) / LOG_GAMMA) + OFFSET)).cast("long")
+            rows = (out.select(*keys, bin_.alias("bin")).groupBy(
+                *[f"k{i}" for i in range(len(keys))], "bin").agg(F.count(F.lit(1)).alias("n"))
+                .collect())
+            frames.append(pl.DataFrame(
+                {**{k: [r[f"k{i}"] for r in rows] for i, k in enumerate(plan.group_by)},
+                 "measure": [m.name] * len(rows), "bin": [int(r["bin"]) for r in rows],
+                 "n": [int(r["n"]) for r in rows]},
+                schema={**{k: pl.String for k in plan.group_by}, "measure": pl.String,
+                        "bin": pl.Int64, "n": pl.Int64}))
+        return pl.concat(frames).sort([*plan.group_by, "measure", "bin"])
+
+    def _per_unit(self, plan: AggregationPlan, units: Units,
+                  experiment_id: str) -> tuple[DataFrame, dict[str, str]]:
+        """One row per unit with the plan's measures (named ``m<i>``) and the units'
+        columns, and the measures' names there."""
+        from pyspark.sql import functions as F
+
         unit = plan.unit
         frame: DataFrame = units.frame
         ids = frame.select(unit)
@@ -306,25 +357,7 @@ class SparkEngine:
             if m.winsorize is not None:
                 cap = out.select(F.percentile(safe[m.name], m.winsorize)).collect()[0][0]
                 out = out.withColumn(safe[m.name], F.least(F.col(safe[m.name]), F.lit(cap)))
-        keys = [F.col(f"`{k}`").alias(f"k{i}") for i, k in enumerate(plan.group_by)]
-        aggs = [F.count(F.lit(1)).alias("n")]
-        aggs += [F.sum(safe[m.name]).alias(f"s{i}") for i, m in enumerate(plan.measures)]
-        aggs += [F.sum(F.col(safe[a]) * F.col(safe[b])).alias(f"p{i}")
-                 for i, (a, b) in enumerate(plan.products)]
-        grouped = out.select(*keys, *[F.col(c) for c in safe.values()]).groupBy(
-            *[f"k{i}" for i in range(len(keys))]).agg(*aggs)
-        rows = grouped.collect()
-        names = {f"k{i}": k for i, k in enumerate(plan.group_by)}
-        names |= {f"s{i}": sum_col(m.name) for i, m in enumerate(plan.measures)}
-        names |= {f"p{i}": prod_col(a, b) for i, (a, b) in enumerate(plan.products)}
-        names["n"] = "n"
-        cols = grouped.columns
-        data = {names[c]: [r[c] for r in rows] for c in cols}
-        schema = {names[c]: (pl.String if c.startswith("k") else
-                             pl.UInt32 if c == "n" else pl.Float64) for c in cols}
-        result = pl.DataFrame(data, schema=schema)
-        key_names = list(plan.group_by)
-        return result.sort(key_names, nulls_last=True) if key_names else result
+        return out, safe
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

@@ -35,6 +35,7 @@ from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
+from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 from liftlab.units import (
     MISSING_SEGMENT,
     Units,
@@ -276,6 +277,40 @@ class SqlEngine:
     def compile(self, plan: AggregationPlan, units_table: str,
                 experiment_id: str) -> tuple[str, list[Any]]:
         """The plan as one SQL query: per-table unit aggregates, joined, then summed."""
+        ctes, params, source = self._per_unit(plan, units_table, experiment_id)
+        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
+        keys = [_quote(k) for k in plan.group_by]
+        aggs = ["COUNT(*)"] + [f"SUM({safe[m.name]})" for m in plan.measures]
+        aggs += [f"SUM({safe[a]} * {safe[b]})" for a, b in plan.products]
+        group = f" GROUP BY {', '.join(keys)}" if keys else ""
+        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
+        sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "
+               f"FROM {source}{group}")
+        return sql, params
+
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        ctes, params, source = self._per_unit(plan, str(units.frame), experiment_id)
+        keys = [_quote(k) for k in plan.group_by]
+        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
+        parts = []
+        for i in range(len(plan.measures)):
+            v = f"m{i}"
+            bin_ = (f"CASE WHEN ABS({v}) < {ZERO!r} THEN 0 ELSE CAST(SIGN({v}) * "
+                    f"(CEIL(LN(ABS({v})) / {LOG_GAMMA!r}) + {OFFSET}) AS BIGINT) END")
+            cols = ", ".join([*select_keys, "%s AS measure", f"{bin_} AS bin", "COUNT(*) AS n"])
+            parts.append(f"SELECT {cols} FROM {source} GROUP BY {', '.join([*keys, bin_])}")
+        sql = f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
+        rows = self.query(sql, params + [m.name for m in plan.measures])
+        schema = {k: pl.String for k in plan.group_by} | {
+            "measure": pl.String, "bin": pl.Int64, "n": pl.Int64}
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        return frame.sort([*plan.group_by, "measure", "bin"])
+
+    def _per_unit(self, plan: AggregationPlan, units_table: str,
+                  experiment_id: str) -> tuple[list[str], list[Any], str]:
+        """The common table expressions up to one row per unit with its measures (named
+        ``m<i>`` in the plan's order), their parameters and the last one's name."""
         unit = _quote(plan.unit)
         safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
         lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
@@ -323,13 +358,7 @@ class SqlEngine:
                 else v for v in safe.values()]
             ctes.append(f"capped AS (SELECT {', '.join(cols)} FROM per_unit CROSS JOIN caps)")
             source = "capped"
-        aggs = ["COUNT(*)"] + [f"SUM({safe[m.name]})" for m in plan.measures]
-        aggs += [f"SUM({safe[a]} * {safe[b]})" for a, b in plan.products]
-        group = f" GROUP BY {', '.join(keys)}" if keys else ""
-        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
-        sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "
-               f"FROM {source}{group}")
-        return sql, params
+        return ctes, params, source
 
     def _customer_values(self, plan: AggregationPlan,
                          units_table: str) -> tuple[str, list[Any]]:
