@@ -330,7 +330,34 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         bayes_method=bayes.get("method"), diagnostics=_diagnostics(bayes.get("diagnostics")),
         definition=definition, parameters=sorted((definition.get("parameters") or {}).items()),
         software=sorted((definition.get("software") or {}).items()),
-        results_json=results_json, **_plan(r.get("plan")))
+        results_json=results_json, quantile_rows=_quantile_rows(r.get("quantiles") or []),
+        margin_rows=_margin_rows(overall), **_plan(r.get("plan")))
+
+
+def _quantile_rows(effects: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Quantile treatment effects (results.json ``quantiles``) as table rows."""
+    return [{"comparison": q["channel"] + (f" / {q['variant']}" if q.get("variant") else ""),
+             "metric": q["metric"], "quantile": f"p{q['quantile'] * 100:g}",
+             "treatment": value(q.get("treatment"), q["metric"], "mean"),
+             "holdout": value(q.get("holdout"), q["metric"], "mean"),
+             "diff": value(q.get("diff"), q["metric"], "mean", signed=True),
+             "ci": _value_ci(q.get("diff_ci"), q["metric"], "mean"),
+             "method": q.get("method", "")} for q in effects]
+
+
+def _margin_rows(effects: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Guardrails with a non-inferiority margin: passed or not shown, with the p-value."""
+    rows = []
+    for e in effects:
+        ni = e.get("non_inferiority")
+        if not ni:
+            continue
+        arm = e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
+        why = ni.get("note") or p_is(ni.get("p_value"))
+        rows.append({"text": f"{e['metric']} on {arm} within {ni['margin']:.0%} ({why})",
+                     "status": "non-inferior" if ni["passed"] else "not shown",
+                     "cls": "treatment_wins" if ni["passed"] else "harm"})
+    return rows
 
 
 def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
