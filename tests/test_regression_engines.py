@@ -136,6 +136,7 @@ def test_effect_is_interacted_ols(
     assert e.lift.abs == pytest.approx(fit.params[1], rel=1e-8)
     assert e.lift.abs_se == pytest.approx(fit.bse[1], rel=0.03)
     assert e.to_dict()["variance_reduction"] == e.lift.variance_reduction
+    assert len(e.to_dict()["covariates"]) == len(covariates) + (metric == "clicks")
 
 
 def test_ratio_metric_is_ols_on_its_linearisation(

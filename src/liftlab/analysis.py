@@ -557,6 +557,8 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                     if metric.kind != "ratio" and lift.ok:
                         total = lift.abs * n_t
                     extra = _bayes(spec, metric, cells, t_rows, h_rows, lift)
+                    if lift.method in ("lin_regression", "delta_ratio_regression"):
+                        extra["covariates"] = list(_covariates(spec, metric, cuped) or ())
                     if metric.margin is not None:
                         extra["non_inferiority"] = _non_inferiority(
                             metric, cells, t_rows, h_rows, spec.alpha).to_dict()

@@ -102,7 +102,6 @@ class ArmFit:
     df: int
     raw_mean: float
     raw_variance: float
-    slopes: tuple[float, ...]
 
 
 def fit_arm(m: Moments, outcome: str, covariates: Sequence[str], centre: np.ndarray) -> ArmFit:
@@ -115,7 +114,7 @@ def fit_arm(m: Moments, outcome: str, covariates: Sequence[str], centre: np.ndar
     syy = float(centred[iy, iy])
     raw_var = max(syy, 0.0) / (n - 1) / n
     if not ix:
-        return ArmFit(float(mean[iy]), raw_var, n - 1, float(mean[iy]), raw_var, ())
+        return ArmFit(float(mean[iy]), raw_var, n - 1, float(mean[iy]), raw_var)
     sxx = centred[np.ix_(ix, ix)]
     sxy = centred[ix, iy]
     spread = np.diag(sxx)
@@ -132,9 +131,9 @@ def fit_arm(m: Moments, outcome: str, covariates: Sequence[str], centre: np.ndar
     rss = max(syy - float(beta @ sxy), 0.0)
     df = n - 1 - int(rank)
     if df < 1:
-        return ArmFit(math.nan, math.nan, df, float(mean[iy]), raw_var, tuple(beta))
+        return ArmFit(math.nan, math.nan, df, float(mean[iy]), raw_var)
     adjusted = float(mean[iy] - beta @ (mean[ix] - centre))
-    return ArmFit(adjusted, rss / df / n, df, float(mean[iy]), raw_var, tuple(beta))
+    return ArmFit(adjusted, rss / df / n, df, float(mean[iy]), raw_var)
 
 
 def lin(
@@ -179,7 +178,7 @@ def lin_ratio(
         dbar = float(m.sums[iden] / m.n)
         phi = m.combined({numerator: 1 / dbar, denominator: -ratio / dbar}, "|phi")
         f = fit_arm(phi, "|phi", covariates, centre)  # mean of phi is 0: shift by the ratio
-        fits.append(ArmFit(ratio + f.mean, f.variance, f.df, ratio, f.raw_variance, f.slopes))
+        fits.append(ArmFit(ratio + f.mean, f.variance, f.df, ratio, f.raw_variance))
     return _lift(fits[0], fits[1], alpha, False, "delta_ratio_regression", normal=True)
 
 
