@@ -421,6 +421,16 @@ class Experiment(_Model):
             raise ValueError(f"{v!r} is not a metric; choose one of: {', '.join(names)}")
         return v
 
+    @field_validator("covariates")
+    @classmethod
+    def _covariate_metrics(cls, v: Covariates, info: ValidationInfo) -> Covariates:
+        kinds = {m.name: m.kind for m in info.data.get("metrics") or []}
+        for name in v.pre_period_metrics:
+            if kinds and kinds.get(name) in (None, "ratio"):
+                raise ValueError(f"pre_period_metrics: {name!r} is not a mean, count or "
+                                 "binary metric of the experiment")
+        return v
+
     @field_validator("monitoring")
     @classmethod
     def _sequential_metric(cls, v: Monitoring, info: ValidationInfo) -> Monitoring:
@@ -441,11 +451,6 @@ class Experiment(_Model):
             raise ValueError(
                 f"encouragement.adoption_metric {enc.adoption_metric!r} is not a metric"
             )
-        kinds = {m.name: m.kind for m in self.metrics}
-        for name in self.covariates.pre_period_metrics:
-            if kinds.get(name) in (None, "ratio"):
-                raise ValueError(f"covariates.pre_period_metrics: {name!r} is not a mean, "
-                                 "count or binary metric of the experiment")
         if self.design == "global_holdout" and len(self.channels) > 1:
             fracs = {round(c.holdout, 6) for c in self.channels.values()}
             if len(fracs) > 1:
