@@ -24,6 +24,7 @@ from liftlab.data.open import open_engine
 from liftlab.engines.polars_engine import PolarsEngine
 from liftlab.errors import DataError
 from liftlab.spec import Experiment
+from pgserver import find_bin, load_tables, postgres_server
 
 from tinydata import END, SPEC_YAML, START, make_tiny
 
@@ -198,9 +199,58 @@ def _same(a: AnalysisResult, b: AnalysisResult) -> None:
             assert x == pytest.approx(y, rel=1e-9, abs=1e-12, nan_ok=True)
 
 
+FULL = (
+    (
+        "{name: revenue, kind: mean, table: orders, value: revenue}",
+        "{name: revenue, kind: mean, table: orders, value: revenue, quantiles: true}",
+    ),
+    ("guardrail: true}", "guardrail: true, margin: 0.5}"),
+)
+
+
+def _full_spec() -> Experiment:
+    """Covariates, quantile effects and a guardrail margin at once."""
+    text = SPEC_YAML.replace("covariates: {pre_period_days: 28}", COVARIATES)
+    for old, new in FULL:
+        text = text.replace(old, new)
+    return Experiment.model_validate(yaml.safe_load(text))
+
+
+def _same_sections(a: AnalysisResult, b: AnalysisResult) -> None:
+    _same(a, b)
+    assert a.sections["quantiles"] == b.sections["quantiles"]
+    ni = [
+        (e.extra.get("non_inferiority"), f.extra.get("non_inferiority"))
+        for e, f in zip(a.effects, b.effects, strict=True)
+    ]
+    assert any(x is not None for x, _ in ni)
+    for x, y in ni:
+        assert (x is None) == (y is None)
+        if x is not None:
+            assert x["passed"] == y["passed"]
+            assert x["p_value"] == pytest.approx(y["p_value"], rel=1e-9, nan_ok=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_bin("initdb") is None, reason="needs the PostgreSQL server binaries")
+def test_postgresql_gives_the_same_numbers(data: Path) -> None:
+    """A real server: booleans, dates and nulls among the customers covariates, the sketch's
+    bins computed in SQL."""
+    reference = analyze(_full_spec(), PolarsEngine(FolderSource(data)))
+    with postgres_server() as url:
+        load_tables(url, data, ["customers", "orders", "events", "assignments"])
+        _same_sections(reference, analyze(_full_spec(), open_engine(url)))
+        with pytest.raises(DataError, match="segment"):
+            analyze(_spec("covariates: {attributes: [segment]}"), open_engine(url))
+
+
 def test_duckdb_gives_the_same_effects(data: Path, result: AnalysisResult, tmp_path: Path) -> None:
     engine = open_engine(_duckdb(data, tmp_path))
     _same(result, analyze(_spec(), engine))
+    reference = analyze(_full_spec(), PolarsEngine(FolderSource(data)))
+    _same_sections(reference, analyze(_full_spec(), engine))
+    with pytest.raises(DataError, match="segment"):
+        analyze(_spec("covariates: {attributes: [segment]}"), engine)
 
 
 @pytest.mark.slow
@@ -208,3 +258,8 @@ def test_duckdb_gives_the_same_effects(data: Path, result: AnalysisResult, tmp_p
 def test_spark_gives_the_same_effects(data: Path, result: AnalysisResult) -> None:
     engine = open_engine(str(data), engine="spark")
     _same(result, analyze(_spec(), engine))
+    _same_sections(
+        analyze(_full_spec(), PolarsEngine(FolderSource(data))), analyze(_full_spec(), engine)
+    )
+    with pytest.raises(DataError, match="segment"):
+        analyze(_spec("covariates: {attributes: [segment]}"), engine)

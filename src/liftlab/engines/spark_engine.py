@@ -339,7 +339,9 @@ class SparkEngine:
         out = frame
         for table in plan.tables:
             if table == "customers":  # covariates: one row per unit, no window
-                values = self.scan("customers").join(ids, on=unit, how="left_semi").select(
+                customers = self.scan("customers")
+                _check_numeric(customers, plan.measures_of(table))
+                values = customers.join(ids, on=unit, how="left_semi").select(
                     unit, *[_customer_value(m, plan).alias(safe[m.name])
                             for m in plan.measures_of(table)])
                 out = out.join(values, on=unit, how="left")
@@ -396,6 +398,18 @@ def _measure(m: Measure, plan: AggregationPlan) -> Column:
     if m.agg == "count":
         return F.sum(F.when(cond, 1.0).otherwise(0.0))
     return F.max(F.when(cond, 1.0).otherwise(0.0))
+
+
+def _check_numeric(customers: DataFrame, measures: tuple[Measure, ...]) -> None:
+    """Attributes must hold numbers or true/false (as on the other engines)."""
+    types = dict(customers.dtypes)
+    for m in measures:
+        kind = types.get(m.value or "", "")
+        if m.agg == "value" and kind in ("string", "date", "timestamp", "timestamp_ntz"):
+            raise DataError([Problem(
+                f"covariate column {m.value!r} holds {kind}, not numbers or true/false",
+                table="customers", column=m.value,
+                hint="name numeric customers columns in covariates.attributes")])
 
 
 def _customer_value(m: Measure, plan: AggregationPlan) -> Column:

@@ -366,13 +366,25 @@ class SqlEngine:
         names of the plan's measures as ``compile`` gives them."""
         safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
         cols, params = [], []
+        types = dict(self.query(
+            "SELECT column_name, LOWER(data_type) FROM information_schema.columns WHERE "
+            "table_name = 'customers' AND table_schema = COALESCE(%s, current_schema())",
+            [self.schema]))
         for m in plan.measures_of("customers"):
-            col = _quote(m.value or "")
+            assert m.value is not None
+            col, kind = _quote(m.value), types.get(m.value, "")
             if m.agg == "after":
                 assert plan.pre_window is not None
                 cols.append(f"CASE WHEN CAST({col} AS DATE) > %s THEN 1.0 ELSE 0.0 END "
                             f"AS {safe[m.name]}")
                 params.append(plan.pre_window[0].date())
+            elif kind.startswith("bool"):
+                cols.append(f"CASE WHEN {col} THEN 1.0 ELSE 0.0 END AS {safe[m.name]}")
+            elif any(t in kind for t in ("char", "text", "string", "date", "time")):
+                raise DataError([Problem(
+                    f"covariate column {m.value!r} holds {kind}, not numbers or true/false",
+                    table="customers", column=m.value,
+                    hint="name numeric customers columns in covariates.attributes")])
             else:
                 cols.append(f"CAST({col} AS DOUBLE PRECISION) AS {safe[m.name]}")
         uid, unit = self._uid("customers", plan.unit), _quote(plan.unit)
