@@ -7,7 +7,7 @@ segment, a factorial cell) is the sum of some of its rows, because sufficient st
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
 
@@ -15,6 +15,7 @@ import polars as pl
 
 from liftlab.spec.aggregation import arm_col, pre_name, prod_col, sum_col
 from liftlab.spec.models import Experiment
+from liftlab.stats.regression import Moments
 from liftlab.stats.suffstats import ArmStats, RatioStats
 
 
@@ -53,6 +54,20 @@ class CellTable:
                           self.total(prod_col(num, num), rows), self.total(sum_col(den), rows),
                           self.total(prod_col(den, den), rows),
                           self.total(prod_col(num, den), rows))
+
+    def moments(self, names: Sequence[str], rows: pl.DataFrame) -> Moments:
+        """The sums and cross-products of the measures ``names`` (regression adjustment)."""
+        import numpy as np
+
+        k = len(names)
+        cross = np.zeros((k, k))
+        for i, a in enumerate(names):
+            for j in range(i, k):
+                b = names[j]
+                col = prod_col(a, b) if prod_col(a, b) in rows.columns else prod_col(b, a)
+                cross[i, j] = cross[j, i] = float(rows[col].sum())
+        sums = np.array([float(rows[sum_col(a)].sum()) for a in names])
+        return Moments(tuple(names), int(rows["n"].sum()), sums, cross)
 
     def arm_counts(self, channel: str) -> dict[str, int]:
         col = arm_col(channel)

@@ -133,6 +133,8 @@ def effect_json(e: Effect) -> dict[str, Any]:
         "cost": e.cost,
         "prob_positive": None if e.posterior is None else e.posterior.prob_positive,
         "bayes": None if e.posterior is None else e.posterior.to_dict(),
+        "covariates": None if e.covariates is None else list(e.covariates),
+        "non_inferiority": None if e.non_inferiority is None else e.non_inferiority.to_dict(),
     }
     if e.money is not None:
         out.update(money_json(e.money))
@@ -162,6 +164,7 @@ def sections_json(s: Sections) -> dict[str, Any]:
         "iv": None if s.iv is None else iv_json(s.iv),
         "bayes": None if s.bayes is None else hierarchical_json(s.bayes),
         "sequential": None if s.sequential is None else s.sequential.sequential_summary(),
+        "quantiles": None if s.quantiles is None else list(s.quantiles),
     }
 
 

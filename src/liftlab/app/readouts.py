@@ -36,7 +36,7 @@ class Analysis(AnalysisResult):
 
 @dataclass(frozen=True)
 class MonitorReadout:
-    """The always-valid readout at a moment (``liftlab.monitor``)."""
+    """The always-valid readout at a moment (the API's ``monitor``)."""
 
     result: MonitorResult
     as_of_basis: str | None
@@ -86,7 +86,7 @@ class MonitorReadout:
 
 @dataclass(frozen=True)
 class PlanReadout:
-    """The plan of an experiment from the history before its start (``liftlab.plan``)."""
+    """The plan of an experiment from the history before its start (the API's ``plan``)."""
 
     result: PlanResult
 
@@ -113,7 +113,7 @@ class PlanReadout:
 
 @dataclass(frozen=True)
 class MultichannelReadout:
-    """The value of multichannel clients (``liftlab.multichannel``; the ``--json``
+    """The value of multichannel clients (the API's ``multichannel``; the ``--json``
     document in ``results``)."""
 
     results: dict[str, Any]

@@ -103,6 +103,12 @@ class Engine(Protocol):
         during the pass itself)."""
         ...
 
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        """Units per sketch bin of each measure of a ``sketch_plan``: columns ``measure``,
+        ``bin`` (``stats.quantiles.bin_of``), ``n`` and the plan's arm columns."""
+        ...
+
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
         """Distinct non-null values of a column among the table's rows in the window."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from liftlab.core.errors import Problem
+from liftlab.core.errors import DataError, Problem
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import (
     MAX_ROWS_SHOWN,
@@ -55,6 +55,7 @@ from liftlab.spec.aggregation import (
     sum_col,
 )
 from liftlab.spec.models import Experiment
+from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
 # spread over a huge range, or very many measures), or with too many combinations of group
@@ -123,9 +124,13 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
     out = units.lazy()
     ids = units.lazy().select(plan.unit)
     for table in plan.tables:
-        rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
-            _measure_expr(m, plan) for m in plan.measures_of(table))
+        if table == "customers":
+            per_unit = _customer_values(plan, source, uid_type).join(ids, on=plan.unit,
+                                                                     how="semi")
+        else:
+            rows = _period_rows(plan, source, table, uid_type, experiment_id)
+            per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
+                _measure_expr(m, plan) for m in plan.measures_of(table))
         out = out.join(per_unit, on=plan.unit, how="left")
     out = out.with_columns(pl.col(m.name).fill_null(0.0) for m in plan.measures)
     capped = [m for m in plan.measures if m.winsorize is not None]
@@ -141,8 +146,11 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
                  guess: ChannelGuess | None = None) -> pl.DataFrame | None:
     """The same table by direct address: one pass per table into per-unit slots, then one
     pass over the units into the groups (no per-unit frame is built). None when the slots
-    would take more than ``DENSE_BYTES`` or the groups are too many; ``Unexpected`` when an
-    order contradicts ``guess`` (its purchase channels)."""
+    would take more than ``DENSE_BYTES``, the groups are too many or the plan reads the
+    customers table (covariates: the hash route joins them); ``Unexpected`` when an order
+    contradicts ``guess`` (its purchase channels)."""
+    if "customers" in plan.tables:
+        return None
     layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window,
                             guess if t == "orders" else None)
                for t in plan.tables]
@@ -173,6 +181,31 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         *[pl.Series(prod_col(a, b), prods[seen, i]) for i, (a, b) in enumerate(plan.products)]])
     keys = list(plan.group_by)
     return frame.sort(keys, nulls_last=True) if keys else frame
+
+
+def _customer_values(plan: AggregationPlan, source: FolderSource,
+                     uid_type: pl.DataType) -> pl.LazyFrame:
+    """The customers columns the plan uses as covariates, one row per customer: a number
+    (null read as 0) or the missing indicator of a join date after the pre-period's first
+    day."""
+    from liftlab.engines.polars_multichannel import _as_date
+
+    schema = source.schema("customers")
+    exprs = []
+    for m in plan.measures_of("customers"):
+        assert m.value is not None
+        if m.agg == "after":
+            assert plan.pre_window is not None
+            expr = (_as_date(source, m.value) > plan.pre_window[0].date()).fill_null(False)
+        else:
+            if not (schema[m.value].is_numeric() or schema[m.value] == pl.Boolean):
+                raise DataError([Problem(
+                    f"covariate column {m.value!r} holds {schema[m.value]}, not numbers or "
+                    "true/false", table="customers", column=m.value,
+                    hint="name numeric customers columns in covariates.attributes")])
+            expr = pl.col(m.value).fill_null(0)
+        exprs.append(expr.cast(pl.Float64).alias(m.name))
+    return source.scan("customers", uid_type).select(plan.unit, *exprs)
 
 
 def _window_values(source: FolderSource, table: str, column: str,
@@ -213,6 +246,13 @@ def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
     else:
         lo, hi = plan.window
     return measure_expr(m, (ts >= lo) & (ts < hi))
+
+
+def _sketch_bin(value: pl.Expr) -> pl.Expr:
+    """``stats.quantiles.bin_of`` as a polars expression."""
+    size = value.abs()
+    k = (size.log() / LOG_GAMMA).ceil() + OFFSET
+    return pl.when(size < ZERO).then(0.0).otherwise(value.sign() * k).cast(pl.Int64)
 
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -292,6 +332,20 @@ class PolarsEngine:
         uid = units.frame.schema[plan.unit]
         with self.source.reading():
             return aggregate(plan, units.frame, self.source, uid, experiment_id)
+
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        assert isinstance(units.frame, pl.DataFrame)
+        uid = units.frame.schema[plan.unit]
+        with self.source.reading():
+            per_unit = _unit_outcomes(plan, units.frame, self.source, uid, experiment_id)
+            keys = list(plan.group_by)
+            parts = [per_unit.group_by([*keys, _sketch_bin(pl.col(m.name)).alias("bin")])
+                     .agg(pl.len().cast(pl.Int64).alias("n"))
+                     .with_columns(pl.lit(m.name).alias("measure")) for m in plan.measures]
+            frames = pl.collect_all(parts)
+        return pl.concat(frames).with_columns(pl.col(k).cast(pl.String) for k in keys).select(
+            *keys, "measure", "bin", "n").sort([*keys, "measure", "bin"])
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

@@ -47,6 +47,7 @@ from liftlab.engines.units import (
 from liftlab.spec import filters
 from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec.models import Experiment
+from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -289,27 +290,7 @@ class SparkEngine:
         from pyspark.sql import functions as F
 
         plan = with_landing(plan, self)
-        unit = plan.unit
-        frame: DataFrame = units.frame
-        ids = frame.select(unit)
-        lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
-        hi = plan.window[1]
-        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
-        out = frame
-        for table in plan.tables:
-            ts = F.col(TS_COLUMN[table])
-            rows = self.scan(table).filter((ts >= F.lit(lo)) & (ts < F.lit(hi)))
-            if table == "contacts" and "experiment_id" in rows.columns:
-                rows = rows.filter(F.col("experiment_id") == experiment_id)
-            rows = rows.join(ids, on=unit, how="left_semi")
-            per_unit = rows.groupBy(unit).agg(*[
-                _measure(m, plan).alias(safe[m.name]) for m in plan.measures_of(table)])
-            out = out.join(per_unit, on=unit, how="left")
-        out = out.fillna(0.0, subset=list(safe.values()))
-        for m in plan.measures:
-            if m.winsorize is not None:
-                cap = out.select(F.percentile(safe[m.name], m.winsorize)).collect()[0][0]
-                out = out.withColumn(safe[m.name], F.least(F.col(safe[m.name]), F.lit(cap)))
+        out, safe = self._per_unit(plan, units, experiment_id)
         keys = [F.col(f"`{k}`").alias(f"k{i}") for i, k in enumerate(plan.group_by)]
         aggs = [F.count(F.lit(1)).alias("n")]
         aggs += [F.sum(safe[m.name]).alias(f"s{i}") for i, m in enumerate(plan.measures)]
@@ -329,6 +310,66 @@ class SparkEngine:
         result = pl.DataFrame(data, schema=schema)
         key_names = list(plan.group_by)
         return result.sort(key_names, nulls_last=True) if key_names else result
+
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        from pyspark.sql import functions as F
+
+        out, safe = self._per_unit(plan, units, experiment_id)
+        keys = [F.col(f"`{k}`").cast("string").alias(f"k{i}")
+                for i, k in enumerate(plan.group_by)]
+        frames = []
+        for m in plan.measures:
+            v = F.col(safe[m.name])
+            bin_ = F.when(F.abs(v) < ZERO, F.lit(0)).otherwise(
+                F.signum(v) * (F.ceil(F.log(F.abs(v)) / LOG_GAMMA) + OFFSET)).cast("long")
+            rows = (out.select(*keys, bin_.alias("bin")).groupBy(
+                *[f"k{i}" for i in range(len(keys))], "bin").agg(F.count(F.lit(1)).alias("n"))
+                .collect())
+            frames.append(pl.DataFrame(
+                {**{k: [r[f"k{i}"] for r in rows] for i, k in enumerate(plan.group_by)},
+                 "measure": [m.name] * len(rows), "bin": [int(r["bin"]) for r in rows],
+                 "n": [int(r["n"]) for r in rows]},
+                schema={**{k: pl.String for k in plan.group_by}, "measure": pl.String,
+                        "bin": pl.Int64, "n": pl.Int64}))
+        return pl.concat(frames).sort([*plan.group_by, "measure", "bin"])
+
+    def _per_unit(self, plan: AggregationPlan, units: Units,
+                  experiment_id: str) -> tuple[DataFrame, dict[str, str]]:
+        """One row per unit with the plan's measures (named ``m<i>``) and the units'
+        columns, and the measures' names there."""
+        from pyspark.sql import functions as F
+
+        unit = plan.unit
+        frame: DataFrame = units.frame
+        ids = frame.select(unit)
+        lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
+        hi = plan.window[1]
+        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
+        out = frame
+        for table in plan.tables:
+            if table == "customers":  # covariates: one row per unit, no window
+                customers = self.scan("customers")
+                _check_numeric(customers, plan.measures_of(table))
+                values = customers.join(ids, on=unit, how="left_semi").select(
+                    unit, *[_customer_value(m, plan).alias(safe[m.name])
+                            for m in plan.measures_of(table)])
+                out = out.join(values, on=unit, how="left")
+                continue
+            ts = F.col(TS_COLUMN[table])
+            rows = self.scan(table).filter((ts >= F.lit(lo)) & (ts < F.lit(hi)))
+            if table == "contacts" and "experiment_id" in rows.columns:
+                rows = rows.filter(F.col("experiment_id") == experiment_id)
+            rows = rows.join(ids, on=unit, how="left_semi")
+            per_unit = rows.groupBy(unit).agg(*[
+                _measure(m, plan).alias(safe[m.name]) for m in plan.measures_of(table)])
+            out = out.join(per_unit, on=unit, how="left")
+        out = out.fillna(0.0, subset=list(safe.values()))
+        for m in plan.measures:
+            if m.winsorize is not None:
+                cap = out.select(F.percentile(safe[m.name], m.winsorize)).collect()[0][0]
+                out = out.withColumn(safe[m.name], F.least(F.col(safe[m.name]), F.lit(cap)))
+        return out, safe
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
@@ -381,6 +422,29 @@ def _measure(m: Measure, plan: AggregationPlan) -> Column:
     if m.agg == "count":
         return F.sum(F.when(cond, 1.0).otherwise(0.0))
     return F.max(F.when(cond, 1.0).otherwise(0.0))
+
+
+def _check_numeric(customers: DataFrame, measures: tuple[Measure, ...]) -> None:
+    """Attributes must hold numbers or true/false (as on the other engines)."""
+    types = dict(customers.dtypes)
+    for m in measures:
+        kind = types.get(m.value or "", "")
+        if m.agg == "value" and kind in ("string", "date", "timestamp", "timestamp_ntz"):
+            raise DataError([Problem(
+                f"covariate column {m.value!r} holds {kind}, not numbers or true/false",
+                table="customers", column=m.value,
+                hint="name numeric customers columns in covariates.attributes")])
+
+
+def _customer_value(m: Measure, plan: AggregationPlan) -> Column:
+    """A customers column used as a covariate (see ``metrics.Aggregate``)."""
+    from pyspark.sql import functions as F
+
+    if m.agg == "after":
+        assert plan.pre_window is not None
+        return F.when(F.to_date(F.col(_backtick(m.value or ""))) >
+                      F.lit(plan.pre_window[0].date()), 1.0).otherwise(0.0)
+    return F.col(_backtick(m.value or "")).cast("double")
 
 
 def _hash_arms_spark(spec: Experiment, population: DataFrame) -> DataFrame:

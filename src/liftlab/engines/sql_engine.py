@@ -51,6 +51,7 @@ from liftlab.engines.units import (
 from liftlab.spec import filters
 from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec.models import Experiment
+from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 
 Dialect = Literal["postgresql", "duckdb"]
 UNITS_TABLE = "liftlab_units"  # the prefix: one temporary table per experiment (units_table)
@@ -299,6 +300,40 @@ class SqlEngine:
     def compile(self, plan: AggregationPlan, units_table: str,
                 experiment_id: str) -> tuple[str, list[Any]]:
         """The plan as one SQL query: per-table unit aggregates, joined, then summed."""
+        ctes, params, source = self._per_unit(plan, units_table, experiment_id)
+        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
+        keys = [_quote(k) for k in plan.group_by]
+        aggs = ["COUNT(*)"] + [f"SUM({safe[m.name]})" for m in plan.measures]
+        aggs += [f"SUM({safe[a]} * {safe[b]})" for a, b in plan.products]
+        group = f" GROUP BY {', '.join(keys)}" if keys else ""
+        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
+        sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "
+               f"FROM {source}{group}")
+        return sql, params
+
+    def histograms(self, plan: AggregationPlan, units: Units,
+                   experiment_id: str) -> pl.DataFrame:
+        ctes, params, source = self._per_unit(plan, str(units.frame), experiment_id)
+        keys = [_quote(k) for k in plan.group_by]
+        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
+        parts = []
+        for i in range(len(plan.measures)):
+            v = f"m{i}"
+            bin_ = (f"CASE WHEN ABS({v}) < {ZERO!r} THEN 0 ELSE CAST(SIGN({v}) * "
+                    f"(CEIL(LN(ABS({v})) / {LOG_GAMMA!r}) + {OFFSET}) AS BIGINT) END")
+            cols = ", ".join([*select_keys, "%s AS measure", f"{bin_} AS bin", "COUNT(*) AS n"])
+            parts.append(f"SELECT {cols} FROM {source} GROUP BY {', '.join([*keys, bin_])}")
+        sql = f"WITH {', '.join(ctes)} {' UNION ALL '.join(parts)}"
+        rows = self.query(sql, params + [m.name for m in plan.measures])
+        schema = {k: pl.String for k in plan.group_by} | {
+            "measure": pl.String, "bin": pl.Int64, "n": pl.Int64}
+        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        return frame.sort([*plan.group_by, "measure", "bin"])
+
+    def _per_unit(self, plan: AggregationPlan, units_table: str,
+                  experiment_id: str) -> tuple[list[str], list[Any], str]:
+        """The common table expressions up to one row per unit with its measures (named
+        ``m<i>`` in the plan's order), their parameters and the last one's name."""
         unit = _quote(plan.unit)
         safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
         lo = plan.pre_window[0] if plan.pre_window else plan.window[0]
@@ -306,6 +341,14 @@ class SqlEngine:
         ctes, params = [], []
         joins, selects = [], []
         for t, table in enumerate(plan.tables):
+            if table == "customers":  # covariates: one row per unit, no window
+                cte, ps = self._customer_values(plan, units_table)
+                ctes.append(f"t{t} AS ({cte})")
+                params += ps
+                joins.append(f"LEFT JOIN t{t} USING ({unit})")
+                selects += [f"COALESCE(t{t}.{safe[m.name]}, 0) AS {safe[m.name]}"
+                            for m in plan.measures_of(table)]
+                continue
             ts = _quote(TS_COLUMN[table])
             aggs = []
             for m in plan.measures_of(table):
@@ -338,13 +381,38 @@ class SqlEngine:
                 else v for v in safe.values()]
             ctes.append(f"capped AS (SELECT {', '.join(cols)} FROM per_unit CROSS JOIN caps)")
             source = "capped"
-        aggs = ["COUNT(*)"] + [f"SUM({safe[m.name]})" for m in plan.measures]
-        aggs += [f"SUM({safe[a]} * {safe[b]})" for a, b in plan.products]
-        group = f" GROUP BY {', '.join(keys)}" if keys else ""
-        select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
-        sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "
-               f"FROM {source}{group}")
-        return sql, params
+        return ctes, params, source
+
+    def _customer_values(self, plan: AggregationPlan,
+                         units_table: str) -> tuple[str, list[Any]]:
+        """The customers columns used as covariates (see ``metrics.Aggregate``), with the
+        names of the plan's measures as ``compile`` gives them."""
+        safe = {m.name: f"m{i}" for i, m in enumerate(plan.measures)}
+        cols, params = [], []
+        types = dict(self.query(
+            "SELECT column_name, LOWER(data_type) FROM information_schema.columns WHERE "
+            "table_name = 'customers' AND table_schema = COALESCE(%s, current_schema())",
+            [self.schema]))
+        for m in plan.measures_of("customers"):
+            assert m.value is not None
+            col, kind = _quote(m.value), types.get(m.value, "")
+            if m.agg == "after":
+                assert plan.pre_window is not None
+                cols.append(f"CASE WHEN CAST({col} AS DATE) > %s THEN 1.0 ELSE 0.0 END "
+                            f"AS {safe[m.name]}")
+                params.append(plan.pre_window[0].date())
+            elif kind.startswith("bool"):
+                cols.append(f"CASE WHEN {col} THEN 1.0 ELSE 0.0 END AS {safe[m.name]}")
+            elif any(t in kind for t in ("char", "text", "string", "date", "time")):
+                raise DataError([Problem(
+                    f"covariate column {m.value!r} holds {kind}, not numbers or true/false",
+                    table="customers", column=m.value,
+                    hint="name numeric customers columns in covariates.attributes")])
+            else:
+                cols.append(f"CAST({col} AS DOUBLE PRECISION) AS {safe[m.name]}")
+        uid, unit = self._uid("customers", plan.unit), _quote(plan.unit)
+        return (f"SELECT {uid} AS {unit}, {', '.join(cols)} FROM {self.table('customers')} "
+                f"WHERE {uid} IN (SELECT {unit} FROM {units_table})"), params
 
     def _measure(self, m: Measure, plan: AggregationPlan) -> tuple[str, list[Any]]:
         ts = _quote(TS_COLUMN[m.table])

@@ -150,6 +150,10 @@ METHOD_LABEL = {
     "delta_ratio": "delta method for a ratio metric; relative interval by Fieller",
     "score": "pooled score test of two proportions; score intervals",
     "fisher_exact": "Fisher's exact test (few events); score intervals",
+    "lin_regression": "regression adjustment (OLS with centred covariates interacted with "
+                      "treatment, robust variance); relative interval by Fieller",
+    "delta_ratio_regression": "delta method for a ratio metric, regression-adjusted on its "
+                              "linearisation; relative interval by Fieller",
 }
 
 
@@ -172,6 +176,9 @@ def _p_text(e: dict[str, Any]) -> str:
 
 def _p_title(e: dict[str, Any]) -> str:
     method = METHOD_LABEL.get(e.get("method") or "", "")
+    reduction = e.get("variance_reduction")
+    if e.get("cuped") and isinstance(reduction, float):
+        method += f"; variance {-reduction:+.0%} by the covariates"
     if e.get("p_adjusted") is None:
         return method
     return f"{method}; adjusted for multiple testing, raw {p_is(e.get('p_value'))}"
@@ -326,7 +333,34 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         bayes_method=bayes.get("method"), diagnostics=_diagnostics(bayes.get("diagnostics")),
         definition=definition, parameters=sorted((definition.get("parameters") or {}).items()),
         software=sorted((definition.get("software") or {}).items()),
-        results_json=results_json, **_plan(r.get("plan")))
+        results_json=results_json, quantile_rows=_quantile_rows(r.get("quantiles") or []),
+        margin_rows=_margin_rows(overall), **_plan(r.get("plan")))
+
+
+def _quantile_rows(effects: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Quantile treatment effects (results.json ``quantiles``) as table rows."""
+    return [{"comparison": q["channel"] + (f" / {q['variant']}" if q.get("variant") else ""),
+             "metric": q["metric"], "quantile": f"p{q['quantile'] * 100:g}",
+             "treatment": value(q.get("treatment"), q["metric"], "mean"),
+             "holdout": value(q.get("holdout"), q["metric"], "mean"),
+             "diff": value(q.get("diff"), q["metric"], "mean", signed=True),
+             "ci": _value_ci(q.get("diff_ci"), q["metric"], "mean"),
+             "method": q.get("method", "")} for q in effects]
+
+
+def _margin_rows(effects: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Guardrails with a non-inferiority margin: passed or not shown, with the p-value."""
+    rows = []
+    for e in effects:
+        ni = e.get("non_inferiority")
+        if not ni:
+            continue
+        arm = e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
+        why = ni.get("note") or p_is(ni.get("p_value"))
+        rows.append({"text": f"{e['metric']} on {arm} within {ni['margin']:.0%} ({why})",
+                     "status": "non-inferior" if ni["passed"] else "not shown",
+                     "cls": "treatment_wins" if ni["passed"] else "harm"})
+    return rows
 
 
 def _seq_decisions(seq: dict[str, Any], primary: str) -> list[dict[str, str]]:

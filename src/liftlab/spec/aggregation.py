@@ -17,7 +17,10 @@ from typing import Literal
 
 from liftlab.spec.models import Experiment, Metric
 
-Aggregate = Literal["sum", "count", "any"]
+# "value" and "after" read the customers table (one row per unit, no time window): the
+# column's value as a number, and 1 when the column's date is after the pre-period's first
+# day (a customer without a full pre-period history: the missing indicator).
+Aggregate = Literal["sum", "count", "any", "value", "after"]
 Period = Literal["window", "pre"]
 PRE = "|pre"
 BUYERS = "buyers|any"
@@ -30,6 +33,7 @@ class Measure:
 
     ``event`` and ``channel`` keep only rows whose ``event`` / ``channel`` column equals them
     (for orders, ``channel`` is the purchase channel; for contacts, the contacting channel).
+    A measure of the ``customers`` table (``value``, ``after``) has no period.
     """
 
     name: str
@@ -65,6 +69,13 @@ class AggregationPlan:
 
     def measures_of(self, table: str) -> tuple[Measure, ...]:
         return tuple(m for m in self.measures if m.table == table)
+
+    def sketch_plan(self, names: Sequence[str]) -> AggregationPlan:
+        """The plan an engine's ``histograms`` runs: the measures ``names`` per unit, binned
+        (``sketch_bin``) and counted per arm (segments left out)."""
+        return dataclasses.replace(
+            self, measures=tuple(m for m in self.measures if m.name in names), products=(),
+            group_by=tuple(k for k in self.group_by if k.startswith("arm:")), landing=False)
 
     def with_landing(self, channels: Sequence[str]) -> AggregationPlan:
         """The plan with ``revenue@<channel>`` for the purchase channels seen in the window,
@@ -105,6 +116,58 @@ def builtin_measure(name: str) -> Measure:
     if name == "orders":
         return Measure("orders", "orders", "count")
     return Measure(name, "orders", "sum", value=name)
+
+
+JOINED = "joined|new"
+
+
+def attribute(column: str) -> str:
+    """The measure holding a customers column's value (a covariate)."""
+    return f"{column}|attr"
+
+
+def covariates_of(spec: Experiment, metric: Metric, has_pre: bool) -> tuple[str, ...]:
+    """The covariates of ``metric`` under regression adjustment (measure names): its own
+    pre-period value (a ratio's numerator and denominator), those of
+    ``pre_period_metrics``, the missing indicator of ``joined`` and the ``attributes``."""
+    cov = spec.covariates
+    own: list[str] = []
+    if has_pre:
+        parts = [metric.numerator, metric.denominator] if metric.kind == "ratio" else [
+            metric.name]
+        own = [pre_name(p) for p in parts if p is not None]
+        own += [pre_name(p) for p in cov.pre_period_metrics]
+        own += [JOINED] if cov.joined else []
+    own += [attribute(a) for a in cov.attributes]
+    return tuple(dict.fromkeys(own))
+
+
+def _regression_terms(spec: Experiment, has_pre: bool,
+                      known: dict[str, Measure]) -> tuple[list[Measure], list[tuple[str, str]]]:
+    """The covariate measures regression adjustment adds, and every product it needs: each
+    covariate with every other and with each metric's outcome (a ratio's parts)."""
+    cov = spec.covariates
+    measures: list[Measure] = []
+    if has_pre:
+        for metric in spec.metrics:
+            parts = [metric.numerator, metric.denominator] if metric.kind == "ratio" else []
+            for part in parts:  # measured in the window already: the same in the pre-period
+                assert part is not None
+                measures.append(dataclasses.replace(known[part], name=pre_name(part),
+                                                    period="pre"))
+        if cov.joined:
+            measures.append(Measure(JOINED, "customers", "after", value=cov.joined))
+    measures += [Measure(attribute(a), "customers", "value", value=a) for a in cov.attributes]
+    products: list[tuple[str, str]] = []
+    every = list(dict.fromkeys(c for m in spec.metrics for c in covariates_of(spec, m, has_pre)))
+    for i, a in enumerate(every):
+        products += [(a, b) for b in every[i:]]
+    for metric in spec.metrics:
+        outcomes = [metric.numerator, metric.denominator] if metric.kind == "ratio" else [
+            metric.name]
+        products += [(y, c) for y in outcomes if y is not None
+                     for c in covariates_of(spec, metric, has_pre)]
+    return measures, products
 
 
 def metric_measure(metric: Metric, period: Period = "window") -> Measure:
@@ -164,6 +227,11 @@ def build_aggregation(
         if "revenue" not in measures:
             add(builtin_measure("revenue"))
             products.append(("revenue", "revenue"))
+    if spec.covariates.regression:
+        extra, needed = _regression_terms(spec, pre_window is not None, measures)
+        for m in extra:
+            add(m)
+        products += needed
     enc = spec.encouragement
     if enc is not None:  # the IV needs the within-arm covariance of outcome and adoption
         outcome = enc.outcome_metric or spec.primary_metric

@@ -42,6 +42,10 @@ def column_uses(spec: Experiment) -> list[ColumnUse]:
             name = getattr(m, part)
             if name in BUILTIN_QUANTITIES and name not in declared and name != "orders":
                 uses.append(ColumnUse("orders", name, ("metrics", i, part)))
+    for j, a in enumerate(spec.covariates.attributes):
+        uses.append(ColumnUse("customers", a, ("covariates", "attributes", j)))
+    if spec.covariates.joined:
+        uses.append(ColumnUse("customers", spec.covariates.joined, ("covariates", "joined")))
     for j, s in enumerate(spec.segments):
         if s not in DERIVED_SEGMENTS:
             uses.append(ColumnUse("customers", s, ("segments", j)))

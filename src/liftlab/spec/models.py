@@ -30,6 +30,7 @@ MAX_CHANNELS = 8  # a factorial design has 2^channels cells
 MAX_VARIANTS = 10
 MAX_METRICS = 50
 MAX_SEGMENTS = 10
+MAX_ATTRIBUTES = 20  # customers columns used as covariates
 MAX_TAGS = 20
 MAX_NAME_CHARS = 64  # metric, channel, segment and column names
 MAX_TITLE_CHARS = 200  # name, owner, tags
@@ -122,9 +123,20 @@ class Metric(_Model):
     guardrail: bool = False
     direction: Direction | None = None
     winsorize: Annotated[float, Field(gt=0.5, lt=1.0)] | None = None
+    # A guardrail's non-inferiority margin: the relative harm tolerated (0.1 = 10% worse).
+    margin: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    # Quantile treatment effects of a mean or count metric: ``true`` = median and p90.
+    quantiles: bool | Annotated[list[Annotated[float, Field(gt=0.0, lt=1.0)]],
+                                Field(min_length=1, max_length=9)] = False
 
     @model_validator(mode="after")
     def _coherent(self) -> Metric:
+        if self.margin is not None and not self.guardrail:
+            raise ValueError("'margin' is a guardrail's non-inferiority margin; set "
+                             "guardrail: true")
+        if self.quantiles and self.kind not in ("mean", "count"):
+            raise ValueError("'quantiles' are of a per-unit mean or count metric (e.g. "
+                             "revenue per customer)")
         if self.kind == "ratio":
             if not self.numerator or not self.denominator:
                 raise ValueError("a ratio metric needs 'numerator' and 'denominator'")
@@ -144,6 +156,13 @@ class Metric(_Model):
         return self
 
     @property
+    def quantile_levels(self) -> tuple[float, ...]:
+        """The quantiles whose treatment effects are reported (none by default)."""
+        if self.quantiles is True:
+            return (0.5, 0.9)
+        return tuple(sorted(set(self.quantiles or ())))
+
+    @property
     def desired_direction(self) -> Direction:
         """Guardrails (unsubscribes, complaints) are bad when they go up."""
         if self.direction is not None:
@@ -156,7 +175,48 @@ class Population(_Model):
 
 
 class Covariates(_Model):
+    """``pre_period_days`` alone: CUPED on each metric's own pre-period value (``method:
+    cuped``, one slope pooled over the arms). ``method: regression`` (the default when any
+    covariate below is named) adjusts every metric, ratio metrics included, by OLS with
+    centred covariates interacted with treatment (Lin 2013): the metric's own pre-period
+    value (a ratio's numerator and denominator), the pre-period values of
+    ``pre_period_metrics``, a missing indicator for customers who joined after the
+    pre-period's first day (``joined``: a customers date column) and numeric or true/false
+    customers columns (``attributes``)."""
+
     pre_period_days: int = Field(0, ge=0, le=3650)
+    method: Literal["cuped", "regression"] | None = None
+    pre_period_metrics: Annotated[list[Name], Field(max_length=MAX_METRICS)] = []
+    attributes: Annotated[list[Name], Field(max_length=MAX_ATTRIBUTES)] = []
+    joined: Name | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Covariates:
+        for key in ("pre_period_metrics", "attributes"):
+            values = getattr(self, key)
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"{key} must be unique; repeated: {', '.join(dupes)}")
+        if (self.pre_period_metrics or self.joined) and not self.pre_period_days:
+            raise ValueError("pre_period_metrics and joined need a pre-period: set "
+                             "pre_period_days")
+        if self.method == "cuped" and self.named:
+            raise ValueError("method: cuped adjusts by the metric's own pre-period value "
+                             "only; use method: regression with pre_period_metrics, "
+                             "attributes or joined")
+        if self.method == "regression" and not (self.pre_period_days or self.attributes):
+            raise ValueError("method: regression needs covariates: set pre_period_days or "
+                             "attributes")
+        return self
+
+    @property
+    def named(self) -> bool:
+        return bool(self.pre_period_metrics or self.attributes or self.joined)
+
+    @property
+    def regression(self) -> bool:
+        """Lin's regression adjustment rather than the pooled CUPED."""
+        return self.method == "regression" or (self.method is None and self.named)
 
 
 class Monitoring(_Model):
@@ -363,6 +423,16 @@ class Experiment(_Model):
         names = [m.name for m in info.data.get("metrics") or []]
         if names and v not in names:
             raise ValueError(f"{v!r} is not a metric; choose one of: {', '.join(names)}")
+        return v
+
+    @field_validator("covariates")
+    @classmethod
+    def _covariate_metrics(cls, v: Covariates, info: ValidationInfo) -> Covariates:
+        kinds = {m.name: m.kind for m in info.data.get("metrics") or []}
+        for name in v.pre_period_metrics:
+            if kinds and kinds.get(name) in (None, "ratio"):
+                raise ValueError(f"pre_period_metrics: {name!r} is not a mean, count or "
+                                 "binary metric of the experiment")
         return v
 
     @field_validator("monitoring")

@@ -60,6 +60,14 @@ def binary(treatment: ArmStats, holdout: ArmStats, alpha: float = 0.05,
     return _score_route(k_t, t.n, k_h, h.n, alpha, exact=expected < EXACT_BELOW)
 
 
+def normal_theory(treatment: ArmStats, holdout: ArmStats) -> bool:
+    """Every arm expects at least ``CUPED_ABOVE`` events and non-events under the pooled
+    rate: a regression-adjusted (normal theory) comparison holds its level."""
+    n = treatment.n + holdout.n
+    pooled = (treatment.sum + holdout.sum) / n if n else 0.0
+    return min(treatment.n, holdout.n) * min(pooled, 1 - pooled) >= CUPED_ABOVE
+
+
 def _score_route(k_t: int, n_t: int, k_h: int, n_h: int, alpha: float, exact: bool) -> Lift:
     from statsmodels.stats.proportion import score_test_proportions_2indep
 
