@@ -17,6 +17,7 @@ import polars as pl
 from liftlab import __version__
 from liftlab.cells import CellTable
 from liftlab.columns import column_problems
+from liftlab.confirmation import confirmation_readout
 from liftlab.contribution import factorial_contribution, programme_effect
 from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.design import DesignCheck, design_checks
@@ -185,6 +186,13 @@ class AnalysisResult:
             lines.append(f"  {e.channel}/{arm} {e.metric.name}: {e.lift.abs:+.4g} "
                          f"[{e.lift.abs_ci[0]:+.4g}, {e.lift.abs_ci[1]:+.4g}] "
                          f"({e.lift.rel:+.1%}), p={e.lift.p_value:.3g}, {e.verdict}")
+        confirmation = self.sections.get("confirmation")
+        if confirmation and confirmation.get("realised_gain") is not None:
+            lo, hi = confirmation["realised_gain_ci"]
+            lines.append(f"  targeting policy vs business as usual: realised "
+                         f"{confirmation['realised_gain']:+.4g} [{lo:+.4g}, {hi:+.4g}] per "
+                         f"customer, predicted {confirmation['predicted_gain']:+.4g} (p = "
+                         f"{confirmation['p_value']:.3g} for the gap)")
         lines += [f"  ! {w.message}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -247,6 +255,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         sections["bayes"] = _hierarchical(spec, cells, effects, warnings)
     if spec.monitoring.sequential:
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
+    if spec.confirmation is not None:
+        sections["confirmation"] = confirmation_readout(spec, cells)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
                           data_checks=quality.checks, sections=sections, design=design,

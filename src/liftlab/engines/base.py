@@ -44,6 +44,13 @@ class Engine(Protocol):
         during the pass itself)."""
         ...
 
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        """One row per unit: its arms, segments, the plan's measures and the customers
+        table's ``attributes`` (for models that learn from individual customers, such as
+        uplift models; every other analysis works on ``aggregate``)."""
+        ...
+
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
         """Distinct non-null values of a column among the table's rows in the window."""

@@ -30,7 +30,7 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
-from liftlab.engines.base import with_landing
+from liftlab.engines.base import folder_only, with_landing
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
 from liftlab.spec import Experiment
@@ -319,6 +319,10 @@ class SparkEngine:
         result = pl.DataFrame(data, schema=schema)
         key_names = list(plan.group_by)
         return result.sort(key_names, nulls_last=True) if key_names else result
+
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        raise UserError(folder_only(self, "liftlab target (uplift models on customer rows)"))
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

@@ -30,7 +30,7 @@ from liftlab.data.quality import (
     declare_checks,
 )
 from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
-from liftlab.engines.base import with_landing
+from liftlab.engines.base import folder_only, with_landing
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import AggregationPlan, Measure, arm_col, prod_col, sum_col
@@ -341,6 +341,10 @@ class SqlEngine:
         else:
             expr = f"CAST(MAX(CASE WHEN {cond} THEN 1 ELSE 0 END) AS DOUBLE PRECISION)"
         return expr, params
+
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        raise UserError(folder_only(self, "liftlab target (uplift models on customer rows)"))
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
