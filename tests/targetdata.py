@@ -45,7 +45,7 @@ def true_effects(c: pl.DataFrame) -> dict[str, np.ndarray]:
     region = c["region"].to_numpy()
     age = c["age"].to_numpy()
     return {"email": np.where(np.isin(region, ["north", "east"]), 3.0, -0.5),
-            "sms": np.where(age > 50, 2.5, 0.0)}
+            "sms": np.where(age > 50, 4.0, 0.0)}
 
 
 def baseline(c: pl.DataFrame) -> np.ndarray:
@@ -61,8 +61,8 @@ def write_period(path: Path, c: pl.DataFrame, received: dict[str, np.ndarray],
     n = c.height
     effects = true_effects(c)
     base = baseline(c)
-    y = base + sum(effects[ch] * received[ch] for ch in received) + rng.normal(0, 4, n)
-    pre = base + rng.normal(0, 4, n)
+    y = base + sum(effects[ch] * received[ch] for ch in received) + rng.normal(0, 2, n)
+    pre = base + rng.normal(0, 2, n)
     ids = c["customer_id"].to_numpy()
     orders = pl.DataFrame({
         "order_id": np.arange(1, 2 * n + 1),
