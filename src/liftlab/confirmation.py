@@ -6,7 +6,7 @@ the two treated arms' means, in value units, minus the difference of their conta
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
 
 from scipy import stats as sps
 
@@ -15,32 +15,62 @@ from liftlab.spec import Experiment
 from liftlab.stats.frequentist import welch
 
 
-def confirmation_readout(spec: Experiment, cells: CellTable) -> dict[str, Any]:
-    """Realised vs predicted gain of the policy over business as usual (per customer)."""
+@dataclass(frozen=True)
+class ConfirmationReadout:
+    """Realised vs predicted gain of the policy over business as usual, per customer."""
+
+    source: str
+    bau: str
+    metric: str
+    value_per_unit: float
+    n_policy: int
+    n_bau: int
+    extra_cost_per_customer: float
+    predicted_gain: float
+    predicted_gain_ci: tuple[float, float]
+    realised_gain: float | None = None
+    realised_gain_ci: tuple[float, float] | None = None
+    gap: float | None = None  # realised minus predicted
+    gap_ci: tuple[float, float] | None = None
+    p_value: float | None = None
+    error: str | None = None
+    alpha_used: float = 0.05
+
+    @property
+    def consistent(self) -> bool | None:
+        """The realised gain does not contradict the prediction (the gap is not significant);
+        None when either could not be estimated."""
+        if self.p_value is None or not math.isfinite(self.p_value):
+            return None
+        return self.p_value >= self.alpha_used
+
+
+def confirmation_readout(spec: Experiment, cells: CellTable) -> ConfirmationReadout:
     c = spec.confirmation
     assert c is not None
     policy = cells.arm_stats(c.metric, cells.where({c.channel: "policy"}))
     bau = cells.arm_stats(c.metric, cells.where({c.channel: "bau"}))
     lift = welch(policy, bau, spec.alpha)
-    extra_cost = c.cost_per_customer.get("policy", 0.0) - c.cost_per_customer.get("bau", 0.0)
-    z = float(sps.norm.ppf(1 - spec.alpha / 2))
-    out: dict[str, Any] = {
-        "source": c.source, "bau": c.bau, "metric": c.metric, "value_per_unit": c.value_per_unit,
-        "n_policy": policy.n, "n_bau": bau.n, "extra_cost_per_customer": extra_cost,
-        "predicted_gain": c.predicted_gain, "predicted_gain_ci": list(c.predicted_gain_ci)}
+    extra = c.cost_per_customer.get("policy", 0.0) - c.cost_per_customer.get("bau", 0.0)
+    base = ConfirmationReadout(c.source, c.bau, c.metric, c.value_per_unit, policy.n, bau.n,
+                               extra, c.predicted_gain, c.predicted_gain_ci,
+                               alpha_used=spec.alpha)
     if not lift.ok:
-        return {**out, "realised_gain": None, "realised_gain_ci": None, "error": lift.error}
-    realised = c.value_per_unit * lift.abs - extra_cost
-    se_r = c.value_per_unit * lift.abs_se
-    se_p = (c.predicted_gain_ci[1] - c.predicted_gain_ci[0]) / (2 * z)
-    se_d = math.hypot(se_r, se_p)
+        return _replace(base, error=lift.error)
+    z = float(sps.norm.ppf(1 - spec.alpha / 2))
+    realised = c.value_per_unit * lift.abs - extra
+    se_d = math.hypot(c.value_per_unit * lift.abs_se,
+                      (c.predicted_gain_ci[1] - c.predicted_gain_ci[0]) / (2 * z))
     gap = realised - c.predicted_gain
-    p = float(2 * sps.norm.sf(abs(gap) / se_d)) if se_d > 0 else math.nan
-    return {**out, "realised_gain": realised,
-            "realised_gain_ci": [c.value_per_unit * lift.abs_ci[0] - extra_cost,
-                                 c.value_per_unit * lift.abs_ci[1] - extra_cost],
-            "realised_minus_predicted": gap,
-            "realised_minus_predicted_ci": [gap - z * se_d, gap + z * se_d],
-            "p_value": p, "consistent": bool(p >= spec.alpha) if math.isfinite(p) else None,
-            "method": "Welch difference of the policy and business-as-usual arms; the gap to "
-                      "the prediction by a normal test with both standard errors"}
+    return _replace(
+        base, realised_gain=realised,
+        realised_gain_ci=(c.value_per_unit * lift.abs_ci[0] - extra,
+                          c.value_per_unit * lift.abs_ci[1] - extra),
+        gap=gap, gap_ci=(gap - z * se_d, gap + z * se_d),
+        p_value=float(2 * sps.norm.sf(abs(gap) / se_d)) if se_d > 0 else math.nan)
+
+
+def _replace(r: ConfirmationReadout, **changes: object) -> ConfirmationReadout:
+    from dataclasses import replace
+
+    return replace(r, **changes)  # type: ignore[arg-type]
