@@ -109,11 +109,12 @@ def test_the_confirmation_experiment_confirms_the_prediction(synth, tmp_path):
     data = tmp_path / "confirm-data"
     write_period(data, c, received, {"targeting": group}, confirm["id"], start, seed=5)
     spec = load_experiment(out / "confirmation.yaml")
-    readout = analyze(spec, open_engine(data)).sections["confirmation"]
+    readout = analyze(spec, open_engine(data)).sections.confirmation
     truth = (net_value(c, chosen) - net_value(c, [bau_option] * c.height)).mean()
-    lo, hi = readout["realised_gain_ci"]
+    assert readout is not None and readout.realised_gain_ci is not None
+    lo, hi = readout.realised_gain_ci
     assert lo <= truth <= hi
-    assert readout["consistent"] is True
+    assert readout.consistent is True
     assert default["predicted_gain_ci"][0] <= truth <= default["predicted_gain_ci"][1]
 
 
