@@ -61,8 +61,8 @@ def write_period(path: Path, c: pl.DataFrame, received: dict[str, np.ndarray],
     n = c.height
     effects = true_effects(c)
     base = baseline(c)
-    y = base + sum(effects[ch] * received[ch] for ch in received) + rng.normal(0, 2, n)
-    pre = base + rng.normal(0, 2, n)
+    y = base + sum(effects[ch] * received[ch] for ch in received) + rng.normal(0, 1, n)
+    pre = base + rng.normal(0, 1, n)
     ids = c["customer_id"].to_numpy()
     orders = pl.DataFrame({
         "order_id": np.arange(1, 2 * n + 1),
