@@ -16,6 +16,7 @@ import polars as pl
 
 from liftlab.analyses.attribution import Landing
 from liftlab.analyses.cells import CellTable
+from liftlab.analyses.confirmation import ConfirmationReadout, confirmation_readout
 from liftlab.analyses.design import DesignCheck, design_checks
 from liftlab.analyses.serialize import iso_utc
 from liftlab.core.errors import DataError, Problem, UserError
@@ -170,6 +171,7 @@ class Sections:
     bayes: HierarchicalSection | None = None
     sequential: MonitorResult | None = None
     quantiles: tuple[dict[str, Any], ...] | None = None  # quantile effects (whole population)
+    confirmation: ConfirmationReadout | None = None
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,12 @@ class AnalysisResult:
             lines.append(f"  {e.channel}/{arm} {e.metric.name}: {e.lift.abs:+.4g} "
                          f"[{e.lift.abs_ci[0]:+.4g}, {e.lift.abs_ci[1]:+.4g}] "
                          f"({e.lift.rel:+.1%}), p={e.lift.p_value:.3g}, {e.verdict}")
+        c = self.sections.confirmation
+        if c is not None and c.realised_gain is not None and c.realised_gain_ci is not None:
+            lines.append(f"  targeting policy vs business as usual: realised "
+                         f"{c.realised_gain:+.4g} [{c.realised_gain_ci[0]:+.4g}, "
+                         f"{c.realised_gain_ci[1]:+.4g}] per customer, predicted "
+                         f"{c.predicted_gain:+.4g} (p = {c.p_value:.3g} for the gap)")
         lines += [f"  ! {w.message}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -304,7 +312,9 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
                if spec.analysis.bayes == "hierarchical" else None),
         sequential=(_sequential(spec, engine, units, as_of, warnings)
                     if spec.monitoring.sequential else None),
-        quantiles=quantiles)
+        quantiles=quantiles,
+        confirmation=(confirmation_readout(spec, cells)
+                      if spec.confirmation is not None else None))
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, sections, yaml_text,
                           data_checks=quality.checks, design=design, as_of_basis=basis)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import polars as pl
 
+    from liftlab.analyses.confirmation import ConfirmationReadout
     from liftlab.analyses.experiment import (
         Adjustment,
         AnalysisResult,
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     )
 
 TOTAL_EFFECT_DESCRIPTION = "all channels on vs all off, per customer"
+CONFIRMATION_METHOD = ("Welch difference of the policy and business-as-usual arms, times the "
+                       "value per unit, minus the extra contact cost; the gap to the prediction "
+                       "by a normal test with both standard errors")
 
 
 def iso_utc(ts: dt.datetime) -> str:
@@ -165,6 +169,22 @@ def sections_json(s: Sections) -> dict[str, Any]:
         "bayes": None if s.bayes is None else hierarchical_json(s.bayes),
         "sequential": None if s.sequential is None else s.sequential.sequential_summary(),
         "quantiles": None if s.quantiles is None else list(s.quantiles),
+        "confirmation": None if s.confirmation is None else confirmation_json(s.confirmation),
+    }
+
+
+def confirmation_json(c: ConfirmationReadout) -> dict[str, Any]:
+    return {
+        "source": c.source, "bau": c.bau, "metric": c.metric,
+        "value_per_unit": c.value_per_unit, "n_policy": c.n_policy, "n_bau": c.n_bau,
+        "extra_cost_per_customer": c.extra_cost_per_customer,
+        "predicted_gain": c.predicted_gain, "predicted_gain_ci": list(c.predicted_gain_ci),
+        "realised_gain": c.realised_gain,
+        "realised_gain_ci": None if c.realised_gain_ci is None else list(c.realised_gain_ci),
+        "realised_minus_predicted": c.gap,
+        "realised_minus_predicted_ci": None if c.gap_ci is None else list(c.gap_ci),
+        "p_value": c.p_value, "consistent": c.consistent, "error": c.error,
+        "method": CONFIRMATION_METHOD,
     }
 
 

@@ -295,6 +295,47 @@ def _parse_date(value: str | None) -> dt.date:
 
 @app.command()
 @_guarded
+def target(
+    experiment: Annotated[Path, typer.Argument(help="The randomised experiment to learn from.")],
+    data: DataOpt,
+    budget: Annotated[float | None, typer.Option(
+        help="What the policy may spend: in contact cost (the channels' cost_per_contact), or "
+        "in contacts when no channel has a cost. Default: every contact predicted to pay.")
+    ] = None,
+    default: Annotated[str | None, typer.Option(
+        help="Business as usual, the option sent to everyone today (e.g. email or "
+        "email/mens). Default: the option worth most when sent to everyone.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("targeting"),
+    confirm_start: Annotated[str | None, typer.Option(
+        help="Start of the confirmation experiment, YYYY-MM-DD (default: 7 days from today).")
+    ] = None,
+    confirm_days: Annotated[int, typer.Option(
+        min=1, max=365, help="Length of the confirmation experiment in days.")] = 14,
+    confirm_holdout: Annotated[float, typer.Option(
+        min=0.01, max=0.5, help="Holdout share of the confirmation experiment.")] = 0.1,
+    force: ForceOpt = False,
+) -> None:
+    """Who gets which channel: uplift models, Qini curves, a budgeted policy and the YAML of
+    the experiment that confirms it."""
+    from liftlab.app.run import target_to_folder
+
+    if budget is not None and not budget >= 0:
+        raise UserError(f"--budget: expected a number >= 0, got {budget}")
+    try:
+        start = (dt.date.fromisoformat(confirm_start) if confirm_start
+                 else dt.date.today() + dt.timedelta(days=7))
+    except ValueError:
+        raise UserError(f"--confirm-start: expected YYYY-MM-DD, got {confirm_start!r}") from None
+    result = target_to_folder(experiment, data, budget, default, out_dir,
+                              (start, start + dt.timedelta(days=confirm_days)),
+                              confirm_holdout, force)
+    out.print(result.summary())
+    out.print(f"wrote {out_dir / 'targeting.json'}, {out_dir / 'policy.parquet'}, "
+              f"{out_dir / 'confirmation.yaml'} and {out_dir / 'targeting.html'}")
+
+
+@app.command()
+@_guarded
 def assign(
     experiment: Annotated[Path, typer.Argument(help="The experiment YAML.")],
     data: DataOpt,

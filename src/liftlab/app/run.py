@@ -356,3 +356,39 @@ def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,
     for o in run.outcomes:
         lines.append(f"  {o.id}: {o.status}" + (f" ({o.error})" if o.error else ""))
     return "\n".join(lines)
+
+
+def target_to_folder(experiment: Path, data: str | Path, budget: float | None,
+                     default: str | None, out_dir: Path, confirm: tuple[dt.date, dt.date],
+                     holdout: float = 0.1, force: bool = False) -> Any:
+    """Learn the targeting policy and write targeting.json, policy.parquet (who gets which
+    option), confirmation.yaml and targeting.html into ``out_dir`` (``fsio.replace_dir``)."""
+    import io
+
+    from liftlab.analyses.targeting import confirmation_yaml, target
+    from liftlab.report.targeting_page import render_targeting
+
+    spec = load_experiment(experiment)
+    engine = open_engine(data, spec.timezone)
+    problems = engine.check()
+    if problems:
+        raise DataError(problems)
+    check_columns(spec, engine, Path(experiment))
+    result = target(spec, engine, budget, default)
+    summary = result.to_dict()
+    confirmation = confirmation_yaml(result, *confirm, holdout)
+
+    def write(folder: Path) -> None:
+        from liftlab.core.fsio import atomic_write_bytes
+        from liftlab.report.pages import copy_plotly
+
+        buf = io.BytesIO()
+        result.assignment.write_parquet(buf)
+        atomic_write_bytes(folder / "policy.parquet", buf.getvalue())
+        atomic_write_json(folder / "targeting.json", summary)
+        atomic_write_text(folder / "confirmation.yaml", confirmation)
+        copy_plotly(folder / "assets")
+        atomic_write_text(folder / "targeting.html", render_targeting(summary, folder))
+
+    replace_dir(out_dir, "target", force, write)
+    return result

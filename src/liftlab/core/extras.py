@@ -8,7 +8,8 @@ import importlib.util
 from liftlab.core.errors import Problem, UserError
 
 # module -> (extra, what needs it)
-EXTRAS = {"psycopg": ("sql", "a postgresql:// URL"), "duckdb": ("sql", "a duckdb:/// URL")}
+EXTRAS = {"psycopg": ("sql", "a postgresql:// URL"), "duckdb": ("sql", "a duckdb:/// URL"),
+          "sklearn": ("targeting", "liftlab target")}
 
 
 def require(module: str) -> None:

@@ -107,6 +107,11 @@ class Engine(Protocol):
                    experiment_id: str) -> pl.DataFrame:
         """Units per sketch bin of each measure of a ``sketch_plan``: columns ``measure``,
         ``bin`` (``stats.quantiles.bin_of``), ``n`` and the plan's arm columns."""
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        """One row per unit: its arms, segments, the plan's measures and the customers
+        table's ``attributes`` (for models that learn from individual customers, such as
+        uplift models; every other analysis works on ``aggregate``)."""
         ...
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]

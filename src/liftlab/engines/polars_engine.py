@@ -346,6 +346,17 @@ class PolarsEngine:
             frames = pl.collect_all(parts)
         return pl.concat(frames).with_columns(pl.col(k).cast(pl.String) for k in keys).select(
             *keys, "measure", "bin", "n").sort([*keys, "measure", "bin"])
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        assert isinstance(units.frame, pl.DataFrame)
+        uid = units.frame.schema[plan.unit]
+        with self.source.reading():
+            rows = _unit_outcomes(plan, units.frame, self.source, uid, experiment_id)
+            if attributes:
+                customers = self.source.scan("customers", uid).select(plan.unit, *attributes)
+                rows = rows.join(customers.unique(plan.unit, keep="first"), on=plan.unit,
+                                 how="left")
+            return rows.collect()
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

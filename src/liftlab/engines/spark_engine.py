@@ -370,6 +370,9 @@ class SparkEngine:
                 cap = out.select(F.percentile(safe[m.name], m.winsorize)).collect()[0][0]
                 out = out.withColumn(safe[m.name], F.least(F.col(safe[m.name]), F.lit(cap)))
         return out, safe
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        raise UserError(folder_only(self, "liftlab target (uplift models on customer rows)"))
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:

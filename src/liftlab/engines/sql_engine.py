@@ -433,6 +433,10 @@ class SqlEngine:
             expr = f"CAST(MAX(CASE WHEN {cond} THEN 1 ELSE 0 END) AS DOUBLE PRECISION)"
         return expr, params
 
+    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        raise UserError(folder_only(self, "liftlab target (uplift models on customer rows)"))
+
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
         ts = _quote(TS_COLUMN[table])

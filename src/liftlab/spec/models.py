@@ -333,6 +333,35 @@ class Encouragement(_Model):
     outcome_metric: Name | None = None
 
 
+class Targeting(_Model):
+    """How ``liftlab target`` learns who gets which channel from this experiment
+    (docs/targeting.md): the outcome, its value, the pre-period features and the learner."""
+
+    metric: Name | None = None  # default: the primary metric (a per-customer metric)
+    value_per_unit: float = Field(1.0, gt=0.0)  # margin earned per unit of the metric
+    features: Annotated[list[Name], Field(max_length=200)] | None = None  # customers columns
+    pre_period_days: int = Field(90, ge=0, le=3650)  # behaviour before the start, as features
+    learner: Literal["t", "x", "dr"] = "dr"
+    folds: int = Field(5, ge=2, le=20)
+    max_channels_per_customer: int = Field(1, ge=1, le=MAX_CHANNELS)
+
+
+class Confirmation(_Model):
+    """This experiment confirms a targeting policy (written by ``liftlab target``): customers
+    randomised to the policy, to business as usual and to a holdout, in the arms of
+    ``channel``; ``analyze`` reports the realised gain of the policy over business as usual
+    against the prediction."""
+
+    source: Name  # the experiment the policy was learned from
+    channel: Name
+    bau: Title  # the option business as usual sends to everyone
+    metric: Name
+    value_per_unit: float = Field(gt=0.0)
+    predicted_gain: float  # per customer, policy minus business as usual, net of contact cost
+    predicted_gain_ci: tuple[float, float]
+    cost_per_customer: dict[Literal["policy", "bau"], Annotated[float, Field(ge=0.0)]]
+
+
 class Experiment(_Model):
     """An experiment definition (docs/yaml.md)."""
 
@@ -363,6 +392,8 @@ class Experiment(_Model):
     encouragement: Encouragement | None = None
     owner: Title | None = None
     tags: Annotated[list[Title], Field(max_length=MAX_TAGS)] = []
+    targeting: Targeting = Targeting()
+    confirmation: Confirmation | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -445,6 +476,41 @@ class Experiment(_Model):
                 f"sequential monitoring tests a per-unit primary metric; {primary.name!r} is a "
                 "ratio metric: make a mean, count or binary metric primary, or set "
                 "sequential: false")
+        return v
+
+    @field_validator("targeting")
+    @classmethod
+    def _targeting_metric(cls, v: Targeting, info: ValidationInfo) -> Targeting:
+        metrics = {m.name: m for m in info.data.get("metrics") or []}
+        if v.metric is None or not metrics:
+            return v
+        metric = metrics.get(v.metric)
+        if metric is None:
+            raise ValueError(f"targeting.metric {v.metric!r} is not a metric; choose one of: "
+                             f"{', '.join(metrics)}")
+        if metric.kind == "ratio":
+            raise ValueError(f"targeting needs a per-customer outcome; {metric.name!r} is a "
+                             "ratio metric: set targeting.metric to a mean, count or binary "
+                             "metric")
+        return v
+
+    @field_validator("confirmation")
+    @classmethod
+    def _confirmation_arms(cls, v: Confirmation | None,
+                           info: ValidationInfo) -> Confirmation | None:
+        if v is None:
+            return v
+        channels = info.data.get("channels") or {}
+        metrics = [m.name for m in info.data.get("metrics") or []]
+        if channels and v.channel not in channels:
+            raise ValueError(f"confirmation.channel {v.channel!r} is not a channel of this "
+                             "experiment")
+        channel = channels.get(v.channel)
+        if channel is not None and set(channel.treatment_arms) != {"policy", "bau"}:
+            raise ValueError(f"channel {v.channel!r} must have the variants policy and bau "
+                             "(and a holdout) to confirm a policy")
+        if metrics and v.metric not in metrics:
+            raise ValueError(f"confirmation.metric {v.metric!r} is not a metric")
         return v
 
     @model_validator(mode="after")
