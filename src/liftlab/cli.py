@@ -125,7 +125,6 @@ def validate(
     data: Annotated[str | None, typer.Option("--data", help="Also check this data.")] = None,
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
-    from liftlab.data.open import open_engine
     from liftlab.spec_loader import load_experiment, load_experiments
 
     specs = load_experiments(paths)
@@ -133,6 +132,7 @@ def validate(
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
+        from liftlab.data.open import open_engine  # here: the engines' imports take a second
         from liftlab.run import check_columns
 
         problems = []

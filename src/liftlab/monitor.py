@@ -66,7 +66,7 @@ from liftlab.data.quality import TS_COLUMN
 from liftlab.errors import DataError, Problem
 from liftlab.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
 from liftlab.spec import HOLDOUT, Experiment, Metric
-from liftlab.stable import stable_mean, stable_std, stable_sum
+from liftlab.stable import stable_mean, stable_std, stable_sum, stable_sums
 from liftlab.stats import sequential as seq
 from liftlab.stats.suffstats import ArmStats
 
@@ -312,6 +312,18 @@ def _unit_outcome(m: Metric) -> pl.Expr:
     return e.cast(pl.Float64).alias(m.name)
 
 
+def _unit_outcomes(rows: pl.DataFrame, by: list[str], metrics: list[Metric],
+                   extra: tuple[pl.Expr, ...] = ()) -> pl.DataFrame:
+    """``rows.group_by(by).agg(_unit_outcome(m) for m in metrics)`` and ``extra``, with the
+    sums of mean metrics by ``stable_sums`` (one sort for a million units, not one each)."""
+    sums = {m.name: pl.when(_condition(m)).then(pl.col(m.value or ""))
+            for m in metrics if m.kind == "mean"}
+    out = stable_sums(rows, by, sums, [*(_unit_outcome(m) for m in metrics if m.kind != "mean"),
+                                       *extra])
+    return out.select(*by, *(pl.col(m.name).cast(pl.Float64) for m in metrics),
+                      *(e.meta.output_name() for e in extra))
+
+
 def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
           lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
     """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
@@ -345,7 +357,7 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
             & (pl.col("_ts") < pl.col("exposed_at") + window))
         rows_read += rows.height
         mine = [m for m in metrics if m.table == table]
-        agg = rows.group_by(unit, "xch").agg(_unit_outcome(m) for m in mine)
+        agg = _unit_outcomes(rows, [unit, "xch"], mine)
         per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
         for m in (m for m in tested if m.table == table):
             first = (rows.filter(_condition(m)).group_by(unit, "xch", "arm")
@@ -389,10 +401,9 @@ def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl
             (pl.col("_ts") < pl.col("exposed_at"))
             & (pl.col("_ts") >= pl.col("exposed_at") - window))
         mine = [m for m in needed if m.table == table]
-        outcome = [_unit_outcome(m) for m in mine if m.name == primary.name]
-        agg = rows.group_by(unit, "xch").agg(
-            *outcome, *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
-                        for m in mine])
+        agg = _unit_outcomes(rows, [unit, "xch"], [m for m in mine if m.name == primary.name],
+                             tuple(_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
+                                   for m in mine))
         per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
     cols = [primary.name, *[f"r:{m.name}" for m in needed]]
     per_unit = per_unit.with_columns(
