@@ -476,7 +476,7 @@ def main() -> None:
     table = [
         "| layout | customers | liftlab analyze | floor | liftlab/floor | target |"
         " polars + tea-tasting | pandas + statsmodels | peak MB liftlab / floor / tea /"
-        " pandas | data MB | liftlab CPU |",
+        " pandas | data MB | CPU liftlab / floor |",
         "|" + "---|" * 11,
     ]
     commands: list[tuple[str, str, str]] = []
@@ -502,7 +502,8 @@ def main() -> None:
                 f"| {name} | {n:,} | {med(runs['liftlab']):.2f} s | {floor:.2f} s | "
                 f"{ratio:.2f} | {verdict} | {cell('tea')} | {cell('pandas')} | "
                 + " / ".join(f"{peak(runs[r]):.0f}" if r in runs else "-" for r in ROUTES)
-                + f" | {data_mb(folder / 'data'):.0f} | {cpu(runs['liftlab']):.2f} s |"
+                + f" | {data_mb(folder / 'data'):.0f} | "
+                + f"{cpu(runs['liftlab']):.1f} / {cpu(runs['floor']):.1f} s |"
             )
             print(table[-1], flush=True)
         if not args.no_commands:

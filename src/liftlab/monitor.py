@@ -325,12 +325,20 @@ def _unit_outcomes(rows: pl.DataFrame, by: list[str], metrics: list[Metric],
 
 
 def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
-          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
+          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame, metrics: list[Metric],
+          keep: pl.Expr) -> pl.DataFrame:
+    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures (one row per
+    unit and channel), the time as ``_ts``, where ``keep`` holds. Only the columns the
+    ``metrics`` read are joined and ``keep`` is applied before anything is materialised: the
+    join repeats each row once per channel, so every column carried costs that many times."""
     ts = TS_COLUMN[table]
-    rows = tables[table].with_columns(pl.col(ts).cast(TS).alias("_ts")).filter(
+    mine = [m for m in metrics if (m.table or "") == table]
+    cols = {spec.unit, *(m.value for m in mine if m.value),
+            *(("event",) if any(m.event for m in mine) else ()),
+            *(("channel",) if any(m.purchase_channel for m in mine) else ())}
+    rows = tables[table].select(*sorted(cols), pl.col(ts).cast(TS).alias("_ts")).filter(
         (pl.col("_ts") >= lo) & (pl.col("_ts") < hi))
-    return rows.join(exposure.lazy(), on=spec.unit, how="inner").collect()
+    return rows.join(exposure.lazy(), on=spec.unit, how="inner").filter(keep).collect()
 
 
 # -- heavy pass: hourly sufficient statistics -----------------------------------------------
@@ -352,9 +360,9 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     for table in sorted({m.table or "" for m in metrics}):
         if open_.height == 0:
             break
-        rows = _rows(spec, tables, table, lo, last, open_).filter(
-            (pl.col("_ts") >= pl.col("exposed_at"))
-            & (pl.col("_ts") < pl.col("exposed_at") + window))
+        rows = _rows(spec, tables, table, lo, last, open_.select(unit, "xch", "arm", "exposed_at"),
+                     metrics, (pl.col("_ts") >= pl.col("exposed_at"))
+                     & (pl.col("_ts") < pl.col("exposed_at") + window))
         rows_read += rows.height
         mine = [m for m in metrics if m.table == table]
         agg = _unit_outcomes(rows, [unit, "xch"], mine)
@@ -397,9 +405,9 @@ def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl
     first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
     needed = [m for m in {m.name: m for m in [primary, *tested]}.values()]
     for table in sorted({m.table or "" for m in needed}):
-        rows = _rows(spec, tables, table, first, end, exposure).filter(
-            (pl.col("_ts") < pl.col("exposed_at"))
-            & (pl.col("_ts") >= pl.col("exposed_at") - window))
+        rows = _rows(spec, tables, table, first, end, exposure.select(unit, "xch", "exposed_at"),
+                     needed, (pl.col("_ts") < pl.col("exposed_at"))
+                     & (pl.col("_ts") >= pl.col("exposed_at") - window))
         mine = [m for m in needed if m.table == table]
         agg = _unit_outcomes(rows, [unit, "xch"], [m for m in mine if m.name == primary.name],
                              tuple(_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")

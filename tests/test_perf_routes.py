@@ -1,0 +1,50 @@
+"""Fast routes of issue 23 give what the plain routes give (see also tests/test_stable.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from liftlab.attribution import last_touch_credit
+
+T0 = dt.datetime(2026, 2, 2, tzinfo=dt.UTC)
+UTC = pl.Datetime("us", "UTC")
+
+
+def test_last_touch_skips_only_contacts_too_old_to_credit_an_order() -> None:
+    """Contacts before start - lookback are left out before the as-of join; one exactly at
+    that bound still credits an order at the window's first instant."""
+    day = dt.timedelta(days=1)
+    orders = pl.LazyFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "ts": [T0, T0, T0 + 3 * day],
+            "channel": ["web", "web", "store"],
+            "revenue": [10.0, 20.0, 40.0],
+        },
+        schema_overrides={"ts": UTC},
+    )
+    contacts = pl.LazyFrame(
+        {
+            "customer_id": [1, 2, 3, 3],
+            "channel": ["email", "sms", "mail", "email"],
+            "sent_at": [
+                T0 - 7 * day,
+                T0 - 7 * day - dt.timedelta(microseconds=1),
+                T0 - 30 * day,
+                T0 - 4 * day,
+            ],
+        },
+        schema_overrides={"sent_at": UTC},
+    )
+    out = last_touch_credit(orders, contacts, T0, T0 + 21 * day, lookback_days=7)
+    got = {
+        (r["credited_channel"], r["purchase_channel"]): (r["revenue"], r["orders"])
+        for r in out.iter_rows(named=True)
+    }
+    assert got == {
+        ("email", "web"): (10.0, 1),
+        ("(none)", "web"): (20.0, 1),
+        ("email", "store"): (40.0, 1),
+    }
