@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shutil
 import statistics
@@ -274,26 +275,38 @@ class Timed:
     cpu: float  # user + system seconds of the child: less sensitive to a busy machine
 
 
+# A forked child's peak memory (ru_maxrss) counts the pages it shared with its parent before
+# exec, and this script holds the data it wrote: a small launcher process starts each route.
+LAUNCHER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps({"seconds": time.perf_counter() - t0, "status": os.waitstatus_to_exitcode(status),
+                  "peak_mb": usage.ru_maxrss / 1024, "cpu": usage.ru_utime + usage.ru_stime}))
+"""
+
+
 def timed(argv: list[str], cwd: Path) -> Timed:
-    """Wall time of the whole child process and its peak resident memory."""
+    """Wall time of the whole child process, its CPU time and its peak resident memory."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
             [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
     }
-    t0 = time.perf_counter()
-    child = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    out = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert child.stderr is not None
-    err = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - t0
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode not in (0,):
-        raise RuntimeError(f"{' '.join(argv)} exited {child.returncode}:\n{err.decode()}")
-    return Timed(seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
+    got = json.loads(out.stdout)
+    if got["status"] != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {got['status']}:\n{out.stderr}")
+    return Timed(got["seconds"], got["peak_mb"], got["cpu"])
 
 
 def liftlab(*args: str) -> list[str]:

@@ -48,3 +48,31 @@ def test_last_touch_skips_only_contacts_too_old_to_credit_an_order() -> None:
         ("(none)", "web"): (20.0, 1),
         ("email", "store"): (40.0, 1),
     }
+
+
+def test_assignment_counts_by_distinct_time_equal_counts_over_every_unit() -> None:
+    """The monitor's SRM counts per hour (units assigned by then), from counts per distinct
+    assignment time, equal a search over every unit's sorted time."""
+    import numpy as np
+
+    from liftlab.monitor import _assigned
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    times = T0 + pl.Series(
+        rng.choice([0, 0, 0, 3_600, 5_400, 86_400], n) * 1_000_000 + rng.integers(0, 3, n)
+    ).cast(pl.Duration("us"))
+    exposure = pl.DataFrame(
+        {
+            "xch": rng.choice(["email", "sms"], n),
+            "arm": rng.choice(["holdout", "treatment"], n),
+            "assigned_at": times,
+        }
+    )
+    hours = [T0 + dt.timedelta(hours=h) for h in range(-1, 30)]
+    got = _assigned(exposure, hours)
+    for (ch, arm), group in exposure.group_by("xch", "arm"):
+        at = np.sort(group["assigned_at"].dt.epoch("us").to_numpy())
+        for h in hours:
+            expected = int(np.searchsorted(at, int(h.timestamp() * 1_000_000), side="right"))
+            assert got[(ch, arm, h)] == expected
