@@ -44,13 +44,16 @@ def stable_sums(frame: pl.DataFrame, by: Sequence[str], sums: Mapping[str, pl.Ex
     order: the same additions in the same order as ``sort().cum_sum().last()``, so the same
     result, bit for bit (``tests/test_stable.py`` checks both routes against each other)."""
     keys = list(by)
-    out = frame.group_by(keys).agg(aggs) if aggs else frame.select(keys).unique()
+    # Every frame below is in the order of the group keys (nulls first), so they line up.
+    ordered = frame.sort(keys)
+    out = (ordered.group_by(keys, maintain_order=True).agg(aggs) if aggs
+           else ordered.select(keys).unique(maintain_order=True))
     for name, expr in sums.items():
-        values = (frame.select(*keys, expr.cast(pl.Float64).alias("_v")).drop_nulls("_v")
-                  .sort([*keys, "_v"]).with_columns(pl.struct(keys).rle_id().alias("_g")))
+        # a group's null values sort after its others and add 0.0 (a sum never ends at
+        # -0.0: np.bincount starts from +0.0), so they change nothing
+        values = (frame.select(*keys, expr.cast(pl.Float64).alias("_v"))
+                  .sort([*keys, "_v"], nulls_last=[False] * len(keys) + [True])
+                  .select(pl.struct(keys).rle_id().alias("_g"), pl.col("_v").fill_null(0.0)))
         total = np.bincount(values["_g"].to_numpy(), weights=values["_v"].to_numpy())
-        per_group = values.filter(pl.col("_g").is_first_distinct()).select(keys).with_columns(
-            pl.Series(name, total, dtype=pl.Float64))
-        out = out.join(per_group, on=keys, how="left", nulls_equal=True).with_columns(
-            pl.col(name).fill_null(0.0))
+        out = out.with_columns(pl.Series(name, total, dtype=pl.Float64))
     return out
