@@ -9,7 +9,7 @@ PYTHON ?= python3
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,sql,spark]'
+	$(PY) -m pip install -q -e '.[test,sql,spark,bench]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 ## Generate the demo retailer, analyse every example experiment, write the daily report.
@@ -44,9 +44,9 @@ lint: $(STAMP)
 docs: $(STAMP)
 	$(PY) scripts/gen_docs.py
 
-## The scale benchmark at 1 M customers (README, Performance).
+## Whole commands on every data layout at 2 M and 10 M customers (README, Performance).
 bench: $(STAMP)
-	$(PY) benchmarks/bench_scale.py --customers 1000000 --skip-pandas
+	$(PY) benchmarks/bench_whole.py
 
 clean:
 	rm -rf $(VENV) demo reports/*/ .pytest_cache

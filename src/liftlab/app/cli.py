@@ -118,7 +118,6 @@ def validate(
     data: Annotated[str | None, typer.Option("--data", help="Also check this data.")] = None,
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
-    from liftlab.engines.open import open_engine
     from liftlab.spec.loader import experiment_files, load_experiment, load_experiments
 
     specs = load_experiments(paths)
@@ -127,6 +126,7 @@ def validate(
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
         from liftlab.app.run import check_columns
+        from liftlab.engines.open import open_engine  # here: the engines' imports take a second
 
         problems = []
         checked: set[str] = set()

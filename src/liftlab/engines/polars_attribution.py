@@ -36,14 +36,17 @@ def last_touch_credit(orders: pl.LazyFrame, contacts: pl.LazyFrame, start: dt.da
                          pl.col("revenue").cast(pl.Float64))
                  .filter((pl.col("ts") >= lo) & (pl.col("ts") < hi))
                  .sort("ts"))
+    lookback = dt.timedelta(days=lookback_days)
+    # Contacts older than the look-back before the window's start credit no order: leaving
+    # them out is exact, and the group-by and sort below then see weeks, not the history.
     touches = (contacts
                .select("customer_id", pl.col("sent_at").cast(UTC_US).alias("ts"),
                        pl.col("channel").alias("credited_channel"))
-               .filter(pl.col("ts") < hi)
+               .filter((pl.col("ts") >= lo - lookback) & (pl.col("ts") < hi))
                .group_by("customer_id", "ts").agg(pl.col("credited_channel").min())
                .sort("ts"))
     joined = orders_in.join_asof(touches, on="ts", by="customer_id", strategy="backward",
-                                 tolerance=dt.timedelta(days=lookback_days),
+                                 tolerance=lookback,
                                  check_sortedness=False)  # both sides sorted by ts above
     return (joined
             .group_by(pl.col("credited_channel").fill_null(UNATTRIBUTED), "purchase_channel")

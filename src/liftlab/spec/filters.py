@@ -20,12 +20,13 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 from zoneinfo import ZoneInfo
 
-import polars as pl
-
 from liftlab.core.errors import Problem, UserError
+
+if TYPE_CHECKING:  # polars is imported where filters are compiled: `validate` never needs it
+    import polars as pl
 
 EXAMPLE = 'a filter looks like: optin_email and segment in ["gold", "silver"]'
 MAX_LENGTH = 10_000
@@ -325,10 +326,14 @@ def truthy_columns(expr: Expr) -> set[str]:
 def to_polars(expr: Expr, schema: pl.Schema | None = None) -> pl.Expr:
     """A boolean polars expression, never null. With the table's ``schema``, text compared
     with a date or datetime column is read as a date (naive times in the column's zone)."""
+    import polars as pl
+
     return _pl(expr, schema or pl.Schema())
 
 
 def _pl(expr: Expr, schema: pl.Schema) -> pl.Expr:
+    import polars as pl
+
     if isinstance(expr, BoolOp):
         parts = [_pl(e, schema) for e in expr.operands]
         return pl.all_horizontal(parts) if expr.op == "and" else pl.any_horizontal(parts)
@@ -353,6 +358,8 @@ def _pl(expr: Expr, schema: pl.Schema) -> pl.Expr:
 
 
 def _pl_operand(x: Column | Value, other: Column | Value, schema: pl.Schema) -> pl.Expr:
+    import polars as pl
+
     if isinstance(x, Column):
         return pl.col(x.name)
     if isinstance(other, Column):
@@ -363,6 +370,8 @@ def _pl_operand(x: Column | Value, other: Column | Value, schema: pl.Schema) -> 
 def _typed(value: Scalar, column: str, dtype: pl.DataType | None) -> object:
     """Text compared with a temporal column becomes a date or datetime of that column; text
     compared with numbers (or a number with text) is refused naming the column."""
+    import polars as pl
+
     _comparable(value, column, dtype)
     if not isinstance(value, str) or dtype is None or not dtype.is_temporal():
         return value
@@ -387,6 +396,8 @@ def _typed(value: Scalar, column: str, dtype: pl.DataType | None) -> object:
 
 
 def _comparable(value: Scalar, column: str, dtype: pl.DataType | None) -> None:
+    import polars as pl
+
     if dtype is None:
         return
     text = isinstance(value, str)
