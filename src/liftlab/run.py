@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from liftlab.analysis import AnalysisResult, analyze, default_as_of
-from liftlab.attribution import mmm_lift_tests
+from liftlab.calibration import pymc_marketing, records_from_results
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
@@ -63,9 +63,8 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
     from liftlab.report.pages import copy_plotly, render_experiment
 
     atomic_write_json(folder / "results.json", results)
-    atomic_write_text(folder / "mmm_lift_tests.csv", mmm_lift_tests(
-        results["effects"], results["primary_metric"], results["start"],
-        results["end"]).write_csv())
+    atomic_write_text(folder / "mmm_lift_tests.csv",
+                      pymc_marketing(records_from_results(results)).table.write_csv())
     copy_plotly(folder / "assets")
     atomic_write_text(folder / "dashboard.html",
                       render_experiment(results, folder, home="dashboard.html"))
