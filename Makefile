@@ -1,36 +1,62 @@
 # Two commands do all the set-up: `make demo` and `make test` (see README.md).
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-PYTHON ?= python3
+SUM    := $(shell cksum pyproject.toml | cut -d' ' -f1)
+CORE   := $(VENV)/.core-$(SUM)
+FULL   := $(VENV)/.full-$(SUM)
+# A Python >= 3.12: PYTHON=... when given, else python3.12 / python3.13 on PATH, else pyenv's.
+ifndef PYTHON
+PYTHON := $(shell for p in python3.12 python3.13 $$HOME/.pyenv/versions/3.12.*/bin/python \
+            $$HOME/.pyenv/versions/3.13.*/bin/python; do \
+            $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
+            && { command -v $$p; break; }; done)
+endif
 
 .PHONY: demo test lint bench clean system-deps
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+# The venv, (re)made with $(PYTHON) when missing or older than Python 3.12.
+define venv
+	@test -n "$(PYTHON)" || { echo "make: no Python >= 3.12 found (python3.12, python3.13 on" \
+	  "PATH, ~/.pyenv/versions/3.12.*, 3.13.*): install one, or run make PYTHON=/path/to/it" >&2; \
+	  exit 1; }
+	test -x $(PY) && $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 12))' \
+	  || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,sql,spark]'
-	rm -f $(VENV)/.installed-* && touch $@
+endef
+
+# What `liftlab analyze`, `report` and `demo` need, nothing more.
+$(CORE): pyproject.toml
+	$(venv)
+	$(PY) -m pip install -q -e .
+	rm -f $(VENV)/.core-* && touch $@
+
+# The test environment: the core and every extra (test, sql, spark, mmm).
+$(FULL): pyproject.toml
+	$(venv)
+	$(PY) -m pip install -q -e '.[test,sql,spark,mmm]'
+	$(PY) -m pip check
+	rm -f $(VENV)/.full-* $(VENV)/.core-* && touch $@ $(CORE)
 
 ## Generate the demo retailer, analyse every example experiment, write the daily report.
-demo: $(STAMP)
+demo: $(CORE)
 	$(VENV)/bin/liftlab demo --out demo
 
 ## System packages the tests drive (headless Chromium); installed only when missing.
 system-deps:
 	bash scripts/system-deps.sh
 
-## Lint and run the whole suite.
-test: $(STAMP) system-deps
+## Lint and run the whole suite, then the built wheel in a clean venv (tests/test_wheel.py).
+test: $(FULL) system-deps
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/pytest -n 2 --dist loadfile -q
+	LIFTLAB_SLOW=1 $(VENV)/bin/pytest -q -p no:xdist tests/test_wheel.py
 
-lint: $(STAMP)
+lint: $(FULL)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 
 ## The scale benchmark at 1 M customers (README, Performance).
-bench: $(STAMP)
+bench: $(CORE)
 	$(PY) benchmarks/bench_scale.py --customers 1000000 --skip-pandas
 
 clean:
