@@ -217,6 +217,20 @@ def test_export_calibration_command(analysed: Path, tmp_path: Path):
     )
     assert odd.exit_code == 1 and "not a whole number of 5-day" in odd.output
     assert not (tmp_path / "z.csv").exists()
+    zero = run(
+        analysed, "--format", "pymc-marketing", "--period-days", "0", "--out", tmp_path / "v.csv"
+    )
+    assert zero.exit_code == 1 and "positive number of days" in zero.output
+    stray = run(
+        analysed,
+        "--format",
+        "pymc-marketing",
+        "--baseline-spend",
+        "tv=10",
+        "--out",
+        tmp_path / "u.csv",
+    )
+    assert stray.exit_code == 1 and "tv, which no exported test measured" in stray.output
     missing = run(tmp_path / "nowhere", "--format", "robyn", "--out", tmp_path / "w.csv")
     assert missing.exit_code == 1 and "no such file" in missing.output
 

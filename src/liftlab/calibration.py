@@ -193,56 +193,37 @@ def pymc_marketing(
     shared = dict(dims or {})
     names = sorted(set(shared) | {k for r in ledger.records for k, _ in r.dims})
     base = baseline_spend or {}
+    unknown = sorted(set(base) - {r.channel for r in ledger.records})
+    if unknown:
+        raise UserError(
+            [
+                Problem(
+                    f"--baseline-spend names {', '.join(unknown)}, which no exported test measured"
+                )
+            ]
+        )
     rows, refused = [], []
     for r in ledger.records:
         own = dict(r.dims)
-        clash = {k for k in own if k in shared and own[k] != shared[k]}
-        missing = [k for k in names if k not in own and k not in shared]
-        periods = r.days / period_days if period_days else 1.0
-        if clash:
-            refused.append(
-                Refusal(
-                    r.source,
-                    r.channel,
-                    f"the test covers {_dims_text(own, clash)}"
-                    f", not {_dims_text(shared, clash)} given by --dim",
-                )
-            )
-        elif missing:
-            refused.append(
-                Refusal(
-                    r.source,
-                    r.channel,
-                    f"the model has dimensions "
-                    f"{', '.join(missing)} and the test does not say which; "
-                    "add --dim NAME=VALUE",
-                )
-            )
-        elif periods != int(periods):
-            refused.append(
-                Refusal(
-                    r.source,
-                    r.channel,
-                    f"the test's {r.days} days are not a "
-                    f"whole number of {period_days}-day model periods",
-                )
-            )
-        else:
-            p = int(periods)
-            step = dt.timedelta(days=period_days or r.days)
-            for k in range(p):
-                rows.append(
-                    {
-                        "channel": r.channel,
-                        **{n: own.get(n, shared.get(n)) for n in names},
-                        "date": (r.start + k * step).isoformat(),
-                        "x": float(base.get(r.channel, 0.0)),
-                        "delta_x": r.spend / p,
-                        "delta_y": r.incremental / p,
-                        "sigma": r.se / math.sqrt(p),
-                        "source": r.source,
-                    }
-                )
+        reason = _pymc_refusal(r, own, shared, names, period_days)
+        if reason:
+            refused.append(Refusal(r.source, r.channel, reason))
+            continue
+        p = r.days // period_days if period_days else 1
+        step = dt.timedelta(days=period_days or r.days)
+        rows += [
+            {
+                "channel": r.channel,
+                **{n: own.get(n, shared.get(n)) for n in names},
+                "date": (r.start + k * step).isoformat(),
+                "x": float(base.get(r.channel, 0.0)),
+                "delta_x": r.spend / p,
+                "delta_y": r.incremental / p,
+                "sigma": r.se / math.sqrt(p),
+                "source": r.source,
+            }
+            for k in range(p)
+        ]
     schema = {
         "channel": pl.String,
         **dict.fromkeys(names, pl.String),
@@ -254,6 +235,31 @@ def pymc_marketing(
         "source": pl.String,
     }
     return Export(pl.DataFrame(rows, schema=schema), ledger.refused + tuple(refused))
+
+
+def _pymc_refusal(
+    r: CalibrationRecord,
+    own: Mapping[str, str],
+    shared: Mapping[str, str],
+    names: Sequence[str],
+    period_days: int | None,
+) -> str | None:
+    """Why a record gives no pymc-marketing rows (None when it gives them)."""
+    clash = {k for k in own if k in shared and own[k] != shared[k]}
+    if clash:
+        return (
+            f"the test covers {_dims_text(own, clash)}, not {_dims_text(shared, clash)} "
+            "given by --dim"
+        )
+    missing = [k for k in names if k not in own and k not in shared]
+    if missing:
+        return (
+            f"the model has dimensions {', '.join(missing)} and the test does not say "
+            "which; add --dim NAME=VALUE"
+        )
+    if period_days and r.days % period_days:
+        return f"the test's {r.days} days are not a whole number of {period_days}-day model periods"
+    return None
 
 
 def _dims_text(dims: Mapping[str, str], keys: Iterable[str]) -> str:
@@ -410,13 +416,15 @@ def export(
     """The ledger in one format (``period_days``, ``dims`` and ``baseline_spend`` are
     pymc-marketing's; another format given them is refused rather than ignoring them)."""
     if fmt == "pymc-marketing":
-        return pymc_marketing(ledger, period_days or WEEK_DAYS, dims, baseline_spend)
+        return pymc_marketing(
+            ledger, WEEK_DAYS if period_days is None else period_days, dims, baseline_spend
+        )
     given = [
         name
         for name, v in (
-            ("--period-days", period_days),
-            ("--dim", dims),
-            ("--baseline-spend", baseline_spend),
+            ("--period-days", period_days is not None),
+            ("--dim", bool(dims)),
+            ("--baseline-spend", bool(baseline_spend)),
         )
         if v
     ]
