@@ -57,8 +57,21 @@ def _analyze(c: Ctx) -> Outcome:
     out = c.out / "analyze"
     code, _, stderr = cli("analyze", c.experiments / "spring-factorial.yaml", "--data", c.data,
                           "--out", out)
-    payload = json.loads((out / "results.json").read_text()) if code == 0 else None
+    payload = None
+    if code == 0:
+        payload = {**json.loads((out / "results.json").read_text()),
+                   "calibration": _calibration(out)}
     return _outcome(code, payload, stderr, c)
+
+
+def _calibration(analysis: Path) -> dict[str, Any]:
+    """The analysis in each export-calibration format (rows, or the refusal)."""
+    tables: dict[str, Any] = {}
+    for fmt in ("pymc-marketing", "robyn", "meridian"):
+        target = analysis.parent / f"{fmt}.csv"
+        code, _, stderr = cli("export-calibration", analysis, "--format", fmt, "--out", target)
+        tables[fmt] = pl.read_csv(target).to_dicts() if code == 0 else stderr.strip()
+    return tables
 
 
 def _monitor(c: Ctx) -> Outcome:

@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from liftlab.analyses.attribution import landing_by_purchase_channel, mmm_lift_tests
+from liftlab.analyses.attribution import landing_by_purchase_channel
 from liftlab.engines.polars_attribution import last_touch_credit
 from liftlab.stats.suffstats import ArmStats
 
@@ -171,30 +171,3 @@ def test_last_touch_refuses_a_non_positive_lookback():
     with pytest.raises(ValueError, match="lookback_days must be positive"):
         last_touch_credit(empty, empty, T0, _ts(1), lookback_days=0)
 
-
-def _effect(**kw: object) -> dict[str, object]:
-    base: dict[str, object] = {"channel": "mail", "variant": None, "metric": "revenue",
-                               "segment": None, "cost": 8500.0, "incremental_total": 42000.0,
-                               "se": 0.9, "n_treatment": 10000}
-    return {**base, **kw}
-
-
-def test_mmm_lift_tests_by_hand():
-    effects = [_effect(), _effect(channel="email", variant="mens", cost=20.0,
-                                  incremental_total=3000.0, se=0.05, n_treatment=40000),
-               _effect(segment={"segment": "gold"}), _effect(metric="conversion"),
-               _effect(channel="sms", cost=None), _effect(channel="web", se=None)]
-    df = mmm_lift_tests(effects, "revenue", "2026-02-02", "2026-02-23", periods=3,
-                        baseline_spend={"email_mens": 60.0})
-    assert df.columns[:5] == ["channel", "x", "delta_x", "delta_y", "sigma"]
-    rows = {r["channel"]: r for r in df.iter_rows(named=True)}
-    assert set(rows) == {"mail", "email_mens"}
-    assert rows["mail"] == {"channel": "mail", "x": 0.0, "delta_x": pytest.approx(8500 / 3),
-                            "delta_y": pytest.approx(14000.0),
-                            "sigma": pytest.approx(0.9 * 10000 / 3),
-                            "date_start": "2026-02-02", "date_end": "2026-02-23"}
-    assert rows["email_mens"]["x"] == pytest.approx(20.0)
-    assert rows["email_mens"]["sigma"] == pytest.approx(2000 / 3)
-    with pytest.raises(ValueError, match="periods must be a positive"):
-        mmm_lift_tests(effects, "revenue", "a", "b", periods=0)
-    assert mmm_lift_tests([], "revenue", "a", "b").height == 0

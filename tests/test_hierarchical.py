@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-import arviz as az
 import numpy as np
 import pytest
 
@@ -159,17 +158,15 @@ def test_disagreeing_chains_and_divergences_raise_warnings():
             ("a", "b", "mu_d", "tau_d", "z_d", "mu_g", "tau_g", "z_g")}
     diverging = np.zeros(shape, dtype=bool)
     diverging[0, :3] = True
-    idata = az.from_dict(posterior=post, sample_stats={"diverging": diverging})
-    diag = _diagnostics(idata, {"email": rng.normal(size=shape)}, "pymc", 500, 500, 2, 1, 0.95,
-                        0.0, 0.0)
+    diag = _diagnostics(post, diverging, {"email": rng.normal(size=shape)}, "pymc", 500, 500, 2,
+                        1, 0.95, 0.0, 0.0)
     assert diag.r_hat_max > 1.5 and diag.divergences == 3
     assert any("r_hat" in w for w in diag.warnings)
     assert any("divergent" in w for w in diag.warnings)
     good = {name: rng.normal(size=(2, 2000)) for name in post}
-    idata = az.from_dict(posterior=good,
-                         sample_stats={"diverging": np.zeros((2, 2000), dtype=bool)})
-    ok = _diagnostics(idata, {"email": rng.normal(size=(2, 2000))}, "pymc", 2000, 500, 2, 1,
-                      0.95, 0.0, 0.0)
+    ok = _diagnostics(good, np.zeros((2, 2000), dtype=bool),
+                      {"email": rng.normal(size=(2, 2000))}, "pymc", 2000, 500, 2, 1, 0.95, 0.0,
+                      0.0)
     assert ok.warnings == () and ok.ok
 
 
@@ -207,3 +204,23 @@ def test_target_accept_is_read_from_the_yaml_and_bounded(monkeypatch, tiny_data)
         raw["analysis"]["target_accept"] = bad
         with pytest.raises(ValidationError):
             Experiment.model_validate(raw)
+
+
+def test_hdi_and_convergence_match_arviz():
+    """The HDI computed here is ArviZ's (either major version), and the diagnostics are ArviZ's
+    summary columns on the same draws (tail ESS at the 5% and 95% quantiles)."""
+    import arviz as az
+
+    from liftlab.stats.hierarchical import _convergence, _hdi
+
+    rng = np.random.default_rng(4)
+    x = rng.lognormal(0.0, 0.7, size=(2, 700))
+    key = "prob" if int(az.__version__.split(".")[0]) >= 1 else "hdi_prob"
+    for prob in (0.5, 0.9, 0.95):
+        assert _hdi(x, prob) == pytest.approx(tuple(az.hdi(x.ravel(), **{key: prob})), abs=0)
+    series = rng.normal(size=(2, 400, 3)) + np.array([0.0, 2.0])[:, None, None] * [0, 1, 0]
+    r_hat, bulk, tail = _convergence(series)
+    assert r_hat == pytest.approx(float(az.rhat(series[:, :, 1])))
+    assert bulk == pytest.approx(min(float(az.ess(series[:, :, k], method="bulk"))
+                                     for k in range(3)))
+    assert r_hat > 1.5 and bulk < 20 and 0 < tail < 400

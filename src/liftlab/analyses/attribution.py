@@ -1,5 +1,6 @@
 """Cross-channel credit: where each channel's measured increment was bought, what last-touch
-attribution would have credited instead, and the export of lifts for marketing-mix models.
+attribution would have credited instead (the export of lifts for marketing-mix models is
+calibration.py).
 
 The increment per purchase channel comes from the experiment (treatment vs holdout on the
 revenue bought in that purchase channel); last-touch credit comes from the data (each order
@@ -11,7 +12,7 @@ gets no last-touch credit when the web visit is the last touch).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,6 @@ import polars as pl
 from liftlab.stats.contribution import Estimate, contrast
 from liftlab.stats.suffstats import ArmStats
 
-LIFT_TEST_SCHEMA = {"channel": pl.String, "x": pl.Float64, "delta_x": pl.Float64,
-                    "delta_y": pl.Float64, "sigma": pl.Float64, "date_start": pl.String,
-                    "date_end": pl.String}
 ADDITIVITY_RTOL = 1e-9
 
 
@@ -107,36 +105,3 @@ def _check_parts(arm: str, parts: Mapping[str, ArmStats], whole: ArmStats) -> No
         raise ValueError(message)
 
 
-def mmm_lift_tests(effects: Sequence[Mapping[str, Any]], primary: str, start: str, end: str,
-                   periods: float = 1.0,
-                   baseline_spend: Mapping[str, float] | None = None) -> pl.DataFrame:
-    """Experiment lifts as lift-test rows for pymc-marketing's
-    ``MMM.add_lift_test_measurements(df_lift_test)``, whose documented columns are
-    ``channel``, ``x`` (x-axis value: spend at the test), ``delta_x`` (change in spend),
-    ``delta_y`` (change in the target) and ``sigma`` (standard deviation of the lift); the
-    model then conditions ``saturation(x + delta_x) - saturation(x)`` on ``delta_y``
-    (pymc_marketing/mmm/mmm.py, ``add_lift_test_measurements`` docstring).
-
-    One row per channel (and variant) from results.json ``effects`` on the primary metric
-    over the whole population: the holdout state has no spend (``x`` = 0, or the channel's
-    ``baseline_spend``), the treatment adds its cost (``delta_x``) and the incremental revenue
-    (``delta_y``, standard error ``sigma``), all over the treated customers and divided by
-    ``periods``, the number of the MMM's time periods the test spans (the saturation curve is
-    per period: a 3-week test in a weekly MMM has ``periods=3``). ``channel`` must match the
-    MMM's channel column names; rename before calling the MMM if they differ."""
-    if not periods > 0:
-        message = f"periods must be a positive number of MMM time periods, got {periods}"
-        raise ValueError(message)
-    base = baseline_spend or {}
-    rows = []
-    for e in effects:
-        if (e["metric"] != primary or e.get("segment") is not None or e.get("cost") is None
-                or e.get("incremental_total") is None or e.get("se") is None):
-            continue
-        channel = e["channel"] + (f"_{e['variant']}" if e.get("variant") else "")
-        rows.append({"channel": channel, "x": float(base.get(channel, 0.0)) / periods,
-                     "delta_x": float(e["cost"]) / periods,
-                     "delta_y": float(e["incremental_total"]) / periods,
-                     "sigma": float(e["se"]) * int(e["n_treatment"]) / periods,
-                     "date_start": start, "date_end": end})
-    return pl.DataFrame(rows, schema=LIFT_TEST_SCHEMA)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import math
 import signal
 import sys
 from collections.abc import Callable
@@ -364,6 +365,53 @@ def assign(
     for ch, group, n in counts.iter_rows():
         out.print(f"{ch:>12} {group:>12} {n:>10,}")
     out.print(f"wrote {table.height:,} rows to {output}")
+
+
+@app.command("export-calibration")
+@_guarded
+def export_calibration(
+    results: Annotated[list[Path], typer.Argument(
+        help="results.json files, or folders holding them (analyze --out, a report).")],
+    fmt: Annotated[str, typer.Option(
+        "--format", help="pymc-marketing, robyn or meridian (docs/calibration.md).")],
+    output: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    period_days: Annotated[int | None, typer.Option(
+        "--period-days", help="pymc-marketing: days per model period (default 7).")] = None,
+    dim: Annotated[list[str] | None, typer.Option(
+        "--dim", help="pymc-marketing: NAME=VALUE of a model dimension the tests cover.")] = None,
+    baseline_spend: Annotated[list[str] | None, typer.Option(
+        "--baseline-spend", help="pymc-marketing: CHANNEL=SPEND per period without the "
+        "treatment (default 0).")] = None,
+) -> None:
+    """Measured lifts as a marketing-mix model's calibration input (one row per test)."""
+    from liftlab.analyses.calibration import export_to_file
+
+    done = export_to_file(results, fmt, output, period_days, _pairs("--dim", dim),
+                          {k: _number("--baseline-spend", k, v)
+                           for k, v in _pairs("--baseline-spend", baseline_spend).items()})
+    for refusal in done.refused:
+        err.print(f"refused: {refusal}")
+    out.print(f"wrote {done.table.height} {fmt} rows to {output}")
+
+
+def _pairs(option: str, items: list[str] | None) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UserError(f"{option} {item!r}: write NAME=VALUE")
+        pairs[name] = value
+    return pairs
+
+
+def _number(option: str, name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise UserError(f"{option} {name}={value}: the value must be a non-negative number")
+    return number
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from liftlab.analyses.attribution import mmm_lift_tests
+from liftlab.analyses.calibration import pymc_marketing, records_from_results
 from liftlab.analyses.experiment import AnalysisResult, analyze, default_as_of
 from liftlab.core.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.core.fsio import (
@@ -75,9 +75,8 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
     from liftlab.report.pages import copy_plotly, render_experiment
 
     atomic_write_json(folder / "results.json", results)
-    atomic_write_text(folder / "mmm_lift_tests.csv", mmm_lift_tests(
-        results["effects"], results["primary_metric"], results["start"],
-        results["end"]).write_csv())
+    atomic_write_text(folder / "mmm_lift_tests.csv",
+                      pymc_marketing(records_from_results(results)).table.write_csv())
     copy_plotly(folder / "assets")
     atomic_write_text(folder / "dashboard.html",
                       render_experiment(results, folder, home="dashboard.html"))

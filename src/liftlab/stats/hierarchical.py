@@ -37,7 +37,6 @@ import numpy as np
 from liftlab.core.errors import UserError
 
 if TYPE_CHECKING:
-    import arviz as az
     import pymc as pm
 
 RHAT_MAX, ESS_MIN = 1.01, 400
@@ -211,8 +210,9 @@ def fit_hierarchical(cells: Sequence[RevenueCell], seed: int = 1, draws: int = 1
     t2 = time.perf_counter()
     lifts, lift_draws = _summaries(data, idata.posterior, costs or {}, hdi_prob,
                                    f"hierarchical ({sampler})")
-    diag = _diagnostics(idata, lift_draws, sampler, draws, tune, chains, seed, target_accept,
-                        t1 - t0, t2 - t1)
+    posterior = {v: idata.posterior[v].values for v in _FREE if v in idata.posterior}
+    diag = _diagnostics(posterior, idata.sample_stats["diverging"].values, lift_draws, sampler,
+                        draws, tune, chains, seed, target_accept, t1 - t0, t2 - t1)
     method = (f"hierarchical zero-inflated revenue (binomial conversion x Student-t spend, "
               f"non-centred pooling over {len(data.segments)} segments), {sampler} NUTS "
               f"{chains}x{draws} draws, seed {seed}")
@@ -354,10 +354,13 @@ def _summary(channel: str, segment: str | None, lift: np.ndarray, rel: np.ndarra
 
 
 def _hdi(x: np.ndarray, prob: float) -> tuple[float, float]:
-    import arviz as az
-
-    lo, hi = az.hdi(x.ravel(), hdi_prob=prob)
-    return float(lo), float(hi)
+    """The shortest interval holding ``floor(prob * n)`` + 1 of the n draws (ArviZ's HDI of a
+    unimodal sample, computed here so that it does not depend on ArviZ's version)."""
+    s = np.sort(x.ravel())
+    inside = math.floor(prob * len(s))
+    widths = s[inside:] - s[: len(s) - inside]
+    i = int(np.argmin(widths))
+    return float(s[i]), float(s[i + inside])
 
 
 def _canon(x: float) -> float:
@@ -368,20 +371,16 @@ def _expit(x: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-x))
 
 
-def _diagnostics(idata: az.InferenceData, lift_draws: Mapping[str, np.ndarray], sampler: str,
-                 draws: int, tune: int, chains: int, seed: int, target_accept: float,
-                 compile_s: float, sample_s: float) -> Diagnostics:
-    """Worst r_hat and ESS over the free parameters and the reported lifts; warnings."""
-    import arviz as az
-
-    params = az.summary(idata, var_names=[v for v in _FREE if v in idata.posterior],
-                        kind="diagnostics", round_to="none")
-    lifts = az.summary(az.convert_to_dataset({f"lift[{k}]": v for k, v in lift_draws.items()}),
-                       kind="diagnostics", round_to="none")
-    r_hat = float(max(params["r_hat"].max(), lifts["r_hat"].max()))
-    ess_bulk = float(min(params["ess_bulk"].min(), lifts["ess_bulk"].min()))
-    ess_tail = float(min(params["ess_tail"].min(), lifts["ess_tail"].min()))
-    divergences = int(idata.sample_stats["diverging"].values.sum())
+def _diagnostics(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,
+                 lift_draws: Mapping[str, np.ndarray], sampler: str, draws: int, tune: int,
+                 chains: int, seed: int, target_accept: float, compile_s: float,
+                 sample_s: float) -> Diagnostics:
+    """Worst r_hat and ESS over the free parameters (draws (chain, draw, ...) by name) and the
+    reported lifts; warnings."""
+    series = [v.reshape(v.shape[0], v.shape[1], -1) for k, v in posterior.items() if k in _FREE]
+    series += [v.reshape(v.shape[0], v.shape[1], -1) for v in lift_draws.values()]
+    r_hat, ess_bulk, ess_tail = _convergence(np.concatenate(series, axis=2))
+    divergences = int(diverging.sum())
     warnings = []
     if chains < 2:
         warnings.append("r_hat needs at least 2 chains: convergence is unchecked; set chains: 2")
@@ -397,3 +396,18 @@ def _diagnostics(idata: az.InferenceData, lift_draws: Mapping[str, np.ndarray], 
                         "analysis.target_accept (e.g. 0.99) and tune")
     return Diagnostics(r_hat, ess_bulk, ess_tail, divergences, tuple(warnings), sampler, draws,
                        tune, chains, seed, compile_s, sample_s)
+
+
+def _convergence(series: np.ndarray) -> tuple[float, float, float]:
+    """Worst rank-normalised split r_hat, least bulk ESS and least tail ESS over the scalar
+    series ``series[chain, draw, k]`` (ArviZ). Tail ESS is the smaller of the ESS of the 5% and
+    95% quantiles, passed explicitly: ArviZ 1 ties its default tail to the 89% interval."""
+    import arviz as az
+
+    r_hat, bulk, tail = [], [], []
+    for k in range(series.shape[2]):
+        x = series[:, :, k]
+        r_hat.append(float(az.rhat(x)))
+        bulk.append(float(az.ess(x, method="bulk")))
+        tail.append(min(float(az.ess(x, method="quantile", prob=p)) for p in (0.05, 0.95)))
+    return float(np.max(r_hat)), float(np.min(bulk)), float(np.min(tail))
