@@ -178,12 +178,12 @@ def test_summary_names_every_primary_comparison(tiny):
 
 def test_plan_and_monitor_take_the_same_inputs(tiny, tmp_path: Path):
     _, folder, spec = tiny
-    planned = liftlab.analyses.planning(spec, folder)
+    planned = liftlab.plan(spec, folder)
     assert planned.to_polars().height == len(planned.result.rows)
     assert "tiny-factorial" in planned.summary()
     seq = tmp_path / "seq.yaml"
     seq.write_text(SPEC_YAML + "monitoring: {sequential: true}\n")
-    readout = liftlab.analyses.monitor(seq, liftlab.open_data(folder))
+    readout = liftlab.monitor(seq, liftlab.open_data(folder))
     frame = readout.to_polars()
     assert {"at", "estimate", "ci_lo", "ci_hi", "metric"} <= set(frame.columns)
     assert readout.to_json()["decision"] == readout.result.decision

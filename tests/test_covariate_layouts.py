@@ -54,7 +54,7 @@ def _numbers(root: Path, layout: Layout) -> dict[str, Any]:
         (e.channel, e.metric.name, layout.display(str(e.segment))): e.to_dict()
         for e in result.effects
     }
-    return {"effects": effects, "quantiles": result.sections["quantiles"]}
+    return {"effects": effects, "quantiles": result.sections.quantiles}
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> None:

@@ -229,7 +229,9 @@ def test_srm_warning_is_a_sentence_not_a_python_dict(tmp_path: Path):
                                "lifts until the assignment is explained")
     r = load("spring-factorial")
     r["health"].update(srm_ok=False, srm=[{**check.to_dict()}])
-    r["health"]["warnings"].append(warning.to_dict())
+    from liftlab.analyses.serialize import warning_json
+
+    r["health"]["warnings"].append(warning_json(warning))
     health = _card(render_experiment(r, tmp_path), "health", "scorecard")
     assert "{" not in health and "&#39;" not in health
     assert "holdout 900 (20% planned), treatment 9,100 (80% planned), p &lt; 0.001" in health

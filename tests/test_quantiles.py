@@ -141,7 +141,7 @@ def test_quantile_effects_match_unit_rows(result: AnalysisResult, tiny_data: Pat
     revenue = win.groupby("customer_id").revenue.sum().reindex(arms.index, fill_value=0)
     found = {
         (r["channel"], r["variant"], r["metric"], r["quantile"]): r
-        for r in result.sections["quantiles"]
+        for r in result.sections.quantiles
     }
     assert {k[3] for k in found if k[2] == "revenue"} == {0.5, 0.9}
     assert {k[3] for k in found if k[2] == "clicks"} == {0.25, 0.75}
@@ -172,14 +172,14 @@ def test_duckdb_gives_the_same_quantiles(
         )
     con.close()
     other = analyze(_spec(), open_engine(f"duckdb:///{db}"))
-    assert other.sections["quantiles"] == result.sections["quantiles"]
+    assert other.sections.quantiles == result.sections.quantiles
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs java")
 def test_spark_gives_the_same_quantiles(result: AnalysisResult, tiny_data: Path) -> None:
     other = analyze(_spec(), open_engine(str(tiny_data), engine="spark"))
-    assert other.sections["quantiles"] == result.sections["quantiles"]
+    assert other.sections.quantiles == result.sections.quantiles
 
 
 def test_quantiles_of_a_ratio_are_refused() -> None:

@@ -218,17 +218,17 @@ def _full_spec() -> Experiment:
 
 def _same_sections(a: AnalysisResult, b: AnalysisResult) -> None:
     _same(a, b)
-    assert a.sections["quantiles"] == b.sections["quantiles"]
+    assert a.sections.quantiles == b.sections.quantiles
     ni = [
-        (e.extra.get("non_inferiority"), f.extra.get("non_inferiority"))
+        (e.non_inferiority, f.non_inferiority)
         for e, f in zip(a.effects, b.effects, strict=True)
     ]
     assert any(x is not None for x, _ in ni)
     for x, y in ni:
         assert (x is None) == (y is None)
         if x is not None:
-            assert x["passed"] == y["passed"]
-            assert x["p_value"] == pytest.approx(y["p_value"], rel=1e-9, nan_ok=True)
+            assert x.passed == y.passed
+            assert x.p_value == pytest.approx(y.p_value, rel=1e-9, nan_ok=True)
 
 
 @pytest.mark.slow

@@ -29,7 +29,7 @@ _API = {
     "PlanReadout": "liftlab.app.readouts",
     "MultichannelReadout": "liftlab.app.readouts",
     "AnalysisResult": "liftlab.analyses.experiment",
-    "Experiment": "liftlab.spec",
+    "Experiment": "liftlab.spec.models",
     "LiftlabError": "liftlab.core.errors",
     "SpecError": "liftlab.core.errors",
     "DataError": "liftlab.core.errors",

@@ -103,7 +103,7 @@ class AnalysisPlots:
 
 @dataclass(frozen=True)
 class MonitorPlots:
-    """Figures of a monitor readout (``liftlab.analyses.monitor(...).plot``)."""
+    """Figures of a monitor readout (``liftlab.monitor(...).plot`` in the Python API)."""
 
     readout: dict[str, Any]
 
@@ -119,7 +119,7 @@ class MonitorPlots:
 
 @dataclass(frozen=True)
 class MultichannelPlots:
-    """Figures of a multichannel analysis (``liftlab.analyses.multichannel(...).plot``)."""
+    """Figures of a multichannel analysis (``liftlab.multichannel(...).plot`` in the Python API)."""
 
     results: dict[str, Any]
 
