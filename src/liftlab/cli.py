@@ -103,6 +103,12 @@ def _yaml_files(paths: list[Path]) -> list[Path]:
     return out
 
 
+def _yaml_path(paths: list[Path], spec_id: str) -> Path:
+    from liftlab.spec_loader import load_experiment
+
+    return next(p for p in _yaml_files(paths) if load_experiment(p).id == spec_id)
+
+
 def parse_as_of(value: str | None) -> dt.datetime | None:
     """An ISO date or timestamp; naive values are UTC."""
     if value is None:
@@ -126,10 +132,15 @@ def validate(
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
     from liftlab.data.open import open_engine
-    from liftlab.spec_loader import load_experiment, load_experiments
+    from liftlab.spec_geo import GeoExperiment
+    from liftlab.spec_loader import load_experiments
 
     specs = load_experiments(paths)
     for spec in specs:
+        if isinstance(spec, GeoExperiment):
+            out.print(f"ok  {spec.id}: {spec.title} (geo experiment, channel {spec.channel}, "
+                      f"{len(spec.geos.treatment)} treatment geo(s), {spec.method})")
+            continue
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
@@ -139,13 +150,18 @@ def validate(
         checked: set[str] = set()
         for spec in specs:
             engine = open_engine(data, spec.timezone)
+            if isinstance(spec, GeoExperiment):  # its table, columns and geos
+                from liftlab.geo import check_data
+
+                out.print(f"ok  {spec.id}: {check_data(spec, engine, _yaml_path(paths, spec.id))}")
+                continue
             problems += engine.check()
             if not problems and spec.timezone not in checked:  # data errors, once per zone
                 checked.add(spec.timezone)
                 problems += engine.quality(dt.datetime.now(dt.UTC)).errors
             if problems:
                 break
-            path = next(p for p in _yaml_files(paths) if load_experiment(p).id == spec.id)
+            path = _yaml_path(paths, spec.id)
             check_columns(spec, engine, path)
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from liftlab.analysis import AnalysisResult, analyze, default_as_of
+from liftlab.analysis import analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
 from liftlab.engines.base import Engine, folder_only
@@ -16,6 +16,7 @@ from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserErro
 from liftlab.fsio import atomic_write_json, atomic_write_text, claim_root, replace_dir, write_beside
 from liftlab.metrics import arm_col
 from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
+from liftlab.spec_geo import GeoExperiment
 from liftlab.spec_loader import load_experiment
 from liftlab.units import Units
 
@@ -37,8 +38,13 @@ def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) ->
 
 
 def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
-                 engine_name: EngineName = "polars") -> AnalysisResult:
+                 engine_name: EngineName = "polars") -> Any:
     spec = load_experiment(experiment)
+    if isinstance(spec, GeoExperiment):  # reads geo_metrics only
+        from liftlab.geo import GeoResult, analyze_geo
+
+        return GeoResult(analyze_geo(spec, open_engine(data, spec.timezone, engine_name),
+                                     as_of, str(experiment)))
     engine = open_engine(data, spec.timezone, engine_name)
     problems = engine.check()
     if problems:
@@ -49,7 +55,7 @@ def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None =
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
                       out_dir: Path, engine_name: EngineName = "polars",
-                      force: bool = False) -> AnalysisResult:
+                      force: bool = False) -> Any:
     """Analyse and write results.json and dashboard.html into ``out_dir`` atomically (see
     ``fsio.replace_dir`` for a folder liftlab did not write, and ``force``)."""
     result = analyze_file(experiment, data, as_of, engine_name)
@@ -63,6 +69,13 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
     from liftlab.report.pages import copy_plotly, render_experiment
 
     atomic_write_json(folder / "results.json", results)
+    if "geo" in results:
+        from liftlab.report.geo_page import render_geo
+
+        copy_plotly(folder / "assets")
+        atomic_write_text(folder / "dashboard.html",
+                          render_geo(results, folder, home="dashboard.html"))
+        return
     atomic_write_text(folder / "mmm_lift_tests.csv", mmm_lift_tests(
         results["effects"], results["primary_metric"], results["start"],
         results["end"]).write_csv())
@@ -171,6 +184,9 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
               target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
     """The plan of an experiment from the history in the data (see plan.py)."""
     spec = load_experiment(experiment)
+    if isinstance(spec, GeoExperiment):
+        raise UserError(f"{experiment}: liftlab plan does not plan geo experiments yet; "
+                        "design them from the placebo checks of liftlab analyze")
     engine = open_engine(data, spec.timezone)
     problems = engine.check()
     if problems:
@@ -273,8 +289,13 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         return engines[spec.timezone]
 
     def analyze_one(spec: Experiment, as_of: dt.datetime | None) -> dict[str, Any]:
-        engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
+        if isinstance(spec, GeoExperiment):  # reads geo_metrics only
+            from liftlab.geo import analyze_geo
+
+            return analyze_geo(spec, open_engine(data, spec.timezone, engine_name), as_of,
+                               str(path))
+        engine = engine_for(spec)
         check_columns(spec, engine, path)
         units = engine.units(spec)  # built once for the analysis and the plan
         if default_as_of(spec, engine).as_of < as_of:  # data older than the report date

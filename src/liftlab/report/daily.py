@@ -38,6 +38,7 @@ from liftlab.report.pages import (
     render_multichannel,
 )
 from liftlab.spec import Experiment
+from liftlab.spec_geo import GeoExperiment
 
 log = logging.getLogger("liftlab.report")
 ENDED_DAYS_SHOWN = 28  # a finished experiment stays on the report for its final readout
@@ -105,7 +106,7 @@ class DailyRun:
                 "freshness": self.freshness, "experiments": items}
 
 
-def is_active(spec: Experiment, date: dt.date) -> bool:
+def is_active(spec: Experiment | GeoExperiment, date: dt.date) -> bool:
     """Started on or before ``date`` and ended at most ENDED_DAYS_SHOWN days before it."""
     return spec.start <= date and (date - spec.end).days <= ENDED_DAYS_SHOWN
 
@@ -123,10 +124,11 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
     from its analysis, not computed again."""
     claim_root(out_dir, "reports", force)
     as_of = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
-    todo = [(p, s) for p, s in specs if not isinstance(s, Experiment) or is_active(s, date)]
+    todo = [(p, s) for p, s in specs
+            if not isinstance(s, Experiment | GeoExperiment) or is_active(s, date)]
     outcomes = []
     for path, spec in _progress(todo, progress):
-        if not isinstance(spec, Experiment):
+        if not isinstance(spec, Experiment | GeoExperiment):
             outcomes.append(Outcome(path.stem, path.stem, str(path), error=str(spec)))
             continue
         if not SAFE_ID.fullmatch(spec.id):
@@ -171,8 +173,13 @@ def write_run(run: DailyRun, folder: Path) -> None:
             raise ValueError(f"refusing to write outside the report: experiment id {o.id!r}")
         exp = folder / "experiments" / o.id
         atomic_write_json(exp / "results.json", o.result)
-        html = render_experiment(o.result, folder, assets="../../assets",
-                                 home="../../index.html", results_json="results.json")
+        if "geo" in o.result:
+            from liftlab.report.geo_page import render_geo
+
+            html = render_geo(o.result, folder, assets="../../assets", home="../../index.html")
+        else:
+            html = render_experiment(o.result, folder, assets="../../assets",
+                                     home="../../index.html", results_json="results.json")
         atomic_write_text(exp / "index.html", _retarget(html))
     if run.multichannel is not None:
         atomic_write_json(folder / "multichannel.json", run.multichannel)
