@@ -46,6 +46,7 @@ class Panel:
     values: dict[str, np.ndarray]  # column -> periods x geos
     n_pre: int
     step_days: int
+    filled: int = 0  # geo and date pairs without a row, taken as zero (missing_rows: zero)
 
     def columns_of(self, geos: list[str]) -> list[int]:
         index = {g: i for i, g in enumerate(self.geos)}
@@ -124,7 +125,8 @@ def build_panel(
     geos = sorted(set(keep[GEO].to_list()))
     counts = keep.group_by(GEO).len()
     short = counts.filter(pl.col("len") < len(pre) + len(test)).sort(GEO)
-    if short.height:
+    filled = int(len(geos) * (len(pre) + len(test)) - keep.height)
+    if short.height and spec.missing_rows == "error":
         names = ", ".join(short[GEO].head(5).to_list())
         raise DataError(
             [
@@ -133,15 +135,16 @@ def build_panel(
                     f"{names}); every geo needs a row on each of the {len(pre) + len(test)} dates",
                     table=TABLE,
                     column=DATE,
-                    hint="fill the missing rows, or exclude those geos",
+                    hint="fill the missing rows, exclude those geos, or write missing_rows: "
+                    "zero when a missing row means nothing was sold",
                 )
             ]
         )
     values = {}
     for c in spec.columns:
         wide = keep.pivot(on=GEO, index=DATE, values=c).sort(DATE)
-        values[c] = wide.select(geos).to_numpy().astype(float)
-    return Panel(tuple(pre + test), tuple(geos), values, len(pre), step)
+        values[c] = np.nan_to_num(wide.select(geos).to_numpy().astype(float), nan=0.0)
+    return Panel(tuple(pre + test), tuple(geos), values, len(pre), step, filled)
 
 
 def _check_rows(spec: GeoExperiment, frame: pl.DataFrame) -> None:
@@ -377,6 +380,10 @@ def _results(
     )
     diagnostics = _diagnostics(fit)
     warnings = _warnings(spec, fit, diagnostics, p_time)
+    if panel.filled:
+        warnings.append({"code": "geo_missing_rows", "severity": "info", "message": (
+            f"{panel.filled:,} geo and date pair(s) without a row in {TABLE} were taken as "
+            "zero (missing_rows: zero)")})
     measured = panel.dates[panel.n_pre :]
     last = measured[-1] + dt.timedelta(days=panel.step_days)
     significant = fit.p_value < spec.alpha and not (ci[0] <= 0 <= ci[1])
@@ -536,65 +543,34 @@ def _warnings(
 ) -> list[dict[str, str]]:
     out = []
     if d["pre_mape"] > spec.max_pre_mape:
-        out.append(
-            {
-                "code": "geo_fit",
-                "severity": "warning",
-                "message": (
-                    f"the counterfactual misses the treatment geos by {d['pre_mape']:.1%} on average "
-                    f"over the pre-period (above {spec.max_pre_mape:.0%}): the estimate rests on a "
-                    "poor fit"
-                ),
-            }
-        )
+        out.append(_warn("geo_fit", (
+            f"the counterfactual misses the treatment geos by {d['pre_mape']:.1%} on "
+            f"average over the pre-period (above {spec.max_pre_mape:.0%}): the estimate "
+            "rests on a poor fit")))
     if d.get("extrapolation", 0.0) > MAX_EXTRAPOLATION:
-        out.append(
-            {
-                "code": "geo_extrapolation",
-                "severity": "warning",
-                "message": (
-                    f"in {d['extrapolation']:.0%} of the test periods the controls' total is outside "
-                    "its pre-period range: the regression extrapolates"
-                ),
-            }
-        )
-    if d.get("scaled_l2_imbalance", 0.0) > MAX_IMBALANCE or d.get("outside_hull", 0.0) > 0.5:
-        out.append(
-            {
-                "code": "geo_hull",
-                "severity": "warning",
-                "message": (
-                    "the treatment geos lie outside what a weighted average of the controls can "
-                    f"follow (scaled imbalance {d.get('scaled_l2_imbalance', 0.0):.2f}, outside the "
-                    f"controls' range in {d.get('outside_hull', 0.0):.0%} of pre-periods): consider "
-                    "demean: true"
-                ),
-            }
-        )
+        out.append(_warn("geo_extrapolation", (
+            f"in {d['extrapolation']:.0%} of the test periods the controls' total is "
+            "outside its pre-period range: the regression extrapolates")))
+    imbalance, outside = d.get("scaled_l2_imbalance", 0.0), d.get("outside_hull", 0.0)
+    if imbalance > MAX_IMBALANCE or outside > 0.5:
+        out.append(_warn("geo_hull", (
+            "the treatment geos lie outside what a weighted average of the controls can "
+            f"follow (scaled imbalance {imbalance:.2f}, outside the controls' range in "
+            f"{outside:.0%} of pre-periods): consider demean: true")))
     if p_time is not None and p_time["p_value"] < spec.alpha:
-        out.append(
-            {
-                "code": "geo_placebo_time",
-                "severity": "warning",
-                "message": (
-                    f"a placebo test period from {p_time['start']} (before the campaign) shows an "
-                    f"effect (p = {p_time['p_value']:.3g}): the treatment and control geos drifted "
-                    "apart before the test"
-                ),
-            }
-        )
-    if math.isinf(fit.effect_ci[0]) or math.isinf(fit.effect_ci[1]):
-        out.append(
-            {
-                "code": "geo_interval",
-                "severity": "warning",
-                "message": (
-                    "the interval is unbounded: too few periods for the permutation test at this "
-                    "alpha"
-                ),
-            }
-        )
+        out.append(_warn("geo_placebo_time", (
+            f"a placebo test period from {p_time['start']} (before the campaign) shows an "
+            f"effect (p = {p_time['p_value']:.3g}): the treatment and control geos drifted "
+            "apart before the test")))
+    if not (math.isfinite(fit.effect_ci[0]) and math.isfinite(fit.effect_ci[1])):
+        out.append(_warn("geo_interval", (
+            "the interval is unbounded or empty: too few periods for the permutation test "
+            "at this alpha, or no constant effect fits the test period")))
     return out
+
+
+def _warn(code: str, message: str) -> dict[str, str]:
+    return {"code": code, "severity": "warning", "message": message}
 
 
 @dataclass(frozen=True)

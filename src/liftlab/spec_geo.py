@@ -105,6 +105,8 @@ class GeoExperiment(_Model):
     test_period: Period
     cooldown_days: int = Field(0, ge=0, le=MAX_COOLDOWN_DAYS)
     test_type: TestType = "heavy_up"
+    # a geo and date without a row in geo_metrics: an error, or nothing sold (zero)
+    missing_rows: Literal["error", "zero"] = "error"
     demean: bool | None = None
     ridge: float | None = Field(None, gt=0.0, le=1e6)
     placebos: int = Field(200, ge=20, le=MAX_PLACEBOS)
