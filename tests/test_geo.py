@@ -68,16 +68,22 @@ def test_the_issue_definition_validates():
     assert spec.alpha == 0.10 and spec.method == "tbr" and spec.heavy_up
 
 
-@pytest.mark.parametrize(("change", "line", "words"), [
-    (("method: tbr", "methd: tbr"), 5, "did you mean 'method'"),
-    (("method: tbr", "method: lasso"), 5, "tbr, synthetic_control"),
-    (("exclude: [paris]", "exclude: [lyon]"), 8, "both a treatment geo and excluded"),
-    (("alpha: 0.10", "alpha: 0.10\ndemean: true"), 1, "options of method: synthetic_control"),
-    (("end: 2026-02-16}\ntest", "end: 2026-02-20}\ntest"), 1, "before test_period.start"),
-    (("start: 2026-02-16, end: 2026-03-16", "start: 2026-02-16, end: 2026-02-10"), 10,
-     "must be after start"),
-    (("treatment: [lyon, lille, nantes]", "treatment: []"), 8, "at least 1"),
-])
+@pytest.mark.parametrize(
+    ("change", "line", "words"),
+    [
+        (("method: tbr", "methd: tbr"), 5, "did you mean 'method'"),
+        (("method: tbr", "method: lasso"), 5, "tbr, synthetic_control"),
+        (("exclude: [paris]", "exclude: [lyon]"), 8, "both a treatment geo and excluded"),
+        (("alpha: 0.10", "alpha: 0.10\ndemean: true"), 1, "options of method: synthetic_control"),
+        (("end: 2026-02-16}\ntest", "end: 2026-02-20}\ntest"), 1, "before test_period.start"),
+        (
+            ("start: 2026-02-16, end: 2026-03-16", "start: 2026-02-16, end: 2026-02-10"),
+            10,
+            "must be after start",
+        ),
+        (("treatment: [lyon, lille, nantes]", "treatment: []"), 8, "at least 1"),
+    ],
+)
 def test_bad_definitions_are_reported_at_their_line(tmp_path, change, line, words):
     path = tmp_path / "tv-spring.yaml"
     path.write_text(ISSUE_YAML.replace(*change))
@@ -89,9 +95,19 @@ def test_bad_definitions_are_reported_at_their_line(tmp_path, change, line, word
 def test_demo_flight_is_recovered(analysed, regions):
     truth = regions[1]
     geo = analysed["geo"]
-    for key in ("incremental", "incremental_ci", "lift_rel", "lift_rel_ci", "iroas", "iroas_ci",
-                "p_value", "att_per_period", "diagnostics", "placebo_in_time",
-                "placebo_in_space"):
+    for key in (
+        "incremental",
+        "incremental_ci",
+        "lift_rel",
+        "lift_rel_ci",
+        "iroas",
+        "iroas_ci",
+        "p_value",
+        "att_per_period",
+        "diagnostics",
+        "placebo_in_time",
+        "placebo_in_space",
+    ):
         assert key in geo
     lo, hi = geo["incremental_ci"]
     assert lo < truth["incremental_sales"] < hi
@@ -102,14 +118,18 @@ def test_demo_flight_is_recovered(analysed, regions):
     assert sum(geo["diagnostics"]["weights"]) == pytest.approx(1.0)
     [effect] = analysed["effects"]
     assert effect["channel"] == "tv" and effect["incremental_total"] == geo["incremental"]
-    assert effect["roi"] == pytest.approx((geo["incremental"] - geo["spend_change"])
-                                          / geo["spend_change"])
+    assert effect["roi"] == pytest.approx(
+        (geo["incremental"] - geo["spend_change"]) / geo["spend_change"]
+    )
     assert analysed["status"] == "ended" and not analysed["health"]["warnings"]
 
 
 def test_tbr_on_the_demo_warns_and_holdback_flips_signs(regions, tmp_path):
-    text = EXAMPLE.read_text().replace("method: synthetic_control", "method: tbr").replace(
-        "demean: true ", "")
+    text = (
+        EXAMPLE.read_text()
+        .replace("method: synthetic_control", "method: tbr")
+        .replace("demean: true ", "")
+    )
     results = {}
     for kind in ("heavy_up", "holdback"):
         path = tmp_path / f"{kind}.yaml"
@@ -120,8 +140,9 @@ def test_tbr_on_the_demo_warns_and_holdback_flips_signs(regions, tmp_path):
     codes = {w["code"] for w in results["heavy_up"]["health"]["warnings"]}
     up, back = results["heavy_up"]["geo"], results["holdback"]["geo"]
     assert back["incremental"] == pytest.approx(-up["incremental"])
-    assert back["incremental_ci"] == pytest.approx([-up["incremental_ci"][1],
-                                                    -up["incremental_ci"][0]])
+    assert back["incremental_ci"] == pytest.approx(
+        [-up["incremental_ci"][1], -up["incremental_ci"][0]]
+    )
     assert back["lift_rel"] == pytest.approx(-up["incremental"] / up["observed_total"])
     # the regions drift apart slowly (regional loadings on a common wave, AR(1) days): TBR's
     # independent-errors interval misses the truth here, and the placebo in time says so
@@ -129,9 +150,13 @@ def test_tbr_on_the_demo_warns_and_holdback_flips_signs(regions, tmp_path):
     assert up["placebo_in_time"]["p_value"] < 0.10 and "geo_placebo_time" in codes
 
 
-GEO_LAYOUTS = [Layout(fmt="csv"), Layout(fmt="csv_semicolon", ts="offset"),
-               Layout(fmt="parts", ts="zone", categorical=True), Layout(ts="naive", extras=True),
-               Layout(fmt="csv_bom", ts="date", extras=True)]
+GEO_LAYOUTS = [
+    Layout(fmt="csv"),
+    Layout(fmt="csv_semicolon", ts="offset"),
+    Layout(fmt="parts", ts="zone", categorical=True),
+    Layout(ts="naive", extras=True),
+    Layout(fmt="csv_bom", ts="date", extras=True),
+]
 
 
 @pytest.mark.parametrize("layout", GEO_LAYOUTS, ids=lambda x: x.id)
@@ -149,15 +174,17 @@ def test_integer_geo_ids(regions, analysed, tmp_path):
     """Geo ids stored as integers (codes) are named as numbers in the YAML."""
     code = {c: i + 1 for i, c in enumerate(CITIES)}
     frame = pl.read_parquet(regions[0] / "geo_metrics.parquet").with_columns(
-        pl.col("geo").replace_strict(code, return_dtype=pl.Int64))
+        pl.col("geo").replace_strict(code, return_dtype=pl.Int64)
+    )
     (tmp_path / "data").mkdir()
     frame.write_csv(tmp_path / "data" / "geo_metrics.csv")
     text = EXAMPLE.read_text()
     for city in ("lyon", "lille", "nantes", "bordeaux", "rennes", "paris"):
         text = re.sub(rf"\b{city}\b", str(code[city]), text)
     (tmp_path / "ids.yaml").write_text(text)
-    res = invoke("analyze", tmp_path / "ids.yaml", "--data", tmp_path / "data", "--out",
-                 tmp_path / "out")
+    res = invoke(
+        "analyze", tmp_path / "ids.yaml", "--data", tmp_path / "data", "--out", tmp_path / "out"
+    )
     assert res.exit_code == 0, res.output
     got = json.loads((tmp_path / "out" / "results.json").read_text())["geo"]
     assert got["incremental"] == pytest.approx(analysed["geo"]["incremental"], rel=1e-9)
@@ -175,24 +202,51 @@ def _broken(regions, tmp_path, change) -> Path:
     return data
 
 
-@pytest.mark.parametrize(("case", "change", "words"), [
-    ("no table", None, "table 'geo_metrics' not found"),
-    ("misspelt column", lambda f: f.rename({"tv_spend": "tvspend"}),
-     "table geo_metrics, column tv_spend: column 'tv_spend' not found"),
-    ("repeated row", lambda f: pl.concat([f, f.filter(LYON_DEC_1)]),
-     "more than one row (e.g. geo 'lyon' on 2025-12-01)"),
-    ("missing value", lambda f: f.with_columns(
-        pl.when(LYON_DEC_1).then(None).otherwise(pl.col("sales"))
-        .alias("sales")), "column sales: 1 geo and date pair(s) without a finite number"),
-    ("unreadable date", lambda f: f.with_columns(pl.col("date").cast(pl.String)).with_columns(
-        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("soon")).otherwise(pl.col("date"))
-        .alias("date")), "column date: 1 row(s) with a missing or unreadable date (rows 8)"),
-    ("missing geo-day", lambda f: f.filter(~((pl.col("geo") == "lyon")
-                                             & (pl.col("date") == dt.date(2026, 1, 20)))),
-     "lack some dates"),
-    ("ends before the test", lambda f: f.filter(pl.col("date") < dt.date(2026, 1, 1)),
-     "before the test period starts"),
-])
+@pytest.mark.parametrize(
+    ("case", "change", "words"),
+    [
+        ("no table", None, "table 'geo_metrics' not found"),
+        (
+            "misspelt column",
+            lambda f: f.rename({"tv_spend": "tvspend"}),
+            "table geo_metrics, column tv_spend: column 'tv_spend' not found",
+        ),
+        (
+            "repeated row",
+            lambda f: pl.concat([f, f.filter(LYON_DEC_1)]),
+            "more than one row (e.g. geo 'lyon' on 2025-12-01)",
+        ),
+        (
+            "missing value",
+            lambda f: f.with_columns(
+                pl.when(LYON_DEC_1).then(None).otherwise(pl.col("sales")).alias("sales")
+            ),
+            "column sales: 1 geo and date pair(s) without a finite number",
+        ),
+        (
+            "unreadable date",
+            lambda f: f.with_columns(pl.col("date").cast(pl.String)).with_columns(
+                pl.when(pl.int_range(pl.len()) == 7)
+                .then(pl.lit("soon"))
+                .otherwise(pl.col("date"))
+                .alias("date")
+            ),
+            "column date: 1 row(s) with a missing or unreadable date (rows 8)",
+        ),
+        (
+            "missing geo-day",
+            lambda f: f.filter(
+                ~((pl.col("geo") == "lyon") & (pl.col("date") == dt.date(2026, 1, 20)))
+            ),
+            "lack some dates",
+        ),
+        (
+            "ends before the test",
+            lambda f: f.filter(pl.col("date") < dt.date(2026, 1, 1)),
+            "before the test period starts",
+        ),
+    ],
+)
 def test_bad_data_exits_1_naming_the_table(regions, tmp_path, case, change, words):
     data = _broken(regions, tmp_path, change)
     res = invoke("analyze", EXAMPLE, "--data", data, "--out", tmp_path / "out")
@@ -209,16 +263,26 @@ def test_an_unknown_geo_is_reported_at_its_yaml_line(regions, tmp_path):
     checked = invoke("validate", path, "--data", regions[0])
     assert checked.exit_code == 1 and "'nante'" in checked.output
     ok = invoke("validate", EXAMPLE, "--data", regions[0])
-    assert ok.exit_code == 0 and "50 geos in geo_metrics (5 treatment, 44 control)" in \
-        " ".join(ok.output.split()), ok.output
+    assert ok.exit_code == 0 and "50 geos in geo_metrics (5 treatment, 44 control)" in " ".join(
+        ok.output.split()
+    ), ok.output
 
 
 def test_daily_report_lists_the_geo_test_in_the_ledger(regions, tmp_path):
     experiments = tmp_path / "experiments"
     experiments.mkdir()
     (experiments / "tv-winter.yaml").write_text(EXAMPLE.read_text())
-    res = invoke("report", "--experiments", experiments, "--data", regions[0], "--date",
-                 "2026-02-20", "--out", tmp_path / "reports")
+    res = invoke(
+        "report",
+        "--experiments",
+        experiments,
+        "--data",
+        regions[0],
+        "--date",
+        "2026-02-20",
+        "--out",
+        tmp_path / "reports",
+    )
     assert res.exit_code == 0, res.output
     day = tmp_path / "reports" / "2026-02-20"
     summary = json.loads((day / "summary.json").read_text())
@@ -242,12 +306,13 @@ def test_calibration_row(analysed):
     assert row["se"] == pytest.approx(half / 1.6448536269514722)
 
 
-def test_the_plan_command_refuses_a_geo_experiment_clearly(regions):
-    res = invoke("plan", EXAMPLE, "--data", regions[0])
-    assert res.exit_code == 1 and "geo" in res.output
-
-
 def test_numeric_geo_ids_are_read_as_text():
     """Geo ids in the definition are compared as text: 7 and '7' name the same geo."""
     spec = parse_experiment(ISSUE_YAML.replace("[lyon, lille, nantes]", "[7, '8', lille]"))
     assert isinstance(spec, GeoExperiment) and spec.geos.treatment == ["7", "8", "lille"]
+
+
+@pytest.mark.parametrize("command", ["monitor", "assign"])
+def test_customer_level_commands_refuse_a_geo_experiment(regions, tmp_path, command):
+    res = invoke(command, EXAMPLE, "--data", regions[0], "--out", tmp_path / "out")
+    assert res.exit_code == 1 and "geo experiment" in res.output, res.output

@@ -53,7 +53,8 @@ def matched_markets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
         "kpi: sales\nspend: cost\n"
         f"geos: {{treatment: [{', '.join(treated)}]}}\n"
         "pre_period: {start: 2015-01-05, end: 2015-02-16}\n"
-        "test_period: {start: 2015-02-16, end: 2015-03-16}\nmissing_rows: zero\nalpha: 0.10\n")
+        "test_period: {start: 2015-02-16, end: 2015-03-16}\nmissing_rows: zero\nalpha: 0.10\n"
+    )
     return data, spec
 
 
@@ -62,8 +63,7 @@ def _analyze(spec: Path, data: Path, out: Path, alpha: float | None = None) -> d
         text = spec.read_text().replace("alpha: 0.10", f"alpha: {alpha}")
         spec = out.parent / f"{out.name}.yaml"
         spec.write_text(text)
-    result = CliRunner().invoke(app, ["analyze", str(spec), "--data", str(data), "--out",
-                                      str(out)])
+    result = CliRunner().invoke(app, ["analyze", str(spec), "--data", str(data), "--out", str(out)])
     assert result.exit_code == 0, result.output
     return json.loads((out / "results.json").read_text())
 

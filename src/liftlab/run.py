@@ -94,6 +94,9 @@ def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
     from liftlab.monitor import run_monitor, tables_from_source
 
     spec = load_experiment(experiment)
+    if isinstance(spec, GeoExperiment):
+        raise UserError(f"{experiment}: a geo experiment has no hourly monitor; read it with "
+                        "liftlab analyze (or the daily report)")
     engine = open_engine(data, spec.timezone)
     if not isinstance(engine, PolarsEngine):
         raise UserError(folder_only(engine, "liftlab monitor"))
@@ -144,7 +147,7 @@ def multichannel(data: str | Path, experiment: Path | None = None,
         raise DataError([Problem("the orders table has no order with a timestamp",
                                  table="orders", column="ts")])
     if spec is not None:
-        if spec.encouragement is None:
+        if isinstance(spec, GeoExperiment) or spec.encouragement is None:
             raise UserError(f"{experiment}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
         if lookback is None:
@@ -184,9 +187,10 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
               target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
     """The plan of an experiment from the history in the data (see plan.py)."""
     spec = load_experiment(experiment)
-    if isinstance(spec, GeoExperiment):
-        raise UserError(f"{experiment}: liftlab plan does not plan geo experiments yet; "
-                        "design them from the placebo checks of liftlab analyze")
+    if isinstance(spec, GeoExperiment):  # power by duration and treatment set
+        from liftlab.geo_plan import plan_geo
+
+        return plan_geo(spec, open_engine(data, spec.timezone), power)
     engine = open_engine(data, spec.timezone)
     problems = engine.check()
     if problems:
@@ -230,6 +234,9 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
 def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     """The population's arms per channel by the stable hash (whatever assignments the data
     already holds), in the contract's assignments layout."""
+    if isinstance(spec, GeoExperiment):
+        raise UserError(f"{spec.id}: a geo experiment assigns regions, not customers: its "
+                        "treatment regions are in geos.treatment")
     units = engine.units(spec.model_copy(update={"assignment": "hash"}))
     if not isinstance(units.frame, pl.DataFrame):
         raise UserError("liftlab assign writes the assignments of a data folder; pass --data "

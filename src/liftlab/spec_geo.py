@@ -95,6 +95,8 @@ class GeoExperiment(_Model):
     name: Title | None = None
     description: str | None = None
     design: Literal["geo"]
+    # a geo_metrics date stored as a zoned timestamp is the calendar day in this zone
+    timezone: Title = "UTC"
     channel: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=MAX_NAME_CHARS)]
     method: GeoMethod = "tbr"
     kpi: Column
@@ -113,8 +115,21 @@ class GeoExperiment(_Model):
     seed: int = Field(20260223, ge=0, le=2**32 - 1)
     alpha: Fraction = 0.05
     max_pre_mape: Fraction = 0.10
+    # for liftlab plan: the iROAS the budget is computed at (spend = incremental / iROAS)
+    expected_iroas: float | None = Field(None, gt=0.0, le=1e6)
     owner: Title | None = None
     tags: Annotated[list[Title], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}; write e.g. UTC or Europe/Paris") from exc
+        return v
 
     @model_validator(mode="after")
     def _coherent(self) -> GeoExperiment:
@@ -155,11 +170,6 @@ class GeoExperiment(_Model):
     def end(self) -> dt.date:
         """The end of the measurement (exclusive): the test period and its cool-down."""
         return self.test_period.end + dt.timedelta(days=self.cooldown_days)
-
-    @property
-    def timezone(self) -> str:
-        """Dates of geo_metrics are calendar days: no time zone applies."""
-        return "UTC"
 
     @property
     def heavy_up(self) -> bool:

@@ -72,7 +72,7 @@ def _polars(engine: Any, columns: tuple[str, ...], start: dt.date, end: dt.date)
     schema = source.schema(TABLE)
     lf = source.raw(TABLE).select(
         _geo_text(schema[GEO]).alias(GEO),
-        _as_date(schema[DATE]).alias(DATE),
+        _as_date(schema[DATE], source.timezone).alias(DATE),
         *[pl.col(c).cast(pl.Float64, strict=False) for c in columns],
     )
     _bad_dates(lf, schema[DATE], source)
@@ -128,12 +128,14 @@ def _geo_text(dtype: pl.DataType) -> pl.Expr:
     return col.cast(pl.String)
 
 
-def _as_date(dtype: pl.DataType) -> pl.Expr:
+def _as_date(dtype: pl.DataType, timezone: str) -> pl.Expr:
+    """The calendar day: a zoned timestamp's in the experiment's zone, a naive one's as
+    written, text's first ten characters (YYYY-MM-DD)."""
     col = pl.col(DATE)
     if dtype == pl.Date:
         return col
     if isinstance(dtype, pl.Datetime):
-        return col.dt.date()  # the calendar day where it was recorded
+        return (col.dt.convert_time_zone(timezone) if dtype.time_zone else col).dt.date()
     return col.cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
 
 
