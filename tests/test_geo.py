@@ -74,7 +74,7 @@ def test_the_issue_definition_validates():
         (("method: tbr", "methd: tbr"), 5, "did you mean 'method'"),
         (("method: tbr", "method: lasso"), 5, "tbr, synthetic_control"),
         (("exclude: [paris]", "exclude: [lyon]"), 8, "both a treatment geo and excluded"),
-        (("alpha: 0.10", "alpha: 0.10\ndemean: true"), 1, "options of method: synthetic_control"),
+        (("alpha: 0.10", "alpha: 0.10\ndemean: true"), 1, "an option of method: synthetic_control"),
         (("end: 2026-02-16}\ntest", "end: 2026-02-20}\ntest"), 1, "before test_period.start"),
         (
             ("start: 2026-02-16, end: 2026-03-16", "start: 2026-02-16, end: 2026-02-10"),

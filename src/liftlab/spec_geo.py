@@ -110,7 +110,6 @@ class GeoExperiment(_Model):
     # a geo and date without a row in geo_metrics: an error, or nothing sold (zero)
     missing_rows: Literal["error", "zero"] = "error"
     demean: bool | None = None
-    ridge: float | None = Field(None, gt=0.0, le=1e6)
     placebos: int = Field(200, ge=20, le=MAX_PLACEBOS)
     seed: int = Field(20260223, ge=0, le=2**32 - 1)
     alpha: Fraction = 0.05
@@ -144,12 +143,10 @@ class GeoExperiment(_Model):
                 f"pre_period holds {self.pre_period.days} days; a counterfactual "
                 "needs at least 7 (several weeks are usual)"
             )
-        if self.method != "synthetic_control" and (
-            self.demean is not None or self.ridge is not None
-        ):
+        if self.method != "synthetic_control" and self.demean is not None:
             raise ValueError(
-                "demean and ridge are options of method: synthetic_control; "
-                f"remove them for method: {self.method}"
+                "demean is an option of method: synthetic_control; "
+                f"remove it for method: {self.method}"
             )
         if self.alpha >= 0.5:
             raise ValueError(f"alpha must be below 0.5, got {self.alpha}")
