@@ -28,7 +28,7 @@ import pytest
 from typer.testing import CliRunner
 
 from liftlab.cli import app
-from liftlab.stats.geo import synthetic_control
+from liftlab.stats.geo import synthetic_control, trimmed_match
 
 FIXTURES = Path(__file__).parent / "fixtures" / "geo"
 
@@ -112,3 +112,34 @@ def test_synthetic_control_reproduces_prop99():
     grad = -2 * controls[:n_pre].T @ resid
     support = weights > 1e-9
     assert grad.min() >= grad[support].max() - 1e-6 * np.abs(grad).max()
+
+
+# Trimmed match: google/trimmed_match. README.md (commit 1a3ff9c6c75639f7668426335119fe2d5f3c43da):
+# delta_response [1, 10, 3, 8, 5], delta_spend [1, 5, 2, 5, 3], confidence 0.80 ->
+# "iroas=1.60, ci=(1.52, 1.66)". trimmed_match/core/geox_data_util_test.cc (commit
+# 0245558942256d8e6aeeb228b009bea23fe8fbbe): the zeros of the trimmed mean and the
+# studentized ranges below, checked there with a tolerance of 0.001.
+PAIRS_1 = np.array([[3.0, 2.0], [8.0, 5.0], [10.0, 10.0]])
+PAIRS_2 = np.array([[1.5391406, -1.7904224], [1.3765249, -1.3941344], [-1.0470811, -0.9608362],
+                    [0.4050382, -0.1808448], [-1.1829934, 0.2950698], [-0.1920367, 0.3012471],
+                    [-2.1449249, 0.5700090], [0.2685824, 0.7528970], [1.0362271, 0.7777585],
+                    [-0.2633370, 1.1244019]])
+
+
+def test_trimmed_match_readme_example():
+    fit = trimmed_match.fit([1, 10, 3, 8, 5], [1, 5, 2, 5, 3], confidence=0.80)
+    assert f"{fit.estimate:.2f}" == "1.60" and fit.trim_rate == pytest.approx(0.2)
+    assert (f"{fit.ci[0]:.2f}", f"{fit.ci[1]:.2f}") == ("1.52", "1.66")
+
+
+def test_trimmed_match_core_reference_values():
+    dy, dx = PAIRS_2[:, 0], PAIRS_2[:, 1]
+    assert trimmed_match.zeros(dy, dx, 1) == pytest.approx([-9.187, -0.488, 0.560], abs=1e-3)
+    assert trimmed_match.interval(dy, dx, 1, 0.05) == pytest.approx((-76.312, 0.898), abs=1e-3)
+    assert trimmed_match.interval(PAIRS_1[:, 0], PAIRS_1[:, 1], 0, 1.645) == pytest.approx(
+        (0.985, 2.180), abs=1e-3)
+    more = np.vstack([PAIRS_1, [[0.0, 0.0], [20.0, 20.0]]])
+    assert trimmed_match.interval(more[:, 0], more[:, 1], 1, 1.645) == pytest.approx(
+        (0.978, 9.400), abs=1e-3)
+    # no trimming on the second set: unbounded (the reference clips at its bound constant)
+    assert trimmed_match.interval(dy, dx, 0, 1.645) == (-np.inf, np.inf)
