@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from typer.testing import CliRunner
@@ -73,7 +74,7 @@ def test_the_issue_definition_validates():
     [
         (("method: tbr", "methd: tbr"), 5, "did you mean 'method'"),
         (("method: tbr", "method: lasso"), 5, "tbr, synthetic_control"),
-        (("exclude: [paris]", "exclude: [lyon]"), 8, "both a treatment geo and excluded"),
+        (("exclude: [paris]", "exclude: [lyon]"), 8, "in both treatment and exclude"),
         (("alpha: 0.10", "alpha: 0.10\ndemean: true"), 1, "an option of method: synthetic_control"),
         (("end: 2026-02-16}\ntest", "end: 2026-02-20}\ntest"), 1, "before test_period.start"),
         (
@@ -316,3 +317,56 @@ def test_numeric_geo_ids_are_read_as_text():
 def test_customer_level_commands_refuse_a_geo_experiment(regions, tmp_path, command):
     res = invoke(command, EXAMPLE, "--data", regions[0], "--out", tmp_path / "out")
     assert res.exit_code == 1 and "geo experiment" in res.output, res.output
+
+
+def _paired_regions(folder: Path, iroas: float, seed: int = 3) -> tuple[list[str], list[str]]:
+    """24 pairs of similar regions, 8 weeks of daily sales; in each pair a coin decides which
+    region gets TV for the last two weeks (spend ~ 5% of its sales, each euro returning
+    ``iroas``)."""
+    rng = np.random.default_rng(seed)
+    days = [dt.date(2026, 1, 5) + dt.timedelta(days=i) for i in range(56)]
+    rows, treated, control = [], [], []
+    for p in range(24):
+        size = rng.lognormal(np.log(1000), 0.5)
+        first = rng.random() < 0.5
+        names = (f"p{p:02d}a", f"p{p:02d}b")
+        treated.append(names[0 if first else 1])
+        control.append(names[1 if first else 0])
+        for name, own in zip(names, (size, size * rng.normal(1, 0.05)), strict=True):
+            level = own * rng.lognormal(0, 0.02)
+            for i, d in enumerate(days):
+                sales = level * (1 + 0.1 * (d.weekday() >= 5)) * rng.lognormal(0, 0.05)
+                spend = 0.05 * level if name == treated[-1] and i >= 42 else 0.0
+                rows.append((name, d, sales + iroas * spend, spend))
+    pl.DataFrame(rows, schema=["geo", "date", "sales", "tv_spend"], orient="row").write_parquet(
+        folder / "geo_metrics.parquet")
+    return treated, control
+
+
+def test_trimmed_match_on_randomised_pairs(tmp_path):
+    (tmp_path / "data").mkdir()
+    treated, control = _paired_regions(tmp_path / "data", iroas=3.0)
+    spec = tmp_path / "pairs.yaml"
+    spec.write_text(
+        "schema_version: 1\nid: tv-pairs\ndesign: geo\nchannel: tv\nmethod: trimmed_match\n"
+        f"kpi: sales\nspend: tv_spend\ngeos:\n  treatment: [{', '.join(treated)}]\n"
+        f"  control: [{', '.join(control)}]\n"
+        "pre_period: {start: 2026-01-05, end: 2026-02-16}\n"
+        "test_period: {start: 2026-02-16, end: 2026-03-02}\nalpha: 0.10\n")
+    res = invoke("analyze", spec, "--data", tmp_path / "data", "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    geo = results["geo"]
+    assert geo["iroas_ci"][0] < 3.0 < geo["iroas_ci"][1] and geo["p_value"] < 0.10
+    d = geo["diagnostics"]
+    assert d["pairs"] == 24 and 0 <= d["trim_rate"] <= 0.25
+    assert geo["iroas"] == pytest.approx(d["iroas"]) and geo["incremental"] == pytest.approx(
+        d["iroas"] * geo["spend_change"])
+    assert geo["placebo_in_time"] is None and (tmp_path / "out" / "dashboard.html").exists()
+
+
+def test_trimmed_match_needs_pairs(tmp_path):
+    path = tmp_path / "tm.yaml"
+    path.write_text(ISSUE_YAML.replace("method: tbr", "method: trimmed_match"))
+    res = invoke("validate", path)
+    assert res.exit_code == 1 and "one control geo per treatment geo" in res.output

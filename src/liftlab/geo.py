@@ -30,7 +30,7 @@ from liftlab.engines.base import Engine
 from liftlab.engines.geo_table import DATE, GEO, TABLE, geo_frame
 from liftlab.errors import DataError, Problem
 from liftlab.spec_geo import GeoExperiment
-from liftlab.stats.geo import synthetic_control, tbr
+from liftlab.stats.geo import synthetic_control, tbr, trimmed_match
 from liftlab.stats.geo.common import GeoFit
 
 MAX_EXTRAPOLATION = 0.25  # share of test periods outside the pre-period's control range
@@ -64,14 +64,47 @@ def analyze_geo(
     frame = geo_frame(engine, spec.columns, spec.pre_period.start, spec.end)
     panel = build_panel(spec, frame, end, yaml_file)
     treated, controls = _split(spec, panel, yaml_file)
-    fit = run_method(
-        spec,
-        panel.values[spec.kpi][:, treated],
-        panel.values[spec.kpi][:, controls],
-        panel.n_pre,
-        spec.alpha,
-    )
+    if spec.method == "trimmed_match":
+        fit = matched_pairs(spec, panel, treated, controls)
+    else:
+        fit = run_method(spec, panel.values[spec.kpi][:, treated],
+                         panel.values[spec.kpi][:, controls], panel.n_pre, spec.alpha)
     return _results(spec, panel, fit, treated, controls, engine.label)
+
+
+def matched_pairs(spec: GeoExperiment, panel: Panel, treated: list[int],
+                  controls: list[int]) -> GeoFit:
+    """Trimmed match on the pairs (treatment geo, its control geo): each pair's KPI and
+    spend differences over the measured test period. The counterfactual of the treatment
+    geos is their KPI minus the estimated iROAS times their extra spend over their controls;
+    the cumulative effect is the iROAS (and its interval) times the cumulative extra spend."""
+    assert spec.spend is not None
+    kpi, spend, n = panel.values[spec.kpi], panel.values[spec.spend], panel.n_pre
+    dy = (kpi[n:, treated] - kpi[n:, controls]).sum(axis=0)
+    dx = (spend[n:, treated] - spend[n:, controls]).sum(axis=0)
+    if not np.any(dx):
+        raise DataError([Problem(
+            f"no spend difference between the paired treatment and control geos in the test "
+            f"period: {spec.spend} is the same", table=TABLE, column=spec.spend,
+            hint="trimmed match estimates the return on the spend the treatment geos got")])
+    tm = trimmed_match.fit(dy, dx, 1 - spec.alpha)
+    y = kpi[:, treated].sum(axis=1)
+    extra = (spend[:, treated] - spend[:, controls]).sum(axis=1)
+    lo, hi = tm.ci
+    ends = np.sort(np.vstack([lo * extra, hi * extra]), axis=0)
+    cum_extra = np.cumsum(extra[n:])
+    cum_ends = np.sort(np.vstack([lo * cum_extra, hi * cum_extra]), axis=0)
+    total = float(dx.sum())
+    return GeoFit(
+        method="trimmed_match", observed=y, counterfactual=y - tm.estimate * extra,
+        band=(y - ends[1], y - ends[0]), cumulative=tm.estimate * cum_extra,
+        cumulative_ci=(cum_ends[0], cum_ends[1]), effect=tm.estimate * total,
+        effect_ci=tuple(sorted((lo * total, hi * total))), se=tm.se * abs(total),
+        p_value=tm.p_value, n_pre=n,
+        inference="trimmed match (Chen and Au 2019): studentized trimmed mean of the pair "
+                  "residuals against the normal quantile, on the iROAS, times the extra spend",
+        details={"iroas": tm.estimate, "iroas_ci": list(tm.ci), "iroas_se": tm.se,
+                 "trim_rate": tm.trim_rate, "pairs": len(treated), "spend_change": total})
 
 
 def build_panel(
@@ -188,14 +221,16 @@ def _split(spec: GeoExperiment, panel: Panel, yaml_file: str | None) -> tuple[li
             line=_line(yaml_file, ("geos", kind, i)),
             hint=f"the table's geos include {', '.join(panel.geos[:5])}",
         )
-        for kind, ids in (("treatment", spec.geos.treatment), ("exclude", spec.geos.exclude))
+        for kind, ids in (("treatment", spec.geos.treatment),
+                          ("control", spec.geos.control or []), ("exclude", spec.geos.exclude))
         for i, g in enumerate(ids)
         if g not in known
     ]
     if problems:
         raise DataError(problems)
     left_out = set(spec.geos.treatment) | set(spec.geos.exclude)
-    control = [g for g in panel.geos if g not in left_out]
+    control = (list(spec.geos.control) if spec.geos.control is not None
+               else [g for g in panel.geos if g not in left_out])
     if len(control) < 2:
         raise DataError(
             [
@@ -367,10 +402,12 @@ def _results(
     lift = _lift(spec, fit, fit.effect)
     lift_ends = [_lift(spec, fit, e) for e in fit.effect_ci]
     lift_ci = sorted(lift_ends) if None not in lift_ends else None  # type: ignore[type-var]
-    spend = spend_change(spec, panel, treated, controls)
+    spend = (fit.details["spend_change"] * (1 if spec.heavy_up else -1)
+             if spec.method == "trimmed_match" else spend_change(spec, panel, treated, controls))
     money = _money(spec, panel, treated, incremental, ci, spend)
-    p_time = placebo_in_time(spec, kpi, treated, controls, panel)
-    p_space = placebo_in_space(
+    paired = spec.method == "trimmed_match"  # no placebo: the pairs have no spend before
+    p_time = None if paired else placebo_in_time(spec, kpi, treated, controls, panel)
+    p_space = None if paired else placebo_in_space(
         spec,
         kpi,
         treated,
@@ -532,7 +569,9 @@ def _money(
 
 
 def _diagnostics(fit: GeoFit) -> dict[str, Any]:
-    d: dict[str, Any] = {"pre_mape": fit.pre_mape(), "pre_r2": fit.pre_r2()}
+    # trimmed match fits no pre-period: its pairs are compared in the test period only
+    d: dict[str, Any] = ({} if fit.method == "trimmed_match" else
+                         {"pre_mape": fit.pre_mape(), "pre_r2": fit.pre_r2()})
     for key, value in fit.details.items():
         d[key] = value.tolist() if isinstance(value, np.ndarray) else value
     return d
@@ -542,7 +581,7 @@ def _warnings(
     spec: GeoExperiment, fit: GeoFit, d: dict[str, Any], p_time: dict[str, Any] | None
 ) -> list[dict[str, str]]:
     out = []
-    if d["pre_mape"] > spec.max_pre_mape:
+    if d.get("pre_mape", 0.0) > spec.max_pre_mape:
         out.append(_warn("geo_fit", (
             f"the counterfactual misses the treatment geos by {d['pre_mape']:.1%} on "
             f"average over the pre-period (above {spec.max_pre_mape:.0%}): the estimate "

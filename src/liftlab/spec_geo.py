@@ -25,7 +25,7 @@ from liftlab.spec import (
     _Model,
 )
 
-GeoMethod = Literal["tbr", "synthetic_control"]
+GeoMethod = Literal["tbr", "synthetic_control", "trimmed_match"]
 TestType = Literal["heavy_up", "holdback"]
 MAX_GEOS = 5_000
 MAX_COOLDOWN_DAYS = 90
@@ -62,28 +62,32 @@ def _as_text(v: object) -> object:
 
 
 class Geos(_Model):
-    """The treatment geos and the geos left out; every other geo of the data is a control."""
+    """The treatment geos, the control pool (default: every geo neither treated nor
+    excluded) and the geos left out. For trimmed match, ``control`` is required and pairs
+    with ``treatment`` by position (randomised matched pairs)."""
 
     treatment: Annotated[list[GeoId], Field(min_length=1, max_length=MAX_GEOS)]
+    control: Annotated[list[GeoId], Field(max_length=MAX_GEOS)] | None = None
     exclude: Annotated[list[GeoId], Field(max_length=MAX_GEOS)] = Field(default_factory=list)
 
-    @field_validator("treatment", "exclude", mode="before")
+    @field_validator("treatment", "control", "exclude", mode="before")
     @classmethod
     def _ids_as_text(cls, v: object) -> object:
         return _as_text(v)
 
     @model_validator(mode="after")
     def _disjoint(self) -> Geos:
-        for name, ids in (("treatment", self.treatment), ("exclude", self.exclude)):
+        lists = {"treatment": self.treatment, "control": self.control or [],
+                 "exclude": self.exclude}
+        for name, ids in lists.items():
             dupes = sorted({g for g in ids if ids.count(g) > 1})
             if dupes:
                 raise ValueError(f"{name} lists {', '.join(map(repr, dupes))} more than once")
-        both = sorted(set(self.treatment) & set(self.exclude))
-        if both:
-            raise ValueError(
-                f"{', '.join(map(repr, both))} is both a treatment geo and "
-                "excluded; keep it in one list"
-            )
+        for a, b in (("treatment", "exclude"), ("treatment", "control"), ("control", "exclude")):
+            both = sorted(set(lists[a]) & set(lists[b]))
+            if both:
+                raise ValueError(f"{', '.join(map(repr, both))} is in both {a} and {b}; keep "
+                                 "it in one list")
         return self
 
 
@@ -148,6 +152,16 @@ class GeoExperiment(_Model):
                 "demean is an option of method: synthetic_control; "
                 f"remove it for method: {self.method}"
             )
+        if self.method == "trimmed_match":
+            pairs = self.geos.control
+            if pairs is None or len(pairs) != len(self.geos.treatment):
+                raise ValueError(
+                    "trimmed_match compares matched pairs: list geos.control with one control "
+                    "geo per treatment geo, in the same order")
+            if len(pairs) < 3:
+                raise ValueError("trimmed_match needs at least 3 pairs of geos")
+            if self.spend is None:
+                raise ValueError("trimmed_match estimates an iROAS: name the spend column")
         if self.alpha >= 0.5:
             raise ValueError(f"alpha must be below 0.5, got {self.alpha}")
         named = [c for c in (self.spend, self.margin) if c is not None]

@@ -36,6 +36,7 @@ class TrimmedMatchFit:
     trim_rate: float
     ci: tuple[float, float]
     confidence: float
+    p_value: float  # of iROAS 0: the interval excludes 0 exactly when p < 1 - confidence
 
 
 def _order(dy: np.ndarray, dx: np.ndarray, theta: float) -> np.ndarray:
@@ -173,4 +174,18 @@ def fit(
     best = min(se for _, _, se in candidates)
     m, theta, se = next(c for c in candidates if c[2] <= (1 + 0.25 / math.sqrt(n)) * best)
     q = float(stats.norm.ppf(0.5 + confidence / 2))
-    return TrimmedMatchFit(theta, se, m / n, interval(dy, dx, m, q), confidence)
+    return TrimmedMatchFit(theta, se, m / n, interval(dy, dx, m, q), confidence,
+                           _p_at_zero(dy, m))
+
+
+def _p_at_zero(dy: np.ndarray, m: int) -> float:
+    """The two-sided normal p-value of the studentized trimmed mean at iROAS 0."""
+    n = len(dy)
+    e = np.sort(dy)
+    w = e.copy()
+    w[:m], w[n - m:] = e[m], e[n - m - 1]
+    scale = (n - 2 * m) / (n - 2 * m - 1) * float(np.sum((w - w.mean()) ** 2))
+    total = float(e[m:n - m].sum())
+    if scale <= 0:
+        return 0.0 if total != 0 else 1.0
+    return float(2 * stats.norm.sf(abs(total) / np.sqrt(scale)))
