@@ -370,3 +370,23 @@ def test_trimmed_match_needs_pairs(tmp_path):
     path.write_text(ISSUE_YAML.replace("method: tbr", "method: trimmed_match"))
     res = invoke("validate", path)
     assert res.exit_code == 1 and "one control geo per treatment geo" in res.output
+
+
+@pytest.mark.slow
+def test_bayesian_tbr_agrees_with_tbr(regions, tmp_path):
+    """PyMC's posterior of TBR's model (flat-ish priors) gives TBR's answer: the mean effect
+    within 2% and the interval ends within 5% of the t interval's (about 2 minutes: sampling
+    on a shared machine)."""
+    text = EXAMPLE.read_text().replace("demean: true ", "")
+    results = {}
+    for method in ("tbr", "bayesian_tbr"):
+        path = tmp_path / f"{method}.yaml"
+        path.write_text(text.replace("method: synthetic_control", f"method: {method}"))
+        res = invoke("analyze", path, "--data", regions[0], "--out", tmp_path / method)
+        assert res.exit_code == 0, res.output
+        results[method] = json.loads((tmp_path / method / "results.json").read_text())["geo"]
+    freq, bayes = results["tbr"], results["bayesian_tbr"]
+    assert bayes["incremental"] == pytest.approx(freq["incremental"], rel=0.02)
+    assert bayes["incremental_ci"] == pytest.approx(freq["incremental_ci"], rel=0.05)
+    d = bayes["diagnostics"]
+    assert d["r_hat"] <= 1.01 and d["divergences"] == 0

@@ -269,6 +269,10 @@ def run_method(
 ) -> GeoFit:
     if spec.method == "tbr":
         return tbr.fit(treated, controls, n_pre, alpha)
+    if spec.method == "bayesian_tbr":
+        from liftlab.stats.geo import bayes_geo
+
+        return bayes_geo.fit(treated, controls, n_pre, alpha, seed=spec.seed)
     return synthetic_control.fit(
         treated, controls, n_pre, alpha, demean=bool(spec.demean), cumulative_band=band
     )
@@ -303,15 +307,17 @@ def placebo_in_time(
     spec: GeoExperiment, kpi: np.ndarray, treated: list[int], controls: list[int], panel: Panel
 ) -> dict[str, Any] | None:
     """The method on a fake test period: the last pre-period dates, as many as the
-    measurement (at most a third of the pre-period), fitted on the dates before them."""
+    measurement (at most a third of the pre-period), fitted on the dates before them. The
+    Bayesian TBR is checked with TBR (the same model, in closed form: no second sampling)."""
     n_pre = panel.n_pre
     fake = min(len(panel.dates) - n_pre, n_pre // 3)
     if n_pre - fake < 7 or fake < 1:
         return None
     rows = slice(0, n_pre)
+    checked = spec.model_copy(update={"method": "tbr"}) if spec.method == "bayesian_tbr" else spec
     fit = run_method(
-        spec, kpi[rows][:, treated], kpi[rows][:, controls], n_pre - fake, spec.alpha, band=False
-    )
+        checked, kpi[rows][:, treated], kpi[rows][:, controls], n_pre - fake, spec.alpha,
+        band=False)
     return {
         "start": panel.dates[n_pre - fake].isoformat(),
         "periods": fake,
@@ -357,8 +363,9 @@ def placebo_in_space(
 def _point_fit(
     spec: GeoExperiment, treated: np.ndarray, controls: np.ndarray, n_pre: int
 ) -> float | None:
-    """The relative effect of the method's point estimate (no interval)."""
-    if spec.method == "tbr":
+    """The relative effect of the method's point estimate (no interval; the Bayesian TBR's
+    is TBR's least-squares line)."""
+    if spec.method in ("tbr", "bayesian_tbr"):
         y, x = treated.sum(axis=1), controls.sum(axis=1)
         xp, yp = x[:n_pre], y[:n_pre]
         sxx = float(np.sum((xp - xp.mean()) ** 2))
@@ -601,6 +608,8 @@ def _warnings(
             f"a placebo test period from {p_time['start']} (before the campaign) shows an "
             f"effect (p = {p_time['p_value']:.3g}): the treatment and control geos drifted "
             "apart before the test")))
+    out += [_warn("geo_convergence", f"the sampler: {note}; the posterior may be unreliable")
+            for note in d.get("convergence_warnings", [])]
     if not (math.isfinite(fit.effect_ci[0]) and math.isfinite(fit.effect_ci[1])):
         out.append(_warn("geo_interval", (
             "the interval is unbounded or empty: too few periods for the permutation test "

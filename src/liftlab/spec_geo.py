@@ -25,7 +25,7 @@ from liftlab.spec import (
     _Model,
 )
 
-GeoMethod = Literal["tbr", "synthetic_control", "trimmed_match"]
+GeoMethod = Literal["tbr", "synthetic_control", "trimmed_match", "bayesian_tbr"]
 TestType = Literal["heavy_up", "holdback"]
 MAX_GEOS = 5_000
 MAX_COOLDOWN_DAYS = 90

@@ -15,7 +15,8 @@ from liftlab.report.format import interval, money, num, pct, pvalue, ratio
 from liftlab.report.pages import ENV, _save
 
 METHOD = {"tbr": "time-based regression (TBR)", "synthetic_control": "synthetic control",
-          "trimmed_match": "trimmed match (matched pairs)"}
+          "trimmed_match": "trimmed match (matched pairs)",
+          "bayesian_tbr": "Bayesian TBR (PyMC)"}
 
 
 def render_geo(
