@@ -8,6 +8,7 @@ periods of the history play the test and the periods before them the pre-period:
   relative lift ``rho`` is ``rho`` times the counterfactual total; divided by TBR's standard
   error it is the non-centrality of a Student t with ``n - 2`` degrees of freedom, so
   ``power = P(|T| > t_crit)`` for that non-central t.
+* ``bayesian_tbr``: TBR's power (the same model).
 * ``synthetic_control``: placebo simulation, as GeoLift does: the effect is injected into
   the treatment geos over ``D``-period windows that end at several points of the history,
   and the power is the share of windows where the conformal test rejects.
@@ -28,7 +29,7 @@ from scipy import optimize, stats
 
 from liftlab.engines.base import Engine
 from liftlab.engines.geo_table import geo_frame
-from liftlab.errors import DataError, Problem
+from liftlab.errors import DataError, Problem, UserError
 from liftlab.geo import Panel, _split, build_panel
 from liftlab.spec import FIRST_DATE
 from liftlab.spec_geo import GeoExperiment, Period
@@ -175,6 +176,9 @@ def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan
     """Candidate designs from the pre-period in the data: the defined treatment set and
     ``CANDIDATE_SETS`` random sets of the same size, for each duration in ``WEEKS`` that the
     history can hold."""
+    if spec.method == "trimmed_match":
+        raise UserError(f"{spec.id}: liftlab plan does not design matched pairs yet; plan "
+                        "with method: tbr or synthetic_control")
     frame = geo_frame(engine, spec.columns, FIRST_DATE, spec.test_period.start)
     panel = _history(spec, frame)
     n_pre = sum(spec.pre_period.start <= d < spec.pre_period.end for d in panel.dates)
@@ -254,7 +258,7 @@ def _design(
     """One candidate; TBR's closed form on the latest window of the history (its last
     ``n_pre + periods`` periods), synthetic control's placebo windows over the history."""
     lifts = (0.01, 0.02, 0.05, 0.10)
-    if spec.method == "tbr":
+    if spec.method in ("tbr", "bayesian_tbr"):  # the Bayesian variant: TBR's power
         t, c = treated[-(n_pre + periods) :], controls[-(n_pre + periods) :]
         mde: float | None = tbr_mde(t, c, n_pre, power, spec.alpha)
         at = {f"{r:.0%}": tbr_power(t, c, n_pre, r, spec.alpha) for r in lifts}
