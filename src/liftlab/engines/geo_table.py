@@ -75,7 +75,7 @@ def _polars(engine: Any, columns: tuple[str, ...], start: dt.date, end: dt.date)
         _as_date(schema[DATE], source.timezone).alias(DATE),
         *[pl.col(c).cast(pl.Float64, strict=False) for c in columns],
     )
-    _bad_dates(lf, schema[DATE], source)
+    _bad_dates(lf, source)
     with source.reading():
         return (
             lf.filter(pl.col(DATE).is_between(start, end, closed="left"))
@@ -89,7 +89,7 @@ def _polars(engine: Any, columns: tuple[str, ...], start: dt.date, end: dt.date)
         )
 
 
-def _bad_dates(lf: pl.LazyFrame, dtype: pl.DataType, source: Any) -> None:
+def _bad_dates(lf: pl.LazyFrame, source: Any) -> None:
     """Dates that cannot be read, and missing geo ids, are errors naming their rows."""
     with source.reading():
         bad = (
