@@ -289,6 +289,8 @@ def test_daily_report_lists_the_geo_test_in_the_ledger(regions, tmp_path):
     summary = json.loads((day / "summary.json").read_text())
     [item] = summary["experiments"]
     assert item["experiment"] == "tv-winter" and item["roi"] is not None
+    # ended with a clear lift: the final readout is its decision
+    assert item["decision"] == "treatment_wins" and item["status"] == "decided"
     index = (day / "index.html").read_text()
     assert "experiments/tv-winter/index.html" in index
     page = (day / "experiments" / "tv-winter" / "index.html").read_text()

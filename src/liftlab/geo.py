@@ -432,7 +432,11 @@ def _results(
     last = measured[-1] + dt.timedelta(days=panel.step_days)
     significant = fit.p_value < spec.alpha and not (ci[0] <= 0 <= ci[1])
     verdict = "inconclusive" if not significant else "desired" if incremental > 0 else "undesired"
+    ended = last >= spec.end
     geo = {
+        # the final readout of a fixed-horizon test is its decision; none before the end
+        "decision": {"desired": "treatment_wins", "undesired": "harm"}.get(verdict, "continue")
+        if ended else "continue",
         "method": spec.method,
         "test_type": spec.test_type,
         "kpi": spec.kpi,

@@ -215,7 +215,10 @@ def _alarming(r: dict[str, Any]) -> bool:
 
 def _channel_decisions(r: dict[str, Any]) -> dict[str, str]:
     """The sequential decision of each channel (and variant) of the primary metric: its own
-    comparison when the monitor reports one, else the experiment's decision."""
+    comparison when the monitor reports one, else the experiment's decision. A geo test's is
+    its final readout's."""
+    if "geo" in r:
+        return {_arm(e): r["geo"]["decision"] for e in r["effects"]}
     seq = r.get("sequential") or {}
     own = {_arm(c): c.get("decision") or "continue" for c in seq.get("comparisons") or []
            if c.get("metric") in (None, r.get("primary_metric"))}
@@ -241,6 +244,8 @@ def _row_decision(r: dict[str, Any], decision: str) -> str:
 def _decision(r: dict[str, Any]) -> str:
     if not r["health"].get("srm_ok", True):
         return "srm"
+    if "geo" in r:
+        return str(r["geo"]["decision"])
     seq = r.get("sequential") or {}
     return seq.get("decision") or "continue"
 
