@@ -114,7 +114,7 @@ def test_demo_flight_is_recovered(analysed, regions):
     assert lo < truth["incremental_sales"] < hi
     assert geo["iroas_ci"][0] < truth["iroas"] < geo["iroas_ci"][1]
     assert geo["spend_change"] == pytest.approx(truth["spend"], rel=1e-9)
-    assert geo["p_value"] < 0.05 and geo["ci_level"] == pytest.approx(0.90)
+    assert geo["p_value"] < 0.05 and geo["ci_level"] == pytest.approx(0.95)
     assert len(geo["att_per_period"]) == 28 and geo["diagnostics"]["pre_mape"] < 0.05
     assert sum(geo["diagnostics"]["weights"]) == pytest.approx(1.0)
     [effect] = analysed["effects"]
@@ -306,7 +306,7 @@ def test_calibration_row(analysed):
     assert row["end"] == "2026-02-09" and row["incremental"] == geo["incremental"]
     assert row["spend"] == geo["spend_change"]
     half = (geo["incremental_ci"][1] - geo["incremental_ci"][0]) / 2
-    assert row["se"] == pytest.approx(half / 1.6448536269514722)
+    assert row["se"] == pytest.approx(half / 1.959963984540054)
 
 
 def test_numeric_geo_ids_are_read_as_text():
