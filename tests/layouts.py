@@ -158,6 +158,9 @@ def tables_for(layout: Layout, base: dict[str, pl.DataFrame]) -> dict[str, pl.Da
     for name, frame in base.items():
         if name in layout.drop:
             continue
+        if name == "geo_metrics":  # regions: no customers; its dates stored as the layout's
+            out[name] = _geo_layout(layout, frame)
+            continue
         exprs = [id_text(layout.customer_id, "c", pl.col("customer_id"))]
         if name == "orders":
             exprs.append(id_text(layout.order_id, "o", pl.col("order_id")))
@@ -178,6 +181,22 @@ def tables_for(layout: Layout, base: dict[str, pl.DataFrame]) -> dict[str, pl.Da
             frame = _categorical(frame, name)
         out[name] = frame
     return out
+
+
+def _geo_layout(layout: Layout, frame: pl.DataFrame) -> pl.DataFrame:
+    """geo_metrics as the layout stores things: its dates as dates, naive or zoned
+    midnights, or text with an offset; extra and reversed columns; categorical geo names."""
+    day = pl.col("date").cast(pl.Datetime("us"))
+    stored = {"utc": pl.col("date"), "date": pl.col("date"), "naive": day,
+              "zone": day.dt.replace_time_zone(ZONE),
+              "offset": day.dt.replace_time_zone(OFFSET_ZONE).dt.to_string(
+                  "%Y-%m-%dT%H:%M:%S%:z")}[layout.ts]
+    frame = frame.with_columns(stored.alias("date"))
+    if layout.extras:
+        frame = _with_extras(frame, "geo_metrics")
+    if layout.categorical and layout.fmt not in ("csv", "csv_semicolon", "csv_bom"):
+        frame = frame.with_columns(pl.col("geo").cast(pl.Categorical))
+    return frame
 
 
 def _timestamps(col: pl.Expr, layout: Layout, frame: pl.DataFrame, name: str) -> pl.Expr:

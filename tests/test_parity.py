@@ -22,10 +22,13 @@ import pytest
 
 from layouts import CANONICAL, Layout, base_tables, experiments_for, tables_for
 from liftlab.analyses.experiment import analyze
+from liftlab.analyses.geo import analyze_geo
 from liftlab.app.run import monitor_file, multichannel
 from liftlab.core.errors import UserError
 from liftlab.engines.base import Engine
+from liftlab.engines.geo_table import TABLE as GEO_TABLE
 from liftlab.engines.open import open_engine
+from liftlab.spec.geo import GeoExperiment
 from liftlab.spec.loader import load_experiment
 from liftlab.spec.models import Experiment
 from metamorphic import close
@@ -98,7 +101,7 @@ class Backends:
             db = folder.parent / "data.duckdb"
             if not db.exists():
                 con = duckdb.connect(str(db))
-                for t in TABLES:
+                for t in (*TABLES, GEO_TABLE):
                     if (folder / f"{t}.parquet").exists():
                         con.execute(f"CREATE TABLE {t} AS SELECT * FROM "
                                     f"read_parquet('{folder / t}.parquet')")
@@ -110,7 +113,7 @@ class Backends:
             url = self.pg_url.rsplit("/", 1)[0] + f"/{name}"
             if name not in self.databases:
                 _create_database(self.pg_url, name)
-                load_tables(url, folder, list(TABLES))
+                load_tables(url, folder, [*TABLES, GEO_TABLE])
                 self.databases.add(name)
             return url
         return folder
@@ -124,7 +127,11 @@ class Backends:
         key = (case.dataset, case.experiment, engine)
         if key not in self.results:
             spec = self.spec(case)
-            result = analyze(spec, self.engine(case.dataset, engine, spec.timezone))
+            opened = self.engine(case.dataset, engine, spec.timezone)
+            if isinstance(spec, GeoExperiment):  # the geo x date table, then shared statistics
+                self.results[key] = json.loads(json.dumps(analyze_geo(spec, opened)))
+                return self.results[key]
+            result = analyze(spec, opened)
             self.results[key] = json.loads(json.dumps(result.to_dict(), default=str))
         return self.results[key]
 
@@ -163,6 +170,8 @@ def _skip_unavailable(engine: str) -> None:
 def comparable(result: dict[str, Any]) -> dict[str, Any]:
     """The sections every engine computes: effects, contribution, interactions, the total
     effect, the landing of increments (without last-touch credit: polars only), SRM."""
+    if "geo" in result:  # a geo experiment: its effect row and everything it measured
+        return {"effects": result["effects"], "geo": result["geo"]}
     landing = [{k: v for k, v in row.items() if k not in ("last_touch_revenue", "claim_ratio")}
                for row in result.get("landing", [])]
     health = {k: result["health"][k] for k in ("srm_p_value", "srm_ok", "srm")}

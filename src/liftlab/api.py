@@ -159,7 +159,15 @@ def _from_frames(frames: Mapping[str, Any]) -> DataSource:
 
 def _experiment(experiment: Experiment | str | Path) -> tuple[Experiment, Path | None]:
     if isinstance(experiment, str | Path):
-        return load_experiment(experiment), Path(experiment)
+        spec = load_experiment(experiment)
+        from liftlab.spec.geo import GeoExperiment
+
+        if isinstance(spec, GeoExperiment):
+            from liftlab.core.errors import UserError
+
+            raise UserError(f"{experiment}: a geo experiment; analyse it with "
+                            "liftlab.analyses.geo.analyze_geo(spec, engine) or `liftlab analyze`")
+        return spec, Path(experiment)
     return experiment, None
 
 

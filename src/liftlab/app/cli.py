@@ -119,10 +119,15 @@ def validate(
     data: Annotated[str | None, typer.Option("--data", help="Also check this data.")] = None,
 ) -> None:
     """Check experiment definitions (and the data, with --data); exit 0 when all is well."""
+    from liftlab.spec.geo import GeoExperiment
     from liftlab.spec.loader import experiment_files, load_experiment, load_experiments
 
     specs = load_experiments(paths)
     for spec in specs:
+        if isinstance(spec, GeoExperiment):
+            out.print(f"ok  {spec.id}: {spec.title} (geo experiment, channel {spec.channel}, "
+                      f"{len(spec.geos.treatment)} treatment geo(s), {spec.method})")
+            continue
         out.print(f"ok  {spec.id}: {spec.title} ({len(spec.channels)} channel(s), "
                   f"{len(spec.metrics)} metric(s))")
     if data is not None:
@@ -133,13 +138,18 @@ def validate(
         checked: set[str] = set()
         for spec in specs:
             engine = open_engine(data, spec.timezone)
+            path = next(p for p in experiment_files(paths) if load_experiment(p).id == spec.id)
+            if isinstance(spec, GeoExperiment):  # its table, columns and geos
+                from liftlab.analyses.geo import check_data
+
+                out.print(f"ok  {spec.id}: {check_data(spec, engine, path)}")
+                continue
             problems += engine.check()
             if not problems and spec.timezone not in checked:  # data errors, once per zone
                 checked.add(spec.timezone)
                 problems += engine.quality(dt.datetime.now(dt.UTC)).errors
             if problems:
                 break
-            path = next(p for p in experiment_files(paths) if load_experiment(p).id == spec.id)
             check_columns(spec, engine, path)
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from liftlab.analyses.calibration import pymc_marketing, records_from_results
-from liftlab.analyses.experiment import AnalysisResult, analyze, default_as_of
+from liftlab.analyses.experiment import analyze, default_as_of
 from liftlab.core.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.core.fsio import (
     atomic_write_json,
@@ -23,6 +23,7 @@ from liftlab.engines.base import Engine, EngineLimit, folder_only
 from liftlab.engines.open import EngineName, open_engine
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import arm_col
+from liftlab.spec.geo import GeoExperiment
 from liftlab.spec.loader import experiment_files, load_experiment
 from liftlab.spec.models import FIRST_DATE, LAST_DATE, Experiment
 
@@ -49,8 +50,13 @@ def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) ->
 
 
 def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
-                 engine_name: EngineName = "polars") -> AnalysisResult:
+                 engine_name: EngineName = "polars") -> Any:
     spec = load_experiment(experiment)
+    if isinstance(spec, GeoExperiment):  # reads geo_metrics only
+        from liftlab.analyses.geo import GeoResult, analyze_geo
+
+        return GeoResult(analyze_geo(spec, open_engine(data, spec.timezone, engine_name),
+                                     as_of, str(experiment)))
     engine = open_engine(data, spec.timezone, engine_name)
     problems = engine.check()
     if problems:
@@ -61,7 +67,7 @@ def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None =
 
 def analyze_to_folder(experiment: Path, data: str | Path, as_of: dt.datetime | None,
                       out_dir: Path, engine_name: EngineName = "polars",
-                      force: bool = False) -> AnalysisResult:
+                      force: bool = False) -> Any:
     """Analyse and write results.json and dashboard.html into ``out_dir`` atomically (see
     ``fsio.replace_dir`` for a folder liftlab did not write, and ``force``)."""
     result = analyze_file(experiment, data, as_of, engine_name)
@@ -75,6 +81,13 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
     from liftlab.report.pages import copy_plotly, render_experiment
 
     atomic_write_json(folder / "results.json", results)
+    if "geo" in results:
+        from liftlab.report.geo_page import render_geo
+
+        copy_plotly(folder / "assets")
+        atomic_write_text(folder / "dashboard.html",
+                          render_geo(results, folder, home="dashboard.html"))
+        return
     atomic_write_text(folder / "mmm_lift_tests.csv",
                       pymc_marketing(records_from_results(results)).table.write_csv())
     copy_plotly(folder / "assets")
@@ -105,6 +118,9 @@ def monitor_on(spec: Experiment, engine: Engine, as_of: dt.datetime | None = Non
     moment was chosen (None when ``as_of`` was given)."""
     from liftlab.analyses.monitor import run_monitor
 
+    if isinstance(spec, GeoExperiment):
+        raise UserError(f"{yaml or spec.id}: a geo experiment has no hourly monitor; read it "
+                        "with liftlab analyze (or the daily report)")
     problems = engine.check()
     if problems:
         raise DataError(problems)
@@ -155,7 +171,7 @@ def multichannel_on(engine: Engine, spec: Experiment | None = None, yaml: Path |
         raise DataError([Problem("the orders table has no order with a timestamp",
                                  table="orders", column="ts")])
     if spec is not None:
-        if spec.encouragement is None:
+        if isinstance(spec, GeoExperiment) or spec.encouragement is None:
             raise UserError(f"{yaml or spec.id}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
         if lookback is None:
@@ -200,6 +216,10 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
               target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> PlanResult:
     """The plan of an experiment from the history in the data (see plan.py)."""
     spec = load_experiment(experiment)
+    if isinstance(spec, GeoExperiment):  # power by duration and treatment set
+        from liftlab.analyses.geo_planning import plan_geo
+
+        return plan_geo(spec, open_engine(data, spec.timezone), power)
     engine = open_engine(data, spec.timezone)
     problems = engine.check()
     if problems:
@@ -243,6 +263,9 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
 def assignments_table(spec: Experiment, engine: Engine) -> pl.DataFrame:
     """The population's arms per channel by the stable hash (whatever assignments the data
     already holds), in the contract's assignments layout."""
+    if isinstance(spec, GeoExperiment):
+        raise UserError(f"{spec.id}: a geo experiment assigns regions, not customers: its "
+                        "treatment regions are in geos.treatment")
     units = engine.units(spec.model_copy(update={"assignment": "hash"}))
     if not isinstance(units.frame, pl.DataFrame):
         raise UserError("liftlab assign writes the assignments of a data folder; pass --data "
@@ -302,8 +325,13 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         return engines[spec.timezone]
 
     def analyze_one(spec: Experiment, as_of: dt.datetime | None) -> dict[str, Any]:
-        engine = engine_for(spec)
         path = next(p for p, s in specs if s is spec)
+        if isinstance(spec, GeoExperiment):  # reads geo_metrics only
+            from liftlab.analyses.geo import analyze_geo
+
+            return analyze_geo(spec, open_engine(data, spec.timezone, engine_name), as_of,
+                               str(path))
+        engine = engine_for(spec)
         check_columns(spec, engine, path)
         units = engine.units(spec)  # built once for the analysis and the plan
         if default_as_of(spec, engine).as_of < as_of:  # data older than the report date

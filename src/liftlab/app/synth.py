@@ -267,6 +267,9 @@ def generate(out_dir: Path, n_customers: int = 60_000, seed: int = 7) -> SynthTr
         out_dir / "contacts.parquet")
     _write_events(rng, out_dir, ids, sends, optin["email"], uses_web, adopted_time)
     atomic_write_text(out_dir / "truth.json", truth.to_json())
+    from liftlab.app.geo_synth import write_geo_metrics
+
+    write_geo_metrics(out_dir, seed)  # the regions of the geo experiments
     return truth
 
 

@@ -40,6 +40,7 @@ from liftlab.report.pages import (
     render_experiment,
     render_multichannel,
 )
+from liftlab.spec.geo import GeoExperiment
 from liftlab.spec.models import Experiment
 
 log = logging.getLogger("liftlab.report")
@@ -110,7 +111,7 @@ class DailyRun:
                 "freshness": self.freshness, "experiments": items}
 
 
-def is_active(spec: Experiment, date: dt.date) -> bool:
+def is_active(spec: Experiment | GeoExperiment, date: dt.date) -> bool:
     """Started on or before ``date`` and ended at most ENDED_DAYS_SHOWN days before it."""
     return spec.start <= date and (date - spec.end).days <= ENDED_DAYS_SHOWN
 
@@ -128,10 +129,11 @@ def run_daily(specs: Sequence[tuple[Path, Experiment | LiftlabError]], date: dt.
     from its analysis, not computed again."""
     claim_root(out_dir, "reports", force)
     as_of = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
-    todo = [(p, s) for p, s in specs if not isinstance(s, Experiment) or is_active(s, date)]
+    todo = [(p, s) for p, s in specs
+            if not isinstance(s, Experiment | GeoExperiment) or is_active(s, date)]
     outcomes = []
     for path, spec in _progress(todo, progress):
-        if not isinstance(spec, Experiment):
+        if not isinstance(spec, Experiment | GeoExperiment):
             outcomes.append(Outcome(path.stem, path.stem, str(path), error=str(spec)))
             continue
         if not SAFE_ID.fullmatch(spec.id):
@@ -176,8 +178,13 @@ def write_run(run: DailyRun, folder: Path) -> None:
             raise ValueError(f"refusing to write outside the report: experiment id {o.id!r}")
         exp = folder / "experiments" / o.id
         atomic_write_json(exp / "results.json", o.result)
-        html = render_experiment(o.result, folder, assets="../../assets",
-                                 home="../../index.html", results_json="results.json")
+        if "geo" in o.result:
+            from liftlab.report.geo_page import render_geo
+
+            html = render_geo(o.result, folder, assets="../../assets", home="../../index.html")
+        else:
+            html = render_experiment(o.result, folder, assets="../../assets",
+                                     home="../../index.html", results_json="results.json")
         atomic_write_text(exp / "index.html", _retarget(html))
     if run.multichannel is not None:
         atomic_write_json(folder / "multichannel.json", run.multichannel)
@@ -213,7 +220,10 @@ def _alarming(r: dict[str, Any]) -> bool:
 
 def _channel_decisions(r: dict[str, Any]) -> dict[str, str]:
     """The sequential decision of each channel (and variant) of the primary metric: its own
-    comparison when the monitor reports one, else the experiment's decision."""
+    comparison when the monitor reports one, else the experiment's decision. A geo test's is
+    its final readout's."""
+    if "geo" in r:
+        return {_arm(e): r["geo"]["decision"] for e in r["effects"]}
     seq = r.get("sequential") or {}
     own = {_arm(c): c.get("decision") or "continue" for c in seq.get("comparisons") or []
            if c.get("metric") in (None, r.get("primary_metric"))}
@@ -253,6 +263,8 @@ def _row_decision(r: dict[str, Any], decision: str) -> str:
 def _decision(r: dict[str, Any]) -> str:
     if not r["health"].get("srm_ok", True):
         return "srm"
+    if "geo" in r:
+        return str(r["geo"]["decision"])
     seq = r.get("sequential") or {}
     return seq.get("decision") or "continue"
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from liftlab.core.errors import Problem, SpecError
 from liftlab.spec import filters
+from liftlab.spec.geo import GeoExperiment
 from liftlab.spec.models import Experiment
 
 EXAMPLES = {
@@ -65,7 +66,7 @@ _Loader.yaml_implicit_resolvers = {
     for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
-def load_experiment(path: Path | str) -> Experiment:
+def load_experiment(path: Path | str) -> Experiment | GeoExperiment:
     """Parse and validate one experiment file; raises SpecError listing every problem."""
     path = Path(path)
     label = str(path)
@@ -91,7 +92,7 @@ def experiment_files(paths: Iterable[Path | str]) -> list[Path]:
     return files
 
 
-def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
+def load_experiments(paths: Iterable[Path | str]) -> list[Experiment | GeoExperiment]:
     """Load files and folders (``experiment_files``); ids must be unique."""
     given = [Path(p) for p in paths]
     files = experiment_files(given)
@@ -100,7 +101,7 @@ def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
         raise SpecError([Problem(f"no experiment files (*.yaml, *.yml) in {where}",
                                  hint="pass YAML files or a folder holding them")])
     problems: list[Problem] = []
-    specs: list[Experiment] = []
+    specs: list[Experiment | GeoExperiment] = []
     seen: dict[str, Path] = {}
     for f in files:
         try:
@@ -120,7 +121,7 @@ def load_experiments(paths: Iterable[Path | str]) -> list[Experiment]:
     return specs
 
 
-def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
+def parse_experiment(text: str, label: str = "<yaml>") -> Experiment | GeoExperiment:
     """Validate YAML text, reporting every problem at once; ``label`` names it in messages."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         raise SpecError([_too_big(len(text.encode("utf-8", "surrogatepass")), label)])
@@ -140,10 +141,13 @@ def parse_experiment(text: str, label: str = "<yaml>") -> Experiment:
         raise SpecError([Problem("an experiment file must be a mapping of keys", file=label,
                                  line=1, col=1, hint="start with: schema_version: 1")])
     problems += _filter_problems(data, root, text, label)
+    # a geo experiment (design: geo) has a model of its own, checked the same way
+    model: type[Experiment | GeoExperiment] = (
+        GeoExperiment if data.get("design") == "geo" else Experiment)
     try:
-        spec = Experiment.model_validate(data)
+        spec = model.model_validate(data)
     except ValidationError as exc:
-        problems += _validation_problems(exc, root, label)
+        problems += _validation_problems(exc, root, label, model)
     if problems:
         raise SpecError(_capped(sorted(dict.fromkeys(problems), key=_reading_order), label))
     return spec
@@ -298,7 +302,8 @@ def _position_inside(node: yaml.Node, text: str, offset: int) -> tuple[int, int]
 
 
 # -- mapping pydantic errors to YAML lines ------------------------------------------------
-def _validation_problems(exc: ValidationError, root: yaml.Node, label: str) -> list[Problem]:
+def _validation_problems(exc: ValidationError, root: yaml.Node, label: str,
+                         model: type[BaseModel] = Experiment) -> list[Problem]:
     """One Problem per pydantic error; a 'missing' key is dropped when an unknown key next
     to it is its misspelling (the 'did you mean' already says it)."""
     errors = exc.errors()
@@ -306,10 +311,10 @@ def _validation_problems(exc: ValidationError, root: yaml.Node, label: str) -> l
     for err in errors:
         if err["type"] == "extra_forbidden":
             loc = tuple(err["loc"])
-            guess = _suggestion(str(loc[-1]), _allowed_fields(loc[:-1]))
+            guess = _suggestion(str(loc[-1]), _allowed_fields(loc[:-1], model))
             if guess:
                 misspelt.add((*loc[:-1], guess))
-    return [_problem(err, root, label) for err in errors
+    return [_problem(err, root, label, model) for err in errors
             if not (err["type"] == "missing" and tuple(err["loc"]) in misspelt)]
 
 
@@ -319,12 +324,13 @@ def _suggestion(key: str, allowed: list[str]) -> str | None:
     return (close or prefixed or [None])[0]
 
 
-def _problem(err: Any, root: yaml.Node, label: str) -> Problem:
+def _problem(err: Any, root: yaml.Node, label: str,
+             model: type[BaseModel] = Experiment) -> Problem:
     loc = tuple(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
         line, col = _mark(_find(root, loc, key=True) or _nearest(root, loc[:-1]))
-        allowed = _allowed_fields(loc[:-1])
+        allowed = _allowed_fields(loc[:-1], model)
         guess = _suggestion(str(loc[-1]), allowed)
         hint = f"did you mean {guess!r}?" if guess else (
             f"allowed keys here: {', '.join(allowed)}" if allowed else None)
@@ -504,9 +510,9 @@ def _duplicate_keys(node: yaml.Node, label: str) -> list[Problem]:
     return out
 
 
-def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+def _allowed_fields(loc: tuple[Any, ...], top: type[BaseModel] = Experiment) -> list[str]:
     """The keys the model accepts at ``loc`` (for 'did you mean' hints)."""
-    model: Any = Experiment
+    model: Any = top
     for part in loc:
         if isinstance(part, int):
             continue
