@@ -253,10 +253,12 @@ def plan(
     experiment: Annotated[Path, typer.Argument(help="The experiment YAML.")],
     data: DataOpt,
     power: Annotated[float, typer.Option(help="Target power.")] = 0.8,
-    target_mde: Annotated[float, typer.Option(
-        help="Relative lift the test should detect (for the needed holdout/duration).")] = 0.05,
-    assumed_lift: Annotated[float, typer.Option(
-        help="Relative lift assumed when pricing the holdout (revenue given up).")] = 0.05,
+    target_mde: Annotated[float | None, typer.Option(
+        help="Relative lift the test should detect (for the needed holdout/duration; default "
+        "0.05). Customer-level experiments only.")] = None,
+    assumed_lift: Annotated[float | None, typer.Option(
+        help="Relative lift assumed when pricing the holdout (revenue given up; default 0.05). "
+        "Customer-level experiments only.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Minimum detectable effects, holdout size and duration, and the cost of the holdout."""

@@ -213,13 +213,21 @@ def _check_lookback(lookback: tuple[dt.date, dt.date]) -> None:
 
 
 def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
-              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> PlanResult:
-    """The plan of an experiment from the history in the data (see plan.py)."""
+              target_mde_rel: float | None = None,
+              assumed_lift_rel: float | None = None) -> PlanResult:
+    """The plan of an experiment from the history in the data (see planning.py); the target
+    and assumed lifts (default 5%) apply to customer-level experiments only."""
     spec = load_experiment(experiment)
     if isinstance(spec, GeoExperiment):  # power by duration and treatment set
         from liftlab.analyses.geo_planning import plan_geo
 
+        if target_mde_rel is not None or assumed_lift_rel is not None:
+            raise UserError(f"{experiment}: --target-mde and --assumed-lift apply to "
+                            "customer-level experiments; a geo plan ranks durations and "
+                            "treatment sets by power (set expected_iroas in the YAML)")
         return plan_geo(spec, open_engine(data, spec.timezone), power)
+    target_mde_rel = 0.05 if target_mde_rel is None else target_mde_rel
+    assumed_lift_rel = 0.05 if assumed_lift_rel is None else assumed_lift_rel
     engine = open_engine(data, spec.timezone)
     problems = engine.check()
     if problems:
