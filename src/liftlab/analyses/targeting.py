@@ -97,8 +97,11 @@ class TargetingResult:
                          f"{q.qini_coefficient.high:+.4g}]")
         sent = ", ".join(f"{o.label} {c:,}" for o, c in zip(self.options, p.counts,
                                                              strict=True) if c)
-        lines.append(f"  policy at budget {p.budget:,.2f} {unit}: spends {p.spend:,.2f}, sends "
-                     f"{sent or 'nothing'}; incremental value {p.value.total:+,.2f} "
+        full = self.curve_budgets[-1] if self.curve_budgets else 0.0
+        unbound = " (every send predicted to pay)" if p.spend < p.budget and p.spend >= full \
+            else ""
+        lines.append(f"  policy at budget {p.budget:,.2f} {unit}: spends {p.spend:,.2f}{unbound}, "
+                     f"sends {sent or 'nothing'}; incremental value {p.value.total:+,.2f} "
                      f"[{p.value.low:+,.2f}, {p.value.high:+,.2f}]")
         lines.append(f"  vs random targeting at the same budget: {p.over_random.total:+,.2f} "
                      f"[{p.over_random.low:+,.2f}, {p.over_random.high:+,.2f}]; vs "

@@ -15,6 +15,8 @@ from liftlab.report.charts import LAYOUT, PALETTE, Chart
 from liftlab.report.format import num, pct, pvalue
 from liftlab.report.pages import ENV, _save
 
+PAGE_SHARES = (0.1, 0.3)  # the uplift at the top shares the page shows (all are in the JSON)
+
 
 def _colour(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
@@ -136,7 +138,7 @@ def drivers_chart(t: dict[str, Any], key: str = "targeting-drivers") -> Chart | 
     fig.update_layout(**LAYOUT, height=380, barmode="group",
                       title="What drives the predicted effect (share of a surrogate tree's "
                       "explained variance)", xaxis=dict(title="importance", tickformat=".0%"),
-                      yaxis=dict(autorange="reversed"))
+                      yaxis=dict(autorange="reversed", automargin=True))
     return Chart(key, "Drivers", fig, pl.DataFrame(rows))
 
 
@@ -159,7 +161,8 @@ def render_targeting(t: dict[str, Any], folder: Path, assets: str = "assets",
     channels = [{"label": a["label"], "n": f"{a['n_treated']:,} vs {a['n_holdout']:,}",
                  "ate": _est(a["ate"]), "p": pvalue(a["ate"]["p_value"]),
                  "auuc": _est(a["auuc"]), "qini": _est(a["qini_coefficient"]),
-                 "top": {f"{s['share']:.0%}": _est(s) for s in a["uplift_at_top"]}}
+                 "top": {f"{s['share']:.0%}": _est(s) for s in a["uplift_at_top"]
+                         if s["share"] in PAGE_SHARES}}
                 for a in t["channels"]]
     options = [{"option": o["option"], "cost": num(o["cost"]), "everyone": _ci(o["everyone"]),
                 "customers": f"{pol['customers'].get(o['option'], 0):,}"}
@@ -168,6 +171,7 @@ def render_targeting(t: dict[str, Any], folder: Path, assets: str = "assets",
         title=f"Targeting · {t['experiment_id']}", t=t, assets=assets, home=home,
         version=__version__, channels=channels, options=options, unit=_unit(t),
         budget=num(pol["budget"]), spend=num(pol["spend"]), value=_ci(pol["value"]),
+        unbound=pol["spend"] < pol["budget"] and pol["spend"] >= t["curve"][-1]["budget"],
         random=_ci(pol["random"]), over_random=_ci(pol["over_random"]),
         over_default=_ci(pol["over_default"]),
         share=pct(sum(pol["customers"].values()) / t["n_customers"], signed=False),
