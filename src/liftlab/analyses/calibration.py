@@ -28,7 +28,7 @@ from liftlab.core.errors import Problem, UserError
 Format = Literal["pymc-marketing", "robyn", "meridian"]
 FORMATS: tuple[Format, ...] = ("pymc-marketing", "robyn", "meridian")
 Z95 = 1.959963984540054  # two-sided 95% normal quantile: Meridian's significance rule
-MONEY_COLUMNS = ("revenue", "margin")  # money columns of the orders table (shared/CONTRACT.md)
+MONEY_COLUMNS = ("revenue", "margin")  # money columns of the orders table (docs/data.md)
 WEEK_DAYS = 7
 
 
