@@ -24,7 +24,7 @@ from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
 from liftlab.roi import channel_roi
-from liftlab.spec import HOLDOUT, TREATMENT, Experiment, Metric
+from liftlab.spec import HOLDOUT, TREATMENT, Channel, Experiment, Metric
 from liftlab.stats import bayes, frequentist
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
@@ -228,6 +228,10 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         spec, window, group_by=_group_columns(spec, units),
         extra_quantities=_money_quantities(engine), landing=True,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
+    if spec.design == "dose_response":
+        from liftlab.pressure import pressure_plan
+
+        plan = pressure_plan(spec, plan, engine)
     frame = engine.aggregate(plan, units, spec.id)
     cells = CellTable(frame, tuple(spec.channels), units.segments)
     _require_arms(spec, cells, units)
@@ -247,6 +251,10 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         sections["bayes"] = _hierarchical(spec, cells, effects, warnings)
     if spec.monitoring.sequential:
         sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
+    if spec.design == "dose_response":
+        from liftlab.pressure import pressure_section
+
+        sections["pressure"] = pressure_section(spec, cells, window, warnings)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, yaml_text,
                           data_checks=quality.checks, sections=sections, design=design,
@@ -318,7 +326,7 @@ def _contribution(spec: Experiment, cells: CellTable,
                   warnings: list[Warning_]) -> dict[str, Any]:
     """Per-channel contribution, Shapley split and interactions (factorial designs), or the
     whole programme's effect against the blind zone (a global holdout)."""
-    if sum_col("revenue") not in cells.frame.columns:
+    if sum_col("revenue") not in cells.frame.columns or spec.design == "dose_response":
         return {}
     channels = tuple(spec.channels)
     if spec.design == "global_holdout":
@@ -438,7 +446,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
     out: list[dict[str, Any]] = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
-            t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
+            t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: cfg.control})
             if min(int(t_rows["n"].sum()), int(h_rows["n"].sum())) < 2:
                 warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: an arm has "
                                          "fewer than 2 units", "info"))
@@ -452,7 +460,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
             except ValueError as exc:
                 warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: {exc}", "info"))
                 continue
-            out += landing.to_dicts(ch, None if cfg.variants is None else arm, credit)
+            out += landing.to_dicts(ch, _variant(cfg, arm), credit)
     return out
 
 
@@ -531,10 +539,10 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
     out = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
-            variant = None if cfg.variants is None else arm
+            variant = _variant(cfg, arm)
             for seg in segments:
                 t_rows = cells.where({ch: arm}, seg)
-                h_rows = cells.where({ch: HOLDOUT}, seg)
+                h_rows = cells.where({ch: cfg.control}, seg)
                 n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
                 money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else {}
                 for metric in spec.metrics:
@@ -550,6 +558,11 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                     out.append(Effect(ch, variant, metric, seg, n_t, n_h, lift, spec.alpha,
                                       total, cost, extra))
     return out
+
+
+def _variant(cfg: Channel, arm: str) -> str | None:
+    """The arm's name in an effect: None for a channel's single treatment arm."""
+    return None if cfg.variants is None and cfg.dose_arms is None else arm
 
 
 def _adjusted(spec: Experiment, cells: CellTable,
@@ -571,7 +584,8 @@ def _adjusted(spec: Experiment, cells: CellTable,
         e = effects[i]
         arm = e.variant or spec.channels[e.channel].treatment_arms[0]
         lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
-                     cells.where({e.channel: HOLDOUT}, e.segment), level, cuped)
+                     cells.where({e.channel: spec.channels[e.channel].control}, e.segment),
+                     level, cuped)
         out[i] = dataclasses.replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
     return tuple(out), {**summary, "applied": True,
                         "description": f"{_METHOD_NAME[mt.method]} over {len(members)} "
