@@ -31,8 +31,9 @@ from liftlab.synth_pressure import (
 COST_PER_FREQUENCY = COST_PER_CONTACT * DELIVERY * WEEKS
 
 
-def unit_values(rng: np.random.Generator, truth: SegmentTruth, f: float, n: int
-                ) -> tuple[np.ndarray, np.ndarray]:
+def unit_values(
+    rng: np.random.Generator, truth: SegmentTruth, f: float, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit margin and unsubscribe indicator of ``n`` units at frequency ``f``."""
     count = rng.poisson(rng.gamma(2.0, 0.5, n) * truth.margin(np.array(f)) / MARGIN_PER_ORDER)
     margin = np.zeros(n)
@@ -41,14 +42,18 @@ def unit_values(rng: np.random.Generator, truth: SegmentTruth, f: float, n: int
     return margin, rng.random(n) < truth.unsubscribe(np.array(f))
 
 
-def cells(rng: np.random.Generator, segments: dict[str, SegmentTruth], n_cell: int
-          ) -> list[DoseCell]:
+def cells(
+    rng: np.random.Generator, segments: dict[str, SegmentTruth], n_cell: int
+) -> list[DoseCell]:
     out = []
     for s, truth in segments.items():
         for f in ARMS.values():
             margin, unsub = unit_values(rng, truth, f, n_cell)
-            out.append(DoseCell(s, f, n_cell, float(margin.sum()), float((margin**2).sum()),
-                                int(unsub.sum())))
+            out.append(
+                DoseCell(
+                    s, f, n_cell, float(margin.sum()), float((margin**2).sum()), int(unsub.sum())
+                )
+            )
     return out
 
 
@@ -61,8 +66,15 @@ class Replication:
 
 def replicate(seed: int, n_cell: int, draws: int, tune: int) -> Replication:
     rng = np.random.default_rng(seed)
-    fit = fit_dose(cells(rng, SEGMENTS, n_cell), COST_PER_FREQUENCY, OPTIN_VALUE, seed=seed,
-                   draws=draws, tune=tune, chains=2)
+    fit = fit_dose(
+        cells(rng, SEGMENTS, n_cell),
+        COST_PER_FREQUENCY,
+        OPTIN_VALUE,
+        seed=seed,
+        draws=draws,
+        tune=tune,
+        chains=2,
+    )
     truth = optimum(SEGMENTS)
     curves = {**fit.segments, "overall": fit.overall}
     covered = {s: c.optimum_ci[0] <= truth[s] <= c.optimum_ci[1] for s, c in curves.items()}

@@ -57,21 +57,39 @@ def test_issue_yaml_validates() -> None:
     assert parse_experiment(EXAMPLE.read_text()).pressure is not None
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("f0: {share: 0.2, frequency: 0}", "f0: {share: 0.2, frequency: 4}",
-     "exactly one arm must have frequency 0"),
-    ("f1: {share: 0.2, frequency: 1}", "f1: {share: 0.3, frequency: 1}", "add up to 1.1000"),
-    ("f3: {share: 0.2, frequency: 3}", "f3: {share: 0.2, frequency: 2}",
-     "each arm needs its own frequency"),
-    ("design: dose_response", "design: factorial", "need design: dose_response"),
-    ("{optin_value: 25.0}", "{optin_value: 25.0, current_frequency: 7}",
-     "beyond the highest tested frequency (5)"),
-    ("    cost_per_contact: 0.002", "    cost_per_contact: 0.002\n    holdout: 0.2",
-     "remove holdout/variants"),
-    ("{optin_value: 25.0}", "{optin_value: 25.0, fatigue_metric: margin}",
-     "must name a binary metric"),
-    ("frequency: 5}", "frequency: -5}", "arms.f5.frequency must be at least 0.0, got -5"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "f0: {share: 0.2, frequency: 0}",
+            "f0: {share: 0.2, frequency: 4}",
+            "exactly one arm must have frequency 0",
+        ),
+        ("f1: {share: 0.2, frequency: 1}", "f1: {share: 0.3, frequency: 1}", "add up to 1.1000"),
+        (
+            "f3: {share: 0.2, frequency: 3}",
+            "f3: {share: 0.2, frequency: 2}",
+            "each arm needs its own frequency",
+        ),
+        ("design: dose_response", "design: factorial", "need design: dose_response"),
+        (
+            "{optin_value: 25.0}",
+            "{optin_value: 25.0, current_frequency: 7}",
+            "beyond the highest tested frequency (5)",
+        ),
+        (
+            "    cost_per_contact: 0.002",
+            "    cost_per_contact: 0.002\n    holdout: 0.2",
+            "remove holdout/variants",
+        ),
+        (
+            "{optin_value: 25.0}",
+            "{optin_value: 25.0, fatigue_metric: margin}",
+            "must name a binary metric",
+        ),
+        ("frequency: 5}", "frequency: -5}", "arms.f5.frequency must be at least 0.0, got -5"),
+    ],
+)
 def test_bad_dose_response_yaml(old: str, new: str, message: str) -> None:
     assert old in ISSUE_YAML
     with pytest.raises(SpecError) as exc:
@@ -82,11 +100,15 @@ def test_bad_dose_response_yaml(old: str, new: str, message: str) -> None:
 
 def test_frequency_unit_needs_arms() -> None:
     text = ISSUE_YAML.replace("design: dose_response\n", "").replace(
-        "pressure: {optin_value: 25.0}      # value of keeping a customer reachable\n", "")
-    text = text.replace("    arms: {f0: {share: 0.2, frequency: 0}, f1: {share: 0.2, "
-                        "frequency: 1},\n           f2: {share: 0.2, frequency: 2}, f3: "
-                        "{share: 0.2, frequency: 3},\n           f5: {share: 0.2, "
-                        "frequency: 5}}\n", "    holdout: 0.2\n")
+        "pressure: {optin_value: 25.0}      # value of keeping a customer reachable\n", ""
+    )
+    text = text.replace(
+        "    arms: {f0: {share: 0.2, frequency: 0}, f1: {share: 0.2, "
+        "frequency: 1},\n           f2: {share: 0.2, frequency: 2}, f3: "
+        "{share: 0.2, frequency: 3},\n           f5: {share: 0.2, "
+        "frequency: 5}}\n",
+        "    holdout: 0.2\n",
+    )
     with pytest.raises(SpecError, match="frequency_unit is for dose-response arms"):
         parse_experiment(text)
 
@@ -118,8 +140,10 @@ def test_assignments_are_the_arm_names(demo: tuple[Path, dict[str, float]]) -> N
 
     folder, _ = demo
     spec = parse_experiment((folder / "email-frequency.yaml").read_text())
-    table = assignments_table(spec.model_copy(update={"assignment": "hash"}),
-                              open_engine(folder / "data", "UTC", "polars"))
+    table = assignments_table(
+        spec.model_copy(update={"assignment": "hash"}),
+        open_engine(folder / "data", "UTC", "polars"),
+    )
     shares = table.group_by("group").len().with_columns(pl.col("len") / table.height)
     assert set(shares["group"]) == {"f0", "f1", "f2", "f3", "f5"}
     assert shares["len"].to_list() == pytest.approx([0.2] * 5, abs=0.02)
@@ -141,7 +165,8 @@ def test_readout_equals_the_frequentist_comparison(analysed: tuple) -> None:
     pressure = out["pressure"]
     effects = {(e["variant"], e["metric"], json.dumps(e["segment"])): e for e in out["effects"]}
     groups = {"overall": (pressure["overall"], None)} | {
-        v: (g, {"segment": v}) for v, g in pressure["segments"].items()}
+        v: (g, {"segment": v}) for v, g in pressure["segments"].items()
+    }
     checked = 0
     for group, segment in groups.values():
         h_rows = cells.where({"email": "f0"}, segment)
@@ -150,11 +175,19 @@ def test_readout_equals_the_frequentist_comparison(analysed: tuple) -> None:
             for name, got in arm["metrics"].items():
                 metric = result.spec.metric(name)
                 if metric.kind == "binary":
-                    lift = binary(cells.arm_stats(name, t_rows, True),
-                                  cells.arm_stats(name, h_rows, True), 0.05, True)
+                    lift = binary(
+                        cells.arm_stats(name, t_rows, True),
+                        cells.arm_stats(name, h_rows, True),
+                        0.05,
+                        True,
+                    )
                 else:
-                    lift = frequentist.welch(cells.arm_stats(name, t_rows, True),
-                                             cells.arm_stats(name, h_rows, True), 0.05, True)
+                    lift = frequentist.welch(
+                        cells.arm_stats(name, t_rows, True),
+                        cells.arm_stats(name, h_rows, True),
+                        0.05,
+                        True,
+                    )
                 assert got["lift_abs"] == pytest.approx(lift.abs, rel=1e-12)
                 assert got["lift_abs_ci"] == pytest.approx(list(lift.abs_ci), rel=1e-12)
                 assert got["p_value"] == pytest.approx(lift.p_value, rel=1e-9)
@@ -174,29 +207,50 @@ def test_value_per_unit_from_rows(demo: tuple[Path, dict[str, float]], analysed:
     folder, _ = demo
     _, out, _ = analysed
     data = folder / "data"
-    start, end = (pl.datetime(2026, 3, 2, time_zone="UTC"), pl.datetime(2026, 4, 27,
-                                                                        time_zone="UTC"))
-    margin = (pl.read_parquet(data / "orders.parquet")
-              .filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-              .group_by("customer_id").agg(pl.col("margin").sum()))
-    contacts = (pl.read_parquet(data / "contacts.parquet")
-                .filter((pl.col("sent_at") >= start) & (pl.col("sent_at") < end))
-                .group_by("customer_id").agg(
-                    cost=pl.col("cost").filter(pl.col("channel") == "email").sum(),
-                    touches=pl.len()))
-    unsub = (pl.read_parquet(data / "events.parquet")
-             .filter((pl.col("event") == "unsubscribe") & (pl.col("ts") >= start)
-                     & (pl.col("ts") < end))
-             .select("customer_id").unique().with_columns(u=pl.lit(1.0)))
-    units = (pl.read_parquet(data / "assignments.parquet").select("customer_id", "group")
-             .join(margin, on="customer_id", how="left")
-             .join(contacts, on="customer_id", how="left")
-             .join(unsub, on="customer_id", how="left").fill_null(0.0)
-             .with_columns(value=pl.col("margin") - pl.col("cost") - 25.0 * pl.col("u")))
-    by_arm = {r["group"]: r for r in units.group_by("group").agg(
-        pl.len().alias("n"), pl.col("value").mean().alias("mean"),
-        pl.col("value").var().alias("var"), pl.col("touches").mean().alias("touches"),
-        pl.col("cost").mean().alias("cost")).iter_rows(named=True)}
+    start, end = (
+        pl.datetime(2026, 3, 2, time_zone="UTC"),
+        pl.datetime(2026, 4, 27, time_zone="UTC"),
+    )
+    margin = (
+        pl.read_parquet(data / "orders.parquet")
+        .filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+        .group_by("customer_id")
+        .agg(pl.col("margin").sum())
+    )
+    contacts = (
+        pl.read_parquet(data / "contacts.parquet")
+        .filter((pl.col("sent_at") >= start) & (pl.col("sent_at") < end))
+        .group_by("customer_id")
+        .agg(cost=pl.col("cost").filter(pl.col("channel") == "email").sum(), touches=pl.len())
+    )
+    unsub = (
+        pl.read_parquet(data / "events.parquet")
+        .filter((pl.col("event") == "unsubscribe") & (pl.col("ts") >= start) & (pl.col("ts") < end))
+        .select("customer_id")
+        .unique()
+        .with_columns(u=pl.lit(1.0))
+    )
+    units = (
+        pl.read_parquet(data / "assignments.parquet")
+        .select("customer_id", "group")
+        .join(margin, on="customer_id", how="left")
+        .join(contacts, on="customer_id", how="left")
+        .join(unsub, on="customer_id", how="left")
+        .fill_null(0.0)
+        .with_columns(value=pl.col("margin") - pl.col("cost") - 25.0 * pl.col("u"))
+    )
+    by_arm = {
+        r["group"]: r
+        for r in units.group_by("group")
+        .agg(
+            pl.len().alias("n"),
+            pl.col("value").mean().alias("mean"),
+            pl.col("value").var().alias("var"),
+            pl.col("touches").mean().alias("touches"),
+            pl.col("cost").mean().alias("cost"),
+        )
+        .iter_rows(named=True)
+    }
     control = by_arm["f0"]
     for arm in out["pressure"]["overall"]["arms"]:
         row = by_arm[arm["arm"]]
@@ -207,14 +261,14 @@ def test_value_per_unit_from_rows(demo: tuple[Path, dict[str, float]], analysed:
             assert arm["value"]["mean"] == pytest.approx(row["mean"], rel=1e-9)
             continue
         se = math.sqrt(row["var"] / row["n"] + control["var"] / control["n"])
-        assert arm["value"]["lift_abs"] == pytest.approx(row["mean"] - control["mean"],
-                                                         rel=1e-9)
+        assert arm["value"]["lift_abs"] == pytest.approx(row["mean"] - control["mean"], rel=1e-9)
         assert arm["value"]["lift_abs_ci"][1] - arm["value"]["lift_abs"] == pytest.approx(
-            se * sps.norm.ppf(0.975), rel=0.01)  # Welch's t quantile at large df
+            se * sps.norm.ppf(0.975), rel=0.01
+        )  # Welch's t quantile at large df
 
 
 def test_results_json_pressure_object(analysed: tuple) -> None:
-    result, out, truth = analysed
+    _, out, truth = analysed
     pressure = out["pressure"]
     assert set(pressure["segments"]) == {"casual", "loyal", "new"}
     assert pressure["optin_value"] == 25.0 and pressure["cost_basis"] == "contacts.cost"
