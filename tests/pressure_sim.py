@@ -43,16 +43,17 @@ def unit_values(
 
 
 def cells(
-    rng: np.random.Generator, segments: dict[str, SegmentTruth], n_cell: int
+    rng: np.random.Generator, segments: dict[str, SegmentTruth], n_arm: int
 ) -> list[DoseCell]:
+    """Sufficient statistics per (segment, arm): ``n_arm`` units per arm, split across the
+    segments by their shares (so the overall curve weighs them as the truth does)."""
     out = []
     for s, truth in segments.items():
+        n = round(n_arm * truth.share)
         for f in ARMS.values():
-            margin, unsub = unit_values(rng, truth, f, n_cell)
+            margin, unsub = unit_values(rng, truth, f, n)
             out.append(
-                DoseCell(
-                    s, f, n_cell, float(margin.sum()), float((margin**2).sum()), int(unsub.sum())
-                )
+                DoseCell(s, f, n, float(margin.sum()), float((margin**2).sum()), int(unsub.sum()))
             )
     return out
 
@@ -64,16 +65,16 @@ class Replication:
     divergences: int
 
 
-def replicate(seed: int, n_cell: int, draws: int, tune: int) -> Replication:
+def replicate(seed: int, n_arm: int, draws: int, tune: int, chains: int = 2) -> Replication:
     rng = np.random.default_rng(seed)
     fit = fit_dose(
-        cells(rng, SEGMENTS, n_cell),
+        cells(rng, SEGMENTS, n_arm),
         COST_PER_FREQUENCY,
         OPTIN_VALUE,
         seed=seed,
         draws=draws,
         tune=tune,
-        chains=2,
+        chains=chains,
     )
     truth = optimum(SEGMENTS)
     curves = {**fit.segments, "overall": fit.overall}
@@ -108,11 +109,11 @@ def flat_rejections(reps: int, n_cell: int, alpha: float = 0.05, seed: int = 1) 
     return rejected / reps
 
 
-if __name__ == "__main__":  # python tests/pressure_sim.py REPS N_CELL DRAWS
-    reps, n_cell, draws = (int(a) for a in sys.argv[1:4])
+if __name__ == "__main__":  # python tests/pressure_sim.py REPS N_ARM DRAWS CHAINS
+    reps, n_arm, draws, chains = (int(a) for a in sys.argv[1:5])
     results = []
     for r in range(reps):
-        rep = replicate(1000 + r, n_cell, draws, draws)
+        rep = replicate(1000 + r, n_arm, draws, draws, chains)
         results.append(rep)
         print(r, rep, flush=True)
     for key in [*SEGMENTS, "overall"]:

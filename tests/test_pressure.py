@@ -313,7 +313,7 @@ def test_optimum_interval_covers_the_truth() -> None:
     and unsubscribe curves lie inside their 95% bands at the tested frequencies."""
     from pressure_sim import replicate
 
-    reps = [replicate(100 + r, 20_000, 300, 300) for r in range(40)]
+    reps = [replicate(100 + r, 60_000, 300, 300) for r in range(40)]
     for key in ("loyal", "casual", "new", "overall"):
         assert np.mean([r.covered[key] for r in reps]) >= 0.90, key
     assert np.mean([r.in_band for r in reps]) >= 0.90

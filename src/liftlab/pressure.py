@@ -34,7 +34,7 @@ from liftlab.cells import CellTable
 from liftlab.metrics import AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec import Experiment, Metric
 from liftlab.stats import frequentist
-from liftlab.stats.dose import DoseCell, DoseCurve, DoseFit, equal_means, fit_dose
+from liftlab.stats.dose import DoseCell, DoseCurve, DoseFit, equal_means, fit_dose, plan_optimum
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.proportions import binary
 from liftlab.stats.suffstats import ArmStats
@@ -103,6 +103,10 @@ class _Context:
     @property
     def control(self) -> str:
         return self.spec.channels[self.channel].control
+
+    @property
+    def unit(self) -> str:
+        return self.spec.channels[self.channel].frequency_unit or "per_week"
 
     def rows(self, arm: str | None, segment: dict[str, str] | None) -> pl.DataFrame:
         return self.cells.where({self.channel: arm} if arm else None, segment)
@@ -447,6 +451,9 @@ def _optimum(
             f"({fmax:g}); the optimum may lie beyond it: test higher frequencies"
         )
         warnings.append(Warning_("pressure", out["note"], "info"))
+    weeks = ctx.window_units * DAYS_PER_UNIT[ctx.unit] / 7
+    plan = plan_optimum(curve, sum(r["n"] for r in valued) / len(valued), weeks)
+    out["planning"] = None if plan is None else plan.to_dict()
     touches = [r.get("touches_per_frequency_unit") for r in valued]
     if all(t is not None for t in touches):
         out["touch_cap"] = _touch_cap(ctx, valued, curve)

@@ -185,6 +185,12 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
+    if spec.design == "dose_response":
+        raise UserError(f"experiment {spec.id!r} is a dose-response experiment: liftlab plan "
+                        "sizes holdouts; `liftlab analyze` on a pilot (or a past test) gives "
+                        "the customers per arm and weeks that place the optimum within one "
+                        "send (results.json: pressure.overall.planning)")
+
     from liftlab.cells import CellTable
     from liftlab.metrics import build_plan
     from liftlab.plan import history_window, make_plan

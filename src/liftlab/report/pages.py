@@ -323,7 +323,18 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         bayes_method=bayes.get("method"), diagnostics=_diagnostics(bayes.get("diagnostics")),
         definition=definition, parameters=sorted((definition.get("parameters") or {}).items()),
         software=sorted((definition.get("software") or {}).items()),
-        results_json=results_json, **_plan(r.get("plan")))
+        results_json=results_json, **_plan(r.get("plan")), **_pressure(r, folder, tables))
+
+
+def _pressure(r: dict[str, Any], folder: Path, tables: str) -> dict[str, Any]:
+    """The contact-pressure section (dose-response experiments only)."""
+    from liftlab.report.pressure_page import curves, recommendations
+
+    p = r.get("pressure")
+    if not p:
+        return {"pressure": None}
+    return {"pressure": p, "pressure_rows": recommendations(p), "pressure_curves": _save(
+        curves(p, f"{r['experiment']}-pressure"), folder, tables)}
 
 
 def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:

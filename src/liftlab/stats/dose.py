@@ -122,6 +122,11 @@ class DoseCurve:
     optimum_ci: tuple[float, float]
     draws: np.ndarray  # the value curve's draws on the grid (draws x grid)
 
+    @property
+    def optimum_draws(self) -> np.ndarray:
+        """The maximiser of each posterior draw's value curve."""
+        return np.asarray(self.frequency)[self.draws.argmax(axis=1)]
+
     def value_at(self, f: float) -> np.ndarray:
         """Posterior draws of the value at frequency ``f`` (linear between grid points)."""
         grid = np.asarray(self.frequency)
@@ -208,7 +213,7 @@ def fit_dose(
 
     def curve(m: np.ndarray, p: np.ndarray | None, v: np.ndarray) -> DoseCurve:
         best = int(v.mean(axis=0).argmax())
-        lo, hi = np.quantile(grid[v.argmax(axis=1)], [alpha / 2, 1 - alpha / 2])
+        lo, hi = np.quantile(grid[v.argmax(axis=1)], [alpha / 2, 1 - alpha / 2])  # optimum_draws
         return DoseCurve(
             tuple(map(float, grid)),
             Band.of(m, alpha),
@@ -401,4 +406,63 @@ def _diagnostics(
         seed,
         compile_s,
         sample_s,
+    )
+
+
+@dataclass(frozen=True)
+class Planning:
+    """Units per arm and weeks that place the optimum within ``within`` contacts (per
+    frequency unit) of the truth with probability ``probability``, scaled from this
+    experiment's own posterior of the optimum (sd ``sd_now`` with ``units_now`` per arm over
+    ``weeks_now``): the optimum's sd is taken to shrink as 1 / sqrt(units per arm x weeks)
+    (a normal approximation; the value's signal grows with the weeks and its noise with
+    their square root, as for Poisson orders)."""
+
+    probability: float
+    within: float
+    sd_now: float
+    prob_now: float
+    units_now: float
+    weeks_now: float
+    units_per_arm: int
+    weeks: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "probability": self.probability,
+            "within": self.within,
+            "sd_now": self.sd_now,
+            "prob_now": self.prob_now,
+            "units_per_arm_now": self.units_now,
+            "weeks_now": self.weeks_now,
+            "units_per_arm": self.units_per_arm,
+            "weeks": self.weeks,
+            "method": "normal approximation scaled from this "
+            "experiment's posterior of the optimum: sd ~ 1/sqrt(units per arm x weeks)",
+        }
+
+
+def plan_optimum(
+    curve: DoseCurve,
+    units_per_arm: float,
+    weeks: float,
+    probability: float = 0.9,
+    within: float = 1.0,
+) -> Planning | None:
+    """The plan of the class docstring; None when the optimum's posterior has no spread (it
+    sits at an end of the tested range in every draw)."""
+    sd = float(curve.optimum_draws.std())
+    if not sd > 0:
+        return None
+    need = within / sps.norm.ppf((1 + probability) / 2)
+    exposure = units_per_arm * weeks * (sd / need) ** 2  # units per arm x weeks
+    return Planning(
+        probability,
+        within,
+        sd,
+        float(2 * sps.norm.cdf(within / sd) - 1),
+        units_per_arm,
+        weeks,
+        math.ceil(exposure / weeks),
+        exposure / units_per_arm,
     )
