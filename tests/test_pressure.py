@@ -14,7 +14,7 @@ from scipy import stats as sps
 
 from liftlab.cells import CellTable
 from liftlab.errors import SpecError
-from liftlab.run import analyze_file, assignments_table
+from liftlab.run import analyze_to_folder, assignments_table
 from liftlab.spec_loader import parse_experiment
 from liftlab.stats import frequentist
 from liftlab.stats.dose import equal_means
@@ -155,8 +155,10 @@ def test_assignments_are_the_arm_names(demo: tuple[Path, dict[str, float]]) -> N
 @pytest.fixture(scope="module")
 def analysed(demo: tuple[Path, dict[str, float]]) -> tuple[object, dict, dict[str, float]]:
     folder, truth = demo
-    result = analyze_file(folder / "email-frequency.yaml", folder / "data")
-    return result, json.loads(json.dumps(result.to_dict())), truth
+    result = analyze_to_folder(
+        folder / "email-frequency.yaml", folder / "data", None, folder / "out"
+    )
+    return result, json.loads((folder / "out" / "results.json").read_text()), truth
 
 
 def test_readout_equals_the_frequentist_comparison(analysed: tuple) -> None:
@@ -317,3 +319,21 @@ def test_optimum_interval_covers_the_truth() -> None:
     for key in ("loyal", "casual", "new", "overall"):
         assert np.mean([r.covered[key] for r in reps]) >= 0.90, key
     assert np.mean([r.in_band for r in reps]) >= 0.90
+
+
+def test_page_shows_the_pressure_section(
+    demo: tuple[Path, dict[str, float]], analysed: tuple
+) -> None:
+    folder, _ = demo
+    _, out, _ = analysed
+    page = (folder / "out" / "dashboard.html").read_text()
+    assert '<section id="pressure">' in page and "email-frequency-pressure" in page
+    for name in ("overall", "casual", "loyal", "new"):
+        assert f"<tr><td>{name}</td>" in page
+    table = pl.read_csv(
+        folder / "out" / "tables" / "email-frequency" / "email-frequency-pressure.csv"
+    )
+    assert table.height == 4 * 201 and set(table["group"]) == {"overall", "casual", "loyal", "new"}
+    overall = table.filter(pl.col("group") == "overall")
+    curve = out["pressure"]["overall"]["curve"]
+    assert overall["value_mean"].to_list() == pytest.approx(curve["value"]["mean"])
