@@ -337,3 +337,58 @@ def test_page_shows_the_pressure_section(
     overall = table.filter(pl.col("group") == "overall")
     curve = out["pressure"]["overall"]["curve"]
     assert overall["value_mean"].to_list() == pytest.approx(curve["value"]["mean"])
+
+
+def _arm_readout(data: Path, yaml: Path) -> dict:
+    """The readout per arm (no model) through the engine, as analyze computes it."""
+    from liftlab.data.open import open_engine
+    from liftlab.metrics import arm_col, build_plan
+    from liftlab.pressure import arm_readout, pressure_plan
+    from liftlab.units import window_bounds
+
+    spec = parse_experiment(yaml.read_text())
+    engine = open_engine(data, spec.timezone, "polars")
+    units = engine.units(spec)
+    window = window_bounds(spec, None)
+    plan = build_plan(
+        spec,
+        window,
+        (arm_col("email"), *units.segments),
+        ("revenue", "margin", "orders"),
+        contact_channels=("email",),
+    )
+    frame = engine.aggregate(pressure_plan(spec, plan, engine), units, spec.id)
+    return arm_readout(spec, CellTable(frame, ("email",), units.segments), window)[2]
+
+
+def _same(a: object, b: object, where: str = "") -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b, rel=1e-9), where
+    else:
+        assert a == b, where
+
+
+def test_readout_is_the_same_on_text_ids_csv_and_naive_timestamps(
+    demo: tuple[Path, dict[str, float]],
+) -> None:
+    """tests/layouts.py's variations that matter here: the same retailer with text customer
+    ids, CSV files and naive timestamps gives the same readout per arm."""
+    folder, _ = demo
+    src, dest = folder / "data", folder / "text-csv"
+    dest.mkdir()
+    for table in ("customers", "orders", "contacts", "events", "assignments"):
+        frame = pl.read_parquet(src / f"{table}.parquet").with_columns(
+            pl.format("c-{}", pl.col("customer_id")).alias("customer_id")
+        )
+        frame = frame.with_columns(pl.col(pl.Datetime("us", "UTC")).dt.replace_time_zone(None))
+        frame.write_csv(dest / f"{table}.csv")
+    yaml = folder / "email-frequency.yaml"
+    _same(_arm_readout(dest, yaml), _arm_readout(src, yaml))

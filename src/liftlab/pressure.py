@@ -105,6 +105,11 @@ class _Context:
         return self.spec.channels[self.channel].control
 
     @property
+    def segment(self) -> str | None:
+        """The segment dimension the curves are drawn for (the first one)."""
+        return self.cells.segments[0] if self.cells.segments else None
+
+    @property
     def unit(self) -> str:
         return self.spec.channels[self.channel].frequency_unit or "per_week"
 
@@ -154,21 +159,16 @@ class _Context:
         return -coef * self.moment(rows, measure) / n if n else math.nan
 
 
-def pressure_section(
-    spec: Experiment,
-    cells: CellTable,
-    window: tuple[dt.datetime, dt.datetime],
-    warnings: list[Warning_],
-) -> dict[str, Any]:
-    """results.json's ``pressure`` object (module docstring)."""
-    from liftlab.analysis import Warning_
-
+def arm_readout(
+    spec: Experiment, cells: CellTable, window: tuple[dt.datetime, dt.datetime]
+) -> tuple[_Context, dict[str, dict[str, str] | None], dict[str, list[dict[str, Any]]]]:
+    """The frequentist readout per arm of every group (the whole population, then each value
+    of the first segment dimension), without the model."""
     ch = channel_of(spec)
     cfg = spec.channels[ch]
     unit = cfg.frequency_unit or "per_week"
     window_units = (window[1] - window[0]).total_seconds() / 86400 / DAYS_PER_UNIT[unit]
-    columns = cells.frame.columns
-    has_contacts = sum_col(f"contacts@{ch}") in columns
+    has_contacts = sum_col(f"contacts@{ch}") in cells.frame.columns
     cost_column = has_contacts and cells.total(sum_col(f"cost@{ch}"), cells.frame) > 0
     ctx = _Context(
         spec,
@@ -181,20 +181,35 @@ def pressure_section(
         has_contacts,
         spec.covariates.pre_period_days > 0,
     )
-    optin, optin_source = _optin_value(ctx)
-    ctx = dataclasses.replace(ctx, optin_value=optin)
-    seg = cells.segments[0] if cells.segments else None
+    ctx = dataclasses.replace(ctx, optin_value=_optin_value(ctx)[0])
+    seg = ctx.segment
     groups: dict[str, dict[str, str] | None] = {ALL: None}
     if seg is not None:
         groups |= {v: {seg: v} for v in cells.segment_values(seg)}
-    readouts = {g: _readout(ctx, s) for g, s in groups.items()}
+    return ctx, groups, {g: _readout(ctx, s) for g, s in groups.items()}
+
+
+def pressure_section(
+    spec: Experiment,
+    cells: CellTable,
+    window: tuple[dt.datetime, dt.datetime],
+    warnings: list[Warning_],
+) -> dict[str, Any]:
+    """results.json's ``pressure`` object (module docstring)."""
+    from liftlab.analysis import Warning_
+
+    ctx, groups, readouts = arm_readout(spec, cells, window)
+    ch, cfg, seg = ctx.channel, spec.channels[ctx.channel], ctx.segment
+    unit, window_units, optin = ctx.unit, ctx.window_units, ctx.optin_value
+    cost_column, has_contacts = ctx.cost_column, ctx.has_contacts
+    optin_source = _optin_value(ctx)[1]
     fit = _fit(ctx, seg, groups)
     warnings += [Warning_("convergence", w) for w in fit.diagnostics.warnings]
     current = spec.pressure.current_frequency if spec.pressure is not None else None
     out_groups = {}
-    for g, readout in readouts.items():
+    for g, rows in readouts.items():
         curve = fit.overall if g == ALL else fit.segments[g]
-        out_groups[g] = _optimum(ctx, g, readout, curve, current, warnings)
+        out_groups[g] = _optimum(ctx, g, rows, curve, current, warnings)
     cost_per_frequency = _cost_per_frequency(ctx)
     return {
         "channel": ch,
