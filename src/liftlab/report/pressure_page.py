@@ -31,7 +31,7 @@ def curves(p: dict[str, Any], key: str) -> Chart:
         for g, _ in groups
         for t in (f"{g}: margin and value per unit", f"{g}: {p.get('fatigue_metric') or 'fatigue'}")
     ]
-    height = 300 * len(groups) + 60
+    height = 300 * len(groups) + 90
     fig = make_subplots(
         rows=len(groups),
         cols=2,
@@ -105,11 +105,11 @@ def curves(p: dict[str, Any], key: str) -> Chart:
                     },
                 }
             )
-    layout = {**LAYOUT, "margin": dict(l=10, r=20, t=40, b=40)}
+    layout = {**LAYOUT, "margin": dict(l=10, r=20, t=90, b=40)}
     fig.update_layout(
         **layout,
         height=height,
-        legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0, xanchor="left"),
+        legend=dict(orientation="h", y=1 + 45 / height, yanchor="bottom", x=0, xanchor="left"),
     )
     return Chart(key, "Dose-response curves", fig, pl.DataFrame(rows))
 
