@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -329,7 +330,11 @@ def _sample(
             target_accept=target_accept,
             progress_bar=False,
         ), t1
-    with model:  # a dense mass matrix: the curve's parameters are correlated
+    with model, warnings.catch_warnings():  # a dense mass matrix: correlated parameters
+        # PyMC flags the dense adaptation as experimental, and early adaptation steps may
+        # overflow; sampler health is judged by the diagnostics (divergences, r_hat, ESS)
+        warnings.filterwarnings("ignore", "QuadPotentialFullAdapt is an experimental feature")
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
         initial, step = pm.init_nuts(
             init="jitter+adapt_full",
             chains=chains,
