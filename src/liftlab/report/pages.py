@@ -328,12 +328,13 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
 
 def _pressure(r: dict[str, Any], folder: Path, tables: str) -> dict[str, Any]:
     """The contact-pressure section (dose-response experiments only)."""
-    from liftlab.report.pressure_page import curves, recommendations
+    from liftlab.report.pressure_page import arm_rows, curves, recommendations
 
     p = r.get("pressure")
     if not p:
         return {"pressure": None}
-    return {"pressure": p, "pressure_rows": recommendations(p), "pressure_curves": _save(
+    return {"pressure": p, "pressure_rows": recommendations(p), "pressure_arms": arm_rows(p),
+            "pressure_curves": _save(
         curves(p, f"{r['experiment']}-pressure"), folder, tables)}
 
 

@@ -189,3 +189,38 @@ def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def arm_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The whole population's readout per arm: contacts, touches over every channel, the
+    primary metric, the fatigue rate, the value against the holdout arm and the next send."""
+    fatigue = p.get("fatigue_metric")
+    out = []
+    for a in p["overall"]["arms"]:
+        if "metrics" not in a:
+            continue
+        primary = next(iter(a["metrics"]))
+        value, step = a["value"], a.get("next_send")
+        out.append(
+            {
+                "arm": a["arm"],
+                "frequency": f"{a['frequency']:g}",
+                "n": f"{a['n']:,}",
+                "received": f"{a['received_per_frequency_unit']:.2f}",
+                "touches": "–"
+                if a.get("touches_per_frequency_unit") is None
+                else f"{a['touches_per_frequency_unit']:.2f}",
+                "primary": money(a["metrics"][primary]["mean"]),
+                "fatigue": "–" if not fatigue else pct(a["metrics"][fatigue]["mean"], signed=False),
+                "value": money(value["mean"]),
+                "value_lift": ""
+                if "lift_abs" not in value
+                else f"{money(value['lift_abs'], True)} [{money(value['lift_abs_ci'][0], True)}, "
+                f"{money(value['lift_abs_ci'][1], True)}]",
+                "next": ""
+                if not step
+                else f"{money(step['per_send'], True)} "
+                f"[{money(step['ci'][0], True)}, {money(step['ci'][1], True)}]",
+            }
+        )
+    return out
