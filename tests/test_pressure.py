@@ -392,3 +392,18 @@ def test_readout_is_the_same_on_text_ids_csv_and_naive_timestamps(
         frame.write_csv(dest / f"{table}.csv")
     yaml = folder / "email-frequency.yaml"
     _same(_arm_readout(dest, yaml), _arm_readout(src, yaml))
+
+
+def test_cli_validate_assign_and_plan(demo: tuple[Path, dict[str, float]], tmp_path: Path) -> None:
+    from metamorphic import cli
+
+    folder, _ = demo
+    yaml, data = folder / "email-frequency.yaml", folder / "data"
+    code, out, _ = cli("validate", EXAMPLE, "--data", data)
+    assert code == 0 and "email-frequency" in out
+    code, _, _ = cli("assign", yaml, "--data", data, "--out", tmp_path / "a.parquet")
+    assert code == 0
+    groups = set(pl.read_parquet(tmp_path / "a.parquet")["group"])
+    assert groups == {"f0", "f1", "f2", "f3", "f5"}
+    code, _, err = cli("plan", yaml, "--data", data)
+    assert code == 1 and "dose-response experiment" in err and "pressure.overall.planning" in err

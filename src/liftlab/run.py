@@ -288,7 +288,8 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
                          quality=qualities[spec.timezone], units=units,
                          yaml_file=str(path)).to_dict()
-        result["plan"] = plan_for(spec, engine, units=units).to_json()
+        if spec.design != "dose_response":  # its planning is in result["pressure"]
+            result["plan"] = plan_for(spec, engine, units=units).to_json()
         return result
 
     enc = [(p, s) for p, s in specs if isinstance(s, Experiment) and s.encouragement is not None
