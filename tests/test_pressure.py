@@ -130,6 +130,12 @@ def test_equal_means_is_the_z_test_for_two_arms() -> None:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float]]:
     folder = tmp_path_factory.mktemp("pressure")
     truth = generate(folder / "data", 30_000, seed=3)
+    customers = folder / "data" / "customers.parquet"  # a segment too small for a curve
+    pl.read_parquet(customers).with_columns(
+        segment=pl.when(pl.col("customer_id") <= 60)
+        .then(pl.lit("tiny"))
+        .otherwise(pl.col("segment"))
+    ).write_parquet(customers)
     yaml = folder / "email-frequency.yaml"
     yaml.write_text(EXAMPLE.read_text() + FAST)
     return folder, truth
@@ -190,17 +196,18 @@ def test_readout_equals_the_frequentist_comparison(analysed: tuple) -> None:
                         0.05,
                         True,
                     )
-                assert got["lift_abs"] == pytest.approx(lift.abs, rel=1e-12)
-                assert got["lift_abs_ci"] == pytest.approx(list(lift.abs_ci), rel=1e-12)
-                assert got["p_value"] == pytest.approx(lift.p_value, rel=1e-9)
                 effect = effects[(arm["arm"], name, json.dumps(segment))]
-                assert got["lift_abs"] == pytest.approx(effect["lift_abs"], rel=1e-12)
-                assert got["p_value"] == pytest.approx(effect["p_value"], rel=1e-9)
-                assert got["method"] == effect["method"]
+                assert got["method"] == effect["method"] == lift.method
+                assert got["error"] == effect["error"] == lift.error
+                _same(_nan(got["lift_abs"]), lift.abs)  # results.json writes NaN as null
+                _same(_nan(got["lift_abs_ci"]), list(lift.abs_ci))
+                _same(_nan(got["p_value"]), lift.p_value)
+                _same(_nan(got["lift_abs"]), _nan(effect["lift_abs"]))
+                _same(_nan(got["p_value"]), _nan(effect["p_value"]))
                 if effect["p_adjusted"] is None:
-                    assert got["lift_abs_ci"] == pytest.approx(effect["lift_abs_ci"])
+                    _same(_nan(got["lift_abs_ci"]), _nan(effect["lift_abs_ci"]))
                 checked += 1
-    assert checked == 4 * 4 * 4  # (overall + 3 segments) x 4 arms x 4 metrics
+    assert checked == 5 * 4 * 4  # (overall + 4 segments) x 4 arms x 4 metrics
 
 
 def test_value_per_unit_from_rows(demo: tuple[Path, dict[str, float]], analysed: tuple) -> None:
@@ -272,7 +279,9 @@ def test_value_per_unit_from_rows(demo: tuple[Path, dict[str, float]], analysed:
 def test_results_json_pressure_object(analysed: tuple) -> None:
     _, out, truth = analysed
     pressure = out["pressure"]
-    assert set(pressure["segments"]) == {"casual", "loyal", "new"}
+    assert set(pressure["segments"]) == {"casual", "loyal", "new", "tiny"}
+    tiny = pressure["segments"].pop("tiny")
+    assert tiny["optimum"] is None and tiny["curve"] is None and "fewer than 30" in tiny["note"]
     assert pressure["optin_value"] == 25.0 and pressure["cost_basis"] == "contacts.cost"
     assert pressure["cost_per_frequency"] == pytest.approx(0.002 * 0.95 * 8, rel=0.02)
     for name, group in [("overall", pressure["overall"]), *pressure["segments"].items()]:
@@ -328,7 +337,7 @@ def test_page_shows_the_pressure_section(
     _, out, _ = analysed
     page = (folder / "out" / "dashboard.html").read_text()
     assert '<section id="pressure">' in page and "email-frequency-pressure" in page
-    for name in ("overall", "casual", "loyal", "new"):
+    for name in ("overall", "casual", "loyal", "new", "tiny"):
         assert f"<tr><td>{name}</td>" in page
     table = pl.read_csv(
         folder / "out" / "tables" / "email-frequency" / "email-frequency-pressure.csv"
@@ -359,6 +368,13 @@ def _arm_readout(data: Path, yaml: Path) -> dict:
     )
     frame = engine.aggregate(pressure_plan(spec, plan, engine), units, spec.id)
     return arm_readout(spec, CellTable(frame, ("email",), units.segments), window)[2]
+
+
+def _nan(x: object) -> object:
+    """results.json's null as the NaN it stands for."""
+    if isinstance(x, list):
+        return [_nan(v) for v in x]
+    return math.nan if x is None else float(x)  # type: ignore[arg-type]
 
 
 def _same(a: object, b: object, where: str = "") -> None:

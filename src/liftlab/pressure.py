@@ -47,6 +47,7 @@ DAYS_PER_UNIT = {"per_day": 1.0, "per_week": 7.0, "per_month": 365.25 / 12}
 TOUCHES = "touches"  # every contact of every channel (cross-channel pressure)
 MAX_OTHER_CHANNELS = 8
 ALL = "all"
+MIN_ARM_UNITS = 30  # per arm, for a segment's curve (the arm means' normal approximation)
 
 
 def channel_of(spec: Experiment) -> str:
@@ -203,12 +204,28 @@ def pressure_section(
     unit, window_units, optin = ctx.unit, ctx.window_units, ctx.optin_value
     cost_column, has_contacts = ctx.cost_column, ctx.has_contacts
     optin_source = _optin_value(ctx)[1]
-    fit = _fit(ctx, seg, groups)
+    fit = _fit(ctx, groups)
     warnings += [Warning_("convergence", w) for w in fit.diagnostics.warnings]
     current = spec.pressure.current_frequency if spec.pressure is not None else None
     out_groups = {}
     for g, rows in readouts.items():
-        curve = fit.overall if g == ALL else fit.segments[g]
+        curve = fit.overall if g == ALL else fit.segments.get(g)
+        if curve is None:
+            note = (
+                f"segment {g!r}: fewer than {MIN_ARM_UNITS} units in some arm; no curve "
+                "is fitted for it (the overall curve leaves it out)"
+            )
+            warnings.append(Warning_("pressure", note, "info"))
+            out_groups[g] = {
+                "optimum": None,
+                "optimum_ci": None,
+                "flat": None,
+                "flat_test": None,
+                "arms": rows,
+                "curve": None,
+                "note": note,
+            }
+            continue
         out_groups[g] = _optimum(ctx, g, rows, curve, current, warnings)
     cost_per_frequency = _cost_per_frequency(ctx)
     return {
@@ -380,20 +397,22 @@ def _readout(ctx: _Context, segment: dict[str, str] | None) -> list[dict[str, An
     return out
 
 
-def _fit(ctx: _Context, seg: str | None, groups: dict[str, dict[str, str] | None]) -> DoseFit:
-    """The dose-response model on the cells of each segment value (all units when the
-    experiment has no segment)."""
+def _fit(ctx: _Context, groups: dict[str, dict[str, str] | None]) -> DoseFit:
+    """The dose-response model on the cells of each segment value with at least
+    ``MIN_ARM_UNITS`` units in every arm (all units when no segment value has them)."""
     spec = ctx.spec
     fatigue = spec.fatigue_metric
+    segments = {g: s for g, s in groups.items() if g != ALL}
+    usable = {
+        g: s
+        for g, s in segments.items()
+        if all(int(ctx.rows(arm, s)["n"].sum()) >= MIN_ARM_UNITS for arm in ctx.frequencies)
+    }
     dose_cells = []
-    for g, segment in groups.items():
-        if seg is not None and g == ALL:
-            continue
+    for g, segment in (usable or {ALL: None}).items():
         for arm, f in ctx.frequencies.items():
             rows = ctx.rows(arm, segment)
             stats = ctx.cells.arm_stats(spec.primary_metric, rows)
-            if stats.n < 2:
-                continue
             events = (
                 round(ctx.cells.total(sum_col(fatigue.name), rows)) if fatigue is not None else None
             )

@@ -10,14 +10,15 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from liftlab.report.charts import BLUE, GREEN, GREY, LAYOUT, RED, Chart
+from liftlab.report.charts import BLUE, GREEN, LAYOUT, RED, Chart
 from liftlab.report.format import money, pct
 
 ALL = "overall"
 
 
 def _groups(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return [(ALL, p["overall"]), *sorted(p["segments"].items())]
+    """The whole population, then each segment value with a fitted curve."""
+    return [(ALL, p["overall"]), *sorted((g, v) for g, v in p["segments"].items() if v["curve"])]
 
 
 def curves(p: dict[str, Any], key: str) -> Chart:
@@ -158,7 +159,7 @@ def _band(
 def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
     """The table of recommended frequencies, one row per group."""
     out = []
-    for name, g in _groups(p):
+    for name, g in [(ALL, p["overall"]), *sorted(p["segments"].items())]:
         gain = g.get("gain_over_current")
         plan = g.get("planning")
         cap = g.get("touch_cap")
@@ -183,9 +184,7 @@ def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
                 f"{plan['weeks_now']:.0f} wk, or {plan['weeks']:.1f} wk × "
                 f"{plan['units_per_arm_now']:,.0f}/arm",
                 "plan_now": "" if not plan else f"now {pct(plan['prob_now'], signed=False)}",
-                "flat_p": g["flat_test"]["p_value"],
                 "note": g.get("note") or "",
-                "cls": "" if g["optimum"] is not None else GREY,
             }
         )
     return out
