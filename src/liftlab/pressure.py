@@ -205,7 +205,8 @@ def pressure_section(
     cost_column, has_contacts = ctx.cost_column, ctx.has_contacts
     optin_source = _optin_value(ctx)[1]
     fit = _fit(ctx, groups)
-    warnings += [Warning_("convergence", w) for w in fit.diagnostics.warnings]
+    if fit.diagnostics.warnings:  # one warning (one flag on the daily index)
+        warnings.append(Warning_("convergence", "; ".join(fit.diagnostics.warnings)))
     current = spec.pressure.current_frequency if spec.pressure is not None else None
     out_groups = {}
     for g, rows in readouts.items():
