@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 DAYS_PER_UNIT = {"per_day": 1.0, "per_week": 7.0, "per_month": 365.25 / 12}
 TOUCHES = "touches"  # every contact of every channel (cross-channel pressure)
-MAX_OTHER_CHANNELS = 8
 ALL = "all"
 MIN_ARM_UNITS = 30  # per arm, for a segment's curve (the arm means' normal approximation)
 
@@ -56,19 +55,13 @@ def channel_of(spec: Experiment) -> str:
 
 def pressure_plan(spec: Experiment, plan: AggregationPlan, engine: Engine) -> AggregationPlan:
     """The plan with what the value per unit needs (cross-products of the primary metric,
-    the fatigue metric, contacts and cost) and every channel's touches."""
+    the fatigue metric, contacts and cost) and the touches of every channel."""
     measures = list(plan.measures)
     if engine.has("contacts"):
-        others = [
-            c for c in engine.distinct("contacts", "channel", plan.window) if c not in spec.channels
-        ][:MAX_OTHER_CHANNELS]
-        measures += [Measure(TOUCHES, "contacts", "count")]
-        measures += [Measure(f"contacts@{c}", "contacts", "count", channel=c) for c in others]
+        measures.append(Measure(TOUCHES, "contacts", "count"))
     names = {m.name for m in measures}
     parts = [n for n in _value_parts(spec) if n in names]
-    products = [(a, b) for a, b in combinations_with_replacement(parts, 2)]
-    if TOUCHES in names:
-        products += [(TOUCHES, TOUCHES)]
+    products = list(combinations_with_replacement(parts, 2))
     return dataclasses.replace(
         plan,
         measures=tuple(measures),
@@ -300,29 +293,13 @@ def _cost_per_frequency(ctx: _Context) -> float:
 
 
 def _lift(metric: Metric, ctx: _Context, t_rows: pl.DataFrame, h_rows: pl.DataFrame) -> Lift:
-    """The comparison ``analyze`` makes for this metric (analysis._lift's routes)."""
+    """The comparison ``analyze`` makes for a mean, count or binary metric (its routes, with
+    CUPED when the experiment has a pre-period; tests/test_pressure.py checks they agree)."""
     cells, alpha, cuped = ctx.cells, ctx.spec.alpha, ctx.cuped
-    if metric.kind == "ratio":
-        assert metric.numerator and metric.denominator
-        return frequentist.ratio(
-            cells.ratio_stats(metric.numerator, metric.denominator, t_rows),
-            cells.ratio_stats(metric.numerator, metric.denominator, h_rows),
-            alpha,
-        )
+    t, h = cells.arm_stats(metric.name, t_rows, cuped), cells.arm_stats(metric.name, h_rows, cuped)
     if metric.kind == "binary":
-        return binary(
-            cells.arm_stats(metric.name, t_rows, cuped),
-            cells.arm_stats(metric.name, h_rows, cuped),
-            alpha,
-            cuped,
-        )
-    return frequentist.welch(
-        cells.arm_stats(metric.name, t_rows, cuped),
-        cells.arm_stats(metric.name, h_rows, cuped),
-        alpha,
-        cuped,
-        nonnegative=metric.kind == "count",
-    )
+        return binary(t, h, alpha, cuped)
+    return frequentist.welch(t, h, alpha, cuped, nonnegative=metric.kind == "count")
 
 
 def _lift_dict(lift: Lift) -> dict[str, Any]:
