@@ -348,7 +348,7 @@ def test_page_shows_the_pressure_section(
     assert overall["value_mean"].to_list() == pytest.approx(curve["value"]["mean"])
 
 
-def _arm_readout(data: Path, yaml: Path) -> dict:
+def _arm_readout(data: Path | str, yaml: Path) -> dict:
     """The readout per arm (no model) through the engine, as analyze computes it."""
     from liftlab.data.open import open_engine
     from liftlab.metrics import arm_col, build_plan
@@ -423,3 +423,20 @@ def test_cli_validate_assign_and_plan(demo: tuple[Path, dict[str, float]], tmp_p
     assert groups == {"f0", "f1", "f2", "f3", "f5"}
     code, _, err = cli("plan", yaml, "--data", data)
     assert code == 1 and "dose-response experiment" in err and "pressure.overall.planning" in err
+
+
+def test_readout_is_the_same_on_duckdb(demo: tuple[Path, dict[str, float]]) -> None:
+    """The aggregation plan with the pressure measures, compiled to SQL, gives the same
+    readout per arm as the polars engine."""
+    duckdb = pytest.importorskip("duckdb")
+    folder, _ = demo
+    db = folder / "data.duckdb"
+    con = duckdb.connect(str(db))
+    for table in ("customers", "orders", "contacts", "events", "assignments"):
+        con.execute(
+            f"CREATE TABLE {table} AS SELECT * FROM "
+            f"read_parquet('{folder / 'data' / table}.parquet')"
+        )
+    con.close()
+    yaml = folder / "email-frequency.yaml"
+    _same(_arm_readout(f"duckdb:///{db}", yaml), _arm_readout(folder / "data", yaml))
