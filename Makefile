@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTHON ?= python3
 
-.PHONY: demo test lint bench clean system-deps
+.PHONY: demo test lint bench clean system-deps docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
+
+## Regenerate docs/yaml.md and docs/cli.md (tests fail when they are stale).
+docs: $(STAMP)
+	$(PY) scripts/gen_docs.py
 
 ## The scale benchmark at 1 M customers (README, Performance).
 bench: $(STAMP)

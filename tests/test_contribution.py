@@ -20,6 +20,7 @@ from liftlab.contribution import (
     programme_effect,
     shapley_weights,
 )
+from liftlab.serialize import contribution_sections, programme_json
 from liftlab.stats.suffstats import ArmStats
 
 CHANNELS = ("email", "sms", "mail")
@@ -209,7 +210,7 @@ def test_two_channels_closed_forms_and_one_channel():
 def test_to_dict_follows_the_contract():
     rng = np.random.default_rng(5)
     idx, y = simulate(rng, 1, 20_000)
-    out = factorial_contribution(cell_stats(idx, y)[0], CHANNELS, SHARES).to_dict()
+    out = contribution_sections(factorial_contribution(cell_stats(idx, y)[0], CHANNELS, SHARES))
     item = out["contribution"][0]
     for key in ("channel", "incremental_revenue_per_customer", "ci", "shapley", "shapley_ci",
                 "solo", "leave_one_out"):
@@ -232,7 +233,7 @@ def test_programme_effect_matches_welch():
     assert eff.estimate.value == pytest.approx(treated.mean() - blind.mean())
     assert eff.estimate.se == pytest.approx(se)
     assert eff.estimate.value / eff.estimate.se == pytest.approx(welch.statistic)
-    d = eff.to_dict()
+    d = programme_json(eff)
     assert d["channel"] == "email+sms" and d["programme"] is True
     assert d["incremental_total"] == pytest.approx(eff.estimate.value * 5000)
 

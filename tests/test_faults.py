@@ -64,7 +64,7 @@ def test_global_holdout_measures_the_programme(tiny_data: Path):
     # one blind zone: a unit held out of one channel is held out of every channel
     blind = arms.filter((arms["arm:email"] == "holdout") | (arms["arm:mail"] == "holdout"))
     assert blind.height == 1 and blind.row(0) == ("holdout", "holdout")
-    [programme] = result.sections["contribution"]
+    [programme] = result.to_dict()["contribution"]
     assert programme["programme"] is True and programme["ci"][0] < programme["ci"][1]
 
 

@@ -293,13 +293,19 @@ def test_a_propensity_fit_that_does_not_converge_is_warned(tmp_path):
 
 
 def test_a_weak_or_missing_instrument_is_a_results_warning():
-    from liftlab.analysis import _iv_warnings
+    from dataclasses import replace
 
-    base = {"effect": 1.0, "first_stage": 0.2, "first_stage_f": 50.0,
-            "weak_instrument": False}
-    assert _iv_warnings(base) == []
-    weak = _iv_warnings({**base, "first_stage_f": 3.0, "weak_instrument": True})
+    from liftlab.analysis import IvSection, _iv_warnings
+    from liftlab.multichannel import IvEstimate
+
+    base = IvEstimate("x", 0.2, (0.1, 0.3), 0.2, (0.1, 0.3), 1.0, (0.5, 1.5), 50.0, False)
+
+    def section(**changes: object) -> IvSection:
+        return IvSection(replace(base, **changes), "revenue", "adopted")
+
+    assert _iv_warnings(section()) == []
+    weak = _iv_warnings(section(first_stage_f=3.0, weak_instrument=True))
     assert weak[0].code == "iv" and "first-stage F = 3" in weak[0].message
-    none = _iv_warnings({**base, "effect": math.nan, "first_stage": 0.0})
+    none = _iv_warnings(section(effect=math.nan, first_stage=0.0))
     assert "did not change adoption" in none[0].message
     assert "fewer than 2 units" in _iv_warnings(None)[0].message

@@ -440,3 +440,11 @@ def test_readout_is_the_same_on_duckdb(demo: tuple[Path, dict[str, float]]) -> N
     con.close()
     yaml = folder / "email-frequency.yaml"
     _same(_arm_readout(f"duckdb:///{db}", yaml), _arm_readout(folder / "data", yaml))
+
+
+def test_results_json_follows_the_schema(analysed: tuple) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="install the test extra")
+    _, out, _ = analysed
+    schema = json.loads((ROOT / "docs" / "results.schema.json").read_text())
+    errors = [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(out)]
+    assert not errors

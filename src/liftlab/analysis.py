@@ -9,28 +9,41 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from liftlab import __version__
+from liftlab.attribution import Landing
 from liftlab.cells import CellTable
 from liftlab.columns import column_problems
-from liftlab.contribution import factorial_contribution, programme_effect
+from liftlab.contribution import (
+    Contribution,
+    ProgrammeEffect,
+    factorial_contribution,
+    programme_effect,
+)
 from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, Problem, UserError
 from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
-from liftlab.roi import channel_roi
+from liftlab.roi import ChannelRoi, channel_roi
+from liftlab.serialize import iso_utc
 from liftlab.spec import HOLDOUT, TREATMENT, Channel, Experiment, Metric
 from liftlab.stats import bayes, frequentist
+from liftlab.stats.bayes import BayesEffect
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.multiple import adjust_pvalues, interval_alphas
 from liftlab.stats.proportions import binary
 from liftlab.stats.srm import SrmCheck, srm_check
 from liftlab.units import Units, window_bounds
+
+if TYPE_CHECKING:
+    from liftlab.monitor import MonitorResult
+    from liftlab.multichannel import IvEstimate
+    from liftlab.report.plots import AnalysisPlots
+    from liftlab.stats.hierarchical import HierarchicalResult
 
 Verdict = Literal["desired", "undesired", "inconclusive"]
 Severity = Literal["info", "warning", "error"]
@@ -41,9 +54,6 @@ class Warning_:
     code: str
     message: str
     severity: Severity = "warning"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "severity": self.severity, "message": self.message}
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ class Effect:
     alpha: float
     incremental_total: float | None = None
     cost: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    posterior: BayesEffect | None = None
+    money: Money | None = None
     p_adjusted: float | None = None
     ci_alpha: float | None = None
 
@@ -74,25 +85,79 @@ class Effect:
         up = self.lift.abs > 0
         return "desired" if up == (self.metric.desired_direction == "increase") else "undesired"
 
+    @property
+    def ci_level(self) -> float:
+        """The level of the interval shown (lower than 1 - alpha after a multiple-testing
+        adjustment)."""
+        return 1 - (self.alpha if self.ci_alpha is None else self.ci_alpha)
+
     def to_dict(self) -> dict[str, Any]:
-        lift = self.lift
-        out: dict[str, Any] = {
-            "channel": self.channel, "variant": self.variant, "metric": self.metric.name,
-            "metric_kind": self.metric.kind, "guardrail": self.metric.guardrail,
-            "direction": self.metric.desired_direction, "segment": self.segment,
-            "n_treatment": self.n_treatment, "n_holdout": self.n_holdout,
-            "mean_treatment": lift.mean_treatment, "mean_holdout": lift.mean_holdout,
-            "lift_abs": lift.abs, "lift_abs_ci": list(lift.abs_ci), "se": lift.abs_se,
-            "lift_rel": lift.rel, "lift_rel_ci": list(lift.rel_ci), "p_value": lift.p_value,
-            "rel_p_value": lift.rel_p_value, "p_adjusted": self.p_adjusted,
-            "ci_level": 1 - (self.alpha if self.ci_alpha is None else self.ci_alpha),
-            "method": lift.method,
-            "cuped": lift.cuped, "variance_reduction": lift.variance_reduction,
-            "verdict": self.verdict, "error": lift.error,
-            "incremental_total": self.incremental_total, "cost": self.cost,
-        }
-        out.update(self.extra)
-        return out
+        """The results.json ``effects`` item (``serialize.effect_json``)."""
+        from liftlab.serialize import effect_json
+
+        return effect_json(self)
+
+
+@dataclass(frozen=True)
+class Money:
+    """Cost, ROI and ROAS of a channel on its primary-metric effect (whole population)."""
+
+    roi: ChannelRoi
+    roi_basis: Literal["margin", "revenue"]
+    cost_basis: str
+    contacts: int
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """The adjustment applied over the family the YAML names (stats/multiple.py)."""
+
+    method: str
+    family: str
+    comparisons: int
+    applied: bool
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class LandingSection:
+    """Where one channel arm's increment landed, with last-touch credit when computed."""
+
+    channel: str
+    variant: str | None
+    landing: Landing
+    last_touch: pl.DataFrame | None
+
+
+@dataclass(frozen=True)
+class IvSection:
+    """The instrumented effect of an encouragement experiment."""
+
+    estimate: IvEstimate
+    outcome_metric: str
+    adoption_metric: str
+
+
+@dataclass(frozen=True)
+class HierarchicalSection:
+    """Partial pooling across channels and the first segment dimension."""
+
+    fit: HierarchicalResult
+    segment: str | None
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The analysis beyond the effects. None: not computed for this experiment (the design,
+    the data or the YAML's options exclude it; a warning says why when it was expected)."""
+
+    multiple_testing: Adjustment
+    contribution: Contribution | ProgrammeEffect | None = None
+    landing: tuple[LandingSection, ...] = ()
+    iv: IvSection | None = None
+    bayes: HierarchicalSection | None = None
+    sequential: MonitorResult | None = None
+    pressure: dict[str, Any] | None = None  # dose-response designs (pressure.py)
 
 
 @dataclass(frozen=True)
@@ -109,9 +174,9 @@ class AnalysisResult:
     warnings: tuple[Warning_, ...]
     cells: CellTable
     data_source: str
+    sections: Sections
     yaml_text: str | None = None
     data_checks: tuple[dict[str, object], ...] = ()
-    sections: dict[str, Any] = field(default_factory=dict)
     design: tuple[DesignCheck, ...] = ()
     as_of_basis: AsOf | None = None
 
@@ -132,52 +197,31 @@ class AnalysisResult:
         return [e for e in self.effects
                 if e.metric.name == self.spec.primary_metric and e.segment is None]
 
-    def to_dict(self) -> dict[str, Any]:
-        spec = self.spec
-        days_planned = (spec.end - spec.start).days
-        days_run = max(0.0, (self.window[1] - self.window[0]).total_seconds() / 86400)
-        out: dict[str, Any] = {
-            "experiment": spec.id, "name": spec.title, "as_of": _iso(self.as_of),
-            "status": self.status, "start": spec.start.isoformat(),
-            "end": spec.end.isoformat(), "days_run": round(days_run, 2),
-            "days_planned": days_planned, "design": spec.design,
-            "channels": list(spec.channels), "primary_metric": spec.primary_metric,
-            "alpha": spec.alpha, "n_units": self.n_units, "assigned_by": self.assigned_by,
-            **(self.as_of_basis.to_dict() if self.as_of_basis else {}),
-            "health": {
-                "srm_p_value": self.srm_p_value, "srm_ok": self.srm_ok,
-                "srm": [c.to_dict() for c in self.srm],
-                "warnings": [w.to_dict() for w in self.warnings],
-                "data_checks": list(self.data_checks),
-                "design_checks": [c.to_dict() for c in self.design],
-            },
-            "effects": [e.to_dict() for e in self.effects],
-        }
-        out.update(self.sections)
-        out["definition"] = {
-            "yaml": self.yaml_text, "data_source": self.data_source,
-            "window": [_iso(self.window[0]), _iso(self.window[1])],
-            "parameters": {"alpha": spec.alpha, "as_of": _iso(self.as_of),
-                           "cuped_pre_period_days": spec.covariates.pre_period_days,
-                           "bayes": spec.analysis.bayes, "seed": spec.analysis.seed},
-            "software": _versions(),
-        }
-        return out
+    @property
+    def days_run(self) -> float:
+        return max(0.0, (self.window[1] - self.window[0]).total_seconds() / 86400)
 
-    def to_frame(self) -> pl.DataFrame:
+    def to_dict(self) -> dict[str, Any]:
+        """The results.json document (``serialize.analysis_json``; docs/results.md)."""
+        from liftlab.serialize import analysis_json
+
+        return analysis_json(self)
+
+    def to_polars(self) -> pl.DataFrame:
         """The effects as a tidy polars frame (one row per comparison)."""
-        rows = []
-        for e in self.effects:
-            d = e.to_dict()
-            d["segment"] = None if e.segment is None else ", ".join(
-                f"{k}={v}" for k, v in e.segment.items())
-            d["lift_abs_lo"], d["lift_abs_hi"] = d.pop("lift_abs_ci")
-            d["lift_rel_lo"], d["lift_rel_hi"] = d.pop("lift_rel_ci")
-            rows.append({k: v for k, v in d.items() if not isinstance(v, dict | list)})
-        return pl.DataFrame(rows, infer_schema_length=None)
+        from liftlab.serialize import effects_frame
+
+        return effects_frame(self.effects)
+
+    @property
+    def plot(self) -> AnalysisPlots:
+        """Plotly figures of this result: ``plot.forest()``, ``plot.segments(...)``, ..."""
+        from liftlab.report.plots import AnalysisPlots
+
+        return AnalysisPlots(self.to_dict())
 
     def summary(self) -> str:
-        lines = [f"{self.spec.title} ({self.spec.id}) as of {_iso(self.as_of)}"
+        lines = [f"{self.spec.title} ({self.spec.id}) as of {iso_utc(self.as_of)}"
                  + (f" ({self.as_of_basis.describe()})" if self.as_of_basis else "")
                  + f": {self.n_units:,} units, SRM {'ok' if self.srm_ok else 'FAILED'}"]
         for e in self.primary_effects():
@@ -187,6 +231,9 @@ class AnalysisResult:
                          f"({e.lift.rel:+.1%}), p={e.lift.p_value:.3g}, {e.verdict}")
         lines += [f"  ! {w.message}" for w in self.warnings]
         return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.summary())
 
 
 def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
@@ -209,10 +256,10 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     window = window_bounds(spec, as_of)
     as_of = as_of.astimezone(dt.UTC)
     if window[1] <= window[0]:
-        stale = (f" (the data ends at {_iso(basis.freshness)}: is the experiment's start date "
+        stale = (f" (the data ends at {iso_utc(basis.freshness)}: is the experiment's start date "
                  "right?)" if basis is not None and basis.freshness is not None else "")
         raise UserError(f"experiment {spec.id!r} starts on {spec.start}: nothing to analyse "
-                        f"as of {_iso(as_of)}{stale}")
+                        f"as of {iso_utc(as_of)}{stale}")
     # Rows after the analysis date are normal (a backfill); only the future is suspicious.
     quality = quality or engine.quality(max(as_of, dt.datetime.now(dt.UTC)))
     if quality.errors:
@@ -221,7 +268,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     _check_data_reaches(spec, engine, window)
     if basis is not None and basis.source == "data freshness":
         warnings.append(Warning_("data_freshness", f"the data ends before the experiment: "
-                                 f"analysed as of {_iso(basis.as_of)} ({basis.describe()})"))
+                                 f"analysed as of {iso_utc(basis.as_of)} ({basis.describe()})"))
     units = units or engine.units(spec)
     warnings += [Warning_("data", w) for w in units.warnings]
     plan = build_plan(
@@ -241,24 +288,25 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     design = design_checks(spec, cells)
     warnings += [Warning_(c.check, c.message, c.status) for c in design if c.status != "ok"]
     effects, family = _adjusted(spec, cells, tuple(_effects(spec, cells, units)))
-    sections: dict[str, Any] = {"multiple_testing": family}
-    sections.update(_contribution(spec, cells, warnings))
-    sections["landing"] = _landing(spec, engine, cells, plan.window, warnings)
+    iv = None
     if spec.encouragement is not None:
-        sections["iv"] = _iv(spec, cells)
-        warnings += _iv_warnings(sections["iv"])
-    if spec.analysis.bayes == "hierarchical":
-        sections["bayes"] = _hierarchical(spec, cells, effects, warnings)
-    if spec.monitoring.sequential:
-        sections["sequential"] = _sequential(spec, engine, units, as_of, warnings)
+        iv = _iv(spec, cells)
+        warnings += _iv_warnings(iv)
+    pressure = None
     if spec.design == "dose_response":
         from liftlab.pressure import pressure_section
 
-        sections["pressure"] = pressure_section(spec, cells, window, warnings)
+        pressure = pressure_section(spec, cells, window, warnings)
+    sections = Sections(
+        multiple_testing=family, contribution=_contribution(spec, cells, warnings),
+        landing=_landing(spec, engine, cells, plan.window, warnings), iv=iv,
+        bayes=(_hierarchical(spec, cells, effects, warnings)
+               if spec.analysis.bayes == "hierarchical" else None),
+        sequential=(_sequential(spec, engine, units, as_of, warnings)
+                    if spec.monitoring.sequential else None), pressure=pressure)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
-                          tuple(warnings), cells, engine.label, yaml_text,
-                          data_checks=quality.checks, sections=sections, design=design,
-                          as_of_basis=basis)
+                          tuple(warnings), cells, engine.label, sections, yaml_text,
+                          data_checks=quality.checks, design=design, as_of_basis=basis)
 
 
 @dataclass(frozen=True)
@@ -272,12 +320,8 @@ class AsOf:
 
     def describe(self) -> str:
         last = ("no order or event" if self.freshness is None
-                else f"last order/event {_iso(self.freshness)}")
+                else f"last order/event {iso_utc(self.freshness)}")
         return f"default: {self.source}; {last}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"as_of_source": self.source, "data_freshness":
-                None if self.freshness is None else _iso(self.freshness)}
 
 
 def data_freshness(engine: Engine) -> dt.datetime | None:
@@ -323,11 +367,11 @@ def _require_arms(spec: Experiment, cells: CellTable, units: Units) -> None:
 
 
 def _contribution(spec: Experiment, cells: CellTable,
-                  warnings: list[Warning_]) -> dict[str, Any]:
+                  warnings: list[Warning_]) -> Contribution | ProgrammeEffect | None:
     """Per-channel contribution, Shapley split and interactions (factorial designs), or the
     whole programme's effect against the blind zone (a global holdout)."""
     if sum_col("revenue") not in cells.frame.columns or spec.design == "dose_response":
-        return {}
+        return None
     channels = tuple(spec.channels)
     if spec.design == "global_holdout":
         on = cells.where({ch: a for ch in channels
@@ -339,25 +383,21 @@ def _contribution(spec: Experiment, cells: CellTable,
                                          spec.alpha)
         except ValueError as exc:
             warnings.append(Warning_("contribution", f"no programme effect: {exc}", "info"))
-            return {}
-        return {"contribution": [programme.to_dict()]}
+            return None
+        return programme
     if any(cfg.variants for cfg in spec.channels.values()) or len(channels) > 4:
-        return {}
+        return None
     fcells = cells.factorial_cells("revenue", channels, {ch: "treatment" for ch in channels})
     shares = [1 - spec.channels[ch].holdout for ch in channels]
     try:
-        result = factorial_contribution(fcells, channels, shares, "revenue", spec.alpha)
+        return factorial_contribution(fcells, channels, shares, "revenue", spec.alpha)
     except ValueError as exc:
         warnings.append(Warning_("contribution", f"no contribution split: {exc}", "info"))
-        return {}
-    return {"contribution": [c.to_dict() for c in result.per_channel],
-            "interactions": [i.to_dict() for i in result.interactions],
-            "total_effect": {"estimate": result.total.value, "ci": list(result.total.ci),
-                             "description": "all channels on vs all off, per customer"}}
+        return None
 
 
 def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...],
-                  warnings: list[Warning_]) -> dict[str, Any]:
+                  warnings: list[Warning_]) -> HierarchicalSection:
     """Partial pooling of the revenue lift across channels and the first segment dimension."""
     from liftlab.stats.hierarchical import Cell, fit_hierarchical
 
@@ -384,10 +424,10 @@ def _hierarchical(spec: Experiment, cells: CellTable, effects: tuple[Effect, ...
     result = fit_hierarchical(hcells, a.seed, a.draws, a.tune, a.chains,
                               target_accept=a.target_accept, costs=costs, sampler=a.sampler)
     warnings += [Warning_("convergence", w) for w in result.warnings]
-    return {**result.to_dict(), "segment": seg}
+    return HierarchicalSection(result, seg)
 
 
-def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
+def _iv(spec: Experiment, cells: CellTable) -> IvSection | None:
     """Effect of adopting the encouraged channel: Wald = ITT / first stage (no CUPED)."""
     from liftlab.multichannel import PairStats, wald_iv
 
@@ -405,20 +445,20 @@ def _iv(spec: Experiment, cells: CellTable) -> dict[str, Any] | None:
     control = pair(cells.where({ch: HOLDOUT}))
     if min(treated.n, control.n) < 2:
         return None
-    return {**wald_iv(treated, control, spec.id, spec.alpha).to_dict(), "outcome_metric": y,
-            "adoption_metric": d}
+    return IvSection(wald_iv(treated, control, spec.id, spec.alpha), y, d)
 
 
-def _iv_warnings(iv: dict[str, Any] | None) -> list[Warning_]:
+def _iv_warnings(iv: IvSection | None) -> list[Warning_]:
     """The instrumented estimate's trouble, in the results and on the page, not only as a
     number that is missing or a flag deep in the JSON."""
     if iv is None:
         return [Warning_("iv", "no instrumented estimate: an arm has fewer than 2 units")]
-    if not math.isfinite(iv["effect"]):
+    est = iv.estimate
+    if not math.isfinite(est.effect):
         return [Warning_("iv", "no instrumented estimate: the encouragement did not change "
-                               f"adoption (first stage {iv['first_stage']:.3g})")]
-    if iv["weak_instrument"]:
-        return [Warning_("iv", f"weak instrument: first-stage F = {iv['first_stage_f']:.3g} "
+                               f"adoption (first stage {est.first_stage:.3g})")]
+    if est.weak_instrument:
+        return [Warning_("iv", f"weak instrument: first-stage F = {est.first_stage_f:.3g} "
                                "(below 10); the instrumented effect and its interval are "
                                "unreliable")]
     return []
@@ -426,7 +466,7 @@ def _iv_warnings(iv: dict[str, Any] | None) -> list[Warning_]:
 
 def _landing(spec: Experiment, engine: Engine, cells: CellTable,
              window: tuple[dt.datetime, dt.datetime],
-             warnings: list[Warning_]) -> list[dict[str, Any]]:
+             warnings: list[Warning_]) -> tuple[LandingSection, ...]:
     """Where each channel's increment was bought, next to last-touch credit (polars engine)."""
     from liftlab.attribution import landing_by_purchase_channel, last_touch_credit
     from liftlab.engines.polars_engine import PolarsEngine
@@ -434,7 +474,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
     pcs = sorted(c.split("@", 1)[1] for c in cells.frame.columns
                  if c.startswith("sum:revenue@"))
     if not pcs:
-        return []
+        return ()
     credit = None
     if engine.has("contacts") and not isinstance(engine, PolarsEngine):
         warnings.append(Warning_("landing", folder_only(engine, "last-touch credit"), "info"))
@@ -443,7 +483,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
         if "experiment_id" in engine.source.schema("contacts"):
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
         credit = last_touch_credit(engine.source.scan("orders"), contacts, *window)
-    out: list[dict[str, Any]] = []
+    out: list[LandingSection] = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
             t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: cfg.control})
@@ -460,8 +500,8 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
             except ValueError as exc:
                 warnings.append(Warning_("landing", f"no landing for {ch}/{arm}: {exc}", "info"))
                 continue
-            out += landing.to_dicts(ch, _variant(cfg, arm), credit)
-    return out
+            out.append(LandingSection(ch, _variant(cfg, arm), landing, credit))
+    return tuple(out)
 
 
 def _check_data_reaches(spec: Experiment, engine: Engine,
@@ -474,13 +514,13 @@ def _check_data_reaches(spec: Experiment, engine: Engine,
     if tables and (last is None or last < window[0]):
         ends = f"ends at {last:%Y-%m-%d %H:%M} UTC" if last else "is empty"
         raise DataError([Problem(
-            f"no data in the analysis window: the window starts at {_iso(window[0])} but the "
+            f"no data in the analysis window: the window starts at {iso_utc(window[0])} but the "
             f"data ({', '.join(tables)}) {ends}", table=tables[0], column=TS_COLUMN[tables[0]],
             hint=f"check the experiment's dates ({spec.start} to {spec.end})")])
 
 
 def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.datetime,
-                warnings: list[Warning_]) -> dict[str, Any] | None:
+                warnings: list[Warning_]) -> MonitorResult | None:
     """The always-valid readout (monitor.py) at the analysis date, for the results."""
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.monitor import run_monitor, tables_from_source
@@ -498,7 +538,7 @@ def _sequential(spec: Experiment, engine: Engine, units: Units, as_of: dt.dateti
     if result.decision in ("harm", "srm"):
         warnings.append(Warning_(result.decision, f"sequential monitor: {result.decision} "
                                  f"since {result.decided_at:%Y-%m-%d %H:%M} UTC", "error"))
-    return result.sequential_summary()
+    return result
 
 
 def _group_columns(spec: Experiment, units: Units) -> tuple[str, ...]:
@@ -544,19 +584,16 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                 t_rows = cells.where({ch: arm}, seg)
                 h_rows = cells.where({ch: cfg.control}, seg)
                 n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
-                money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else {}
+                money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else None
                 for metric in spec.metrics:
                     lift = _lift(metric, cells, t_rows, h_rows, spec.alpha, cuped)
                     total = None
                     if metric.kind != "ratio" and lift.ok:
                         total = lift.abs * n_t
-                    extra = _bayes(spec, metric, cells, t_rows, h_rows, lift)
-                    cost = None
-                    if money and metric.name == spec.primary_metric:
-                        extra.update(money)
-                        cost = money["cost"]
+                    mine = money if metric.name == spec.primary_metric else None
                     out.append(Effect(ch, variant, metric, seg, n_t, n_h, lift, spec.alpha,
-                                      total, cost, extra))
+                                      total, None if mine is None else mine.roi.cost,
+                                      _bayes(spec, metric, cells, t_rows, h_rows, lift), mine))
     return out
 
 
@@ -566,15 +603,14 @@ def _variant(cfg: Channel, arm: str) -> str | None:
 
 
 def _adjusted(spec: Experiment, cells: CellTable,
-              effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], dict[str, Any]]:
+              effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], Adjustment]:
     """Multiple-testing adjustment over the family the YAML names: adjusted p-values and each
     member's interval redrawn at the level that matches them (stats/multiple.py)."""
     mt = spec.analysis.multiple_testing
     members = [i for i, e in enumerate(effects) if _in_family(spec, e, mt.family)
                and not math.isnan(e.lift.p_value)]
-    summary = {"method": mt.method, "family": mt.family, "comparisons": len(members)}
     if mt.method == "none" or len(members) < 2:
-        return effects, {**summary, "applied": False}
+        return effects, Adjustment(mt.method, mt.family, len(members), applied=False)
     pvalues = [effects[i].lift.p_value for i in members]
     adjusted = adjust_pvalues(pvalues, mt.method)
     levels = interval_alphas(pvalues, mt.method, spec.alpha)
@@ -587,10 +623,10 @@ def _adjusted(spec: Experiment, cells: CellTable,
                      cells.where({e.channel: spec.channels[e.channel].control}, e.segment),
                      level, cuped)
         out[i] = dataclasses.replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
-    return tuple(out), {**summary, "applied": True,
-                        "description": f"{_METHOD_NAME[mt.method]} over {len(members)} "
-                        f"comparisons; verdicts use the adjusted p-values and each interval "
-                        "is drawn at the level matching them"}
+    return tuple(out), Adjustment(
+        mt.method, mt.family, len(members), applied=True,
+        description=f"{_METHOD_NAME[mt.method]} over {len(members)} comparisons; verdicts "
+        "use the adjusted p-values and each interval is drawn at the level matching them")
 
 
 _METHOD_NAME = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
@@ -605,24 +641,21 @@ def _in_family(spec: Experiment, e: Effect, family: str) -> bool:
 
 
 def _bayes(spec: Experiment, metric: Metric, cells: CellTable, t_rows: pl.DataFrame,
-           h_rows: pl.DataFrame, lift: Lift) -> dict[str, Any]:
+           h_rows: pl.DataFrame, lift: Lift) -> BayesEffect | None:
     """Closed-form posterior with the YAML's prior (flat by default): Beta-Binomial for binary
     metrics, else normal on the same (CUPED or delta-method) estimate as the frequentist one."""
-    post = None
     prior = spec.analysis.prior if spec.analysis.prior.sd else None
     if lift.ok and metric.kind == "binary":
-        post = bayes.closed_form(cells.arm_stats(metric.name, t_rows),
+        return bayes.closed_form(cells.arm_stats(metric.name, t_rows),
                                  cells.arm_stats(metric.name, h_rows), "binary", prior,
                                  spec.alpha)
-    elif lift.ok:
-        post = bayes.from_lift(lift, prior, spec.alpha)
-    if post is None:
-        return {"prob_positive": None, "bayes": None}
-    return {"prob_positive": post.prob_positive, "bayes": post.to_dict()}
+    if lift.ok:
+        return bayes.from_lift(lift, prior, spec.alpha)
+    return None
 
 
 def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFrame,
-           h_rows: pl.DataFrame) -> dict[str, Any]:
+           h_rows: pl.DataFrame) -> Money:
     """Cost, incremental margin, ROI = (incremental margin - cost) / cost, and ROAS.
 
     Cost is that of the contacts actually sent to the channel's treated units: their summed
@@ -652,7 +685,7 @@ def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFram
     roi = channel_roi(margin, revenue, n_t, cost)
     if note is not None:
         roi = dataclasses.replace(roi, note=note)
-    return {**roi.to_dict(), "roi_basis": value, "cost_basis": basis, "contacts": contacts}
+    return Money(roi, value, basis, contacts)
 
 
 def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.DataFrame,
@@ -672,16 +705,3 @@ def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.Dat
 
 def _end_utc(spec: Experiment) -> dt.datetime:
     return window_bounds(spec, None)[1]
-
-
-def _iso(ts: dt.datetime) -> str:
-    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import scipy
-    import statsmodels
-
-    return {"liftlab": __version__, "polars": pl.__version__, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "statsmodels": statsmodels.__version__}

@@ -205,24 +205,9 @@ def monitor(
         out.print(dumps_json(json.loads(json.dumps({**result.to_json(), "as_of_basis": basis}))),
                   markup=False)
         return
-    moment = result.as_of
-    out.print(escape(f"{result.experiment} as of {moment:%Y-%m-%d %H:%M} UTC"
-                     + (f" ({basis})" if basis else "") + ": ")
-              + f"[bold]{escape(result.decision)}[/bold]"
-              + (f" since {result.decided_at:%Y-%m-%d %H:%M}" if result.decided_at else "")
-              + f" (always-valid p = {result.always_valid_p_value:.3g})", markup=True)
-    if result.timeline:
-        last = result.timeline[-1]
-        if last["estimate"] is not None:
-            out.print(f"  lift {last['estimate']:+.4g} per unit, always-valid CI "
-                      f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
-                      f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
-        out.print(f"  responses so far: {last['events_treatment']:,} treatment vs "
-                  f"{last['events_holdout']:,} holdout")
-    for g in result.guardrails:
-        out.print(f"  guardrail {g['metric']}: {g['decision']}")
-    if result.note:
-        out.print(f"  note: {result.note}", markup=False)
+    from liftlab.api import MonitorReadout
+
+    out.print(MonitorReadout(result, basis).summary(), markup=False)
 
 
 @app.command()
@@ -253,20 +238,9 @@ def multichannel(
     if as_json:
         out.print(dumps_json(result), markup=False)
         return
-    out.print(f"{result['n_clients']:,} active clients, "
-              f"{result['share_multichannel']:.1%} multichannel")
-    d = result["decomposition"]
-    out.print(f"naive premium {result['naive_ratio']:.2f}x = retention {d['retention']:.2f} x "
-              f"frequency {d['frequency']:.2f} x basket {d['basket']:.2f}")
-    for name, a in result["adjusted"].items():
-        out.print(f"adjusted ({name}) {a['ratio']:.2f}x [{a['ci'][0]:.2f}, {a['ci'][1]:.2f}]")
-    iv = result.get("iv")
-    if iv:
-        out.print(f"instrumented ({iv['experiment']}): {iv['effect']:+.2f} per adopter "
-                  f"[{iv['effect_ci'][0]:+.2f}, {iv['effect_ci'][1]:+.2f}], first stage "
-                  f"{iv['first_stage']:.1%}")
-    for w in result["warnings"]:
-        out.print(f"! {w}")
+    from liftlab.api import MultichannelReadout
+
+    out.print(MultichannelReadout(result).summary(), markup=False)
 
 
 @app.command()

@@ -25,7 +25,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from scipy import stats as sps
 
@@ -85,17 +85,6 @@ class ChannelContribution:
         """The main effect over every customer treated in this channel."""
         return self.main.scaled(self.n_treated)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A CONTRACT.md section 4 ``contribution`` item."""
-        return {"channel": self.channel, "metric": self.metric,
-                "incremental_revenue_per_customer": self.main.value, "ci": list(self.main.ci),
-                "se": self.main.se, "p_value": self.main.p_value, "n_treated": self.n_treated,
-                "incremental_total": self.total.value, "incremental_total_ci": list(self.total.ci),
-                "shapley": self.shapley.value, "shapley_ci": list(self.shapley.ci),
-                "solo": self.solo.value, "solo_ci": list(self.solo.ci),
-                "leave_one_out": self.leave_one_out.value,
-                "leave_one_out_ci": list(self.leave_one_out.ci)}
-
 
 @dataclass(frozen=True)
 class Interaction:
@@ -111,13 +100,6 @@ class Interaction:
         lo, hi = self.estimate.ci
         return "synergy" if lo > 0 else "cannibalisation" if hi < 0 else "none"
 
-    def to_dict(self) -> dict[str, Any]:
-        """A CONTRACT.md section 4 ``interactions`` item."""
-        return {"channels": list(self.channels), "order": len(self.channels),
-                "metric": self.metric, "estimate": self.estimate.value,
-                "ci": list(self.estimate.ci), "se": self.estimate.se,
-                "p_value": self.estimate.p_value, "kind": self.kind}
-
 
 @dataclass(frozen=True)
 class Contribution:
@@ -128,14 +110,6 @@ class Contribution:
     total: Estimate
     per_channel: tuple[ChannelContribution, ...]
     interactions: tuple[Interaction, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The results.json sections ``contribution``, ``interactions`` and ``total_effect``."""
-        return {"contribution": [c.to_dict() for c in self.per_channel],
-                "interactions": [i.to_dict() for i in self.interactions],
-                "total_effect": {"metric": self.metric, "estimate": self.total.value,
-                                 "ci": list(self.total.ci), "se": self.total.se,
-                                 "description": "all channels on vs all off, per customer"}}
 
 
 @dataclass(frozen=True)
@@ -151,15 +125,6 @@ class ProgrammeEffect:
     @property
     def total(self) -> Estimate:
         return self.estimate.scaled(self.n_treated)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A ``contribution`` item for the whole programme (``"programme": true``)."""
-        return {"channel": "+".join(self.channels), "programme": True, "metric": self.metric,
-                "incremental_revenue_per_customer": self.estimate.value,
-                "ci": list(self.estimate.ci), "se": self.estimate.se,
-                "p_value": self.estimate.p_value, "n_treated": self.n_treated,
-                "n_holdout": self.n_blind, "incremental_total": self.total.value,
-                "incremental_total_ci": list(self.total.ci)}
 
 
 def factorial_contribution(cells: Mapping[Cell, ArmStats], channels: Sequence[str],

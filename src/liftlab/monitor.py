@@ -117,7 +117,7 @@ class MonitorResult:
                 f"window: the readout stops at {_iso(self.clipped_to)}")
 
     def to_json(self) -> dict[str, Any]:
-        """The ``liftlab monitor --json`` document (CONTRACT.md section 3); ``clipped_to``
+        """The ``liftlab monitor --json`` document (docs/cli.md); ``clipped_to``
         and ``note`` say when the readout stopped at the horizon before ``as_of``."""
         return {"experiment": self.experiment, "as_of": _iso(self.as_of),
                 "clipped_to": _iso(self.clipped_to), "note": self.note,
@@ -130,7 +130,7 @@ class MonitorResult:
                           "rows_scanned": self.rows_scanned}}
 
     def sequential_summary(self) -> dict[str, Any]:
-        """The results.json ``sequential`` block (CONTRACT.md section 4), with the guardrails,
+        """The results.json ``sequential`` block (docs/results.md), with the guardrails,
         the per-comparison state and the timeline the dashboard draws."""
         return {"always_valid_p_value": self.always_valid_p_value, "decision": self.decision,
                 "decided_at": _iso(self.decided_at), "srm_p_value": self.srm_p_value,
@@ -254,7 +254,7 @@ def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
         missing = sorted(cols - set(tables[table].collect_schema().names()))
         if missing:
             problems.append(Problem(f"missing column(s) {', '.join(missing)}", table=table,
-                                    hint="add them; see CONTRACT.md section 1"))
+                                    hint="add them; see docs/data.md, section Tables"))
     if problems:
         raise DataError(problems)
 
@@ -300,7 +300,7 @@ def _condition(m: Metric) -> pl.Expr:
 
 
 def _unit_outcome(m: Metric) -> pl.Expr:
-    """The metric of one unit over its rows (CONTRACT: mean sums ``value``, count counts rows,
+    """The metric of one unit over its rows (docs/yaml.md: mean sums ``value``, count counts rows,
     binary is any row), as Float64."""
     cond = _condition(m)
     if m.kind == "mean":

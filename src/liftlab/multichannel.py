@@ -574,7 +574,8 @@ class MultichannelResult:
         return self.adjusted.warnings
 
     def to_json(self) -> dict[str, Any]:
-        """CONTRACT.md section 5 fields, plus CIs, per-method estimates and diagnostics."""
+        """The ``multichannel --json`` document: the value ratios with CIs, per-method
+        estimates and diagnostics."""
         dec, adj = self.decomposition, self.adjusted
         return {
             "lookback": {"start": self.lookback[0].isoformat(),

@@ -293,7 +293,7 @@ class PlanResult:
         return sum(costs.values()) if costs else None
 
     def to_json(self) -> dict[str, Any]:
-        """CONTRACT.md section 6 (plan --json), with further fields."""
+        """The ``plan --json`` document (docs/cli.md)."""
         return {"experiment": self.experiment, "alpha": self.alpha, "power": self.power,
                 "days": self.days, "n_units": self.n_units,
                 "target_mde_rel": self.target_mde_rel, "assumed_lift_rel": self.assumed_lift_rel,

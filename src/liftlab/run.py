@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from liftlab.analysis import AnalysisResult, analyze, default_as_of
 from liftlab.attribution import mmm_lift_tests
 from liftlab.data.open import EngineName, open_engine
+from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.fsio import atomic_write_json, atomic_write_text, claim_root, replace_dir, write_beside
@@ -18,6 +19,11 @@ from liftlab.metrics import arm_col
 from liftlab.spec import FIRST_DATE, LAST_DATE, Experiment
 from liftlab.spec_loader import load_experiment
 from liftlab.units import Units
+
+if TYPE_CHECKING:
+    from liftlab.monitor import MonitorResult
+    from liftlab.plan import PlanResult
+    from liftlab.report.daily import DailyRun
 
 DEMO_DATE = dt.date(2026, 2, 24)
 MAX_OUTCOME_DAYS = 365
@@ -73,33 +79,41 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
 
 def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
                  cache: Path | None, out_dir: Path | None,
-                 force: bool = False) -> tuple[Any, str | None]:
+                 force: bool = False) -> tuple[MonitorResult, str | None]:
     """The sequential readout of one experiment (polars engine), optionally written out, and
     how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
     experiment's end and the data's freshness)."""
+    spec = load_experiment(experiment)
+    engine = open_engine(data, spec.timezone)
+    result, basis = monitor_on(spec, engine, as_of, cache, Path(experiment))
+    if out_dir is not None:
+        timeline = {**result.to_json(), "as_of_basis": basis}
+        write_beside(out_dir, "monitor", force,
+                     lambda folder: atomic_write_json(folder / "monitor.json", timeline))
+    return result, basis
+
+
+def monitor_on(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
+               cache: Path | None = None, yaml: Path | None = None
+               ) -> tuple[MonitorResult, str | None]:
+    """The sequential readout of ``spec`` on an open engine (polars only), and how its
+    moment was chosen (None when ``as_of`` was given)."""
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.monitor import run_monitor, tables_from_source
 
-    spec = load_experiment(experiment)
-    engine = open_engine(data, spec.timezone)
     if not isinstance(engine, PolarsEngine):
         raise UserError(folder_only(engine, "liftlab monitor"))
     problems = engine.check()
     if problems:
         raise DataError(problems)
-    check_columns(spec, engine, Path(experiment))
+    check_columns(spec, engine, yaml)
     basis = None
     if as_of is None:
         chosen = default_as_of(spec, engine)
         as_of, basis = chosen.as_of, chosen.describe()
     tables = tables_from_source(spec, engine.source, engine.units(spec))
     with engine.source.reading():
-        result = run_monitor(spec, tables, as_of, cache)
-    if out_dir is not None:
-        timeline = {**result.to_json(), "as_of_basis": basis}
-        write_beside(out_dir, "monitor", force,
-                     lambda folder: atomic_write_json(folder / "monitor.json", timeline))
-    return result, basis
+        return run_monitor(spec, tables, as_of, cache), basis
 
 
 def multichannel(data: str | Path, experiment: Path | None = None,
@@ -114,13 +128,22 @@ def multichannel(data: str | Path, experiment: Path | None = None,
     Without one, the look-back is the 28 days that end ``outcome_days`` (default 28) before
     the data's last order. The outcome period must lie within the data.
     """
+    spec = None if experiment is None else load_experiment(experiment)
+    engine = open_engine(data, "UTC" if spec is None else spec.timezone)
+    return multichannel_on(engine, spec, experiment, lookback, outcome_days, iv)
+
+
+def multichannel_on(engine: Engine, spec: Experiment | None = None, yaml: Path | None = None,
+                    lookback: tuple[dt.date, dt.date] | None = None,
+                    outcome_days: int | None = None,
+                    iv: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``multichannel`` on an open engine (polars only); ``yaml`` is the experiment's file,
+    for its line numbers."""
     from liftlab.engines.polars_engine import PolarsEngine
     from liftlab.multichannel import analyse
 
     if outcome_days is not None and not 1 <= outcome_days <= MAX_OUTCOME_DAYS:
         raise UserError(f"--outcome-days: expected 1 to {MAX_OUTCOME_DAYS}, got {outcome_days}")
-    spec = None if experiment is None else load_experiment(experiment)
-    engine = open_engine(data, "UTC" if spec is None else spec.timezone)
     if not isinstance(engine, PolarsEngine):
         raise UserError(folder_only(engine, "liftlab multichannel"))
     problems = engine.check()
@@ -132,14 +155,17 @@ def multichannel(data: str | Path, experiment: Path | None = None,
                                  table="orders", column="ts")])
     if spec is not None:
         if spec.encouragement is None:
-            raise UserError(f"{experiment}: not an encouragement experiment; add "
+            raise UserError(f"{yaml or spec.id}: not an encouragement experiment; add "
                             "encouragement: {adoption_metric: ...}")
         if lookback is None:
             lookback = (spec.start - dt.timedelta(days=LOOKBACK_DAYS), spec.start)
             outcome_days = outcome_days or (spec.end - spec.start).days
         if iv is None:
-            iv = analyze(spec, engine, yaml_text=Path(experiment).read_text(),
-                         yaml_file=str(experiment)).sections.get("iv")
+            from liftlab.serialize import iv_json
+
+            found = analyze(spec, engine, yaml_text=None if yaml is None else yaml.read_text(),
+                            yaml_file=None if yaml is None else str(yaml)).sections.iv
+            iv = None if found is None else iv_json(found)
     outcome_days = outcome_days or 28
     if lookback is None:
         end = latest.date() - dt.timedelta(days=outcome_days)
@@ -168,7 +194,7 @@ def _check_lookback(lookback: tuple[dt.date, dt.date]) -> None:
 
 
 def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
-              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> Any:
+              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05) -> PlanResult:
     """The plan of an experiment from the history in the data (see plan.py)."""
     spec = load_experiment(experiment)
     engine = open_engine(data, spec.timezone)
@@ -181,7 +207,7 @@ def plan_file(experiment: Path, data: str | Path, power: float = 0.8,
 
 def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
              target_mde_rel: float = 0.05, assumed_lift_rel: float = 0.05,
-             units: Units | None = None) -> Any:
+             units: Units | None = None) -> PlanResult:
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
@@ -258,13 +284,13 @@ def load_all(folder: Path) -> list[tuple[Path, Experiment | LiftlabError]]:
 
 def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path,
                engine_name: EngineName = "polars", progress: bool = False,
-               force: bool = False) -> Any:
+               force: bool = False) -> DailyRun:
     """The daily run over a folder of experiments; returns the DailyRun."""
     from liftlab.report.daily import run_daily
 
     specs = load_all(experiments)
     engines: dict[str, Engine] = {}
-    qualities: dict[str, Any] = {}
+    qualities: dict[str, QualityReport] = {}
     as_of_now = max(dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC),
                     dt.datetime.now(dt.UTC))
 

@@ -341,7 +341,7 @@ class Encouragement(_Model):
 
 
 class Experiment(_Model):
-    """An experiment definition (CONTRACT.md section 2)."""
+    """An experiment definition (docs/yaml.md)."""
 
     schema_version: Literal[1]
     id: Annotated[str, Field(pattern=ID_PATTERN, max_length=80)]

@@ -1,4 +1,4 @@
-"""The contract tables (CONTRACT.md section 1): required columns and their kinds."""
+"""The contract tables (docs/data.md): required columns and their kinds."""
 
 from __future__ import annotations
 
