@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTHON ?= python3
 
-.PHONY: demo test lint bench clean system-deps docs
+.PHONY: demo test lint bench clean system-deps docs screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,16 @@ $(STAMP): pyproject.toml
 ## Generate the demo retailer, analyse every example experiment, write the daily report.
 demo: $(STAMP)
 	$(VENV)/bin/liftlab demo --out demo
+
+## Full-page PNGs of every page of the demo's report (with the day before, so "since
+## yesterday" has something to compare) into docs/screenshots/.
+SHOT_DATE := 2026-02-24
+SHOT_PREV := 2026-02-23
+screenshots: $(STAMP) system-deps
+	$(VENV)/bin/liftlab demo --out demo
+	$(VENV)/bin/liftlab report --data demo/data --out demo/reports --date $(SHOT_PREV)
+	$(VENV)/bin/liftlab report --data demo/data --out demo/reports --date $(SHOT_DATE)
+	$(PY) scripts/screenshots.py demo/reports/$(SHOT_DATE) docs/screenshots
 
 ## System packages the tests drive (headless Chromium); installed only when missing.
 system-deps:

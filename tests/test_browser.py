@@ -11,6 +11,7 @@ import pytest
 
 from liftlab.report.daily import run_daily
 from test_daily import DATE, fixture_analyze, spec, specs
+from test_dashboards import three_channel_timeline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -23,13 +24,21 @@ pytestmark = [pytest.mark.browser, pytest.mark.skipif(
     "(scripts/system-deps.sh installs Debian's chromium): browser test skipped")]
 
 
+def analyze(experiment, as_of):
+    """The stored results; the factorial's timeline as the monitor writes it now (one row
+    per hour and channel, three channels)."""
+    if experiment.id == "spring-factorial":
+        return three_channel_timeline()
+    return fixture_analyze(experiment, as_of)
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The daily report of the demo retailer's stored results, plus one failing experiment."""
     out = tmp_path_factory.mktemp("reports")
     mc = json.loads((Path(__file__).parent / "fixtures" / "multichannel.json").read_text())
     run = run_daily([*specs(), (Path("broken.yaml"), spec("broken-one"))], DATE, out,
-                    fixture_analyze, {"orders": "2026-02-23 23:57 UTC"},
+                    analyze, {"orders": "2026-02-23 23:57 UTC"},
                     multichannel=lambda results: mc)
     return run.folder
 
@@ -104,8 +113,8 @@ def test_selectors_toggles_sorting_and_links(report: Path, browser):
     page.click("a[href='experiments/spring-factorial/index.html']")
     page.wait_for_load_state("load")
     assert page.url.endswith("experiments/spring-factorial/index.html")
-    assert _visible(page, "tr[data-metric='revenue']") == 3
-    assert _visible(page, "tr[data-metric='conversion']") == 0
+    assert _visible(page, "tr[data-metric='revenue']") == 3  # every metric on load
+    assert _visible(page, "tr[data-metric='conversion']") == 3
     page.select_option("#metric-select", "conversion")
     assert _visible(page, "tr[data-metric='conversion']") == 3
     assert _visible(page, "tr[data-metric='revenue']") == 0
@@ -173,3 +182,121 @@ def test_a_standalone_dashboard_has_no_link_to_itself(tmp_path: Path, browser):
     page, errors = _open(context, (tmp_path / "page.html").as_uri())
     assert page.locator("text=← daily report").count() == 1 and errors == []
     page.close()
+
+
+def _figures(page) -> list[dict]:
+    """Every plotly figure of the page as drawn: its div id and, per trace, its name, legend
+    group, y values (the outer level of a two-level axis) and its error bars' left arms."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .map(el => ({id: el.id, traces: el.data.map(t => ({
+            name: t.name || '', group: t.legendgroup || '', type: t.type || 'scatter',
+            y: (Array.isArray((t.y || [])[0]) ? t.y[0] : Array.from(t.y || [])).map(String),
+            x: Array.from(t.x || []),
+            minus: t.error_x && t.error_x.arrayminus ? Array.from(t.error_x.arrayminus) : null
+        }))}))""")
+
+
+def _arms(effects: list[dict], metric: str | None = None) -> set[str]:
+    return {e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
+            for e in effects if e["segment"] is None and metric in (None, e["metric"])}
+
+
+def test_every_chart_draws_one_named_trace_per_channel(report: Path, browser):
+    """Read the figures as the browser drew them: the forest plot of each metric has one
+    trace per channel (named after it, all its points on its own row); the posteriors and the
+    segments one per channel; every over-time trace is named with its channel and each
+    channel has one lift line; the portfolio one per experiment."""
+    context, _ = browser
+    for path in sorted(report.glob("experiments/*/index.html")):
+        r = json.loads((path.parent / "results.json").read_text())
+        page, errors = _open(context, path.as_uri())
+        figures = _figures(page)
+        page.close()
+        assert errors == []
+        kinds = set()
+        timelines = 0
+        for fig in figures:
+            names = [t["name"] for t in fig["traces"]]
+            kind = fig["id"].removeprefix(r["experiment"] + "-").split("-")[0]
+            kinds.add(kind)
+            if kind == "forest":
+                metric = _forest_metric(r, fig["id"])
+                assert sorted(names) == sorted(_arms(r["effects"], metric)), fig["id"]
+                assert all(t["y"] == [t["name"]] for t in fig["traces"]), fig["id"]
+            elif kind in ("posteriors", "segments"):
+                assert len(names) == len(set(names)) and set(names) <= _arms(r["effects"])
+            elif kind == "timeline" and any(t["group"] for t in fig["traces"]):
+                channels = {t["name"].split(": ")[0] for t in fig["traces"]}
+                assert all(t["name"].startswith(f"{t['group']}: ") for t in fig["traces"])
+                assert [n for n in names if n.endswith(": lift")] == [
+                    f"{c}: lift" for c in sorted(channels)], fig["id"]
+                timelines += len(channels) > 1
+            elif kind == "timeline":  # a result without channels on its rows: one series
+                assert names.count("lift") == 1
+        assert {"forest", "segments"} <= kinds, path
+        assert timelines == (r["experiment"] == "spring-factorial"), path
+    page, errors = _open(context, (report / "index.html").as_uri())
+    (portfolio,) = _figures(page)
+    page.close()
+    names = [t["name"] for t in portfolio["traces"] if t["type"] == "bar"]
+    assert sorted(set(names)) == sorted(p.parent.name for p in
+                                        report.glob("experiments/*/results.json"))
+
+
+def _metrics(r: dict) -> list[str]:
+    return list(dict.fromkeys(e["metric"] for e in r["effects"]
+                              if e["segment"] is None and not e.get("guardrail")))
+
+
+def test_scorecard_numbers_are_results_json(report: Path, browser):
+    """Every scorecard row as the browser shows it (lift, its CI, the p-value the verdict
+    used, the verdict) is the formatted number of results.json, row for row."""
+    from liftlab.report import format as fmt
+
+    context, _ = browser
+    for path in sorted(report.glob("experiments/*/index.html")):
+        r = json.loads((path.parent / "results.json").read_text())
+        page, errors = _open(context, path.as_uri())
+        rows = page.evaluate("""() => Array.from(document.querySelectorAll('table.score tbody tr'))
+            .map(tr => Array.from(tr.cells).map(td => [td.innerText, td.dataset.sort ?? null]))""")
+        page.close()
+        overall = [e for e in r["effects"] if e["segment"] is None]
+        want = ([e for e in overall if not e.get("guardrail")]
+                + [e for e in overall if e.get("guardrail")])
+        assert len(rows) == len(want) and errors == []
+        for row, e in zip(rows, want, strict=True):
+            arm = e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
+            assert row[0][0].splitlines()[0] == e["metric"] and row[1][0] == arm
+            assert row[4][0].splitlines()[0] == fmt.pct(e["lift_rel"]), (e["metric"], arm)
+            assert row[4][1] == repr(e["lift_rel"])
+            p = e["p_adjusted"] if e.get("p_adjusted") is not None else e["p_value"]
+            assert row[7][1] == repr(p) and fmt.pvalue(p) in row[7][0]
+            assert e["verdict"] in row[9][0]
+
+
+def test_no_relative_interval_of_a_rate_below_minus_100_as_drawn(report: Path, browser):
+    """The forest and posterior charts as drawn: no error bar of a relative lift of a rate
+    or a count reaches below −100% (the fixtures hold such intervals in results.json)."""
+    context, _ = browser
+    checked = 0
+    for path in sorted(report.glob("experiments/*/index.html")):
+        r = json.loads((path.parent / "results.json").read_text())
+        bounded = {e["metric"] for e in r["effects"] if e.get("metric_kind") in
+                   ("binary", "count")}
+        page, _ = _open(context, path.as_uri())
+        figures = _figures(page)
+        page.close()
+        for fig in figures:
+            if not any(k in fig["id"] for k in ("-forest-", "-posteriors")):
+                continue
+            for t in fig["traces"]:
+                for x, minus, y in zip(t["x"], t["minus"] or [], t["y"], strict=False):
+                    metric = (_forest_metric(r, fig["id"]) if "-forest-" in fig["id"] else y)
+                    if metric in bounded:
+                        checked += 1
+                        assert x - minus >= -100 - 1e-9, (fig["id"], t["name"], x - minus)
+    assert checked > 0
+
+
+def _forest_metric(r: dict, div: str) -> str:
+    return _metrics(r)[int(div.rsplit("-", 1)[1])]

@@ -3,6 +3,7 @@ intervals that cannot be, the over-time chart per channel, the index's counts an
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from liftlab.report import format as fmt
 from liftlab.report.daily import DailyRun, Outcome, render_index, run_daily
 from liftlab.report.pages import render_experiment
 from test_daily import DATE, fixture_analyze, specs
+from test_daily import spec as daily_spec
 from test_report import load
 
 
@@ -78,7 +80,9 @@ def three_channel_timeline() -> dict:
     for h in hours:
         for k, channel in enumerate(("email", "mail", "sms")):
             est = None if h["estimate"] is None else h["estimate"] + k
-            rows.append({**h, "channel": channel, "estimate": est})
+            ratio = None if est is None else 1.1 + 0.05 * k  # the response-count test
+            rows.append({**h, "channel": channel, "estimate": est, "rate_ratio": ratio,
+                         "rate_ratio_ci": [None, None] if ratio is None else [0.9, 1.4]})
     first = next(h["at"] for h in hours if h["estimate"] is not None)
     r["sequential"]["timeline"] = rows
     r["sequential"]["comparisons"] = [
@@ -97,15 +101,19 @@ def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
     seq = r["sequential"]
     chart = charts.timeline(seq, r["primary_metric"], None, "t")
     assert chart is not None
-    lines = [t for t in chart.figure.data if t.name == "cumulative lift"]
-    assert sorted(t.legendgroup for t in lines) == sorted(r["channels"])
+    lines = [t for t in chart.figure.data if t.name.endswith(": lift")]
+    assert sorted(t.name for t in lines) == sorted(f"{c}: lift" for c in r["channels"])
     for t in lines:
+        assert t.legendgroup == t.name.split(":")[0]
         want = sorted((x["at"], x["estimate"]) for x in seq["timeline"]
                       if x["channel"] == t.legendgroup and x["estimate"] is not None
                       and x["metric"] == r["primary_metric"])
         assert list(zip(t.x, t.y, strict=True)) == want
     bands = [t for t in chart.figure.data if t.fill == "tonexty"]
-    assert sorted(t.legendgroup for t in bands) == sorted(r["channels"])
+    assert sorted(t.name for t in bands) == sorted(
+        f"{c}: {test}, 95% confidence sequence" for c in r["channels"]
+        for test in ("lift", "rate ratio"))
+    assert all(t.name.startswith(f"{t.legendgroup}: ") for t in chart.figure.data)
     assert chart.table["channel"].unique().sort().to_list() == sorted(r["channels"])
     assert "response window" in chart.figure.layout.yaxis.title.text
     first = min(x for t in lines for x in t.x)
@@ -161,8 +169,12 @@ def test_index_counts_and_one_row_per_channel(tmp_path: Path):
     html = render_index(run, tmp_path)
     strip = html[html.index('class="strip"'):html.index("</section>")]
     count = dict(re.findall(r'data-status="([^"]+)"><b>(\d+)</b>', strip))
+    # the returns note both carry is about the shared orders table: said once, not counted
     assert count == {"running": "0", "decided": "1", "needs attention": "1", "failed": "1",
-                     "with warnings": "2"}
+                     "with warnings": "0"}
+    returns = next(w["message"] for w in ended["health"]["warnings"]
+                   if w["code"] == "data_quality")
+    assert html.count(returns) == 1 and "About the data of every experiment" in html
     body = html[html.index("<tbody>"):html.index("</tbody>")]
     rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
     assert len(rows) == 3 + 1 + 1
@@ -170,11 +182,13 @@ def test_index_counts_and_one_row_per_channel(tmp_path: Path):
     assert [c[1] for c in cells[:3]] == ["email", "sms", "mail"]
     for c, e in zip(cells[:3], (e for e in fact["effects"] if e["segment"] is None
                                 and e["metric"] == fact["primary_metric"]), strict=True):
-        assert fmt.pct(e["lift_rel"]) in c[3] and fmt.ratio(e["roi"]) in c[6]
-        assert fmt.interval(e["roi_ci"], "ratio") in c[6]
-    assert [re.search(r'class="badge [\w-]+">([^<]+)<', c[5]).group(1) for c in cells[:3]] == [
+        assert fmt.pct(e["lift_rel"]) in c[3] and fmt.ratio(e["roi"]) in c[7]
+        assert fmt.interval(e["roi_ci"], "ratio") in c[7]
+        assert f">{e['verdict']}<" in c[5]  # the scorecard's verdict, next to the monitor's
+        assert "CUPED-adjusted" in c[3]
+    assert [re.search(r'class="badge [\w-]+">([^<]+)<', c[6]).group(1) for c in cells[:3]] == [
         "ended, no decision", "ended, no decision", "treatment_wins"]
-    assert "ended, no decision" in cells[3][5]
+    assert "ended, no decision" in cells[3][6]
 
 
 def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_path: Path):
@@ -200,19 +214,27 @@ def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_pat
 
 
 def test_srm_warning_is_a_sentence_not_a_python_dict(tmp_path: Path):
+    """The SRM warning of results.json (and so of summary.json and every page) says the arms,
+    their planned shares and the p-value in words."""
+    from liftlab.analysis import _health_warnings
+    from liftlab.stats.srm import srm_check
+
+    check = srm_check("email", {"holdout": 900, "treatment": 9100},
+                      {"holdout": 0.2, "treatment": 0.8})
+    spec = daily_spec("spring-factorial")
+    window = (dt.datetime(2026, 2, 2, tzinfo=dt.UTC), dt.datetime(2026, 2, 23, tzinfo=dt.UTC))
+    (warning,) = [w for w in _health_warnings(spec, window, (check,), True) if w.code == "srm"]
+    assert warning.message == ("sample ratio mismatch on email: holdout 900 (20% planned), "
+                               "treatment 9,100 (80% planned), p < 0.001; do not trust its "
+                               "lifts until the assignment is explained")
     r = load("spring-factorial")
-    check = r["health"]["srm"][0]
-    check.update(ok=False, p_value=2e-9)
-    r["health"]["srm_ok"] = False
-    r["health"]["warnings"].append({"code": "srm", "severity": "error", "message": (
-        f"sample ratio mismatch on {check['channel']}: observed {check['observed']} vs "
-        f"planned {check['expected']} (p = 2e-09); do not trust")})
-    html = render_experiment(r, tmp_path)
-    health = _card(html, "health", "scorecard")
+    r["health"].update(srm_ok=False, srm=[{**check.to_dict()}])
+    r["health"]["warnings"].append(warning.to_dict())
+    health = _card(render_experiment(r, tmp_path), "health", "scorecard")
     assert "{" not in health and "&#39;" not in health
-    arms = ", ".join(f"{a} {n:,} ({check['expected'][a]:.0%} planned)"
-                     for a, n in check["observed"].items())
-    assert f"sample ratio mismatch on {check['channel']}: {arms}, p &lt; 0.001" in health
+    assert "holdout 900 (20% planned), treatment 9,100 (80% planned), p &lt; 0.001" in health
+    summary = DailyRun(DATE, (_outcome("x", r),), tmp_path).summary()
+    assert warning.message in summary["experiments"][0]["warnings"]
 
 
 def test_a_single_channel_test_is_not_called_factorial(tmp_path: Path):

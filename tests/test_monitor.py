@@ -135,6 +135,12 @@ def test_winner_called_within_the_first_day(winner):
     assert hours == sorted(hours) and len(hours) == 72
     decided = [r["decision"] for r in res.timeline if r["at"] >= res.to_json()["decided_at"]]
     assert set(decided) == {"treatment_wins"}  # once reached, a decision stays
+    # the test that made it is named, and its own p-value crossed alpha at that hour
+    (c,) = res.comparisons
+    (row,) = [r for r in res.timeline if r["at"] == res.to_json()["decided_at"]]
+    assert c["decided_by"] in ("cohort", "event")
+    assert (row["event_p_value"] < 0.05) == (c["decided_by"] == "event")
+    assert row["p_value"] < 0.05
 
 
 def test_naive_count_of_pending_units_is_biased_cohorts_are_not():
@@ -187,17 +193,20 @@ def test_harmful_email_is_stopped_by_its_guardrail():
     assert res.decided_at - SEND <= dt.timedelta(hours=24)
     [g] = res.guardrails
     assert g["metric"] == "unsubscribe" and g["decision"] == "harm" and g["p_value"] < 0.05
+    assert [c["decided_by"] for c in res.comparisons] == ["guardrail:unsubscribe"]
 
 
 def test_sample_ratio_mismatch_is_flagged():
     res = monitor(make_send(lift=0.5, seed=4, treated_share=0.87), 30)
     assert res.decision == "srm" and res.srm_p_value < 0.001
+    assert [c["decided_by"] for c in res.comparisons] == ["srm"]
 
 
 def test_aa_send_decides_nothing():
     res = monitor(make_send(lift=0.0, seed=5), 96)
     assert res.decision == "continue" and res.decided_at is None
     assert res.always_valid_p_value > 0.05
+    assert [c["decided_by"] for c in res.comparisons] == [None]
     assert all(g["decision"] == "continue" for g in res.guardrails)
 
 

@@ -87,7 +87,8 @@ def test_a_bare_result_renders_and_names_what_is_absent(tmp_path: Path):
     bare["health"] = {"srm_ok": True}
     html = render_experiment(bare, tmp_path)
     for absent in ("sequential monitoring timeline", "landing by purchase channel",
-                   "channel contribution (Shapley)", "interactions (factorial designs only)",
+                   "channel contribution (Shapley; factorial designs of two or more channels)",
+                   "interactions (factorial designs only)",
                    "definition"):
         assert f"Not in this result: {absent}." in html, absent
     assert 'id="scorecard"' in html and "revenue" in html
@@ -123,8 +124,8 @@ def test_scorecard_numbers_are_the_results_numbers(tmp_path: Path):
         text = f"{fmt.pct(e['lift_rel'])}</b> <span class=\"sub\">{fmt.interval(e['lift_rel_ci'])}"
         assert text in block, (e["metric"], e["channel"])
     assert 'data-metric="unsubscribe"' not in score
-    visible = re.findall(r'<tr data-metric="(\w+)">', score)
-    assert visible and set(visible) == {r["primary_metric"]}
+    visible = re.findall(r'<tr data-metric="(\w+)">', score)  # every metric on load
+    assert visible == [e["metric"] for e in overall if not e["guardrail"]]
 
 
 def test_csv_tables_hold_the_exact_values_behind_the_charts(tmp_path: Path):
@@ -136,15 +137,20 @@ def test_csv_tables_hold_the_exact_values_behind_the_charts(tmp_path: Path):
     forest = pl.read_csv(tables / "spring-factorial-forest-0.csv")
     want = {e["channel"]: e["lift_rel"] for e in r["effects"]
             if e["segment"] is None and e["metric"] == r["primary_metric"]}
-    assert dict(zip(forest["comparison"], forest["lift_rel"], strict=True)) == want
+    assert dict(zip(forest["channel"], forest["lift_rel"], strict=True)) == want
     money = pl.read_csv(tables / "spring-factorial-money.csv")
     net = sum(e["incremental_margin"] - e["cost"] for e in r["effects"]
               if e["segment"] is None and e["metric"] == r["primary_metric"])
     assert money["eur"].sum() == pytest.approx(net)
     timeline = pl.read_csv(tables / "spring-factorial-timeline-0.csv")
-    points = [t for t in r["sequential"]["timeline"] if t["estimate"] is not None]
+    points = [t for t in r["sequential"]["timeline"]
+              if t["estimate"] is not None or t.get("rate_ratio") is not None]
     assert timeline.height == len(points)
-    assert timeline["estimate"].to_list() == pytest.approx([t["estimate"] for t in points])
+    assert [x is None for x in timeline["estimate"]] == [t["estimate"] is None for t in points]
+    assert timeline["estimate"].drop_nulls().to_list() == pytest.approx(
+        [t["estimate"] for t in points if t["estimate"] is not None])
+    assert timeline["rate_ratio"].drop_nulls().to_list() == pytest.approx(
+        [t["rate_ratio"] for t in points if t.get("rate_ratio") is not None])
 
 
 def test_segment_selector_covers_every_metric_and_dimension(tmp_path: Path):

@@ -27,7 +27,7 @@ from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.design import DesignCheck, design_checks
 from liftlab.engines.base import Engine, folder_only
 from liftlab.errors import DataError, Problem, UserError
-from liftlab.metrics import BUYERS, arm_col, build_plan, prod_col, sum_col
+from liftlab.metrics import BUYERS, arm_col, build_plan, pre_name, prod_col, sum_col
 from liftlab.roi import ChannelRoi, channel_roi
 from liftlab.serialize import iso_utc
 from liftlab.spec import HOLDOUT, TREATMENT, Channel, Experiment, Metric
@@ -265,6 +265,7 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     if quality.errors:
         raise DataError(list(quality.errors))
     warnings = [Warning_("data_quality", w) for w in quality.warnings]
+    warnings += [Warning_("data_quality", w, "info") for w in quality.notes]
     _check_data_reaches(spec, engine, window)
     if basis is not None and basis.source == "data freshness":
         warnings.append(Warning_("data_freshness", f"the data ends before the experiment: "
@@ -555,10 +556,7 @@ def _health_warnings(spec: Experiment, window: tuple[dt.datetime, dt.datetime],
     out = []
     for check in srm:
         if not check.ok:
-            out.append(Warning_("srm", f"sample ratio mismatch on {check.channel}: observed "
-                                f"{check.observed} vs planned {check.expected} "
-                                f"(p = {check.p_value:.2g}); do not trust its lifts until the "
-                                "assignment is explained", "error"))
+            out.append(Warning_("srm", check.describe(), "error"))
     end = _end_utc(spec)
     if window[1] < end:
         done = (window[1] - window[0]).total_seconds() / 86400
@@ -662,13 +660,13 @@ def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFram
     ``cost``, else cost_per_contact x contacts sent. A channel absent from the contacts table
     has no known cost (ROI None, with the reason); without a contacts table every treated unit
     is taken as contacted once. Margin falls back to revenue when orders has no margin.
+    A quantity that is also a metric with a pre-period (CUPED) gets the metric's own
+    CUPED-adjusted estimate, so the money table and the scorecard agree.
     """
     n_t = int(t_rows["n"].sum())
     value = "margin" if sum_col("margin") in cells.frame.columns else "revenue"
-    margin = frequentist.welch(cells.arm_stats(value, t_rows), cells.arm_stats(value, h_rows),
-                               spec.alpha)
-    revenue = frequentist.welch(cells.arm_stats("revenue", t_rows),
-                                cells.arm_stats("revenue", h_rows), spec.alpha)
+    margin = _money_lift(spec, cells, value, t_rows, h_rows)
+    revenue = _money_lift(spec, cells, "revenue", t_rows, h_rows)
     per_contact = spec.channels[channel].cost_per_contact
     note = None
     if sum_col(f"contacts@{channel}") in cells.frame.columns:
@@ -686,6 +684,15 @@ def _money(spec: Experiment, channel: str, cells: CellTable, t_rows: pl.DataFram
     if note is not None:
         roi = dataclasses.replace(roi, note=note)
     return Money(roi, value, basis, contacts)
+
+
+def _money_lift(spec: Experiment, cells: CellTable, quantity: str, t_rows: pl.DataFrame,
+                h_rows: pl.DataFrame) -> Lift:
+    """A money quantity's lift: CUPED-adjusted when its pre-period was measured."""
+    cuped = (spec.covariates.pre_period_days > 0
+             and sum_col(pre_name(quantity)) in cells.frame.columns)
+    return frequentist.welch(cells.arm_stats(quantity, t_rows, cuped),
+                             cells.arm_stats(quantity, h_rows, cuped), spec.alpha, cuped)
 
 
 def _lift(metric: Metric, cells: CellTable, t_rows: pl.DataFrame, h_rows: pl.DataFrame,

@@ -15,7 +15,7 @@ them.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,18 +208,7 @@ class MonitorReadout:
             + (f" since {r.decided_at:%Y-%m-%d %H:%M}" if r.decided_at else "")
             + f" (always-valid p = {r.always_valid_p_value:.3g})"
         ]
-        if r.timeline:
-            last = r.timeline[-1]
-            if last["estimate"] is not None:
-                lines.append(
-                    f"  lift {last['estimate']:+.4g} per unit, always-valid CI "
-                    f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
-                    f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units"
-                )
-            lines.append(
-                f"  responses so far: {last['events_treatment']:,} treatment vs "
-                f"{last['events_holdout']:,} holdout"
-            )
+        lines += _comparison_lines(r.comparisons, r.timeline)
         lines += [f"  guardrail {g['metric']}: {g['decision']}" for g in r.guardrails]
         if r.note:
             lines.append(f"  note: {r.note}")
@@ -419,3 +408,27 @@ def report(
         source.engine,
         force=force,
     )
+
+
+def _comparison_lines(comparisons: Sequence[dict[str, Any]],
+                      timeline: Sequence[dict[str, Any]]) -> list[str]:
+    """Per comparison (channel, variant): its decision and the test that made it, its last
+    lift with the always-valid CI, and the responses so far."""
+    from liftlab.report.format import decided_by
+
+    lines = []
+    for c in comparisons:
+        name = c["channel"] + (f" / {c['variant']}" if c.get("variant") else "")
+        rows = [r for r in timeline if r["channel"] == c["channel"]
+                and r.get("variant") == c.get("variant")]
+        by = f" by {decided_by(c.get('decided_by'))}" if c.get("decided_at") else ""
+        lines.append(f"  {name}: {c['decision']}{by}")
+        if rows and rows[-1]["estimate"] is not None:
+            last = rows[-1]
+            lines.append(f"    lift {last['estimate']:+.4g} per unit, always-valid CI "
+                         f"[{last['ci'][0]:+.4g}, {last['ci'][1]:+.4g}], "
+                         f"{last['n_treatment']:,} vs {last['n_holdout']:,} matured units")
+        if rows:
+            lines.append(f"    responses so far: {rows[-1]['events_treatment']:,} treatment "
+                         f"vs {rows[-1]['events_holdout']:,} holdout")
+    return lines

@@ -26,7 +26,8 @@ assignment counts against the design's fractions at ``monitoring.srm_alpha``.
 **Decisions** per hour, by precedence ``srm``, ``harm``, ``treatment_loses`` /
 ``treatment_wins``, else ``continue``; none before the burn-in (``min_events_per_arm``
 responding units per arm; guardrails' event test: that many events in total). Once reached, a
-decision and its hour (``decided_at``) stay.
+decision, its hour (``decided_at``) and the test that made it (``decided_by``: ``cohort``,
+``event``, ``group_sequential``, ``srm`` or ``guardrail:NAME``) stay.
 
 **Tuning** (from the planned audience, fixed before the outcomes are seen): the cohort sequence
 is tightest at the comparison's audience, or earlier when ``monitoring.expected_lift`` is set
@@ -464,7 +465,8 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             base.get(f"r:{primary.name}", 0.0) * audience or burn, a_primary)
         srm_conc = seq.mixture_concentration(sum(v for (ch, _), v in sizes.items()
                                                  if ch == c.channel), mon.srm_alpha)
-        state: dict[str, Any] = {"decision": "continue", "decided_at": None}
+        state: dict[str, Any] = {"decision": "continue", "decided_at": None,
+                                 "decided_by": None}
         p_cohort = p_event = 1.0
         gs_looks: list[tuple[dt.datetime, seq.GroupSequentialLook]] = []
         g_min = {g.name: 1.0 for g in guards}
@@ -493,8 +495,9 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
                 p_event = min(p_event, e_look.p_value)
             now: Decision = "continue"
+            by: str | None = None
             if srm_state[c.channel] < mon.srm_alpha:
-                now = "srm"
+                now, by = "srm", "srm"
             for g in guards:
                 g_min[g.name] = min(g_min[g.name], _harm_p(
                     g, cum.get((c.channel, c.arm, hour)), cum.get((c.channel, HOLDOUT, hour)),
@@ -506,18 +509,21 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                 if g_min[g.name] < a_guard:
                     if out["decided_at"] is None or hour < out["decided_at"]:
                         out["decision"], out["decided_at"] = "harm", hour
-                    now = "harm" if now == "continue" else now
+                    if now == "continue":
+                        now, by = "harm", f"guardrail:{g.name}"
             rejected = next((g for _, g in gs_looks if g.reject), None)
             if now == "continue" and rejected is not None:
                 good = (rejected.z > 0) == (primary.desired_direction == "increase")
                 now = "treatment_wins" if good else "treatment_loses"
+                by = "group_sequential"
             elif now == "continue" and min(p_cohort, p_event) < a_primary:
-                up = (look.estimate > 0 if p_cohort < a_primary and look is not None
-                      else e_look.rate_ratio > 1)
+                cohort = p_cohort < a_primary and look is not None
+                up = look.estimate > 0 if cohort and look is not None else e_look.rate_ratio > 1
                 good = up == (primary.desired_direction == "increase")
                 now = "treatment_wins" if good else "treatment_loses"
+                by = "cohort" if cohort else "event"
             if state["decided_at"] is None and now != "continue":
-                state["decision"], state["decided_at"] = now, hour
+                state["decision"], state["decided_at"], state["decided_by"] = now, hour, by
             p_comb = (min(1.0, m * gs_looks[-1][1].p_value) if gs_looks
                       else min(1.0, 2 * m * min(p_cohort, p_event)))
             timeline.append({
@@ -536,6 +542,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                 "decision": state["decision"] if state["decided_at"] else now})
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
                        "decision": state["decision"], "decided_at": state["decided_at"],
+                       "decided_by": state["decided_by"],
                        "p_value": p_comb if hours else 1.0,
                        "n_star": n_star, **(_method_json(gs, gs_looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))

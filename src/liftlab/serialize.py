@@ -126,6 +126,7 @@ def effect_json(e: Effect) -> dict[str, Any]:
         "method": lift.method,
         "cuped": lift.cuped,
         "variance_reduction": lift.variance_reduction,
+        "winsorize": e.metric.winsorize,
         "verdict": e.verdict,
         "error": lift.error,
         "incremental_total": e.incremental_total,

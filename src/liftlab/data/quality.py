@@ -43,9 +43,13 @@ class Check:
 
 @dataclass(frozen=True)
 class QualityReport:
+    """Errors stop the analysis; warnings and notes (``info`` checks such as returns, which
+    are counted as they should be) are shown on the report."""
+
     errors: tuple[Problem, ...]
     warnings: tuple[str, ...]
     checks: tuple[dict[str, object], ...]
+    notes: tuple[str, ...] = ()
 
 
 def declare_checks(columns: Mapping[str, Sequence[str]]) -> list[Check]:
@@ -104,6 +108,7 @@ def build_report(checks: Sequence[Check], counts: Sequence[int],
     """Turn per-check counts into errors, warnings and the data-checks table of the report."""
     errors: list[Problem] = []
     warnings: list[str] = []
+    notes: list[str] = []
     summary: list[dict[str, object]] = []
     for c, n in zip(checks, counts, strict=True):
         summary.append({"check": c.name, "table": c.table, "column": c.column,
@@ -114,5 +119,6 @@ def build_report(checks: Sequence[Check], counts: Sequence[int],
             errors.append(Problem(c.message.format(n=n), table=c.table, column=c.column,
                                   rows=first_rows(c), row_count=n, hint=c.hint or None))
         else:
-            warnings.append(f"{c.table}.{c.column}: " + c.message.format(n=f"{n:,}"))
-    return QualityReport(tuple(errors), tuple(warnings), tuple(summary))
+            (notes if c.level == "info" else warnings).append(
+                f"{c.table}.{c.column}: " + c.message.format(n=f"{n:,}"))
+    return QualityReport(tuple(errors), tuple(warnings), tuple(summary), tuple(notes))

@@ -10,11 +10,11 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from liftlab.report.format import rel_floor, segment_label
+from liftlab.report.format import decided_by, rel_floor
 
 GREEN, RED, GREY, BLUE = "#1b7f3b", "#b42318", "#667085", "#1f5fbf"
 PALETTE = ("#1f5fbf", "#e07b00", "#6941c6", "#0e9384", "#c11574", "#667085")
-VERDICT_COLOUR = {"desired": GREEN, "undesired": RED, "inconclusive": GREY}
+VERDICT_SYMBOL = {"desired": "triangle-up", "undesired": "triangle-down", "inconclusive": "circle"}
 LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=20, t=50, b=40),
               font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=13),
               hoverlabel=dict(namelength=-1))
@@ -34,6 +34,12 @@ class Chart:
                                    config={"displaylogo": False, "responsive": True})
 
 
+def colours(names: Any) -> dict[str, str]:
+    """One colour per channel / arm, by its place in the sorted names: every chart of a page
+    draws the same channel in the same colour."""
+    return {n: PALETTE[k % len(PALETTE)] for k, n in enumerate(sorted(set(names)))}
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
 
@@ -43,149 +49,203 @@ def _arm(e: dict[str, Any]) -> str:
 
 
 def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
-    """Relative lift with its CI per comparison, on a shared zero line."""
+    """Relative lift with its CI, one named trace per comparison (channel / arm) on a shared
+    zero line; the marker says the verdict (▲ desired, ▼ undesired, ● inconclusive)."""
     rows = [e for e in effects if e["metric"] == metric and e["segment"] is None
             and _finite(e.get("lift_rel"))]
-    labels = [_arm(e) for e in rows]
     fig = go.Figure()
-    for verdict, colour in VERDICT_COLOUR.items():
-        sub = [e for e in rows if e["verdict"] == verdict]
-        if not sub:
-            continue
+    colour = colours(_arm(e) for e in rows)
+    for e in rows:
         fig.add_trace(go.Scatter(
-            x=[e["lift_rel"] * 100 for e in sub], y=[_arm(e) for e in sub], mode="markers",
-            name=verdict, marker=dict(color=colour, size=11,
-                                      symbol={"desired": "triangle-up", "undesired":
-                                              "triangle-down"}.get(verdict, "circle")),
+            x=[e["lift_rel"] * 100], y=[_arm(e)], mode="markers", name=_arm(e),
+            marker=dict(color=colour[_arm(e)], size=12,
+                        symbol=VERDICT_SYMBOL[e["verdict"]]),
             error_x=dict(type="data", symmetric=False,
-                         array=[_gap(e.get("lift_rel_ci"), 1, e["lift_rel"]) * 100 for e in sub],
+                         array=[_gap(e.get("lift_rel_ci"), 1, e["lift_rel"]) * 100],
                          arrayminus=[_gap(_floored(e.get("lift_rel_ci"), e), 0,
-                                          e["lift_rel"]) * 100 for e in sub]),
-            customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"]] for e in sub],
+                                          e["lift_rel"]) * 100]),
+            customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"], e["verdict"]]],
             hovertemplate="%{y}: %{x:+.2f}%<br>n = %{customdata[0]:,} vs %{customdata[1]:,}"
-                          "<br>p = %{customdata[2]:.4f}<extra></extra>"))
+                          "<br>p = %{customdata[2]:.4f} · %{customdata[3]}<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
-    fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI)",
-                      height=140 + 45 * max(len(labels), 1), showlegend=True,
+    fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI; "
+                      "▲ desired, ▼ undesired, ● inconclusive)",
+                      height=140 + 45 * max(len(rows), 1), showlegend=True,
                       xaxis_title="relative lift (%)", yaxis_title="channel / arm")
     table = pl.DataFrame({
-        "comparison": labels, "lift_rel": [e["lift_rel"] for e in rows],
+        "channel": [e["channel"] for e in rows], "variant": [e.get("variant") for e in rows],
+        "metric": [metric] * len(rows), "lift_rel": [e["lift_rel"] for e in rows],
         "lift_rel_lo": [(e.get("lift_rel_ci") or [None, None])[0] for e in rows],
         "lift_rel_hi": [(e.get("lift_rel_ci") or [None, None])[1] for e in rows],
         "p_value": [e["p_value"] for e in rows], "verdict": [e["verdict"] for e in rows]},
-        schema={"comparison": pl.String, "lift_rel": pl.Float64, "lift_rel_lo": pl.Float64,
-                "lift_rel_hi": pl.Float64, "p_value": pl.Float64, "verdict": pl.String})
+        schema={"channel": pl.String, "variant": pl.String, "metric": pl.String,
+                "lift_rel": pl.Float64, "lift_rel_lo": pl.Float64, "lift_rel_hi": pl.Float64,
+                "p_value": pl.Float64, "verdict": pl.String})
     return Chart(key, f"Forest plot: {metric}", fig, table)
 
 
 def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
-    """Posterior mean relative lift with its 95% HDI, labelled with P(lift > 0)."""
+    """Posterior mean relative lift with its 95% HDI per metric, one named trace per
+    comparison (channel / arm), labelled with P(lift > 0)."""
     rows = [e for e in effects if e["segment"] is None and _finite((e.get("bayes") or {})
                                                                    .get("mean_rel"))]
     if not rows:
         return None
-    labels = [f"{e['metric']} · {_arm(e)}" for e in rows]
-    means = [e["bayes"]["mean_rel"] * 100 for e in rows]
-    raw = [e["bayes"].get("hdi_rel") or [None, None] for e in rows]
-    hdi = [_floored(h, e) for h, e in zip(raw, rows, strict=True)]
-    prob = [e["bayes"].get("prob_positive") for e in rows]
-    fig = go.Figure(go.Scatter(
-        x=means, y=labels, mode="markers+text", marker=dict(color=BLUE, size=10),
-        text=[f"P(>0) {p:.0%}" if _finite(p) else "" for p in prob], textposition="top center",
-        error_x=dict(type="data", symmetric=False,
-                     array=[_gap(h, 1, m / 100) * 100 for h, m in zip(hdi, means, strict=True)],
-                     arrayminus=[_gap(h, 0, m / 100) * 100
-                                 for h, m in zip(hdi, means, strict=True)]),
-        customdata=[[p if _finite(p) else float("nan")] for p in prob],
-        hovertemplate="%{y}: %{x:+.2f}%<br>P(lift > 0) = %{customdata[0]:.4f}<extra></extra>"))
+    fig = go.Figure()
+    comps = list(dict.fromkeys(_arm(e) for e in rows))
+    colour = colours(comps)
+    for comp in comps:
+        sub = [e for e in rows if _arm(e) == comp]
+        means = [e["bayes"]["mean_rel"] * 100 for e in sub]
+        hdi = [_floored(e["bayes"].get("hdi_rel") or [None, None], e) for e in sub]
+        prob = [e["bayes"].get("prob_positive") for e in sub]
+        fig.add_trace(go.Scatter(
+            x=means, y=[[e["metric"] for e in sub], [comp] * len(sub)], name=comp,
+            mode="markers+text", marker=dict(color=colour[comp], size=10),
+            text=[f"P(>0) {p:.0%}" if _finite(p) else "" for p in prob],
+            textposition="top center",
+            error_x=dict(type="data", symmetric=False,
+                         array=[_gap(h, 1, m / 100) * 100 for h, m in zip(hdi, means,
+                                                                          strict=True)],
+                         arrayminus=[_gap(h, 0, m / 100) * 100
+                                     for h, m in zip(hdi, means, strict=True)]),
+            customdata=[[p if _finite(p) else float("nan")] for p in prob],
+            hovertemplate="%{y}: %{x:+.2f}%<br>P(lift > 0) = %{customdata[0]:.4f}"
+                          "<extra>" + comp + "</extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title="Posterior relative lift (mean, 95% HDI)",
                       height=150 + 40 * len(rows), xaxis_title="relative lift (%)",
-                      yaxis_title="metric · comparison", showlegend=False)
-    table = pl.DataFrame({"comparison": labels, "mean_rel": [m / 100 for m in means],
+                      yaxis_title="metric", showlegend=True)
+    raw = [e["bayes"].get("hdi_rel") or [None, None] for e in rows]
+    table = pl.DataFrame({"channel": [e["channel"] for e in rows],
+                          "variant": [e.get("variant") for e in rows],
+                          "metric": [e["metric"] for e in rows],
+                          "mean_rel": [e["bayes"]["mean_rel"] for e in rows],
                           "hdi_lo": [h[0] for h in raw], "hdi_hi": [h[1] for h in raw],
-                          "prob_positive": prob},
-                         schema={"comparison": pl.String, "mean_rel": pl.Float64,
+                          "prob_positive": [e["bayes"].get("prob_positive") for e in rows]},
+                         schema={"channel": pl.String, "variant": pl.String,
+                                 "metric": pl.String, "mean_rel": pl.Float64,
                                  "hdi_lo": pl.Float64, "hdi_hi": pl.Float64,
                                  "prob_positive": pl.Float64})
     return Chart(key, "Posteriors", fig, table)
 
 
 def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: str) -> Chart:
-    """The lift per value of one segment dimension for each comparison, with n shown, so
-    that the noise of small segments is obvious."""
+    """The lift per value of one segment dimension, one named trace per comparison (channel
+    / arm) drawn side by side within each segment's row, with n shown, so that the noise of
+    small segments is obvious."""
     rows = [e for e in effects if e["metric"] == metric and e["segment"] is not None
             and list(e["segment"]) == [dimension] and _finite(e.get("lift_abs"))]
+    values = sorted({e["segment"][dimension] for e in rows})
+    comps = list(dict.fromkeys(_arm(e) for e in rows))
+    colour = colours(comps)
+    n_units = {v: sorted({e["n_treatment"] + e["n_holdout"] for e in rows
+                          if e["segment"][dimension] == v}) for v in values}
+    step = 0.7 / max(len(comps), 1)
     fig = go.Figure()
-    for comp in sorted({_arm(e) for e in rows}):
+    for k, comp in enumerate(comps):
         sub = [e for e in rows if _arm(e) == comp]
+        offset = (k - (len(comps) - 1) / 2) * step
         fig.add_trace(go.Scatter(
             x=[e["lift_abs"] for e in sub],
-            y=[f"{e['segment'][dimension]} (n={e['n_treatment'] + e['n_holdout']:,})"
-               for e in sub],
-            mode="markers", name=comp,
+            y=[values.index(e["segment"][dimension]) + offset for e in sub],
+            mode="markers", name=comp, marker=dict(color=colour[comp], size=9),
             error_x=dict(type="data", symmetric=False,
                          array=[_gap(e.get("lift_abs_ci"), 1, e["lift_abs"]) for e in sub],
                          arrayminus=[_gap(e.get("lift_abs_ci"), 0, e["lift_abs"]) for e in sub]),
-            hovertemplate="%{y}<br>lift %{x:+.4g}<extra>" + comp + "</extra>"))
+            customdata=[[e["segment"][dimension], e["n_treatment"] + e["n_holdout"]]
+                        for e in sub],
+            hovertemplate="%{customdata[0]} (n=%{customdata[1]:,})<br>lift %{x:+.4g}<extra>"
+                          + comp + "</extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
-    n_rows = len({e["segment"][dimension] for e in rows})
     fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI)",
-                      height=170 + 34 * max(n_rows, 1), xaxis_title=f"lift in {metric} per unit",
-                      yaxis_title=f"{dimension} (units in both arms)")
+                      height=170 + 26 * max(len(values), 1) * max(len(comps), 1),
+                      xaxis_title=f"lift in {metric} per unit",
+                      yaxis=dict(title=f"{dimension} (units compared)",
+                                 tickvals=list(range(len(values))), autorange="reversed",
+                                 ticktext=[f"{v} (n={_span(n_units[v])})" for v in values],
+                                 zeroline=False))
     table = pl.DataFrame({
-        "comparison": [_arm(e) for e in rows],
-        "segment": [segment_label(e["segment"]) for e in rows],
+        "channel": [e["channel"] for e in rows], "variant": [e.get("variant") for e in rows],
+        "metric": [metric] * len(rows), "dimension": [dimension] * len(rows),
+        "segment": [e["segment"][dimension] for e in rows],
         "n_treatment": [e["n_treatment"] for e in rows],
         "n_holdout": [e["n_holdout"] for e in rows],
         "lift_abs": [e["lift_abs"] for e in rows],
         "lift_abs_lo": [e["lift_abs_ci"][0] for e in rows],
         "lift_abs_hi": [e["lift_abs_ci"][1] for e in rows]},
-        schema={"comparison": pl.String, "segment": pl.String, "n_treatment": pl.Int64,
+        schema={"channel": pl.String, "variant": pl.String, "metric": pl.String,
+                "dimension": pl.String, "segment": pl.String, "n_treatment": pl.Int64,
                 "n_holdout": pl.Int64, "lift_abs": pl.Float64, "lift_abs_lo": pl.Float64,
                 "lift_abs_hi": pl.Float64})
     return Chart(key, f"Segments: {metric} by {dimension}", fig, table)
 
 
+def _span(ns: list[int]) -> str:
+    """Units of a segment's comparisons: one number, or the range when the arms differ."""
+    return f"{ns[0]:,}" if len(ns) == 1 else f"{ns[0]:,}–{ns[-1]:,}"
+
+
 def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) -> Chart | None:
-    """Cumulative lift of one metric (and variant) per channel, each with its own
-    confidence-sequence band and legend group, the hour each channel's decision was reached,
-    and the cumulative units per arm (the split made visible)."""
+    """Both sequential tests of one metric (and variant), one named series per channel: the
+    cumulative lift of matured units with its confidence-sequence band (top), the response
+    rate ratio with its own band (middle), and the cumulative units per arm (bottom). Each
+    channel's decision is marked on the panel of the test that made it."""
     rows = [r for r in seq.get("timeline", []) if r.get("metric") == metric
-            and r.get("variant") == variant and _finite(r.get("estimate"))]
+            and r.get("variant") == variant
+            and (_finite(r.get("estimate")) or _finite(r.get("rate_ratio")))]
     if not rows:
         return None
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.68, 0.32],
-                        vertical_spacing=0.08)
-    channels = list(dict.fromkeys(r.get("channel") or "" for r in rows))
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.42, 0.3, 0.28],
+                        vertical_spacing=0.06)
+    channels = sorted({r.get("channel") or "" for r in rows})
+    colour = colours(channels)
     settled: list[float | None] = []
+    ratios: list[float | None] = []
     for n, channel in enumerate(channels):
         sub = sorted((r for r in rows if (r.get("channel") or "") == channel),
                      key=lambda r: r["at"])
-        settled += _channel_traces(fig, sub, channel, PALETTE[n % len(PALETTE)])
+        settled += _band(fig, sub, channel, colour[channel], "lift", 1)
+        ratios += _band(fig, sub, channel, colour[channel], "rate ratio", 2)
+        _units(fig, sub, channel, colour[channel])
         _decision_marker(fig, seq, sub, channel, metric, variant, n)
     fig.add_hline(y=0, line=dict(color="#101828", width=1), row=1, col=1,
                   annotation_text="decision boundary: band clear of 0",
                   annotation_position="bottom left")
-    fig.update_layout(**LAYOUT, height=560, legend=dict(orientation="h", y=-0.18),
-                      title=f"{metric}{f' / {variant}' if variant else ''}: cumulative lift "
-                      "per channel and units per arm")
-    fig.update_yaxes(title=dict(text=f"cumulative lift, {metric} per unit<br>"
+    fig.add_hline(y=1, line=dict(color="#101828", width=1), row=2, col=1,
+                  annotation_text="decision boundary: band clear of 1",
+                  annotation_position="bottom left")
+    fig.update_layout(**LAYOUT, height=720, legend=dict(orientation="h", y=-0.12),
+                      title=f"{metric}{f' / {variant}' if variant else ''}: the two sequential "
+                      "tests per channel, and units per arm")
+    fig.update_yaxes(title=dict(text=f"lift test: {metric} per matured unit<br>"
                                 "(within the response window)", font=dict(size=11)),
                      row=1, col=1, range=_settled_range(settled))
-    fig.update_yaxes(title_text="units (cumulative)", row=2, col=1)
-    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    fig.update_yaxes(title=dict(text="response-count test:<br>rate ratio treat. / hold.",
+                                font=dict(size=11)), row=2, col=1, type="log",
+                     range=_log_range(ratios))
+    fig.update_yaxes(title=dict(text="units (cumulative)", font=dict(size=11)), row=3, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
     table = pl.DataFrame({
-        "channel": [r.get("channel") for r in rows], "at": [r["at"] for r in rows],
-        "estimate": [r["estimate"] for r in rows],
-        "ci_lo": [_or_none(r["ci"][0]) for r in rows], "ci_hi": [_or_none(r["ci"][1])
-                                                                 for r in rows],
+        "channel": [r.get("channel") for r in rows], "variant": [variant] * len(rows),
+        "metric": [metric] * len(rows), "at": [r["at"] for r in rows],
+        "estimate": [_or_none(r.get("estimate")) for r in rows],
+        "ci_lo": [_or_none(r["ci"][0]) for r in rows],
+        "ci_hi": [_or_none(r["ci"][1]) for r in rows],
+        "rate_ratio": [_or_none(r.get("rate_ratio")) for r in rows],
+        "rate_ratio_lo": [_or_none((r.get("rate_ratio_ci") or [None, None])[0]) for r in rows],
+        "rate_ratio_hi": [_or_none((r.get("rate_ratio_ci") or [None, None])[1]) for r in rows],
         "p_value": [r.get("p_value") for r in rows],
         "n_treatment": [r.get("n_treatment") for r in rows],
         "n_holdout": [r.get("n_holdout") for r in rows],
-        "decision": [r.get("decision") for r in rows]}, strict=False)
+        "decision": [r.get("decision") for r in rows]},
+        schema={"channel": pl.String, "variant": pl.String, "metric": pl.String,
+                "at": pl.String, "estimate": pl.Float64, "ci_lo": pl.Float64,
+                "ci_hi": pl.Float64, "rate_ratio": pl.Float64, "rate_ratio_lo": pl.Float64,
+                "rate_ratio_hi": pl.Float64, "p_value": pl.Float64, "n_treatment": pl.Int64,
+                "n_holdout": pl.Int64, "decision": pl.String})
     return Chart(key, "Over time", fig, table)
 
 
@@ -193,55 +253,91 @@ def _or_none(x: Any) -> float | None:
     return x if _finite(x) else None
 
 
-def _channel_traces(fig: go.Figure, rows: list[dict[str, Any]], channel: str,
-                    colour: str) -> list[float | None]:
-    """One channel's band, lift line and units per arm, in one legend group; returns the band
-    values once the first tenth of the looks is past (for the y-range)."""
+def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str, what: str,
+          row: int) -> list[float | None]:
+    """One channel's estimate and confidence-sequence band of one test (``lift``: the matured
+    cohorts' lift, ``rate ratio``: the response-count test), named with the channel; returns
+    the band once the first tenth of the looks is past (for the y-range)."""
+    if what == "lift":
+        rows = [r for r in rows if _finite(r.get("estimate"))]
+        est = [r["estimate"] for r in rows]
+        lo, hi = [_or_none(r["ci"][0]) for r in rows], [_or_none(r["ci"][1]) for r in rows]
+    else:
+        rows = [r for r in rows if _finite(r.get("rate_ratio"))]
+        est = [r["rate_ratio"] for r in rows]
+        ci = [r.get("rate_ratio_ci") or [None, None] for r in rows]
+        lo = [_or_none(c[0]) if _finite(c[0]) and c[0] > 0 else None for c in ci]
+        hi = [_or_none(c[1]) for c in ci]
+    if not rows:  # this test has no look yet (or the result predates it)
+        return []
     at = [r["at"] for r in rows]
-    lo = [_or_none(r["ci"][0]) for r in rows]
-    hi = [_or_none(r["ci"][1]) for r in rows]
     red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
-    group = dict(legendgroup=channel, legendgrouptitle_text=channel or None)
+    label = f"{channel}: " if channel else ""
     fig.add_trace(go.Scatter(x=at, y=hi, line=dict(width=0), showlegend=False,
-                             legendgroup=channel,
+                             name=f"{label}{what}, upper bound", legendgroup=channel,
                              hovertemplate="%{x}<br>upper bound %{y:.4g}<extra>" + channel
-                             + "</extra>"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=at, y=lo, fill="tonexty",
-                             fillcolor=f"rgba({red},{green},{blue},0.15)", line=dict(width=0),
-                             name="95% confidence sequence", **group,
+                             + "</extra>"), row=row, col=1)
+    fig.add_trace(go.Scatter(x=at, y=lo, fill="tonexty", line=dict(width=0),
+                             fillcolor=f"rgba({red},{green},{blue},0.15)", legendgroup=channel,
+                             name=f"{label}{what}, 95% confidence sequence",
+                             showlegend=what == "lift",
                              hovertemplate="%{x}<br>lower bound %{y:.4g}<extra>" + channel
-                             + "</extra>"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=at, y=[r["estimate"] for r in rows], name="cumulative lift",
-                             line=dict(color=colour), customdata=[r.get("p_value")
-                                                                  for r in rows], **group,
-                             hovertemplate="%{x}<br>lift %{y:.4g}<br>always-valid p "
-                             "%{customdata:.4f}<extra>" + channel + "</extra>"), row=1, col=1)
-    for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
-        fig.add_trace(go.Scatter(x=at, y=[r.get(f"n_{arm}") for r in rows],
-                                 name=f"units, {arm}", line=dict(color=colour, dash=dash),
-                                 **group, hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
-                                 "<extra>" + channel + "</extra>"), row=2, col=1)
+                             + "</extra>"), row=row, col=1)
+    fig.add_trace(go.Scatter(x=at, y=est, name=f"{label}{what}", legendgroup=channel,
+                             line=dict(color=colour, dash="solid" if what == "lift" else "dash"),
+                             customdata=[r.get("p_value") for r in rows],
+                             hovertemplate="%{x}<br>" + what + " %{y:.4g}<br>always-valid p "
+                             "%{customdata:.4f}<extra>" + channel + "</extra>"), row=row, col=1)
     skip = len(rows) // 10
     return [*lo[skip:], *hi[skip:]]
 
 
+def _units(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str) -> None:
+    """One channel's cumulative units per arm (the split made visible)."""
+    label = f"{channel}: " if channel else ""
+    for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
+        fig.add_trace(go.Scatter(x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
+                                 name=f"{label}units, {arm}", legendgroup=channel,
+                                 line=dict(color=colour, dash=dash),
+                                 hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
+                                 "<extra>" + channel + "</extra>"), row=3, col=1)
+
+
+def _log_range(values: list[float | None]) -> list[float] | None:
+    """The log10 y-range of the rate-ratio bands once the first looks are past (1 included)."""
+    vals = [v for v in values if v is not None and v > 0]
+    if not vals:
+        return None
+    lo, hi = math.log10(min(*vals, 1.0)), math.log10(max(*vals, 1.0))
+    pad = 0.08 * (hi - lo or 1.0)
+    return [lo - pad, hi + pad]
+
+
+DECISION_ROW = {"event": 2}  # the panel of the test that made a decision (others: the lift's)
+
+
 def _decision_marker(fig: go.Figure, seq: dict[str, Any], rows: list[dict[str, Any]],
                      channel: str, metric: str, variant: str | None, n: int) -> None:
-    """A dashed line at the hour the channel's decision was reached; a decision reached
-    before the first plotted look is drawn at that look and says so."""
+    """A dashed line at the hour the channel's decision was reached, annotated on the panel
+    of the test that made it; a decision reached before the first plotted look is drawn at
+    that look and says so."""
     comps = [c for c in seq.get("comparisons") or [] if c.get("metric") == metric
              and c.get("variant") == variant and (c.get("channel") or "") == channel]
-    decided_at = comps[0].get("decided_at") if comps else seq.get("decided_at")
-    decision = comps[0].get("decision") if comps else seq.get("decision")
+    comp = comps[0] if comps else seq
+    decided_at, decision = comp.get("decided_at"), comp.get("decision")
     if not decided_at:
         return
     first = rows[0]["at"]
     x = max(decided_at, first)
     text = f"{channel + ': ' if channel else ''}{decision} ({decided_at}"
     text += ", before the first plotted look)" if decided_at < first else ")"
+    if comp.get("decided_by"):
+        text += f"<br>by {decided_by(comp['decided_by'])}"
+    panel = DECISION_ROW.get(comp.get("decided_by") or "", 1)
     fig.add_vline(x=x, line=dict(color=RED, dash="dash"))
-    fig.add_annotation(x=x, y=1 - 0.09 * n, yref="y domain", showarrow=False, text=text,
-                       xanchor="left", bgcolor="rgba(255,255,255,0.8)")
+    fig.add_annotation(x=x, y=1 - 0.16 * n, yref="y domain" if panel == 1 else "y2 domain",
+                       showarrow=False, text=text, xanchor="left", align="left",
+                       bgcolor="rgba(255,255,255,0.85)", font=dict(size=11))
 
 
 def money(effects: list[dict[str, Any]], primary: str, key: str) -> Chart | None:
@@ -274,21 +370,25 @@ def money(effects: list[dict[str, Any]], primary: str, key: str) -> Chart | None
 
 
 def portfolio(items: list[dict[str, Any]], key: str) -> Chart | None:
-    """Across experiments: incremental revenue (left) and ROI (right) by channel."""
+    """Across experiments: the increment of each experiment's primary metric, as the
+    scorecard estimates it (left), and ROI (right) by channel; the left panel is titled with
+    the metrics it plots."""
     items = [i for i in items if _finite(i.get("incremental_total"))]
     if not items:
         return None
     from plotly.subplots import make_subplots
 
+    plotted = " / ".join(dict.fromkeys(i["metric"] for i in items))
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
-        "Incremental revenue (€)", "ROI (net return per € spent)"))
+        f"Incremental {plotted} (primary metric)", "ROI (net return per € spent)"))
     for n, exp in enumerate(sorted({i["experiment"] for i in items})):
         sub = [i for i in items if i["experiment"] == exp]
         colour = PALETTE[n % len(PALETTE)]
         fig.add_trace(go.Bar(x=[i["channel"] for i in sub], y=[i["incremental_total"]
                                                                for i in sub],
                              name=exp, legendgroup=exp, marker_color=colour,
-                             hovertemplate="%{x}: € %{y:,.0f}<extra>" + exp + "</extra>"),
+                             hovertemplate="%{x}: € %{y:,.0f} incremental " + sub[0]["metric"]
+                             + "<extra>" + exp + "</extra>"),
                       row=1, col=1)
         roi = [i for i in sub if _finite(i.get("roi"))]
         fig.add_trace(go.Bar(
@@ -301,14 +401,16 @@ def portfolio(items: list[dict[str, Any]], key: str) -> Chart | None:
     fig.update_layout(**LAYOUT, barmode="group", height=400,
                       title="Portfolio: what each channel returned across experiments")
     fig.update_xaxes(title_text="channel")
-    fig.update_yaxes(title_text="€ (incremental, whole experiment)", row=1, col=1)
+    fig.update_yaxes(title_text=f"€ of {plotted} (incremental, whole experiment)", row=1,
+                     col=1)
     fig.update_yaxes(title_text="ROI (×, 95% CI)", row=1, col=2)
     table = pl.DataFrame(
         {"experiment": [i["experiment"] for i in items], "channel": [i["channel"] for i in items],
+         "metric": [i["metric"] for i in items],
          "incremental_total": [i["incremental_total"] for i in items],
          "cost": [i.get("cost") for i in items], "roi": [i.get("roi") for i in items]},
-        schema={"experiment": pl.String, "channel": pl.String, "incremental_total": pl.Float64,
-                "cost": pl.Float64, "roi": pl.Float64})
+        schema={"experiment": pl.String, "channel": pl.String, "metric": pl.String,
+                "incremental_total": pl.Float64, "cost": pl.Float64, "roi": pl.Float64})
     return Chart(key, "Portfolio", fig, table)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import logging
 import re
 import sys
@@ -27,13 +28,15 @@ from liftlab.fsio import (
     replace_dir,
 )
 from liftlab.report import charts
-from liftlab.report.format import interval, money, pct, ratio
+from liftlab.report.format import decided_by, interval, money, pct, ratio
 from liftlab.report.pages import (
     ENV,
     _bar,
+    _p_title,
     _rel_interval,
     _save,
     copy_plotly,
+    estimate_label,
     render_experiment,
     render_multichannel,
 )
@@ -99,7 +102,9 @@ class DailyRun:
                     "lift_rel_ci": p.get("lift_rel_ci") if p else None,
                     "p_value": p.get("p_value") if p else None,
                     "roi": p.get("roi") if p else None,
-                    "warnings": [w["message"] for w in _warnings(o.result)]})
+                    "channels": _channel_summary(o.result),
+                    "warnings": [w["message"] for w in _warnings(o.result)
+                                 if w.get("severity") != "info"]})
             items.append(item)
         return {"date": self.date.isoformat(), "liftlab": __version__,
                 "freshness": self.freshness, "experiments": items}
@@ -217,6 +222,20 @@ def _channel_decisions(r: dict[str, Any]) -> dict[str, str]:
             and e["segment"] is None}
 
 
+def _channel_summary(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per channel (and variant) of the primary metric: the monitor's decision with the test
+    that made it, and the scorecard's verdict (summary.json; tomorrow's "since yesterday")."""
+    seq = r.get("sequential") or {}
+    by = {_arm(c): c.get("decided_by") for c in seq.get("comparisons") or []
+          if c.get("metric") in (None, r.get("primary_metric"))}
+    decisions = _channel_decisions(r)
+    return [{"channel": e["channel"], "variant": e.get("variant"),
+             "decision": decisions[_arm(e)], "decided_by": by.get(_arm(e)),
+             "verdict": e.get("verdict")}
+            for e in r["effects"] if e["metric"] == r.get("primary_metric")
+            and e["segment"] is None]
+
+
 def _arm(e: dict[str, Any]) -> str:
     return (e.get("channel") or "") + (f" / {e['variant']}" if e.get("variant") else "")
 
@@ -246,9 +265,15 @@ def render_index(run: DailyRun, folder: Path) -> str:
         rows += _index_rows(o)
     portfolio = _portfolio_chart(run)
     charts_ = [c for c in [_save(portfolio, folder, "tables")] if c]
+    shared = shared_notes(run.outcomes)
+    for row in rows:
+        row["flags"] = [f for f in row["flags"] if f["title"] not in shared] or [
+            {"cls": "ok", "text": "✔ healthy", "title": ""}]
     return ENV.get_template("index.html.j2").render(
         title=f"Daily report {run.date}", date=run.date.isoformat(), freshness=run.freshness,
-        counts=counts, warned=sum(o.has_warnings for o in run.outcomes),
+        counts=counts, shared=shared,
+        warned=len({r["id"] for r in rows if any(f["cls"] != "ok" for f in r["flags"])}),
+        since=since_yesterday(run.summary(), _yesterday(run)),
         status_cls={"running": "warn", "decided": "ok", "needs attention": "amber",
                     "failed": "bad"},
         status_icon={"running": "▶", "decided": "✔", "needs attention": "!", "failed": "✖"},
@@ -256,11 +281,59 @@ def render_index(run: DailyRun, folder: Path) -> str:
         multichannel_href="multichannel.html" if run.multichannel is not None else None)
 
 
+def shared_notes(outcomes: Sequence[Outcome]) -> list[str]:
+    """Data-quality messages every analysed experiment carries (they are about the shared
+    tables, such as returns in orders): said once on the index, not on every row."""
+    sets = [{w["message"] for w in _warnings(o.result) if w.get("code") == "data_quality"}
+            for o in outcomes if o.result is not None]
+    if len(sets) < 2:
+        return []
+    return sorted(set.intersection(*sets))
+
+
+def _yesterday(run: DailyRun) -> dict[str, Any] | None:
+    """The previous day's summary.json in the same reports folder, when there is one."""
+    path = run.folder.parent / (run.date - dt.timedelta(days=1)).isoformat() / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def since_yesterday(today: dict[str, Any], yesterday: dict[str, Any] | None
+                    ) -> dict[str, Any] | None:
+    """What changed since the previous day's report: decisions reached (per experiment and
+    channel), new warnings, failed runs (new ones marked). None without a previous report."""
+    if yesterday is None:
+        return None
+    before = {x["experiment"]: x for x in yesterday.get("experiments", [])}
+    decisions, warnings, failed = [], [], []
+    for x in today["experiments"]:
+        old = before.get(x["experiment"], {})
+        if x["status"] == "failed":
+            failed.append({"experiment": x["experiment"], "error": x.get("error") or "",
+                           "new": old.get("status") != "failed"})
+            continue
+        was = {(c["channel"], c.get("variant")): c["decision"] for c in old.get("channels")
+               or []}
+        for c in x.get("channels") or []:
+            key = (c["channel"], c.get("variant"))
+            if c["decision"] != "continue" and was.get(key, "continue") != c["decision"]:
+                decisions.append({"experiment": x["experiment"], "channel": _arm(c),
+                                  "decision": c["decision"],
+                                  "by": decided_by(c.get("decided_by"))})
+        warnings += [{"experiment": x["experiment"], "message": w}
+                     for w in x.get("warnings") or [] if w not in (old.get("warnings") or [])]
+    return {"date": yesterday.get("date"), "decisions": decisions, "warnings": warnings,
+            "failed": failed}
+
+
 def _index_rows(o: Outcome) -> list[dict[str, Any]]:
     """One row per channel (and variant) of the experiment's primary metric; one row with
     the error for a failed experiment."""
     base: dict[str, Any] = {"id": o.id, "name": o.name, "href": None, "channel": "",
                             "days": "", "lift": "–", "ci": "", "lift_raw": "", "bar": None,
+                            "estimate": "", "method": "", "by": "",
                             "verdict": "inconclusive", "decision": "failed", "roi": "–",
                             "roi_ci": "", "roi_raw": "", "flags": [], "error": o.error}
     if o.result is None:
@@ -268,11 +341,14 @@ def _index_rows(o: Outcome) -> list[dict[str, Any]]:
     r = o.result
     flags = [{"cls": SEVERITY[w.get("severity", "warning")][0],
               "text": f"{SEVERITY[w.get('severity', 'warning')][1]} {w['code']}",
-              "title": w.get("message", "")} for w in _warnings(r)]
+              "title": w.get("message", "")} for w in _warnings(r)
+             if w.get("severity") != "info"]
     base.update(href=f"experiments/{o.id}/index.html", decision="continue",
                 days=f"{r.get('days_run', 0):.0f} / {r.get('days_planned', '')}",
                 flags=flags or [{"cls": "ok", "text": "✔ healthy", "title": ""}])
     decisions = _channel_decisions(r)
+    by = {_arm(c): c.get("decided_by") for c in (r.get("sequential") or {})
+          .get("comparisons") or []}
     effects = [e for e in r["effects"] if e["metric"] == r.get("primary_metric")
                and e["segment"] is None]
     if not effects:
@@ -280,11 +356,15 @@ def _index_rows(o: Outcome) -> list[dict[str, Any]]:
     rows = []
     for e in effects:
         ci = e.get("lift_rel_ci") or [None, None]
+        decision = _row_decision(r, decisions[_arm(e)])
         rows.append({**base, "channel": _arm(e), "lift": pct(e.get("lift_rel")),
                      "ci": _rel_interval(e), "lift_raw": e.get("lift_rel", ""),
+                     "estimate": estimate_label(e), "method": _p_title(e),
+                     "by": decided_by(by.get(_arm(e))) if decision not in (
+                         "continue", "ended, no decision", "srm") else "",
                      "verdict": e.get("verdict", "inconclusive"),
                      "bar": _bar(ci[0], e.get("lift_rel"), ci[1]),
-                     "decision": _row_decision(r, decisions[_arm(e)]),
+                     "decision": decision,
                      "roi": ratio(e.get("roi")), "roi_ci": interval(e.get("roi_ci"), "ratio"),
                      "roi_raw": e.get("roi", "")})
     return rows

@@ -96,5 +96,17 @@ def p_is(p: Any, name: str = "p") -> str:
     return f"{name} {shown}" if shown.startswith("<") else f"{name} = {shown}"
 
 
-def segment_label(seg: dict[str, str] | None) -> str:
-    return "all" if not seg else ", ".join(f"{k} = {v}" for k, v in seg.items())
+
+TEST_NAME = {
+    "cohort": "the lift test on matured units (confidence sequence)",
+    "event": "the response-count test (first responses per arm)",
+    "group_sequential": "the group-sequential test at a planned look",
+    "srm": "the sequential sample-ratio test",
+}
+
+
+def decided_by(test: Any) -> str:
+    """The sequential test that made a decision, in words (``decided_by`` of the monitor)."""
+    if isinstance(test, str) and test.startswith("guardrail:"):
+        return f"the harm test on guardrail {test.split(':', 1)[1]}"
+    return TEST_NAME.get(test, "a test the result does not name") if test else ""

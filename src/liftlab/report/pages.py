@@ -18,6 +18,7 @@ from liftlab.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
 from liftlab.report.format import (
+    decided_by,
     interval,
     money,
     num,
@@ -96,28 +97,10 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
     out.append({"level": "bad" if harmed else "ok", "icon": "✖" if harmed else "✔",
                 "label": "harm" if harmed else "ok", "title": "Guardrails",
                 "detail": (f"harm on {', '.join(harmed)}; " if harmed else "")
-                + (", ".join(f"{e['metric']} {pct(e.get('lift_rel'))}" for e in guards)
+                + (", ".join(f"{e['metric']} {_arm(e)} {pct(e.get('lift_rel'))}"
+                             for e in guards)
                    or "none defined")})
     return out
-
-
-def _warnings(h: dict[str, Any]) -> list[dict[str, Any]]:
-    """The health warnings as shown: a sample-ratio mismatch is said from the check itself
-    (arms, counts and planned shares), not from the warning's text."""
-    failed = [c for c in h.get("srm") or [] if not c.get("ok", True)]
-    out = [w for w in h.get("warnings", []) if w.get("code") != "srm" or not failed]
-    if len(out) == len(h.get("warnings", [])):
-        return out
-    return [*[{"code": "srm", "severity": "error", "message": _srm_text(c)} for c in failed],
-            *out]
-
-
-def _srm_text(c: dict[str, Any]) -> str:
-    expected = c.get("expected") or {}
-    arms = ", ".join(f"{arm} {n:,}" + (f" ({expected[arm]:.0%} planned)" if arm in expected
-                                         else "") for arm, n in c["observed"].items())
-    return (f"sample ratio mismatch on {c['channel']}: {arms}, {p_is(c.get('p_value'))}; do "
-            "not trust its lifts until the assignment is explained")
 
 
 def _alarm(h: dict[str, Any]) -> list[str]:
@@ -142,6 +125,7 @@ def _score_row(e: dict[str, Any]) -> dict[str, Any]:
     rel_ci = e.get("lift_rel_ci") or [None, None]
     return {
         "metric": metric, "guardrail": e.get("guardrail", False), "comparison": _arm(e),
+        "estimate": estimate_label(e),
         "n_treatment": f"{e.get('n_treatment', 0):,}", "n_holdout": f"{e.get('n_holdout', 0):,}",
         "holdout": value(e.get("mean_holdout"), metric, kind),
         "treatment": value(e.get("mean_treatment"), metric, kind),
@@ -167,6 +151,14 @@ METHOD_LABEL = {
     "score": "pooled score test of two proportions; score intervals",
     "fisher_exact": "Fisher's exact test (few events); score intervals",
 }
+
+
+def estimate_label(e: dict[str, Any]) -> str:
+    """Which estimate a number is: CUPED-adjusted, winsorised (at which quantile) or raw."""
+    parts = ["CUPED-adjusted" if e.get("cuped") else ""]
+    if e.get("winsorize"):
+        parts.append(f"winsorised at the {e['winsorize'] * 100:g}th percentile")
+    return ", ".join(p for p in parts if p) or "raw"
 
 
 def _p_text(e: dict[str, Any]) -> str:
@@ -222,7 +214,12 @@ def _arm(e: dict[str, Any]) -> str:
 
 
 def _money_row(e: dict[str, Any]) -> dict[str, Any]:
+    """One channel's money: the primary metric's increment (the scorecard's estimate times
+    the treated units), margin, cost, ROI and ROAS."""
+    n, ci = e.get("n_treatment") or 0, e.get("lift_abs_ci")
+    total_ci = [ci[0] * n, ci[1] * n] if interval(ci, "abs") else None
     return {"comparison": _arm(e), "revenue": money(e.get("incremental_total"), True),
+            "revenue_ci": interval(total_ci, "money"), "estimate": estimate_label(e),
             "margin": money(e.get("incremental_margin"), True),
             "margin_ci": interval(e.get("incremental_margin_ci"), "money"),
             "cost": money(e.get("cost")), "roi": ratio(e.get("roi")),
@@ -288,11 +285,14 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         if saved:
             timelines.append({**saved, "key": f"{m}{f' / {v}' if v else ''}"})
     contribution = [{
-        "channel": c["channel"], "inc": money(c.get("incremental_revenue_per_customer"), True),
-        "ci": interval(c.get("ci"), "money"), "shapley": money(c.get("shapley"), True),
+        "channel": c["channel"], "shapley": money(c.get("shapley"), True),
         "shapley_ci": interval(c.get("shapley_ci"), "money"),
-        "solo": money(c.get("solo"), True), "loo": money(c.get("leave_one_out"), True),
-        "roi": ratio(c.get("roi"))} for c in r.get("contribution") or []]
+        "solo": money(c.get("solo"), True), "solo_ci": interval(c.get("solo_ci"), "money"),
+        "loo": money(c.get("leave_one_out"), True),
+        "loo_ci": interval(c.get("leave_one_out_ci"), "money")}
+        for c in r.get("contribution") or []]
+    if len(contribution) < 2:  # one channel: its split is its own lift, raw; the scorecard's
+        contribution = []
     interactions = [{
         "channels": " × ".join(i["channels"]), "metric": i["metric"],
         "estimate": value(i.get("estimate"), i["metric"], "mean", signed=True),
@@ -305,13 +305,16 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
     return ENV.get_template("experiment.html.j2").render(
         title=r.get("name", exp), r=r, exp=exp, name=r.get("name", exp), primary=primary,
         meta=_meta(r), assets=assets, home=home, version=__version__,
-        health=_health(r), alarm=_alarm(r["health"]), warnings=_warnings(r["health"]),
+        health=_health(r), alarm=_alarm(r["health"]), warnings=r["health"].get("warnings", []),
         checks=r["health"].get("data_checks", []), metrics=metrics,
         score_rows=[_score_row(e) for e in overall if not e.get("guardrail")],
         guard_rows=[_score_row(e) for e in overall if e.get("guardrail")],
         bar_scale=int(BAR_SCALE * 100), forests=forests, segment_charts=segs,
         seg_metrics=seg_metrics, dims=dims, timelines=timelines, seq=seq,
         seq_p=p_is(seq.get("always_valid_p_value"), "always-valid p"),
+        seq_decisions=_seq_decisions(seq, primary),
+        money_margin=primary != next((e.get("roi_basis") for e in overall
+                                      if e["metric"] == primary), None),
         guard_seq=seq.get("guardrails") or [],
         money=_save(charts.money(effects, primary, f"{exp}-money"), folder, tables),
         money_rows=[_money_row(e) for e in overall if e["metric"] == primary
@@ -338,6 +341,17 @@ def _pressure(r: dict[str, Any], folder: Path, tables: str) -> dict[str, Any]:
         curves(p, f"{r['experiment']}-pressure"), folder, tables)}
 
 
+def _seq_decisions(seq: dict[str, Any], primary: str) -> list[dict[str, str]]:
+    """Each channel's sequential decision on the primary metric, when it was reached and the
+    test that made it (the experiment's own decision when the monitor reports no channel)."""
+    comps = [c for c in seq.get("comparisons") or [] if c.get("metric") in (None, primary)]
+    return [{"comparison": _arm(c) if c.get("channel") else "all channels",
+             "decision": c.get("decision") or "continue",
+             "when": f"reached {c['decided_at']}" if c.get("decided_at") else "",
+             "by": decided_by(c.get("decided_by")) if c.get("decided_at") else ""}
+            for c in comps or ([seq] if seq else [])]
+
+
 def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
     """The plan section: minimum detectable effects per channel and metric."""
     if not plan:
@@ -354,10 +368,10 @@ def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
         rows.append({"comparison": comparison, "metric": c["metric"],
                      "units": f"{c['n_treatment']:,} / {c['n_holdout']:,}",
                      "mde": pct(c.get("mde_rel")), "mde_abs": f"({c['mde_abs']:.4g} per unit)",
-                     "rho": f"{c.get('cuped_rho') or 0:.2f}",
+                     "rho": f"{round(c.get('cuped_rho') or 0, 2) + 0.0:.2f}",  # never "-0.00"
                      "cost": money(c.get("holdout_cost")),
                      "needs": " or ".join(needs) or "not reachable in 84 days"})
-    inter = [f"{' x '.join(i['channels'])}: {pct(i.get('mde_rel'))} "
+    inter = [f"{' x '.join(i['channels'])} on {i.get('metric', '?')}: {pct(i.get('mde_rel'))} "
              f"({i.get('ratio_to_main_effect_mde', float('nan')):.1f}x a main effect's)"
              for i in plan.get("interactions", []) if i.get("mde_rel") is not None]
     return {"plan_rows": rows, "plan_interactions": inter,
@@ -411,7 +425,7 @@ def render_multichannel(mc: dict[str, Any], folder: Path, assets: str = "assets"
                   for k, v in mc.get("adjusted", {}).items()],
         iv=None if not iv else {
             "experiment": iv["experiment"], "weak": iv.get("weak_instrument"),
-            "text": f"{money(iv['effect'], True)} {interval(iv['effect_ci'], 'abs')}",
+            "text": f"{money(iv['effect'], True)} {interval(iv['effect_ci'], 'money')}",
             "fs": pct(iv["first_stage"], signed=False)},
         premium=_save(charts.premium_estimates(mc, "mc-premium"), folder, "tables"),
         decomposition=_save(charts.decomposition(mc, "mc-decomposition"), folder, "tables"),

@@ -27,6 +27,16 @@ class SrmCheck:
     def ok(self) -> bool:
         return not (self.p_value < self.alpha)
 
+    def describe(self) -> str:
+        """The mismatch in words: each arm's units and planned share, and the p-value."""
+        weight = sum(self.expected.values()) or 1.0
+        arms = ", ".join(f"{arm} {n:,}" + (f" ({self.expected[arm] / weight:.0%} planned)"
+                                           if arm in self.expected else "")
+                         for arm, n in self.observed.items())
+        p = "p < 0.001" if self.p_value < 0.001 else f"p = {self.p_value:.3f}"
+        return (f"sample ratio mismatch on {self.channel}: {arms}, {p}; do not trust its "
+                "lifts until the assignment is explained")
+
     def to_dict(self) -> dict[str, object]:
         return {"channel": self.channel, "observed": self.observed, "expected": self.expected,
                 "p_value": self.p_value, "ok": self.ok}
