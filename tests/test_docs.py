@@ -57,8 +57,8 @@ def test_the_yaml_reference_lists_every_key_of_every_model():
         and m.model_fields
     ]
     for model in models:
-        for key in model.model_fields:
-            assert f"| `{key}` |" in text, f"{model.__name__}.{key}"
+        for key, field in model.model_fields.items():  # the YAML key: the alias if any
+            assert f"| `{field.alias or key}` |" in text, f"{model.__name__}.{key}"
 
 
 def test_the_cli_reference_lists_every_command_and_option():

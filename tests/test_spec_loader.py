@@ -190,7 +190,8 @@ def test_a_misspelt_key_is_not_also_reported_missing():
 def test_unknown_key_far_from_any_field_lists_the_allowed_ones():
     text = CONTRACT_ONBOARDING.replace("{holdout: 0.5,", "{holdout: 0.5, zzz: 1,")
     [problem] = _problems(text)
-    assert problem.endswith("allowed keys here: holdout, variants, cost_per_contact")
+    assert problem.endswith("allowed keys here: holdout, variants, cost_per_contact, arms, "
+                            "frequency_unit")
 
 
 def test_impossible_dates_are_reported_not_converted():

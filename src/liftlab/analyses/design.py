@@ -20,7 +20,7 @@ import polars as pl
 
 from liftlab.analyses.cells import CellTable
 from liftlab.spec.aggregation import contacted, sum_col
-from liftlab.spec.models import HOLDOUT, Experiment, Threshold
+from liftlab.spec.models import Experiment, Threshold
 
 Status = Literal["ok", "warning", "error"]
 
@@ -56,7 +56,7 @@ def design_checks(spec: Experiment, cells: CellTable) -> tuple[DesignCheck, ...]
     for ch, cfg in spec.channels.items():
         if sum_col(contacted(ch)) not in cells.frame.columns:
             continue
-        holdout = cells.where({ch: HOLDOUT})
+        holdout = cells.where({ch: cfg.control})
         treated = cells.frame.filter(pl.col(f"arm:{ch}").is_in(cfg.treatment_arms))
         n_h, c_h = _count(cells, holdout, ch)
         n_t, c_t = _count(cells, treated, ch)

@@ -19,6 +19,7 @@ from liftlab.analyses.cells import CellTable
 from liftlab.analyses.confirmation import ConfirmationReadout, confirmation_readout
 from liftlab.analyses.design import DesignCheck, design_checks
 from liftlab.analyses.serialize import iso_utc
+from liftlab.analyses.warning import AnalysisWarning
 from liftlab.core.errors import DataError, Problem, UserError
 from liftlab.data.quality import TS_COLUMN, QualityReport
 from liftlab.engines.base import Engine, EngineLimit, folder_only
@@ -34,7 +35,7 @@ from liftlab.spec.aggregation import (
     sum_col,
 )
 from liftlab.spec.columns import column_problems
-from liftlab.spec.models import HOLDOUT, TREATMENT, Experiment, Metric
+from liftlab.spec.models import HOLDOUT, TREATMENT, Channel, Experiment, Metric
 from liftlab.stats import bayes, frequentist, regression
 from liftlab.stats.bayes import BayesEffect
 from liftlab.stats.contribution import (
@@ -57,14 +58,6 @@ if TYPE_CHECKING:
     from liftlab.stats.hierarchical import HierarchicalResult
 
 Verdict = Literal["desired", "undesired", "inconclusive"]
-Severity = Literal["info", "warning", "error"]
-
-
-@dataclass(frozen=True)
-class AnalysisWarning:
-    code: str
-    message: str
-    severity: Severity = "warning"
 
 
 @dataclass(frozen=True)
@@ -172,6 +165,7 @@ class Sections:
     sequential: MonitorResult | None = None
     quantiles: tuple[dict[str, Any], ...] | None = None  # quantile effects (whole population)
     confirmation: ConfirmationReadout | None = None
+    pressure: dict[str, Any] | None = None  # dose-response designs (analyses/pressure.py)
 
 
 @dataclass(frozen=True)
@@ -289,6 +283,10 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
         spec, window, group_by=_group_columns(spec, units),
         extra_quantities=_money_quantities(engine), landing=True,
         contact_channels=tuple(spec.channels) if engine.has("contacts") else ())
+    if spec.design == "dose_response":
+        from liftlab.analyses.pressure import pressure_plan
+
+        plan = pressure_plan(spec, plan, engine)
     frame = engine.aggregate(plan, units, spec.id)
     cells = CellTable(frame, tuple(spec.channels), units.segments)
     _require_arms(spec, cells, units)
@@ -305,6 +303,11 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
     if spec.encouragement is not None:
         iv = _iv(spec, cells)
         warnings += _iv_warnings(iv)
+    pressure = None
+    if spec.design == "dose_response":
+        from liftlab.analyses.pressure import pressure_section
+
+        pressure = pressure_section(spec, cells, window, warnings)
     sections = Sections(
         multiple_testing=family, contribution=_contribution(spec, cells, warnings),
         landing=_landing(spec, engine, cells, plan.window, warnings), iv=iv,
@@ -314,7 +317,8 @@ def analyze(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
                     if spec.monitoring.sequential else None),
         quantiles=quantiles,
         confirmation=(confirmation_readout(spec, cells)
-                      if spec.confirmation is not None else None))
+                      if spec.confirmation is not None else None),
+        pressure=pressure)
     return AnalysisResult(spec, as_of, window, units.n, units.assigned_by, srm, effects,
                           tuple(warnings), cells, engine.label, sections, yaml_text,
                           data_checks=quality.checks, design=design, as_of_basis=basis)
@@ -381,7 +385,7 @@ def _contribution(spec: Experiment, cells: CellTable,
                   warnings: list[AnalysisWarning]) -> Contribution | ProgrammeEffect | None:
     """Per-channel contribution, Shapley split and interactions (factorial designs), or the
     whole programme's effect against the blind zone (a global holdout)."""
-    if sum_col("revenue") not in cells.frame.columns:
+    if sum_col("revenue") not in cells.frame.columns or spec.design == "dose_response":
         return None
     channels = tuple(spec.channels)
     if spec.design == "global_holdout":
@@ -493,7 +497,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
     out: list[LandingSection] = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
-            t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: HOLDOUT})
+            t_rows, h_rows = cells.where({ch: arm}), cells.where({ch: cfg.control})
             if min(int(t_rows["n"].sum()), int(h_rows["n"].sum())) < 2:
                 warnings.append(AnalysisWarning("landing", f"no landing for {ch}/{arm}: an arm has "
                                          "fewer than 2 units", "info"))
@@ -508,8 +512,7 @@ def _landing(spec: Experiment, engine: Engine, cells: CellTable,
                 warnings.append(AnalysisWarning("landing", f"no landing for {ch}/{arm}: {exc}",
                                                 "info"))
                 continue
-            out.append(LandingSection(ch, None if cfg.variants is None else arm, landing,
-                                      credit))
+            out.append(LandingSection(ch, _variant(cfg, arm), landing, credit))
     return tuple(out)
 
 
@@ -585,10 +588,10 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
     out = []
     for ch, cfg in spec.channels.items():
         for arm in cfg.treatment_arms:
-            variant = None if cfg.variants is None else arm
+            variant = _variant(cfg, arm)
             for seg in segments:
                 t_rows = cells.where({ch: arm}, seg)
-                h_rows = cells.where({ch: HOLDOUT}, seg)
+                h_rows = cells.where({ch: cfg.control}, seg)
                 n_t, n_h = int(t_rows["n"].sum()), int(h_rows["n"].sum())
                 money = _money(spec, ch, cells, t_rows, h_rows) if seg is None else None
                 for metric in spec.metrics:
@@ -610,6 +613,11 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
     return out
 
 
+def _variant(cfg: Channel, arm: str) -> str | None:
+    """The arm's name in an effect: None for a channel's single treatment arm."""
+    return None if cfg.variants is None and cfg.dose_arms is None else arm
+
+
 def _adjusted(spec: Experiment, cells: CellTable,
               effects: tuple[Effect, ...]) -> tuple[tuple[Effect, ...], Adjustment]:
     """Multiple-testing adjustment over the family the YAML names: adjusted p-values and each
@@ -628,8 +636,8 @@ def _adjusted(spec: Experiment, cells: CellTable,
         e = effects[i]
         arm = e.variant or spec.channels[e.channel].treatment_arms[0]
         lift = _lift(e.metric, cells, cells.where({e.channel: arm}, e.segment),
-                     cells.where({e.channel: HOLDOUT}, e.segment), level, cuped,
-                     _covariates(spec, e.metric, cuped))
+                     cells.where({e.channel: spec.channels[e.channel].control}, e.segment),
+                     level, cuped, _covariates(spec, e.metric, cuped))
         out[i] = dataclasses.replace(e, lift=lift, p_adjusted=p_adj, ci_alpha=level)
     return tuple(out), Adjustment(
         mt.method, mt.family, len(members), applied=True,

@@ -170,6 +170,7 @@ def sections_json(s: Sections) -> dict[str, Any]:
         "sequential": None if s.sequential is None else s.sequential.sequential_summary(),
         "quantiles": None if s.quantiles is None else list(s.quantiles),
         "confirmation": None if s.confirmation is None else confirmation_json(s.confirmation),
+        "pressure": s.pressure,
     }
 
 

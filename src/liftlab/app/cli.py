@@ -154,7 +154,7 @@ def validate(
             units = engine.units(spec)
             out.print(f"ok  {spec.id}: {units.n:,} units in the population "
                       f"(arms from {units.assigned_by})")
-            if isinstance(data, str) and "://" not in data:
+            if isinstance(data, str) and "://" not in data and spec.design != "dose_response":
                 from liftlab.app.run import plan_file
 
                 for warning in plan_file(path, data).warnings:

@@ -242,6 +242,12 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
     """The plan of ``spec`` on an open engine: the metrics over windows before the start."""
     from functools import cache
 
+    if spec.design == "dose_response":
+        raise UserError(f"experiment {spec.id!r} is a dose-response experiment: liftlab plan "
+                        "sizes holdouts; `liftlab analyze` on a pilot (or a past test) gives "
+                        "the customers per arm and weeks that place the optimum within one "
+                        "send (results.json: pressure.overall.planning)")
+
     from liftlab.analyses.cells import CellTable
     from liftlab.analyses.planning import history_window, make_plan
     from liftlab.engines.units import window_bounds
@@ -347,7 +353,8 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         result = analyze(spec, engine, as_of, yaml_text=path.read_text(),
                          quality=qualities[spec.timezone], units=units,
                          yaml_file=str(path)).to_dict()
-        result["plan"] = plan_for(spec, engine, units=units).to_json()
+        if spec.design != "dose_response":  # its planning is in result["pressure"]
+            result["plan"] = plan_for(spec, engine, units=units).to_json()
         return result
 
     enc = [(p, s) for p, s in specs if isinstance(s, Experiment) and s.encouragement is not None

@@ -334,7 +334,8 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
         definition=definition, parameters=sorted((definition.get("parameters") or {}).items()),
         software=sorted((definition.get("software") or {}).items()),
         results_json=results_json, quantile_rows=_quantile_rows(r.get("quantiles") or []),
-        margin_rows=_margin_rows(overall), **_plan(r.get("plan")))
+        margin_rows=_margin_rows(overall), **_plan(r.get("plan")),
+        **_pressure(r, folder, tables))
 
 
 def _quantile_rows(effects: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -361,6 +362,18 @@ def _margin_rows(effects: list[dict[str, Any]]) -> list[dict[str, str]]:
                      "status": "non-inferior" if ni["passed"] else "not shown",
                      "cls": "treatment_wins" if ni["passed"] else "harm"})
     return rows
+
+
+def _pressure(r: dict[str, Any], folder: Path, tables: str) -> dict[str, Any]:
+    """The contact-pressure section (dose-response experiments only)."""
+    from liftlab.report.pressure_page import arm_rows, curves, recommendations
+
+    p = r.get("pressure")
+    if not p:
+        return {"pressure": None}
+    return {"pressure": p, "pressure_rows": recommendations(p), "pressure_arms": arm_rows(p),
+            "pressure_curves": _save(
+        curves(p, f"{r['experiment']}-pressure"), folder, tables)}
 
 
 def _seq_decisions(seq: dict[str, Any], primary: str) -> list[dict[str, str]]:

@@ -516,13 +516,14 @@ def _allowed_fields(loc: tuple[Any, ...], top: type[BaseModel] = Experiment) -> 
     for part in loc:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(str(part))
+        field = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == str(part)), None)
         if field is None:
             continue  # a dict key such as a channel name
         model = _model_of(field.annotation)
         if model is None:
             return []
-    return list(model.model_fields)
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

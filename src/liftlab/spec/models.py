@@ -19,7 +19,8 @@ from pydantic import (
 )
 
 MetricKind = Literal["mean", "binary", "ratio", "count"]
-Design = Literal["factorial", "holdout_per_channel", "global_holdout"]
+Design = Literal["factorial", "holdout_per_channel", "global_holdout", "dose_response"]
+FrequencyUnit = Literal["per_day", "per_week", "per_month"]
 BayesMode = Literal["off", "closed_form", "hierarchical"]
 Direction = Literal["increase", "decrease"]
 SourceTable = Literal["orders", "events", "contacts"]
@@ -39,6 +40,7 @@ MAX_CHAINS = 8
 MAX_RESPONSE_WINDOW_HOURS = 24 * 90
 MAX_LOOKS = 50  # group-sequential analyses
 MAX_HORIZON_HOURS = 3 * 366 * 24
+MAX_FREQUENCY = 1000.0  # contacts per frequency unit in one dose-response arm
 FIRST_DATE = dt.date(1990, 1, 1)  # the data checks' earliest plausible timestamp
 LAST_DATE = dt.date(2100, 1, 1)  # an end date (exclusive) at most this
 
@@ -62,12 +64,65 @@ Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 Title = Annotated[str, Field(max_length=MAX_TITLE_CHARS)]
 
 
-class Channel(_Model):
-    """One channel's arms: a holdout fraction and either one treatment or named variants."""
+class DoseArm(_Model):
+    """One arm of a dose-response channel: its share of the units and its contact frequency
+    (contacts per ``frequency_unit``; 0 is the holdout)."""
 
-    holdout: Fraction
+    share: Fraction
+    frequency: float = Field(ge=0.0, le=MAX_FREQUENCY)
+
+
+class Channel(_Model):
+    """One channel's arms: a holdout fraction and either one treatment or named variants, or
+    (``design: dose_response``) named ``arms`` that differ in contact frequency."""
+
+    holdout: Fraction | None = None
     variants: Annotated[dict[Name, Fraction], Field(max_length=MAX_VARIANTS)] | None = None
     cost_per_contact: float = Field(0.0, ge=0.0)
+    dose_arms: Annotated[dict[Name, DoseArm], Field(max_length=MAX_VARIANTS)] | None = Field(
+        None, alias="arms")
+    frequency_unit: FrequencyUnit | None = None
+
+    @model_validator(mode="after")
+    def _holdout_or_arms(self) -> Channel:
+        if self.dose_arms is None:
+            if self.holdout is None:
+                raise ValueError("a channel needs 'holdout' (e.g. holdout: 0.1), or 'arms' "
+                                 "with frequencies under design: dose_response")
+            if self.frequency_unit is not None:
+                raise ValueError("frequency_unit is for dose-response arms; remove it or "
+                                 "declare 'arms'")
+            return self
+        if self.holdout is not None or self.variants is not None:
+            raise ValueError("a dose-response channel declares its arms under 'arms' (the "
+                             "holdout is the arm with frequency 0); remove holdout/variants")
+        arms = self.dose_arms
+        total = sum(a.share for a in arms.values())
+        if abs(total - 1.0) > 1e-3:
+            raise ValueError(f"the arms' shares add up to {total:.4f}; they must add up to 1")
+        zero = [n for n, a in arms.items() if a.frequency == 0]
+        if len(zero) != 1:
+            raise ValueError(f"exactly one arm must have frequency 0 (the holdout); found "
+                             f"{len(zero)}")
+        freqs = [a.frequency for a in arms.values()]
+        if len(set(freqs)) != len(freqs):
+            raise ValueError("each arm needs its own frequency; two arms share one")
+        if len(arms) < 3:
+            raise ValueError("a dose-response channel needs at least 3 arms (the holdout and "
+                             "two frequencies) to trace a curve")
+        return self
+
+    @property
+    def control(self) -> str:
+        """The arm every other arm is compared with: the holdout, or the frequency-0 arm."""
+        if self.dose_arms is None:
+            return HOLDOUT
+        return next(n for n, a in self.dose_arms.items() if a.frequency == 0)
+
+    @property
+    def frequencies(self) -> dict[str, float]:
+        """Arm -> contact frequency (dose-response channels; empty otherwise)."""
+        return {n: a.frequency for n, a in (self.dose_arms or {}).items()}
 
     @field_validator("variants")
     @classmethod
@@ -93,14 +148,19 @@ class Channel(_Model):
 
     @property
     def arms(self) -> dict[str, float]:
-        """Arm name -> planned fraction, holdout first."""
+        """Arm name -> planned fraction, holdout (control) first."""
+        if self.dose_arms is not None:
+            control = self.control
+            return {control: self.dose_arms[control].share, **{
+                n: a.share for n, a in self.dose_arms.items() if n != control}}
+        assert self.holdout is not None
         if self.variants is None:
             return {HOLDOUT: self.holdout, TREATMENT: 1.0 - self.holdout}
         return {HOLDOUT: self.holdout, **self.variants}
 
     @property
     def treatment_arms(self) -> list[str]:
-        return [a for a in self.arms if a != HOLDOUT]
+        return [a for a in self.arms if a != self.control]
 
 
 class Metric(_Model):
@@ -328,6 +388,17 @@ class Analysis(_Model):
     multiple_testing: MultipleTesting = MultipleTesting()
 
 
+class Pressure(_Model):
+    """Contact pressure (``design: dose_response``): ``optin_value`` is the value of keeping
+    a customer reachable (estimated from the data when absent), ``current_frequency`` today's
+    frequency (the gain of the optimum is stated over it), ``fatigue_metric`` the binary metric
+    whose events cost a reachable customer (default: the first binary guardrail)."""
+
+    optin_value: float | None = Field(None, ge=0.0, le=1e9)
+    current_frequency: float | None = Field(None, ge=0.0, le=MAX_FREQUENCY)
+    fatigue_metric: Name | None = None
+
+
 class Encouragement(_Model):
     adoption_metric: Name
     outcome_metric: Name | None = None
@@ -390,6 +461,7 @@ class Experiment(_Model):
     analysis: Analysis = Analysis()
     alpha: float = Field(0.05, gt=0.0, lt=0.5)
     encouragement: Encouragement | None = None
+    pressure: Pressure | None = None
     owner: Title | None = None
     tags: Annotated[list[Title], Field(max_length=MAX_TAGS)] = []
     targeting: Targeting = Targeting()
@@ -521,6 +593,7 @@ class Experiment(_Model):
             raise ValueError(
                 f"encouragement.adoption_metric {enc.adoption_metric!r} is not a metric"
             )
+        self._dose_response_checks()
         if self.design == "global_holdout" and len(self.channels) > 1:
             fracs = {round(c.holdout, 6) for c in self.channels.values()}
             if len(fracs) > 1:
@@ -529,6 +602,46 @@ class Experiment(_Model):
                     "channel the same holdout fraction"
                 )
         return self
+
+    def _dose_response_checks(self) -> None:
+        dosed = [ch for ch, cfg in self.channels.items() if cfg.dose_arms is not None]
+        if self.design != "dose_response":
+            if dosed or self.pressure is not None:
+                raise ValueError("'arms' with frequencies and 'pressure' need design: "
+                                 "dose_response")
+            return
+        if len(self.channels) != 1 or not dosed:
+            raise ValueError("design: dose_response takes one channel, with 'arms' that "
+                             "declare a share and a frequency each")
+        primary = self.metric(self.primary_metric)
+        if primary.kind != "mean":
+            raise ValueError(f"design: dose_response fits a curve to a mean metric; primary "
+                             f"metric {primary.name!r} is a {primary.kind} metric")
+        if self.analysis.bayes == "hierarchical" or self.monitoring.sequential or \
+                self.encouragement is not None:
+            raise ValueError("design: dose_response has its own model: remove bayes: "
+                             "hierarchical, sequential monitoring and encouragement")
+        fatigue, pressure = self.fatigue_metric, self.pressure
+        if pressure is None:
+            return
+        if pressure.fatigue_metric is not None and (fatigue is None or fatigue.kind != "binary"):
+            raise ValueError(f"pressure.fatigue_metric {pressure.fatigue_metric!r} must "
+                             "name a binary metric (e.g. unsubscribe)")
+        if pressure.optin_value is not None and fatigue is None:
+            raise ValueError("pressure.optin_value values the customers a fatigue metric "
+                             "loses: add a binary guardrail metric (e.g. unsubscribe)")
+        top = max(self.channels[dosed[0]].frequencies.values())
+        if pressure.current_frequency is not None and pressure.current_frequency > top:
+            raise ValueError(f"pressure.current_frequency {pressure.current_frequency:g} is "
+                             f"beyond the highest tested frequency ({top:g})")
+
+    @property
+    def fatigue_metric(self) -> Metric | None:
+        """The binary metric whose events lose a reachable customer (dose-response)."""
+        name = self.pressure.fatigue_metric if self.pressure is not None else None
+        if name is not None:
+            return next((m for m in self.metrics if m.name == name), None)
+        return next((m for m in self.metrics if m.kind == "binary" and m.guardrail), None)
 
     @property
     def title(self) -> str:

@@ -1,0 +1,225 @@
+"""The contact-pressure section of an experiment page (``design: dose_response``): per
+segment, the margin and value curves with their bands and the optimum marked, the fatigue
+curve next to them, and a table of recommended frequencies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+from liftlab.report.charts import BLUE, GREEN, LAYOUT, RED, Chart
+from liftlab.report.format import money, pct
+
+ALL = "overall"
+
+
+def _groups(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The whole population, then each segment value with a fitted curve."""
+    return [(ALL, p["overall"]), *sorted((g, v) for g, v in p["segments"].items() if v["curve"])]
+
+
+def curves(p: dict[str, Any], key: str) -> Chart:
+    """One row per group: margin and value per unit against frequency (bands: the
+    posterior's 95% interval; points: each arm's mean with its interval), the optimum and its
+    interval shaded; fatigue probability on the right."""
+    groups = _groups(p)
+    unit = p["frequency_unit"].replace("_", " ")
+    titles = [
+        t
+        for g, _ in groups
+        for t in (f"{g}: margin and value per unit", f"{g}: {p.get('fatigue_metric') or 'fatigue'}")
+    ]
+    height = 300 * len(groups) + 90
+    fig = make_subplots(
+        rows=len(groups),
+        cols=2,
+        subplot_titles=titles,
+        column_widths=[0.62, 0.38],
+        vertical_spacing=min(0.3, 70 / height),
+    )
+    rows: list[dict[str, Any]] = []
+    for i, (name, g) in enumerate(groups, start=1):
+        c = g["curve"]
+        f = c["frequency"]
+        first = i == 1
+        _band(fig, f, c["margin"], BLUE, p["value_definition"].split(" ")[0], i, 1, first)
+        _band(fig, f, c["value"], GREEN, "value (margin − cost − lost opt-ins)", i, 1, first)
+        arms = [a for a in g["arms"] if "metrics" in a]
+        primary = next(iter(arms[0]["metrics"])) if arms else None
+        if primary is not None:
+            means = [a["metrics"][primary]["mean"] for a in arms]
+            fig.add_trace(
+                go.Scatter(
+                    x=[a["frequency"] for a in arms],
+                    y=means,
+                    mode="markers",
+                    marker=dict(color=BLUE, size=8),
+                    name="arm mean (observed)",
+                    legendgroup="obs",
+                    showlegend=first,
+                    hovertemplate="%{x} sends: %{y:,.3f}<extra></extra>",
+                ),
+                row=i,
+                col=1,
+            )
+        if c["fatigue"] is not None:
+            _band(fig, f, c["fatigue"], RED, "fatigue probability", i, 2, first)
+            fatigue = p.get("fatigue_metric")
+            if fatigue:
+                fig.add_trace(
+                    go.Scatter(
+                        x=[a["frequency"] for a in arms],
+                        y=[a["metrics"][fatigue]["mean"] for a in arms],
+                        mode="markers",
+                        marker=dict(color=RED, size=7),
+                        name="arm rate (observed)",
+                        legendgroup="obs-f",
+                        showlegend=first,
+                        hovertemplate="%{x} sends: %{y:.3%}<extra></extra>",
+                    ),
+                    row=i,
+                    col=2,
+                )
+        if g["optimum"] is not None:
+            lo, hi = g["optimum_ci"]
+            for col in (1, 2):
+                fig.add_vrect(
+                    x0=lo, x1=hi, fillcolor=GREEN, opacity=0.08, line_width=0, row=i, col=col
+                )
+                fig.add_vline(x=g["optimum"], line=dict(color=GREEN, dash="dash"), row=i, col=col)
+        if i == len(groups):
+            fig.update_xaxes(title_text=f"contacts {unit}", row=i, col=1)
+            fig.update_xaxes(title_text=f"contacts {unit}", row=i, col=2)
+        fig.update_yaxes(tickformat=".1%", row=i, col=2)
+        for j, x in enumerate(f):
+            rows.append(
+                {
+                    "group": name,
+                    "frequency": x,
+                    **{
+                        f"{k}_{s}": (c[k][s][j] if c[k] is not None else None)
+                        for k in ("margin", "value", "fatigue")
+                        for s in ("mean", "lo", "hi")
+                    },
+                }
+            )
+    layout = {**LAYOUT, "margin": dict(l=10, r=20, t=90, b=40)}
+    fig.update_layout(
+        **layout,
+        height=height,
+        legend=dict(orientation="h", y=1 + 45 / height, yanchor="bottom", x=0, xanchor="left"),
+    )
+    return Chart(key, "Dose-response curves", fig, pl.DataFrame(rows))
+
+
+def _band(
+    fig: go.Figure,
+    x: list[float],
+    band: dict[str, list[float]],
+    colour: str,
+    name: str,
+    row: int,
+    col: int,
+    legend: bool,
+) -> None:
+    fig.add_trace(
+        go.Scatter(
+            x=x + x[::-1],
+            y=band["hi"] + band["lo"][::-1],
+            fill="toself",
+            fillcolor=colour,
+            opacity=0.18,
+            line=dict(width=0),
+            hoverinfo="skip",
+            showlegend=False,
+            legendgroup=name,
+        ),
+        row=row,
+        col=col,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=band["mean"],
+            mode="lines",
+            line=dict(color=colour),
+            name=name,
+            legendgroup=name,
+            showlegend=legend,
+            hovertemplate="%{x:.2f}: %{y:,.4g}<extra></extra>",
+        ),
+        row=row,
+        col=col,
+    )
+
+
+def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table of recommended frequencies, one row per group."""
+    out = []
+    for name, g in [(ALL, p["overall"]), *sorted(p["segments"].items())]:
+        gain = g.get("gain_over_current")
+        plan = g.get("planning")
+        cap = g.get("touch_cap")
+        out.append(
+            {
+                "group": name,
+                "optimum": "no optimum" if g["optimum"] is None else f"{g['optimum']:.2f}",
+                "ci": ""
+                if g["optimum_ci"] is None
+                else f"[{g['optimum_ci'][0]:.2f}, {g['optimum_ci'][1]:.2f}]",
+                "gain": "–"
+                if not gain
+                else f"{money(gain['mean'], True)} "
+                f"[{money(gain['ci'][0], True)}, {money(gain['ci'][1], True)}]",
+                "pays": "–" if not gain else pct(gain["prob_pays"], signed=False),
+                "cap": "–"
+                if not cap
+                else f"{cap['cap']:.2f} [{cap['cap_ci'][0]:.2f}, {cap['cap_ci'][1]:.2f}]",
+                "plan": "–"
+                if not plan
+                else f"{plan['units_per_arm']:,}/arm × "
+                f"{plan['weeks_now']:.0f} wk, or {plan['weeks']:.1f} wk × "
+                f"{plan['units_per_arm_now']:,.0f}/arm",
+                "plan_now": "" if not plan else f"now {pct(plan['prob_now'], signed=False)}",
+                "note": g.get("note") or "",
+            }
+        )
+    return out
+
+
+def arm_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The whole population's readout per arm: contacts, touches over every channel, the
+    primary metric, the fatigue rate, the value against the holdout arm and the next send."""
+    fatigue = p.get("fatigue_metric")
+    out = []
+    for a in p["overall"]["arms"]:
+        if "metrics" not in a:
+            continue
+        primary = next(iter(a["metrics"]))
+        value, step = a["value"], a.get("next_send")
+        out.append(
+            {
+                "arm": a["arm"],
+                "frequency": f"{a['frequency']:g}",
+                "n": f"{a['n']:,}",
+                "received": f"{a['received_per_frequency_unit']:.2f}",
+                "touches": "–"
+                if a.get("touches_per_frequency_unit") is None
+                else f"{a['touches_per_frequency_unit']:.2f}",
+                "primary": money(a["metrics"][primary]["mean"]),
+                "fatigue": "–" if not fatigue else pct(a["metrics"][fatigue]["mean"], signed=False),
+                "value": money(value["mean"]),
+                "value_lift": ""
+                if "lift_abs" not in value
+                else f"{money(value['lift_abs'], True)} [{money(value['lift_abs_ci'][0], True)}, "
+                f"{money(value['lift_abs_ci'][1], True)}]",
+                "next": ""
+                if not step
+                else f"{money(step['per_send'], True)} "
+                f"[{money(step['ci'][0], True)}, {money(step['ci'][1], True)}]",
+            }
+        )
+    return out
