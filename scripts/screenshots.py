@@ -81,7 +81,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 1
-    report, out = Path(argv[0]), Path(argv[1])
+    report, out = Path(argv[0]).resolve(), Path(argv[1])  # a page is opened by its file URI
     if not (report / "index.html").is_file():
         print(f"{report} holds no index.html: give one date of a report", file=sys.stderr)
         return 1
