@@ -44,7 +44,7 @@ def true_effects(c: pl.DataFrame) -> dict[str, np.ndarray]:
     """Revenue effect of each channel per customer (EUR)."""
     region = c["region"].to_numpy()
     age = c["age"].to_numpy()
-    return {"email": np.where(np.isin(region, ["north", "east"]), 3.0, -0.5),
+    return {"email": np.where(np.isin(region, ["north", "east"]), 4.0, -0.5),
             "sms": np.where(age > 50, 4.0, 0.0)}
 
 

@@ -190,7 +190,10 @@ def target(spec: Experiment, engine: Engine, budget: float | None = None,
     plan = build_aggregation(with_pre, window, group_by=())
     rows = engine.unit_rows(plan, units, spec.id, attributes)
     arms = [arm_col(ch) for ch in spec.channels]
-    complete = rows.filter(pl.all_horizontal(pl.col(a).is_not_null() for a in arms))
+    # in the units' id order: the folds, and so the predictions, do not depend on the order
+    # in which the engine returned the rows (reruns give the same policy)
+    complete = rows.filter(pl.all_horizontal(pl.col(a).is_not_null() for a in arms)).sort(
+        spec.unit)
     warnings = list(units.warnings)
     if complete.height < rows.height:
         warnings.append(f"{rows.height - complete.height:,} customers without an arm in every "
