@@ -309,6 +309,26 @@ def test_calibration_row(analysed):
     assert row["se"] == pytest.approx(half / 1.959963984540054)
 
 
+def test_the_calibration_export_includes_the_geo_test(analysed):
+    """One national lift test for all the treatment geos, in each of the three formats."""
+    from liftlab.analyses.calibration import meridian, pymc_marketing, records_from_results, robyn
+
+    ledger = records_from_results(analysed)
+    assert ledger.refused == ()
+    (record,) = ledger.records
+    row = calibration_row(analysed)
+    assert (record.channel, record.incremental, record.se, record.spend) == (
+        "tv", row["incremental"], row["se"], row["spend"])
+    assert record.start.isoformat() == "2026-01-12" and record.end.isoformat() == "2026-02-09"
+    assert record.p_value == analysed["geo"]["p_value"] and record.kpi_is_money
+    for export in (pymc_marketing(ledger), robyn(ledger), meridian(ledger)):
+        assert export.table.height >= 1 and export.refused == ()
+    running = records_from_results({**analysed, "status": "running"})
+    assert running.records == () and "still running" in running.refused[0].reason
+    no_spend = {**analysed, "geo": {**analysed["geo"], "spend_change": None}}
+    assert "no known spend" in records_from_results(no_spend).refused[0].reason
+
+
 def test_numeric_geo_ids_are_read_as_text():
     """Geo ids in the definition are compared as text: 7 and '7' name the same geo."""
     spec = parse_experiment(ISSUE_YAML.replace("[lyon, lille, nantes]", "[7, '8', lille]"))

@@ -4,8 +4,9 @@ each format's source and units.
 
 A ledger holds ``CalibrationRecord`` rows: what one test measured for one channel (the total
 incremental KPI over the test with its standard error, the spend that bought it, the dates,
-and the model dimensions it covers). Any analysis can produce records: the holdout analyses
-through ``records_from_results`` (results.json), a geo test with its geo in ``dims``. Each
+and the model dimensions it covers). Any analysis can produce records through
+``records_from_results`` (results.json): the holdout analyses one per channel arm, a geo test
+one for all its treatment geos together (a national lift test). Each
 writer turns the ledger into one tool's table; a record a tool cannot take is refused with
 the reason, never dropped silently.
 """
@@ -100,6 +101,8 @@ def records_from_results(results: Mapping[str, Any]) -> Ledger:
     variant) on the primary metric over the whole population. Totals are over the treated
     units: the increment is ``lift_abs x n_treatment`` and its standard error ``se x
     n_treatment``; the spend is the channel's cost (``cost_per_contact`` x treated units)."""
+    if results.get("geo") is not None:
+        return _geo_record(results)
     source, primary = str(results["experiment"]), str(results["primary_metric"])
     money = _kpi_is_money(results, primary)
     records, refused = [], []
@@ -128,6 +131,37 @@ def records_from_results(results: Mapping[str, Any]) -> Ledger:
             )
         )
     return Ledger(tuple(records), tuple(refused))
+
+
+def _geo_record(results: Mapping[str, Any]) -> Ledger:
+    """A geo test's results.json as one record: the incremental KPI over all its treatment
+    geos in the measured period (a national lift test; ``dims`` empty), the spend change that
+    bought it, the method's p-value and a standard error (the t interval's for TBR; for an
+    interval without one, its half-width over the normal quantile: an approximation when the
+    interval is asymmetric). The KPI counts as money, as the geo ROI does."""
+    from liftlab.analyses.geo import calibration_row
+
+    g, source = results["geo"], str(results["experiment"])
+    row = calibration_row(dict(results))
+    channel = str(row["channel"])
+    reason = None
+    if results.get("status") != "ended":
+        reason = (f"the geo test is still running (measured until {g.get('measured_until')}); "
+                  "export it once it has ended")
+    elif row["se"] is None or not math.isfinite(float(row["se"])) or not row["se"] > 0:
+        reason = "the geo test has no interval to give a standard error"
+    elif row["spend"] is None or not float(row["spend"]) > 0:
+        reason = ("the geo test has no known spend change (name its spend column in the YAML, "
+                  "spend:); a model cannot place it on the channel's response curve")
+    if reason:
+        return Ledger((), (Refusal(source, channel, reason),))
+    record = CalibrationRecord(
+        source=source, channel=channel, kpi=str(g["kpi"]), kpi_is_money=True,
+        start=dt.date.fromisoformat(str(row["start"])),
+        end=dt.date.fromisoformat(str(row["end"])),
+        spend=float(row["spend"]), incremental=float(row["incremental"]),
+        se=float(row["se"]), p_value=float(g["p_value"]), estimate=f"geo {g['method']}")
+    return Ledger((record,), ())
 
 
 def _unfit(results: Mapping[str, Any], e: Mapping[str, Any]) -> str | None:
