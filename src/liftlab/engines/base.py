@@ -160,3 +160,27 @@ def folder_only(engine: Engine, what: str) -> str:
     """Why ``what`` (a command or a section) cannot run on a non-folder engine."""
     return (f"{what} runs on a data folder with the polars engine; the {engine_kind(engine)} "
             f"engine does not support it yet (pass --data with the folder of the tables)")
+
+
+class PolarsOnlyRowWork:
+    """The row work only the polars engine does yet: the monitor's hourly cohorts, last-touch
+    credit, the multichannel clients and one row per customer for uplift models. The SQL and
+    Spark engines inherit these refusals (``EngineLimit``, saying to pass the data folder)."""
+
+    def hourly(self: Engine, spec: Experiment, units: Units) -> HourlySource:
+        raise EngineLimit(folder_only(self, "the hourly monitor"))
+
+    def last_touch(self: Engine, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
+                   ) -> pl.DataFrame | None:
+        if not self.has("contacts"):
+            return None
+        raise EngineLimit(folder_only(self, "last-touch credit"))
+
+    def multichannel_clients(self: Engine, lookback: tuple[dt.date, dt.date],
+                             outcome_days: int, pre_days: int, usage_events: Sequence[str],
+                             attributes: Sequence[str]) -> ClientSource:
+        raise EngineLimit(folder_only(self, "the multichannel analysis"))
+
+    def unit_rows(self: Engine, plan: AggregationPlan, units: Units, experiment_id: str,
+                  attributes: tuple[str, ...]) -> pl.DataFrame:
+        raise EngineLimit(folder_only(self, "liftlab target (uplift models on customer rows)"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,10 +31,7 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
 from liftlab.engines.base import (
-    ClientSource,
-    EngineLimit,
-    HourlySource,
-    folder_only,
+    PolarsOnlyRowWork,
     with_landing,
 )
 from liftlab.engines.units import (
@@ -83,7 +80,7 @@ def spark_session(cores: int = 2) -> SparkSession:
 
 
 @dataclass
-class SparkEngine:
+class SparkEngine(PolarsOnlyRowWork):
     """Contract tables as Spark DataFrames: from a folder (Parquet/CSV) or given directly."""
 
     spark: SparkSession
@@ -370,9 +367,6 @@ class SparkEngine:
                 cap = out.select(F.percentile(safe[m.name], m.winsorize)).collect()[0][0]
                 out = out.withColumn(safe[m.name], F.least(F.col(safe[m.name]), F.lit(cap)))
         return out, safe
-    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
-                  attributes: tuple[str, ...]) -> pl.DataFrame:
-        raise UserError(folder_only(self, "liftlab target (uplift models on customer rows)"))
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
@@ -382,20 +376,6 @@ class SparkEngine:
         rows = (self.scan(table).filter((ts >= F.lit(window[0])) & (ts < F.lit(window[1])))
                 .select(F.col(column).cast("string").alias("v")).distinct().collect())
         return sorted(r["v"] for r in rows if r["v"] is not None)
-
-    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
-        raise EngineLimit(folder_only(self, "the hourly monitor"))
-
-    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
-                   ) -> pl.DataFrame | None:
-        if not self.has("contacts"):
-            return None
-        raise EngineLimit(folder_only(self, "last-touch credit"))
-
-    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
-                             pre_days: int, usage_events: Sequence[str],
-                             attributes: Sequence[str]) -> ClientSource:
-        raise EngineLimit(folder_only(self, "the multichannel analysis"))
 
     def latest(self, table: str) -> dt.datetime | None:
         from pyspark.sql import functions as F

@@ -33,10 +33,7 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
 from liftlab.engines.base import (
-    ClientSource,
-    EngineLimit,
-    HourlySource,
-    folder_only,
+    PolarsOnlyRowWork,
     with_landing,
 )
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
@@ -69,7 +66,7 @@ def _quote(name: str) -> str:
 
 
 @dataclass
-class SqlEngine:
+class SqlEngine(PolarsOnlyRowWork):
     """Contract tables in a database, aggregated by the database itself."""
 
     label: str  # the URL without its password: what reports and messages show
@@ -433,9 +430,6 @@ class SqlEngine:
             expr = f"CAST(MAX(CASE WHEN {cond} THEN 1 ELSE 0 END) AS DOUBLE PRECISION)"
         return expr, params
 
-    def unit_rows(self, plan: AggregationPlan, units: Units, experiment_id: str,
-                  attributes: tuple[str, ...]) -> pl.DataFrame:
-        raise UserError(folder_only(self, "liftlab target (uplift models on customer rows)"))
 
     def distinct(self, table: str, column: str, window: tuple[dt.datetime, dt.datetime]
                  ) -> list[str]:
@@ -444,20 +438,6 @@ class SqlEngine:
                           f"{self.table(table)} WHERE {ts} >= %s AND {ts} < %s",
                           [self._ts(window[0]), self._ts(window[1])])
         return sorted(r[0] for r in rows if r[0] is not None)
-
-    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
-        raise EngineLimit(folder_only(self, "the hourly monitor"))
-
-    def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
-                   ) -> pl.DataFrame | None:
-        if not self.has("contacts"):
-            return None
-        raise EngineLimit(folder_only(self, "last-touch credit"))
-
-    def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
-                             pre_days: int, usage_events: Sequence[str],
-                             attributes: Sequence[str]) -> ClientSource:
-        raise EngineLimit(folder_only(self, "the multichannel analysis"))
 
     def latest(self, table: str) -> dt.datetime | None:
         if not self.has(table):

@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -62,6 +63,19 @@ class _Model(BaseModel):
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Name = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 Title = Annotated[str, Field(max_length=MAX_TITLE_CHARS)]
+
+
+def _known_zone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {v!r}; write e.g. UTC or Europe/Paris") from exc
+    return v
+
+
+TimeZone = Annotated[str, Field(max_length=MAX_TITLE_CHARS), AfterValidator(_known_zone)]
 
 
 class DoseArm(_Model):
@@ -442,7 +456,7 @@ class Experiment(_Model):
     description: str | None = None
     start: Annotated[dt.date, Field(ge=FIRST_DATE, lt=LAST_DATE)]
     end: Annotated[dt.date, Field(gt=FIRST_DATE, le=LAST_DATE)]
-    timezone: Title = "UTC"
+    timezone: TimeZone = "UTC"
     unit: Name = "customer_id"
     population: Population = Population()
     channels: Annotated[dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$",
@@ -466,17 +480,6 @@ class Experiment(_Model):
     tags: Annotated[list[Title], Field(max_length=MAX_TAGS)] = []
     targeting: Targeting = Targeting()
     confirmation: Confirmation | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r}; write e.g. UTC or Europe/Paris") from exc
-        return v
 
     @field_validator("channels")
     @classmethod
