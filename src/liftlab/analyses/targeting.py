@@ -380,13 +380,15 @@ def _appetence(frame: pl.DataFrame, segments: tuple[str, ...], actions: list[Act
     from liftlab.stats.suffstats import ArmStats
 
     records = []
+    arms = {ch: frame[arm_col(ch)].cast(pl.String).to_numpy() for ch in {a.channel
+                                                                       for a in actions}}
     for seg in segments:
         values = frame[seg].cast(pl.String).fill_null("(missing)").to_numpy()
         for value in sorted(set(values.tolist())):
             inside = values == value
             for j, a in enumerate(actions):
-                arms = frame[arm_col(a.channel)].cast(pl.String).to_numpy()
-                t, h = inside & (arms == a.arm), inside & (arms == HOLDOUT)
+                arm = arms[a.channel]
+                t, h = inside & (arm == a.arm), inside & (arm == HOLDOUT)
                 lift = welch(ArmStats.from_values(y[t]), ArmStats.from_values(y[h]), alpha)
                 records.append({"segment": seg, "value": value, "option": a.label,
                                 "n": int(inside.sum()),
