@@ -178,9 +178,11 @@ def _read_tables(spec: Experiment, metrics: list[Metric]) -> list[str]:
 
 
 def _outcome(m: Metric | Measure) -> pl.Expr:
-    """A metric (or measure) of one unit over its rows (the batch route's compiled measure)."""
+    """A metric (or measure) of one unit over its rows (the batch route's compiled measure).
+    The rows are already cut to the period; the condition names a column (a literal
+    ``True`` would count one row per unit in a group-by, whatever its rows)."""
     measure = metric_measure(m) if isinstance(m, Metric) else m
-    return measure_expr(measure).alias(measure.name)
+    return measure_expr(measure, pl.col("_ts").is_not_null()).alias(measure.name)
 
 
 def _condition(m: Metric) -> pl.Expr:
