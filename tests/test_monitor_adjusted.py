@@ -56,28 +56,45 @@ def make_send(n: int = 6000, seed: int = 0, lift: float = 0.2) -> dict[str, pl.D
     k_pre = rng.poisson(8 * taste)
     k_win = rng.poisson(2 * taste * np.where(treated, 1 + lift, 1.0))
     who = np.concatenate([np.repeat(ids, k_pre), np.repeat(ids, k_win)])
-    ts = np.concatenate([
-        send_us - rng.integers(1, PRE_DAYS * day_us, k_pre.sum()),
-        send_us + rng.exponential(10 * 3600e6, k_win.sum()).astype(np.int64)])
+    ts = np.concatenate(
+        [
+            send_us - rng.integers(1, PRE_DAYS * day_us, k_pre.sum()),
+            send_us + rng.exponential(10 * 3600e6, k_win.sum()).astype(np.int64),
+        ]
+    )
     revenue = basket[who - 1] * rng.lognormal(0.0, 0.3, len(who))
-    orders = pl.DataFrame({"order_id": np.arange(len(who)), "customer_id": who, "ts": ts,
-                           "channel": "web", "revenue": revenue}
-                          ).with_columns(pl.col("ts").cast(TS))
-    assignments = pl.DataFrame({"customer_id": ids, "channel": "email",
-                                "group": np.where(treated, "treatment", "holdout"),
-                                "assigned_at": send_us - 3_600_000_000}
-                               ).with_columns(pl.col("assigned_at").cast(TS))
-    contacts = pl.DataFrame({"customer_id": ids[treated], "channel": "email",
-                             "sent_at": send_us, "cost": 0.002}
-                            ).with_columns(pl.col("sent_at").cast(TS))
-    customers = pl.DataFrame({"customer_id": ids,
-                              "tenure": np.round(rng.gamma(2, 200, n) * taste)})
-    return {"assignments": assignments, "contacts": contacts, "orders": orders,
-            "customers": customers}
+    orders = pl.DataFrame(
+        {
+            "order_id": np.arange(len(who)),
+            "customer_id": who,
+            "ts": ts,
+            "channel": "web",
+            "revenue": revenue,
+        }
+    ).with_columns(pl.col("ts").cast(TS))
+    assignments = pl.DataFrame(
+        {
+            "customer_id": ids,
+            "channel": "email",
+            "group": np.where(treated, "treatment", "holdout"),
+            "assigned_at": send_us - 3_600_000_000,
+        }
+    ).with_columns(pl.col("assigned_at").cast(TS))
+    contacts = pl.DataFrame(
+        {"customer_id": ids[treated], "channel": "email", "sent_at": send_us, "cost": 0.002}
+    ).with_columns(pl.col("sent_at").cast(TS))
+    customers = pl.DataFrame({"customer_id": ids, "tenure": np.round(rng.gamma(2, 200, n) * taste)})
+    return {
+        "assignments": assignments,
+        "contacts": contacts,
+        "orders": orders,
+        "customers": customers,
+    }
 
 
-def monitor(data: dict[str, pl.DataFrame], spec: str, hours: float = 40,
-            cache: Path | None = None) -> MonitorResult:
+def monitor(
+    data: dict[str, pl.DataFrame], spec: str, hours: float = 40, cache: Path | None = None
+) -> MonitorResult:
     tables = {k: v.lazy() for k, v in data.items()}
     return run_monitor(parse_experiment(spec), tables, SEND + dt.timedelta(hours=hours), cache)
 
@@ -89,14 +106,20 @@ def unit_table(data: dict[str, pl.DataFrame]) -> pl.DataFrame:
     pre = o.filter((pl.col("ts") < SEND) & (pl.col("ts") >= SEND - dt.timedelta(days=PRE_DAYS)))
 
     def per(frame: pl.DataFrame, suffix: str) -> pl.DataFrame:
-        return frame.group_by("customer_id").agg(pl.col("revenue").sum().alias(f"rev{suffix}"),
-                                                 pl.len().cast(pl.Float64).alias(f"ord{suffix}"))
+        return frame.group_by("customer_id").agg(
+            pl.col("revenue").sum().alias(f"rev{suffix}"),
+            pl.len().cast(pl.Float64).alias(f"ord{suffix}"),
+        )
 
-    return (data["assignments"].select("customer_id", "group")
-            .join(per(win, ""), on="customer_id", how="left")
-            .join(per(pre, "_pre"), on="customer_id", how="left")
-            .join(data["customers"], on="customer_id", how="left").fill_null(0.0)
-            .sort("customer_id"))
+    return (
+        data["assignments"]
+        .select("customer_id", "group")
+        .join(per(win, ""), on="customer_id", how="left")
+        .join(per(pre, "_pre"), on="customer_id", how="left")
+        .join(data["customers"], on="customer_id", how="left")
+        .fill_null(0.0)
+        .sort("customer_id")
+    )
 
 
 def lin_ols(y: np.ndarray, treated: np.ndarray, x: np.ndarray) -> float:
@@ -169,11 +192,11 @@ def test_cache_carries_the_cross_products(data, tmp_path: Path):
     fresh = monitor(data, spec, hours=40)
     assert first.hours_computed > 0 and later.hours_from_cache > 0
     assert [r["estimate"] is None for r in later.timeline] == [
-        r["estimate"] is None for r in fresh.timeline]
+        r["estimate"] is None for r in fresh.timeline
+    ]
     for a, b in zip(later.timeline, fresh.timeline, strict=True):
         if a["estimate"] is not None:
-            assert (a["estimate"], *a["ci"]) == pytest.approx((b["estimate"], *b["ci"]),
-                                                             rel=1e-9)
+            assert (a["estimate"], *a["ci"]) == pytest.approx((b["estimate"], *b["ci"]), rel=1e-9)
 
 
 def test_attributes_without_a_customers_table_is_a_user_error(data):

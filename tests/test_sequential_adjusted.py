@@ -93,8 +93,9 @@ class Outcome:
     reps: int
 
 
-def simulate(d: Design, reps: int, effect: float = 0.0, truth: float = 0.0,
-             seed: int = 0) -> Outcome:
+def simulate(
+    d: Design, reps: int, effect: float = 0.0, truth: float = 0.0, seed: int = 0
+) -> Outcome:
     rng = np.random.default_rng(seed)
     n_arm = d.per_hour * d.looks
     n_star = 2 * n_arm  # tuned at the audience, as the monitor does without expected_lift
@@ -173,7 +174,8 @@ def test_fitted_look_without_covariates_is_the_mean_look():
     t, h = Moments.from_columns({"y": y_t}), Moments.from_columns({"y": y_h})
     b = seq.fitted_look(*regression.arm_fits(t, h, "y", []), 580, 1000, ALPHA)
     assert (b.estimate, b.lower, b.upper, b.p_value) == pytest.approx(
-        (a.estimate, a.lower, a.upper, a.p_value), rel=1e-12)
+        (a.estimate, a.lower, a.upper, a.p_value), rel=1e-12
+    )
 
 
 def test_ratio_fits_are_the_delta_method():
@@ -194,24 +196,32 @@ def test_ratio_fits_are_the_delta_method():
 
 
 # -- the grid (slow) --------------------------------------------------------------------------
-GRID = [Design(kind, per_hour, looks, rho) for kind in ("mean", "ratio")
-        for per_hour, looks in ((25, 48), (100, 24)) for rho in (0.0, 0.8)]
+GRID = [
+    Design(kind, per_hour, looks, rho)
+    for kind in ("mean", "ratio")
+    for per_hour, looks in ((25, 48), (100, 24))
+    for rho in (0.0, 0.8)
+]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("design", GRID, ids=lambda d: f"{d.kind}-{d.per_hour}x{d.looks}-"
-                                                         f"rho{d.rho}")
+@pytest.mark.parametrize(
+    "design", GRID, ids=lambda d: f"{d.kind}-{d.per_hour}x{d.looks}-rho{d.rho}"
+)
 def test_aa_level_grid(design: Design):
     """500 A/A runs x 24-48 looks per design (Monte Carlo SE 0.0097 at 0.05)."""
     out = simulate(design, reps=500, seed=11)
-    print(f"{design}: A/A any-look rejection {out.reject_any:.3f} "
-          f"(naive {out.naive_reject_any:.3f}), width ratio {out.width_ratio:.3f}")
+    print(
+        f"{design}: A/A any-look rejection {out.reject_any:.3f} "
+        f"(naive {out.naive_reject_any:.3f}), width ratio {out.width_ratio:.3f}"
+    )
     assert out.reject_any <= mc_bound(ALPHA, out.reps), out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("design", [d for d in GRID if d.rho], ids=lambda d: f"{d.kind}-"
-                         f"{d.per_hour}x{d.looks}")
+@pytest.mark.parametrize(
+    "design", [d for d in GRID if d.rho], ids=lambda d: f"{d.kind}-{d.per_hour}x{d.looks}"
+)
 def test_coverage_grid(design: Design):
     """500 runs with an effect per design: time-uniform coverage >= 1 - alpha (SE 0.0097)."""
     effect = 0.3 if design.kind == "mean" else 0.05
