@@ -311,7 +311,8 @@ def test_group_sequential_keys_are_refused_under_the_mixture(tmp_path: Path):
 
 def test_ratio_primary_metric_is_monitored_sequentially(demo: Path, tmp_path: Path):
     """A ratio primary under sequential: true runs the always-valid test on its
-    delta-method estimate (CUPED-adjusted on its parts' pre-period values), not a refusal."""
+    delta-method estimate (as at the fixed horizon: CUPED leaves a ratio unadjusted), not a
+    refusal."""
     spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
         "primary_metric: revenue", "primary_metric: aov"))
     assert invoke("validate", spec).exit_code == 0

@@ -177,12 +177,15 @@ def test_adjusted_interval_is_narrower_than_the_raw_one(data, primary):
 
 def test_cuped_spec_adjusts_by_the_own_pre_period_value(data):
     """method: cuped (pre_period_days alone): Lin's regression on the metric's own
-    pre-period value only."""
-    last = monitor(data, spec_text("revenue", "covariates: {pre_period_days: 28}")).timeline[-1]
+    pre-period value only; a ratio stays unadjusted, as at the fixed horizon."""
+    cuped = "covariates: {pre_period_days: 28}"
+    last = monitor(data, spec_text("revenue", cuped)).timeline[-1]
     u = unit_table(data)
     treated = (u["group"] == "treatment").to_numpy().astype(float)
     expected = lin_ols(u["rev"].to_numpy(), treated, u.select("rev_pre").to_numpy())
     assert last["estimate"] == pytest.approx(expected, rel=1e-9)
+    ratio = monitor(data, spec_text("aov", cuped)).timeline[-1]
+    assert ratio["ci"] == monitor(data, spec_text("aov", "")).timeline[-1]["ci"]
 
 
 def test_cache_carries_the_cross_products(data, tmp_path: Path):

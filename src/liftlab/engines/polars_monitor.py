@@ -53,15 +53,19 @@ TS = pl.Datetime("us", "UTC")
 def monitor_variables(spec: Experiment, metric: Metric) -> tuple[tuple[str, ...],
                                                                    tuple[str, ...]]:
     """A tested metric's outcome parts (its name, or a ratio's numerator and denominator)
-    and its covariates in the monitor: those of the fixed-horizon analysis
-    (``spec.aggregation.covariates_of``) whenever the YAML names any (a pre-period or
-    attributes), all fitted by Lin's regression (with ``method: cuped`` that is the metric's
-    own pre-period value); none otherwise."""
+    and the covariates the fixed-horizon analysis adjusts it for: under regression
+    adjustment those of ``spec.aggregation.covariates_of``; under CUPED (``pre_period_days``
+    alone) a per-unit metric's own pre-period value (a ratio is not adjusted there); none
+    without a pre-period. The monitor fits them all by Lin's regression."""
     parts = ((metric.numerator, metric.denominator) if metric.kind == "ratio"
              else (metric.name,))
     cov = spec.covariates
-    covs = covariates_of(spec, metric, cov.pre_period_days > 0) if (
-        cov.pre_period_days or cov.attributes) else ()
+    if cov.regression:
+        covs = covariates_of(spec, metric, cov.pre_period_days > 0)
+    elif cov.pre_period_days and metric.kind != "ratio":
+        covs = (pre_name(metric.name),)
+    else:
+        covs = ()
     return tuple(p for p in parts if p is not None), covs
 
 
