@@ -9,10 +9,15 @@ enrolment), or ``assigned_at`` when the channel has no contacts at all.
 
 1. Exposure-time cohorts: a unit counts only once its response window
    (``monitoring.response_window_hours``) has closed, with its outcome in that window; the
-   mixture confidence sequence (:mod:`liftlab.stats.sequential`) runs on these matured units.
+   mixture confidence sequence (:mod:`liftlab.stats.sequential`) runs on these matured units,
+   on the estimator the fixed-horizon analysis reports (:func:`_fits`): the mean, Lin's
+   regression-adjusted mean (the YAML's covariates; under CUPED the metric's own pre-period
+   value), a ratio metric's delta-method estimate (adjusted on its linearisation under
+   regression adjustment), each with its variance, from the hourly sums and cross-products.
 2. Event-indexed: every responding unit so far (its first response in its window), whatever
    the maturity; under no effect each falls in the treatment arm with probability equal to the
    treatment's share of units (a mixture SPRT). It decides in the first hours of a batch send.
+   A ratio metric has none: its responses' split says nothing about the ratio.
 
 Each runs at ``alpha / (2 m)`` for ``m`` comparisons (variants vs holdout, across channels):
 Bonferroni keeps the overall false-positive rate at ``alpha`` however often one looks. The
