@@ -16,7 +16,10 @@ import statsmodels.api as sm
 
 from liftlab.analyses.monitor import MonitorResult, run_monitor
 from liftlab.core.errors import DataError
+from liftlab.engines.polars_monitor import PolarsHourly
 from liftlab.spec.loader import parse_experiment
+from liftlab.stats import regression
+from liftlab.stats.regression import Moments
 
 SEND = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 TS = pl.Datetime("us", "UTC")
@@ -206,3 +209,40 @@ def test_attributes_without_a_customers_table_is_a_user_error(data):
     tables = {k: v for k, v in data.items() if k != "customers"}
     with pytest.raises(DataError, match="customers"):
         monitor(tables, spec_text("revenue"))
+
+
+def test_group_sequential_look_uses_the_adjusted_ratio(data):
+    """method: group_sequential on an adjusted ratio: the look's z is Lin's adjusted ratio
+    difference over its standard error, computed here from the units' own cross-products."""
+    spec = spec_text("aov").replace(
+        "monitoring: {sequential: true,",
+        "monitoring: {sequential: true, method: group_sequential, horizon_hours: 48, looks: 2,",
+    )
+    res = monitor(data, spec, hours=60)
+    looks = res.comparisons[0]["looks"]
+    assert len(looks) == 1 and looks[0]["final"]  # one batch: the cohort matures at 24 h
+    u = unit_table(data)
+    names = ["rev", "ord", "rev_pre", "ord_pre", "tenure"]
+    arms = [u.filter(pl.col("group") == g) for g in ("treatment", "holdout")]
+    mt, mh = (Moments.from_columns({c: a[c].to_numpy() for c in names}) for a in arms)
+    lift = regression.lin_ratio(mt, mh, "rev", "ord", ["rev_pre", "ord_pre", "tenure"])
+    assert looks[0]["z"] == pytest.approx(lift.abs / lift.abs_se, rel=1e-9)
+    assert looks[0]["fraction"] == pytest.approx(1.0)
+
+
+def test_ratio_baseline_is_the_delta_method_linearisation(data):
+    """The pre-exposure baseline of a ratio primary (it tunes expected_lift): the ratio and
+    the sample sd of (num - R den) / mean(den) over the window before exposure (numpy)."""
+    spec = parse_experiment(spec_text("aov"))
+    source = PolarsHourly(spec, {k: v.lazy() for k, v in data.items()})
+    window = dt.timedelta(hours=WINDOW_H)
+    base = source.baseline(source.exposures(window), window, [spec.metric("aov")])["email"]
+    o = data["orders"].filter((pl.col("ts") < SEND) & (pl.col("ts") >= SEND - window))
+    ids = data["assignments"]["customer_id"].to_numpy()
+    num, den = np.zeros(ids.max() + 1), np.zeros(ids.max() + 1)
+    np.add.at(num, o["customer_id"].to_numpy(), o["revenue"].to_numpy())
+    np.add.at(den, o["customer_id"].to_numpy(), 1.0)
+    num, den = num[ids], den[ids]
+    r = num.sum() / den.sum()
+    assert base["mean"] == pytest.approx(r, rel=1e-9)
+    assert base["sd"] == pytest.approx(((num - r * den) / den.mean()).std(ddof=1), rel=1e-9)
