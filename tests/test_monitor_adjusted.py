@@ -246,3 +246,16 @@ def test_ratio_baseline_is_the_delta_method_linearisation(data):
     r = num.sum() / den.sum()
     assert base["mean"] == pytest.approx(r, rel=1e-9)
     assert base["sd"] == pytest.approx(((num - r * den) / den.mean()).std(ddof=1), rel=1e-9)
+
+
+def test_a_count_metric_counts_each_units_rows(data):
+    """A count metric without an event filter counts a unit's rows in its window (not 1 per
+    responding unit)."""
+    spec = spec_text("n_orders", "").replace(
+        "  - {name: aov,", "  - {name: n_orders, kind: count, table: orders}\n  - {name: aov,"
+    )
+    last = monitor(data, spec).timeline[-1]
+    u = unit_table(data)
+    means = [u.filter(pl.col("group") == g)["ord"].mean() for g in ("treatment", "holdout")]
+    assert u["ord"].max() > 1
+    assert last["estimate"] == pytest.approx(means[0] - means[1], rel=1e-9)
