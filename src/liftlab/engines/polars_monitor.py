@@ -31,7 +31,7 @@ import polars as pl
 
 from liftlab.core.errors import DataError, Problem
 from liftlab.core.stable import stable_mean, stable_std, stable_sum
-from liftlab.data.folder import FolderSource
+from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
 from liftlab.engines.polars_measures import measure_condition, measure_expr
 from liftlab.engines.units import Units
@@ -376,10 +376,14 @@ def _customer_values(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     (the missing indicator compares it with the first day of the pre-period before the
     unit's exposure)."""
     exprs = []
+    schema = tables["customers"].collect_schema()
     for m in plan.customers:
         assert m.value is not None
-        if m.agg == "after":
-            exprs.append(pl.col(m.value).cast(pl.Date).alias(m.name))
+        if m.agg == "after":  # a date as stored: Date, a timestamp, or ISO text (a CSV)
+            col = pl.col(m.value)
+            date = (parse_timestamps(col, "UTC").dt.date() if schema[m.value] == pl.String
+                    else col.cast(pl.Date))
+            exprs.append(date.alias(m.name))
         else:
             exprs.append(pl.col(m.value).fill_null(0).cast(pl.Float64).alias(m.name))
     return tables["customers"].select(spec.unit, *exprs).collect()
