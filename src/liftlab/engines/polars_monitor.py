@@ -184,8 +184,13 @@ def _read_tables(spec: Experiment, metrics: list[Metric]) -> list[str]:
 def _outcome(m: Metric | Measure) -> pl.Expr:
     """A metric (or measure) of one unit over its rows (the batch route's compiled measure).
     The rows are already cut to the period; the condition names a column (a literal
-    ``True`` would count one row per unit in a group-by, whatever its rows)."""
+    ``True`` would count one row per unit in a group-by, whatever its rows); sums are
+    order-independent, so reruns give the same bits."""
     measure = metric_measure(m) if isinstance(m, Metric) else m
+    if measure.agg == "sum":  # a unit's rows summed in an order-independent way (stable.py)
+        assert measure.value is not None
+        return stable_sum(pl.col(measure.value).filter(measure_condition(measure))).cast(
+            pl.Float64).alias(measure.name)
     return measure_expr(measure, pl.col("_ts").is_not_null()).alias(measure.name)
 
 
@@ -422,7 +427,7 @@ def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl
         for c in cols)
     if primary.kind == "ratio":
         num, den = pl.col(measures[0].name), pl.col(measures[1].name)
-        ratio = (num.sum() / den.sum()).over("xch")
+        ratio = (stable_sum(num) / stable_sum(den)).over("xch")
         per_unit = per_unit.with_columns(
             ratio.alias("|ratio"),
             ((num - ratio * den) / den.mean().over("xch")).alias("|value"))
