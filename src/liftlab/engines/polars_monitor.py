@@ -103,7 +103,8 @@ class _Plan:
                     assert pre_name(base) == c
                     source = by_name.get(base) or window.get(base) or builtin_measure(base)
                     pre[c] = Measure(c, source.table, source.agg, value=source.value,
-                                     event=source.event, channel=source.channel, period="pre")
+                                     event=source.event, channel=source.channel, period="pre",
+                                     winsorize=source.winsorize)
             names = [*parts, *covs]
             products += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
         return cls(tuple(window.values()), tuple(pre.values()), tuple(customers.values()),
@@ -354,7 +355,7 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     per_unit = per_unit.with_columns(
         pl.col(n).fill_null(0.0) if n in per_unit.columns else pl.lit(0.0).alias(n)
         for n in names)
-    capped = [m for m in plan.window if m.winsorize is not None]
+    capped = [m for m in (*plan.window, *plan.pre) if m.winsorize is not None]
     if capped:  # the batch route's cap, within each channel's cohort of one maturity hour
         per_unit = per_unit.with_columns(
             pl.col(m.name).clip(upper_bound=pl.col(m.name).quantile(m.winsorize, "linear")
