@@ -259,3 +259,18 @@ def test_a_count_metric_counts_each_units_rows(data):
     means = [u.filter(pl.col("group") == g)["ord"].mean() for g in ("treatment", "holdout")]
     assert u["ord"].max() > 1
     assert last["estimate"] == pytest.approx(means[0] - means[1], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "primary,covariates,estimator",
+    [
+        ("revenue", REGRESSION, "lin_regression"),
+        ("aov", REGRESSION, "delta_ratio_regression"),
+        ("aov", "", "delta_ratio"),
+        ("revenue", "", "mean"),
+    ],
+)
+def test_each_comparison_names_its_estimator(data, primary, covariates, estimator):
+    comp = monitor(data, spec_text(primary, covariates)).comparisons[0]
+    assert comp["estimator"] == estimator
+    assert bool(comp["covariates"]) == (covariates != "")

@@ -372,7 +372,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
                        "decision": run.decision, "decided_at": run.decided_at,
                        "decided_by": run.decided_by, "p_value": run.p_value,
-                       "n_star": tuning.n_star,
+                       "n_star": tuning.n_star, **_estimator_json(spec, primary),
                        **(_method_json(setting.gs, run.looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
     decision, decided_at = _overall(states)
@@ -607,6 +607,15 @@ def _moments(row: dict[str, float], names: list[str]) -> Moments:
             cross[i, j] = cross[j, i] = row[f"x:{a}:{names[j]}"]
     return Moments(tuple(names), int(row["n"]), np.array([row[f"s:{a}"] for a in names]),
                    cross)
+
+
+def _estimator_json(spec: Experiment, metric: Metric) -> dict[str, Any]:
+    """Which estimate the comparison's cohort test runs on (the fixed horizon's ``method``
+    names) and its covariates (measure names, as results.json's effects list them)."""
+    covs = monitor_variables(spec, metric)[1]
+    name = ("delta_ratio" if metric.kind == "ratio" else "mean") if not covs else (
+        "delta_ratio_regression" if metric.kind == "ratio" else "lin_regression")
+    return {"estimator": name, "covariates": list(covs)}
 
 
 def _burnt_in(spec: Experiment, metric: Metric, t: dict[str, float],
