@@ -154,3 +154,42 @@ def test_cuped_plan_keeps_rho_squared():
     b = Baseline.from_stats(stats)
     assert b.adjustment == "cuped" and b.reduction == pytest.approx(b.rho**2)
     assert b.shrink == pytest.approx(math.sqrt(1 - b.rho**2))
+
+
+@pytest.fixture(scope="module")
+def tiny_plans(tiny_data):
+    """``liftlab plan``'s route (engine, history windows, cross-products) on the tiny data,
+    with pooled CUPED and with Lin's regression on the same single covariate."""
+    from liftlab.app.run import plan_for
+    from liftlab.data.folder import FolderSource
+    from liftlab.engines.polars_engine import PolarsEngine
+
+    from tinydata import SPEC_YAML
+
+    out = {}
+    for method in ("cuped", "regression"):
+        text = SPEC_YAML.replace(
+            "covariates: {pre_period_days: 28}",
+            f"covariates: {{pre_period_days: 28, method: {method}}}",
+        )
+        s = Experiment.model_validate(yaml.safe_load(text))
+        out[method] = plan_for(s, PolarsEngine(FolderSource(tiny_data)))
+    return out
+
+
+def test_one_covariate_regression_reduction_is_cupeds_rho_squared(tiny_plans):
+    """One covariate: Lin's R^2 is CUPED's rho^2, up to the residual degrees of freedom
+    (1 - reduction = (1 - rho^2) (n - 1) / (n - 2)), for every per-unit metric; a ratio is
+    adjusted (on its linearisation) only under regression."""
+    cuped = {(r.channel, r.arm, r.metric): r.baseline for r in tiny_plans["cuped"].rows}
+    regression_rows = tiny_plans["regression"].rows
+    assert regression_rows
+    for r in regression_rows:
+        b, c = r.baseline, cuped[(r.channel, r.arm, r.metric)]
+        assert b.adjustment == "lin_regression"
+        if b.kind == "ratio":
+            assert c.adjustment == "none" and 0.0 <= b.reduction < 1.0
+            continue
+        assert c.adjustment == "cuped"
+        expected = 1 - (1 - c.rho**2) * (c.n - 1) / (c.n - 2)
+        assert b.reduction == pytest.approx(max(expected, 0.0), abs=1e-9)
