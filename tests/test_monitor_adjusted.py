@@ -274,3 +274,25 @@ def test_each_comparison_names_its_estimator(data, primary, covariates, estimato
     comp = monitor(data, spec_text(primary, covariates)).comparisons[0]
     assert comp["estimator"] == estimator
     assert bool(comp["covariates"]) == (covariates != "")
+
+
+def test_a_ratio_guardrail_stops_the_test_on_harm(data):
+    """A ratio guardrail (basket value, harmed when it falls) runs its one-sided cohort test
+    on the adjusted delta-method estimate: treated orders at 70% of their value are harm."""
+    treated = data["assignments"].filter(pl.col("group") == "treatment")["customer_id"]
+    cheaper = pl.when(pl.col("customer_id").is_in(treated.implode()) & (pl.col("ts") >= SEND))
+    harmed = {
+        **data,
+        "orders": data["orders"].with_columns(
+            cheaper.then(pl.col("revenue") * 0.7).otherwise(pl.col("revenue")).alias("revenue")
+        ),
+    }
+    spec = spec_text("revenue").replace(
+        "{name: aov, kind: ratio, numerator: revenue, denominator: orders}",
+        "{name: aov, kind: ratio, numerator: revenue, denominator: orders, guardrail: true, "
+        "direction: increase}",
+    )
+    res = monitor(harmed, spec)  # (the primary's event test called the win hours earlier)
+    assert [g["metric"] for g in res.guardrails] == ["aov"]
+    assert res.guardrails[0]["decision"] == "harm"
+    assert monitor(data, spec).guardrails[0]["decision"] == "continue"
