@@ -65,7 +65,9 @@ commands hold at least these fields (more are added, none removed):
   `effect_ci`, ...; else null).
 - `liftlab plan --json`: `experiment`, `alpha`, `power`, `days`, `n_units`, `channels` (one
   row per channel, arm and metric: `channel`, `metric`, `n_treatment`, `n_holdout`, `sd`,
-  `cuped_rho`, `mde_abs`, `mde_rel`, `holdout_cost`, ...), `interactions`, `warnings`.
+  `cuped_rho`, `variance_reduction` and `adjustment` (the reduction the analysis will use:
+  `cuped`, `lin_regression` or `none`), `mde_abs`, `mde_rel`, `holdout_cost`, ...),
+  `interactions`, `warnings`.
 """
 
 

@@ -143,13 +143,14 @@ def test_data_hints_point_at_the_data_page():
     import yaml
 
     from liftlab.core.errors import DataError
-    from liftlab.engines.polars_monitor import _check_tables
+    from liftlab.engines.polars_monitor import _check_tables, _Plan
     from liftlab.spec.models import Experiment
 
     from tinydata import SPEC_YAML
 
     spec = Experiment.model_validate(yaml.safe_load(SPEC_YAML))
     with pytest.raises(DataError) as caught:
-        _check_tables(spec, {"assignments": pl.LazyFrame({"customer_id": [1]})}, [])
+        _check_tables(spec, {"assignments": pl.LazyFrame({"customer_id": [1]})},
+                      _Plan.of(spec, [], []))
     assert "see docs/data.md, section Tables" in str(caught.value)
     assert "\n## Tables\n" in (DOCS / "data.md").read_text()

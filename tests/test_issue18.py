@@ -309,15 +309,20 @@ def test_group_sequential_keys_are_refused_under_the_mixture(tmp_path: Path):
     assert "horizon_hours: only for method: group_sequential" in res.output
 
 
-def test_ratio_primary_metric_with_sequential_is_refused_at_its_line(demo: Path, tmp_path: Path):
+def test_ratio_primary_metric_is_monitored_sequentially(demo: Path, tmp_path: Path):
+    """A ratio primary under sequential: true runs the always-valid test on its
+    delta-method estimate (as at the fixed horizon: CUPED leaves a ratio unadjusted), not a
+    refusal."""
     spec = yaml_variant(tmp_path, "spring-factorial", lambda t: t.replace(
         "primary_metric: revenue", "primary_metric: aov"))
-    for command in (["validate", spec],
-                    ["analyze", spec, "--data", demo, "--out", tmp_path / "out"]):
-        res = invoke(*command)
-        assert res.exit_code == 1, res.output
-        assert "spring-factorial.yaml:39:13: monitoring" in res.output
-        assert "'aov' is a ratio metric" in res.output
+    assert invoke("validate", spec).exit_code == 0
+    res = invoke("analyze", spec, "--data", demo, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    block = results(tmp_path / "out")["sequential"]
+    assert {c["metric"] for c in block["comparisons"]} == {"aov"}
+    last = [r for r in block["timeline"] if r["estimate"] is not None][-1]
+    assert last["ci"][0] < last["estimate"] < last["ci"][1]
+    assert last["rate_ratio"] is None and last["event_p_value"] is None  # no event test
 
 
 # ------------------------------------------------------------------------ default as-of

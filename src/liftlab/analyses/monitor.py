@@ -9,10 +9,15 @@ enrolment), or ``assigned_at`` when the channel has no contacts at all.
 
 1. Exposure-time cohorts: a unit counts only once its response window
    (``monitoring.response_window_hours``) has closed, with its outcome in that window; the
-   mixture confidence sequence (:mod:`liftlab.stats.sequential`) runs on these matured units.
+   mixture confidence sequence (:mod:`liftlab.stats.sequential`) runs on these matured units,
+   on the estimator the fixed-horizon analysis reports (:func:`_fits`): the mean, Lin's
+   regression-adjusted mean (the YAML's covariates; under CUPED the metric's own pre-period
+   value), a ratio metric's delta-method estimate (adjusted on its linearisation under
+   regression adjustment), each with its variance, from the hourly sums and cross-products.
 2. Event-indexed: every responding unit so far (its first response in its window), whatever
    the maturity; under no effect each falls in the treatment arm with probability equal to the
    treatment's share of units (a mixture SPRT). It decides in the first hours of a batch send.
+   A ratio metric has none: its responses' split says nothing about the ratio.
 
 Each runs at ``alpha / (2 m)`` for ``m`` comparisons (variants vs holdout, across channels):
 Bonferroni keeps the overall false-positive rate at ``alpha`` however often one looks. The
@@ -20,7 +25,7 @@ reported p-value of a comparison is ``min(1, 2 m min(p_cohort, p_event))`` with 
 running minimum, so a decision is exactly ``p < alpha``.
 
 **Guardrails** (``guardrail: true`` metrics): one-sided (harm only) versions of both tests at
-``alpha / (2 m g)`` for ``g`` guardrails. **SRM**: the sequential multinomial test of the arms'
+``alpha / (2 m g)`` for ``g`` guardrails (a ratio guardrail: the cohort test only). **SRM**: the sequential multinomial test of the arms'
 assignment counts against the design's fractions at ``monitoring.srm_alpha``.
 
 **Decisions** per hour, by precedence ``srm``, ``harm``, ``treatment_loses`` /
@@ -66,16 +71,17 @@ import polars as pl
 from liftlab.core.errors import DataError, Problem
 from liftlab.core.fsio import atomic_write_bytes, atomic_write_text, claim_cache, refuse_link
 from liftlab.engines.base import HourlySource
-from liftlab.engines.polars_monitor import HOUR, TS, PolarsHourly
+from liftlab.engines.polars_monitor import HOUR, TS, PolarsHourly, monitor_variables
 from liftlab.spec.models import HOLDOUT, Experiment, Metric
+from liftlab.stats import regression
 from liftlab.stats import sequential as seq
-from liftlab.stats.suffstats import ArmStats
+from liftlab.stats.regression import ArmFit, Moments
 
 Decision = Literal["continue", "treatment_wins", "treatment_loses", "harm", "srm"]
 PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment_wins",
                                     "continue")
 MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
-CACHE_VERSION = 3  # 3: outcomes compiled from the aggregation plan (winsorize applies)
+CACHE_VERSION = 4  # 4: ratio parts, covariates and their cross-products per hour
 MANIFEST = "manifest.json"
 CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
 CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
@@ -148,8 +154,9 @@ def run_monitor(spec: Experiment, data: HourlySource | Mapping[str, pl.LazyFrame
 
 def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
              cache_dir: Path | None) -> MonitorResult:
-    metrics = [m for m in spec.metrics if m.kind != "ratio"]
-    source.check(metrics)
+    metrics = list(spec.metrics)
+    tested = [m for m in metrics if m.name == spec.primary_metric or m.guardrail]
+    source.check(metrics, tested)
     as_of = as_of.astimezone(dt.UTC)
     window = dt.timedelta(hours=spec.monitoring.response_window_hours)
     horizon = horizon_end(spec)
@@ -161,7 +168,6 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
                           clipped)
     if exposure.height == 0 or exposure["exposed_at"].min() >= last:
         return empty
-    tested = [m for m in metrics if m.name == spec.primary_metric or m.guardrail]
     cache = _Cache(cache_dir, spec, window)
     prior = cache.read(source, exposure, metrics)
     if prior is not None and prior.last >= last:
@@ -366,7 +372,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
         states.append({"channel": c.channel, "variant": c.variant, "metric": primary.name,
                        "decision": run.decision, "decided_at": run.decided_at,
                        "decided_by": run.decided_by, "p_value": run.p_value,
-                       "n_star": tuning.n_star,
+                       "n_star": tuning.n_star, **_estimator_json(spec, primary),
                        **(_method_json(setting.gs, run.looks))})
     timeline.sort(key=lambda r: (r["at"], r["channel"], r["variant"] or ""))
     decision, decided_at = _overall(states)
@@ -426,22 +432,22 @@ def _look(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
     primary = spec.metric(spec.primary_metric)
     t, h = data.cohort.get((c.channel, c.arm, hour)), data.cohort.get((c.channel, HOLDOUT, hour))
     look = look_rel = None
-    if t is not None and h is not None:
-        ts_, hs_ = _stats(t, primary.name), _stats(h, primary.name)
-        look = seq.mixture_look(ts_, hs_, tuning.n_star, levels.primary)
-        look_rel = seq.mixture_look(ts_, hs_, tuning.n_star, levels.primary, "relative")
-        burnt_in = min(t[f"nz:{primary.name}"], h[f"nz:{primary.name}"]) \
-            >= mon.min_events_per_arm
-        if burnt_in and gs is None:
+    fits = _fits(spec, primary, t, h)
+    if t is not None and h is not None and fits is not None:
+        n = int(t["n"] + h["n"])
+        look = seq.fitted_look(*fits, n, tuning.n_star, levels.primary)
+        look_rel = seq.fitted_look(*fits, n, tuning.n_star, levels.primary, "relative")
+        if _burnt_in(spec, primary, t, h) and gs is None:
             run.p_cohort = min(run.p_cohort, look.p_value)
-        elif burnt_in and gs is not None and hour in gs.index:
-            nxt = gs.look(c, ts_, hs_, [g for _, g in run.looks], hour, 2 * levels.primary)
+        elif _burnt_in(spec, primary, t, h) and gs is not None and hour in gs.index:
+            nxt = gs.look(c, fits, (int(t["n"]), int(h["n"])), [g for _, g in run.looks],
+                          hour, 2 * levels.primary)
             run.looks += [(hour, nxt)] if nxt is not None else []
     k_t = data.events.get((primary.name, c.channel, c.arm, hour), 0)
     k_h = data.events.get((primary.name, c.channel, HOLDOUT, hour), 0)
-    e_look = seq.event_look(k_t, k_h, c.share, tuning.concentration[primary.name],
-                            levels.primary)
-    if min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
+    e_look = None if primary.kind == "ratio" else seq.event_look(
+        k_t, k_h, c.share, tuning.concentration[primary.name], levels.primary)
+    if e_look is not None and min(k_t, k_h) >= mon.min_events_per_arm and gs is None:
         run.p_event = min(run.p_event, e_look.p_value)
     srm = data.srm[(c.channel, hour)]
     now: Decision = "srm" if srm < mon.srm_alpha else "continue"
@@ -456,7 +462,8 @@ def _look(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
         by = "group_sequential"
     elif now == "continue" and min(run.p_cohort, run.p_event) < levels.primary:
         cohort = run.p_cohort < levels.primary and look is not None
-        up = look.estimate > 0 if cohort and look is not None else e_look.rate_ratio > 1
+        up = (look.estimate > 0 if cohort and look is not None
+              else e_look is not None and e_look.rate_ratio > 1)
         good = up == (primary.desired_direction == "increase")
         now = "treatment_wins" if good else "treatment_loses"
         by = "cohort" if cohort else "event"
@@ -472,9 +479,10 @@ def _look(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _Tuning,
         "estimate_rel": _num(look_rel.estimate) if look_rel else None,
         "ci_rel": [_num(look_rel.lower), _num(look_rel.upper)] if look_rel else [None, None],
         "p_value": run.p_value, "events_treatment": k_t, "events_holdout": k_h,
-        "rate_ratio": _num(e_look.rate_ratio),
-        "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)],
-        "event_p_value": min(1.0, 2 * levels.m * run.p_event), "srm_p_value": srm,
+        "rate_ratio": _num(e_look.rate_ratio) if e_look else None,
+        "rate_ratio_ci": [_num(e_look.lower), _num(e_look.upper)] if e_look else [None, None],
+        "event_p_value": min(1.0, 2 * levels.m * run.p_event) if e_look else None,
+        "srm_p_value": srm,
         "decision": run.decision if run.decided_at else now}
 
 
@@ -487,7 +495,7 @@ def _guard_looks(setting: _Setting, c: _Comparison, hour: dt.datetime, tuning: _
     audience = c.n_treatment + c.n_holdout
     for g in guards:
         run.guards[g.name] = min(run.guards[g.name], _harm_p(
-            g, data.cohort.get((c.channel, c.arm, hour)),
+            spec, g, data.cohort.get((c.channel, c.arm, hour)),
             data.cohort.get((c.channel, HOLDOUT, hour)),
             data.events.get((g.name, c.channel, c.arm, hour), 0),
             data.events.get((g.name, c.channel, HOLDOUT, hour), 0), c, audience,
@@ -524,13 +532,14 @@ class _GsPlan:
             pl.col("mature") <= end).group_by("xch", "arm").len().iter_rows(named=True)}
         return cls(mon.spending or "obrien_fleming", index, planned)
 
-    def look(self, c: _Comparison, t: ArmStats, h: ArmStats,
+    def look(self, c: _Comparison, fits: tuple[ArmFit, ArmFit], sizes: tuple[int, int],
              previous: list[seq.GroupSequentialLook], hour: dt.datetime, alpha: float
              ) -> seq.GroupSequentialLook | None:
-        """The analysis at this look hour of the difference of means (two-sided ``alpha``)."""
-        fraction = seq.information_fraction(t, h, self.planned.get((c.channel, c.arm), 0),
-                                            self.planned.get((c.channel, HOLDOUT), 0))
-        est, var = seq.difference(t, h)
+        """The analysis at this look hour of the metric's estimate (two-sided ``alpha``)."""
+        fraction = seq.fitted_information_fraction(
+            *fits, *sizes, self.planned.get((c.channel, c.arm), 0),
+            self.planned.get((c.channel, HOLDOUT), 0))
+        est, var = seq.fitted_difference(*fits)
         z = est / math.sqrt(var) if var > 0 else math.nan
         return seq.group_sequential_look(previous, fraction, z, alpha, self.spending,
                                          self.index[hour] == len(self.index) - 1)
@@ -544,17 +553,18 @@ def _method_json(gs: _GsPlan | None,
             "looks": [{"at": _iso(at), **g.to_json()} for at, g in looks]}
 
 
-def _harm_p(g: Metric, t: dict[str, float] | None, h: dict[str, float] | None, k_t: int,
-            k_h: int, c: _Comparison, audience: int, conc: float, alpha: float,
-            burn_in: int) -> float:
+def _harm_p(spec: Experiment, g: Metric, t: dict[str, float] | None,
+            h: dict[str, float] | None, k_t: int, k_h: int, c: _Comparison, audience: int,
+            conc: float, alpha: float, burn_in: int) -> float:
     """One-sided always-valid p of harm on guardrail ``g`` at this hour: the smaller of the
-    matured-cohort sequence and the event-indexed test (each at ``alpha``)."""
+    matured-cohort sequence (of the metric's fixed-horizon estimator, :func:`_fits`) and,
+    for a per-unit metric, the event-indexed test (each at ``alpha``)."""
     worse: seq.Side = "greater" if g.desired_direction == "decrease" else "less"
     p = 1.0
-    if t is not None and h is not None and min(t[f"nz:{g.name}"], h[f"nz:{g.name}"]) >= burn_in:
-        p = seq.mixture_look(_stats(t, g.name), _stats(h, g.name), audience, alpha,
-                             side=worse).p_value
-    if k_t + k_h >= burn_in:
+    fits = _fits(spec, g, t, h)
+    if t is not None and h is not None and fits is not None and _burnt_in(spec, g, t, h):
+        p = seq.fitted_look(*fits, int(t["n"] + h["n"]), audience, alpha, side=worse).p_value
+    if g.kind != "ratio" and k_t + k_h >= burn_in:
         e = seq.event_look(k_t, k_h, c.share, conc, alpha)
         p = min(p, e.p_greater if worse == "greater" else e.p_less)
     return p
@@ -569,8 +579,50 @@ def _overall(states: list[dict[str, Any]]) -> tuple[Decision, dt.datetime | None
     return "continue", None
 
 
-def _stats(row: dict[str, float], metric: str) -> ArmStats:
-    return ArmStats(int(row["n"]), row[f"s:{metric}"], row[f"q:{metric}"])
+def _fits(spec: Experiment, metric: Metric, t: dict[str, float] | None,
+          h: dict[str, float] | None) -> tuple[ArmFit, ArmFit] | None:
+    """Each arm's estimate of ``metric`` from its cumulative cohort row, as at the fixed
+    horizon: Lin's regression on the monitor's covariates (none: the raw mean), for a ratio
+    the delta method on its linearisation (adjusted the same way). None when an arm has
+    fewer than 2 units or a ratio's denominator sums to zero in an arm."""
+    if t is None or h is None or min(t["n"], h["n"]) < 2:
+        return None
+    parts, covs = monitor_variables(spec, metric)
+    mt, mh = _moments(t, [*parts, *covs]), _moments(h, [*parts, *covs])
+    if metric.kind != "ratio":
+        return regression.arm_fits(mt, mh, metric.name, covs)
+    num, den = parts
+    if not (t[f"s:{den}"] and h[f"s:{den}"]):
+        return None
+    return regression.ratio_arm_fits(mt, mh, num, den, covs)
+
+
+def _moments(row: dict[str, float], names: list[str]) -> Moments:
+    """The sums and cross-products of ``names`` in one cumulative cohort row."""
+    k = len(names)
+    cross = np.zeros((k, k))
+    for i, a in enumerate(names):
+        cross[i, i] = row[f"q:{a}"]
+        for j in range(i + 1, k):
+            cross[i, j] = cross[j, i] = row[f"x:{a}:{names[j]}"]
+    return Moments(tuple(names), int(row["n"]), np.array([row[f"s:{a}"] for a in names]),
+                   cross)
+
+
+def _estimator_json(spec: Experiment, metric: Metric) -> dict[str, Any]:
+    """Which estimate the comparison's cohort test runs on (the fixed horizon's ``method``
+    names) and its covariates (measure names, as results.json's effects list them)."""
+    covs = monitor_variables(spec, metric)[1]
+    name = ("delta_ratio" if metric.kind == "ratio" else "mean") if not covs else (
+        "delta_ratio_regression" if metric.kind == "ratio" else "lin_regression")
+    return {"estimator": name, "covariates": list(covs)}
+
+
+def _burnt_in(spec: Experiment, metric: Metric, t: dict[str, float],
+              h: dict[str, float]) -> bool:
+    """Enough units with a response (a ratio: a non-zero numerator) in both arms."""
+    first = monitor_variables(spec, metric)[0][0]
+    return min(t[f"nz:{first}"], h[f"nz:{first}"]) >= spec.monitoring.min_events_per_arm
 
 
 def _cumulate(cohort: pl.DataFrame, hours: list[dt.datetime]

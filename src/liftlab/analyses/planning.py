@@ -13,7 +13,13 @@ at ``alpha`` with the normal approximation, on a scale where a unit's outcome ha
   statsmodels' ``proportion_effectsize``;
 - ratio metrics: the delta-method per-unit standard deviation (``RatioStats.mean_variance * n``).
 
-CUPED multiplies the variance by ``1 - rho^2`` with the measured pre-period correlation rho.
+The variance reduction is the one the analysis will use, measured on the history: CUPED
+(``pre_period_days`` alone) multiplies a per-unit metric's variance by ``1 - rho^2`` with the
+measured pre-period correlation rho (a ratio is not adjusted); regression adjustment (Lin
+2013, the YAML's covariates) by ``1 - R^2`` of the same regression on the history (the
+engines' cross-product table pooled over the population; for a ratio, of its delta-method
+linearisation), degrees of freedom counted as the analysis does. ``variance_reduction`` in
+the plan is that assumed reduction.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from scipy import stats as sps
 
 from liftlab.core.errors import UserError
 from liftlab.spec.models import TREATMENT, Experiment, Metric
+from liftlab.stats import regression
+from liftlab.stats.regression import Moments
 from liftlab.stats.suffstats import ArmStats, RatioStats
 
 PLAUSIBLE_REL_LIFT = 0.20
@@ -134,19 +142,57 @@ MIN_SHRINK = 1e-3
 
 # -- the history of one metric ----------------------------------------------------------------
 @dataclass(frozen=True)
+class Adjusted:
+    """A metric's history under regression adjustment: its pooled statistics and the
+    sums and cross-products of its outcome (a ratio's numerator and denominator, in that
+    order) and ``covariates``, pooled over the population."""
+
+    stats: ArmStats | RatioStats
+    moments: Moments
+    covariates: tuple[str, ...]
+
+    @property
+    def reduction(self) -> float:
+        """1 - the adjusted variance over the raw one, as :mod:`liftlab.stats.regression`
+        fits it (residual degrees of freedom counted; 0 when it cannot be fitted)."""
+        m, outcome = self.moments, self.moments.names[0]
+        if m.n < 3:
+            return 0.0
+        if isinstance(self.stats, RatioStats):
+            if not m.sums[1]:
+                return 0.0
+            fit = regression.ratio_arm_fits(m, m, outcome, m.names[1], self.covariates)[0]
+        else:
+            fit = regression.fit_arm(m, outcome, self.covariates,
+                                     m.sums[[m.index(c) for c in self.covariates]] / m.n)
+        ok = math.isfinite(fit.variance) and fit.raw_variance > 0
+        return min(max(1 - fit.variance / fit.raw_variance, 0.0), 1.0) if ok else 0.0
+
+
+@dataclass(frozen=True)
 class Baseline:
-    """A metric's per-unit level, spread and CUPED correlation over a window of history, and
-    the conversions between absolute effects and standard units (see the module docstring)."""
+    """A metric's per-unit level, spread and assumed variance reduction over a window of
+    history (``rho``: CUPED's pre-period correlation; ``reduction``: ``rho^2`` under CUPED,
+    the regression's ``R^2`` under regression adjustment), and the conversions between
+    absolute effects and standard units (see the module docstring)."""
 
     kind: str
     mean: float
     sd: float
     rho: float
     n: int
+    reduction: float = 0.0
+    adjustment: str = "none"  # none, cuped or lin_regression
 
     @classmethod
-    def from_stats(cls, stats: ArmStats | RatioStats, kind: str = "mean") -> Baseline:
-        """From pooled sufficient statistics; ratio metrics have no CUPED covariate."""
+    def from_stats(cls, stats: ArmStats | RatioStats | Adjusted,
+                   kind: str = "mean") -> Baseline:
+        """From pooled sufficient statistics: CUPED's correlation when a per-unit metric's
+        pre-period value is there; a regression's reduction from :class:`Adjusted`."""
+        if isinstance(stats, Adjusted):
+            base = cls.from_stats(stats.stats, kind)
+            return cls(base.kind, base.mean, base.sd, base.rho, base.n, stats.reduction,
+                       "lin_regression")
         if isinstance(stats, RatioStats):
             var_unit = stats.mean_variance * stats.n
             sd = math.sqrt(var_unit) if var_unit > 0 else 0.0
@@ -155,7 +201,8 @@ class Baseline:
         if stats.pre_variance > 0 and stats.variance > 0:
             rho = stats.covariance / math.sqrt(stats.pre_variance * stats.variance)
         sd = math.sqrt(stats.variance) if stats.variance > 0 else 0.0
-        return cls("binary" if kind == "binary" else "mean", stats.mean, sd, rho, stats.n)
+        return cls("binary" if kind == "binary" else "mean", stats.mean, sd, rho, stats.n,
+                   rho**2, "cuped" if stats.pre_sum_sq > 0 else "none")
 
     @property
     def usable(self) -> bool:
@@ -164,10 +211,10 @@ class Baseline:
 
     @property
     def shrink(self) -> float:
-        """CUPED's factor on the standard deviation: sqrt(1 - rho^2), floored at 0.001 so a
-        degenerate history (an outcome equal to its pre-period value, |rho| = 1) still gives a
-        finite plan instead of dividing by zero."""
-        return math.sqrt(max(1 - self.rho**2, MIN_SHRINK**2))
+        """The adjustment's factor on the standard deviation: sqrt(1 - reduction), floored at
+        0.001 so a degenerate history (an outcome equal to its pre-period value, |rho| = 1)
+        still gives a finite plan instead of dividing by zero."""
+        return math.sqrt(max(1 - self.reduction, MIN_SHRINK**2))
 
     @property
     def sd_cuped(self) -> float:
@@ -225,7 +272,8 @@ class PlanRow:
         return {"channel": self.channel, "variant": None if self.arm == TREATMENT else self.arm,
                 "metric": self.metric, "kind": b.kind, "n_treatment": self.n_treatment,
                 "n_holdout": self.n_holdout, "baseline_mean": b.mean, "sd": b.sd,
-                "cuped_rho": b.rho, "mde_abs": self.mde_abs, "mde_rel": self.mde_rel,
+                "cuped_rho": b.rho, "variance_reduction": b.reduction,
+                "adjustment": b.adjustment, "mde_abs": self.mde_abs, "mde_rel": self.mde_rel,
                 "mde_abs_without_cuped": self.mde_abs_without_cuped,
                 "mde_rel_without_cuped": self.mde_abs_without_cuped / abs(b.mean),
                 "power_at_target": self.power_at_target,
@@ -319,7 +367,7 @@ class PlanResult:
                    f"{r.sequential_power:.0%}")
             lines.append(
                 f"  {r.channel}{arm} {r.metric}: MDE {r.mde_rel:+.1%} ({r.mde_abs:.4g} per unit;"
-                f" {r.mde_abs_without_cuped:.4g} without CUPED, rho {r.baseline.rho:.2f}); "
+                f" {r.mde_abs_without_cuped:.4g} unadjusted, {_adjustment(r.baseline)}); "
                 f"a {self.target_mde_rel:.0%} MDE needs {need}, or {days}{seq}")
         costs = {r.channel: (r.holdout_cost, r.holdout_cost_assumption) for r in self.rows
                  if r.holdout_cost is not None}
@@ -330,6 +378,14 @@ class PlanResult:
                          f"{i.mde_rel:+.1%}, {i.ratio_to_main:.1f}x the main effects'")
         lines += [f"  ! {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def _adjustment(b: Baseline) -> str:
+    if b.adjustment == "lin_regression":
+        return f"regression adjustment assumed to remove {b.reduction:.0%} of the variance"
+    if b.adjustment == "cuped":
+        return f"CUPED, rho {b.rho:.2f}: {b.reduction:.0%} of the variance removed"
+    return "no adjustment"
 
 
 # -- the plan of an experiment ----------------------------------------------------------------
@@ -347,7 +403,7 @@ def sequential_time_to_decision(spec: Experiment, effect: float, sd: float, n_pa
 
 
 def make_plan(spec: Experiment, n_units: int,
-              baseline: Callable[[int], dict[str, ArmStats | RatioStats]],
+              baseline: Callable[[int], dict[str, ArmStats | RatioStats | Adjusted]],
               power: float = 0.8, target_mde_rel: float = 0.05,
               assumed_lift_rel: float = 0.05, plausible_rel_lift: float = PLAUSIBLE_REL_LIFT,
               *, time_to_decision: TimeToDecisionFn | None = sequential_time_to_decision
@@ -355,7 +411,8 @@ def make_plan(spec: Experiment, n_units: int,
     """The plan of ``spec`` for ``n_units`` eligible units.
 
     ``baseline(days)`` gives each metric's pooled statistics over a window of ``days`` days
-    ending at the start (with the pre-period covariate for CUPED); it is called for the planned
+    ending at the start (with the pre-period covariate for CUPED, or the cross-products of
+    :class:`Adjusted` under regression adjustment); it is called for the planned
     duration and each of :data:`DURATIONS`. ``target_mde_rel`` is the relative lift the test
     should detect, ``assumed_lift_rel`` the lift assumed when pricing the holdout, and
     ``plausible_rel_lift`` the relative MDE above which a warning says nothing plausible is
@@ -428,7 +485,8 @@ def make_plan(spec: Experiment, n_units: int,
                       plausible_rel_lift, tuple(rows), tuple(inter), tuple(warnings))
 
 
-def _baselines(spec: Experiment, stats: dict[str, ArmStats | RatioStats]) -> dict[str, Baseline]:
+def _baselines(spec: Experiment,
+               stats: dict[str, ArmStats | RatioStats | Adjusted]) -> dict[str, Baseline]:
     """Every metric's baseline (an unusable empty one when the history lacks it)."""
     empty = Baseline("mean", math.nan, 0.0, 0.0, 0)
     return {m.name: Baseline.from_stats(stats[m.name], m.kind) if m.name in stats else empty

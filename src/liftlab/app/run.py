@@ -249,9 +249,9 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
                         "send (results.json: pressure.overall.planning)")
 
     from liftlab.analyses.cells import CellTable
-    from liftlab.analyses.planning import history_window, make_plan
+    from liftlab.analyses.planning import Adjusted, history_window, make_plan
     from liftlab.engines.units import window_bounds
-    from liftlab.spec.aggregation import build_aggregation
+    from liftlab.spec.aggregation import build_aggregation, covariates_of
 
     units = units or engine.units(spec)
     cuped = spec.covariates.pre_period_days > 0
@@ -267,8 +267,14 @@ def plan_for(spec: Experiment, engine: Engine, power: float = 0.8,
             if m.kind == "ratio":
                 assert m.numerator and m.denominator
                 out[m.name] = cells.ratio_stats(m.numerator, m.denominator, frame)
+                parts = [m.numerator, m.denominator]
             else:
                 out[m.name] = cells.arm_stats(m.name, frame, covariate=cuped)
+                parts = [m.name]
+            if spec.covariates.regression:  # the analysis's Lin adjustment, sized on history
+                covs = covariates_of(hist, m, cuped)
+                out[m.name] = Adjusted(out[m.name], cells.moments([*parts, *covs], frame),
+                                       covs)
         return out
 
     return make_plan(spec, units.n, baseline, power, target_mde_rel, assumed_lift_rel)

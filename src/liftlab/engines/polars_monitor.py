@@ -9,12 +9,21 @@ exposure instead of the experiment's dates). Winsorising caps a metric at its qu
 the units of one channel maturing in the same hour: a matured cohort never changes (it is
 cached), and when every unit is exposed at once this is the batch route's cap at the final
 hour.
+
+Ratio metrics and covariates (:func:`monitor_variables`): each tested metric's outcome parts
+(a ratio's numerator and denominator) and its covariates get their sums and cross-products
+per hour (``x:a:b``), so the monitor fits the fixed-horizon estimator (Lin's adjustment, the
+delta method) on each look from this small table. A pre-period covariate is the measure over
+the ``covariates.pre_period_days`` before each unit's own exposure; ``joined`` is 1 for a
+customer who joined after that period's first day; ``attributes`` are customers columns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -22,22 +31,97 @@ import polars as pl
 
 from liftlab.core.errors import DataError, Problem
 from liftlab.core.stable import stable_mean, stable_std, stable_sum
-from liftlab.data.folder import FolderSource
+from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
 from liftlab.engines.polars_measures import measure_condition, measure_expr
 from liftlab.engines.units import Units
-from liftlab.spec.aggregation import metric_measure
+from liftlab.spec.aggregation import (
+    JOINED,
+    Measure,
+    attribute,
+    builtin_measure,
+    covariates_of,
+    metric_measure,
+    pre_name,
+)
 from liftlab.spec.models import Experiment, Metric
 
 HOUR = dt.timedelta(hours=1)
 TS = pl.Datetime("us", "UTC")
 
 
+def monitor_variables(spec: Experiment, metric: Metric) -> tuple[tuple[str, ...],
+                                                                   tuple[str, ...]]:
+    """A tested metric's outcome parts (its name, or a ratio's numerator and denominator)
+    and the covariates the fixed-horizon analysis adjusts it for: under regression
+    adjustment those of ``spec.aggregation.covariates_of``; under CUPED (``pre_period_days``
+    alone) a per-unit metric's own pre-period value (a ratio is not adjusted there); none
+    without a pre-period. The monitor fits them all by Lin's regression."""
+    parts = ((metric.numerator, metric.denominator) if metric.kind == "ratio"
+             else (metric.name,))
+    cov = spec.covariates
+    if cov.regression:
+        covs = covariates_of(spec, metric, cov.pre_period_days > 0)
+    elif cov.pre_period_days and metric.kind != "ratio":
+        covs = (pre_name(metric.name),)
+    else:
+        covs = ()
+    return tuple(p for p in parts if p is not None), covs
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What the hourly pass computes per unit: window measures (each non-ratio metric's, and
+    the built-in parts of ratio metrics), pre-period measures, customers covariates, and the
+    pairs of variables whose cross-products the tested metrics need."""
+
+    window: tuple[Measure, ...]
+    pre: tuple[Measure, ...]
+    customers: tuple[Measure, ...]
+    products: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def of(cls, spec: Experiment, metrics: list[Metric], tested: list[Metric]) -> _Plan:
+        by_name = {m.name: metric_measure(m) for m in metrics if m.kind != "ratio"}
+        window = dict(by_name)
+        pre: dict[str, Measure] = {}
+        customers: dict[str, Measure] = {}
+        products: list[tuple[str, str]] = []
+        for m in tested:
+            parts, covs = monitor_variables(spec, m)
+            for p in parts:
+                window.setdefault(p, by_name.get(p) or builtin_measure(p))
+            for c in covs:
+                if c == JOINED:
+                    customers[c] = Measure(c, "customers", "after", value=spec.covariates.joined)
+                elif c.endswith("|attr"):
+                    col = c.removesuffix("|attr")
+                    assert attribute(col) == c
+                    customers[c] = Measure(c, "customers", "value", value=col)
+                else:
+                    base = c.removesuffix("|pre")
+                    assert pre_name(base) == c
+                    source = by_name.get(base) or window.get(base) or builtin_measure(base)
+                    pre[c] = Measure(c, source.table, source.agg, value=source.value,
+                                     event=source.event, channel=source.channel, period="pre",
+                                     winsorize=source.winsorize)
+            names = [*parts, *covs]
+            products += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        return cls(tuple(window.values()), tuple(pre.values()), tuple(customers.values()),
+                   tuple(dict.fromkeys(products)))
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({m.table for m in (*self.window, *self.pre)})
+
+
 @dataclass(frozen=True)
 class HourlyStats:
-    """Cohort statistics per (channel ``xch``, arm, maturity ``hour``): ``n`` and per metric
-    ``s:``, ``q:`` (sums of values and squares) and ``nz:`` (units with a non-zero value);
-    first responses per (``xch``, arm, ``hour``, ``metric``): ``k``; rows read."""
+    """Cohort statistics per (channel ``xch``, arm, maturity ``hour``): ``n`` and per
+    variable (a metric, a ratio's part, a covariate) ``s:``, ``q:`` (sums of values and
+    squares) and ``nz:`` (units with a non-zero value), ``x:a:b`` (sums of products of the
+    pairs a tested metric's regression needs); first responses per (``xch``, arm, ``hour``,
+    ``metric``): ``k`` (not for ratio metrics: see the monitor); rows read."""
 
     cohort: pl.DataFrame
     events: pl.DataFrame
@@ -59,8 +143,8 @@ class PolarsHourly:
         with self.source.reading() if self.source is not None else contextlib.nullcontext():
             yield
 
-    def check(self, metrics: list[Metric]) -> None:
-        _check_tables(self.spec, self.tables, metrics)
+    def check(self, metrics: list[Metric], tested: list[Metric]) -> None:
+        _check_tables(self.spec, self.tables, _Plan.of(self.spec, metrics, tested))
 
     def exposures(self, window: dt.timedelta) -> pl.DataFrame:
         """One row per (unit, channel ``xch``): ``arm``, ``assigned_at``, ``exposed_at`` and
@@ -82,15 +166,33 @@ class PolarsHourly:
         """The exposures and the rows before ``until`` of every table a metric reads (their
         count and the wrapped sum of their row hashes)."""
         parts = [str(exposure.height), str(_digest(exposure.lazy()))]
-        for table in sorted({m.table or "" for m in metrics}):
+        for table in _read_tables(self.spec, metrics):
+            if table == "customers":  # no time column: one row per customer
+                parts.append(f"customers:{_digest(self.tables[table])}")
+                continue
             old = self.tables[table].filter(pl.col(TS_COLUMN[table]).cast(TS) < until)
             parts.append(f"{table}:{_digest(old)}")
         return parts
 
 
-def _outcome(m: Metric) -> pl.Expr:
-    """The metric of one unit over its rows (the batch route's compiled measure)."""
-    return measure_expr(metric_measure(m)).alias(m.name)
+def _read_tables(spec: Experiment, metrics: list[Metric]) -> list[str]:
+    """The tables the hourly pass reads for ``metrics``: theirs, the orders for a ratio's
+    built-in parts, the customers for covariates from there."""
+    plan = _Plan.of(spec, metrics, metrics)
+    return sorted({*plan.tables, *(m.table for m in plan.customers)})
+
+
+def _outcome(m: Metric | Measure) -> pl.Expr:
+    """A metric (or measure) of one unit over its rows (the batch route's compiled measure).
+    The rows are already cut to the period; the condition names a column (a literal
+    ``True`` would count one row per unit in a group-by, whatever its rows); sums are
+    order-independent, so reruns give the same bits."""
+    measure = metric_measure(m) if isinstance(m, Metric) else m
+    if measure.agg == "sum":  # a unit's rows summed in an order-independent way (stable.py)
+        assert measure.value is not None
+        return stable_sum(pl.col(measure.value).filter(measure_condition(measure))).cast(
+            pl.Float64).alias(measure.name)
+    return measure_expr(measure, pl.col("_ts").is_not_null()).alias(measure.name)
 
 
 def _condition(m: Metric) -> pl.Expr:
@@ -118,24 +220,23 @@ def tables_from_source(spec: Experiment, source: FolderSource, units: Units
     else:
         long = long.with_columns(pl.lit(start).cast(TS).alias("assigned_at"))
     tables = {"assignments": long}
-    for name in ("contacts", "orders", "events"):
+    for name in ("contacts", "orders", "events", "customers"):
         if source.has(name):
             tables[name] = source.scan(name, uid)
     return tables
 
 
-def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
-                  metrics: list[Metric]) -> None:
+def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame], plan: _Plan) -> None:
     """Every table and column the monitor needs, all problems at once."""
     need: dict[str, set[str]] = {"assignments": {spec.unit, "channel", "group", "assigned_at"}}
     if "contacts" in tables:
         need["contacts"] = {spec.unit, "channel", "sent_at"}
-    for m in metrics:
-        cols = need.setdefault(m.table or "", {spec.unit})
-        cols.add(TS_COLUMN[m.table or "orders"])
+    for m in (*plan.window, *plan.pre, *plan.customers):
+        cols = need.setdefault(m.table, {spec.unit})
+        cols |= {TS_COLUMN[m.table]} if m.table != "customers" else set()
         cols |= {c for c in (m.value,) if c}
         cols |= {"event"} if m.event else set()
-        cols |= {"channel"} if m.purchase_channel else set()
+        cols |= {"channel"} if m.channel else set()
     problems = []
     for table, cols in need.items():
         if table not in tables:
@@ -148,6 +249,15 @@ def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
                                     hint="add them; see docs/data.md, section Tables"))
     if problems:
         raise DataError(problems)
+    schema = tables["customers"].collect_schema() if plan.customers else {}
+    for m in plan.customers:
+        assert m.value is not None
+        dtype = schema[m.value]
+        if m.agg == "value" and not (dtype.is_numeric() or dtype == pl.Boolean):
+            raise DataError([Problem(
+                f"covariate column {m.value!r} holds {dtype}, not numbers or true/false",
+                table="customers", column=m.value,
+                hint="name numeric customers columns in covariates.attributes")])
 
 
 def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
@@ -195,39 +305,57 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
             after: dt.datetime | None, last: dt.datetime
             ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     """Cohort statistics for maturity hours in (after, last] and first-response counts for
-    hours in (after, last], reading only rows of units whose window was open after ``after``.
+    hours in (after, last], reading only rows of units whose window was open after ``after``
+    (and, for pre-period covariates, those units' rows before their exposure).
     """
     unit = spec.unit
+    plan = _Plan.of(spec, metrics, tested)
+    pre_span = dt.timedelta(days=spec.covariates.pre_period_days) if plan.pre else None
     open_ = exposure if after is None else exposure.filter(
         pl.col("exposed_at") + window > after)
     cohort_units = open_.filter(pl.col("mature") <= last)
-    per_unit = cohort_units.select(unit, "xch", "arm", "mature")
+    per_unit = cohort_units.select(unit, "xch", "arm", "mature", "exposed_at")
     firsts: list[pl.DataFrame] = []
     rows_read = 0
     lo = open_["exposed_at"].min()
-    for table in sorted({m.table or "" for m in metrics}):
+    for table in plan.tables:
         if open_.height == 0:
             break
-        rows = _rows(spec, tables, table, lo, last, open_).filter(
-            (pl.col("_ts") >= pl.col("exposed_at"))
-            & (pl.col("_ts") < pl.col("exposed_at") + window))
+        start = lo - pre_span if pre_span is not None else lo
+        rows = _rows(spec, tables, table, start, last, open_)
         rows_read += rows.height
-        mine = [m for m in metrics if m.table == table]
-        agg = rows.group_by(unit, "xch").agg(_outcome(m) for m in mine)
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-        for m in (m for m in tested if m.table == table):
-            first = (rows.filter(_condition(m)).group_by(unit, "xch", "arm")
+        in_window = rows.filter((pl.col("_ts") >= pl.col("exposed_at"))
+                                & (pl.col("_ts") < pl.col("exposed_at") + window))
+        mine = [m for m in plan.window if m.table == table]
+        if mine:
+            agg = in_window.group_by(unit, "xch").agg(_outcome(m) for m in mine)
+            per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
+        before = [m for m in plan.pre if m.table == table]
+        if before:
+            assert pre_span is not None
+            agg = rows.filter((pl.col("_ts") < pl.col("exposed_at"))
+                              & (pl.col("_ts") >= pl.col("exposed_at") - pre_span)
+                              ).group_by(unit, "xch").agg(_outcome(m) for m in before)
+            per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
+        for m in (m for m in tested if m.table == table and m.kind != "ratio"):
+            first = (in_window.filter(_condition(m)).group_by(unit, "xch", "arm")
                      .agg(pl.col("_ts").min().alias("first"))
                      .with_columns((pl.col("first").dt.truncate("1h") + HOUR).alias("hour")))
             if after is not None:
                 first = first.filter(pl.col("hour") > after)
             firsts.append(first.group_by("xch", "arm", "hour").agg(
                 pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
-    names = [m.name for m in metrics]
+    if plan.customers:
+        per_unit = per_unit.join(_customer_values(spec, tables, plan), on=unit, how="left")
+        if pre_span is not None and JOINED in per_unit.columns:
+            per_unit = per_unit.with_columns(
+                (pl.col(JOINED) > (pl.col("exposed_at") - pre_span).dt.date())
+                .fill_null(False).cast(pl.Float64).alias(JOINED))
+    names = [m.name for m in (*plan.window, *plan.pre, *plan.customers)]
     per_unit = per_unit.with_columns(
         pl.col(n).fill_null(0.0) if n in per_unit.columns else pl.lit(0.0).alias(n)
         for n in names)
-    capped = [m for m in metrics if m.winsorize is not None]
+    capped = [m for m in (*plan.window, *plan.pre) if m.winsorize is not None]
     if capped:  # the batch route's cap, within each channel's cohort of one maturity hour
         per_unit = per_unit.with_columns(
             pl.col(m.name).clip(upper_bound=pl.col(m.name).quantile(m.winsorize, "linear")
@@ -237,6 +365,7 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
         aggs += [stable_sum(pl.col(n)).alias(f"s:{n}"),
                  stable_sum(pl.col(n) ** 2).alias(f"q:{n}"),
                  (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
+    aggs += [stable_sum(pl.col(a) * pl.col(b)).alias(f"x:{a}:{b}") for a, b in plan.products]
     cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
               else per_unit.filter(pl.col("mature") > after))
     cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
@@ -247,35 +376,71 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
             events.select(list(schema)).cast(schema), rows_read)
 
 
+def _customer_values(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
+                     plan: _Plan) -> pl.DataFrame:
+    """Per customer, the customers covariates: a number (null read as 0), or the join date
+    (the missing indicator compares it with the first day of the pre-period before the
+    unit's exposure)."""
+    exprs = []
+    schema = tables["customers"].collect_schema()
+    for m in plan.customers:
+        assert m.value is not None
+        if m.agg == "after":  # a date as stored: Date, a timestamp, or ISO text (a CSV)
+            col = pl.col(m.value)
+            date = (parse_timestamps(col, "UTC").dt.date() if schema[m.value] == pl.String
+                    else col.cast(pl.Date))
+            exprs.append(date.alias(m.name))
+        else:
+            exprs.append(pl.col(m.value).fill_null(0).cast(pl.Float64).alias(m.name))
+    return tables["customers"].select(spec.unit, *exprs).collect()
+
+
 def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
               window: dt.timedelta, tested: list[Metric]) -> dict[str, dict[str, float]]:
     """Per channel, from the window-long period before each unit's exposure (untouched by
-    the treatment): mean and sd of the primary metric and the share of units responding for
-    each tested metric. Fixed before any outcome is seen, so it may tune the tests."""
+    the treatment): mean and sd of the primary metric (of a ratio: the ratio and the sd of
+    its per-unit linearisation ``(num - R den) / mean(den)``, the delta method's) and the
+    share of units responding for each tested per-unit metric. Fixed before any outcome is
+    seen, so it may tune the tests."""
     unit = spec.unit
     primary = spec.metric(spec.primary_metric)
+    by_name = {m.name: metric_measure(m) for m in spec.metrics if m.kind != "ratio"}
+    parts = ([primary.numerator, primary.denominator] if primary.kind == "ratio"
+             else [primary.name])
+    measures = [by_name.get(p) or builtin_measure(p) for p in parts if p is not None]
+    measures = [dataclasses.replace(m, name=f"v:{m.name}") for m in measures]
+    responders = [m for m in {m.name: m for m in [primary, *tested]}.values()
+                  if m.kind != "ratio"]
     per_unit = exposure.select(unit, "xch")
     first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
-    needed = [m for m in {m.name: m for m in [primary, *tested]}.values()]
-    for table in sorted({m.table or "" for m in needed}):
+    for table in sorted({m.table for m in measures} | {m.table or "" for m in responders}):
         rows = _rows(spec, tables, table, first, end, exposure).filter(
             (pl.col("_ts") < pl.col("exposed_at"))
             & (pl.col("_ts") >= pl.col("exposed_at") - window))
-        mine = [m for m in needed if m.table == table]
-        outcome = [_outcome(m) for m in mine if m.name == primary.name]
         agg = rows.group_by(unit, "xch").agg(
-            *outcome, *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
-                        for m in mine])
+            *[_outcome(m) for m in measures if m.table == table],
+            *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
+              for m in responders if m.table == table])
         per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-    cols = [primary.name, *[f"r:{m.name}" for m in needed]]
+    cols = [m.name for m in measures] + [f"r:{m.name}" for m in responders]
     per_unit = per_unit.with_columns(
         pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
         for c in cols)
+    if primary.kind == "ratio":
+        num, den = pl.col(measures[0].name), pl.col(measures[1].name)
+        ratio = (stable_sum(num) / stable_sum(den)).over("xch")
+        per_unit = per_unit.with_columns(
+            ratio.alias("|ratio"),
+            ((num - ratio * den) / den.mean().over("xch")).alias("|value"))
+        mean = pl.col("|ratio").first()
+    else:
+        per_unit = per_unit.with_columns(pl.col(measures[0].name).alias("|value"))
+        mean = stable_mean(pl.col("|value"))
     stats = per_unit.group_by("xch").agg(
-        stable_mean(pl.col(primary.name)).alias("mean"),
-        stable_std(pl.col(primary.name)).alias("sd"),
-        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in needed])
-    return {row.pop("xch"): {k: float(v or 0.0) for k, v in row.items()}
+        mean.alias("mean"), stable_std(pl.col("|value")).alias("sd"),
+        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in responders])
+    return {row.pop("xch"): {k: float(v or 0.0) if v is None or math.isfinite(v) else 0.0
+                             for k, v in row.items()}
             for row in stats.iter_rows(named=True)}
 
 

@@ -541,18 +541,6 @@ class Experiment(_Model):
                                  "binary metric of the experiment")
         return v
 
-    @field_validator("monitoring")
-    @classmethod
-    def _sequential_metric(cls, v: Monitoring, info: ValidationInfo) -> Monitoring:
-        metrics = {m.name: m for m in info.data.get("metrics") or []}
-        primary = metrics.get(info.data.get("primary_metric") or "")
-        if v.sequential and primary is not None and primary.kind == "ratio":
-            raise ValueError(
-                f"sequential monitoring tests a per-unit primary metric; {primary.name!r} is a "
-                "ratio metric: make a mean, count or binary metric primary, or set "
-                "sequential: false")
-        return v
-
     @field_validator("targeting")
     @classmethod
     def _targeting_metric(cls, v: Targeting, info: ValidationInfo) -> Targeting:

@@ -151,9 +151,17 @@ def lin(
     t, h = treatment, holdout
     if t.n < 2 or h.n < 2:
         return failed(f"too few units (treatment {t.n}, holdout {h.n}); need at least 2 per arm")
-    centre = _pooled_centre(t, h, covariates)
-    ft, fh = fit_arm(t, outcome, covariates, centre), fit_arm(h, outcome, covariates, centre)
+    ft, fh = arm_fits(t, h, outcome, covariates)
     return _lift(ft, fh, alpha, nonnegative, "lin_regression")
+
+
+def arm_fits(treatment: Moments, holdout: Moments, outcome: str,
+             covariates: Sequence[str]) -> tuple[ArmFit, ArmFit]:
+    """Each arm's regression of ``outcome`` on ``covariates``, evaluated at the pooled
+    covariate means (the two halves of :func:`lin`; at least 2 units per arm)."""
+    centre = _pooled_centre(treatment, holdout, covariates)
+    return (fit_arm(treatment, outcome, covariates, centre),
+            fit_arm(holdout, outcome, covariates, centre))
 
 
 def lin_ratio(
@@ -169,18 +177,28 @@ def lin_ratio(
     t, h = treatment, holdout
     if t.n < 2 or h.n < 2:
         return failed(f"too few units (treatment {t.n}, holdout {h.n})")
-    iden, inum = t.index(denominator), t.index(numerator)
+    iden = t.index(denominator)
     if t.sums[iden] == 0 or h.sums[iden] == 0:
         return failed("the denominator is zero in an arm; the ratio is undefined")
-    centre = _pooled_centre(t, h, covariates)
+    ft, fh = ratio_arm_fits(t, h, numerator, denominator, covariates)
+    return _lift(ft, fh, alpha, False, "delta_ratio_regression", normal=True)
+
+
+def ratio_arm_fits(treatment: Moments, holdout: Moments, numerator: str, denominator: str,
+                   covariates: Sequence[str]) -> tuple[ArmFit, ArmFit]:
+    """Each arm's ratio ``Σ num / Σ den`` adjusted on its linearisation, with its
+    delta-method variance (the two halves of :func:`lin_ratio`; a non-zero denominator sum
+    and at least 2 units per arm). Without covariates: the ratio and its delta-method
+    variance."""
+    centre = _pooled_centre(treatment, holdout, covariates)
     fits = []
-    for m in (t, h):
-        ratio = float(m.sums[inum] / m.sums[iden])
-        dbar = float(m.sums[iden] / m.n)
+    for m in (treatment, holdout):
+        ratio = float(m.sums[m.index(numerator)] / m.sums[m.index(denominator)])
+        dbar = float(m.sums[m.index(denominator)] / m.n)
         phi = m.combined({numerator: 1 / dbar, denominator: -ratio / dbar}, "|phi")
         f = fit_arm(phi, "|phi", covariates, centre)  # mean of phi is 0: shift by the ratio
         fits.append(ArmFit(ratio + f.mean, f.variance, f.df, ratio, f.raw_variance))
-    return _lift(fits[0], fits[1], alpha, False, "delta_ratio_regression", normal=True)
+    return fits[0], fits[1]
 
 
 def _pooled_centre(t: Moments, h: Moments, covariates: Sequence[str]) -> np.ndarray:

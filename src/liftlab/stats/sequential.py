@@ -39,6 +39,7 @@ from scipy import optimize
 from scipy.special import betainc, betaincc, betaln, gammaln
 from scipy.stats import norm
 
+from liftlab.stats.regression import ArmFit
 from liftlab.stats.suffstats import ArmStats
 
 Side = Literal["two-sided", "greater", "less"]
@@ -150,17 +151,50 @@ class SequentialLook:
 def mixture_look(treatment: ArmStats, holdout: ArmStats, n_star: float, alpha: float,
                  scale: Scale = "absolute", side: Side = "two-sided",
                  margin: float = 0.0) -> SequentialLook:
-    """The confidence sequence of treatment minus holdout at this look.
+    """The confidence sequence of treatment minus holdout (difference of means) at this look.
 
     ``margin`` shifts the null (``lift = margin``): a harm test with a tolerance. A degenerate
     look (fewer than 2 units in an arm, zero variance, zero holdout mean when relative) comes
     back with infinite bounds and p = 1 instead of raising, so one empty hour never stops a run.
     """
-    n = treatment.n + holdout.n
     if min(treatment.n, holdout.n) < 2:
-        return SequentialLook(math.nan, -math.inf, math.inf, 1.0, n, scale, side)
-    est, var = difference(treatment, holdout, scale)
-    if not (math.isfinite(est) and var > 0):
+        return SequentialLook(math.nan, -math.inf, math.inf, 1.0,
+                              treatment.n + holdout.n, scale, side)
+    return fitted_look(_plain(treatment), _plain(holdout), treatment.n + holdout.n, n_star,
+                       alpha, scale, side, margin)
+
+
+def _plain(arm: ArmStats) -> ArmFit:
+    """An arm's mean as an (unadjusted) fit: the mean and the variance of the mean."""
+    return ArmFit(arm.mean, arm.variance / arm.n, arm.n - 1, arm.mean, arm.variance / arm.n)
+
+
+def fitted_difference(treatment: ArmFit, holdout: ArmFit,
+                      scale: Scale = "absolute") -> tuple[float, float]:
+    """Estimate of the lift between two arm estimates (a mean, a regression-adjusted mean or
+    a delta-method ratio, each with the variance of its estimate) and its variance: their
+    difference, or the relative lift ``t / h - 1`` with its delta-method variance."""
+    mt, mh, vt, vh = treatment.mean, holdout.mean, treatment.variance, holdout.variance
+    if scale == "absolute":
+        return mt - mh, vt + vh
+    if not mh:
+        return math.nan, math.nan
+    return mt / mh - 1, vt / mh**2 + mt**2 * vh / mh**4
+
+
+def fitted_look(treatment: ArmFit, holdout: ArmFit, n: int, n_star: float, alpha: float,
+                scale: Scale = "absolute", side: Side = "two-sided",
+                margin: float = 0.0) -> SequentialLook:
+    """The confidence sequence of any asymptotically normal arm estimates at this look: the
+    mixture runs on the estimate and its variance, whatever estimator produced them (a raw
+    mean, Lin's regression-adjusted mean with its HC variance, a delta-method ratio, adjusted
+    or not: :mod:`liftlab.stats.regression`); ``n`` is the units of both arms. The
+    mixture's validity needs only an estimate that is asymptotically normal with a
+    consistent variance at every look (Howard et al. 2021, Theorem 2; the same argument as
+    for the mean), which Lin's sandwich and the delta method give. Degenerate looks as in
+    :func:`mixture_look`."""
+    est, var = fitted_difference(treatment, holdout, scale)
+    if not (math.isfinite(est) and math.isfinite(var) and var > 0):
         return SequentialLook(est, -math.inf, math.inf, 1.0, n, scale, side)
     hw = float(halfwidth(var, n, n_star, alpha, side))
     p = float(always_valid_p(est - margin, var, n, n_star, alpha, side))
@@ -398,12 +432,24 @@ def information_fraction(treatment: ArmStats, holdout: ArmStats, planned_treatme
     """Information now over the information planned at the horizon: the variance of the
     difference of means with the planned arm sizes over its variance now, both from the
     current per-unit variances (nan when undefined)."""
-    if min(treatment.n, holdout.n) < 2 or min(planned_treatment, planned_holdout) < 1:
+    if min(treatment.n, holdout.n) < 2:
         return math.nan
-    vt, vh = treatment.variance, holdout.variance
-    now = vt / treatment.n + vh / holdout.n
-    planned = vt / planned_treatment + vh / planned_holdout
-    return planned / now if now > 0 else math.nan
+    return fitted_information_fraction(_plain(treatment), _plain(holdout), treatment.n,
+                                       holdout.n, planned_treatment, planned_holdout)
+
+
+def fitted_information_fraction(treatment: ArmFit, holdout: ArmFit, n_treatment: int,
+                                n_holdout: int, planned_treatment: int,
+                                planned_holdout: int) -> float:
+    """:func:`information_fraction` of any arm estimates (adjusted or ratio): each arm's
+    per-unit variance is its estimate's variance times its units now, scaled to the planned
+    units."""
+    if min(n_treatment, n_holdout) < 2 or min(planned_treatment, planned_holdout) < 1:
+        return math.nan
+    now = treatment.variance + holdout.variance
+    planned = (treatment.variance * n_treatment / planned_treatment
+               + holdout.variance * n_holdout / planned_holdout)
+    return planned / now if now > 0 and math.isfinite(now) else math.nan
 
 
 def group_sequential_look(previous: Sequence[GroupSequentialLook], fraction: float, z: float,
