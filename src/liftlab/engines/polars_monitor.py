@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -53,6 +53,10 @@ class PolarsHourly:
     spec: Experiment
     tables: Mapping[str, pl.LazyFrame]
     source: FolderSource | None = None
+    # The baseline read along with a first ``hourly`` call (the same rows), for ``baseline``
+    # of the same exposures and tested metrics: (exposure, window, tested names, baseline).
+    _read_along: list[tuple[pl.DataFrame, dt.timedelta, list[str], dict[str, dict[str, float]]]
+                      ] = field(default_factory=list, compare=False, repr=False)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -70,11 +74,20 @@ class PolarsHourly:
     def hourly(self, exposure: pl.DataFrame, metrics: list[Metric], tested: list[Metric],
                window: dt.timedelta, after: dt.datetime | None, last: dt.datetime
                ) -> HourlyStats:
-        return HourlyStats(*_hourly(self.spec, self.tables, exposure, metrics, tested, window,
-                                    after, last))
+        """Cohort statistics and first responses for hours in (after, last]. Without
+        ``after`` (nothing cached) the same read gives the baseline, which ``baseline`` then
+        returns: call ``hourly`` first."""
+        cohort, events, rows, baseline = _hourly(self.spec, self.tables, exposure, metrics,
+                                                 tested, window, after, last)
+        if baseline is not None:
+            self._read_along[:] = [(exposure, window, [m.name for m in tested], baseline)]
+        return HourlyStats(cohort, events, rows)
 
     def baseline(self, exposure: pl.DataFrame, window: dt.timedelta,
                  tested: list[Metric]) -> dict[str, dict[str, float]]:
+        for seen, width, names, baseline in self._read_along:
+            if seen is exposure and width == window and names == [m.name for m in tested]:
+                return baseline
         return _baseline(self.spec, self.tables, exposure, window, tested)
 
     def fingerprint(self, exposure: pl.DataFrame, metrics: list[Metric],
@@ -162,10 +175,16 @@ def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
         contacts = tables["contacts"].filter(pl.col("channel").is_in(list(spec.channels)))
         if "experiment_id" in contacts.collect_schema().names():
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        sends = contacts.group_by(unit, pl.col("channel").alias("xch")).agg(
-            pl.col("sent_at").cast(TS).min().alias("sent"))
-        frame = frame.join(sends, on=[unit, "xch"], how="left").with_columns(
-            pl.col("sent").min().over("xch").alias("batch"))
+        # Each unit's first send per channel, as one group-by on the unit with a column per
+        # channel: hashing one key instead of (unit, channel) pairs halves the work of this
+        # group-by over every contact (tests/test_perf_monitor.py compares the routes).
+        channels = list(spec.channels)
+        sends = contacts.select(unit, *[
+            pl.when(pl.col("channel") == ch).then(pl.col("sent_at").cast(TS)).alias(_per(ch))
+            for ch in channels]).group_by(unit).agg(pl.col(_per(ch)).min() for ch in channels)
+        frame = frame.join(sends, on=unit, how="left").with_columns(
+            _pick(channels, lambda ch: pl.col(_per(ch))).alias("sent")).drop(map(_per, channels))
+        frame = frame.with_columns(pl.col("sent").min().over("xch").alias("batch"))
         fallback = pl.when(pl.col("batch").is_null()).then(pl.col("assigned_at")).otherwise(
             pl.max_horizontal("batch", "assigned_at"))
         frame = frame.with_columns(pl.coalesce("sent", fallback).alias("exposed_at")).drop(
@@ -181,52 +200,132 @@ def _ceil_hour(e: pl.Expr) -> pl.Expr:
     return pl.when(floor < e).then(floor + pl.duration(hours=1)).otherwise(floor)
 
 
-def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
-          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
-    ts = TS_COLUMN[table]
-    rows = tables[table].with_columns(pl.col(ts).cast(TS).alias("_ts")).filter(
-        (pl.col("_ts") >= lo) & (pl.col("_ts") < hi))
-    return rows.join(exposure.lazy(), on=spec.unit, how="inner").collect()
+def _per(ch: str, name: str = "sent") -> str:
+    """A per-channel column of a one-row-per-unit frame."""
+    return f"{name}\x1f{ch}"
+
+
+def _pick(channels: list[str], column: Callable[[str], pl.Expr]) -> pl.Expr:
+    """On one-row-per-(unit, channel) rows, the per-channel column of the row's channel."""
+    expr = pl.when(pl.col("xch") == channels[0]).then(column(channels[0]))
+    for ch in channels[1:]:
+        expr = expr.when(pl.col("xch") == ch).then(column(ch))
+    return expr
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """What one read of a table computes per unit and channel: each metric of ``window``
+    over the unit's response window, the first response of each metric of ``first`` and,
+    over the window-long period before exposure, each metric of ``pre`` (as ``pre:NAME``)
+    and whether the unit responded to each metric of ``responded`` (``r:NAME``)."""
+
+    window: list[Metric]
+    first: list[Metric]
+    pre: list[Metric]
+    responded: list[Metric]
+
+    def of(self, table: str) -> _Needs:
+        return _Needs(*([m for m in ms if (m.table or "") == table]
+                        for ms in (self.window, self.first, self.pre, self.responded)))
+
+    @property
+    def columns(self) -> list[str]:
+        return ([m.name for m in self.window] + [f"first:{m.name}" for m in self.first]
+                + [f"pre:{m.name}" for m in self.pre] + [f"r:{m.name}" for m in self.responded])
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({m.table or "" for ms in (self.window, self.first, self.pre,
+                                                self.responded) for m in ms})
+
+
+def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
+               units: pl.DataFrame, window: dt.timedelta, lo: dt.datetime, hi: dt.datetime,
+               needs: _Needs) -> tuple[pl.DataFrame, int]:
+    """``units`` (one row per unit and channel ``xch``, with ``exposed_at``) with the columns
+    of ``needs`` from the rows of each table with ``lo <= ts < hi``; and the rows read.
+
+    One read, one join and one group-by on the unit per table, whatever the number of
+    channels and statistics: the exposures go wide (a column per channel) so that a row
+    joins its unit once, not once per channel, and the response window, the pre-period and
+    the first responses are conditions inside one aggregation; the per-unit results come
+    back to (unit, channel) rows in one join (tests/test_perf_monitor.py compares this with
+    filtering the rows per (unit, channel) and per period)."""
+    unit = spec.unit
+    channels = sorted(units["xch"].unique().to_list())
+    wide = units.lazy().select(unit, *[
+        pl.when(pl.col("xch") == ch).then(pl.col("exposed_at")).alias(_per(ch, "e"))
+        for ch in channels]).group_by(unit).agg(pl.col(_per(ch, "e")).min() for ch in channels)
+    ts = pl.col("_ts")
+    merged: pl.LazyFrame | None = None
+    rows_read = pl.lit(0, pl.Int64)
+    for name in needs.tables:
+        mine = needs.of(name)
+        aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias(_per(name, "rows"))]
+        for ch in channels:
+            e = pl.col(_per(ch, "e"))
+            inside, before = (ts >= e) & (ts < e + window), (ts < e) & (ts >= e - window)
+            aggs += [measure_expr(metric_measure(m), inside).alias(_per(ch, m.name))
+                     for m in mine.window]
+            aggs += [ts.filter(inside & _condition(m)).min().alias(_per(ch, f"first:{m.name}"))
+                     for m in mine.first]
+            aggs += [measure_expr(metric_measure(m), before).alias(_per(ch, f"pre:{m.name}"))
+                     for m in mine.pre]
+            aggs += [(before & _condition(m)).any().cast(pl.Float64)
+                     .alias(_per(ch, f"r:{m.name}")) for m in mine.responded]
+        agg = (tables[name].with_columns(pl.col(TS_COLUMN[name]).cast(TS).alias("_ts"))
+               .filter((ts >= lo) & (ts < hi))
+               .join(wide, on=unit, how="inner")
+               .group_by(unit).agg(aggs))
+        merged = agg if merged is None else merged.join(agg, on=unit, how="full",
+                                                          coalesce=True)
+        rows_read = rows_read + pl.col(_per(name, "rows")).fill_null(0).sum()
+    names = needs.columns
+    if merged is None:
+        return units, 0
+    merged = merged.collect()
+    back = units.join(merged.drop(_per(t, "rows") for t in needs.tables),
+                      on=unit, how="left").with_columns(
+        _pick(channels, lambda ch, n=n: pl.col(_per(ch, n))).alias(n) for n in names)
+    return (back.drop(_per(ch, n) for ch in channels for n in names),
+            int(merged.select(rows_read).item()))
 
 
 def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
             metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
             after: dt.datetime | None, last: dt.datetime
-            ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+            ) -> tuple[pl.DataFrame, pl.DataFrame, int, dict[str, dict[str, float]] | None]:
     """Cohort statistics for maturity hours in (after, last] and first-response counts for
-    hours in (after, last], reading only rows of units whose window was open after ``after``.
-    """
+    hours in (after, last], reading only rows of units whose window was open after ``after``;
+    and, from the same read, the baseline (``_baseline``) when ``after`` is None and every
+    unit was exposed by ``last`` (else None)."""
     unit = spec.unit
     open_ = exposure if after is None else exposure.filter(
         pl.col("exposed_at") + window > after)
-    cohort_units = open_.filter(pl.col("mature") <= last)
-    per_unit = cohort_units.select(unit, "xch", "arm", "mature")
-    firsts: list[pl.DataFrame] = []
+    with_base = (after is None and open_.height > 0
+                 and open_["exposed_at"].max() <= last)
+    needs = _Needs(metrics, tested, *_baseline_metrics(spec, tested) if with_base else ([], []))
+    frame = open_.select(unit, "xch", "arm", "exposed_at", "mature")
     rows_read = 0
-    lo = open_["exposed_at"].min()
-    for table in sorted({m.table or "" for m in metrics}):
-        if open_.height == 0:
-            break
-        rows = _rows(spec, tables, table, lo, last, open_).filter(
-            (pl.col("_ts") >= pl.col("exposed_at"))
-            & (pl.col("_ts") < pl.col("exposed_at") + window))
-        rows_read += rows.height
-        mine = [m for m in metrics if m.table == table]
-        agg = rows.group_by(unit, "xch").agg(_outcome(m) for m in mine)
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-        for m in (m for m in tested if m.table == table):
-            first = (rows.filter(_condition(m)).group_by(unit, "xch", "arm")
-                     .agg(pl.col("_ts").min().alias("first"))
-                     .with_columns((pl.col("first").dt.truncate("1h") + HOUR).alias("hour")))
-            if after is not None:
-                first = first.filter(pl.col("hour") > after)
-            firsts.append(first.group_by("xch", "arm", "hour").agg(
-                pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
+    if open_.height:
+        lo = open_["exposed_at"].min() - (window if with_base else dt.timedelta(0))
+        frame, rows_read = _unit_pass(spec, tables, frame, window, lo, last, needs)
     names = [m.name for m in metrics]
-    per_unit = per_unit.with_columns(
-        pl.col(n).fill_null(0.0) if n in per_unit.columns else pl.lit(0.0).alias(n)
+    frame = frame.with_columns(
+        pl.col(n).fill_null(0.0) if n in frame.columns else pl.lit(0.0).alias(n)
         for n in names)
+    firsts: list[pl.DataFrame] = []
+    for m in tested if open_.height else []:
+        first = (frame.filter(pl.col(f"first:{m.name}").is_not_null())
+                 .select("xch", "arm", (pl.col(f"first:{m.name}").dt.truncate("1h") + HOUR)
+                         .alias("hour")))
+        if after is not None:
+            first = first.filter(pl.col("hour") > after)
+        firsts.append(first.group_by("xch", "arm", "hour").agg(
+            pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
+    per_unit = frame.filter(pl.col("mature") <= last).select(unit, "xch", "arm", "mature",
+                                                             *names)
     capped = [m for m in metrics if m.winsorize is not None]
     if capped:  # the batch route's cap, within each channel's cohort of one maturity hour
         per_unit = per_unit.with_columns(
@@ -237,14 +336,22 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
         aggs += [stable_sum(pl.col(n)).alias(f"s:{n}"),
                  stable_sum(pl.col(n) ** 2).alias(f"q:{n}"),
                  (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
-    cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
-              else per_unit.filter(pl.col("mature") > after))
+    cohort = per_unit if after is None else per_unit.filter(pl.col("mature") > after)
     cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
     schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
               "metric": pl.String}
     events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
+    baseline = _baseline_stats(spec, frame, tested) if with_base else None
     return (cohort.with_columns(pl.col("hour").cast(TS)),
-            events.select(list(schema)).cast(schema), rows_read)
+            events.select(list(schema)).cast(schema), rows_read, baseline)
+
+
+def _baseline_metrics(spec: Experiment, tested: list[Metric]) -> tuple[list[Metric],
+                                                                        list[Metric]]:
+    """The baseline's pre-period outcomes (the primary metric) and responses (the primary
+    metric and the tested ones)."""
+    primary = spec.metric(spec.primary_metric)
+    return [primary], list({m.name: m for m in [primary, *tested]}.values())
 
 
 def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
@@ -252,29 +359,25 @@ def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl
     """Per channel, from the window-long period before each unit's exposure (untouched by
     the treatment): mean and sd of the primary metric and the share of units responding for
     each tested metric. Fixed before any outcome is seen, so it may tune the tests."""
-    unit = spec.unit
-    primary = spec.metric(spec.primary_metric)
-    per_unit = exposure.select(unit, "xch")
+    needs = _Needs([], [], *_baseline_metrics(spec, tested))
+    frame = exposure.select(spec.unit, "xch", "exposed_at")
     first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
-    needed = [m for m in {m.name: m for m in [primary, *tested]}.values()]
-    for table in sorted({m.table or "" for m in needed}):
-        rows = _rows(spec, tables, table, first, end, exposure).filter(
-            (pl.col("_ts") < pl.col("exposed_at"))
-            & (pl.col("_ts") >= pl.col("exposed_at") - window))
-        mine = [m for m in needed if m.table == table]
-        outcome = [_outcome(m) for m in mine if m.name == primary.name]
-        agg = rows.group_by(unit, "xch").agg(
-            *outcome, *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
-                        for m in mine])
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-    cols = [primary.name, *[f"r:{m.name}" for m in needed]]
-    per_unit = per_unit.with_columns(
-        pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
+    frame, _ = _unit_pass(spec, tables, frame, window, first, end, needs)
+    return _baseline_stats(spec, frame, tested)
+
+
+def _baseline_stats(spec: Experiment, frame: pl.DataFrame, tested: list[Metric]
+                    ) -> dict[str, dict[str, float]]:
+    """The baseline from one row per exposed unit and channel with its ``pre:`` and ``r:``
+    columns (missing: no row in the pre-period)."""
+    (primary,), responded = _baseline_metrics(spec, tested)
+    cols = [f"pre:{primary.name}", *[f"r:{m.name}" for m in responded]]
+    frame = frame.with_columns(
+        pl.col(c).fill_null(0.0) if c in frame.columns else pl.lit(0.0).alias(c)
         for c in cols)
-    stats = per_unit.group_by("xch").agg(
-        stable_mean(pl.col(primary.name)).alias("mean"),
-        stable_std(pl.col(primary.name)).alias("sd"),
-        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in needed])
+    stats = frame.group_by("xch").agg(
+        stable_mean(pl.col(cols[0])).alias("mean"), stable_std(pl.col(cols[0])).alias("sd"),
+        *[stable_mean(pl.col(f"r:{m.name}")).alias(f"r:{m.name}") for m in responded])
     return {row.pop("xch"): {k: float(v or 0.0) for k, v in row.items()}
             for row in stats.iter_rows(named=True)}
 
