@@ -252,3 +252,18 @@ def test_an_update_reads_only_units_with_an_open_window(tables):
     assert both.equals(whole.sort(key).select(both.columns))
     ev = pl.concat([events_upto, events_new]).sort("metric", *key)
     assert ev.equals(events.sort("metric", *key))
+
+
+def test_stable_sum_without_zeros_is_the_sorted_sum_bit_for_bit():
+    from liftlab.core.stable import stable_sum
+
+    rng = np.random.default_rng(2)
+    n = 20_000
+    x = np.where(rng.random(n) < 0.2, rng.normal(0, 1e3, n) * rng.lognormal(0, 4, n), 0.0)
+    frame = pl.DataFrame({"g": rng.integers(0, 7, n), "x": x})
+    got = frame.group_by("g").agg(stable_sum(pl.col("x")).alias("s")).sort("g")
+    for g, s in got.iter_rows():
+        values = np.sort(x[frame["g"].to_numpy() == g])
+        assert s == np.cumsum(values)[-1]  # sequential sum of all sorted values, zeros too
+    empty = pl.DataFrame({"x": [0.0, 0.0]}).select(stable_sum(pl.col("x"))).item()
+    assert empty == 0.0
