@@ -267,3 +267,19 @@ def test_stable_sum_without_zeros_is_the_sorted_sum_bit_for_bit():
         assert s == np.cumsum(values)[-1]  # sequential sum of all sorted values, zeros too
     empty = pl.DataFrame({"x": [0.0, 0.0]}).select(stable_sum(pl.col("x"))).item()
     assert empty == 0.0
+
+
+def test_assignment_times_from_a_folder_equal_the_per_pair_join(tables, tmp_path):
+    from liftlab.engines.open import open_engine
+
+    assignments = tables["assignments"].with_columns(pl.lit("three").alias("experiment_id"))
+    assignments.write_parquet(tmp_path / "assignments.parquet")
+    ids = assignments["customer_id"].unique().sort()
+    pl.DataFrame({"customer_id": ids}).write_parquet(tmp_path / "customers.parquet")
+    for name in ("contacts", "orders", "events"):
+        tables[name].write_parquet(tmp_path / f"{name}.parquet")
+    engine = open_engine(tmp_path, SPEC.timezone, "polars")
+    got = engine.hourly(SPEC, engine.units(SPEC)).tables["assignments"].collect()
+    want = assignments.select("customer_id", "channel", "group", "assigned_at")
+    key = ["customer_id", "channel"]
+    assert got.sort(key).equals(want.sort(key).select(got.columns))
