@@ -259,8 +259,8 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     channels and statistics: the exposures go wide (a column per channel) so that a row
     joins its unit once, not once per channel, and the response window, the pre-period and
     the first responses are conditions inside one aggregation; the per-unit results come
-    back to (unit, channel) rows in one join (tests/test_perf_monitor.py compares this with
-    filtering the rows per (unit, channel) and per period)."""
+    back to (unit, channel) rows in one join per channel (tests/test_perf_monitor.py
+    compares this with the per-unit definitions)."""
     unit = spec.unit
     channels = sorted(units["xch"].unique().to_list())
     wide = units.lazy().select(unit, *[
@@ -294,11 +294,11 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     if merged is None:
         return units, 0
     merged = merged.collect()
-    back = units.join(merged.drop(_per(t, "rows") for t in needs.tables),
-                      on=unit, how="left").with_columns(
-        _pick(channels, lambda ch, n=n: pl.col(_per(ch, n))).alias(n) for n in names)
-    return (back.drop(_per(ch, n) for ch in channels for n in names),
-            int(merged.select(rows_read).item()))
+    back = pl.concat([  # each channel's rows take their channel's columns only
+        units.lazy().filter(pl.col("xch") == ch).join(
+            merged.lazy().select(unit, *[pl.col(_per(ch, n)).alias(n) for n in names]),
+            on=unit, how="left") for ch in channels]).collect()
+    return back, int(merged.select(rows_read).item())
 
 
 def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
