@@ -283,3 +283,30 @@ def test_assignment_times_from_a_folder_equal_the_per_pair_join(tables, tmp_path
     want = assignments.select("customer_id", "channel", "group", "assigned_at")
     key = ["customer_id", "channel"]
     assert got.sort(key).equals(want.sort(key).select(got.columns))
+
+
+def test_cache_fingerprint_reads_only_rows_the_cached_hours_depend_on(tables, tmp_path):
+    """A row changed before the first exposure's pre-period keeps the cache; one changed
+    inside it (the baseline reads it) invalidates the cache."""
+    from liftlab.analyses.monitor import run_monitor
+
+    def readout(data: dict[str, pl.DataFrame], hours: int):
+        return run_monitor(SPEC, _lazy(data), T0 + hours * H, tmp_path)
+
+    first = pm._exposures(SPEC, _lazy(tables), WINDOW)["exposed_at"].min()
+    readout(tables, 60)
+    orders = tables["orders"]
+    old = orders.with_columns(
+        pl.when(pl.col("ts") < first - WINDOW)
+        .then(pl.col("revenue") + 1.0)
+        .otherwise(pl.col("revenue"))
+        .alias("revenue")
+    )
+    assert readout({**tables, "orders": old}, 70).hours_from_cache == 60
+    pre = old.with_columns(
+        pl.when((pl.col("ts") >= first - WINDOW) & (pl.col("ts") < first))
+        .then(pl.col("revenue") + 1.0)
+        .otherwise(pl.col("revenue"))
+        .alias("revenue")
+    )
+    assert readout({**tables, "orders": pre}, 80).hours_from_cache == 0

@@ -92,11 +92,17 @@ class PolarsHourly:
 
     def fingerprint(self, exposure: pl.DataFrame, metrics: list[Metric],
                     until: dt.datetime) -> list[str]:
-        """The exposures and the rows before ``until`` of every table a metric reads (their
-        count and the wrapped sum of their row hashes)."""
+        """The exposures and the rows the hours before ``until`` depend on of every table a
+        metric reads (their count and the wrapped sum of their row hashes): rows from one
+        response window before the first exposure (the baseline's pre-period) on. Older
+        rows change no cached hour, and leaving them out spares an hourly update hashing
+        the table's whole history."""
         parts = [str(exposure.height), str(_digest(exposure.lazy()))]
+        window = dt.timedelta(hours=self.spec.monitoring.response_window_hours)
+        lo = exposure["exposed_at"].min() - window if exposure.height else until
         for table in sorted({m.table or "" for m in metrics}):
-            old = self.tables[table].filter(pl.col(TS_COLUMN[table]).cast(TS) < until)
+            ts = pl.col(TS_COLUMN[table]).cast(TS)
+            old = self.tables[table].filter((ts >= lo) & (ts < until))
             parts.append(f"{table}:{_digest(old)}")
         return parts
 
