@@ -369,20 +369,19 @@ def monitor_job(folder: Path) -> Callable[[], Timed]:
     spec = str(folder / "experiments" / "email-flash.yaml")
     primed = folder / "monitor-cache-primed"
     shutil.rmtree(primed, ignore_errors=True)
-    if not primed.exists():
-        timed(
-            liftlab(
-                "monitor",
-                spec,
-                "--data",
-                str(folder / "data"),
-                "--as-of",
-                MONITOR_AS_OF[0],
-                "--cache",
-                str(primed),
-            ),
-            folder,
-        )
+    timed(
+        liftlab(
+            "monitor",
+            spec,
+            "--data",
+            str(folder / "data"),
+            "--as-of",
+            MONITOR_AS_OF[0],
+            "--cache",
+            str(primed),
+        ),
+        folder,
+    )
 
     def job() -> Timed:
         cache = folder / "monitor-cache"
