@@ -278,9 +278,12 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     for name in needs.tables:
         mine = needs.of(name)
         aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias(_per(name, "rows"))]
+        masks: list[pl.Expr] = []  # each row's periods, computed once before the group-by
         for ch in channels:
             e = pl.col(_per(ch, "e"))
-            inside, before = (ts >= e) & (ts < e + window), (ts < e) & (ts >= e - window)
+            masks += [((ts >= e) & (ts < e + window)).alias(_per(ch, "in")),
+                      ((ts < e) & (ts >= e - window)).alias(_per(ch, "before"))]
+            inside, before = pl.col(_per(ch, "in")), pl.col(_per(ch, "before"))
             aggs += [measure_expr(metric_measure(m), inside).alias(_per(ch, m.name))
                      for m in mine.window]
             aggs += [ts.filter(inside & _condition(m)).min().alias(_per(ch, f"first:{m.name}"))
@@ -292,6 +295,7 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
         agg = (tables[name].with_columns(pl.col(TS_COLUMN[name]).cast(TS).alias("_ts"))
                .filter((ts >= lo) & (ts < hi))
                .join(wide, on=unit, how="inner")
+               .with_columns(masks)
                .group_by(unit).agg(aggs))
         merged = agg if merged is None else merged.join(agg, on=unit, how="full",
                                                           coalesce=True)
