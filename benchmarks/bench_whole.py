@@ -364,23 +364,24 @@ def daily_folders(folder: Path) -> tuple[Path, Path]:
 
 
 def monitor_job(folder: Path) -> Callable[[], Timed]:
-    """An hourly update: the cache holds every hour up to the previous one."""
+    """An hourly update: the cache holds every hour up to the previous one (primed by this
+    code in each run: a cache another version wrote may not match its fingerprint)."""
     spec = str(folder / "experiments" / "email-flash.yaml")
     primed = folder / "monitor-cache-primed"
-    if not primed.exists():
-        timed(
-            liftlab(
-                "monitor",
-                spec,
-                "--data",
-                str(folder / "data"),
-                "--as-of",
-                MONITOR_AS_OF[0],
-                "--cache",
-                str(primed),
-            ),
-            folder,
-        )
+    shutil.rmtree(primed, ignore_errors=True)
+    timed(
+        liftlab(
+            "monitor",
+            spec,
+            "--data",
+            str(folder / "data"),
+            "--as-of",
+            MONITOR_AS_OF[0],
+            "--cache",
+            str(primed),
+        ),
+        folder,
+    )
 
     def job() -> Timed:
         cache = folder / "monitor-cache"

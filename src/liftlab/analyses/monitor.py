@@ -175,9 +175,9 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
         computed, rows = 0, 0
     else:
         after = prior.last if prior is not None else None
-        baseline = prior.baseline if prior is not None else source.baseline(
-            exposure, window, tested)
         new = source.hourly(exposure, metrics, tested, window, after, last)
+        baseline = prior.baseline if prior is not None else source.baseline(
+            exposure, window, tested)  # after hourly: read along with it when it can be
         cohort = new.cohort if prior is None else pl.concat([prior.cohort, new.cohort])
         events = new.events if prior is None else pl.concat([prior.events, new.events])
         rows = new.rows

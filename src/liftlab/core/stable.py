@@ -13,8 +13,13 @@ import polars as pl
 
 def stable_sum(expr: pl.Expr) -> pl.Expr:
     """The sum of the sorted values, added one after the other (a plain ``sort().sum()`` is
-    rewritten by polars' optimiser into an unordered sum); 0 for no values."""
-    return expr.sort().cum_sum().last().fill_null(0.0)
+    rewritten by polars' optimiser into an unordered sum); 0 for no values.
+
+    Zeros are left out before the sort: in sorted order they sit between the negative and
+    the positive values, where adding 0.0 leaves the running sum's bits unchanged, so the
+    result is the same, and per-unit outcomes (mostly zero: most units do not buy in a
+    window) sort several times faster (tests/test_perf_monitor.py compares)."""
+    return expr.filter(expr != 0).sort().cum_sum().last().fill_null(0.0)
 
 
 def stable_mean(expr: pl.Expr) -> pl.Expr:

@@ -24,8 +24,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -137,6 +137,10 @@ class PolarsHourly:
     spec: Experiment
     tables: Mapping[str, pl.LazyFrame]
     source: FolderSource | None = None
+    # The baseline read along with a first ``hourly`` call (the same rows), for ``baseline``
+    # of the same exposures and tested metrics: (exposure, window, tested names, baseline).
+    _read_along: list[tuple[pl.DataFrame, dt.timedelta, list[str], dict[str, dict[str, float]]]
+                      ] = field(default_factory=list, compare=False, repr=False)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -154,23 +158,40 @@ class PolarsHourly:
     def hourly(self, exposure: pl.DataFrame, metrics: list[Metric], tested: list[Metric],
                window: dt.timedelta, after: dt.datetime | None, last: dt.datetime
                ) -> HourlyStats:
-        return HourlyStats(*_hourly(self.spec, self.tables, exposure, metrics, tested, window,
-                                    after, last))
+        """Cohort statistics and first responses for hours in (after, last]. Without
+        ``after`` (nothing cached) the same read gives the baseline, which ``baseline`` then
+        returns: call ``hourly`` first."""
+        cohort, events, rows, baseline = _hourly(self.spec, self.tables, exposure, metrics,
+                                                 tested, window, after, last)
+        if baseline is not None:
+            self._read_along[:] = [(exposure, window, [m.name for m in tested], baseline)]
+        return HourlyStats(cohort, events, rows)
 
     def baseline(self, exposure: pl.DataFrame, window: dt.timedelta,
                  tested: list[Metric]) -> dict[str, dict[str, float]]:
+        for seen, width, names, baseline in self._read_along:
+            if seen is exposure and width == window and names == [m.name for m in tested]:
+                return baseline
         return _baseline(self.spec, self.tables, exposure, window, tested)
 
     def fingerprint(self, exposure: pl.DataFrame, metrics: list[Metric],
                     until: dt.datetime) -> list[str]:
-        """The exposures and the rows before ``until`` of every table a metric reads (their
-        count and the wrapped sum of their row hashes)."""
+        """The exposures and the rows the hours before ``until`` depend on of every table a
+        metric reads (their count and the wrapped sum of their row hashes): rows from one
+        response window (the baseline's pre-period) or the covariates' pre-period, the
+        longer, before the first exposure on. Older
+        rows change no cached hour, and leaving them out spares an hourly update hashing
+        the table's whole history."""
         parts = [str(exposure.height), str(_digest(exposure.lazy()))]
+        window = dt.timedelta(hours=self.spec.monitoring.response_window_hours)
+        reach = max(window, dt.timedelta(days=self.spec.covariates.pre_period_days))
+        lo = exposure["exposed_at"].min() - reach if exposure.height else until
         for table in _read_tables(self.spec, metrics):
             if table == "customers":  # no time column: one row per customer
                 parts.append(f"customers:{_digest(self.tables[table])}")
                 continue
-            old = self.tables[table].filter(pl.col(TS_COLUMN[table]).cast(TS) < until)
+            ts = pl.col(TS_COLUMN[table]).cast(TS)
+            old = self.tables[table].filter((ts >= lo) & (ts < until))
             parts.append(f"{table}:{_digest(old)}")
         return parts
 
@@ -180,19 +201,6 @@ def _read_tables(spec: Experiment, metrics: list[Metric]) -> list[str]:
     built-in parts, the customers for covariates from there."""
     plan = _Plan.of(spec, metrics, metrics)
     return sorted({*plan.tables, *(m.table for m in plan.customers)})
-
-
-def _outcome(m: Metric | Measure) -> pl.Expr:
-    """A metric (or measure) of one unit over its rows (the batch route's compiled measure).
-    The rows are already cut to the period; the condition names a column (a literal
-    ``True`` would count one row per unit in a group-by, whatever its rows); sums are
-    order-independent, so reruns give the same bits."""
-    measure = metric_measure(m) if isinstance(m, Metric) else m
-    if measure.agg == "sum":  # a unit's rows summed in an order-independent way (stable.py)
-        assert measure.value is not None
-        return stable_sum(pl.col(measure.value).filter(measure_condition(measure))).cast(
-            pl.Float64).alias(measure.name)
-    return measure_expr(measure, pl.col("_ts").is_not_null()).alias(measure.name)
 
 
 def _condition(m: Metric) -> pl.Expr:
@@ -207,18 +215,27 @@ def tables_from_source(spec: Experiment, source: FolderSource, units: Units
     assignment at the start date) and the contacts, orders and events tables as they are."""
     unit = spec.unit
     uid = units.frame.schema[unit]
-    long = pl.concat([units.frame.lazy().select(
-        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").cast(pl.String).alias("group"))
-        for ch in spec.channels]).filter(pl.col("group").is_not_null())
+    channels = list(spec.channels)
     start = dt.datetime.combine(spec.start, dt.time(), tzinfo=dt.UTC)
+    wide = units.frame.lazy()
     if source.has("assignments") and "assigned_at" in source.schema("assignments"):
         table = source.scan("assignments", uid)
         if "experiment_id" in source.schema("assignments"):
             table = table.filter(pl.col("experiment_id") == spec.id)
-        long = long.join(table.select(unit, "channel", "assigned_at"), on=[unit, "channel"],
-                         how="left").with_columns(pl.col("assigned_at").fill_null(start))
+        # Each unit's assignment time per channel as one group-by on the unit with a column
+        # per channel, joined to the one-row-per-unit frame on the unit alone: cheaper than
+        # joining (unit, channel) pairs (tests/test_perf_monitor.py checks the times).
+        at = table.select(unit, *[
+            pl.when(pl.col("channel") == ch).then(pl.col("assigned_at").cast(TS)).alias(_per(ch))
+            for ch in channels]).group_by(unit).agg(pl.col(_per(ch)).min() for ch in channels)
+        wide = wide.join(at, on=unit, how="left")
+        when = {ch: pl.col(_per(ch)).fill_null(start) for ch in channels}
     else:
-        long = long.with_columns(pl.lit(start).cast(TS).alias("assigned_at"))
+        when = {ch: pl.lit(start).cast(TS) for ch in channels}
+    long = pl.concat([wide.select(
+        unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").cast(pl.String).alias("group"),
+        when[ch].cast(TS).alias("assigned_at")) for ch in channels]
+    ).filter(pl.col("group").is_not_null())
     tables = {"assignments": long}
     for name in ("contacts", "orders", "events", "customers"):
         if source.has(name):
@@ -272,10 +289,16 @@ def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
         contacts = tables["contacts"].filter(pl.col("channel").is_in(list(spec.channels)))
         if "experiment_id" in contacts.collect_schema().names():
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        sends = contacts.group_by(unit, pl.col("channel").alias("xch")).agg(
-            pl.col("sent_at").cast(TS).min().alias("sent"))
-        frame = frame.join(sends, on=[unit, "xch"], how="left").with_columns(
-            pl.col("sent").min().over("xch").alias("batch"))
+        # Each unit's first send per channel, as one group-by on the unit with a column per
+        # channel: hashing one key instead of (unit, channel) pairs halves the work of this
+        # group-by over every contact (tests/test_perf_monitor.py compares the routes).
+        channels = list(spec.channels)
+        sends = contacts.select(unit, *[
+            pl.when(pl.col("channel") == ch).then(pl.col("sent_at").cast(TS)).alias(_per(ch))
+            for ch in channels]).group_by(unit).agg(pl.col(_per(ch)).min() for ch in channels)
+        frame = frame.join(sends, on=unit, how="left").with_columns(
+            _pick(channels, lambda ch: pl.col(_per(ch))).alias("sent")).drop(map(_per, channels))
+        frame = frame.with_columns(pl.col("sent").min().over("xch").alias("batch"))
         fallback = pl.when(pl.col("batch").is_null()).then(pl.col("assigned_at")).otherwise(
             pl.max_horizontal("batch", "assigned_at"))
         frame = frame.with_columns(pl.coalesce("sent", fallback).alias("exposed_at")).drop(
@@ -291,60 +314,153 @@ def _ceil_hour(e: pl.Expr) -> pl.Expr:
     return pl.when(floor < e).then(floor + pl.duration(hours=1)).otherwise(floor)
 
 
-def _rows(spec: Experiment, tables: Mapping[str, pl.LazyFrame], table: str,
-          lo: dt.datetime, hi: dt.datetime, exposure: pl.DataFrame) -> pl.DataFrame:
-    """Rows of ``table`` with ``lo <= ts < hi`` joined to the units' exposures, as ``ts``."""
-    ts = TS_COLUMN[table]
-    rows = tables[table].with_columns(pl.col(ts).cast(TS).alias("_ts")).filter(
-        (pl.col("_ts") >= lo) & (pl.col("_ts") < hi))
-    return rows.join(exposure.lazy(), on=spec.unit, how="inner").collect()
+def _per(ch: str, name: str = "sent") -> str:
+    """A per-channel column of a one-row-per-unit frame."""
+    return f"{name}\x1f{ch}"
+
+
+def _pick(channels: list[str], column: Callable[[str], pl.Expr]) -> pl.Expr:
+    """On one-row-per-(unit, channel) rows, the per-channel column of the row's channel."""
+    expr = pl.when(pl.col("xch") == channels[0]).then(column(channels[0]))
+    for ch in channels[1:]:
+        expr = expr.when(pl.col("xch") == ch).then(column(ch))
+    return expr
+
+
+@dataclass(frozen=True)
+class _Needs:
+    """What one read of a table computes per unit and channel (``_unit_pass``): each measure
+    of ``window`` over the unit's response window, each of ``pre`` over the covariates'
+    pre-period before its exposure, the first response of each metric of ``first`` and, over
+    the window-long period before exposure (the baseline's), each measure of ``base`` and
+    whether the unit responded to each metric of ``responded`` (``r:NAME``)."""
+
+    window: tuple[Measure, ...] = ()
+    pre: tuple[Measure, ...] = ()
+    first: tuple[Metric, ...] = ()
+    base: tuple[Measure, ...] = ()
+    responded: tuple[Metric, ...] = ()
+
+    def of(self, table: str) -> _Needs:
+        return _Needs(*(tuple(m for m in ms if (m.table or "") == table)
+                        for ms in (self.window, self.pre, self.first, self.base,
+                                   self.responded)))
+
+    @property
+    def columns(self) -> list[str]:
+        return ([m.name for m in (*self.window, *self.pre)]
+                + [f"first:{m.name}" for m in self.first] + [m.name for m in self.base]
+                + [f"r:{m.name}" for m in self.responded])
+
+    @property
+    def tables(self) -> list[str]:
+        return sorted({m.table or "" for ms in (self.window, self.pre, self.first, self.base,
+                                                self.responded) for m in ms})
+
+
+def _measure_over(m: Measure, period: pl.Expr) -> pl.Expr:
+    """A unit's value of a measure over its rows in ``period``: the batch route's compiled
+    measure, with sums taken in an order-independent way (stable.py) so reruns give the same
+    bits whatever order the join delivers the rows in."""
+    if m.agg == "sum":
+        assert m.value is not None
+        return stable_sum(pl.col(m.value).filter(period & measure_condition(m))).cast(
+            pl.Float64).alias(m.name)
+    return measure_expr(m, period).alias(m.name)
+
+
+def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.DataFrame,
+               window: dt.timedelta, pre_span: dt.timedelta | None, lo: dt.datetime,
+               hi: dt.datetime, needs: _Needs) -> tuple[pl.DataFrame, int]:
+    """``units`` (one row per unit and channel ``xch``, with ``exposed_at``) with the columns
+    of ``needs`` from the rows of each table with ``lo <= ts < hi``; and the rows read.
+
+    One read, one join and one group-by on the unit per table, whatever the number of
+    channels and statistics: the exposures go wide (a column per channel) so that a row
+    joins its unit once, not once per channel, and the response window, the pre-periods and
+    the first responses are conditions inside one aggregation; the per-unit results come
+    back to (unit, channel) rows in one join per channel (tests/test_perf_monitor.py
+    compares this with the per-unit definitions)."""
+    unit = spec.unit
+    channels = sorted(units["xch"].unique().to_list())
+    wide = units.lazy().select(unit, *[
+        pl.when(pl.col("xch") == ch).then(pl.col("exposed_at")).alias(_per(ch, "e"))
+        for ch in channels]).group_by(unit).agg(pl.col(_per(ch, "e")).min() for ch in channels)
+    ts = pl.col("_ts")
+    merged: pl.LazyFrame | None = None
+    rows_read = pl.lit(0, pl.Int64)
+    for name in needs.tables:
+        mine = needs.of(name)
+        aggs: list[pl.Expr] = [pl.len().cast(pl.Int64).alias(_per(name, "rows"))]
+        masks: list[pl.Expr] = []  # each row's periods, computed once before the group-by
+        for ch in channels:
+            e = pl.col(_per(ch, "e"))
+            masks += [((ts >= e) & (ts < e + window)).alias(_per(ch, "in")),
+                      ((ts < e) & (ts >= e - window)).alias(_per(ch, "before"))]
+            if pre_span is not None and mine.pre:
+                masks.append(((ts < e) & (ts >= e - pre_span)).alias(_per(ch, "pre")))
+            inside, before = pl.col(_per(ch, "in")), pl.col(_per(ch, "before"))
+            aggs += [_measure_over(m, inside).alias(_per(ch, m.name)) for m in mine.window]
+            aggs += [_measure_over(m, pl.col(_per(ch, "pre"))).alias(_per(ch, m.name))
+                     for m in mine.pre]
+            aggs += [ts.filter(inside & _condition(m)).min().alias(_per(ch, f"first:{m.name}"))
+                     for m in mine.first]
+            aggs += [_measure_over(m, before).alias(_per(ch, m.name)) for m in mine.base]
+            aggs += [(before & _condition(m)).any().cast(pl.Float64)
+                     .alias(_per(ch, f"r:{m.name}")) for m in mine.responded]
+        agg = (tables[name].with_columns(pl.col(TS_COLUMN[name]).cast(TS).alias("_ts"))
+               .filter((ts >= lo) & (ts < hi))
+               .join(wide, on=unit, how="inner")
+               .with_columns(masks)
+               .group_by(unit).agg(aggs))
+        merged = agg if merged is None else merged.join(agg, on=unit, how="full",
+                                                          coalesce=True)
+        rows_read = rows_read + pl.col(_per(name, "rows")).fill_null(0).sum()
+    names = needs.columns
+    if merged is None:
+        return units, 0
+    merged = merged.collect()
+    back = pl.concat([  # each channel's rows take their channel's columns only
+        units.lazy().filter(pl.col("xch") == ch).join(
+            merged.lazy().select(unit, *[pl.col(_per(ch, n)).alias(n) for n in names]),
+            on=unit, how="left") for ch in channels]).collect()
+    return back, int(merged.select(rows_read).item())
 
 
 def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
             metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
             after: dt.datetime | None, last: dt.datetime
-            ) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+            ) -> tuple[pl.DataFrame, pl.DataFrame, int, dict[str, dict[str, float]] | None]:
     """Cohort statistics for maturity hours in (after, last] and first-response counts for
     hours in (after, last], reading only rows of units whose window was open after ``after``
-    (and, for pre-period covariates, those units' rows before their exposure).
-    """
+    (and, for pre-period covariates, those units' rows before their exposure); and, from the
+    same read, the baseline (``_baseline``) when ``after`` is None and every unit was exposed
+    by ``last`` (else None)."""
     unit = spec.unit
     plan = _Plan.of(spec, metrics, tested)
     pre_span = dt.timedelta(days=spec.covariates.pre_period_days) if plan.pre else None
     open_ = exposure if after is None else exposure.filter(
         pl.col("exposed_at") + window > after)
-    cohort_units = open_.filter(pl.col("mature") <= last)
-    per_unit = cohort_units.select(unit, "xch", "arm", "mature", "exposed_at")
-    firsts: list[pl.DataFrame] = []
+    with_base = (after is None and open_.height > 0
+                 and open_["exposed_at"].max() <= last)
+    needs = _Needs(plan.window, plan.pre, tuple(m for m in tested if m.kind != "ratio"),
+                   *(_baseline_needs(spec, tested) if with_base else ((), ())))
+    frame = open_.select(unit, "xch", "arm", "exposed_at", "mature")
     rows_read = 0
-    lo = open_["exposed_at"].min()
-    for table in plan.tables:
-        if open_.height == 0:
-            break
-        start = lo - pre_span if pre_span is not None else lo
-        rows = _rows(spec, tables, table, start, last, open_)
-        rows_read += rows.height
-        in_window = rows.filter((pl.col("_ts") >= pl.col("exposed_at"))
-                                & (pl.col("_ts") < pl.col("exposed_at") + window))
-        mine = [m for m in plan.window if m.table == table]
-        if mine:
-            agg = in_window.group_by(unit, "xch").agg(_outcome(m) for m in mine)
-            per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-        before = [m for m in plan.pre if m.table == table]
-        if before:
-            assert pre_span is not None
-            agg = rows.filter((pl.col("_ts") < pl.col("exposed_at"))
-                              & (pl.col("_ts") >= pl.col("exposed_at") - pre_span)
-                              ).group_by(unit, "xch").agg(_outcome(m) for m in before)
-            per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
-        for m in (m for m in tested if m.table == table and m.kind != "ratio"):
-            first = (in_window.filter(_condition(m)).group_by(unit, "xch", "arm")
-                     .agg(pl.col("_ts").min().alias("first"))
-                     .with_columns((pl.col("first").dt.truncate("1h") + HOUR).alias("hour")))
-            if after is not None:
-                first = first.filter(pl.col("hour") > after)
-            firsts.append(first.group_by("xch", "arm", "hour").agg(
-                pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
+    if open_.height:
+        reach = max(pre_span or dt.timedelta(0), window if with_base else dt.timedelta(0))
+        lo = open_["exposed_at"].min() - reach
+        frame, rows_read = _unit_pass(spec, tables, frame, window, pre_span, lo, last, needs)
+    firsts: list[pl.DataFrame] = []
+    for m in needs.first if open_.height else ():
+        first = (frame.filter(pl.col(f"first:{m.name}").is_not_null())
+                 .select("xch", "arm", (pl.col(f"first:{m.name}").dt.truncate("1h") + HOUR)
+                         .alias("hour")))
+        if after is not None:
+            first = first.filter(pl.col("hour") > after)
+        firsts.append(first.group_by("xch", "arm", "hour").agg(
+            pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
+    per_unit = frame.filter(pl.col("mature") <= last)
     if plan.customers:
         per_unit = per_unit.join(_customer_values(spec, tables, plan), on=unit, how="left")
         if pre_span is not None and JOINED in per_unit.columns:
@@ -366,14 +482,14 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
                  stable_sum(pl.col(n) ** 2).alias(f"q:{n}"),
                  (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
     aggs += [stable_sum(pl.col(a) * pl.col(b)).alias(f"x:{a}:{b}") for a, b in plan.products]
-    cohort = (per_unit.filter(pl.col("mature") <= last) if after is None
-              else per_unit.filter(pl.col("mature") > after))
+    cohort = per_unit if after is None else per_unit.filter(pl.col("mature") > after)
     cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
     schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
               "metric": pl.String}
     events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
+    baseline = _baseline_stats(spec, frame, tested) if with_base else None
     return (cohort.with_columns(pl.col("hour").cast(TS)),
-            events.select(list(schema)).cast(schema), rows_read)
+            events.select(list(schema)).cast(schema), rows_read, baseline)
 
 
 def _customer_values(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
@@ -395,6 +511,22 @@ def _customer_values(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     return tables["customers"].select(spec.unit, *exprs).collect()
 
 
+def _baseline_needs(spec: Experiment, tested: list[Metric]
+                    ) -> tuple[tuple[Measure, ...], tuple[Metric, ...]]:
+    """The baseline's pre-exposure outcomes (the primary metric, or a ratio primary's
+    numerator and denominator, as ``v:NAME``) and responses (the primary metric and the
+    tested per-unit ones)."""
+    primary = spec.metric(spec.primary_metric)
+    by_name = {m.name: metric_measure(m) for m in spec.metrics if m.kind != "ratio"}
+    parts = ([primary.numerator, primary.denominator] if primary.kind == "ratio"
+             else [primary.name])
+    measures = tuple(dataclasses.replace(by_name.get(p) or builtin_measure(p), name=f"v:{p}")
+                     for p in parts if p is not None)
+    responders = tuple(m for m in {m.name: m for m in [primary, *tested]}.values()
+                       if m.kind != "ratio")
+    return measures, responders
+
+
 def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
               window: dt.timedelta, tested: list[Metric]) -> dict[str, dict[str, float]]:
     """Per channel, from the window-long period before each unit's exposure (untouched by
@@ -402,31 +534,23 @@ def _baseline(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl
     its per-unit linearisation ``(num - R den) / mean(den)``, the delta method's) and the
     share of units responding for each tested per-unit metric. Fixed before any outcome is
     seen, so it may tune the tests."""
-    unit = spec.unit
-    primary = spec.metric(spec.primary_metric)
-    by_name = {m.name: metric_measure(m) for m in spec.metrics if m.kind != "ratio"}
-    parts = ([primary.numerator, primary.denominator] if primary.kind == "ratio"
-             else [primary.name])
-    measures = [by_name.get(p) or builtin_measure(p) for p in parts if p is not None]
-    measures = [dataclasses.replace(m, name=f"v:{m.name}") for m in measures]
-    responders = [m for m in {m.name: m for m in [primary, *tested]}.values()
-                  if m.kind != "ratio"]
-    per_unit = exposure.select(unit, "xch")
+    needs = _Needs((), (), (), *_baseline_needs(spec, tested))
+    frame = exposure.select(spec.unit, "xch", "exposed_at")
     first, end = exposure["exposed_at"].min() - window, exposure["exposed_at"].max()
-    for table in sorted({m.table for m in measures} | {m.table or "" for m in responders}):
-        rows = _rows(spec, tables, table, first, end, exposure).filter(
-            (pl.col("_ts") < pl.col("exposed_at"))
-            & (pl.col("_ts") >= pl.col("exposed_at") - window))
-        agg = rows.group_by(unit, "xch").agg(
-            *[_outcome(m) for m in measures if m.table == table],
-            *[_condition(m).any().cast(pl.Float64).alias(f"r:{m.name}")
-              for m in responders if m.table == table])
-        per_unit = per_unit.join(agg, on=[unit, "xch"], how="left")
+    frame, _ = _unit_pass(spec, tables, frame, window, None, first, end, needs)
+    return _baseline_stats(spec, frame, tested)
+
+
+def _baseline_stats(spec: Experiment, frame: pl.DataFrame, tested: list[Metric]
+                    ) -> dict[str, dict[str, float]]:
+    """The baseline from one row per exposed unit and channel with its ``v:`` and ``r:``
+    columns (missing: no row in the pre-period)."""
+    measures, responders = _baseline_needs(spec, tested)
     cols = [m.name for m in measures] + [f"r:{m.name}" for m in responders]
-    per_unit = per_unit.with_columns(
-        pl.col(c).fill_null(0.0) if c in per_unit.columns else pl.lit(0.0).alias(c)
+    per_unit = frame.with_columns(
+        pl.col(c).fill_null(0.0) if c in frame.columns else pl.lit(0.0).alias(c)
         for c in cols)
-    if primary.kind == "ratio":
+    if len(measures) == 2:  # a ratio primary metric
         num, den = pl.col(measures[0].name), pl.col(measures[1].name)
         ratio = (stable_sum(num) / stable_sum(den)).over("xch")
         per_unit = per_unit.with_columns(

@@ -29,6 +29,7 @@ fixed cell probabilities, for the sequential sample-ratio-mismatch check.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -278,6 +279,9 @@ def _ratio(pi: float, share: float) -> float:
     return pi * (1 - share) / ((1 - pi) * share)
 
 
+# The monitor looks every hour at every comparison and guardrail, and the counts stop
+# changing once the responses stop: each distinct look is solved once (two root searches).
+@functools.lru_cache(maxsize=1 << 14)
 def event_look(k_treatment: int, k_holdout: int, share: float, concentration: float,
                alpha: float) -> EventLook:
     """Mixture SPRT of the arrival split of responses against ``share`` (the treatment's
