@@ -11,7 +11,8 @@ periods of the history play the test and the periods before them the pre-period:
 * ``bayesian_tbr``: TBR's power (the same model).
 * ``synthetic_control``: placebo simulation, as GeoLift does: the effect is injected into
   the treatment geos over ``D``-period windows that end at several points of the history,
-  and the power is the share of windows where the conformal test rejects.
+  and the power is the share of windows where the conformal test rejects (with
+  ``augment: ridge``, on the ridge-augmented fit).
 
 The minimum detectable effect is the smallest relative lift with the target power; the
 budget is the spend that buys that lift's incremental KPI at ``expected_iroas``.
@@ -134,6 +135,7 @@ def sc_power(
     alpha: float,
     demean: bool,
     windows: int = SC_WINDOWS,
+    ridge: float | None = None,
 ) -> float:
     """Synthetic control's power against ``rho``: the share of placebo windows (``n_pre``
     periods then ``periods`` test periods, ending at evenly spaced points of the history)
@@ -145,7 +147,7 @@ def sc_power(
         rows = slice(end - periods - n_pre, end)
         y = treated[rows].mean(axis=1)
         y[n_pre:] *= 1 + rho
-        hits += synthetic_control.conformal_p(y, controls[rows], n_pre, 0.0, demean) < alpha
+        hits += synthetic_control.conformal_p(y, controls[rows], n_pre, 0.0, demean, ridge) < alpha
     return hits / len(ends)
 
 
@@ -157,15 +159,20 @@ def sc_mde(
     power: float,
     alpha: float,
     demean: bool,
+    ridge: float | None = None,
 ) -> float | None:
     """The smallest lift of ``SC_LIFTS`` whose placebo power reaches ``power`` (bisection:
     the power grows with the lift); None when even the largest does not."""
     lo, hi = -1, len(SC_LIFTS) - 1
-    if sc_power(treated, controls, n_pre, periods, SC_LIFTS[hi], alpha, demean) < power:
+
+    def at(i: int) -> float:
+        return sc_power(treated, controls, n_pre, periods, SC_LIFTS[i], alpha, demean, ridge=ridge)
+
+    if at(hi) < power:
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if sc_power(treated, controls, n_pre, periods, SC_LIFTS[mid], alpha, demean) >= power:
+        if at(mid) >= power:
             hi = mid
         else:
             lo = mid
@@ -177,8 +184,10 @@ def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan
     ``CANDIDATE_SETS`` random sets of the same size, for each duration in ``WEEKS`` that the
     history can hold."""
     if spec.method == "trimmed_match":
-        raise UserError(f"{spec.id}: liftlab plan does not design matched pairs yet; plan "
-                        "with method: tbr or synthetic_control")
+        raise UserError(
+            f"{spec.id}: liftlab plan does not design matched pairs yet; plan "
+            "with method: tbr or synthetic_control"
+        )
     frame = geo_frame(engine, spec.columns, FIRST_DATE, spec.test_period.start)
     panel = _history(spec, frame)
     n_pre = sum(spec.pre_period.start <= d < spec.pre_period.end for d in panel.dates)
@@ -264,11 +273,14 @@ def _design(
         at = {f"{r:.0%}": tbr_power(t, c, n_pre, r, spec.alpha) for r in lifts}
     else:
         demean = bool(spec.demean)
+        ridge = _ridge_lambda(spec, treated, controls, n_pre, periods)
         at = {
-            f"{r:.0%}": sc_power(treated, controls, n_pre, periods, r, spec.alpha, demean)
+            f"{r:.0%}": sc_power(
+                treated, controls, n_pre, periods, r, spec.alpha, demean, ridge=ridge
+            )
             for r in lifts
         }
-        mde = sc_mde(treated, controls, n_pre, periods, power, spec.alpha, demean)
+        mde = sc_mde(treated, controls, n_pre, periods, power, spec.alpha, demean, ridge)
     total = float(treated[-periods:].sum())
     inc = None if mde is None else mde * total
     budget = None if inc is None or spec.expected_iroas is None else inc / spec.expected_iroas
@@ -281,3 +293,20 @@ def _design(
         budget,
         at,
     )
+
+
+def _ridge_lambda(
+    spec: GeoExperiment, treated: np.ndarray, controls: np.ndarray, n_pre: int, periods: int
+) -> float | None:
+    """``augment: ridge``: the given lambda, or augsynth's cross-validated one on the
+    pre-period of the latest window, kept for every placebo window (as the analysis keeps
+    its lambda in the conformal refits)."""
+    if spec.augment != "ridge":
+        return None
+    if spec.ridge_lambda is not None:
+        return spec.ridge_lambda
+    rows = slice(-(n_pre + periods), -periods)
+    y, c = treated[rows].mean(axis=1), controls[rows]
+    if spec.demean:
+        y, c = y - y.mean(), c - c.mean(axis=0)
+    return synthetic_control.choose_lambda(c, y).lam
