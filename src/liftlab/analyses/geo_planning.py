@@ -9,6 +9,10 @@ periods of the history play the test and the periods before them the pre-period:
   error it is the non-centrality of a Student t with ``n - 2`` degrees of freedom, so
   ``power = P(|T| > t_crit)`` for that non-central t.
 * ``bayesian_tbr``: TBR's power (the same model).
+* ``trimmed_match``: randomised matched pairs (``analyses/geo_pairs.py``): the defined pairs
+  and pairs matched on the pre-period KPI over the whole pool, randomised within each pair
+  with the YAML's seed; power by simulation over windows of the history and
+  re-randomisations. The plan gives the matched assignment to copy into the YAML.
 * ``synthetic_control``: placebo simulation, as GeoLift does: the effect is injected into
   the treatment geos over ``D``-period windows that end at several points of the history,
   and the power is the share of windows where the conformal test rejects (with
@@ -21,6 +25,7 @@ budget is the spend that buys that lift's incremental KPI at ``expected_iroas``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +34,8 @@ import polars as pl
 from scipy import optimize, stats
 
 from liftlab.analyses.geo import Panel, _split, build_panel
-from liftlab.core.errors import DataError, Problem, UserError
+from liftlab.analyses.geo_pairs import match_pairs, pair_power, randomise
+from liftlab.core.errors import DataError, Problem
 from liftlab.engines.base import Engine
 from liftlab.engines.geo_table import geo_frame
 from liftlab.spec.geo import GeoExperiment, Period
@@ -53,10 +59,12 @@ class GeoDesign:
     mde_incremental: float | None
     budget: float | None
     power_at: dict[str, float]  # power at a few relative lifts
+    control: tuple[str, ...] = ()  # trimmed match: each treatment geo's partner
 
     def to_json(self) -> dict[str, Any]:
         return {
             "treatment": list(self.treatment),
+            **({"control": list(self.control)} if self.control else {}),
             "periods": self.periods,
             "days": self.days,
             "mde_rel": self.mde_rel,
@@ -73,6 +81,8 @@ class GeoPlan:
     power: float
     alpha: float
     designs: tuple[GeoDesign, ...]  # the defined treatment set first, then by MDE
+    # trimmed match: the matched pairs' randomised assignment (geos, left_out, seed)
+    assignment: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -82,6 +92,7 @@ class GeoPlan:
             "power": self.power,
             "alpha": self.alpha,
             "designs": [d.to_json() for d in self.designs],
+            **({"assignment": self.assignment} if self.assignment else {}),
         }
 
     def summary(self) -> str:
@@ -92,9 +103,24 @@ class GeoPlan:
         for d in self.designs:
             mde = "not reached" if d.mde_rel is None else f"{d.mde_rel:+.2%}"
             budget = "" if d.budget is None else f", budget {d.budget:,.0f}"
-            lines.append(
-                f"  {d.days:>3} days  MDE {mde}{budget}  treatment {', '.join(d.treatment)}"
+            who = (
+                "pairs "
+                + ", ".join(f"{t}/{c}" for t, c in zip(d.treatment, d.control, strict=True))
+                if d.control
+                else "treatment " + ", ".join(d.treatment)
             )
+            lines.append(f"  {d.days:>3} days  MDE {mde}{budget}  {who}")
+        if self.assignment:
+            a = self.assignment
+            lines += [
+                f"matched pairs on the pre-period {a['matched_on']}, randomised within each "
+                f"pair (seed {a['seed']}); for the YAML:",
+                "geos:",
+                f"  treatment: [{', '.join(a['treatment'])}]",
+                f"  control: [{', '.join(a['control'])}]",
+            ]
+            if a["left_out"]:
+                lines.append(f"  exclude: [{', '.join(a['left_out'])}]   # no partner")
         return "\n".join(lines)
 
 
@@ -163,35 +189,21 @@ def sc_mde(
 ) -> float | None:
     """The smallest lift of ``SC_LIFTS`` whose placebo power reaches ``power`` (bisection:
     the power grows with the lift); None when even the largest does not."""
-    lo, hi = -1, len(SC_LIFTS) - 1
-
-    def at(i: int) -> float:
-        return sc_power(treated, controls, n_pre, periods, SC_LIFTS[i], alpha, demean, ridge=ridge)
-
-    if at(hi) < power:
-        return None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if at(mid) >= power:
-            hi = mid
-        else:
-            lo = mid
-    return float(SC_LIFTS[hi])
+    return _smallest_lift(
+        lambda r: sc_power(treated, controls, n_pre, periods, r, alpha, demean, ridge=ridge), power
+    )
 
 
 def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan:
     """Candidate designs from the pre-period in the data: the defined treatment set and
     ``CANDIDATE_SETS`` random sets of the same size, for each duration in ``WEEKS`` that the
     history can hold."""
-    if spec.method == "trimmed_match":
-        raise UserError(
-            f"{spec.id}: liftlab plan does not design matched pairs yet; plan "
-            "with method: tbr or synthetic_control"
-        )
     frame = geo_frame(engine, spec.columns, FIRST_DATE, spec.test_period.start)
     panel = _history(spec, frame)
     n_pre = sum(spec.pre_period.start <= d < spec.pre_period.end for d in panel.dates)
     kpi = panel.values[spec.kpi]
+    if spec.method == "trimmed_match":
+        return _plan_pairs(spec, panel, n_pre, power)
     treated, controls = _split(spec, panel, None)
     rng = np.random.default_rng(spec.seed)
     sets = [treated]
@@ -229,6 +241,100 @@ def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan
         key=lambda d: (d.days, math.inf if d.mde_rel is None else d.mde_rel),
     )
     return GeoPlan(spec.id, spec.method, power, spec.alpha, tuple(first + rest_))
+
+
+def _plan_pairs(spec: GeoExperiment, panel: Panel, n_pre: int, power: float) -> GeoPlan:
+    """Trimmed match: the defined pairs and the pool's matched pairs (randomised with the
+    YAML's seed), each for every duration the history holds."""
+    kpi = panel.values[spec.kpi]
+    treated, controls = _split(spec, panel, None)
+    left = set(spec.geos.exclude)
+    pool = [i for i, g in enumerate(panel.geos) if g not in left]
+    pre = kpi[:n_pre] if n_pre else kpi
+    pairs, left_out = match_pairs(pool, pre.sum(axis=0))
+    if len(pairs) < 3:
+        raise DataError(
+            [
+                Problem(
+                    f"{len(pool)} geos outside geos.exclude make "
+                    f"{len(pairs)} pairs; trimmed match needs at least 3",
+                    table="geo_metrics",
+                    column="geo",
+                )
+            ]
+        )
+    matched = randomise(pairs, left_out, spec.seed)
+    candidates = [
+        (list(zip(treated, controls, strict=True)), treated, controls),
+        (list(matched.pairs), list(matched.treatment), list(matched.control)),
+    ]
+    designs = []
+    for weeks in WEEKS:
+        periods = max(1, round(7 * weeks / panel.step_days))
+        if kpi.shape[0] < periods:
+            break
+        for chosen_pairs, t, c in candidates:
+            at = _cached(
+                lambda rho, pairs_=chosen_pairs, d=periods: pair_power(
+                    kpi, pairs_, d, rho, spec.alpha, spec.seed
+                )
+            )
+            mde = _smallest_lift(at, power)
+            inc = None if mde is None else mde * float(kpi[-periods:, t].sum())
+            budget = (
+                None if inc is None or spec.expected_iroas is None else inc / spec.expected_iroas
+            )
+            designs.append(
+                GeoDesign(
+                    tuple(panel.geos[i] for i in t),
+                    periods,
+                    periods * panel.step_days,
+                    mde,
+                    inc,
+                    budget,
+                    {f"{r:.0%}": at(r) for r in (0.01, 0.02, 0.05, 0.10)},
+                    tuple(panel.geos[i] for i in c),
+                )
+            )
+
+    def names(ids: tuple[int, ...]) -> list[str]:
+        return [panel.geos[i] for i in ids]
+
+    assignment = {
+        "treatment": names(matched.treatment),
+        "control": names(matched.control),
+        "left_out": names(matched.left_out),
+        "seed": spec.seed,
+        "matched_on": f"{spec.kpi} total from {panel.dates[0]} to {spec.pre_period.end}",
+    }
+    return GeoPlan(spec.id, spec.method, power, spec.alpha, tuple(designs), assignment)
+
+
+def _cached(power_of: Callable[[float], float]) -> Callable[[float], float]:
+    """``power_of`` evaluated once per lift (the MDE search and the table share lifts)."""
+    seen: dict[float, float] = {}
+
+    def at(rho: float) -> float:
+        if rho not in seen:
+            seen[rho] = power_of(rho)
+        return seen[rho]
+
+    return at
+
+
+def _smallest_lift(power_of: Callable[[float], float], power: float) -> float | None:
+    """The smallest lift of ``SC_LIFTS`` whose power reaches ``power`` (bisection: the power
+    grows with the lift); None when even the largest does not."""
+    lo, hi = -1, len(SC_LIFTS) - 1
+    if power_of(SC_LIFTS[hi]) < power:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if power_of(SC_LIFTS[mid]) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return float(SC_LIFTS[hi])
 
 
 def _history(spec: GeoExperiment, frame: pl.DataFrame) -> Panel:
