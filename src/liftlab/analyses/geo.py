@@ -545,6 +545,16 @@ def _results(
         "segment": None,
         "n_treatment": len(treated),
         "n_holdout": len(controls),
+        # per-unit means, the relative test, multiplicity, CUPED and a posterior belong to
+        # customer-level rows; a geo test's estimate is the total below
+        "mean_treatment": None,
+        "mean_holdout": None,
+        "rel_p_value": None,
+        "p_adjusted": None,
+        "cuped": False,
+        "variance_reduction": None,
+        "prob_positive": None,
+        "bayes": None,
         "lift_abs": incremental,
         "lift_abs_ci": ci,
         "se": fit.se,
@@ -573,7 +583,7 @@ def _results(
         "channels": [spec.channel],
         "start": spec.start.isoformat(),
         "end": spec.end.isoformat(),
-        "as_of": last.isoformat(),
+        "as_of": f"{last.isoformat()}T00:00:00Z",  # the end of the last measured day
         "status": "ended" if last >= spec.end else "running",
         "days_run": float((last - spec.start).days),
         "days_planned": (spec.end - spec.start).days,
@@ -581,7 +591,15 @@ def _results(
         "alpha": spec.alpha,
         "data_source": source,
         "effects": [effect],
-        "health": {"srm_ok": True, "design_checks": [], "warnings": warnings},
+        # no sample-ratio check: geos are assigned by name, not drawn per unit
+        "health": {
+            "srm_p_value": None,
+            "srm_ok": True,
+            "srm": [],
+            "warnings": warnings,
+            "data_checks": [],
+            "design_checks": [],
+        },
         "geo": geo,
     }
 
