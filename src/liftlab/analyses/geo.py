@@ -401,6 +401,35 @@ def placebo_in_space(
     }
 
 
+def per_geo(
+    spec: GeoExperiment, panel: Panel, treated: list[int], controls: list[int]
+) -> list[dict[str, Any]]:
+    """Each treatment geo analysed alone against the same controls (its own counterfactual,
+    interval and spend change), for calibrating a geo-level marketing-mix model; the
+    Bayesian TBR's per geo is TBR's (the same model in closed form). The geos' estimates
+    need not add up to the joint one (each has its own fit)."""
+    kpi = panel.values[spec.kpi]
+    checked = spec.model_copy(update={"method": "tbr"}) if spec.method == "bayesian_tbr" else spec
+    sign = 1.0 if spec.heavy_up else -1.0
+    out = []
+    for j in treated:
+        fit = run_method(
+            checked, kpi[:, [j]], kpi[:, controls], panel.n_pre, spec.alpha, band=False
+        )
+        lo, hi = sorted((sign * fit.effect_ci[0], sign * fit.effect_ci[1]))
+        out.append(
+            {
+                "geo": panel.geos[j],
+                "incremental": sign * fit.effect,
+                "incremental_ci": [_num(lo), _num(hi)],
+                "se": fit.se,
+                "p_value": fit.p_value,
+                "spend_change": spend_change(spec, panel, [j], controls),
+            }
+        )
+    return out
+
+
 def _point_fit(
     spec: GeoExperiment,
     treated: np.ndarray,
@@ -534,6 +563,7 @@ def _results(
         "diagnostics": diagnostics,
         "placebo_in_time": p_time,
         "placebo_in_space": p_space,
+        "per_geo": None if paired else per_geo(spec, panel, treated, controls),
     }
     effect = {
         "channel": spec.channel,
@@ -778,21 +808,26 @@ def calibration_row(results: dict[str, Any]) -> dict[str, Any]:
     Meridian): the channel, the measured period, the incremental KPI with its standard
     error (the t interval's for TBR; for an interval without one, its half-width over the
     normal quantile of its level) and the spend change."""
-    from scipy import stats
-
     g, effect = results["geo"], results["effects"][0]
-    lo, hi = g["incremental_ci"]
-    se = g["se"]
-    if se is None and math.isfinite(lo) and math.isfinite(hi):
-        se = (hi - lo) / 2 / float(stats.norm.ppf(1 - (1 - g["ci_level"]) / 2))
     return {
         "channel": effect["channel"],
         "start": g["test_period"][0],
         "end": g["measured_until"],
         "incremental": g["incremental"],
-        "se": se,
+        "se": standard_error(g["se"], g["incremental_ci"], g["ci_level"]),
         "spend": g["spend_change"],
     }
+
+
+def standard_error(se: float | None, ci: list[float | None], level: float) -> float | None:
+    """``se`` when the interval is a t interval, else the interval's half-width over the
+    normal quantile of its level (None when an end is unbounded)."""
+    from scipy import stats
+
+    lo, hi = ci
+    if se is not None or lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return se
+    return (hi - lo) / 2 / float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
 def check_data(spec: GeoExperiment, engine: Engine, yaml_file: Path) -> str:
