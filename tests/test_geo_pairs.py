@@ -8,10 +8,12 @@ noise per region and day; the test is the last 21 of 77 days.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -90,6 +92,14 @@ def test_plan_command_designs_randomised_pairs(tmp_path):
     assert len(a["treatment"]) == len(a["control"]) and not set(a["treatment"]) & set(a["control"])
     named = set(a["treatment"]) | set(a["control"]) | set(a["left_out"])
     assert len(named) == 50 and len(a["left_out"]) == 0  # every region, paired
+    # matched on the pre-period's sales: the two largest regions there form the first pair
+    assert a["matched_on"] == "sales total from 2025-12-01 to 2026-01-12"
+    frame = pl.read_parquet(data / "geo_metrics.parquet")
+    pre = frame.filter(
+        pl.col("date").is_between(dt.date(2025, 12, 1), dt.date(2026, 1, 12), closed="left")
+    )
+    top = pre.group_by("geo").agg(pl.col("sales").sum()).sort("sales", descending=True)
+    assert {a["treatment"][0], a["control"][0]} == set(top["geo"].head(2).to_list())
     designs = plan["designs"]
     assert designs[0]["treatment"] == ["lyon", "lille", "nantes", "bordeaux", "rennes"]
     assert designs[0]["control"][0] == "toulouse"

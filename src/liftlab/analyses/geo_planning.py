@@ -203,7 +203,7 @@ def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan
     n_pre = sum(spec.pre_period.start <= d < spec.pre_period.end for d in panel.dates)
     kpi = panel.values[spec.kpi]
     if spec.method == "trimmed_match":
-        return _plan_pairs(spec, panel, n_pre, power)
+        return _plan_pairs(spec, panel, power)
     treated, controls = _split(spec, panel, None)
     rng = np.random.default_rng(spec.seed)
     sets = [treated]
@@ -243,15 +243,16 @@ def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan
     return GeoPlan(spec.id, spec.method, power, spec.alpha, tuple(first + rest_))
 
 
-def _plan_pairs(spec: GeoExperiment, panel: Panel, n_pre: int, power: float) -> GeoPlan:
+def _plan_pairs(spec: GeoExperiment, panel: Panel, power: float) -> GeoPlan:
     """Trimmed match: the defined pairs and the pool's matched pairs (randomised with the
     YAML's seed), each for every duration the history holds."""
     kpi = panel.values[spec.kpi]
     treated, controls = _split(spec, panel, None)
     left = set(spec.geos.exclude)
     pool = [i for i, g in enumerate(panel.geos) if g not in left]
-    pre = kpi[:n_pre] if n_pre else kpi
-    pairs, left_out = match_pairs(pool, pre.sum(axis=0))
+    period = spec.pre_period
+    pre = [i for i, d in enumerate(panel.dates) if period.start <= d < period.end]
+    pairs, left_out = match_pairs(pool, kpi[pre].sum(axis=0))
     if len(pairs) < 3:
         raise DataError(
             [
@@ -305,7 +306,7 @@ def _plan_pairs(spec: GeoExperiment, panel: Panel, n_pre: int, power: float) -> 
         "control": names(matched.control),
         "left_out": names(matched.left_out),
         "seed": spec.seed,
-        "matched_on": f"{spec.kpi} total from {panel.dates[0]} to {spec.pre_period.end}",
+        "matched_on": f"{spec.kpi} total from {period.start} to {period.end}",
     }
     return GeoPlan(spec.id, spec.method, power, spec.alpha, tuple(designs), assignment)
 
