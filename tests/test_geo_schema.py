@@ -84,3 +84,27 @@ def test_broken_geo_documents_do_not_validate(validator, regions, tmp_path):
     # a customer-level document still needs its own keys
     customer = {**document, "design": "holdout"}
     assert any("'n_units' is a required property" in e for e in _errors(validator, customer))
+
+
+def test_the_daily_reports_geo_results_validate(validator, regions, tmp_path):
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    (experiments / "tv-winter.yaml").write_text(EXAMPLE.read_text())
+    res = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--experiments",
+            str(experiments),
+            "--data",
+            str(regions),
+            "--date",
+            "2026-02-20",
+            "--out",
+            str(tmp_path / "reports"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "reports" / "2026-02-20" / "experiments" / "tv-winter" / "results.json"
+    document = json.loads(path.read_text())
+    assert document["geo"]["per_geo"] and _errors(validator, document) == []
