@@ -412,11 +412,3 @@ def test_bayesian_tbr_agrees_with_tbr(regions, tmp_path):
     assert bayes["incremental_ci"] == pytest.approx(freq["incremental_ci"], rel=0.05)
     d = bayes["diagnostics"]
     assert d["r_hat"] <= 1.01 and d["divergences"] == 0
-
-
-def test_the_python_api_points_a_geo_experiment_to_its_analysis(regions):
-    import liftlab
-    from liftlab.core.errors import UserError
-
-    with pytest.raises(UserError, match="geo experiment"):
-        liftlab.analyze(EXAMPLE, regions[0])

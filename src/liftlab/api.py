@@ -7,7 +7,10 @@
     print(result.summary()); result.to_polars(); result.plot.forest()
 
 Every workflow takes the same two inputs: an experiment (a YAML path or a loaded
-``Experiment``) and a data source (``open_data``, or anything ``open_data`` accepts). Nothing
+``Experiment``) and a data source (``open_data``, or anything ``open_data`` accepts). A geo
+experiment (``design: geo``) goes through the same ``analyze`` and ``plan``: its data source
+needs only the ``geo_metrics`` table, and the result is a ``GeoResult`` (``summary()``,
+``to_dict()``: results.json) or a ``GeoPlan``. Nothing
 heavy is imported here: statsmodels, scipy, plotly and PyMC load when a function first needs
 them.
 """
@@ -24,15 +27,19 @@ TYPE_CHECKING = False  # typing itself is not imported (import liftlab stays fas
 if TYPE_CHECKING:
     from typing import Any, Literal
 
+    from liftlab.analyses.geo import GeoResult
+    from liftlab.analyses.geo_planning import GeoPlan
     from liftlab.app.readouts import Analysis, MonitorReadout, MultichannelReadout, PlanReadout
     from liftlab.engines.base import Engine
     from liftlab.report.daily import DailyRun
+    from liftlab.spec.geo import GeoExperiment
     from liftlab.spec.models import Experiment
 
 
-def load_experiment(path: str | Path) -> Experiment:
-    """An experiment definition from its YAML file; a bad one raises ``SpecError`` listing
-    every problem with its line (docs/yaml.md)."""
+def load_experiment(path: str | Path) -> Experiment | GeoExperiment:
+    """An experiment definition from its YAML file (a ``GeoExperiment`` for ``design:
+    geo``); a bad one raises ``SpecError`` listing every problem with its line
+    (docs/yaml.md)."""
     from liftlab.spec.loader import load_experiment as load
 
     return load(Path(path))
@@ -157,30 +164,60 @@ def _from_frames(frames: Mapping[str, Any]) -> DataSource:
     return DataSource(held.name, "polars", _held=held)
 
 
-def _experiment(experiment: Experiment | str | Path) -> tuple[Experiment, Path | None]:
+def _any_experiment(
+    experiment: Experiment | GeoExperiment | str | Path,
+) -> tuple[Experiment | GeoExperiment, Path | None]:
     if isinstance(experiment, str | Path):
-        spec = load_experiment(experiment)
-        from liftlab.spec.geo import GeoExperiment
-
-        if isinstance(spec, GeoExperiment):
-            from liftlab.core.errors import UserError
-
-            raise UserError(f"{experiment}: a geo experiment; analyse it with "
-                            "liftlab.analyses.geo.analyze_geo(spec, engine) or `liftlab analyze`")
-        return spec, Path(experiment)
+        return load_experiment(experiment), Path(experiment)
     return experiment, None
 
 
+def _experiment(
+    experiment: Experiment | GeoExperiment | str | Path, workflow: str = "monitor"
+) -> tuple[Experiment, Path | None]:
+    """A customer-level experiment; a geo experiment is refused naming what applies."""
+    spec, yaml = _any_experiment(experiment)
+    from liftlab.spec.geo import GeoExperiment
+
+    if isinstance(spec, GeoExperiment):
+        from liftlab.core.errors import UserError
+
+        raise UserError(
+            f"{yaml or spec.id}: a geo experiment has no {workflow} (it applies to "
+            "customer-level experiments); use liftlab.analyze(experiment, data) "
+            "and liftlab.plan(experiment, data)"
+        )
+    return spec, yaml
+
+
+def _geo_engine(spec: GeoExperiment, data: Any) -> tuple[Any, Engine]:
+    """The source (held while it is used) and its engine: a geo experiment reads
+    geo_metrics only, checked by its analysis (not the customer-level tables)."""
+    source = open_data(data)
+    return source, source._engine(spec.timezone)
+
+
 def analyze(
-    experiment: Experiment | str | Path, data: Any, as_of: dt.datetime | None = None
-) -> Analysis:
+    experiment: Experiment | GeoExperiment | str | Path,
+    data: Any,
+    as_of: dt.datetime | None = None,
+) -> Analysis | GeoResult:
     """The full analysis at ``as_of`` (default: the experiment's end, or the data's
     freshness when it stops earlier): effects per channel, metric and segment, health
-    checks, contribution, ROI, the sequential readout when the YAML asks for it."""
+    checks, contribution, ROI, the sequential readout when the YAML asks for it. A geo
+    experiment gives a ``GeoResult``: the method's estimate, money, series, diagnostics and
+    placebo checks (``to_dict()`` is its results.json, ``summary()`` its text)."""
+    from liftlab.spec.geo import GeoExperiment
+
+    spec, yaml = _any_experiment(experiment)
+    if isinstance(spec, GeoExperiment):
+        from liftlab.analyses.geo import GeoResult, analyze_geo
+
+        source, geo_engine = _geo_engine(spec, data)  # the source held while it is read
+        return GeoResult(analyze_geo(spec, geo_engine, as_of, None if yaml is None else str(yaml)))
     from liftlab.analyses.experiment import analyze as run
     from liftlab.app.readouts import Analysis
 
-    spec, yaml = _experiment(experiment)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
     return Analysis.of(run(
@@ -202,7 +239,7 @@ def monitor(
     ``cache``: a folder of hourly aggregates reused by later calls. Folders only."""
     from liftlab.app.run import monitor_on
 
-    spec, yaml = _experiment(experiment)
+    spec, yaml = _experiment(experiment, "hourly monitor")
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
     from liftlab.app.readouts import MonitorReadout
@@ -212,22 +249,47 @@ def monitor(
 
 
 def plan(
-    experiment: Experiment | str | Path,
+    experiment: Experiment | GeoExperiment | str | Path,
     data: Any,
     power: float = 0.8,
-    target_mde_rel: float = 0.05,
-    assumed_lift_rel: float = 0.05,
-) -> PlanReadout:
-    """Minimum detectable effects, holdout sizes and costs from the metrics' history."""
+    target_mde_rel: float | None = None,
+    assumed_lift_rel: float | None = None,
+) -> PlanReadout | GeoPlan:
+    """Minimum detectable effects, holdout sizes and costs from the metrics' history (the
+    target and assumed lifts default to 5%). A geo experiment gives a ``GeoPlan``:
+    durations and treatment sets (or, for trimmed match, randomised matched pairs) ranked by
+    power, with budgets; the two lifts are customer-level options and are refused there."""
     from liftlab.app.run import check_columns, plan_for
+    from liftlab.spec.geo import GeoExperiment
 
-    spec, yaml = _experiment(experiment)
+    spec, yaml = _any_experiment(experiment)
+    if isinstance(spec, GeoExperiment):
+        from liftlab.analyses.geo_planning import plan_geo
+
+        if target_mde_rel is not None or assumed_lift_rel is not None:
+            from liftlab.core.errors import UserError
+
+            raise UserError(
+                f"{yaml or spec.id}: target_mde_rel and assumed_lift_rel apply to "
+                "customer-level experiments; a geo plan ranks durations and "
+                "treatment sets by power (expected_iroas in the YAML for budgets)"
+            )
+        source, geo_engine = _geo_engine(spec, data)  # the source held while it is read
+        return plan_geo(spec, geo_engine, power)
     source = open_data(data)  # held until the work is done (frames live in its folder)
     engine = source.engine_for(spec.timezone)
     check_columns(spec, engine, yaml)
     from liftlab.app.readouts import PlanReadout
 
-    return PlanReadout(plan_for(spec, engine, power, target_mde_rel, assumed_lift_rel))
+    return PlanReadout(
+        plan_for(
+            spec,
+            engine,
+            power,
+            0.05 if target_mde_rel is None else target_mde_rel,
+            0.05 if assumed_lift_rel is None else assumed_lift_rel,
+        )
+    )
 
 
 def multichannel(
@@ -240,7 +302,9 @@ def multichannel(
     multichannel clients. Folders only."""
     from liftlab.app.run import multichannel_on
 
-    spec, yaml = (None, None) if experiment is None else _experiment(experiment)
+    spec, yaml = (
+        (None, None) if experiment is None else _experiment(experiment, "multichannel readout")
+    )
     source = open_data(data)
     engine = source.engine_for("UTC" if spec is None else spec.timezone)
     from liftlab.app.readouts import MultichannelReadout

@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,13 +96,15 @@ class Export:
     refused: tuple[Refusal, ...]
 
 
-def records_from_results(results: Mapping[str, Any]) -> Ledger:
+def records_from_results(results: Mapping[str, Any], per_geo: bool = False) -> Ledger:
     """The ledger of one ``liftlab analyze`` results.json: one record per channel (and
     variant) on the primary metric over the whole population. Totals are over the treated
     units: the increment is ``lift_abs x n_treatment`` and its standard error ``se x
-    n_treatment``; the spend is the channel's cost (``cost_per_contact`` x treated units)."""
+    n_treatment``; the spend is the channel's cost (``cost_per_contact`` x treated units).
+    ``per_geo``: a geo test gives one record per treatment geo (``dims`` geo=NAME) instead
+    of its national record; customer-level results are unchanged."""
     if results.get("geo") is not None:
-        return _geo_record(results)
+        return _geo_records(results) if per_geo else _geo_record(results)
     source, primary = str(results["experiment"]), str(results["primary_metric"])
     money = _kpi_is_money(results, primary)
     records, refused = [], []
@@ -162,6 +164,37 @@ def _geo_record(results: Mapping[str, Any]) -> Ledger:
         spend=float(row["spend"]), incremental=float(row["incremental"]),
         se=float(row["se"]), p_value=float(g["p_value"]), estimate=f"geo {g['method']}")
     return Ledger((record,), ())
+
+
+def _geo_records(results: Mapping[str, Any]) -> Ledger:
+    """A geo test's results.json as one record per treatment geo: each geo analysed alone
+    against the controls (``geo.per_geo``), its own increment, standard error and spend
+    change, ``dims`` geo=NAME. Refused as the national record is (running, no interval, no
+    spend), and for trimmed match (its pairs give one pooled iROAS, no per-geo estimate)."""
+    from liftlab.analyses.geo import standard_error
+
+    national = _geo_record(results)
+    if not national.records:
+        return national
+    g, base = results["geo"], national.records[0]
+    if g.get("per_geo") is None:
+        why = ("trimmed match estimates one iROAS for all pairs, not one per geo"
+               if g.get("method") == "trimmed_match" else
+               "this results.json has no per-geo estimates (analyse it again)")
+        return Ledger((), (Refusal(base.source, base.channel, f"per geo: {why}"),))
+    records, refused = [], []
+    for item in g["per_geo"]:
+        se = standard_error(item["se"], item["incremental_ci"], g["ci_level"])
+        spend = item["spend_change"]
+        if se is None or not se > 0 or spend is None or not spend > 0:
+            refused.append(Refusal(base.source, base.channel, (
+                f"geo {item['geo']}: no interval to give a standard error" if se is None
+                or not se > 0 else f"geo {item['geo']}: no positive spend change")))
+            continue
+        records.append(replace(base, spend=float(spend), incremental=float(item["incremental"]),
+                               se=float(se), p_value=float(item["p_value"]),
+                               dims=(("geo", str(item["geo"])),)))
+    return Ledger(tuple(records), tuple(refused))
 
 
 def _unfit(results: Mapping[str, Any], e: Mapping[str, Any]) -> str | None:
@@ -354,6 +387,11 @@ def meridian(ledger: Ledger) -> Export:
     refused as Meridian's ExperimentResult refuses it."""
     rows, refused = [], []
     for r in ledger.records:
+        if r.dims:
+            refused.append(Refusal(r.source, r.channel, (
+                f"covers {_dims_text(dict(r.dims), dict(r.dims))}: Meridian's ExperimentResult "
+                "and ExperimentInfo carry no geo; export the national test")))
+            continue
         roi, se = r.incremental / r.spend, r.se / r.spend
         upper = roi + Z95 * se
         if upper < 0:
@@ -395,9 +433,10 @@ def meridian(ledger: Ledger) -> Export:
     return Export(pl.DataFrame(rows, schema=schema), ledger.refused + tuple(refused))
 
 
-def read_ledger(paths: Sequence[Path]) -> Ledger:
+def read_ledger(paths: Sequence[Path], per_geo: bool = False) -> Ledger:
     """The ledger of every results.json named, or found under the folders named (an
-    ``analyze --out`` folder, a report date, a reports root)."""
+    ``analyze --out`` folder, a report date, a reports root); ``per_geo`` as in
+    ``records_from_results``."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -418,7 +457,7 @@ def read_ledger(paths: Sequence[Path]) -> Ledger:
             raise UserError([Problem(f"{p}: no such file or folder")])
     ledger = Ledger()
     for f in files:
-        ledger = ledger + records_from_results(_read_results(f))
+        ledger = ledger + records_from_results(_read_results(f), per_geo)
     return ledger
 
 
@@ -476,15 +515,22 @@ def export_to_file(
     period_days: int | None = None,
     dims: Mapping[str, str] | None = None,
     baseline_spend: Mapping[str, float] | None = None,
+    per_geo: bool = False,
 ) -> Export:
     """``liftlab export-calibration``: read the ledger, write one format's CSV atomically. An
     existing file is replaced only when it is a table of the same format (the same header);
-    nothing is written, and the reasons are given, when no record fits the format."""
+    nothing is written, and the reasons are given, when no record fits the format.
+    ``per_geo``: geo tests as one row per treatment geo (pymc-marketing only)."""
     from liftlab.core.fsio import atomic_write_text
 
     if fmt not in FORMATS:
         raise UserError([Problem(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")])
-    done = export(read_ledger(paths), fmt, period_days, dims, baseline_spend)
+    if per_geo and fmt != "pymc-marketing":
+        raise UserError([Problem(
+            f"--per-geo applies to --format pymc-marketing only, not {fmt}: "
+            + ("Robyn models one market" if fmt == "robyn" else
+               "Meridian's ExperimentResult and ExperimentInfo carry no geo"))])
+    done = export(read_ledger(paths, per_geo), fmt, period_days, dims, baseline_spend)
     if done.table.is_empty():
         reasons = [Problem(str(r)) for r in done.refused] or [Problem("no lift to export")]
         raise UserError([Problem(f"no {fmt} calibration row: every lift was refused"), *reasons])

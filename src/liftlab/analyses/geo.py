@@ -67,13 +67,19 @@ def analyze_geo(
     if spec.method == "trimmed_match":
         fit = matched_pairs(spec, panel, treated, controls)
     else:
-        fit = run_method(spec, panel.values[spec.kpi][:, treated],
-                         panel.values[spec.kpi][:, controls], panel.n_pre, spec.alpha)
+        fit = run_method(
+            spec,
+            panel.values[spec.kpi][:, treated],
+            panel.values[spec.kpi][:, controls],
+            panel.n_pre,
+            spec.alpha,
+        )
     return _results(spec, panel, fit, treated, controls, engine.label)
 
 
-def matched_pairs(spec: GeoExperiment, panel: Panel, treated: list[int],
-                  controls: list[int]) -> GeoFit:
+def matched_pairs(
+    spec: GeoExperiment, panel: Panel, treated: list[int], controls: list[int]
+) -> GeoFit:
     """Trimmed match on the pairs (treatment geo, its control geo): each pair's KPI and
     spend differences over the measured test period. The counterfactual of the treatment
     geos is their KPI minus the estimated iROAS times their extra spend over their controls;
@@ -83,10 +89,17 @@ def matched_pairs(spec: GeoExperiment, panel: Panel, treated: list[int],
     dy = (kpi[n:, treated] - kpi[n:, controls]).sum(axis=0)
     dx = (spend[n:, treated] - spend[n:, controls]).sum(axis=0)
     if not np.any(dx):
-        raise DataError([Problem(
-            f"no spend difference between the paired treatment and control geos in the test "
-            f"period: {spec.spend} is the same", table=TABLE, column=spec.spend,
-            hint="trimmed match estimates the return on the spend the treatment geos got")])
+        raise DataError(
+            [
+                Problem(
+                    "no spend difference between the paired treatment and control geos in the "
+                    f"test period: {spec.spend} is the same",
+                    table=TABLE,
+                    column=spec.spend,
+                    hint="trimmed match estimates the return on the spend the treatment geos got",
+                )
+            ]
+        )
     tm = trimmed_match.fit(dy, dx, 1 - spec.alpha)
     y = kpi[:, treated].sum(axis=1)
     extra = (spend[:, treated] - spend[:, controls]).sum(axis=1)
@@ -96,15 +109,28 @@ def matched_pairs(spec: GeoExperiment, panel: Panel, treated: list[int],
     cum_ends = np.sort(np.vstack([lo * cum_extra, hi * cum_extra]), axis=0)
     total = float(dx.sum())
     return GeoFit(
-        method="trimmed_match", observed=y, counterfactual=y - tm.estimate * extra,
-        band=(y - ends[1], y - ends[0]), cumulative=tm.estimate * cum_extra,
-        cumulative_ci=(cum_ends[0], cum_ends[1]), effect=tm.estimate * total,
-        effect_ci=tuple(sorted((lo * total, hi * total))), se=tm.se * abs(total),
-        p_value=tm.p_value, n_pre=n,
+        method="trimmed_match",
+        observed=y,
+        counterfactual=y - tm.estimate * extra,
+        band=(y - ends[1], y - ends[0]),
+        cumulative=tm.estimate * cum_extra,
+        cumulative_ci=(cum_ends[0], cum_ends[1]),
+        effect=tm.estimate * total,
+        effect_ci=tuple(sorted((lo * total, hi * total))),
+        se=tm.se * abs(total),
+        p_value=tm.p_value,
+        n_pre=n,
         inference="trimmed match (Chen and Au 2019): studentized trimmed mean of the pair "
-                  "residuals against the normal quantile, on the iROAS, times the extra spend",
-        details={"iroas": tm.estimate, "iroas_ci": list(tm.ci), "iroas_se": tm.se,
-                 "trim_rate": tm.trim_rate, "pairs": len(treated), "spend_change": total})
+        "residuals against the normal quantile, on the iROAS, times the extra spend",
+        details={
+            "iroas": tm.estimate,
+            "iroas_ci": list(tm.ci),
+            "iroas_se": tm.se,
+            "trim_rate": tm.trim_rate,
+            "pairs": len(treated),
+            "spend_change": total,
+        },
+    )
 
 
 def build_panel(
@@ -221,16 +247,22 @@ def _split(spec: GeoExperiment, panel: Panel, yaml_file: str | None) -> tuple[li
             line=_line(yaml_file, ("geos", kind, i)),
             hint=f"the table's geos include {', '.join(panel.geos[:5])}",
         )
-        for kind, ids in (("treatment", spec.geos.treatment),
-                          ("control", spec.geos.control or []), ("exclude", spec.geos.exclude))
+        for kind, ids in (
+            ("treatment", spec.geos.treatment),
+            ("control", spec.geos.control or []),
+            ("exclude", spec.geos.exclude),
+        )
         for i, g in enumerate(ids)
         if g not in known
     ]
     if problems:
         raise DataError(problems)
     left_out = set(spec.geos.treatment) | set(spec.geos.exclude)
-    control = (list(spec.geos.control) if spec.geos.control is not None
-               else [g for g in panel.geos if g not in left_out])
+    control = (
+        list(spec.geos.control)
+        if spec.geos.control is not None
+        else [g for g in panel.geos if g not in left_out]
+    )
     if len(control) < 2:
         raise DataError(
             [
@@ -274,7 +306,14 @@ def run_method(
 
         return bayes_geo.fit(treated, controls, n_pre, alpha, seed=spec.seed)
     return synthetic_control.fit(
-        treated, controls, n_pre, alpha, demean=bool(spec.demean), cumulative_band=band
+        treated,
+        controls,
+        n_pre,
+        alpha,
+        demean=bool(spec.demean),
+        cumulative_band=band,
+        augment=spec.augment == "ridge",
+        ridge_lambda=spec.ridge_lambda,
     )
 
 
@@ -316,8 +355,8 @@ def placebo_in_time(
     rows = slice(0, n_pre)
     checked = spec.model_copy(update={"method": "tbr"}) if spec.method == "bayesian_tbr" else spec
     fit = run_method(
-        checked, kpi[rows][:, treated], kpi[rows][:, controls], n_pre - fake, spec.alpha,
-        band=False)
+        checked, kpi[rows][:, treated], kpi[rows][:, controls], n_pre - fake, spec.alpha, band=False
+    )
     return {
         "start": panel.dates[n_pre - fake].isoformat(),
         "periods": fake,
@@ -335,10 +374,12 @@ def placebo_in_space(
     controls: list[int],
     n_pre: int,
     observed_rel: float,
+    ridge: float | None = None,
 ) -> dict[str, Any]:
     """Sets of control geos as many as the treatment geos, each analysed as if treated
     against the remaining controls: the share whose relative effect is at least as large
-    as the observed one (in absolute value) is a permutation p-value."""
+    as the observed one (in absolute value) is a permutation p-value. A ridge-augmented
+    synthetic control keeps the real fit's ``ridge`` lambda for the placebos."""
     rng = np.random.default_rng(spec.seed)
     k = len(treated)
     rels = []
@@ -346,7 +387,7 @@ def placebo_in_space(
         chosen = rng.choice(len(controls), size=k, replace=False)
         fake = [controls[i] for i in chosen]
         rest = [c for i, c in enumerate(controls) if i not in set(chosen.tolist())]
-        fit = _point_fit(spec, kpi[:, fake], kpi[:, rest], n_pre)
+        fit = _point_fit(spec, kpi[:, fake], kpi[:, rest], n_pre, ridge)
         if fit is not None:
             rels.append(fit)
     arr = np.abs(np.array(rels))
@@ -360,8 +401,41 @@ def placebo_in_space(
     }
 
 
+def per_geo(
+    spec: GeoExperiment, panel: Panel, treated: list[int], controls: list[int]
+) -> list[dict[str, Any]]:
+    """Each treatment geo analysed alone against the same controls (its own counterfactual,
+    interval and spend change), for calibrating a geo-level marketing-mix model; the
+    Bayesian TBR's per geo is TBR's (the same model in closed form). The geos' estimates
+    need not add up to the joint one (each has its own fit)."""
+    kpi = panel.values[spec.kpi]
+    checked = spec.model_copy(update={"method": "tbr"}) if spec.method == "bayesian_tbr" else spec
+    sign = 1.0 if spec.heavy_up else -1.0
+    out = []
+    for j in treated:
+        fit = run_method(
+            checked, kpi[:, [j]], kpi[:, controls], panel.n_pre, spec.alpha, band=False
+        )
+        lo, hi = sorted((sign * fit.effect_ci[0], sign * fit.effect_ci[1]))
+        out.append(
+            {
+                "geo": panel.geos[j],
+                "incremental": sign * fit.effect,
+                "incremental_ci": [_num(lo), _num(hi)],
+                "se": fit.se,
+                "p_value": fit.p_value,
+                "spend_change": spend_change(spec, panel, [j], controls),
+            }
+        )
+    return out
+
+
 def _point_fit(
-    spec: GeoExperiment, treated: np.ndarray, controls: np.ndarray, n_pre: int
+    spec: GeoExperiment,
+    treated: np.ndarray,
+    controls: np.ndarray,
+    n_pre: int,
+    ridge: float | None = None,
 ) -> float | None:
     """The relative effect of the method's point estimate (no interval; the Bayesian TBR's
     is TBR's least-squares line)."""
@@ -377,7 +451,7 @@ def _point_fit(
         y = treated.mean(axis=1)
         demean = bool(spec.demean)
         rows = slice(0, n_pre)
-        _, synth = synthetic_control._fitted(y, controls, rows, demean)
+        _, synth = synthetic_control._fitted(y, controls, rows, demean, ridge)
         cf, y = synth[n_pre:] * treated.shape[1], treated.sum(axis=1)
     total = float(cf.sum())
     return float(y[n_pre:].sum() - total) / total if total else None
@@ -409,25 +483,40 @@ def _results(
     lift = _lift(spec, fit, fit.effect)
     lift_ends = [_lift(spec, fit, e) for e in fit.effect_ci]
     lift_ci = sorted(lift_ends) if None not in lift_ends else None  # type: ignore[type-var]
-    spend = (fit.details["spend_change"] * (1 if spec.heavy_up else -1)
-             if spec.method == "trimmed_match" else spend_change(spec, panel, treated, controls))
+    spend = (
+        fit.details["spend_change"] * (1 if spec.heavy_up else -1)
+        if spec.method == "trimmed_match"
+        else spend_change(spec, panel, treated, controls)
+    )
     money = _money(spec, panel, treated, incremental, ci, spend)
     paired = spec.method == "trimmed_match"  # no placebo: the pairs have no spend before
     p_time = None if paired else placebo_in_time(spec, kpi, treated, controls, panel)
-    p_space = None if paired else placebo_in_space(
-        spec,
-        kpi,
-        treated,
-        controls,
-        panel.n_pre,
-        fit.effect / fit.counterfactual_total if fit.counterfactual_total else 0.0,
+    p_space = (
+        None
+        if paired
+        else placebo_in_space(
+            spec,
+            kpi,
+            treated,
+            controls,
+            panel.n_pre,
+            fit.effect / fit.counterfactual_total if fit.counterfactual_total else 0.0,
+            fit.details.get("ridge_lambda"),
+        )
     )
     diagnostics = _diagnostics(fit)
     warnings = _warnings(spec, fit, diagnostics, p_time)
     if panel.filled:
-        warnings.append({"code": "geo_missing_rows", "severity": "info", "message": (
-            f"{panel.filled:,} geo and date pair(s) without a row in {TABLE} were taken as "
-            "zero (missing_rows: zero)")})
+        warnings.append(
+            {
+                "code": "geo_missing_rows",
+                "severity": "info",
+                "message": (
+                    f"{panel.filled:,} geo and date pair(s) without a row in {TABLE} were taken as "
+                    "zero (missing_rows: zero)"
+                ),
+            }
+        )
     measured = panel.dates[panel.n_pre :]
     last = measured[-1] + dt.timedelta(days=panel.step_days)
     significant = fit.p_value < spec.alpha and not (ci[0] <= 0 <= ci[1])
@@ -436,7 +525,8 @@ def _results(
     geo = {
         # the final readout of a fixed-horizon test is its decision; none before the end
         "decision": {"desired": "treatment_wins", "undesired": "harm"}.get(verdict, "continue")
-        if ended else "continue",
+        if ended
+        else "continue",
         "method": spec.method,
         "test_type": spec.test_type,
         "kpi": spec.kpi,
@@ -473,6 +563,7 @@ def _results(
         "diagnostics": diagnostics,
         "placebo_in_time": p_time,
         "placebo_in_space": p_space,
+        "per_geo": None if paired else per_geo(spec, panel, treated, controls),
     }
     effect = {
         "channel": spec.channel,
@@ -484,6 +575,16 @@ def _results(
         "segment": None,
         "n_treatment": len(treated),
         "n_holdout": len(controls),
+        # per-unit means, the relative test, multiplicity, CUPED and a posterior belong to
+        # customer-level rows; a geo test's estimate is the total below
+        "mean_treatment": None,
+        "mean_holdout": None,
+        "rel_p_value": None,
+        "p_adjusted": None,
+        "cuped": False,
+        "variance_reduction": None,
+        "prob_positive": None,
+        "bayes": None,
         "lift_abs": incremental,
         "lift_abs_ci": ci,
         "se": fit.se,
@@ -512,7 +613,7 @@ def _results(
         "channels": [spec.channel],
         "start": spec.start.isoformat(),
         "end": spec.end.isoformat(),
-        "as_of": last.isoformat(),
+        "as_of": f"{last.isoformat()}T00:00:00Z",  # the end of the last measured day
         "status": "ended" if last >= spec.end else "running",
         "days_run": float((last - spec.start).days),
         "days_planned": (spec.end - spec.start).days,
@@ -520,7 +621,15 @@ def _results(
         "alpha": spec.alpha,
         "data_source": source,
         "effects": [effect],
-        "health": {"srm_ok": True, "design_checks": [], "warnings": warnings},
+        # no sample-ratio check: geos are assigned by name, not drawn per unit
+        "health": {
+            "srm_p_value": None,
+            "srm_ok": True,
+            "srm": [],
+            "warnings": warnings,
+            "data_checks": [],
+            "design_checks": [],
+        },
         "geo": geo,
     }
 
@@ -581,8 +690,11 @@ def _money(
 
 def _diagnostics(fit: GeoFit) -> dict[str, Any]:
     # trimmed match fits no pre-period: its pairs are compared in the test period only
-    d: dict[str, Any] = ({} if fit.method == "trimmed_match" else
-                         {"pre_mape": fit.pre_mape(), "pre_r2": fit.pre_r2()})
+    d: dict[str, Any] = (
+        {}
+        if fit.method == "trimmed_match"
+        else {"pre_mape": fit.pre_mape(), "pre_r2": fit.pre_r2()}
+    )
     for key, value in fit.details.items():
         d[key] = value.tolist() if isinstance(value, np.ndarray) else value
     return d
@@ -593,31 +705,63 @@ def _warnings(
 ) -> list[dict[str, str]]:
     out = []
     if d.get("pre_mape", 0.0) > spec.max_pre_mape:
-        out.append(_warn("geo_fit", (
-            f"the counterfactual misses the treatment geos by {d['pre_mape']:.1%} on "
-            f"average over the pre-period (above {spec.max_pre_mape:.0%}): the estimate "
-            "rests on a poor fit")))
+        out.append(
+            _warn(
+                "geo_fit",
+                (
+                    f"the counterfactual misses the treatment geos by {d['pre_mape']:.1%} on "
+                    f"average over the pre-period (above {spec.max_pre_mape:.0%}): the estimate "
+                    "rests on a poor fit"
+                ),
+            )
+        )
     if d.get("extrapolation", 0.0) > MAX_EXTRAPOLATION:
-        out.append(_warn("geo_extrapolation", (
-            f"in {d['extrapolation']:.0%} of the test periods the controls' total is "
-            "outside its pre-period range: the regression extrapolates")))
+        out.append(
+            _warn(
+                "geo_extrapolation",
+                (
+                    f"in {d['extrapolation']:.0%} of the test periods the controls' total is "
+                    "outside its pre-period range: the regression extrapolates"
+                ),
+            )
+        )
     imbalance, outside = d.get("scaled_l2_imbalance", 0.0), d.get("outside_hull", 0.0)
     if imbalance > MAX_IMBALANCE or outside > 0.5:
-        out.append(_warn("geo_hull", (
-            "the treatment geos lie outside what a weighted average of the controls can "
-            f"follow (scaled imbalance {imbalance:.2f}, outside the controls' range in "
-            f"{outside:.0%} of pre-periods): consider demean: true")))
+        out.append(
+            _warn(
+                "geo_hull",
+                (
+                    "the treatment geos lie outside what a weighted average of the controls can "
+                    f"follow (scaled imbalance {imbalance:.2f}, outside the controls' range in "
+                    f"{outside:.0%} of pre-periods): consider demean: true or augment: ridge"
+                ),
+            )
+        )
     if p_time is not None and p_time["p_value"] < spec.alpha:
-        out.append(_warn("geo_placebo_time", (
-            f"a placebo test period from {p_time['start']} (before the campaign) shows an "
-            f"effect (p = {p_time['p_value']:.3g}): the treatment and control geos drifted "
-            "apart before the test")))
-    out += [_warn("geo_convergence", f"the sampler: {note}; the posterior may be unreliable")
-            for note in d.get("convergence_warnings", [])]
+        out.append(
+            _warn(
+                "geo_placebo_time",
+                (
+                    f"a placebo test period from {p_time['start']} (before the campaign) shows an "
+                    f"effect (p = {p_time['p_value']:.3g}): the treatment and control geos drifted "
+                    "apart before the test"
+                ),
+            )
+        )
+    out += [
+        _warn("geo_convergence", f"the sampler: {note}; the posterior may be unreliable")
+        for note in d.get("convergence_warnings", [])
+    ]
     if not (math.isfinite(fit.effect_ci[0]) and math.isfinite(fit.effect_ci[1])):
-        out.append(_warn("geo_interval", (
-            "the interval is unbounded or empty: too few periods for the permutation test "
-            "at this alpha, or no constant effect fits the test period")))
+        out.append(
+            _warn(
+                "geo_interval",
+                (
+                    "the interval is unbounded or empty: too few periods for the permutation test "
+                    "at this alpha, or no constant effect fits the test period"
+                ),
+            )
+        )
     return out
 
 
@@ -664,21 +808,26 @@ def calibration_row(results: dict[str, Any]) -> dict[str, Any]:
     Meridian): the channel, the measured period, the incremental KPI with its standard
     error (the t interval's for TBR; for an interval without one, its half-width over the
     normal quantile of its level) and the spend change."""
-    from scipy import stats
-
     g, effect = results["geo"], results["effects"][0]
-    lo, hi = g["incremental_ci"]
-    se = g["se"]
-    if se is None and math.isfinite(lo) and math.isfinite(hi):
-        se = (hi - lo) / 2 / float(stats.norm.ppf(1 - (1 - g["ci_level"]) / 2))
     return {
         "channel": effect["channel"],
         "start": g["test_period"][0],
         "end": g["measured_until"],
         "incremental": g["incremental"],
-        "se": se,
+        "se": standard_error(g["se"], g["incremental_ci"], g["ci_level"]),
         "spend": g["spend_change"],
     }
+
+
+def standard_error(se: float | None, ci: list[float | None], level: float) -> float | None:
+    """``se`` when the interval is a t interval, else the interval's half-width over the
+    normal quantile of its level (None when an end is unbounded)."""
+    from scipy import stats
+
+    lo, hi = ci
+    if se is not None or lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return se
+    return (hi - lo) / 2 / float(stats.norm.ppf(1 - (1 - level) / 2))
 
 
 def check_data(spec: GeoExperiment, engine: Engine, yaml_file: Path) -> str:

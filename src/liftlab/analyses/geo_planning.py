@@ -9,9 +9,14 @@ periods of the history play the test and the periods before them the pre-period:
   error it is the non-centrality of a Student t with ``n - 2`` degrees of freedom, so
   ``power = P(|T| > t_crit)`` for that non-central t.
 * ``bayesian_tbr``: TBR's power (the same model).
+* ``trimmed_match``: randomised matched pairs (``analyses/geo_pairs.py``): the defined pairs
+  and pairs matched on the pre-period KPI over the whole pool, randomised within each pair
+  with the YAML's seed; power by simulation over windows of the history and
+  re-randomisations. The plan gives the matched assignment to copy into the YAML.
 * ``synthetic_control``: placebo simulation, as GeoLift does: the effect is injected into
   the treatment geos over ``D``-period windows that end at several points of the history,
-  and the power is the share of windows where the conformal test rejects.
+  and the power is the share of windows where the conformal test rejects (with
+  ``augment: ridge``, on the ridge-augmented fit).
 
 The minimum detectable effect is the smallest relative lift with the target power; the
 budget is the spend that buys that lift's incremental KPI at ``expected_iroas``.
@@ -20,6 +25,7 @@ budget is the spend that buys that lift's incremental KPI at ``expected_iroas``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +34,8 @@ import polars as pl
 from scipy import optimize, stats
 
 from liftlab.analyses.geo import Panel, _split, build_panel
-from liftlab.core.errors import DataError, Problem, UserError
+from liftlab.analyses.geo_pairs import match_pairs, pair_power, randomise
+from liftlab.core.errors import DataError, Problem
 from liftlab.engines.base import Engine
 from liftlab.engines.geo_table import geo_frame
 from liftlab.spec.geo import GeoExperiment, Period
@@ -52,10 +59,12 @@ class GeoDesign:
     mde_incremental: float | None
     budget: float | None
     power_at: dict[str, float]  # power at a few relative lifts
+    control: tuple[str, ...] = ()  # trimmed match: each treatment geo's partner
 
     def to_json(self) -> dict[str, Any]:
         return {
             "treatment": list(self.treatment),
+            **({"control": list(self.control)} if self.control else {}),
             "periods": self.periods,
             "days": self.days,
             "mde_rel": self.mde_rel,
@@ -72,6 +81,8 @@ class GeoPlan:
     power: float
     alpha: float
     designs: tuple[GeoDesign, ...]  # the defined treatment set first, then by MDE
+    # trimmed match: the matched pairs' randomised assignment (geos, left_out, seed)
+    assignment: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +92,7 @@ class GeoPlan:
             "power": self.power,
             "alpha": self.alpha,
             "designs": [d.to_json() for d in self.designs],
+            **({"assignment": self.assignment} if self.assignment else {}),
         }
 
     def summary(self) -> str:
@@ -91,9 +103,24 @@ class GeoPlan:
         for d in self.designs:
             mde = "not reached" if d.mde_rel is None else f"{d.mde_rel:+.2%}"
             budget = "" if d.budget is None else f", budget {d.budget:,.0f}"
-            lines.append(
-                f"  {d.days:>3} days  MDE {mde}{budget}  treatment {', '.join(d.treatment)}"
+            who = (
+                "pairs "
+                + ", ".join(f"{t}/{c}" for t, c in zip(d.treatment, d.control, strict=True))
+                if d.control
+                else "treatment " + ", ".join(d.treatment)
             )
+            lines.append(f"  {d.days:>3} days  MDE {mde}{budget}  {who}")
+        if self.assignment:
+            a = self.assignment
+            lines += [
+                f"matched pairs on the pre-period {a['matched_on']}, randomised within each "
+                f"pair (seed {a['seed']}); for the YAML:",
+                "geos:",
+                f"  treatment: [{', '.join(a['treatment'])}]",
+                f"  control: [{', '.join(a['control'])}]",
+            ]
+            if a["left_out"]:
+                lines.append(f"  exclude: [{', '.join(a['left_out'])}]   # no partner")
         return "\n".join(lines)
 
 
@@ -134,6 +161,7 @@ def sc_power(
     alpha: float,
     demean: bool,
     windows: int = SC_WINDOWS,
+    ridge: float | None = None,
 ) -> float:
     """Synthetic control's power against ``rho``: the share of placebo windows (``n_pre``
     periods then ``periods`` test periods, ending at evenly spaced points of the history)
@@ -145,7 +173,7 @@ def sc_power(
         rows = slice(end - periods - n_pre, end)
         y = treated[rows].mean(axis=1)
         y[n_pre:] *= 1 + rho
-        hits += synthetic_control.conformal_p(y, controls[rows], n_pre, 0.0, demean) < alpha
+        hits += synthetic_control.conformal_p(y, controls[rows], n_pre, 0.0, demean, ridge) < alpha
     return hits / len(ends)
 
 
@@ -157,32 +185,25 @@ def sc_mde(
     power: float,
     alpha: float,
     demean: bool,
+    ridge: float | None = None,
 ) -> float | None:
     """The smallest lift of ``SC_LIFTS`` whose placebo power reaches ``power`` (bisection:
     the power grows with the lift); None when even the largest does not."""
-    lo, hi = -1, len(SC_LIFTS) - 1
-    if sc_power(treated, controls, n_pre, periods, SC_LIFTS[hi], alpha, demean) < power:
-        return None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if sc_power(treated, controls, n_pre, periods, SC_LIFTS[mid], alpha, demean) >= power:
-            hi = mid
-        else:
-            lo = mid
-    return float(SC_LIFTS[hi])
+    return _smallest_lift(
+        lambda r: sc_power(treated, controls, n_pre, periods, r, alpha, demean, ridge=ridge), power
+    )
 
 
 def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan:
     """Candidate designs from the pre-period in the data: the defined treatment set and
     ``CANDIDATE_SETS`` random sets of the same size, for each duration in ``WEEKS`` that the
     history can hold."""
-    if spec.method == "trimmed_match":
-        raise UserError(f"{spec.id}: liftlab plan does not design matched pairs yet; plan "
-                        "with method: tbr or synthetic_control")
     frame = geo_frame(engine, spec.columns, FIRST_DATE, spec.test_period.start)
     panel = _history(spec, frame)
     n_pre = sum(spec.pre_period.start <= d < spec.pre_period.end for d in panel.dates)
     kpi = panel.values[spec.kpi]
+    if spec.method == "trimmed_match":
+        return _plan_pairs(spec, panel, power)
     treated, controls = _split(spec, panel, None)
     rng = np.random.default_rng(spec.seed)
     sets = [treated]
@@ -220,6 +241,101 @@ def plan_geo(spec: GeoExperiment, engine: Engine, power: float = 0.8) -> GeoPlan
         key=lambda d: (d.days, math.inf if d.mde_rel is None else d.mde_rel),
     )
     return GeoPlan(spec.id, spec.method, power, spec.alpha, tuple(first + rest_))
+
+
+def _plan_pairs(spec: GeoExperiment, panel: Panel, power: float) -> GeoPlan:
+    """Trimmed match: the defined pairs and the pool's matched pairs (randomised with the
+    YAML's seed), each for every duration the history holds."""
+    kpi = panel.values[spec.kpi]
+    treated, controls = _split(spec, panel, None)
+    left = set(spec.geos.exclude)
+    pool = [i for i, g in enumerate(panel.geos) if g not in left]
+    period = spec.pre_period
+    pre = [i for i, d in enumerate(panel.dates) if period.start <= d < period.end]
+    pairs, left_out = match_pairs(pool, kpi[pre].sum(axis=0))
+    if len(pairs) < 3:
+        raise DataError(
+            [
+                Problem(
+                    f"{len(pool)} geos outside geos.exclude make "
+                    f"{len(pairs)} pairs; trimmed match needs at least 3",
+                    table="geo_metrics",
+                    column="geo",
+                )
+            ]
+        )
+    matched = randomise(pairs, left_out, spec.seed)
+    candidates = [
+        (list(zip(treated, controls, strict=True)), treated, controls),
+        (list(matched.pairs), list(matched.treatment), list(matched.control)),
+    ]
+    designs = []
+    for weeks in WEEKS:
+        periods = max(1, round(7 * weeks / panel.step_days))
+        if kpi.shape[0] < periods:
+            break
+        for chosen_pairs, t, c in candidates:
+            at = _cached(
+                lambda rho, pairs_=chosen_pairs, d=periods: pair_power(
+                    kpi, pairs_, d, rho, spec.alpha, spec.seed
+                )
+            )
+            mde = _smallest_lift(at, power)
+            inc = None if mde is None else mde * float(kpi[-periods:, t].sum())
+            budget = (
+                None if inc is None or spec.expected_iroas is None else inc / spec.expected_iroas
+            )
+            designs.append(
+                GeoDesign(
+                    tuple(panel.geos[i] for i in t),
+                    periods,
+                    periods * panel.step_days,
+                    mde,
+                    inc,
+                    budget,
+                    {f"{r:.0%}": at(r) for r in (0.01, 0.02, 0.05, 0.10)},
+                    tuple(panel.geos[i] for i in c),
+                )
+            )
+
+    def names(ids: tuple[int, ...]) -> list[str]:
+        return [panel.geos[i] for i in ids]
+
+    assignment = {
+        "treatment": names(matched.treatment),
+        "control": names(matched.control),
+        "left_out": names(matched.left_out),
+        "seed": spec.seed,
+        "matched_on": f"{spec.kpi} total from {period.start} to {period.end}",
+    }
+    return GeoPlan(spec.id, spec.method, power, spec.alpha, tuple(designs), assignment)
+
+
+def _cached(power_of: Callable[[float], float]) -> Callable[[float], float]:
+    """``power_of`` evaluated once per lift (the MDE search and the table share lifts)."""
+    seen: dict[float, float] = {}
+
+    def at(rho: float) -> float:
+        if rho not in seen:
+            seen[rho] = power_of(rho)
+        return seen[rho]
+
+    return at
+
+
+def _smallest_lift(power_of: Callable[[float], float], power: float) -> float | None:
+    """The smallest lift of ``SC_LIFTS`` whose power reaches ``power`` (bisection: the power
+    grows with the lift); None when even the largest does not."""
+    lo, hi = -1, len(SC_LIFTS) - 1
+    if power_of(SC_LIFTS[hi]) < power:
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if power_of(SC_LIFTS[mid]) >= power:
+            hi = mid
+        else:
+            lo = mid
+    return float(SC_LIFTS[hi])
 
 
 def _history(spec: GeoExperiment, frame: pl.DataFrame) -> Panel:
@@ -264,11 +380,14 @@ def _design(
         at = {f"{r:.0%}": tbr_power(t, c, n_pre, r, spec.alpha) for r in lifts}
     else:
         demean = bool(spec.demean)
+        ridge = _ridge_lambda(spec, treated, controls, n_pre, periods)
         at = {
-            f"{r:.0%}": sc_power(treated, controls, n_pre, periods, r, spec.alpha, demean)
+            f"{r:.0%}": sc_power(
+                treated, controls, n_pre, periods, r, spec.alpha, demean, ridge=ridge
+            )
             for r in lifts
         }
-        mde = sc_mde(treated, controls, n_pre, periods, power, spec.alpha, demean)
+        mde = sc_mde(treated, controls, n_pre, periods, power, spec.alpha, demean, ridge)
     total = float(treated[-periods:].sum())
     inc = None if mde is None else mde * total
     budget = None if inc is None or spec.expected_iroas is None else inc / spec.expected_iroas
@@ -281,3 +400,20 @@ def _design(
         budget,
         at,
     )
+
+
+def _ridge_lambda(
+    spec: GeoExperiment, treated: np.ndarray, controls: np.ndarray, n_pre: int, periods: int
+) -> float | None:
+    """``augment: ridge``: the given lambda, or augsynth's cross-validated one on the
+    pre-period of the latest window, kept for every placebo window (as the analysis keeps
+    its lambda in the conformal refits)."""
+    if spec.augment != "ridge":
+        return None
+    if spec.ridge_lambda is not None:
+        return spec.ridge_lambda
+    rows = slice(-(n_pre + periods), -periods)
+    y, c = treated[rows].mean(axis=1), controls[rows]
+    if spec.demean:
+        y, c = y - y.mean(), c - c.mean(axis=0)
+    return synthetic_control.choose_lambda(c, y).lam

@@ -394,13 +394,17 @@ def export_calibration(
     baseline_spend: Annotated[list[str] | None, typer.Option(
         "--baseline-spend", help="pymc-marketing: CHANNEL=SPEND per period without the "
         "treatment (default 0).")] = None,
+    per_geo: Annotated[bool, typer.Option(
+        "--per-geo", help="pymc-marketing: a geo test as one row per treatment geo "
+        "(dimension geo) instead of one national row.")] = False,
 ) -> None:
     """Measured lifts as a marketing-mix model's calibration input (one row per test)."""
     from liftlab.analyses.calibration import export_to_file
 
     done = export_to_file(results, fmt, output, period_days, _pairs("--dim", dim),
                           {k: _number("--baseline-spend", k, v)
-                           for k, v in _pairs("--baseline-spend", baseline_spend).items()})
+                           for k, v in _pairs("--baseline-spend", baseline_spend).items()},
+                          per_geo)
     for refusal in done.refused:
         err.print(f"refused: {refusal}")
     out.print(f"wrote {done.table.height} {fmt} rows to {output}")

@@ -100,19 +100,25 @@ def _bad_dates(lf: pl.LazyFrame, source: Any) -> None:
         )
     if bad.height:
         rows = tuple(int(r) for r in bad["__row"].head(10))
-        what = "a missing geo id" if bad["no_geo"].all() else "a missing or unreadable date"
-        raise DataError(
-            [
-                Problem(
-                    f"{bad.height:,} row(s) with {what}",
-                    table=TABLE,
-                    column=GEO if bad["no_geo"].all() else DATE,
-                    rows=rows,
-                    row_count=bad.height,
-                    hint="dates as YYYY-MM-DD (or timestamps); every row a geo",
-                )
-            ]
-        )
+        raise _unreadable(bad.height, rows, bool(bad["no_geo"].all()))
+
+
+def _unreadable(count: int, rows: tuple[int, ...], only_geo: bool) -> DataError:
+    """The same error from every engine: ``count`` rows without a geo id or a readable
+    date, the first ``rows`` (1-based, in the table's order) when the engine knows it."""
+    what = "a missing geo id" if only_geo else "a missing or unreadable date"
+    return DataError(
+        [
+            Problem(
+                f"{count:,} row(s) with {what}",
+                table=TABLE,
+                column=GEO if only_geo else DATE,
+                rows=rows,
+                row_count=count,
+                hint="dates as YYYY-MM-DD (or timestamps); every row a geo",
+            )
+        ]
+    )
 
 
 def _geo_text(dtype: pl.DataType) -> pl.Expr:
@@ -139,7 +145,31 @@ def _as_date(dtype: pl.DataType, timezone: str) -> pl.Expr:
     return col.cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
 
 
+def _sql_bad_dates(engine: Any) -> None:
+    """Rows without a geo id or a readable date: DuckDB's TRY_CAST (rows by ``rowid``, the
+    table's insertion order); PostgreSQL's text that does not start with YYYY-MM-DD (its
+    row count only: a table has no row order there)."""
+    q = '"{}"'.format
+    table = engine.table(TABLE)
+    if engine.dialect == "duckdb":
+        unreadable = f"TRY_CAST({q(DATE)} AS DATE) IS NULL"
+        rowid = "rowid + 1"
+    else:
+        unreadable = f"NOT (CAST({q(DATE)} AS TEXT) ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"
+        rowid = "NULL"
+    where = f"{q(GEO)} IS NULL OR {q(DATE)} IS NULL OR {unreadable}"
+    [(count, no_geo)] = engine.query(
+        f"SELECT COUNT(*), COUNT(*) FILTER (WHERE {q(GEO)} IS NULL) FROM {table} WHERE {where}",
+        [],
+    )
+    if count:
+        found = engine.query(f"SELECT {rowid} FROM {table} WHERE {where} LIMIT 10", [])
+        rows = tuple(sorted(int(r) for (r,) in found if r is not None))
+        raise _unreadable(int(count), rows, no_geo == count)
+
+
 def _sql(engine: Any, columns: tuple[str, ...], start: dt.date, end: dt.date) -> pl.DataFrame:
+    _sql_bad_dates(engine)
     q = '"{}"'.format
     day = f"CAST({q(DATE)} AS DATE)"
     sums = ", ".join(f"SUM({q(c)}), COUNT({q(c)})" for c in columns)
@@ -158,11 +188,10 @@ def _spark(engine: Any, columns: tuple[str, ...], start: dt.date, end: dt.date) 
     from pyspark.sql import functions as F
 
     df = engine._raw(TABLE)
-    day = F.to_date(F.col(DATE))
+    df = df.withColumn(DATE, _spark_day(df)).withColumn(GEO, F.col(GEO).cast("string"))
+    _spark_bad_dates(df)
     rows = (
-        df.withColumn(DATE, day)
-        .withColumn(GEO, F.col(GEO).cast("string"))
-        .where((F.col(DATE) >= F.lit(start)) & (F.col(DATE) < F.lit(end)))
+        df.where((F.col(DATE) >= F.lit(start)) & (F.col(DATE) < F.lit(end)))
         .groupBy(GEO, DATE)
         .agg(
             F.count(F.lit(1)).alias("rows"),
@@ -181,3 +210,39 @@ def _spark(engine: Any, columns: tuple[str, ...], start: dt.date, end: dt.date) 
     return pl.DataFrame(
         [tuple(r) for r in rows], schema=names, orient="row", infer_schema_length=None
     )
+
+
+def _spark_day(df: Any) -> Any:
+    """The calendar day as polars reads it: a date as is, a timestamp's date, text's first
+    ten characters as YYYY-MM-DD (null, not an error, when they are not a date)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    kind = df.schema[DATE].dataType
+    col = F.col(DATE)
+    if isinstance(kind, T.DateType):
+        return col
+    if isinstance(kind, T.TimestampType | T.TimestampNTZType):
+        return F.to_date(col)
+    return F.try_to_date(F.substring(col.cast("string"), 1, 10), "yyyy-MM-dd")
+
+
+def _spark_bad_dates(df: Any) -> None:
+    """Rows without a geo id or a readable date, numbered in the files' order (1-based, as
+    the polars engine numbers them)."""
+    from pyspark.sql import functions as F
+
+    bad = F.col(GEO).isNull() | F.col(DATE).isNull()
+    [counts] = df.agg(
+        F.sum(bad.cast("int")).alias("bad"), F.sum(F.col(GEO).isNull().cast("int")).alias("geo")
+    ).collect()
+    count = int(counts["bad"] or 0)
+    if count:
+        rows = (
+            df.select(bad.alias("bad"))
+            .rdd.zipWithIndex()
+            .filter(lambda pair: pair[0]["bad"])
+            .map(lambda pair: pair[1] + 1)
+            .take(10)
+        )
+        raise _unreadable(count, tuple(int(r) for r in rows), int(counts["geo"] or 0) == count)

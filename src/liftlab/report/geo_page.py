@@ -14,9 +14,12 @@ from liftlab.report.charts import BLUE, GREY, LAYOUT, Chart
 from liftlab.report.format import interval, money, num, pct, pvalue, ratio
 from liftlab.report.pages import ENV, _save
 
-METHOD = {"tbr": "time-based regression (TBR)", "synthetic_control": "synthetic control",
-          "trimmed_match": "trimmed match (matched pairs)",
-          "bayesian_tbr": "Bayesian TBR (PyMC)"}
+METHOD = {
+    "tbr": "time-based regression (TBR)",
+    "synthetic_control": "synthetic control",
+    "trimmed_match": "trimmed match (matched pairs)",
+    "bayesian_tbr": "Bayesian TBR (PyMC)",
+}
 
 
 def render_geo(
@@ -71,30 +74,63 @@ def render_geo(
     ]
     d = g["diagnostics"]
     pt, ps = g.get("placebo_in_time"), g.get("placebo_in_space") or {}
-    checks = [] if g["method"] == "trimmed_match" else [
-        {"name": "pre-period MAPE", "value": pct(d.get("pre_mape"), signed=False),
-         "note": "average miss of the counterfactual before the test"},
-        {"name": "pre-period R²", "value": num(d.get("pre_r2")),
-         "note": "share of the pre-period variation the counterfactual follows"},
-        {"name": "placebo in time", "value": "–" if pt is None else
-         f"{pct(pt['lift_rel'])}, p {pvalue(pt['p_value'])}",
-         "note": "none (pre-period too short)" if pt is None else
-         f"the method on {pt['periods']} pre-period dates from {pt['start']}: should show "
-         "nothing"},
-        {"name": "placebo in space", "value": f"p {pvalue(ps.get('p_value'))}",
-         "note": f"{ps.get('placebos', 0)} sets of control geos analysed as if treated: the "
-                 "share with an effect as large"}]
+    checks = (
+        []
+        if g["method"] == "trimmed_match"
+        else [
+            {
+                "name": "pre-period MAPE",
+                "value": pct(d.get("pre_mape"), signed=False),
+                "note": "average miss of the counterfactual before the test",
+            },
+            {
+                "name": "pre-period R²",
+                "value": num(d.get("pre_r2")),
+                "note": "share of the pre-period variation the counterfactual follows",
+            },
+            {
+                "name": "placebo in time",
+                "value": "–" if pt is None else f"{pct(pt['lift_rel'])}, p {pvalue(pt['p_value'])}",
+                "note": "none (pre-period too short)"
+                if pt is None
+                else f"the method on {pt['periods']} pre-period dates from {pt['start']}: "
+                "should show nothing",
+            },
+            {
+                "name": "placebo in space",
+                "value": f"p {pvalue(ps.get('p_value'))}",
+                "note": f"{ps.get('placebos', 0)} sets of control geos analysed as if treated: the "
+                "share with an effect as large",
+            },
+        ]
+    )
     if "trim_rate" in d:
-        checks += [{"name": "pairs", "value": str(d["pairs"]),
-                    "note": "randomised matched pairs (treatment geo, its control geo)"},
-                   {"name": "trim rate", "value": pct(d["trim_rate"], signed=False),
-                    "note": "share of pairs trimmed at each end (the most extreme residuals)"}]
+        checks += [
+            {
+                "name": "pairs",
+                "value": str(d["pairs"]),
+                "note": "randomised matched pairs (treatment geo, its control geo)",
+            },
+            {
+                "name": "trim rate",
+                "value": pct(d["trim_rate"], signed=False),
+                "note": "share of pairs trimmed at each end (the most extreme residuals)",
+            },
+        ]
     if "scaled_l2_imbalance" in d:
         checks.append(
             {
                 "name": "scaled imbalance",
                 "value": num(d["scaled_l2_imbalance"]),
                 "note": "0 perfect pre-period match, 1 no better than equal weights",
+            }
+        )
+    if d.get("augment") == "ridge":
+        checks.append(
+            {
+                "name": "ridge augmentation",
+                "value": f"lambda {d['ridge_lambda']:.3g}",
+                "note": f"{d['ridge_lambda_rule']}; the weights may be negative",
             }
         )
     if "extrapolation" in d:

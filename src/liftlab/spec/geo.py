@@ -78,8 +78,11 @@ class Geos(_Model):
 
     @model_validator(mode="after")
     def _disjoint(self) -> Geos:
-        lists = {"treatment": self.treatment, "control": self.control or [],
-                 "exclude": self.exclude}
+        lists = {
+            "treatment": self.treatment,
+            "control": self.control or [],
+            "exclude": self.exclude,
+        }
         for name, ids in lists.items():
             dupes = sorted({g for g in ids if ids.count(g) > 1})
             if dupes:
@@ -87,8 +90,9 @@ class Geos(_Model):
         for a, b in (("treatment", "exclude"), ("treatment", "control"), ("control", "exclude")):
             both = sorted(set(lists[a]) & set(lists[b]))
             if both:
-                raise ValueError(f"{', '.join(map(repr, both))} is in both {a} and {b}; keep "
-                                 "it in one list")
+                raise ValueError(
+                    f"{', '.join(map(repr, both))} is in both {a} and {b}; keep it in one list"
+                )
         return self
 
 
@@ -115,6 +119,10 @@ class GeoExperiment(_Model):
     # a geo and date without a row in geo_metrics: an error, or nothing sold (zero)
     missing_rows: Literal["error", "zero"] = "error"
     demean: bool | None = None
+    # synthetic control: ridge augmentation (Ben-Michael, Feller and Rothstein 2021), its
+    # lambda cross-validated as augsynth does unless given
+    augment: Literal["ridge"] | None = None
+    ridge_lambda: float | None = Field(None, gt=0.0, le=1e300)
     placebos: int = Field(200, ge=20, le=MAX_PLACEBOS)
     seed: int = Field(20260223, ge=0, le=2**32 - 1)
     alpha: Fraction = 0.05
@@ -142,12 +150,23 @@ class GeoExperiment(_Model):
                 "demean is an option of method: synthetic_control; "
                 f"remove it for method: {self.method}"
             )
+        if self.method != "synthetic_control" and self.augment is not None:
+            raise ValueError(
+                "augment is an option of method: synthetic_control; "
+                f"remove it for method: {self.method}"
+            )
+        if self.ridge_lambda is not None and self.augment != "ridge":
+            raise ValueError(
+                "ridge_lambda is the lambda of augment: ridge; add augment: ridge "
+                "or remove ridge_lambda"
+            )
         if self.method == "trimmed_match":
             pairs = self.geos.control
             if pairs is None or len(pairs) != len(self.geos.treatment):
                 raise ValueError(
                     "trimmed_match compares matched pairs: list geos.control with one control "
-                    "geo per treatment geo, in the same order")
+                    "geo per treatment geo, in the same order"
+                )
             if len(pairs) < 3:
                 raise ValueError("trimmed_match needs at least 3 pairs of geos")
             if self.spend is None:

@@ -14,11 +14,25 @@ period under that null and the residuals' measurement-period sum of absolute val
 compared with that of every cyclic shift of the residuals in time (moving-block
 permutations). The p-value of ``rho = 0`` is the test's; the interval is the set of ``rho``
 not rejected at ``alpha``, mapped to the effect total ``observed * rho / (1 + rho)``.
+
+Ridge augmentation (Ben-Michael, Feller and Rothstein 2021, augsynth's ``progfunc =
+"Ridge"``) corrects the simplex weights' pre-period imbalance with a ridge regression of the
+treated series on the controls: with the controls centred on their mean per period (``C``,
+periods x controls) and ``a = y - C w`` the simplex fit's residual, the augmented weights are
+``w + (C'C + lambda I)^-1 C' a``. They still sum to one but may be negative (the fit may
+extrapolate beyond the controls' hull); ``lambda -> infinity`` gives back the simplex weights
+and ``lambda -> 0`` fits the pre-period exactly when it is shorter than the control pool.
+Unless given, ``lambda`` is chosen as augsynth does: on 21 values from the largest squared
+singular value of ``C`` down to 1e-8 of it, leave-one-pre-period-out errors (the simplex
+weights refitted without the period), the largest ``lambda`` whose mean error is within one
+standard error of the smallest. The conformal refits keep the chosen ``lambda`` (as
+augsynth's ``conformal_inf`` does).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import nnls
@@ -29,6 +43,8 @@ BISECTIONS = 30
 MAX_DOUBLINGS = 60
 GRID = 20  # grid points each side of the estimate where the interval is looked for
 BAND_POINTS = 8  # partial cumulative effects given an interval
+N_LAMBDA = 20  # augsynth's lambda grid: N_LAMBDA + 1 values
+LAMBDA_MIN_RATIO = 1e-8
 
 
 def simplex_weights(controls: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -48,24 +64,88 @@ def simplex_weights(controls: np.ndarray, target: np.ndarray) -> np.ndarray:
     return w / total
 
 
+def ridge_augmented(
+    controls: np.ndarray, target: np.ndarray, weights: np.ndarray, lam: float
+) -> np.ndarray:
+    """Simplex ``weights`` augmented by a ridge fit of their residual: ``w + (C'C + lam
+    I)^-1 C' (target - C w)`` with ``C`` the controls centred on their mean per period
+    (the centring leaves the sum of the weights at one)."""
+    centred = controls - controls.mean(axis=1, keepdims=True)
+    x1 = target - controls.mean(axis=1)
+    a = x1 - centred @ weights
+    periods, geos = centred.shape
+    if periods < geos:  # the same correction, solved in the smaller dimension
+        return weights + centred.T @ np.linalg.solve(centred @ centred.T + lam * np.eye(periods), a)
+    return weights + np.linalg.solve(centred.T @ centred + lam * np.eye(geos), centred.T @ a)
+
+
+@dataclass(frozen=True)
+class RidgeChoice:
+    """The ridge ``lambda`` chosen by leave-one-period-out cross-validation, with its grid."""
+
+    lam: float
+    lambdas: np.ndarray
+    errors: np.ndarray  # mean squared error of the held-out period, per lambda
+    errors_se: np.ndarray
+
+
+def choose_lambda(controls: np.ndarray, target: np.ndarray) -> RidgeChoice:
+    """augsynth's rule (``cv_lambda`` with ``holdout_length = 1``, ``min_1se = TRUE``) on
+    the pre-period rows ``controls`` and ``target`` (already demeaned when asked)."""
+    centred = controls - controls.mean(axis=1, keepdims=True)
+    lam_max = float(np.linalg.svd(centred, compute_uv=False)[0] ** 2)
+    lambdas = lam_max * (LAMBDA_MIN_RATIO ** (1 / N_LAMBDA)) ** np.arange(N_LAMBDA + 1)
+    n = len(target)
+    if n < 3:
+        raise ValueError("choosing the ridge lambda needs at least 3 pre-periods")
+    errors = np.empty((n - 1, len(lambdas)))
+    for i in range(n - 1):  # augsynth holds out periods 1..n-1 (not the last)
+        keep = np.arange(n) != i
+        w = simplex_weights(controls[keep], target[keep])
+        for j, lam in enumerate(lambdas):
+            aug = ridge_augmented(controls[keep], target[keep], w, float(lam))
+            errors[i, j] = (target[i] - controls[i] @ aug) ** 2
+    mean, se = errors.mean(axis=0), errors.std(axis=0, ddof=1) / np.sqrt(n - 1)
+    best = int(np.argmin(mean))
+    lam = float(lambdas[mean <= mean[best] + se[best]].max())
+    return RidgeChoice(lam, lambdas, mean, se)
+
+
+def _weights(controls: np.ndarray, target: np.ndarray, ridge: float | None) -> np.ndarray:
+    w = simplex_weights(controls, target)
+    return w if ridge is None else ridge_augmented(controls, target, w, ridge)
+
+
 def _fitted(
-    y: np.ndarray, controls: np.ndarray, rows: slice | np.ndarray, demean: bool
+    y: np.ndarray,
+    controls: np.ndarray,
+    rows: slice | np.ndarray,
+    demean: bool,
+    ridge: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weights fitted on ``rows`` and the synthetic series for every period."""
+    """Weights fitted on ``rows`` (ridge-augmented with ``lambda = ridge`` unless None) and
+    the synthetic series for every period."""
     if demean:
         my, mc = float(y[rows].mean()), controls[rows].mean(axis=0)
-        w = simplex_weights(controls[rows] - mc, y[rows] - my)
+        w = _weights(controls[rows] - mc, y[rows] - my, ridge)
         return w, my + (controls - mc) @ w
-    w = simplex_weights(controls[rows], y[rows])
+    w = _weights(controls[rows], y[rows], ridge)
     return w, controls @ w
 
 
-def conformal_p(y: np.ndarray, controls: np.ndarray, n_pre: int, rho: float, demean: bool) -> float:
+def conformal_p(
+    y: np.ndarray,
+    controls: np.ndarray,
+    n_pre: int,
+    rho: float,
+    demean: bool,
+    ridge: float | None = None,
+) -> float:
     """The permutation p-value of a constant relative effect ``rho`` in the measurement
     periods (their values divided by ``1 + rho`` are the counterfactual under the null)."""
     z = y.astype(float).copy()
     z[n_pre:] /= 1 + rho
-    _, fitted = _fitted(z, controls, slice(None), demean)
+    _, fitted = _fitted(z, controls, slice(None), demean, ridge)
     u = np.abs(z - fitted)
     n, post = len(u), len(u) - n_pre
     # every cyclic shift's sum over the last ``post`` positions, from one cumulative sum
@@ -117,15 +197,21 @@ def fit(
     alpha: float,
     demean: bool = False,
     cumulative_band: bool = True,
+    augment: bool = False,
+    ridge_lambda: float | None = None,
 ) -> GeoFit:
     """Synthetic control of the treatment geos' total with conformal inference on a
     constant relative effect; ``cumulative_band=False`` computes the interval of the whole
     measurement only (else also of partial cumulative effects at up to BAND_POINTS
-    periods)."""
+    periods). ``augment`` adds the ridge augmentation, with ``ridge_lambda`` or, when None,
+    the cross-validated one."""
     check_shapes(treated, controls, n_pre)
+    if ridge_lambda is not None and not augment:
+        raise ValueError("ridge_lambda is the ridge augmentation's: set augment")
     n_treated = treated.shape[1]
     y = treated.mean(axis=1)
-    w, synth = _fitted(y, controls, slice(0, n_pre), demean)
+    ridge, augmentation = _ridge(y, controls, n_pre, demean, augment, ridge_lambda)
+    w, synth = _fitted(y, controls, slice(0, n_pre), demean, ridge)
     gap = y - synth
     post = len(y) - n_pre
     rel_sd = float(np.sqrt(np.mean((gap[:n_pre] / np.where(y[:n_pre] != 0, y[:n_pre], 1)) ** 2)))
@@ -136,7 +222,7 @@ def fit(
         observed = float(y[n_pre:rows].sum())
         centre = float(gap[n_pre:rows].sum() / synth[n_pre:rows].sum())
         lo, hi = conformal_interval(
-            lambda r: conformal_p(y[:rows], controls[:rows], n_pre, r, demean),
+            lambda r: conformal_p(y[:rows], controls[:rows], n_pre, r, demean, ridge),
             centre,
             step * np.sqrt(post / k),
             alpha,
@@ -166,18 +252,53 @@ def fit(
         effect=float(cum[-1]),
         effect_ci=(float(lo[-1]), float(hi[-1])),
         se=None,
-        p_value=conformal_p(y, controls, n_pre, 0.0, demean),
+        p_value=conformal_p(y, controls, n_pre, 0.0, demean, ridge),
         n_pre=n_pre,
         inference="conformal inference on a constant relative effect: moving-block "
         "permutations of the residuals of a fit under each effect (Chernozhukov, "
-        "Wüthrich and Zhu 2021); per-period band: pre-period residual quantile",
+        "Wüthrich and Zhu 2021); per-period band: pre-period residual quantile"
+        + (
+            "; weights ridge-augmented (Ben-Michael, Feller and Rothstein 2021), lambda "
+            "kept in the refits"
+            if ridge is not None
+            else ""
+        ),
         details={
             "weights": w,
             "demean": demean,
             "scaled_l2_imbalance": _imbalance(y, controls, w, uniform, n_pre, demean),
             "outside_hull": _outside_hull(y, controls, n_pre, demean),
+            **augmentation,
         },
     )
+
+
+def _ridge(
+    y: np.ndarray,
+    controls: np.ndarray,
+    n_pre: int,
+    demean: bool,
+    augment: bool,
+    given: float | None,
+) -> tuple[float | None, dict[str, object]]:
+    """The ridge lambda of the fit (None without augmentation) and its fit details: the
+    lambda, the rule that chose it and the simplex weights before augmentation."""
+    if not augment:
+        return None, {}
+    yp, cp = y[:n_pre], controls[:n_pre]
+    if demean:
+        yp, cp = yp - yp.mean(), cp - cp.mean(axis=0)
+    choice = None if given is not None else choose_lambda(cp, yp)
+    lam = given if choice is None else choice.lam
+    details: dict[str, object] = {
+        "augment": "ridge",
+        "ridge_lambda": lam,
+        "ridge_lambda_rule": "given"
+        if choice is None
+        else "leave-one-period-out cross-validation, largest within one standard error",
+        "simplex_weights": simplex_weights(cp, yp),
+    }
+    return lam, details
 
 
 def _imbalance(

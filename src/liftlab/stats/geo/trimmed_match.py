@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 MAX_TRIM_RATE = 0.25
 
@@ -83,6 +83,8 @@ def estimate(dy: np.ndarray, dx: np.ndarray, m: int) -> float:
     smallest sum of squared kept residuals."""
     if m == 0:
         return float(dy.sum() / dx.sum())
+    if np.all(dx > 0):
+        return _monotone_root(dy, dx, m)
     roots = zeros(dy, dx, m)
     if not roots:
         raise ValueError("the trimmed mean equation has no root (kept spend differences sum to 0)")
@@ -92,6 +94,25 @@ def estimate(dy: np.ndarray, dx: np.ndarray, m: int) -> float:
         return float(np.sum(e**2))
 
     return min(roots, key=kept_ss)
+
+
+def _monotone_root(dy: np.ndarray, dx: np.ndarray, m: int) -> float:
+    """With every spend difference positive each residual falls as theta rises, so the
+    trimmed sum does too and has one root: bracketed by the pairs' own ratios, located by
+    bisection, then solved exactly on its segment (the kept pairs there)."""
+    n = len(dy)
+
+    def trimmed_sum(theta: float) -> float:
+        return float(np.sort(dy - theta * dx)[m : n - m].sum())
+
+    ratios = dy / dx
+    lo, hi = float(ratios.min()), float(ratios.max())
+    if lo == hi:
+        return lo
+    theta = float(optimize.brentq(trimmed_sum, lo, hi, xtol=1e-14 * max(1.0, abs(hi)), rtol=1e-15))
+    keep = _order(dy, dx, theta)[m : n - m]
+    exact = float(dy[keep].sum() / dx[keep].sum())
+    return exact if abs(trimmed_sum(exact)) <= abs(trimmed_sum(theta)) else theta
 
 
 def standard_error(dy: np.ndarray, dx: np.ndarray, m: int, theta: float) -> float:
@@ -162,6 +183,23 @@ def fit(
 ) -> TrimmedMatchFit:
     """Trimmed match on paired differences, with the trim rate chosen as described above."""
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
+    m, theta, se = choose_trim(dy, dx, max_trim_rate)
+    q = float(stats.norm.ppf(0.5 + confidence / 2))
+    return TrimmedMatchFit(
+        theta, se, m / len(dy), interval(dy, dx, m, q), confidence, _p_at_zero(dy, m)
+    )
+
+
+def p_value(
+    delta_response: np.ndarray, delta_spend: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE
+) -> float:
+    """``fit(...).p_value`` without the interval (the planner's simulations need only it)."""
+    dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
+    return _p_at_zero(dy, choose_trim(dy, dx, max_trim_rate)[0])
+
+
+def choose_trim(dy: np.ndarray, dx: np.ndarray, max_trim_rate: float) -> tuple[int, float, float]:
+    """The number of pairs trimmed at each end, with its estimate and standard error."""
     n = len(dy)
     if n < 3 or len(dx) != n:
         raise ValueError("trimmed match needs at least 3 pairs, with a spend difference each")
@@ -172,10 +210,7 @@ def fit(
         theta = estimate(dy, dx, m)
         candidates.append((m, theta, standard_error(dy, dx, m, theta)))
     best = min(se for _, _, se in candidates)
-    m, theta, se = next(c for c in candidates if c[2] <= (1 + 0.25 / math.sqrt(n)) * best)
-    q = float(stats.norm.ppf(0.5 + confidence / 2))
-    return TrimmedMatchFit(theta, se, m / n, interval(dy, dx, m, q), confidence,
-                           _p_at_zero(dy, m))
+    return next(c for c in candidates if c[2] <= (1 + 0.25 / math.sqrt(n)) * best)
 
 
 def _p_at_zero(dy: np.ndarray, m: int) -> float:
@@ -183,9 +218,9 @@ def _p_at_zero(dy: np.ndarray, m: int) -> float:
     n = len(dy)
     e = np.sort(dy)
     w = e.copy()
-    w[:m], w[n - m:] = e[m], e[n - m - 1]
+    w[:m], w[n - m :] = e[m], e[n - m - 1]
     scale = (n - 2 * m) / (n - 2 * m - 1) * float(np.sum((w - w.mean()) ** 2))
-    total = float(e[m:n - m].sum())
+    total = float(e[m : n - m].sum())
     if scale <= 0:
         return 0.0 if total != 0 else 1.0
     return float(2 * stats.norm.sf(abs(total) / np.sqrt(scale)))
