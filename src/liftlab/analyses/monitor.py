@@ -25,8 +25,9 @@ reported p-value of a comparison is ``min(1, 2 m min(p_cohort, p_event))`` with 
 running minimum, so a decision is exactly ``p < alpha``.
 
 **Guardrails** (``guardrail: true`` metrics): one-sided (harm only) versions of both tests at
-``alpha / (2 m g)`` for ``g`` guardrails (a ratio guardrail: the cohort test only). **SRM**: the sequential multinomial test of the arms'
-assignment counts against the design's fractions at ``monitoring.srm_alpha``.
+``alpha / (2 m g)`` for ``g`` guardrails (a ratio guardrail: the cohort test only).
+**SRM**: the sequential multinomial test of the arms' assignment counts against the design's
+fractions at ``monitoring.srm_alpha``.
 
 **Decisions** per hour, by precedence ``srm``, ``harm``, ``treatment_loses`` /
 ``treatment_wins``, else ``continue``; none before the burn-in (``min_events_per_arm``
