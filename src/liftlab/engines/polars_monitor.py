@@ -343,8 +343,7 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
             first = first.filter(pl.col("hour") > after)
         firsts.append(first.group_by("xch", "arm", "hour").agg(
             pl.len().cast(pl.Int64).alias("k")).with_columns(pl.lit(m.name).alias("metric")))
-    per_unit = frame.filter(pl.col("mature") <= last).select(unit, "xch", "arm", "mature",
-                                                             *names)
+    per_unit = frame.filter(pl.col("mature") <= last)  # every per-unit column rides along
     capped = [m for m in metrics if m.winsorize is not None]
     if capped:  # the batch route's cap, within each channel's cohort of one maturity hour
         per_unit = per_unit.with_columns(
