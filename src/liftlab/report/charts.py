@@ -77,10 +77,13 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
         "metric": [metric] * len(rows), "lift_rel": [e["lift_rel"] for e in rows],
         "lift_rel_lo": [(e.get("lift_rel_ci") or [None, None])[0] for e in rows],
         "lift_rel_hi": [(e.get("lift_rel_ci") or [None, None])[1] for e in rows],
-        "p_value": [e["p_value"] for e in rows], "verdict": [e["verdict"] for e in rows]},
+        "p_value": [e["p_value"] for e in rows], "verdict": [e["verdict"] for e in rows],
+        "winsorize": [e.get("winsorize") for e in rows],
+        "winsorize_cap": [e.get("winsorize_cap") for e in rows]},
         schema={"channel": pl.String, "variant": pl.String, "metric": pl.String,
                 "lift_rel": pl.Float64, "lift_rel_lo": pl.Float64, "lift_rel_hi": pl.Float64,
-                "p_value": pl.Float64, "verdict": pl.String})
+                "p_value": pl.Float64, "verdict": pl.String, "winsorize": pl.Float64,
+                "winsorize_cap": pl.Float64})
     return Chart(key, f"Forest plot: {metric}", fig, table)
 
 

@@ -18,6 +18,7 @@ from liftlab.core.fsio import atomic_write_bytes, atomic_write_text
 from liftlab.report import charts
 from liftlab.report.charts import Chart
 from liftlab.report.format import (
+    MONEY_METRICS,
     decided_by,
     interval,
     money,
@@ -158,11 +159,23 @@ METHOD_LABEL = {
 
 
 def estimate_label(e: dict[str, Any]) -> str:
-    """Which estimate a number is: CUPED-adjusted, winsorised (at which quantile) or raw."""
+    """Which estimate a number is: CUPED-adjusted, winsorised (at which value and quantile)
+    or raw."""
     parts = ["CUPED-adjusted" if e.get("cuped") else ""]
     if e.get("winsorize"):
-        parts.append(f"winsorised at the {e['winsorize'] * 100:g}th percentile")
+        parts.append(winsorised(e))
     return ", ".join(p for p in parts if p) or "raw"
+
+
+def winsorised(e: dict[str, Any]) -> str:
+    """"winsorised at € 412.30 (p99.5)": the cap the engine applied (per unit, in the
+    metric's unit) and its quantile; the quantile alone in a results.json without the cap."""
+    q, cap = e["winsorize"] * 100, e.get("winsorize_cap")
+    if not isinstance(cap, int | float) or not math.isfinite(cap):
+        return f"winsorised at the {q:g}th percentile"
+    unit = (f"€ {cap:,.2f}" if any(m in e["metric"] for m in MONEY_METRICS)
+            else f"{cap:,.4g}")
+    return f"winsorised at {unit} (p{q:g})"
 
 
 def _p_text(e: dict[str, Any]) -> str:
