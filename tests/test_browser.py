@@ -165,6 +165,36 @@ def test_no_card_scrolls_sideways_at_1280px(report: Path, browser):
         page.close()
 
 
+def test_no_axis_title_is_clipped_at_1280px(report: Path, browser):
+    """Every axis title of every chart (the portfolio's euro axis among them) lies inside its
+    figure at 1280 px: none runs past the top or the bottom of the plot and gets cut."""
+    context, _ = browser
+    pages = [report / "index.html", report / "multichannel.html",
+             *sorted(report.glob("experiments/*/index.html"))]
+    checked = 0
+    for path in pages:
+        page, errors = _open(context, path.as_uri())
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.wait_for_timeout(200)
+        found = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+            .flatMap(el => {
+                const box = el.querySelector('svg.main-svg').getBoundingClientRect();
+                return Array.from(el.querySelectorAll('.g-xtitle text, .g-ytitle text, '
+                                                      + '.g-y2title text'))
+                    .filter(t => t.textContent)
+                    .map(t => { const r = t.getBoundingClientRect();
+                        return [el.id, t.textContent, r.top >= box.top - 0.5
+                                && r.bottom <= box.bottom + 0.5 && r.left >= box.left - 0.5
+                                && r.right <= box.right + 0.5]; }); })""")
+        page.close()
+        assert errors == []
+        assert [f for f in found if not f[2]] == [], path
+        checked += len(found)
+        if path.name == "index.html" and path.parent == report:
+            assert any("€" in f[1] for f in found)  # the portfolio's euro axis was checked
+    assert checked > 20
+
+
 def test_a_standalone_dashboard_has_no_link_to_itself(tmp_path: Path, browser):
     """liftlab analyze writes dashboard.html with itself as home: no "← daily report" link
     leading back to the same page; the daily report's pages keep theirs."""

@@ -401,11 +401,12 @@ def portfolio(items: list[dict[str, Any]], key: str) -> Chart | None:
                          array=[_gap(i.get("roi_ci"), 1, i["roi"]) for i in roi],
                          arrayminus=[_gap(i.get("roi_ci"), 0, i["roi"]) for i in roi]),
             hovertemplate="%{x}: ROI %{y:,.2f}<extra>" + exp + "</extra>"), row=1, col=2)
-    fig.update_layout(**LAYOUT, barmode="group", height=400,
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}}, barmode="group",
+                      height=440,
                       title="Portfolio: what each channel returned across experiments")
     fig.update_xaxes(title_text="channel")
-    fig.update_yaxes(title_text=f"€ of {plotted} (incremental, whole experiment)", row=1,
-                     col=1)
+    # short enough for the plot's height (the panel's title names the metrics)
+    fig.update_yaxes(title_text="€, whole experiment", row=1, col=1)
     fig.update_yaxes(title_text="ROI (×, 95% CI)", row=1, col=2)
     table = pl.DataFrame(
         {"experiment": [i["experiment"] for i in items], "channel": [i["channel"] for i in items],

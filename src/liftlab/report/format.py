@@ -102,6 +102,7 @@ TEST_NAME = {
     "event": "the response-count test (first responses per arm)",
     "group_sequential": "the group-sequential test at a planned look",
     "srm": "the sequential sample-ratio test",
+    "fixed_horizon": "the scorecard's fixed-horizon test at the planned end",
 }
 
 
