@@ -1,7 +1,9 @@
-"""The index at the end of an experiment (issue 21): a healthy experiment that ran to its
-planned end without a sequential decision is decided by the scorecard's fixed-horizon test,
-and says so; an inconclusive one still needs a person; a failed health check keeps it out
-of "decided". The portfolio's euro axis title fits its plot."""
+"""What the pages still got wrong when looked at as an analyst (issue 21): a healthy
+experiment that ran to its planned end without a sequential decision is decided by the
+scorecard's fixed-horizon test, and says so (an inconclusive one still needs a person; a
+failed health check keeps it out of "decided"); the portfolio's euro axis title fits its
+plot; an open conversion window, a design check at warning and poor convergence mark the
+numbers they undermine."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pathlib import Path
 
 from liftlab.report import charts
 from liftlab.report.daily import DailyRun, Outcome, render_index, since_yesterday
+from liftlab.report.pages import render_experiment
 from test_daily import DATE
 from test_report import load
 
@@ -83,3 +86,81 @@ def test_the_portfolio_euro_axis_title_fits_its_plot():
     for axis in (layout.yaxis, layout.yaxis2):
         assert len(axis.title.text) * 7.5 < 0.8 * plot_height, axis.title.text
     assert "Incremental revenue (primary metric)" in [a.text for a in layout.annotations]
+
+
+def _section(html: str, section: str, following: str) -> str:
+    return html[html.index(f'id="{section}"') : html.index(f'id="{following}"')]
+
+
+def test_an_open_conversion_window_marks_every_lift_provisional(tmp_path: Path):
+    """email-flash is on day 8 of 21: its scorecard, guardrails and money say the numbers are
+    provisional and mark each one; a finished experiment carries no such mark."""
+    running = load("email-flash")
+    html = render_experiment(running, tmp_path)
+    score = _section(html, "scorecard", "guardrails")
+    assert "Provisional numbers (marked …)" in score and "8.0 of 21 days observed" in score
+    rows = [e for e in running["effects"] if e["segment"] is None and not e["guardrail"]]
+    assert score.count('class="provisional"') == 6 * len(rows)  # n, means, 2 lifts, p, P(>0)
+    for section, following in (("guardrails", "over-time"), ("money", "segments")):
+        assert "Provisional numbers" in _section(html, section, following), section
+    ended = render_experiment(load("spring-factorial"), tmp_path)
+    assert 'class="provisional' not in ended and "Provisional numbers" not in ended
+
+
+def test_a_design_warning_is_a_caveat_and_poor_convergence_marks_the_posteriors(tmp_path: Path):
+    r = copy.deepcopy(load("spring-factorial"))
+    check = r["health"]["design_checks"][0]
+    check.update(status="warning", share=0.031)
+    r["bayes"] = {
+        **(r.get("bayes") or {}),
+        "diagnostics": {"warnings": ["r_hat 1.08 > 1.01"], "r_hat_max": 1.08, "divergences": 3},
+    }
+    html = render_experiment(r, tmp_path)
+    score = _section(html, "scorecard", "guardrails")
+    assert f"Design check at warning: {check['channel']} {check['check']} 3.1%." in score
+    doubts = [e for e in r["effects"] if e["segment"] is None and not e["guardrail"]]
+    assert score.count('class="provisional doubt"') == len(doubts)  # P(lift > 0)
+    bayes = _section(html, "bayes", "plan")
+    assert "Doubtful posteriors" in bayes and "r_hat 1.08 &gt; 1.01" in bayes
+    r["health"]["srm_ok"] = False  # an alarm outranks a caveat: one mark, the red one
+    alarmed = render_experiment(r, tmp_path)
+    assert 'class="provisional' not in _section(alarmed, "scorecard", "guardrails")
+    assert "Do not trust these numbers yet" in alarmed
+
+
+def test_poor_convergence_of_the_dose_response_model_marks_the_optimum(tmp_path: Path):
+    """The dose-response example as `liftlab analyze` writes it on the synthetic retailer of
+    ``app.synth_pressure`` (its sampler warned of divergences): the health strip says so and
+    every optimum, gain and P(pays) of the pressure section is marked doubtful."""
+    r = load("email-frequency")
+    assert r["pressure"]["diagnostics"]["warnings"]
+    html = render_experiment(r, tmp_path)
+    assert "Convergence (dose-response)" in html
+    start = html.index('id="pressure"')
+    section = html[start : html.index("</section>", start)]
+    assert "Doubtful optimum, gains and P(pays)" in section
+    rows = 1 + len(r["pressure"]["segments"])
+    assert section.count('class="provisional doubt"') == 3 * rows
+    r["pressure"]["diagnostics"]["warnings"] = []
+    assert 'class="provisional doubt"' not in render_experiment(r, tmp_path)
+
+
+def test_the_guardrails_card_names_each_harmed_metric_once(tmp_path: Path):
+    """email-frequency harms unsubscribe and complaint on all four dose arms: the health card
+    says so once per metric (each arm's lift follows)."""
+    r = load("email-frequency")
+    html = render_experiment(r, tmp_path)
+    assert "harm on unsubscribe, complaint;" in html
+
+
+def test_the_forest_and_segment_charts_say_which_estimate_they_draw():
+    r = load("spring-factorial")
+    forest = charts.forest(r["effects"], "revenue", "f")
+    assert "95% CI; CUPED-adjusted;" in forest.figure.layout.title.text
+    assert "95% CI; raw;" in charts.forest(r["effects"], "aov", "f").figure.layout.title.text
+    seg = charts.segments(r["effects"], "revenue", "region", "s")
+    assert seg.figure.layout.title.text.endswith("(95% CI; CUPED-adjusted)")
+    capped = [{**e, "winsorize": 0.99, "winsorize_cap": 412.3} for e in r["effects"]]
+    assert "CUPED-adjusted, winsorised at € 412.30 (p99);" in (
+        charts.forest(capped, "revenue", "f").figure.layout.title.text
+    )

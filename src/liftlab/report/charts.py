@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from liftlab.report.format import decided_by, rel_floor
+from liftlab.report.format import decided_by, estimate_label, rel_floor
 
 GREEN, RED, GREY, BLUE = "#1b7f3b", "#b42318", "#667085", "#1f5fbf"
 PALETTE = ("#1f5fbf", "#e07b00", "#6941c6", "#0e9384", "#c11574", "#667085")
@@ -69,7 +69,7 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
                           "<br>p = %{customdata[2]:.4f} · %{customdata[3]}<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI; "
-                      "▲ desired, ▼ undesired, ● inconclusive)",
+                      f"{_labels(rows)}; ▲ desired, ▼ undesired, ● inconclusive)",
                       height=140 + 45 * max(len(rows), 1), showlegend=True,
                       xaxis_title="relative lift (%)", yaxis_title="channel / arm")
     table = pl.DataFrame({
@@ -161,7 +161,8 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
             hovertemplate="%{customdata[0]} (n=%{customdata[1]:,})<br>lift %{x:+.4g}<extra>"
                           + comp + "</extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
-    fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI)",
+    fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI; "
+                      f"{_labels(rows)})",
                       height=170 + 26 * max(len(values), 1) * max(len(comps), 1),
                       xaxis_title=f"lift in {metric} per unit",
                       yaxis=dict(title=f"{dimension} (units compared)",
@@ -182,6 +183,11 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                 "n_holdout": pl.Int64, "lift_abs": pl.Float64, "lift_abs_lo": pl.Float64,
                 "lift_abs_hi": pl.Float64})
     return Chart(key, f"Segments: {metric} by {dimension}", fig, table)
+
+
+def _labels(rows: list[dict[str, Any]]) -> str:
+    """Which estimate the chart's points are (``estimate_label``), each said once."""
+    return " / ".join(dict.fromkeys(estimate_label(e) for e in rows)) or "raw"
 
 
 def _span(ns: list[int]) -> str:
