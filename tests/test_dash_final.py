@@ -164,3 +164,34 @@ def test_the_forest_and_segment_charts_say_which_estimate_they_draw():
     assert "CUPED-adjusted, winsorised at € 412.30 (p99);" in (
         charts.forest(capped, "revenue", "f").figure.layout.title.text
     )
+
+
+def test_the_shared_tables_note_survives_a_geo_test_on_the_index(tmp_path: Path):
+    """The returns note every customer-level experiment carries is said once on the index even
+    when a geo test (which reads its own table and carries no such note) runs beside them."""
+    geo = copy.deepcopy(load("web-onboarding"))
+    geo["health"]["warnings"] = []
+    outcomes = [
+        _outcome(load("email-flash")),
+        _outcome(load("spring-factorial")),
+        Outcome("tv", "TV", "tv.yaml", geo),
+    ]
+    html = render_index(DailyRun(DATE, tuple(outcomes), tmp_path), tmp_path)
+    note = next(
+        w["message"]
+        for w in load("email-flash")["health"]["warnings"]
+        if w["code"] == "data_quality"
+    )
+    assert "About the shared tables every experiment reads" in html and html.count(note) == 1
+
+
+def test_the_index_marks_a_running_experiment_provisional_and_signs_ratios(tmp_path: Path):
+    """email-flash's conversion window is open: its row says "… provisional" (with why) where
+    a finished experiment says healthy; a negative ROI bound reads with a minus sign."""
+    from liftlab.report import format as fmt
+
+    html = render_index(DailyRun(DATE, (_outcome(load("email-flash")),), tmp_path), tmp_path)
+    assert "… provisional" in html and "8.0 of 21 days observed" in html
+    done = render_index(DailyRun(DATE, (_outcome(load("spring-factorial")),), tmp_path), tmp_path)
+    assert "… provisional" not in done
+    assert fmt.ratio(-0.0213) == "−0.02×" and fmt.ratio(-12.4) == "−12×"

@@ -171,7 +171,7 @@ def test_index_counts_and_one_row_per_channel(tmp_path: Path):
                      "with warnings": "0"}
     returns = next(w["message"] for w in ended["health"]["warnings"]
                    if w["code"] == "data_quality")
-    assert html.count(returns) == 1 and "About the data of every experiment" in html
+    assert html.count(returns) == 1 and "About the shared tables every experiment reads" in html
     body = html[html.index("<tbody>"):html.index("</tbody>")]
     rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
     assert len(rows) == 3 + 1 + 1

@@ -318,10 +318,12 @@ def render_index(run: DailyRun, folder: Path) -> str:
 
 
 def shared_notes(outcomes: Sequence[Outcome]) -> list[str]:
-    """Data-quality messages every analysed experiment carries (they are about the shared
-    tables, such as returns in orders): said once on the index, not on every row."""
-    sets = [{w["message"] for w in _warnings(o.result) if w.get("code") == "data_quality"}
-            for o in outcomes if o.result is not None]
+    """Data-quality messages every experiment that reads the shared tables carries (such as
+    returns in orders; a geo test reads its own table and carries none): said once on the
+    index, not on every row."""
+    sets = [found for o in outcomes if o.result is not None
+            for found in [{w["message"] for w in _warnings(o.result)
+                           if w.get("code") == "data_quality"}] if found]
     if len(sets) < 2:
         return []
     return sorted(set.intersection(*sets))
@@ -379,6 +381,8 @@ def _index_rows(o: Outcome) -> list[dict[str, Any]]:
               "text": f"{SEVERITY[w.get('severity', 'warning')][1]} {w['code']}",
               "title": w.get("message", "")} for w in _warnings(r)
              if w.get("severity") != "info"]
+    flags += [{"cls": "warn", "text": "… provisional", "title": w.get("message", "")}
+              for w in _warnings(r) if w.get("code") == "immature_window"]
     base.update(href=f"experiments/{o.id}/index.html", decision="continue",
                 days=f"{r.get('days_run', 0):.0f} / {r.get('days_planned', '')}",
                 flags=flags or [{"cls": "ok", "text": "✔ healthy", "title": ""}])

@@ -52,7 +52,7 @@ def ratio(x: Any) -> str:
     """A return per euro spent (ROI, ROAS): 2.3x, 597x."""
     if not _ok(x):
         return "–"
-    return f"{x:,.2f}×" if abs(x) < 10 else f"{x:,.0f}×"
+    return (f"{x:,.2f}×" if abs(x) < 10 else f"{x:,.0f}×").replace("-", "−")
 
 
 def interval(ci: Any, fmt: str = "pct") -> str:

@@ -156,7 +156,8 @@ def _score_row(e: dict[str, Any]) -> dict[str, Any]:
         "abs_ci": _value_ci(e.get("lift_abs_ci"), metric, kind),
         "lift_rel": pct(e.get("lift_rel")), "lift_rel_raw": _raw(e.get("lift_rel")),
         "rel_ci": _rel_interval(e), "p": _p_text(e),
-        "p_raw": _raw(e.get("p_adjusted", e.get("p_value"))),
+        "p_raw": _raw(e["p_adjusted"] if e.get("p_adjusted") is not None
+                      else e.get("p_value")),
         "method": _p_title(e),
         "level": _level_note(e),
         "prob": pct(prob, signed=False) if prob is not None else "–",
