@@ -195,3 +195,10 @@ def test_the_index_marks_a_running_experiment_provisional_and_signs_ratios(tmp_p
     done = render_index(DailyRun(DATE, (_outcome(load("spring-factorial")),), tmp_path), tmp_path)
     assert "… provisional" not in done
     assert fmt.ratio(-0.0213) == "−0.02×" and fmt.ratio(-12.4) == "−12×"
+
+
+def test_the_posterior_labels_are_not_cut_at_the_plot_edge():
+    """P(>0) sits above each point: the top row's label would be clipped by the plot area."""
+    chart = charts.posteriors(load("web-onboarding")["effects"], "p")
+    assert chart is not None
+    assert all(t.cliponaxis is False for t in chart.figure.data)

@@ -106,7 +106,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
             x=means, y=[[e["metric"] for e in sub], [comp] * len(sub)], name=comp,
             mode="markers+text", marker=dict(color=colour[comp], size=10),
             text=[f"P(>0) {p:.0%}" if _finite(p) else "" for p in prob],
-            textposition="top center",
+            textposition="top center", cliponaxis=False,  # the top row's label shows whole
             error_x=dict(type="data", symmetric=False,
                          array=[_gap(h, 1, m / 100) * 100 for h, m in zip(hdi, means,
                                                                           strict=True)],
@@ -228,14 +228,15 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
                   annotation_position="bottom left")
     fig.update_layout(**LAYOUT, height=720, legend=dict(orientation="h", y=-0.12),
                       title=f"{metric}{f' / {variant}' if variant else ''}: the two sequential "
-                      "tests per channel, and units per arm")
+                      "tests per channel, and matured units per arm")
     fig.update_yaxes(title=dict(text=f"lift test: {metric} per matured unit<br>"
                                 "(within the response window)", font=dict(size=11)),
                      row=1, col=1, range=_settled_range(settled))
     fig.update_yaxes(title=dict(text="response-count test:<br>rate ratio treat. / hold.",
                                 font=dict(size=11)), row=2, col=1, type="log",
                      range=_log_range(ratios))
-    fig.update_yaxes(title=dict(text="units (cumulative)", font=dict(size=11)), row=3, col=1)
+    fig.update_yaxes(title=dict(text="matured units<br>(cumulative)", font=dict(size=11)),
+                     row=3, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
     table = pl.DataFrame({
         "channel": [r.get("channel") for r in rows], "variant": [variant] * len(rows),
@@ -302,11 +303,12 @@ def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str,
 
 
 def _units(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str) -> None:
-    """One channel's cumulative units per arm (the split made visible)."""
+    """One channel's cumulative units per arm whose response window has closed (those the
+    lift test reads; the split made visible)."""
     label = f"{channel}: " if channel else ""
     for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
         fig.add_trace(go.Scatter(x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
-                                 name=f"{label}units, {arm}", legendgroup=channel,
+                                 name=f"{label}matured units, {arm}", legendgroup=channel,
                                  line=dict(color=colour, dash=dash),
                                  hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
                                  "<extra>" + channel + "</extra>"), row=3, col=1)

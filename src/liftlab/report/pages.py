@@ -125,7 +125,7 @@ def _caveat(r: dict[str, Any]) -> list[str]:
     window still open (late conversions to come) or a design check at warning level (such as
     some contamination of the holdout)."""
     h = r["health"]
-    reasons = [f"Provisional: {w['message']}." for w in h.get("warnings") or []
+    reasons = [f"{w['message'][:1].upper()}{w['message'][1:]}." for w in h.get("warnings") or []
                if w.get("code") == "immature_window"]
     reasons += [f"Design check at warning: {c['channel']} {c['check']}"
                 + (f" {c['share']:.1%}." if isinstance(c.get("share"), float) else ".")
