@@ -8,6 +8,7 @@ numbers they undermine."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 from liftlab.report import charts
@@ -202,3 +203,16 @@ def test_the_posterior_labels_are_not_cut_at_the_plot_edge():
     chart = charts.posteriors(load("web-onboarding")["effects"], "p")
     assert chart is not None
     assert all(t.cliponaxis is False for t in chart.figure.data)
+
+
+def test_an_adjusted_interval_says_its_level_under_both_lifts(tmp_path: Path):
+    """After a multiple-testing adjustment the relative interval is the wider one too (its
+    level under it, as under the absolute one), not the 95% the header names."""
+    r = load("spring-factorial")
+    html = render_experiment(r, tmp_path)
+    score = _section(html, "scorecard", "guardrails")
+    cells = re.findall(r'<td class="num lift"[^>]*>(.*?)</td>', score, re.S)
+    adjusted = [e for e in r["effects"] if e["segment"] is None and not e["guardrail"]]
+    for e, (rel, ab) in zip(adjusted, zip(cells[::2], cells[1::2], strict=True), strict=True):
+        note = f"{e['ci_level'] * 100:.4g}% CI (adjusted)"
+        assert (note in rel, note in ab) == ((e["p_adjusted"] is not None,) * 2), e["metric"]
