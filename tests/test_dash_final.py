@@ -193,6 +193,7 @@ def test_the_index_marks_a_running_experiment_provisional_and_signs_ratios(tmp_p
 
     html = render_index(DailyRun(DATE, (_outcome(load("email-flash")),), tmp_path), tmp_path)
     assert "… provisional" in html and "8.0 of 21 days observed" in html
+    assert re.search(r'data-status="with warnings"><b>0</b>', html)  # a note, not a warning
     done = render_index(DailyRun(DATE, (_outcome(load("spring-factorial")),), tmp_path), tmp_path)
     assert "… provisional" not in done
     assert fmt.ratio(-0.0213) == "−0.02×" and fmt.ratio(-12.4) == "−12×"

@@ -308,7 +308,8 @@ def render_index(run: DailyRun, folder: Path) -> str:
     return ENV.get_template("index.html.j2").render(
         title=f"Daily report {run.date}", date=run.date.isoformat(), freshness=run.freshness,
         counts=counts, shared=shared,
-        warned=len({r["id"] for r in rows if any(f["cls"] != "ok" for f in r["flags"])}),
+        warned=len({r["id"] for r in rows if any(f["cls"] in ("amber", "bad")
+                                                 for f in r["flags"])}),
         since=since_yesterday(run.summary(), _yesterday(run)),
         status_cls={"running": "warn", "decided": "ok", "needs attention": "amber",
                     "failed": "bad"},
