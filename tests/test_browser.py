@@ -165,6 +165,36 @@ def test_no_card_scrolls_sideways_at_1280px(report: Path, browser):
         page.close()
 
 
+def test_no_axis_title_is_clipped_at_1280px(report: Path, browser):
+    """Every axis title of every chart (the portfolio's euro axis among them) lies inside its
+    figure at 1280 px: none runs past the top or the bottom of the plot and gets cut."""
+    context, _ = browser
+    pages = [report / "index.html", report / "multichannel.html",
+             *sorted(report.glob("experiments/*/index.html"))]
+    checked = 0
+    for path in pages:
+        page, errors = _open(context, path.as_uri())
+        page.set_viewport_size({"width": 1280, "height": 900})
+        page.wait_for_timeout(200)
+        found = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+            .flatMap(el => {
+                const box = el.querySelector('svg.main-svg').getBoundingClientRect();
+                return Array.from(el.querySelectorAll('.g-xtitle text, .g-ytitle text, '
+                                                      + '.g-y2title text'))
+                    .filter(t => t.textContent)
+                    .map(t => { const r = t.getBoundingClientRect();
+                        return [el.id, t.textContent, r.top >= box.top - 0.5
+                                && r.bottom <= box.bottom + 0.5 && r.left >= box.left - 0.5
+                                && r.right <= box.right + 0.5]; }); })""")
+        page.close()
+        assert errors == []
+        assert [f for f in found if not f[2]] == [], path
+        checked += len(found)
+        if path.name == "index.html" and path.parent == report:
+            assert any("€" in f[1] for f in found)  # the portfolio's euro axis was checked
+    assert checked > 20
+
+
 def test_a_standalone_dashboard_has_no_link_to_itself(tmp_path: Path, browser):
     """liftlab analyze writes dashboard.html with itself as home: no "← daily report" link
     leading back to the same page; the daily report's pages keep theirs."""
@@ -264,10 +294,15 @@ def test_scorecard_numbers_are_results_json(report: Path, browser):
         want = ([e for e in overall if not e.get("guardrail")]
                 + [e for e in overall if e.get("guardrail")])
         assert len(rows) == len(want) and errors == []
+        # a conversion window still open marks every lift provisional ("…")
+        provisional = any(w["code"] == "immature_window" for w in r["health"]["warnings"])
+        assert provisional == (r["experiment"] == "email-flash")
         for row, e in zip(rows, want, strict=True):
             arm = e["channel"] + (f" / {e['variant']}" if e.get("variant") else "")
             assert row[0][0].splitlines()[0] == e["metric"] and row[1][0] == arm
-            assert row[4][0].splitlines()[0] == fmt.pct(e["lift_rel"]), (e["metric"], arm)
+            lift = row[4][0].splitlines()[0]
+            assert lift.startswith("… ") == provisional, (e["metric"], arm)
+            assert lift.removeprefix("… ") == fmt.pct(e["lift_rel"]), (e["metric"], arm)
             assert row[4][1] == repr(e["lift_rel"])
             p = e["p_adjusted"] if e.get("p_adjusted") is not None else e["p_value"]
             assert row[7][1] == repr(p) and fmt.pvalue(p) in row[7][0]

@@ -153,6 +153,7 @@ def test_since_yesterday_reads_the_previous_days_report(tmp_path: Path):
 
     out = tmp_path / "reports"
     before = three_channel_timeline()
+    before["status"] = "running"  # not yet at its end (where the scorecard decides)
     after = _decide(before, "email")
     after["health"]["warnings"].append(
         {"code": "data", "severity": "warning", "message": "something new"}

@@ -72,24 +72,15 @@ def test_no_p_equals_less_than_on_any_page(tmp_path: Path):
 
 
 def three_channel_timeline() -> dict:
-    """The factorial's results with the monitor's timeline as it is now: one row per hour and
-    channel, interleaved, and a channel decided before its first estimable look."""
+    """The factorial's results as the monitor writes them: one timeline row per hour and
+    channel, interleaved, and mail decided (by the response-count test) before the first
+    look at which its lift test can estimate anything."""
     r = load("spring-factorial")
-    hours = r["sequential"]["timeline"]
-    rows = []
-    for h in hours:
-        for k, channel in enumerate(("email", "mail", "sms")):
-            est = None if h["estimate"] is None else h["estimate"] + k
-            ratio = None if est is None else 1.1 + 0.05 * k  # the response-count test
-            rows.append({**h, "channel": channel, "estimate": est, "rate_ratio": ratio,
-                         "rate_ratio_ci": [None, None] if ratio is None else [0.9, 1.4]})
-    first = next(h["at"] for h in hours if h["estimate"] is not None)
-    r["sequential"]["timeline"] = rows
-    r["sequential"]["comparisons"] = [
-        {"channel": c, "variant": None, "metric": "revenue", "decision": d, "decided_at": at}
-        for c, d, at in (("email", "continue", None), ("sms", "continue", None),
-                         ("mail", "treatment_wins", "2026-02-02T11:00:00Z"))]
-    assert first > "2026-02-02T11:00:00Z"
+    rows = r["sequential"]["timeline"]
+    assert sorted(rows[k]["channel"] for k in range(3)) == ["email", "mail", "sms"]
+    first = next(t["at"] for t in rows if t["channel"] == "mail" and t["estimate"] is not None)
+    (mail,) = [c for c in r["sequential"]["comparisons"] if c["channel"] == "mail"]
+    assert mail["decision"] == "treatment_wins" and mail["decided_at"] < first
     return r
 
 
@@ -99,6 +90,8 @@ def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
     decision marker sits before the first plotted point."""
     r = three_channel_timeline()
     seq = r["sequential"]
+    (mail,) = [c for c in seq["comparisons"] if c["channel"] == "mail"]
+    mail["decided_at"] = "2026-02-02T09:00:00Z"  # before the first look the chart plots
     chart = charts.timeline(seq, r["primary_metric"], None, "t")
     assert chart is not None
     lines = [t for t in chart.figure.data if t.name.endswith(": lift")]
@@ -116,7 +109,7 @@ def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
     assert all(t.name.startswith(f"{t.legendgroup}: ") for t in chart.figure.data)
     assert chart.table["channel"].unique().sort().to_list() == sorted(r["channels"])
     assert "response window" in chart.figure.layout.yaxis.title.text
-    first = min(x for t in lines for x in t.x)
+    first = min(x for t in chart.figure.data if t.legendgroup == "mail" for x in t.x)
     markers = [s.x0 for s in chart.figure.layout.shapes if s.line.dash == "dash"]
     assert markers and all(x >= first for x in markers)
     notes = " ".join(a.text for a in chart.figure.layout.annotations)
@@ -146,7 +139,9 @@ def _decided() -> dict:
 def test_index_statuses_mean_what_they_say():
     decided = _decided()
     harmed = load("spring-factorial")  # an error-level warning: harm on a guardrail
-    ended = load("web-onboarding")
+    harmed["health"]["warnings"].append({"code": "harm", "severity": "error", "message":
+                                         "sequential monitor: harm since 2026-02-10 08:00 UTC"})
+    ended = _inconclusive(load("web-onboarding"))
     ended.update(status="ended", sequential=None)
     running = load("email-flash")
     running.update(status="running", sequential={"decision": "continue"})
@@ -154,6 +149,8 @@ def test_index_statuses_mean_what_they_say():
     srm["health"]["srm_ok"] = False
     assert _outcome("a", decided).status == "decided"
     assert _outcome("b", ended).status == "needs attention"  # ended without any decision
+    ended["effects"] = load("web-onboarding")["effects"]  # its fixed-horizon verdict: desired
+    assert _outcome("g", ended).status == "decided"
     assert _outcome("c", running).status == "running"
     assert _outcome("d", srm).status == "needs attention"
     assert _outcome("f", harmed).status == "needs attention"
@@ -162,7 +159,7 @@ def test_index_statuses_mean_what_they_say():
 
 def test_index_counts_and_one_row_per_channel(tmp_path: Path):
     fact = _decided()
-    ended = load("web-onboarding")
+    ended = _inconclusive(load("web-onboarding"))
     ended.update(status="ended", sequential=None)
     run = DailyRun(DATE, (_outcome("spring-factorial", fact), _outcome("web-onboarding", ended),
                           _outcome("broken", error="boom")), tmp_path)
@@ -174,7 +171,7 @@ def test_index_counts_and_one_row_per_channel(tmp_path: Path):
                      "with warnings": "0"}
     returns = next(w["message"] for w in ended["health"]["warnings"]
                    if w["code"] == "data_quality")
-    assert html.count(returns) == 1 and "About the data of every experiment" in html
+    assert html.count(returns) == 1 and "About the shared tables every experiment reads" in html
     body = html[html.index("<tbody>"):html.index("</tbody>")]
     rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
     assert len(rows) == 3 + 1 + 1
@@ -186,15 +183,29 @@ def test_index_counts_and_one_row_per_channel(tmp_path: Path):
         assert fmt.interval(e["roi_ci"], "ratio") in c[7]
         assert f">{e['verdict']}<" in c[5]  # the scorecard's verdict, next to the monitor's
         assert "CUPED-adjusted" in c[3]
+    # email and sms: no sequential decision, so their fixed-horizon verdict at the planned end
     assert [re.search(r'class="badge [\w-]+">([^<]+)<', c[6]).group(1) for c in cells[:3]] == [
-        "ended, no decision", "ended, no decision", "treatment_wins"]
+        "treatment_wins", "treatment_wins", "treatment_wins"]
+    assert [("fixed-horizon" in c[6], "response-count" in c[6]) for c in cells[:3]] == [
+        (True, False), (True, False), (False, True)]
     assert "ended, no decision" in cells[3][6]
+
+
+def _inconclusive(r: dict) -> dict:
+    """The result with its primary metric's verdict inconclusive on every channel."""
+    for e in r["effects"]:
+        if e["metric"] == r["primary_metric"] and e["segment"] is None:
+            e["verdict"] = "inconclusive"
+    return r
 
 
 def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_path: Path):
     """The fixtures hold binary guardrails whose Fieller/HDI lower ends are far below −100%:
     no page says so (they read "≥ −100%"), no chart draws it, results.json keeps them."""
-    run = run_daily(specs(), DATE, tmp_path / "reports", fixture_analyze)
+    def analyze(spec, as_of):
+        return _below_minus_100(fixture_analyze(spec, as_of))
+
+    run = run_daily(specs(), DATE, tmp_path / "reports", analyze)
     shown = []
     for page in run.folder.rglob("*.html"):
         text = page.read_text()
@@ -203,7 +214,7 @@ def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_pat
     assert shown == []
     assert "[≥ −100%," in (run.folder / "experiments" / "email-flash" / "index.html").read_text()
     for name in ("email-flash", "spring-factorial"):
-        effects = load(name)["effects"]
+        effects = _below_minus_100(load(name))["effects"]
         for chart in (charts.forest(effects, "unsubscribe", "f"),
                       charts.posteriors(effects, "p")):
             for t in chart.figure.data:
@@ -211,6 +222,17 @@ def test_relative_intervals_of_rates_and_counts_never_go_below_minus_100(tmp_pat
                 assert min(lows) >= -100 - 1e-9, (name, chart.key)
     raw = json.loads((run.folder / "experiments" / "email-flash" / "results.json").read_text())
     assert min(e["lift_rel_ci"][0] for e in raw["effects"] if e["lift_rel_ci"][0] is not None) < -1
+
+
+def _below_minus_100(r: dict) -> dict:
+    """The result with its binary guardrails' relative intervals and HDIs reaching far below
+    −100%, as Fieller's interval and the posterior of a ratio of rare rates can."""
+    for e in r["effects"]:
+        if e["guardrail"] and e["metric_kind"] == "binary":
+            e["lift_rel_ci"] = [-1.608, e["lift_rel_ci"][1]]
+            if e.get("bayes") and e["bayes"].get("hdi_rel"):
+                e["bayes"]["hdi_rel"] = [-1.5, e["bayes"]["hdi_rel"][1]]
+    return r
 
 
 def test_srm_warning_is_a_sentence_not_a_python_dict(tmp_path: Path):

@@ -142,9 +142,12 @@ def test_csv_tables_hold_the_exact_values_behind_the_charts(tmp_path: Path):
     net = sum(e["incremental_margin"] - e["cost"] for e in r["effects"]
               if e["segment"] is None and e["metric"] == r["primary_metric"])
     assert money["eur"].sum() == pytest.approx(net)
-    timeline = pl.read_csv(tables / "spring-factorial-timeline-0.csv")
-    points = [t for t in r["sequential"]["timeline"]
-              if t["estimate"] is not None or t.get("rate_ratio") is not None]
+    timeline = pl.read_csv(tables / "spring-factorial-timeline-0.csv",
+                           infer_schema_length=None).sort(
+        "channel", "at", maintain_order=True)
+    points = sorted((t for t in r["sequential"]["timeline"]
+                     if t["estimate"] is not None or t.get("rate_ratio") is not None),
+                    key=lambda t: (t["channel"], t["at"]))
     assert timeline.height == len(points)
     assert [x is None for x in timeline["estimate"]] == [t["estimate"] is None for t in points]
     assert timeline["estimate"].drop_nulls().to_list() == pytest.approx(
@@ -165,7 +168,9 @@ def test_segment_selector_covers_every_metric_and_dimension(tmp_path: Path):
 
 
 def test_health_strip_reads_without_colour(tmp_path: Path):
-    r = load("spring-factorial")  # stopped for harm on the unsubscribe guardrail
+    r = load("spring-factorial")
+    harmed = next(e for e in r["effects"] if e["guardrail"] and e["segment"] is None)
+    harmed["verdict"] = "undesired"  # harm on the unsubscribe guardrail
     html = render_experiment(r, tmp_path)
     strip = html[html.index('class="strip"'):html.index("</section>", html.index('"strip"'))]
     assert "✖ harm" in strip and "✔ ok" in strip

@@ -1,7 +1,8 @@
 """The table of sufficient statistics, and how to slice it.
 
 Every engine ends in this table: one row per (arm of each channel x segment values), with
-``n``, ``sum:<measure>`` and ``prod:<a>:<b>`` columns. Any marginal (a channel's arm, a
+``n``, ``sum:<measure>`` and ``prod:<a>:<b>`` columns (and ``cap:<measure>``, the cap of a
+winsorised measure, the same on every row). Any marginal (a channel's arm, a
 segment, a factorial cell) is the sum of some of its rows, because sufficient statistics add.
 """
 
@@ -13,7 +14,7 @@ from itertools import product
 
 import polars as pl
 
-from liftlab.spec.aggregation import arm_col, pre_name, prod_col, sum_col
+from liftlab.spec.aggregation import arm_col, cap_col, pre_name, prod_col, sum_col
 from liftlab.spec.models import Experiment
 from liftlab.stats.regression import Moments
 from liftlab.stats.suffstats import ArmStats, RatioStats
@@ -34,6 +35,13 @@ class CellTable:
         for col, value in (segment or {}).items():
             cond = cond & (pl.col(col) == value)
         return self.frame.filter(cond)
+
+    def cap(self, measure: str) -> float | None:
+        """The value a winsorised measure was capped at (None when it was not capped)."""
+        column = cap_col(measure)
+        if column not in self.frame.columns or self.frame.is_empty():
+            return None
+        return float(self.frame[column][0])
 
     def total(self, column: str, rows: pl.DataFrame) -> float:
         return float(rows[column].sum()) if column in rows.columns else 0.0

@@ -81,6 +81,7 @@ class Effect:
     ci_alpha: float | None = None
     covariates: tuple[str, ...] | None = None  # the regression adjustment's, when it applies
     non_inferiority: NonInferiority | None = None  # a guardrail with a margin
+    winsorize_cap: float | None = None  # the per-unit value a winsorised metric was capped at
 
     @property
     def verdict(self) -> Verdict:
@@ -609,7 +610,8 @@ def _effects(spec: Experiment, cells: CellTable, units: Units) -> list[Effect]:
                     out.append(Effect(ch, variant, metric, seg, n_t, n_h, lift, spec.alpha,
                                       total, None if mine is None else mine.roi.cost,
                                       _bayes(spec, metric, cells, t_rows, h_rows, lift), mine,
-                                      covariates=covariates, non_inferiority=ni))
+                                      covariates=covariates, non_inferiority=ni,
+                                      winsorize_cap=cells.cap(metric.name)))
     return out
 
 

@@ -131,6 +131,7 @@ def effect_json(e: Effect) -> dict[str, Any]:
         "cuped": lift.cuped,
         "variance_reduction": lift.variance_reduction,
         "winsorize": e.metric.winsorize,
+        "winsorize_cap": e.winsorize_cap,
         "verdict": e.verdict,
         "error": lift.error,
         "incremental_total": e.incremental_total,

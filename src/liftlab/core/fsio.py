@@ -164,14 +164,16 @@ def claim_root(root: Path, kind: str, force: bool) -> None:
     with a marker; an empty one is adopted; a non-empty one without liftlab's marker needs
     ``force`` (then it is adopted: the marker allows adding entries, never deleting others)."""
     root = Path(root)
-    state, _ = _state(root)
-    if state == "marked":
-        recover_leftovers(root / MARKER)  # a temporary marker of a killed first run
-        return
-    if state == "foreign" and not force:
-        raise _refusal(root, kind, None, [])
-    _ensure_dir(root)
-    atomic_write_json(root / MARKER, _marker(kind))
+    _ensure_dir(root.parent)
+    with _dir_lock(root.parent):  # two first runs at once: the second sees the marker
+        state, _ = _state(root)
+        if state == "marked":
+            recover_leftovers(root / MARKER)  # a temporary marker of a killed first run
+            return
+        if state == "foreign" and not force:
+            raise _refusal(root, kind, None, [])
+        _ensure_dir(root)
+        atomic_write_json(root / MARKER, _marker(kind))
 
 
 def claim_cache(root: Path) -> None:

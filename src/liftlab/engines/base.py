@@ -14,7 +14,7 @@ import polars as pl
 from liftlab.core.errors import Problem, UserError
 from liftlab.data.quality import QualityReport
 from liftlab.engines.units import Units
-from liftlab.spec.aggregation import AggregationPlan
+from liftlab.spec.aggregation import AggregationPlan, cap_col, winsorised
 from liftlab.spec.models import Experiment, Metric
 
 
@@ -148,6 +148,13 @@ def with_landing(plan: AggregationPlan, engine: Engine) -> AggregationPlan:
     if not plan.landing:
         return plan
     return plan.with_landing(engine.distinct("orders", "channel", plan.window))
+
+
+def spread_caps(frame: pl.DataFrame, plan: AggregationPlan) -> pl.DataFrame:
+    """The table with each winsorised measure's ``cap_col`` (its largest capped value per
+    group) set to the largest over the groups: the cap itself, since a unit's value is
+    clipped at the measure's quantile and that quantile never exceeds the largest value."""
+    return frame.with_columns(pl.col(cap_col(m.name)).max() for m in winsorised(plan))
 
 
 def engine_kind(engine: Engine) -> str:

@@ -29,6 +29,7 @@ from liftlab.data.quality import (
     polars_count,
 )
 from liftlab.data.schema import TABLES
+from liftlab.engines.base import spread_caps
 from liftlab.engines.dense import (
     ChannelGuess,
     Groups,
@@ -51,8 +52,10 @@ from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
     AggregationPlan,
     Measure,
+    cap_col,
     prod_col,
     sum_col,
+    winsorised,
 )
 from liftlab.spec.models import Experiment
 from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
@@ -100,12 +103,13 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     aggs = [pl.len().alias("n")]
     aggs += [pl.col(m.name).sum().alias(sum_col(m.name)) for m in plan.measures]
     aggs += [(pl.col(a) * pl.col(b)).sum().alias(prod_col(a, b)) for a, b in plan.products]
+    aggs += [pl.col(m.name).max().alias(cap_col(m.name)) for m in winsorised(plan)]
     keys = list(plan.group_by)
     if not keys:
         return per_unit.select(aggs).collect()
     enums = [k for k in keys if isinstance(units.schema[k], pl.Enum)]  # as the dense route
-    return (per_unit.group_by(keys).agg(aggs).with_columns(pl.col(enums).cast(pl.String))
-            .collect().sort(keys, nulls_last=True))
+    return spread_caps(per_unit.group_by(keys).agg(aggs).with_columns(
+        pl.col(enums).cast(pl.String)).collect().sort(keys, nulls_last=True), plan)
 
 
 def _first_channels(source: FolderSource,
@@ -169,16 +173,17 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
     ids = units[plan.unit].cast(pl.Int64).to_numpy()
-    sum_layout = sum_layout.with_caps({
-        k: pl.Series(unit_measure(acc, ids, slots.lo, sum_layout, k)).quantile(m.winsorize,
-                                                                              "linear")
-        for k, m in enumerate(measures) if m.winsorize is not None})
+    caps = {k: pl.Series(unit_measure(acc, ids, slots.lo, sum_layout, k)).quantile(
+        m.winsorize, "linear") for k, m in enumerate(measures) if m.winsorize is not None}
+    sum_layout = sum_layout.with_caps(caps)
     n, sums, prods = cell_sums(acc, ids, slots.lo, groups, sum_layout)
     seen = np.flatnonzero(n)
     frame = pl.DataFrame([
         *groups.frame(seen).get_columns(), pl.Series("n", n[seen], dtype=pl.UInt32),
         *[pl.Series(sum_col(m.name), sums[seen, position[m.name]]) for m in plan.measures],
-        *[pl.Series(prod_col(a, b), prods[seen, i]) for i, (a, b) in enumerate(plan.products)]])
+        *[pl.Series(prod_col(a, b), prods[seen, i]) for i, (a, b) in enumerate(plan.products)],
+        *[pl.Series(cap_col(m.name), [caps[position[m.name]]] * seen.size, dtype=pl.Float64)
+          for m in winsorised(plan)]])
     keys = list(plan.group_by)
     return frame.sort(keys, nulls_last=True) if keys else frame
 

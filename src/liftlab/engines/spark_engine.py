@@ -32,6 +32,7 @@ from liftlab.data.quality import (
 from liftlab.data.schema import MAX_FLOAT_ID, REQUIRED, TABLES, structural_problems
 from liftlab.engines.base import (
     PolarsOnlyRowWork,
+    spread_caps,
     with_landing,
 )
 from liftlab.engines.units import (
@@ -42,7 +43,15 @@ from liftlab.engines.units import (
     segment_warning,
 )
 from liftlab.spec import filters
-from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec.aggregation import (
+    AggregationPlan,
+    Measure,
+    arm_col,
+    cap_col,
+    prod_col,
+    sum_col,
+    winsorised,
+)
 from liftlab.spec.models import Experiment
 from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 
@@ -293,18 +302,21 @@ class SparkEngine(PolarsOnlyRowWork):
         aggs += [F.sum(safe[m.name]).alias(f"s{i}") for i, m in enumerate(plan.measures)]
         aggs += [F.sum(F.col(safe[a]) * F.col(safe[b])).alias(f"p{i}")
                  for i, (a, b) in enumerate(plan.products)]
+        aggs += [F.max(safe[m.name]).alias(f"c{i}")  # the cap (spread_caps)
+                 for i, m in enumerate(winsorised(plan))]
         grouped = out.select(*keys, *[F.col(c) for c in safe.values()]).groupBy(
             *[f"k{i}" for i in range(len(keys))]).agg(*aggs)
         rows = grouped.collect()
         names = {f"k{i}": k for i, k in enumerate(plan.group_by)}
         names |= {f"s{i}": sum_col(m.name) for i, m in enumerate(plan.measures)}
         names |= {f"p{i}": prod_col(a, b) for i, (a, b) in enumerate(plan.products)}
+        names |= {f"c{i}": cap_col(m.name) for i, m in enumerate(winsorised(plan))}
         names["n"] = "n"
         cols = grouped.columns
         data = {names[c]: [r[c] for r in rows] for c in cols}
         schema = {names[c]: (pl.String if c.startswith("k") else
                              pl.UInt32 if c == "n" else pl.Float64) for c in cols}
-        result = pl.DataFrame(data, schema=schema)
+        result = spread_caps(pl.DataFrame(data, schema=schema), plan)
         key_names = list(plan.group_by)
         return result.sort(key_names, nulls_last=True) if key_names else result
 

@@ -34,6 +34,7 @@ from liftlab.data.quality import (
 from liftlab.data.schema import MAX_FLOAT_ID, TABLES, structural_problems
 from liftlab.engines.base import (
     PolarsOnlyRowWork,
+    spread_caps,
     with_landing,
 )
 from liftlab.engines.dburl import DbUrl, parse_db_url, scrub
@@ -46,7 +47,15 @@ from liftlab.engines.units import (
     segment_warning,
 )
 from liftlab.spec import filters
-from liftlab.spec.aggregation import AggregationPlan, Measure, arm_col, prod_col, sum_col
+from liftlab.spec.aggregation import (
+    AggregationPlan,
+    Measure,
+    arm_col,
+    cap_col,
+    prod_col,
+    sum_col,
+    winsorised,
+)
 from liftlab.spec.models import Experiment
 from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 
@@ -286,11 +295,12 @@ class SqlEngine(PolarsOnlyRowWork):
         plan = with_landing(plan, self)
         sql, params = self.compile(plan, str(units.frame), experiment_id)
         names = [*plan.group_by, "n", *(sum_col(m.name) for m in plan.measures),
-                 *(prod_col(a, b) for a, b in plan.products)]
+                 *(prod_col(a, b) for a, b in plan.products),
+                 *(cap_col(m.name) for m in winsorised(plan))]
         rows = self.query(sql, params)
         schema = {c: pl.String for c in plan.group_by} | {"n": pl.UInt32} | {
             c: pl.Float64 for c in names[len(plan.group_by) + 1:]}
-        frame = pl.DataFrame(rows, schema=schema, orient="row")
+        frame = spread_caps(pl.DataFrame(rows, schema=schema, orient="row"), plan)
         keys = list(plan.group_by)
         return frame.sort(keys, nulls_last=True) if keys else frame
 
@@ -302,6 +312,7 @@ class SqlEngine(PolarsOnlyRowWork):
         keys = [_quote(k) for k in plan.group_by]
         aggs = ["COUNT(*)"] + [f"SUM({safe[m.name]})" for m in plan.measures]
         aggs += [f"SUM({safe[a]} * {safe[b]})" for a, b in plan.products]
+        aggs += [f"MAX({safe[m.name]})" for m in winsorised(plan)]  # the cap (spread_caps)
         group = f" GROUP BY {', '.join(keys)}" if keys else ""
         select_keys = [f"CAST({k} AS VARCHAR)" for k in keys]
         sql = (f"WITH {', '.join(ctes)} SELECT {', '.join(select_keys + aggs)} "

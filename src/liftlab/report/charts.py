@@ -10,7 +10,7 @@ from typing import Any
 import plotly.graph_objects as go
 import polars as pl
 
-from liftlab.report.format import decided_by, rel_floor
+from liftlab.report.format import decided_by, estimate_label, rel_floor
 
 GREEN, RED, GREY, BLUE = "#1b7f3b", "#b42318", "#667085", "#1f5fbf"
 PALETTE = ("#1f5fbf", "#e07b00", "#6941c6", "#0e9384", "#c11574", "#667085")
@@ -69,7 +69,7 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
                           "<br>p = %{customdata[2]:.4f} · %{customdata[3]}<extra></extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI; "
-                      "▲ desired, ▼ undesired, ● inconclusive)",
+                      f"{_labels(rows)}; ▲ desired, ▼ undesired, ● inconclusive)",
                       height=140 + 45 * max(len(rows), 1), showlegend=True,
                       xaxis_title="relative lift (%)", yaxis_title="channel / arm")
     table = pl.DataFrame({
@@ -77,10 +77,13 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
         "metric": [metric] * len(rows), "lift_rel": [e["lift_rel"] for e in rows],
         "lift_rel_lo": [(e.get("lift_rel_ci") or [None, None])[0] for e in rows],
         "lift_rel_hi": [(e.get("lift_rel_ci") or [None, None])[1] for e in rows],
-        "p_value": [e["p_value"] for e in rows], "verdict": [e["verdict"] for e in rows]},
+        "p_value": [e["p_value"] for e in rows], "verdict": [e["verdict"] for e in rows],
+        "winsorize": [e.get("winsorize") for e in rows],
+        "winsorize_cap": [e.get("winsorize_cap") for e in rows]},
         schema={"channel": pl.String, "variant": pl.String, "metric": pl.String,
                 "lift_rel": pl.Float64, "lift_rel_lo": pl.Float64, "lift_rel_hi": pl.Float64,
-                "p_value": pl.Float64, "verdict": pl.String})
+                "p_value": pl.Float64, "verdict": pl.String, "winsorize": pl.Float64,
+                "winsorize_cap": pl.Float64})
     return Chart(key, f"Forest plot: {metric}", fig, table)
 
 
@@ -103,7 +106,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
             x=means, y=[[e["metric"] for e in sub], [comp] * len(sub)], name=comp,
             mode="markers+text", marker=dict(color=colour[comp], size=10),
             text=[f"P(>0) {p:.0%}" if _finite(p) else "" for p in prob],
-            textposition="top center",
+            textposition="top center", cliponaxis=False,  # the top row's label shows whole
             error_x=dict(type="data", symmetric=False,
                          array=[_gap(h, 1, m / 100) * 100 for h, m in zip(hdi, means,
                                                                           strict=True)],
@@ -158,7 +161,8 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
             hovertemplate="%{customdata[0]} (n=%{customdata[1]:,})<br>lift %{x:+.4g}<extra>"
                           + comp + "</extra>"))
     fig.add_vline(x=0, line=dict(color="#101828", width=1))
-    fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI)",
+    fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI; "
+                      f"{_labels(rows)})",
                       height=170 + 26 * max(len(values), 1) * max(len(comps), 1),
                       xaxis_title=f"lift in {metric} per unit",
                       yaxis=dict(title=f"{dimension} (units compared)",
@@ -179,6 +183,11 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                 "n_holdout": pl.Int64, "lift_abs": pl.Float64, "lift_abs_lo": pl.Float64,
                 "lift_abs_hi": pl.Float64})
     return Chart(key, f"Segments: {metric} by {dimension}", fig, table)
+
+
+def _labels(rows: list[dict[str, Any]]) -> str:
+    """Which estimate the chart's points are (``estimate_label``), each said once."""
+    return " / ".join(dict.fromkeys(estimate_label(e) for e in rows)) or "raw"
 
 
 def _span(ns: list[int]) -> str:
@@ -219,14 +228,15 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
                   annotation_position="bottom left")
     fig.update_layout(**LAYOUT, height=720, legend=dict(orientation="h", y=-0.12),
                       title=f"{metric}{f' / {variant}' if variant else ''}: the two sequential "
-                      "tests per channel, and units per arm")
+                      "tests per channel, and matured units per arm")
     fig.update_yaxes(title=dict(text=f"lift test: {metric} per matured unit<br>"
                                 "(within the response window)", font=dict(size=11)),
                      row=1, col=1, range=_settled_range(settled))
     fig.update_yaxes(title=dict(text="response-count test:<br>rate ratio treat. / hold.",
                                 font=dict(size=11)), row=2, col=1, type="log",
                      range=_log_range(ratios))
-    fig.update_yaxes(title=dict(text="units (cumulative)", font=dict(size=11)), row=3, col=1)
+    fig.update_yaxes(title=dict(text="matured units<br>(cumulative)", font=dict(size=11)),
+                     row=3, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=3, col=1)
     table = pl.DataFrame({
         "channel": [r.get("channel") for r in rows], "variant": [variant] * len(rows),
@@ -293,11 +303,12 @@ def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str,
 
 
 def _units(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str) -> None:
-    """One channel's cumulative units per arm (the split made visible)."""
+    """One channel's cumulative units per arm whose response window has closed (those the
+    lift test reads; the split made visible)."""
     label = f"{channel}: " if channel else ""
     for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
         fig.add_trace(go.Scatter(x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
-                                 name=f"{label}units, {arm}", legendgroup=channel,
+                                 name=f"{label}matured units, {arm}", legendgroup=channel,
                                  line=dict(color=colour, dash=dash),
                                  hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
                                  "<extra>" + channel + "</extra>"), row=3, col=1)
@@ -398,11 +409,12 @@ def portfolio(items: list[dict[str, Any]], key: str) -> Chart | None:
                          array=[_gap(i.get("roi_ci"), 1, i["roi"]) for i in roi],
                          arrayminus=[_gap(i.get("roi_ci"), 0, i["roi"]) for i in roi]),
             hovertemplate="%{x}: ROI %{y:,.2f}<extra>" + exp + "</extra>"), row=1, col=2)
-    fig.update_layout(**LAYOUT, barmode="group", height=400,
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}}, barmode="group",
+                      height=440,
                       title="Portfolio: what each channel returned across experiments")
     fig.update_xaxes(title_text="channel")
-    fig.update_yaxes(title_text=f"€ of {plotted} (incremental, whole experiment)", row=1,
-                     col=1)
+    # short enough for the plot's height (the panel's title names the metrics)
+    fig.update_yaxes(title_text="€, whole experiment", row=1, col=1)
     fig.update_yaxes(title_text="ROI (×, 95% CI)", row=1, col=2)
     table = pl.DataFrame(
         {"experiment": [i["experiment"] for i in items], "channel": [i["channel"] for i in items],

@@ -46,6 +46,10 @@ from liftlab.spec.models import Experiment
 log = logging.getLogger("liftlab.report")
 ENDED_DAYS_SHOWN = 28  # a finished experiment stays on the report for its final readout
 SEVERITY = {"error": ("bad", "✖"), "warning": ("amber", "!"), "info": ("warn", "i")}
+# An ended experiment the monitor left undecided is decided by the scorecard's verdict on
+# its primary metric at the planned end (the test it was sized for).
+FIXED_HORIZON = "fixed_horizon"
+FIXED_HORIZON_DECISION = {"desired": "treatment_wins", "undesired": "treatment_loses"}
 SAFE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,99}")  # the spec's id rule: a file name, never a path
 
 
@@ -219,6 +223,18 @@ def _alarming(r: dict[str, Any]) -> bool:
 
 
 def _channel_decisions(r: dict[str, Any]) -> dict[str, str]:
+    """The decision of each channel (and variant) of the primary metric: the monitor's
+    (``_monitor_decisions``); once a healthy experiment has ended without one, the
+    scorecard's fixed-horizon verdict at the planned end (``FIXED_HORIZON``)."""
+    monitor = _monitor_decisions(r)
+    final = r.get("status") == "ended" and not _alarming(r) and "geo" not in r
+    verdicts = {_arm(e): e.get("verdict") or "" for e in r["effects"]
+                if e["metric"] == r.get("primary_metric") and e["segment"] is None}
+    return {arm: (FIXED_HORIZON_DECISION.get(verdicts.get(arm, ""), d)
+                  if d == "continue" and final else d) for arm, d in monitor.items()}
+
+
+def _monitor_decisions(r: dict[str, Any]) -> dict[str, str]:
     """The sequential decision of each channel (and variant) of the primary metric: its own
     comparison when the monitor reports one, else the experiment's decision. A geo test's is
     its final readout's."""
@@ -232,12 +248,20 @@ def _channel_decisions(r: dict[str, Any]) -> dict[str, str]:
             and e["segment"] is None}
 
 
-def _channel_summary(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per channel (and variant) of the primary metric: the monitor's decision with the test
-    that made it, and the scorecard's verdict (summary.json; tomorrow's "since yesterday")."""
+def _decided_by(r: dict[str, Any]) -> dict[str, str | None]:
+    """Per channel (and variant) of the primary metric: the test that made its decision."""
     seq = r.get("sequential") or {}
     by = {_arm(c): c.get("decided_by") for c in seq.get("comparisons") or []
           if c.get("metric") in (None, r.get("primary_metric"))}
+    monitor = _monitor_decisions(r)
+    return {arm: FIXED_HORIZON if d != monitor[arm] else by.get(arm)
+            for arm, d in _channel_decisions(r).items()}
+
+
+def _channel_summary(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per channel (and variant) of the primary metric: the decision with the test that made
+    it, and the scorecard's verdict (summary.json; tomorrow's "since yesterday")."""
+    by = _decided_by(r)
     decisions = _channel_decisions(r)
     return [{"channel": e["channel"], "variant": e.get("variant"),
              "decision": decisions[_arm(e)], "decided_by": by.get(_arm(e)),
@@ -284,7 +308,8 @@ def render_index(run: DailyRun, folder: Path) -> str:
     return ENV.get_template("index.html.j2").render(
         title=f"Daily report {run.date}", date=run.date.isoformat(), freshness=run.freshness,
         counts=counts, shared=shared,
-        warned=len({r["id"] for r in rows if any(f["cls"] != "ok" for f in r["flags"])}),
+        warned=len({r["id"] for r in rows if any(f["cls"] in ("amber", "bad")
+                                                 for f in r["flags"])}),
         since=since_yesterday(run.summary(), _yesterday(run)),
         status_cls={"running": "warn", "decided": "ok", "needs attention": "amber",
                     "failed": "bad"},
@@ -294,10 +319,12 @@ def render_index(run: DailyRun, folder: Path) -> str:
 
 
 def shared_notes(outcomes: Sequence[Outcome]) -> list[str]:
-    """Data-quality messages every analysed experiment carries (they are about the shared
-    tables, such as returns in orders): said once on the index, not on every row."""
-    sets = [{w["message"] for w in _warnings(o.result) if w.get("code") == "data_quality"}
-            for o in outcomes if o.result is not None]
+    """Data-quality messages every experiment that reads the shared tables carries (such as
+    returns in orders; a geo test reads its own table and carries none): said once on the
+    index, not on every row."""
+    sets = [found for o in outcomes if o.result is not None
+            for found in [{w["message"] for w in _warnings(o.result)
+                           if w.get("code") == "data_quality"}] if found]
     if len(sets) < 2:
         return []
     return sorted(set.intersection(*sets))
@@ -355,12 +382,13 @@ def _index_rows(o: Outcome) -> list[dict[str, Any]]:
               "text": f"{SEVERITY[w.get('severity', 'warning')][1]} {w['code']}",
               "title": w.get("message", "")} for w in _warnings(r)
              if w.get("severity") != "info"]
+    flags += [{"cls": "warn", "text": "… provisional", "title": w.get("message", "")}
+              for w in _warnings(r) if w.get("code") == "immature_window"]
     base.update(href=f"experiments/{o.id}/index.html", decision="continue",
                 days=f"{r.get('days_run', 0):.0f} / {r.get('days_planned', '')}",
                 flags=flags or [{"cls": "ok", "text": "✔ healthy", "title": ""}])
     decisions = _channel_decisions(r)
-    by = {_arm(c): c.get("decided_by") for c in (r.get("sequential") or {})
-          .get("comparisons") or []}
+    by = _decided_by(r)
     effects = [e for e in r["effects"] if e["metric"] == r.get("primary_metric")
                and e["segment"] is None]
     if not effects:

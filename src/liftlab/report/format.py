@@ -52,7 +52,7 @@ def ratio(x: Any) -> str:
     """A return per euro spent (ROI, ROAS): 2.3x, 597x."""
     if not _ok(x):
         return "–"
-    return f"{x:,.2f}×" if abs(x) < 10 else f"{x:,.0f}×"
+    return (f"{x:,.2f}×" if abs(x) < 10 else f"{x:,.0f}×").replace("-", "−")
 
 
 def interval(ci: Any, fmt: str = "pct") -> str:
@@ -102,6 +102,7 @@ TEST_NAME = {
     "event": "the response-count test (first responses per arm)",
     "group_sequential": "the group-sequential test at a planned look",
     "srm": "the sequential sample-ratio test",
+    "fixed_horizon": "the scorecard's fixed-horizon test at the planned end",
 }
 
 
@@ -110,3 +111,23 @@ def decided_by(test: Any) -> str:
     if isinstance(test, str) and test.startswith("guardrail:"):
         return f"the harm test on guardrail {test.split(':', 1)[1]}"
     return TEST_NAME.get(test, "a test the result does not name") if test else ""
+
+
+def estimate_label(e: dict[str, Any]) -> str:
+    """Which estimate a number is: CUPED-adjusted, winsorised (at which value and quantile)
+    or raw."""
+    parts = ["CUPED-adjusted" if e.get("cuped") else ""]
+    if e.get("winsorize"):
+        parts.append(winsorised(e))
+    return ", ".join(p for p in parts if p) or "raw"
+
+
+def winsorised(e: dict[str, Any]) -> str:
+    """"winsorised at € 412.30 (p99.5)": the cap the engine applied (per unit, in the
+    metric's unit) and its quantile; the quantile alone in a results.json without the cap."""
+    q, cap = e["winsorize"] * 100, e.get("winsorize_cap")
+    if not isinstance(cap, int | float) or not math.isfinite(cap):
+        return f"winsorised at the {q:g}th percentile"
+    unit = (f"€ {cap:,.2f}" if any(m in e["metric"] for m in MONEY_METRICS)
+            else f"{cap:,.4g}")
+    return f"winsorised at {unit} (p{q:g})"

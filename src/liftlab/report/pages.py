@@ -19,6 +19,7 @@ from liftlab.report import charts
 from liftlab.report.charts import Chart
 from liftlab.report.format import (
     decided_by,
+    estimate_label,
     interval,
     money,
     num,
@@ -83,20 +84,21 @@ def _health(r: dict[str, Any]) -> list[dict[str, str]]:
                 "label": "running" if immature else "complete",
                 "title": "Conversion window",
                 "detail": f"{r.get('days_run', 0):.0f} of {r.get('days_planned')} days"})
-    diag = (r.get("bayes") or {}).get("diagnostics") or {}
-    if diag:
-        poor = bool(diag.get("warnings"))
-        out.append({"level": "amber" if poor else "ok", "icon": "!" if poor else "✔",
-                    "label": "poor" if poor else "ok", "title": "Convergence (Bayesian)",
-                    "detail": f"r_hat max {diag.get('r_hat_max', float('nan')):.3f}, "
-                              f"{diag.get('divergences', 0)} divergences"})
+    for key, model in (("bayes", "Bayesian"), ("pressure", "dose-response")):
+        diag = (r.get(key) or {}).get("diagnostics") or {}
+        if diag:
+            poor = bool(diag.get("warnings"))
+            out.append({"level": "amber" if poor else "ok", "icon": "!" if poor else "✔",
+                        "label": "poor" if poor else "ok", "title": f"Convergence ({model})",
+                        "detail": f"r_hat max {diag.get('r_hat_max', float('nan')):.3f}, "
+                                  f"{diag.get('divergences', 0)} divergences"})
     guards = [e for e in r["effects"] if e.get("guardrail") and e["segment"] is None]
     harmed = [e["metric"] for e in guards if e["verdict"] == "undesired"]
     harmed += [g["metric"] for g in (r.get("sequential") or {}).get("guardrails", [])
                if g.get("decision") == "harm" and g["metric"] not in harmed]
     out.append({"level": "bad" if harmed else "ok", "icon": "✖" if harmed else "✔",
                 "label": "harm" if harmed else "ok", "title": "Guardrails",
-                "detail": (f"harm on {', '.join(harmed)}; " if harmed else "")
+                "detail": (f"harm on {', '.join(dict.fromkeys(harmed))}; " if harmed else "")
                 + (", ".join(f"{e['metric']} {_arm(e)} {pct(e.get('lift_rel'))}"
                              for e in guards)
                    or "none defined")})
@@ -118,6 +120,26 @@ def _alarm(h: dict[str, Any]) -> list[str]:
     return reasons
 
 
+def _caveat(r: dict[str, Any]) -> list[str]:
+    """Why the numbers are provisional, short of untrustworthy (``_alarm``): a conversion
+    window still open (late conversions to come) or a design check at warning level (such as
+    some contamination of the holdout)."""
+    h = r["health"]
+    reasons = [f"{w['message'][:1].upper()}{w['message'][1:]}." for w in h.get("warnings") or []
+               if w.get("code") == "immature_window"]
+    reasons += [f"Design check at warning: {c['channel']} {c['check']}"
+                + (f" {c['share']:.1%}." if isinstance(c.get("share"), float) else ".")
+                for c in h.get("design_checks") or [] if c.get("status") == "warning"]
+    return reasons
+
+
+def _convergence(section: dict[str, Any] | None) -> list[str]:
+    """Why a model's posterior numbers are doubtful: its sampler's warnings (``bayes``: P(lift
+    > 0) and the Bayesian section; ``pressure``: the optimum, gain and P(pays))."""
+    diag = (section or {}).get("diagnostics") or {}
+    return [f"Doubtful: {w}." for w in diag.get("warnings") or []]
+
+
 def _score_row(e: dict[str, Any]) -> dict[str, Any]:
     metric, kind = e["metric"], e.get("metric_kind", "mean")
     bayes = e.get("bayes") or {}
@@ -134,7 +156,8 @@ def _score_row(e: dict[str, Any]) -> dict[str, Any]:
         "abs_ci": _value_ci(e.get("lift_abs_ci"), metric, kind),
         "lift_rel": pct(e.get("lift_rel")), "lift_rel_raw": _raw(e.get("lift_rel")),
         "rel_ci": _rel_interval(e), "p": _p_text(e),
-        "p_raw": _raw(e.get("p_adjusted", e.get("p_value"))),
+        "p_raw": _raw(e["p_adjusted"] if e.get("p_adjusted") is not None
+                      else e.get("p_value")),
         "method": _p_title(e),
         "level": _level_note(e),
         "prob": pct(prob, signed=False) if prob is not None else "–",
@@ -155,14 +178,6 @@ METHOD_LABEL = {
     "delta_ratio_regression": "delta method for a ratio metric, regression-adjusted on its "
                               "linearisation; relative interval by Fieller",
 }
-
-
-def estimate_label(e: dict[str, Any]) -> str:
-    """Which estimate a number is: CUPED-adjusted, winsorised (at which quantile) or raw."""
-    parts = ["CUPED-adjusted" if e.get("cuped") else ""]
-    if e.get("winsorize"):
-        parts.append(f"winsorised at the {e['winsorize'] * 100:g}th percentile")
-    return ", ".join(p for p in parts if p) or "raw"
 
 
 def _p_text(e: dict[str, Any]) -> str:
@@ -312,7 +327,9 @@ def render_experiment(r: dict[str, Any], folder: Path, assets: str = "assets",
     return ENV.get_template("experiment.html.j2").render(
         title=r.get("name", exp), r=r, exp=exp, name=r.get("name", exp), primary=primary,
         meta=_meta(r), assets=assets, home=home, version=__version__,
-        health=_health(r), alarm=_alarm(r["health"]), warnings=r["health"].get("warnings", []),
+        health=_health(r), alarm=_alarm(r["health"]), caveat=_caveat(r),
+        convergence=_convergence(r.get("bayes")),
+        pressure_doubt=_convergence(r.get("pressure")), warnings=r["health"].get("warnings", []),
         checks=r["health"].get("data_checks", []), metrics=metrics,
         score_rows=[_score_row(e) for e in overall if not e.get("guardrail")],
         guard_rows=[_score_row(e) for e in overall if e.get("guardrail")],

@@ -98,6 +98,17 @@ def prod_col(a: str, b: str) -> str:
     return f"prod:{a}:{b}"
 
 
+def cap_col(measure: str) -> str:
+    """The column holding the cap a winsorised measure was clipped at: its quantile over the
+    pooled units (the same value on every row of the table of sufficient statistics)."""
+    return f"cap:{measure}"
+
+
+def winsorised(plan: AggregationPlan) -> tuple[Measure, ...]:
+    """The plan's winsorised measures, in the order their ``cap_col`` columns come."""
+    return tuple(m for m in plan.measures if m.winsorize is not None)
+
+
 def pre_name(measure: str) -> str:
     return f"{measure}{PRE}"
 

@@ -216,6 +216,9 @@ class Metric(_Model):
                 raise ValueError("a ratio metric needs 'numerator' and 'denominator'")
             if self.table is not None or self.value is not None:
                 raise ValueError("a ratio metric takes numerator/denominator, not table/value")
+            if self.winsorize is not None:
+                raise ValueError("'winsorize' caps per-unit values of a mean or count metric; "
+                                 "a ratio metric's parts are not capped")
             return self
         if self.table is None:
             raise ValueError(f"a {self.kind} metric needs 'table' (orders, events or contacts)")
