@@ -217,3 +217,19 @@ def test_an_adjusted_interval_says_its_level_under_both_lifts(tmp_path: Path):
     for e, (rel, ab) in zip(adjusted, zip(cells[::2], cells[1::2], strict=True), strict=True):
         note = f"{e['ci_level'] * 100:.4g}% CI (adjusted)"
         assert (note in rel, note in ab) == ((e["p_adjusted"] is not None,) * 2), e["metric"]
+
+
+def test_the_plan_says_which_adjustment_it_assumes(tmp_path: Path):
+    """The plan column states the variance the sizing assumes removed and by which
+    adjustment: Lin's regression on the YAML's covariates, or CUPED with its correlation."""
+    r = copy.deepcopy(load("spring-factorial"))
+    rows = r["plan"]["channels"]
+    rows[0].update(adjustment="lin_regression", variance_reduction=0.475)
+    rows[1].update(adjustment="cuped", variance_reduction=0.25, cuped_rho=0.5)
+    rows[2].update(adjustment="none", variance_reduction=0.0)
+    html = render_experiment(r, tmp_path)
+    assert "variance removed by adjustment" in html and "CUPED correlation" not in html
+    assert "48% (regression)" in html
+    assert "25% (CUPED, ρ 0.50)" in html
+    plan = html[html.index('id="plan"'):]
+    assert re.search(r'<td class="num">none</td>', plan)

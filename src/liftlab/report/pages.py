@@ -420,7 +420,7 @@ def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
         rows.append({"comparison": comparison, "metric": c["metric"],
                      "units": f"{c['n_treatment']:,} / {c['n_holdout']:,}",
                      "mde": pct(c.get("mde_rel")), "mde_abs": f"({c['mde_abs']:.4g} per unit)",
-                     "rho": f"{round(c.get('cuped_rho') or 0, 2) + 0.0:.2f}",  # never "-0.00"
+                     "reduction": _reduction(c),
                      "cost": money(c.get("holdout_cost")),
                      "needs": " or ".join(needs) or "not reachable in 84 days"})
     inter = [f"{' x '.join(i['channels'])} on {i.get('metric', '?')}: {pct(i.get('mde_rel'))} "
@@ -430,6 +430,18 @@ def _plan(plan: dict[str, Any] | None) -> dict[str, Any]:
             "plan_warnings": plan.get("warnings", []),
             "plan_target": pct(plan.get("target_mde_rel")), "plan_power": plan.get("power"),
             "plan_alpha": plan.get("alpha")}
+
+
+def _reduction(c: dict[str, Any]) -> str:
+    """The share of the variance the plan assumes the adjustment removes, and which
+    adjustment: CUPED (with its correlation) or Lin's regression on the YAML's covariates."""
+    reduction = c.get("variance_reduction") or 0.0
+    if c.get("adjustment") == "lin_regression":
+        return f"{reduction:.0%} (regression)"
+    if c.get("adjustment") == "cuped":
+        rho = round(c.get("cuped_rho") or 0, 2) + 0.0  # never "-0.00"
+        return f"{reduction:.0%} (CUPED, ρ {rho:.2f})"
+    return "none"
 
 
 def _diagnostics(d: dict[str, Any] | None) -> str:
