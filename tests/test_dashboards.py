@@ -3,6 +3,7 @@ intervals that cannot be, the over-time chart per channel, the index's counts an
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import re
@@ -269,3 +270,19 @@ def test_a_single_channel_test_is_not_called_factorial(tmp_path: Path):
     r = load("spring-factorial")
     r.update(design="factorial", channels=["email", "sms", "mail"])
     assert "factorial design ·" in render_experiment(r, tmp_path)
+
+
+def test_over_time_of_a_ratio_metric_says_it_has_no_response_count_test():
+    """A ratio primary metric is monitored by its lift band only: the middle panel says so
+    instead of standing empty with a boundary at 1."""
+    r = three_channel_timeline()
+    seq = copy.deepcopy(r["sequential"])
+    for row in seq["timeline"]:
+        row["rate_ratio"], row["rate_ratio_ci"] = None, [None, None]
+    chart = charts.timeline(seq, r["primary_metric"], None, "t")
+    assert chart is not None
+    texts = [a.text for a in chart.figure.layout.annotations]
+    assert any("no response-count test for a ratio metric" in t for t in texts)
+    assert not any("band clear of 1" in t for t in texts)
+    with_counts = charts.timeline(r["sequential"], r["primary_metric"], None, "t")
+    assert any("band clear of 1" in a.text for a in with_counts.figure.layout.annotations)

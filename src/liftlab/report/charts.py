@@ -223,9 +223,14 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
     fig.add_hline(y=0, line=dict(color="#101828", width=1), row=1, col=1,
                   annotation_text="decision boundary: band clear of 0",
                   annotation_position="bottom left")
-    fig.add_hline(y=1, line=dict(color="#101828", width=1), row=2, col=1,
-                  annotation_text="decision boundary: band clear of 1",
-                  annotation_position="bottom left")
+    if any(_finite(r.get("rate_ratio")) for r in rows):
+        fig.add_hline(y=1, line=dict(color="#101828", width=1), row=2, col=1,
+                      annotation_text="decision boundary: band clear of 1",
+                      annotation_position="bottom left")
+    else:  # a ratio metric: the monitor runs no response-count test on it
+        fig.add_annotation(text="no response-count test for a ratio metric: the lift "
+                           "band above decides", showarrow=False, x=0.5, y=0.5,
+                           xref="x2 domain", yref="y2 domain", font=dict(color="#475467"))
     fig.update_layout(**LAYOUT, height=720, legend=dict(orientation="h", y=-0.12),
                       title=f"{metric}{f' / {variant}' if variant else ''}: the two sequential "
                       "tests per channel, and matured units per arm")
