@@ -165,3 +165,16 @@ def test_hillstrom_curves_and_the_choice_between_two_emails(tmp_path_factory, me
     assert set(counts) == {"email/mens", "email/womens"}
     assert 0 < sum(counts.values()) <= result.n
     assert result.policy.value.low > 0
+
+
+def test_the_drivers_chart_names_features_as_an_analyst_does():
+    from liftlab.report.targeting_page import drivers_chart
+
+    t = {"channels": [{"label": "email", "drivers": [
+        {"feature": "revenue|pre", "importance": 0.5}, {"feature": "age|attr",
+                                                        "importance": 0.3},
+        {"feature": "segment", "importance": 0.2}]}]}
+    chart = drivers_chart(t)
+    assert chart is not None
+    assert list(chart.figure.data[0].y) == ["revenue (pre-period)", "age", "segment"]
+    assert chart.table["feature"].to_list() == ["revenue|pre", "age|attr", "segment"]

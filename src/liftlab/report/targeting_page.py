@@ -130,7 +130,8 @@ def drivers_chart(t: dict[str, Any], key: str = "targeting-drivers") -> Chart | 
         if not a["drivers"]:
             continue
         fig.add_trace(go.Bar(x=[d["importance"] for d in a["drivers"]],
-                             y=[d["feature"] for d in a["drivers"]], orientation="h",
+                             y=[_feature(d["feature"]) for d in a["drivers"]],
+                             orientation="h",
                              name=a["label"], marker=dict(color=_colour(i))))
         rows += [{"option": a["label"], **d} for d in a["drivers"]]
     if not rows:
@@ -140,6 +141,14 @@ def drivers_chart(t: dict[str, Any], key: str = "targeting-drivers") -> Chart | 
                       "explained variance)", xaxis=dict(title="importance", tickformat=".0%"),
                       yaxis=dict(autorange="reversed", automargin=True))
     return Chart(key, "Drivers", fig, pl.DataFrame(rows))
+
+
+def _feature(name: str) -> str:
+    """A feature as an analyst names it: a metric's pre-period value (``revenue|pre``) says
+    so; customers columns and segments keep their names."""
+    if name.endswith("|pre"):
+        return f"{name.removesuffix('|pre')} (pre-period)"
+    return name.removesuffix("|attr")
 
 
 def _unit(t: dict[str, Any]) -> str:
