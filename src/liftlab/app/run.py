@@ -28,11 +28,17 @@ from liftlab.spec.loader import experiment_files, load_experiment
 from liftlab.spec.models import FIRST_DATE, LAST_DATE, Experiment
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from liftlab.analyses.monitor import MonitorResult
     from liftlab.analyses.planning import PlanResult
     from liftlab.report.daily import DailyRun
 
 DEMO_DATE = dt.date(2026, 2, 24)
+# experiments/dose-response: the email-frequency example, reported by the demo on its own
+# synthetic retailer (app/synth_pressure.py) the day its eight weeks end
+PRESSURE_FOLDER = "dose-response"
+PRESSURE_DATE = dt.date(2026, 4, 27)
 MAX_OUTCOME_DAYS = 365
 LOOKBACK_DAYS = 28  # usage window of the multichannel analysis
 
@@ -391,19 +397,41 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
 def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,
              progress: bool = False, force: bool = False) -> str:
     """Generate the demo retailer into ``out_dir/data`` (replaced whole) and run the daily
-    report into ``out_dir/reports``; returns a summary."""
-    from liftlab.app.synth import generate
+    report of ``experiments`` into ``out_dir/reports``; when ``experiments`` holds the
+    dose-response example (``PRESSURE_FOLDER``), generate its own retailer, whose optimum is
+    known, into ``out_dir/pressure/data`` and report it into ``out_dir/pressure/reports`` on
+    its end date. Returns a summary."""
+    from liftlab.app import synth, synth_pressure
 
     claim_root(out_dir, "demo", force)
-    data = out_dir / "data"
-    replace_dir(data, "demo-data", force, lambda folder: generate(folder, customers, seed))
-    run = run_report(experiments, data, DEMO_DATE, out_dir / "reports", progress=progress,
+    lines = _demo_run(out_dir, experiments, DEMO_DATE, customers, progress, force,
+                      lambda folder: synth.generate(folder, customers, seed))
+    pressure = experiments / PRESSURE_FOLDER
+    if pressure.is_dir():
+        root = out_dir / "pressure"
+        claim_root(root, "demo", force)
+        truth: dict[str, float] = {}
+        lines += _demo_run(root, pressure, PRESSURE_DATE, customers, progress, force,
+                           lambda folder: truth.update(
+                               synth_pressure.generate(folder, customers, seed)))
+        lines.append("  true optimum (contacts a week): "
+                     + ", ".join(f"{k} {v:g}" for k, v in truth.items()))
+    return "\n".join(lines)
+
+
+def _demo_run(root: Path, experiments: Path, date: dt.date, customers: int, progress: bool,
+              force: bool, generate: Callable[[Path], object]) -> list[str]:
+    """One synthetic retailer into ``root/data`` and the daily report of ``experiments`` on
+    it into ``root/reports``; the summary's lines."""
+    data = root / "data"
+    replace_dir(data, "demo-data", force, generate)
+    run = run_report(experiments, data, date, root / "reports", progress=progress,
                      force=force)
     lines = [f"demo data: {data} ({customers:,} customers)",
              f"report: {run.folder / 'index.html'}"]
     for o in run.outcomes:
         lines.append(f"  {o.id}: {o.status}" + (f" ({o.error})" if o.error else ""))
-    return "\n".join(lines)
+    return lines
 
 
 def target_to_folder(experiment: Path, data: str | Path, budget: float | None,
