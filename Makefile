@@ -41,7 +41,7 @@ $(FULL): pyproject.toml
 demo: $(CORE)
 	$(VENV)/bin/liftlab demo --out demo
 
-## Full-page PNGs of every page of the demo's report (with the day before, so "since
+## Full-page PNGs of every page of the demo's reports (with the day before, so "since
 ## yesterday" has something to compare) into docs/screenshots/.
 SHOT_DATE := 2026-02-24
 SHOT_PREV := 2026-02-23
@@ -50,6 +50,8 @@ screenshots: $(FULL) system-deps
 	$(VENV)/bin/liftlab report --data demo/data --out demo/reports --date $(SHOT_PREV)
 	$(VENV)/bin/liftlab report --data demo/data --out demo/reports --date $(SHOT_DATE)
 	$(PY) scripts/screenshots.py demo/reports/$(SHOT_DATE) docs/screenshots
+	$(PY) scripts/screenshots.py demo/pressure/reports/2026-04-27 demo/pressure/screenshots
+	cp demo/pressure/screenshots/experiment-*.png docs/screenshots/
 
 ## System packages the tests drive (headless Chromium); installed only when missing.
 system-deps:
