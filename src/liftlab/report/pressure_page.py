@@ -16,9 +16,21 @@ from liftlab.report.format import money, pct
 ALL = "overall"
 
 
+def _all_groups(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The whole population, then each value of each segment dimension ("dimension: value")."""
+    return [
+        (ALL, p["overall"]),
+        *(
+            (f"{dim}: {v}", g)
+            for dim, values in p["segments"].items()
+            for v, g in sorted(values.items())
+        ),
+    ]
+
+
 def _groups(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The whole population, then each segment value with a fitted curve."""
-    return [(ALL, p["overall"]), *sorted((g, v) for g, v in p["segments"].items() if v["curve"])]
+    return [(name, g) for name, g in _all_groups(p) if g["curve"]]
 
 
 def curves(p: dict[str, Any], key: str) -> Chart:
@@ -159,7 +171,7 @@ def _band(
 def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
     """The table of recommended frequencies, one row per group."""
     out = []
-    for name, g in [(ALL, p["overall"]), *sorted(p["segments"].items())]:
+    for name, g in _all_groups(p):
         gain = g.get("gain_over_current")
         plan = g.get("planning")
         cap = g.get("touch_cap")
