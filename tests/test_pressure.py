@@ -304,6 +304,9 @@ def test_results_json_pressure_object(analysed: tuple) -> None:
         lo, hi = group["optimum_ci"]
         assert 0 <= lo <= group["optimum"] <= hi <= 5
         assert lo <= truth[name] <= hi, (name, group["optimum_ci"], truth[name])
+        plan = group["planning"]  # simulated: 60,000 units per arm in all, 8 weeks
+        assert plan["reps"] == 2000 and plan["weeks_now"] == pytest.approx(8)
+        assert plan["prob_now"] >= 0.9 or plan["units_per_arm"] > plan["units_per_arm_now"]
         gain = group["gain_over_current"]
         assert gain["from"] == 1.0 and 0 <= gain["prob_pays"] <= 1
         assert gain["ci"][0] <= gain["mean"] <= gain["ci"][1]

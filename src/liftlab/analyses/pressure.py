@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from itertools import combinations_with_replacement
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from liftlab.analyses.cells import CellTable
@@ -35,7 +36,8 @@ from liftlab.analyses.warning import AnalysisWarning
 from liftlab.spec.aggregation import AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec.models import Experiment, Metric
 from liftlab.stats import frequentist
-from liftlab.stats.dose import DoseCell, DoseCurve, DoseFit, equal_means, fit_dose, plan_optimum
+from liftlab.stats.dose import DoseCell, DoseCurve, DoseFit, equal_means, fit_dose
+from liftlab.stats.dose_plan import DoseTruth, plan_by_simulation
 from liftlab.stats.frequentist import Lift
 from liftlab.stats.hierarchical import Diagnostics
 from liftlab.stats.proportions import binary
@@ -493,12 +495,38 @@ def _optimum(
         )
         warnings.append(AnalysisWarning("pressure", out["note"], "info"))
     weeks = ctx.window_units * DAYS_PER_UNIT[ctx.unit] / 7
-    plan = plan_optimum(curve, sum(r["n"] for r in valued) / len(valued), weeks)
-    out["planning"] = None if plan is None else plan.to_dict()
+    out["planning"] = plan_by_simulation(
+        _truth(ctx, curve, valued, segment, weeks), seed=ctx.spec.analysis.seed
+    ).to_dict()
     touches = [r.get("touches_per_frequency_unit") for r in valued]
     if all(t is not None for t in touches):
         out["touch_cap"] = _touch_cap(ctx, valued, curve)
     return out
+
+
+def _truth(
+    ctx: _Context,
+    curve: DoseCurve,
+    valued: list[dict[str, Any]],
+    segment: dict[str, str] | None,
+    weeks: float,
+) -> DoseTruth:
+    """What the plan takes as true: the posterior mean curves, today's arms and the standard
+    errors of their mean margins."""
+    stats = [
+        ctx.cells.arm_stats(ctx.spec.primary_metric, ctx.rows(r["arm"], segment)) for r in valued
+    ]
+    return DoseTruth(
+        np.asarray(curve.frequency),
+        np.asarray(curve.margin.mean),
+        None if curve.fatigue is None else np.asarray(curve.fatigue.mean),
+        np.array([r["frequency"] for r in valued], float),
+        np.array([math.sqrt(_var(s) / s.n) for s in stats]),
+        np.array([s.n for s in stats], float),
+        weeks,
+        _cost_per_frequency(ctx),
+        ctx.optin_value,
+    )
 
 
 def _var(s: ArmStats) -> float:

@@ -190,16 +190,27 @@ def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
                 "cap": "–"
                 if not cap
                 else f"{cap['cap']:.2f} [{cap['cap_ci'][0]:.2f}, {cap['cap_ci'][1]:.2f}]",
-                "plan": "–"
-                if not plan
-                else f"{plan['units_per_arm']:,}/arm × "
-                f"{plan['weeks_now']:.0f} wk, or {plan['weeks']:.1f} wk × "
-                f"{plan['units_per_arm_now']:,.0f}/arm",
+                "plan": "–" if not plan else _plan(plan),
                 "plan_now": "" if not plan else f"now {pct(plan['prob_now'], signed=False)}",
                 "note": g.get("note") or "",
             }
         )
     return out
+
+
+def _plan(plan: dict[str, Any]) -> str:
+    """Units per arm at today's weeks, or weeks at today's units per arm."""
+    units = (
+        f"{plan['units_per_arm']:,}/arm × {plan['weeks_now']:.0f} wk"
+        if plan["units_per_arm"] is not None
+        else "over 1000× today's units"
+    )
+    weeks = (
+        f"{plan['weeks']:.1f} wk × {plan['units_per_arm_now']:,.0f}/arm"
+        if plan["weeks"] is not None
+        else "over 1000× today's weeks"
+    )
+    return f"{units}, or {weeks}"
 
 
 def arm_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
