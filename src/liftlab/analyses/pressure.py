@@ -257,6 +257,10 @@ def pressure_section(
     }
 
 
+def _digits(x: float) -> float:
+    return float(f"{x:.12g}")
+
+
 def _where(group: Group) -> str:
     return "overall" if group == ALL else f"{group[0]} {group[1]!r}"
 
@@ -425,7 +429,11 @@ def _fit(ctx: _Context, segments: dict[str, dict[str, str] | None]) -> DoseFit:
             events = (
                 round(ctx.cells.total(sum_col(fatigue.name), rows)) if fatigue is not None else None
             )
-            dose_cells.append(DoseCell(g, f, stats.n, stats.sum, stats.sum_sq, events))
+            # 12 significant digits: engines whose sums differ in the last bits fit the same
+            # model (NUTS trajectories would otherwise drift apart from the first difference)
+            dose_cells.append(
+                DoseCell(g, f, stats.n, _digits(stats.sum), _digits(stats.sum_sq), events)
+            )
     a = spec.analysis
     return fit_dose(
         dose_cells,
