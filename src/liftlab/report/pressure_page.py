@@ -208,7 +208,7 @@ def _plan(plan: dict[str, Any]) -> str:
     weeks = (
         f"{plan['weeks']:.1f} wk × {plan['units_per_arm_now']:,.0f}/arm"
         if plan["weeks"] is not None
-        else "over 1000× today's weeks"
+        else "over 10× today's weeks"
     )
     return f"{units}, or {weeks}"
 

@@ -29,7 +29,8 @@ import numpy as np
 from scipy import stats as sps
 
 K_POINTS = 60
-MAX_FACTOR = 1000.0  # the search stops at 1000 x today's units (or weeks)
+MAX_UNITS = 1000.0  # the search stops at 1000 x today's units per arm
+MAX_WEEKS = 10.0  # and at 10 x today's weeks (over long windows fatigue saturates)
 MIN_UNITS = 30.0  # per arm (the arm means' normal approximation); weeks: at least a day
 
 
@@ -66,7 +67,8 @@ class DoseTruth:
 class Planning:
     """Units per arm (at today's weeks) and weeks (at today's units per arm) that place the
     optimum within ``within`` with probability ``probability``; None: not within 1000 x
-    today's. ``prob_now``: the simulated probability with today's units and weeks."""
+    today's units or 10 x today's weeks. ``prob_now``: the simulated probability with
+    today's units and weeks."""
 
     probability: float
     within: float
@@ -190,8 +192,8 @@ def plan_by_simulation(
     def rate(n: float, weeks: float) -> float:
         return hit_rate(truth, n, weeks, within, reps, seed)
 
-    n = _bisect(lambda x: rate(x, truth.weeks_now), units_now, probability, MIN_UNITS)
-    weeks = _bisect(lambda x: rate(units_now, x), truth.weeks_now, probability, 1 / 7)
+    n = _bisect(lambda x: rate(x, truth.weeks_now), units_now, probability, MIN_UNITS, MAX_UNITS)
+    weeks = _bisect(lambda x: rate(units_now, x), truth.weeks_now, probability, 1 / 7, MAX_WEEKS)
     return Planning(
         probability,
         within,
@@ -205,11 +207,16 @@ def plan_by_simulation(
 
 
 def _bisect(
-    rate: Callable[[float], float], now: float, target: float, floor: float, steps: int = 16
+    rate: Callable[[float], float],
+    now: float,
+    target: float,
+    floor: float,
+    factor: float,
+    steps: int = 16,
 ) -> float | None:
-    """The smallest x in [max(now / 1000, floor), 1000 now] with rate(x) >= target (on a
+    """The smallest x in [max(now / 1000, floor), factor x now] with rate(x) >= target (on a
     log scale, taking the rate as increasing), None if even the largest falls short."""
-    lo, hi = math.log(max(now / MAX_FACTOR, floor)), math.log(now * MAX_FACTOR)
+    lo, hi = math.log(max(now / 1000, floor)), math.log(now * factor)
     if rate(math.exp(hi)) < target:
         return None
     if rate(math.exp(lo)) >= target:
