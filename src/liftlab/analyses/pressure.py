@@ -61,7 +61,7 @@ def pressure_plan(spec: Experiment, plan: AggregationPlan, engine: Engine) -> Ag
     the fatigue metric, contacts and cost) and the touches of every channel."""
     measures = list(plan.measures)
     if engine.has("contacts"):
-        measures.append(Measure(TOUCHES, "contacts", "count"))
+        measures.append(Measure(TOUCHES, "contacts", "count", every_experiment=True))
     names = {m.name for m in measures}
     parts = [n for n in _value_parts(spec) if n in names]
     products = list(combinations_with_replacement(parts, 2))
