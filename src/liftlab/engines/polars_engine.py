@@ -247,8 +247,8 @@ def _split_experiments(plan: AggregationPlan, source: FolderSource, table: str,
     """Contacts with an ``experiment_id`` column and an ``every_experiment`` measure: every
     row is read, and each other measure keeps the experiment's own rows."""
     return (table == "contacts" and experiment_id is not None
-            and "experiment_id" in source.schema("contacts")
-            and any(m.every_experiment for m in plan.measures_of("contacts")))
+            and any(m.every_experiment for m in plan.measures_of("contacts"))
+            and "experiment_id" in source.schema("contacts"))
 
 
 def _measure_expr(m: Measure, plan: AggregationPlan, own: str | None = None) -> pl.Expr:
