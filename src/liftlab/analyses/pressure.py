@@ -475,11 +475,6 @@ def _optimum(
         "flat_test": {"method": "wald_chi2", "chi2": chi2, "df": df, "p_value": p},
         "arms": readout,
         "curve": curve.to_dict(),
-        "next_send": [
-            {"frequency": r["frequency"], **curve.next_send(r["frequency"], alpha).to_dict()}
-            for r in valued
-            if r["frequency"] + 1 <= fmax
-        ],
     }
     where = _where(group)
     if flat:
@@ -488,7 +483,13 @@ def _optimum(
             f"p = {p:.3g}, {df} df): no frequency can be recommended over another"
         )
         warnings.append(AnalysisWarning("pressure", out["note"], "info"))
-        return out
+        return out  # the curve is monotone by construction: on a flat truth its next send
+        # and gain would still look positive, so only the gate speaks
+    out["next_send"] = [
+        {"frequency": r["frequency"], **curve.next_send(r["frequency"], alpha).to_dict()}
+        for r in valued
+        if r["frequency"] + 1 <= fmax
+    ]
     if current is not None:
         gain = curve.gain(current, alpha)
         out["gain_over_current"] = {
