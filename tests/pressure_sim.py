@@ -18,6 +18,7 @@ from liftlab.app.synth_pressure import (
     ARMS,
     COST_PER_CONTACT,
     DELIVERY,
+    FLAT,
     MARGIN_PER_ORDER,
     MARGIN_SHAPE,
     OPTIN_VALUE,
@@ -89,6 +90,28 @@ def replicate(seed: int, n_arm: int, draws: int, tune: int, chains: int = 2) -> 
             hits.append(c.margin.lo[j] <= m <= c.margin.hi[j])
             hits.append(c.fatigue.lo[j] <= p <= c.fatigue.hi[j])
     return Replication(covered, float(np.mean(hits)), fit.diagnostics.divergences)
+
+
+def flat_replicate(seed: int, n_arm: int, draws: int, tune: int) -> dict[str, tuple[bool, float]]:
+    """Flat truth (no margin or fatigue response, free contacts), fitted by the model: per
+    segment, whether the equal-value gate claims an optimum, and the width of the model's
+    interval of the optimum."""
+    rng = np.random.default_rng(seed)
+    data = cells(rng, FLAT, n_arm)
+    fit = fit_dose(data, 0.0, OPTIN_VALUE, seed=seed, draws=draws, tune=tune, chains=2)
+    out = {}
+    for s, curve in fit.segments.items():
+        arms = [c for c in data if c.segment == s]
+        p = [(c.events or 0) / c.n for c in arms]
+        _, _, p_value = equal_means(
+            [c.mean - OPTIN_VALUE * q for c, q in zip(arms, p, strict=True)],
+            [
+                np.sqrt(c.se**2 + OPTIN_VALUE**2 * q * (1 - q) / c.n)  # independent in the sim
+                for c, q in zip(arms, p, strict=True)
+            ],
+        )
+        out[s] = (bool(p_value < 0.05), curve.optimum_ci[1] - curve.optimum_ci[0])
+    return out
 
 
 def flat_rejections(reps: int, n_cell: int, alpha: float = 0.05, seed: int = 1) -> float:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from itertools import combinations_with_replacement
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from liftlab.analyses.cells import CellTable
@@ -35,8 +36,10 @@ from liftlab.analyses.warning import AnalysisWarning
 from liftlab.spec.aggregation import AggregationPlan, Measure, prod_col, sum_col
 from liftlab.spec.models import Experiment, Metric
 from liftlab.stats import frequentist
-from liftlab.stats.dose import DoseCell, DoseCurve, DoseFit, equal_means, fit_dose, plan_optimum
+from liftlab.stats.dose import DoseCell, DoseCurve, DoseFit, equal_means, fit_dose
+from liftlab.stats.dose_plan import DoseTruth, plan_by_simulation
 from liftlab.stats.frequentist import Lift
+from liftlab.stats.hierarchical import Diagnostics
 from liftlab.stats.proportions import binary
 from liftlab.stats.suffstats import ArmStats
 
@@ -58,7 +61,7 @@ def pressure_plan(spec: Experiment, plan: AggregationPlan, engine: Engine) -> Ag
     the fatigue metric, contacts and cost) and the touches of every channel."""
     measures = list(plan.measures)
     if engine.has("contacts"):
-        measures.append(Measure(TOUCHES, "contacts", "count"))
+        measures.append(Measure(TOUCHES, "contacts", "count", every_experiment=True))
     names = {m.name for m in measures}
     parts = [n for n in _value_parts(spec) if n in names]
     products = list(combinations_with_replacement(parts, 2))
@@ -97,11 +100,6 @@ class _Context:
     @property
     def control(self) -> str:
         return self.spec.channels[self.channel].control
-
-    @property
-    def segment(self) -> str | None:
-        """The segment dimension the curves are drawn for (the first one)."""
-        return self.cells.segments[0] if self.cells.segments else None
 
     @property
     def unit(self) -> str:
@@ -153,11 +151,14 @@ class _Context:
         return -coef * self.moment(rows, measure) / n if n else math.nan
 
 
+Group = str | tuple[str, str]  # ALL, or (segment dimension, value)
+
+
 def arm_readout(
     spec: Experiment, cells: CellTable, window: tuple[dt.datetime, dt.datetime]
-) -> tuple[_Context, dict[str, dict[str, str] | None], dict[str, list[dict[str, Any]]]]:
+) -> tuple[_Context, dict[Group, dict[str, str] | None], dict[Group, list[dict[str, Any]]]]:
     """The frequentist readout per arm of every group (the whole population, then each value
-    of the first segment dimension), without the model."""
+    of every segment dimension), without the model."""
     ch = channel_of(spec)
     cfg = spec.channels[ch]
     unit = cfg.frequency_unit or "per_week"
@@ -176,10 +177,9 @@ def arm_readout(
         spec.covariates.pre_period_days > 0,
     )
     ctx = dataclasses.replace(ctx, optin_value=_optin_value(ctx)[0])
-    seg = ctx.segment
-    groups: dict[str, dict[str, str] | None] = {ALL: None}
-    if seg is not None:
-        groups |= {v: {seg: v} for v in cells.segment_values(seg)}
+    groups: dict[Group, dict[str, str] | None] = {ALL: None}
+    for dim in cells.segments:
+        groups |= {(dim, v): {dim: v} for v in cells.segment_values(dim)}
     return ctx, groups, {g: _readout(ctx, s) for g, s in groups.items()}
 
 
@@ -192,20 +192,26 @@ def pressure_section(
     """results.json's ``pressure`` object (module docstring)."""
 
     ctx, groups, readouts = arm_readout(spec, cells, window)
-    ch, cfg, seg = ctx.channel, spec.channels[ctx.channel], ctx.segment
+    ch, cfg, dims = ctx.channel, spec.channels[ctx.channel], ctx.cells.segments
     unit, window_units, optin = ctx.unit, ctx.window_units, ctx.optin_value
     cost_column, has_contacts = ctx.cost_column, ctx.has_contacts
     optin_source = _optin_value(ctx)[1]
-    fit = _fit(ctx, groups)
-    if fit.diagnostics.warnings:  # one warning (one flag on the daily index)
-        warnings.append(AnalysisWarning("convergence", "; ".join(fit.diagnostics.warnings)))
+    # one model per segment dimension (its values pooled); the first one's overall curve
+    fits = {
+        d: _fit(ctx, {k[1]: s for k, s in groups.items() if k != ALL and k[0] == d}) for d in dims
+    }
+    fits = fits or {ALL: _fit(ctx, {})}
+    diagnostics = _worst({d: f.diagnostics for d, f in fits.items()})
+    if diagnostics.warnings:  # one warning (one flag on the daily index)
+        warnings.append(AnalysisWarning("convergence", "; ".join(diagnostics.warnings)))
+    overall = next(iter(fits.values())).overall
     current = spec.pressure.current_frequency if spec.pressure is not None else None
-    out_groups = {}
+    out_groups: dict[Group, dict[str, Any]] = {}
     for g, rows in readouts.items():
-        curve = fit.overall if g == ALL else fit.segments.get(g)
+        curve = overall if g == ALL else fits[g[0]].segments.get(g[1])
         if curve is None:
             note = (
-                f"segment {g!r}: fewer than {MIN_ARM_UNITS} units in some arm; no curve "
+                f"{_where(g)}: fewer than {MIN_ARM_UNITS} units in some arm; no curve "
                 "is fitted for it (the overall curve leaves it out)"
             )
             warnings.append(AnalysisWarning("pressure", note, "info"))
@@ -219,7 +225,7 @@ def pressure_section(
                 "note": note,
             }
             continue
-        out_groups[g] = _optimum(ctx, g, rows, curve, current, warnings)
+        out_groups[g] = _optimum(ctx, g, groups[g], rows, curve, current, warnings)
     cost_per_frequency = _cost_per_frequency(ctx)
     return {
         "channel": ch,
@@ -239,13 +245,44 @@ def pressure_section(
             if has_contacts
             else "cost_per_contact x nominal sends (no contacts table)"
         ),
-        "segment": seg,
+        "dimensions": list(dims),
         "overall": out_groups.pop(ALL),
-        "segments": out_groups,
-        "method": fit.method,
-        "diagnostics": fit.diagnostics.to_dict(),
+        "segments": {
+            d: {k[1]: g for k, g in out_groups.items() if isinstance(k, tuple) and k[0] == d}
+            for d in dims
+        },
+        "method": "; ".join(f.method if d == ALL else f"{d}: {f.method}" for d, f in fits.items()),
+        "diagnostics": diagnostics.to_dict(),
         "value_definition": _value_definition(ctx),
     }
+
+
+def _digits(x: float) -> float:
+    return float(f"{x:.12g}")
+
+
+def _where(group: Group) -> str:
+    return "overall" if group == ALL else f"{group[0]} {group[1]!r}"
+
+
+def _worst(diagnostics: dict[str, Diagnostics]) -> Diagnostics:
+    """The sampler health of every fit (one per segment dimension) as one: the worst r_hat
+    and ESS, the divergences and the seconds added up, each fit's warnings named."""
+    ds = list(diagnostics.values())
+    return dataclasses.replace(
+        ds[0],
+        r_hat_max=max(d.r_hat_max for d in ds),
+        ess_bulk_min=min(d.ess_bulk_min for d in ds),
+        ess_tail_min=min(d.ess_tail_min for d in ds),
+        divergences=sum(d.divergences for d in ds),
+        warnings=tuple(
+            w if name == ALL else f"{name}: {w}"
+            for name, d in diagnostics.items()
+            for w in d.warnings
+        ),
+        compile_seconds=sum(d.compile_seconds for d in ds),
+        sample_seconds=sum(d.sample_seconds for d in ds),
+    )
 
 
 def _value_definition(ctx: _Context) -> str:
@@ -374,12 +411,11 @@ def _readout(ctx: _Context, segment: dict[str, str] | None) -> list[dict[str, An
     return out
 
 
-def _fit(ctx: _Context, groups: dict[str, dict[str, str] | None]) -> DoseFit:
-    """The dose-response model on the cells of each segment value with at least
-    ``MIN_ARM_UNITS`` units in every arm (all units when no segment value has them)."""
+def _fit(ctx: _Context, segments: dict[str, dict[str, str] | None]) -> DoseFit:
+    """The dose-response model on the cells of each value of one segment dimension with at
+    least ``MIN_ARM_UNITS`` units in every arm (all units when none has them)."""
     spec = ctx.spec
     fatigue = spec.fatigue_metric
-    segments = {g: s for g, s in groups.items() if g != ALL}
     usable = {
         g: s
         for g, s in segments.items()
@@ -393,7 +429,11 @@ def _fit(ctx: _Context, groups: dict[str, dict[str, str] | None]) -> DoseFit:
             events = (
                 round(ctx.cells.total(sum_col(fatigue.name), rows)) if fatigue is not None else None
             )
-            dose_cells.append(DoseCell(g, f, stats.n, stats.sum, stats.sum_sq, events))
+            # 12 significant digits: engines whose sums differ in the last bits fit the same
+            # model (NUTS trajectories would otherwise drift apart from the first difference)
+            dose_cells.append(
+                DoseCell(g, f, stats.n, _digits(stats.sum), _digits(stats.sum_sq), events)
+            )
     a = spec.analysis
     return fit_dose(
         dose_cells,
@@ -411,7 +451,8 @@ def _fit(ctx: _Context, groups: dict[str, dict[str, str] | None]) -> DoseFit:
 
 def _optimum(
     ctx: _Context,
-    group: str,
+    group: Group,
+    segment: dict[str, str] | None,
     readout: list[dict[str, Any]],
     curve: DoseCurve,
     current: float | None,
@@ -421,7 +462,7 @@ def _optimum(
 
     alpha = ctx.spec.alpha
     valued = [r for r in readout if r["n"] > 1]
-    stats = [ctx.value_stats(r["arm"], ctx.rows(r["arm"], _segment_of(ctx, group))) for r in valued]
+    stats = [ctx.value_stats(r["arm"], ctx.rows(r["arm"], segment)) for r in valued]
     chi2, df, p = equal_means(
         [s.sum / s.n for s in stats], [math.sqrt(_var(s) / s.n) for s in stats]
     )
@@ -434,20 +475,21 @@ def _optimum(
         "flat_test": {"method": "wald_chi2", "chi2": chi2, "df": df, "p_value": p},
         "arms": readout,
         "curve": curve.to_dict(),
-        "next_send": [
-            {"frequency": r["frequency"], **curve.next_send(r["frequency"], alpha).to_dict()}
-            for r in valued
-            if r["frequency"] + 1 <= fmax
-        ],
     }
-    where = "overall" if group == ALL else f"segment {group!r}"
+    where = _where(group)
     if flat:
         out["note"] = (
             f"{where}: the arms' values per unit do not differ (Wald chi-square "
             f"p = {p:.3g}, {df} df): no frequency can be recommended over another"
         )
         warnings.append(AnalysisWarning("pressure", out["note"], "info"))
-        return out
+        return out  # the curve is monotone by construction: on a flat truth its next send
+        # and gain would still look positive, so only the gate speaks
+    out["next_send"] = [
+        {"frequency": r["frequency"], **curve.next_send(r["frequency"], alpha).to_dict()}
+        for r in valued
+        if r["frequency"] + 1 <= fmax
+    ]
     if current is not None:
         gain = curve.gain(current, alpha)
         out["gain_over_current"] = {
@@ -462,17 +504,38 @@ def _optimum(
         )
         warnings.append(AnalysisWarning("pressure", out["note"], "info"))
     weeks = ctx.window_units * DAYS_PER_UNIT[ctx.unit] / 7
-    plan = plan_optimum(curve, sum(r["n"] for r in valued) / len(valued), weeks)
-    out["planning"] = None if plan is None else plan.to_dict()
+    out["planning"] = plan_by_simulation(
+        _truth(ctx, curve, valued, segment, weeks), seed=ctx.spec.analysis.seed
+    ).to_dict()
     touches = [r.get("touches_per_frequency_unit") for r in valued]
     if all(t is not None for t in touches):
         out["touch_cap"] = _touch_cap(ctx, valued, curve)
     return out
 
 
-def _segment_of(ctx: _Context, group: str) -> dict[str, str] | None:
-    seg = ctx.cells.segments[0] if ctx.cells.segments else None
-    return None if group == ALL or seg is None else {seg: group}
+def _truth(
+    ctx: _Context,
+    curve: DoseCurve,
+    valued: list[dict[str, Any]],
+    segment: dict[str, str] | None,
+    weeks: float,
+) -> DoseTruth:
+    """What the plan takes as true: the posterior mean curves, today's arms and the standard
+    errors of their mean margins."""
+    stats = [
+        ctx.cells.arm_stats(ctx.spec.primary_metric, ctx.rows(r["arm"], segment)) for r in valued
+    ]
+    return DoseTruth(
+        np.asarray(curve.frequency),
+        np.asarray(curve.margin.mean),
+        None if curve.fatigue is None else np.asarray(curve.fatigue.mean),
+        np.array([r["frequency"] for r in valued], float),
+        np.array([math.sqrt(_var(s) / s.n) for s in stats]),
+        np.array([s.n for s in stats], float),
+        weeks,
+        _cost_per_frequency(ctx),
+        ctx.optin_value,
+    )
 
 
 def _var(s: ArmStats) -> float:

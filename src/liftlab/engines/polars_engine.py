@@ -133,8 +133,10 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
                                                                      how="semi")
         else:
             rows = _period_rows(plan, source, table, uid_type, experiment_id)
+            split = _split_experiments(plan, source, table, experiment_id)
             per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
-                _measure_expr(m, plan) for m in plan.measures_of(table))
+                _measure_expr(m, plan, experiment_id if split else None)
+                for m in plan.measures_of(table))
         out = out.join(per_unit, on=plan.unit, how="left")
     out = out.with_columns(pl.col(m.name).fill_null(0.0) for m in plan.measures)
     capped = [m for m in plan.measures if m.winsorize is not None]
@@ -153,7 +155,8 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     would take more than ``DENSE_BYTES``, the groups are too many or the plan reads the
     customers table (covariates: the hash route joins them); ``Unexpected`` when an order
     contradicts ``guess`` (its purchase channels)."""
-    if "customers" in plan.tables:
+    if "customers" in plan.tables or _split_experiments(plan, source, "contacts",
+                                                          experiment_id):
         return None
     layouts = [table_layout(plan.measures_of(t), TS_COLUMN[t], plan.window, plan.pre_window,
                             guess if t == "orders" else None)
@@ -238,19 +241,33 @@ def _period_rows(plan: AggregationPlan, source: FolderSource, table: str,
     rows = source.scan(table, uid_type).filter(
         (pl.col(ts) >= lo) & (pl.col(ts) < plan.window[1]))
     if table == "contacts" and experiment_id is not None and \
-            "experiment_id" in source.schema("contacts"):
+            "experiment_id" in source.schema("contacts") and \
+            not _split_experiments(plan, source, table, experiment_id):
         rows = rows.filter(pl.col("experiment_id") == experiment_id)
     return rows
 
 
-def _measure_expr(m: Measure, plan: AggregationPlan) -> pl.Expr:
+def _split_experiments(plan: AggregationPlan, source: FolderSource, table: str,
+                       experiment_id: str | None) -> bool:
+    """Contacts with an ``experiment_id`` column and an ``every_experiment`` measure: every
+    row is read, and each other measure keeps the experiment's own rows."""
+    return (table == "contacts" and experiment_id is not None
+            and any(m.every_experiment for m in plan.measures_of("contacts"))
+            and "experiment_id" in source.schema("contacts"))
+
+
+def _measure_expr(m: Measure, plan: AggregationPlan, own: str | None = None) -> pl.Expr:
+    """``own``: the experiment whose rows the measure keeps (unless ``every_experiment``)."""
     ts = pl.col(TS_COLUMN[m.table])
     if m.period == "pre":
         assert plan.pre_window is not None
         lo, hi = plan.pre_window
     else:
         lo, hi = plan.window
-    return measure_expr(m, (ts >= lo) & (ts < hi))
+    window = (ts >= lo) & (ts < hi)
+    if own is not None and not m.every_experiment:
+        window = window & (pl.col("experiment_id") == own).fill_null(False)
+    return measure_expr(m, window)
 
 
 def _sketch_bin(value: pl.Expr) -> pl.Expr:

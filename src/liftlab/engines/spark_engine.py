@@ -367,11 +367,14 @@ class SparkEngine(PolarsOnlyRowWork):
                 continue
             ts = F.col(TS_COLUMN[table])
             rows = self.scan(table).filter((ts >= F.lit(lo)) & (ts < F.lit(hi)))
-            if table == "contacts" and "experiment_id" in rows.columns:
+            own = table == "contacts" and "experiment_id" in rows.columns
+            split = own and any(m.every_experiment for m in plan.measures_of(table))
+            if own and not split:
                 rows = rows.filter(F.col("experiment_id") == experiment_id)
             rows = rows.join(ids, on=unit, how="left_semi")
-            per_unit = rows.groupBy(unit).agg(*[
-                _measure(m, plan).alias(safe[m.name]) for m in plan.measures_of(table)])
+            per_unit = rows.groupBy(unit).agg(*[  # split: each measure keeps its own rows
+                _measure(m, plan, experiment_id if split else None).alias(safe[m.name])
+                for m in plan.measures_of(table)])
             out = out.join(per_unit, on=unit, how="left")
         out = out.fillna(0.0, subset=list(safe.values()))
         for m in plan.measures:
@@ -402,12 +405,15 @@ def _backtick(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _measure(m: Measure, plan: AggregationPlan) -> Column:
+def _measure(m: Measure, plan: AggregationPlan, own: str | None = None) -> Column:
+    """``own``: the experiment whose rows the measure keeps (unless every_experiment)."""
     from pyspark.sql import functions as F
 
     ts = F.col(TS_COLUMN[m.table])
     lo, hi = plan.pre_window if m.period == "pre" else plan.window  # type: ignore[misc]
     cond = (ts >= F.lit(lo)) & (ts < F.lit(hi))
+    if own is not None and not m.every_experiment:
+        cond = cond & F.coalesce(F.col("experiment_id") == own, F.lit(False))
     if m.event is not None:
         cond = cond & (F.col("event") == m.event)
     if m.channel is not None:

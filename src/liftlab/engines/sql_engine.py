@@ -359,12 +359,14 @@ class SqlEngine(PolarsOnlyRowWork):
                 continue
             ts = _quote(TS_COLUMN[table])
             aggs = []
-            for m in plan.measures_of(table):
-                expr, ps = self._measure(m, plan)
+            own = table == "contacts" and "experiment_id" in self.columns("contacts")
+            split = own and any(m.every_experiment for m in plan.measures_of(table))
+            for m in plan.measures_of(table):  # split: each measure keeps its own rows
+                expr, ps = self._measure(m, plan, experiment_id if split else None)
                 aggs.append(f"{expr} AS {safe[m.name]}")
                 params += ps
             extra = ""
-            if table == "contacts" and "experiment_id" in self.columns("contacts"):
+            if own and not split:
                 extra = " AND experiment_id = %s"
             uid = self._uid(table, plan.unit)
             ctes.append(f"t{t} AS (SELECT {uid} AS {unit}, {', '.join(aggs)} FROM "
@@ -422,10 +424,15 @@ class SqlEngine(PolarsOnlyRowWork):
         return (f"SELECT {uid} AS {unit}, {', '.join(cols)} FROM {self.table('customers')} "
                 f"WHERE {uid} IN (SELECT {unit} FROM {units_table})"), params
 
-    def _measure(self, m: Measure, plan: AggregationPlan) -> tuple[str, list[Any]]:
+    def _measure(self, m: Measure, plan: AggregationPlan,
+                 own: str | None = None) -> tuple[str, list[Any]]:
+        """``own``: the experiment whose rows the measure keeps (unless every_experiment)."""
         ts = _quote(TS_COLUMN[m.table])
         lo, hi = plan.pre_window if m.period == "pre" else plan.window  # type: ignore[misc]
         cond, params = f"{ts} >= %s AND {ts} < %s", [self._ts(lo), self._ts(hi)]
+        if own is not None and not m.every_experiment:
+            cond += " AND experiment_id = %s"
+            params.append(own)
         if m.event is not None:
             cond += " AND event = %s"
             params.append(m.event)

@@ -16,9 +16,21 @@ from liftlab.report.format import money, pct
 ALL = "overall"
 
 
+def _all_groups(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The whole population, then each value of each segment dimension ("dimension: value")."""
+    return [
+        (ALL, p["overall"]),
+        *(
+            (f"{dim}: {v}", g)
+            for dim, values in p["segments"].items()
+            for v, g in sorted(values.items())
+        ),
+    ]
+
+
 def _groups(p: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """The whole population, then each segment value with a fitted curve."""
-    return [(ALL, p["overall"]), *sorted((g, v) for g, v in p["segments"].items() if v["curve"])]
+    return [(name, g) for name, g in _all_groups(p) if g["curve"]]
 
 
 def curves(p: dict[str, Any], key: str) -> Chart:
@@ -159,7 +171,7 @@ def _band(
 def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
     """The table of recommended frequencies, one row per group."""
     out = []
-    for name, g in [(ALL, p["overall"]), *sorted(p["segments"].items())]:
+    for name, g in _all_groups(p):
         gain = g.get("gain_over_current")
         plan = g.get("planning")
         cap = g.get("touch_cap")
@@ -178,16 +190,27 @@ def recommendations(p: dict[str, Any]) -> list[dict[str, Any]]:
                 "cap": "–"
                 if not cap
                 else f"{cap['cap']:.2f} [{cap['cap_ci'][0]:.2f}, {cap['cap_ci'][1]:.2f}]",
-                "plan": "–"
-                if not plan
-                else f"{plan['units_per_arm']:,}/arm × "
-                f"{plan['weeks_now']:.0f} wk, or {plan['weeks']:.1f} wk × "
-                f"{plan['units_per_arm_now']:,.0f}/arm",
+                "plan": "–" if not plan else _plan(plan),
                 "plan_now": "" if not plan else f"now {pct(plan['prob_now'], signed=False)}",
                 "note": g.get("note") or "",
             }
         )
     return out
+
+
+def _plan(plan: dict[str, Any]) -> str:
+    """Units per arm at today's weeks, or weeks at today's units per arm."""
+    units = (
+        f"{plan['units_per_arm']:,}/arm × {plan['weeks_now']:.0f} wk"
+        if plan["units_per_arm"] is not None
+        else "over 1000× today's units"
+    )
+    weeks = (
+        f"{plan['weeks']:.1f} wk × {plan['units_per_arm_now']:,.0f}/arm"
+        if plan["weeks"] is not None
+        else "over 10× today's weeks"
+    )
+    return f"{units}, or {weeks}"
 
 
 def arm_rows(p: dict[str, Any]) -> list[dict[str, Any]]:

@@ -33,7 +33,9 @@ class Measure:
 
     ``event`` and ``channel`` keep only rows whose ``event`` / ``channel`` column equals them
     (for orders, ``channel`` is the purchase channel; for contacts, the contacting channel).
-    A measure of the ``customers`` table (``value``, ``after``) has no period.
+    A measure of the ``customers`` table (``value``, ``after``) has no period. A contacts
+    table with an ``experiment_id`` column gives each measure the experiment's own rows, but
+    an ``every_experiment`` measure all of them (every channel's pressure on a customer).
     """
 
     name: str
@@ -44,6 +46,7 @@ class Measure:
     channel: str | None = None
     period: Period = "window"
     winsorize: float | None = None
+    every_experiment: bool = False
 
 
 @dataclass(frozen=True)
