@@ -11,7 +11,8 @@ re-randomised (fresh draws per window; the same draws for every lift: common ran
 numbers), the lift is added to
 the treatment geos, their extra spend is taken proportional to their KPI (the p-value of
 iROAS 0 does not depend on its scale), and the power is the share of simulated tests where
-trimmed match rejects iROAS 0.
+trimmed match rejects iROAS 0 with the experiment's inference (``interval``: randomization,
+the default, whose A/A rejection rate is at most alpha, or the normal interval's).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def pair_power(
     seed: int,
     windows: int = PAIR_WINDOWS,
     draws: int = PAIR_DRAWS,
+    inference: trimmed_match.Inference = "randomization",
 ) -> float:
     """Trimmed match's power against a relative lift ``rho`` over ``periods`` periods: the
     share of simulated tests (windows of the history x re-randomisations) that reject."""
@@ -78,5 +80,6 @@ def pair_power(
         for flip in draws_:
             treated, control = np.where(flip, ya, yb), np.where(flip, yb, ya)
             dy = treated * (1 + rho) - control
-            hits += trimmed_match.p_value(dy, treated) < alpha
+            p = trimmed_match.p_value(dy, treated, inference=inference, seed=seed)
+            hits += p < alpha
     return hits / (flips.shape[0] * flips.shape[1])

@@ -14,7 +14,25 @@ The interval is the set of ``theta`` where the studentized trimmed mean is withi
 quantile ``q`` (Eq. 5.6): ``S(theta)^2 <= q^2 (n - 2m) / (n - 2m - 1) * W(theta)``, ``S`` the
 trimmed sum of residuals and ``W`` the sum of squares of the winsorized residuals about
 their mean. Between two values of ``theta`` where residuals swap order, ``S`` is linear and
-``W`` quadratic in ``theta``, so the set is found exactly segment by segment.
+``W`` quadratic in ``theta``, so the set is found exactly segment by segment. That normal
+interval (``inference="normal"``) is google/trimmed_match's; with few pairs and a trim rate
+chosen from the data it covers less than its level.
+
+The default inference (``inference="randomization"``) follows the design instead. Within
+each pair a fair coin chose which geo is treated. Under the sharp null "iROAS = theta"
+(every geo's KPI minus theta times its spend is what it would have been under either
+assignment) each pair residual ``e_i(theta)`` is a fixed number whose sign the coin chose,
+so the signs are independent fair coins given the magnitudes. The test of ``theta`` compares
+the observed studentized trimmed mean ``|S| / sqrt(H' W)`` (``H' = (n - 2m) / (n - 2m - 1)``,
+``m`` the trim chosen for the estimate) with its values over sign patterns of the residuals:
+all ``2^n`` patterns for at most ``EXACT_PAIRS`` pairs, otherwise ``RANDOMIZATION_DRAWS``
+random patterns from a seeded generator, the p-value then ``(1 + #{T* >= T}) / (1 + draws)``
+(a valid Monte Carlo test at every number of draws). The same patterns serve every ``theta``;
+the interval is the set of ``theta`` around the estimate whose p-value exceeds ``alpha``
+(found by doubling steps and bisection on each side), unbounded on a side the test never
+rejects (with 3 to 5 pairs, ``2 / 2^n`` may exceed ``alpha``). The test is exact for a trim
+fixed in advance; the trim rate chosen from the data is checked by simulation
+(``tests/test_geo_trimmed_inference.py``).
 """
 
 from __future__ import annotations
@@ -22,11 +40,15 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import optimize, stats
 
 MAX_TRIM_RATE = 0.25
+EXACT_PAIRS = 12  # up to this many pairs the sign patterns are enumerated (2^12 = 4,096)
+RANDOMIZATION_DRAWS = 2_000  # seeded sign patterns beyond EXACT_PAIRS
+Inference = Literal["normal", "randomization"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,9 @@ class TrimmedMatchFit:
     ci: tuple[float, float]
     confidence: float
     p_value: float  # of iROAS 0: the interval excludes 0 exactly when p < 1 - confidence
+    inference: Inference = "randomization"
+    sign_patterns: int = 0  # randomization: patterns in the reference (0 for normal)
+    exact: bool = False  # randomization: every sign pattern enumerated
 
 
 def _order(dy: np.ndarray, dx: np.ndarray, theta: float) -> np.ndarray:
@@ -180,22 +205,139 @@ def fit(
     delta_spend: np.ndarray,
     confidence: float = 0.9,
     max_trim_rate: float = MAX_TRIM_RATE,
+    inference: Inference = "randomization",
+    seed: int = 0,
 ) -> TrimmedMatchFit:
-    """Trimmed match on paired differences, with the trim rate chosen as described above."""
+    """Trimmed match on paired differences, with the trim rate chosen as described above and
+    the interval and p-value of ``inference`` (the module docstring)."""
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
     m, theta, se = choose_trim(dy, dx, max_trim_rate)
-    q = float(stats.norm.ppf(0.5 + confidence / 2))
+    if inference == "normal":
+        q = float(stats.norm.ppf(0.5 + confidence / 2))
+        return TrimmedMatchFit(
+            theta, se, m / len(dy), interval(dy, dx, m, q), confidence, _p_at_zero(dy, m), "normal"
+        )
+    signs = sign_patterns(len(dy), seed)
+    ci = randomization_interval(dy, dx, 1 - confidence, signs, theta, se, max_trim_rate)
     return TrimmedMatchFit(
-        theta, se, m / len(dy), interval(dy, dx, m, q), confidence, _p_at_zero(dy, m)
+        theta,
+        se,
+        m / len(dy),
+        ci,
+        confidence,
+        randomization_p(dy, signs, max_trim_rate),
+        "randomization",
+        len(signs),
+        len(dy) <= EXACT_PAIRS,
     )
 
 
 def p_value(
-    delta_response: np.ndarray, delta_spend: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE
+    delta_response: np.ndarray,
+    delta_spend: np.ndarray,
+    max_trim_rate: float = MAX_TRIM_RATE,
+    inference: Inference = "randomization",
+    seed: int = 0,
 ) -> float:
     """``fit(...).p_value`` without the interval (the planner's simulations need only it)."""
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
-    return _p_at_zero(dy, choose_trim(dy, dx, max_trim_rate)[0])
+    if inference == "normal":
+        return _p_at_zero(dy, choose_trim(dy, dx, max_trim_rate)[0])
+    return randomization_p(dy, sign_patterns(len(dy), seed), max_trim_rate)
+
+
+def sign_patterns(n: int, seed: int) -> np.ndarray:
+    """The reference sign patterns (rows of +-1): all ``2^n`` for at most ``EXACT_PAIRS``
+    pairs, else ``RANDOMIZATION_DRAWS`` fair coins per pair from ``seed``."""
+    if n <= EXACT_PAIRS:
+        bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+        return 1.0 - 2.0 * bits
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random((RANDOMIZATION_DRAWS, n)) < 0.5, -1.0, 1.0)
+
+
+def studentized(e: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE) -> np.ndarray:
+    """The studentized trimmed mean ``|S_m| / sqrt(H'_m W_m)`` of each row of residuals
+    ``e`` (the module docstring), its trim ``m`` chosen row by row from the residuals alone:
+    the smallest whose trimmed-mean standard error ``sqrt(wss_m) / (n - 2m)`` is within
+    ``1 + 0.25 / sqrt(n)`` of the smallest (Chen and Au's rule with the spend denominator
+    held fixed). Infinite when the winsorized residuals do not vary and ``S`` is not zero,
+    zero when both are."""
+    n = e.shape[1]
+    # scale-free: each row over its largest residual, then sorted, with running sums
+    big = np.abs(e).max(axis=1, keepdims=True)
+    s = np.sort(e / np.where(big > 0, big, 1.0), axis=1)
+    c1 = np.hstack([np.zeros((len(s), 1)), np.cumsum(s, axis=1)])
+    c2 = np.hstack([np.zeros((len(s), 1)), np.cumsum(s * s, axis=1)])
+    stats_, ses = [], []
+    for m in range(0, math.ceil(max_trim_rate * n) + 1):
+        if m / n > max_trim_rate or n - 2 * m < 2:
+            break
+        kept1, kept2 = c1[:, n - m] - c1[:, m], c2[:, n - m] - c2[:, m]
+        ends1, ends2 = s[:, m] + s[:, n - m - 1], s[:, m] ** 2 + s[:, n - m - 1] ** 2
+        total = np.abs(kept1)
+        total = np.where(total <= 1e-12 * n, 0.0, total)
+        win1, wss = kept1 + m * ends1, kept2 + m * ends2
+        scale = (n - 2 * m) / (n - 2 * m - 1) * np.maximum(wss - win1 * win1 / n, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = total / np.sqrt(scale)
+        stats_.append(np.where(total == 0.0, 0.0, np.where(scale > 1e-24, t, math.inf)))
+        ses.append(np.sqrt(wss) / (n - 2 * m))
+    se = np.array(ses)
+    chosen = np.argmax(se <= (1 + 0.25 / math.sqrt(n)) * se.min(axis=0), axis=0)
+    return np.array(stats_)[chosen, np.arange(e.shape[0])]
+
+
+def randomization_p(
+    e: np.ndarray, signs: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE
+) -> float:
+    """The sign-flip p-value of the residuals ``e`` (the observed pattern against ``signs``:
+    the share of all patterns at least as extreme, or the Monte Carlo ``(1 + k) / (1 + B)``)."""
+    e = np.asarray(e, float)[None, :]
+    observed = float(studentized(e, max_trim_rate)[0])
+    reference = studentized(signs * e, max_trim_rate)
+    extreme = int(np.sum(reference >= observed * (1 - 1e-9)))
+    if e.shape[1] <= EXACT_PAIRS:
+        return extreme / len(signs)
+    return (1 + extreme) / (1 + len(signs))
+
+
+def randomization_interval(
+    dy: np.ndarray,
+    dx: np.ndarray,
+    alpha: float,
+    signs: np.ndarray,
+    theta: float,
+    se: float,
+    max_trim_rate: float = MAX_TRIM_RATE,
+) -> tuple[float, float]:
+    """The iROAS values around the estimate ``theta`` whose sign-flip p-value exceeds
+    ``alpha``: on each side steps double from ``se`` until the test rejects (unbounded if
+    it never does within ``2^40`` steps), then bisection to a relative ``1e-7``."""
+
+    def accepted(t: float) -> bool:
+        return randomization_p(dy - t * dx, signs, max_trim_rate) > alpha
+
+    if not accepted(theta):  # the trimmed sum is zero at the estimate: p = 1 unless ties
+        return theta, theta
+    step0 = se if math.isfinite(se) and se > 0 else max(abs(theta), 1.0) * 1e-3
+    ends = []
+    for direction in (-1.0, 1.0):
+        inside, step = theta, step0
+        while accepted(theta + direction * step):
+            inside = theta + direction * step
+            step *= 2
+            if step > step0 * 2**40:
+                break
+        else:
+            outside = theta + direction * step
+            while abs(outside - inside) > 1e-7 * max(abs(inside), abs(step0), 1e-12):
+                mid = (inside + outside) / 2
+                inside, outside = (mid, outside) if accepted(mid) else (inside, mid)
+            ends.append(inside)
+            continue
+        ends.append(direction * math.inf)
+    return ends[0], ends[1]
 
 
 def choose_trim(dy: np.ndarray, dx: np.ndarray, max_trim_rate: float) -> tuple[int, float, float]:
