@@ -37,6 +37,7 @@ fixed in advance; the trim rate chosen from the data is checked by simulation
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -238,22 +239,28 @@ def p_value(
     max_trim_rate: float = MAX_TRIM_RATE,
     inference: Inference = "randomization",
     seed: int = 0,
+    draws: int = RANDOMIZATION_DRAWS,
 ) -> float:
-    """``fit(...).p_value`` without the interval (the planner's simulations need only it)."""
+    """``fit(...).p_value`` without the interval (the planner's simulations need only it;
+    they may take fewer Monte Carlo ``draws``: the test stays valid at any number)."""
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
     if inference == "normal":
         return _p_at_zero(dy, choose_trim(dy, dx, max_trim_rate)[0])
-    return randomization_p(dy, sign_patterns(len(dy), seed), max_trim_rate)
+    return randomization_p(dy, sign_patterns(len(dy), seed, draws), max_trim_rate)
 
 
-def sign_patterns(n: int, seed: int) -> np.ndarray:
-    """The reference sign patterns (rows of +-1): all ``2^n`` for at most ``EXACT_PAIRS``
-    pairs, else ``RANDOMIZATION_DRAWS`` fair coins per pair from ``seed``."""
+@functools.lru_cache(maxsize=64)
+def sign_patterns(n: int, seed: int, draws: int = RANDOMIZATION_DRAWS) -> np.ndarray:
+    """The reference sign patterns (rows of +-1, read-only): all ``2^n`` for at most
+    ``EXACT_PAIRS`` pairs, else ``draws`` fair coins per pair from ``seed``."""
     if n <= EXACT_PAIRS:
         bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
-        return 1.0 - 2.0 * bits
-    rng = np.random.default_rng(seed)
-    return np.where(rng.random((RANDOMIZATION_DRAWS, n)) < 0.5, -1.0, 1.0)
+        out = 1.0 - 2.0 * bits
+    else:
+        rng = np.random.default_rng(seed)
+        out = np.where(rng.random((draws, n)) < 0.5, -1.0, 1.0)
+    out.setflags(write=False)
+    return out
 
 
 def studentized(e: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE) -> np.ndarray:
@@ -267,8 +274,9 @@ def studentized(e: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE) -> np.ndarr
     # scale-free: each row over its largest residual, then sorted, with running sums
     big = np.abs(e).max(axis=1, keepdims=True)
     s = np.sort(e / np.where(big > 0, big, 1.0), axis=1)
-    c1 = np.hstack([np.zeros((len(s), 1)), np.cumsum(s, axis=1)])
-    c2 = np.hstack([np.zeros((len(s), 1)), np.cumsum(s * s, axis=1)])
+    c1, c2 = np.zeros((len(s), n + 1)), np.zeros((len(s), n + 1))
+    np.cumsum(s, axis=1, out=c1[:, 1:])
+    np.cumsum(s * s, axis=1, out=c2[:, 1:])
     stats_, ses = [], []
     for m in range(0, math.ceil(max_trim_rate * n) + 1):
         if m / n > max_trim_rate or n - 2 * m < 2:
