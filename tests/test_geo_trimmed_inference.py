@@ -117,6 +117,21 @@ def test_interval_ends_are_where_the_test_starts_rejecting():
             )
 
 
+def test_interval_when_the_test_rejects_the_point_estimate():
+    """The test's trim is chosen from the residuals, Chen and Au's from the estimate's
+    standard error: here (10 pairs, some spend differences near zero or negative) they
+    differ, and the test rejects the estimate 8.99 (p = 12/1,024); the interval is where it
+    does not reject, and it holds the true iROAS 2."""
+    dy, dx = replicate(10, 80, IROAS)
+    fit = trimmed_match.fit(dy, dx, confidence=0.95, seed=80)
+    signs = trimmed_match.sign_patterns(10, 80)
+    assert trimmed_match.randomization_p(dy - fit.estimate * dx, signs) == pytest.approx(12 / 1024)
+    lo, hi = fit.ci
+    assert lo == -math.inf and IROAS < hi < fit.estimate
+    assert trimmed_match.randomization_p(dy - hi * dx, signs) > 0.05
+    assert trimmed_match.randomization_p(dy - (hi + 1e-4) * dx, signs) <= 0.05
+
+
 def test_monte_carlo_reference_is_seeded():
     dy, dx = replicate(20, 3, 0.0)
     a, b = trimmed_match.fit(dy, dx, 0.95, seed=11), trimmed_match.fit(dy, dx, 0.95, seed=11)

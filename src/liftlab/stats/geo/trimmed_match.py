@@ -27,12 +27,14 @@ the observed studentized trimmed mean ``|S| / sqrt(H' W)`` (``H' = (n - 2m) / (n
 ``m`` the trim chosen for the estimate) with its values over sign patterns of the residuals:
 all ``2^n`` patterns for at most ``EXACT_PAIRS`` pairs, otherwise ``RANDOMIZATION_DRAWS``
 random patterns from a seeded generator, the p-value then ``(1 + #{T* >= T}) / (1 + draws)``
-(a valid Monte Carlo test at every number of draws). The same patterns serve every ``theta``;
-the interval is the set of ``theta`` around the estimate whose p-value exceeds ``alpha``
-(found by doubling steps and bisection on each side), unbounded on a side the test never
-rejects (with 3 to 5 pairs, ``2 / 2^n`` may exceed ``alpha``). The test is exact for a trim
-fixed in advance; the trim rate chosen from the data is checked by simulation
-(``tests/test_geo_trimmed_inference.py``).
+(a valid Monte Carlo test at every number of draws). The trim of the statistic is chosen
+from the residuals themselves (Chen and Au's standard-error rule with the spend denominator
+held fixed), for the observed pattern and for every flipped one alike, so the statistic is
+one fixed function of the signed residuals and the test is exact: taking Chen and Au's trim
+(chosen from the data) as if fixed in advance calls 5.5% of A/A tests at 5% with 10 pairs.
+The same patterns serve every ``theta``; the interval is the hull of the ``theta`` near the
+estimate whose p-value exceeds ``alpha`` (``randomization_interval``), unbounded on a side
+the test never rejects (with 3 to 5 pairs, ``2 / 2^n`` may exceed ``alpha``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from scipy import optimize, stats
 MAX_TRIM_RATE = 0.25
 EXACT_PAIRS = 12  # up to this many pairs the sign patterns are enumerated (2^12 = 4,096)
 RANDOMIZATION_DRAWS = 2_000  # seeded sign patterns beyond EXACT_PAIRS
+GRID_SES, GRID_POINTS = 8, 41  # the randomization interval's first search around the estimate
 Inference = Literal["normal", "randomization"]
 
 
@@ -59,7 +62,7 @@ class TrimmedMatchFit:
     trim_rate: float
     ci: tuple[float, float]
     confidence: float
-    p_value: float  # of iROAS 0: the interval excludes 0 exactly when p < 1 - confidence
+    p_value: float  # of iROAS 0 (normal: the interval excludes 0 exactly when p < 1 - confidence)
     inference: Inference = "randomization"
     sign_patterns: int = 0  # randomization: patterns in the reference (0 for normal)
     exact: bool = False  # randomization: every sign pattern enumerated
@@ -319,32 +322,36 @@ def randomization_interval(
     se: float,
     max_trim_rate: float = MAX_TRIM_RATE,
 ) -> tuple[float, float]:
-    """The iROAS values around the estimate ``theta`` whose sign-flip p-value exceeds
-    ``alpha``: on each side steps double from ``se`` until the test rejects (unbounded if
-    it never does within ``2^40`` steps), then bisection to a relative ``1e-7``."""
+    """The hull of the iROAS values the sign-flip test does not reject at ``alpha``, near
+    the estimate ``theta``: the test on ``GRID_POINTS`` values spread over ``theta +-
+    GRID_SES`` standard errors (the test's trim is chosen from the residuals, so it may
+    reject Chen and Au's estimate itself); from the outermost accepted value on each side
+    steps double (from ``se``) until the test rejects, unbounded if it never does within
+    ``2^40`` steps, then bisection to a relative ``1e-7``. NaNs when no value is accepted."""
 
     def accepted(t: float) -> bool:
         return randomization_p(dy - t * dx, signs, max_trim_rate) > alpha
 
-    if not accepted(theta):  # the trimmed sum is zero at the estimate: p = 1 unless ties
-        return theta, theta
     step0 = se if math.isfinite(se) and se > 0 else max(abs(theta), 1.0) * 1e-3
+    grid = theta + step0 * np.linspace(-GRID_SES, GRID_SES, GRID_POINTS)
+    inside_grid = [float(t) for t in grid if accepted(float(t))]
+    if not inside_grid:
+        return math.nan, math.nan
     ends = []
-    for direction in (-1.0, 1.0):
-        inside, step = theta, step0
-        while accepted(theta + direction * step):
-            inside = theta + direction * step
+    for direction, start in ((-1.0, inside_grid[0]), (1.0, inside_grid[-1])):
+        inside, step = start, step0
+        while accepted(start + direction * step):
+            inside = start + direction * step
             step *= 2
             if step > step0 * 2**40:
+                ends.append(direction * math.inf)
                 break
         else:
-            outside = theta + direction * step
+            outside = start + direction * step
             while abs(outside - inside) > 1e-7 * max(abs(inside), abs(step0), 1e-12):
                 mid = (inside + outside) / 2
                 inside, outside = (mid, outside) if accepted(mid) else (inside, mid)
             ends.append(inside)
-            continue
-        ends.append(direction * math.inf)
     return ends[0], ends[1]
 
 
