@@ -181,7 +181,9 @@ def test_coverage_with_few_pairs():
 @pytest.mark.parametrize("n", [10, 15, 25, 50])
 def test_coverage_and_aa_calls_grid(n):
     """400 replications per size (Monte Carlo error 1.1 points at 95%, 1.1 at 5%).
-    Measured: see the README's geo section."""
+    Measured, for 10, 15, 25 and 50 pairs: coverage 97.3%, 96.8%, 95.8%, 95.3%; A/A calls
+    5.0%, 4.5%, 4.5%, 5.0% (the normal interval: 95.0%, 94.8%, 94.3%, 93.8%; 6.8%, 5.8%,
+    5.8%, 6.5%)."""
     cover, calls = _coverage(n, 400), _aa_calls(n, 400, "randomization")
     se = math.sqrt(0.05 * 0.95 / 400)
     assert cover >= 0.93 and calls <= 0.05 + 2 * se, (cover, calls)
