@@ -100,7 +100,7 @@ def matched_pairs(
                 )
             ]
         )
-    tm = trimmed_match.fit(dy, dx, 1 - spec.alpha)
+    tm = trimmed_match.fit(dy, dx, 1 - spec.alpha, inference=spec.pair_inference, seed=spec.seed)
     y = kpi[:, treated].sum(axis=1)
     extra = (spend[:, treated] - spend[:, controls]).sum(axis=1)
     lo, hi = tm.ci
@@ -120,16 +120,36 @@ def matched_pairs(
         se=tm.se * abs(total),
         p_value=tm.p_value,
         n_pre=n,
-        inference="trimmed match (Chen and Au 2019): studentized trimmed mean of the pair "
-        "residuals against the normal quantile, on the iROAS, times the extra spend",
+        inference=_pair_inference_text(tm),
         details={
             "iroas": tm.estimate,
             "iroas_ci": list(tm.ci),
             "iroas_se": tm.se,
             "trim_rate": tm.trim_rate,
             "pairs": len(treated),
+            "interval": tm.inference,
+            "sign_patterns": tm.sign_patterns if tm.inference == "randomization" else None,
+            "sign_patterns_exact": tm.exact if tm.inference == "randomization" else None,
             "spend_change": total,
         },
+    )
+
+
+def _pair_inference_text(tm: trimmed_match.TrimmedMatchFit) -> str:
+    if tm.inference == "normal":
+        return (
+            "trimmed match (Chen and Au 2019): studentized trimmed mean of the pair residuals "
+            "against the normal quantile, on the iROAS, times the extra spend"
+        )
+    reference = (
+        f"all {tm.sign_patterns:,} sign patterns"
+        if tm.exact
+        else f"{tm.sign_patterns:,} seeded random sign patterns (Monte Carlo)"
+    )
+    return (
+        "trimmed match (Chen and Au 2019) with randomization inference: the studentized "
+        "trimmed mean of the pair residuals against its values when the coin of each pair "
+        f"is flipped ({reference}), inverted over the iROAS, times the extra spend"
     )
 
 

@@ -277,7 +277,7 @@ def _plan_pairs(spec: GeoExperiment, panel: Panel, power: float) -> GeoPlan:
         for chosen_pairs, t, c in candidates:
             at = _cached(
                 lambda rho, pairs_=chosen_pairs, d=periods: pair_power(
-                    kpi, pairs_, d, rho, spec.alpha, spec.seed
+                    kpi, pairs_, d, rho, spec.alpha, spec.seed, inference=spec.pair_inference
                 )
             )
             mde = _smallest_lift(at, power)

@@ -123,6 +123,9 @@ class GeoExperiment(_Model):
     # lambda cross-validated as augsynth does unless given
     augment: Literal["ridge"] | None = None
     ridge_lambda: float | None = Field(None, gt=0.0, le=1e300)
+    # trimmed match: randomization inference (sign flips within the randomised pairs, the
+    # default) or the published normal interval of the studentized trimmed mean
+    interval: Literal["randomization", "normal"] | None = None
     placebos: int = Field(200, ge=20, le=MAX_PLACEBOS)
     seed: int = Field(20260223, ge=0, le=2**32 - 1)
     alpha: Fraction = 0.05
@@ -131,6 +134,16 @@ class GeoExperiment(_Model):
     expected_iroas: float | None = Field(None, gt=0.0, le=1e6)
     owner: Title | None = None
     tags: Annotated[list[Title], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_of_trimmed_match(cls, v: str | None, info: object) -> str | None:
+        method = getattr(info, "data", {}).get("method")
+        if v is not None and method != "trimmed_match":
+            raise ValueError(
+                f"an option of method: trimmed_match only; remove it for method: {method}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _coherent(self) -> GeoExperiment:
@@ -190,6 +203,11 @@ class GeoExperiment(_Model):
     def end(self) -> dt.date:
         """The end of the measurement (exclusive): the test period and its cool-down."""
         return self.test_period.end + dt.timedelta(days=self.cooldown_days)
+
+    @property
+    def pair_inference(self) -> Literal["randomization", "normal"]:
+        """Trimmed match's inference: ``interval``, randomization unless given."""
+        return self.interval or "randomization"
 
     @property
     def heavy_up(self) -> bool:

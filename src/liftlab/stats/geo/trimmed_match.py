@@ -14,19 +14,45 @@ The interval is the set of ``theta`` where the studentized trimmed mean is withi
 quantile ``q`` (Eq. 5.6): ``S(theta)^2 <= q^2 (n - 2m) / (n - 2m - 1) * W(theta)``, ``S`` the
 trimmed sum of residuals and ``W`` the sum of squares of the winsorized residuals about
 their mean. Between two values of ``theta`` where residuals swap order, ``S`` is linear and
-``W`` quadratic in ``theta``, so the set is found exactly segment by segment.
+``W`` quadratic in ``theta``, so the set is found exactly segment by segment. That normal
+interval (``inference="normal"``) is google/trimmed_match's; with few pairs and a trim rate
+chosen from the data it covers less than its level.
+
+The default inference (``inference="randomization"``) follows the design instead. Within
+each pair a fair coin chose which geo is treated. Under the sharp null "iROAS = theta"
+(every geo's KPI minus theta times its spend is what it would have been under either
+assignment) each pair residual ``e_i(theta)`` is a fixed number whose sign the coin chose,
+so the signs are independent fair coins given the magnitudes. The test of ``theta`` compares
+the observed studentized trimmed mean ``|S| / sqrt(H' W)`` (``H' = (n - 2m) / (n - 2m - 1)``,
+``m`` the trim chosen for the estimate) with its values over sign patterns of the residuals:
+all ``2^n`` patterns for at most ``EXACT_PAIRS`` pairs, otherwise ``RANDOMIZATION_DRAWS``
+random patterns from a seeded generator, the p-value then ``(1 + #{T* >= T}) / (1 + draws)``
+(a valid Monte Carlo test at every number of draws). The trim of the statistic is chosen
+from the residuals themselves (Chen and Au's standard-error rule with the spend denominator
+held fixed), for the observed pattern and for every flipped one alike, so the statistic is
+one fixed function of the signed residuals and the test is exact: taking Chen and Au's trim
+(chosen from the data) as if fixed in advance calls 5.5% of A/A tests at 5% with 10 pairs.
+The same patterns serve every ``theta``; the interval is the hull of the ``theta`` near the
+estimate whose p-value exceeds ``alpha`` (``randomization_interval``), unbounded on a side
+the test never rejects (with 3 to 5 pairs, ``2 / 2^n`` may exceed ``alpha``).
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from scipy import optimize, stats
 
 MAX_TRIM_RATE = 0.25
+EXACT_PAIRS = 12  # up to this many pairs the sign patterns are enumerated (2^12 = 4,096)
+RANDOMIZATION_DRAWS = 2_000  # seeded sign patterns beyond EXACT_PAIRS
+GRID_SES, GRID_POINTS = 8, 41  # the randomization interval's first search around the estimate
+Inference = Literal["normal", "randomization"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +62,10 @@ class TrimmedMatchFit:
     trim_rate: float
     ci: tuple[float, float]
     confidence: float
-    p_value: float  # of iROAS 0: the interval excludes 0 exactly when p < 1 - confidence
+    p_value: float  # of iROAS 0 (normal: the interval excludes 0 exactly when p < 1 - confidence)
+    inference: Inference = "randomization"
+    sign_patterns: int = 0  # randomization: patterns in the reference (0 for normal)
+    exact: bool = False  # randomization: every sign pattern enumerated
 
 
 def _order(dy: np.ndarray, dx: np.ndarray, theta: float) -> np.ndarray:
@@ -180,22 +209,150 @@ def fit(
     delta_spend: np.ndarray,
     confidence: float = 0.9,
     max_trim_rate: float = MAX_TRIM_RATE,
+    inference: Inference = "randomization",
+    seed: int = 0,
 ) -> TrimmedMatchFit:
-    """Trimmed match on paired differences, with the trim rate chosen as described above."""
+    """Trimmed match on paired differences, with the trim rate chosen as described above and
+    the interval and p-value of ``inference`` (the module docstring)."""
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
     m, theta, se = choose_trim(dy, dx, max_trim_rate)
-    q = float(stats.norm.ppf(0.5 + confidence / 2))
+    if inference == "normal":
+        q = float(stats.norm.ppf(0.5 + confidence / 2))
+        return TrimmedMatchFit(
+            theta, se, m / len(dy), interval(dy, dx, m, q), confidence, _p_at_zero(dy, m), "normal"
+        )
+    signs = sign_patterns(len(dy), seed)
+    ci = randomization_interval(dy, dx, 1 - confidence, signs, theta, se, max_trim_rate)
     return TrimmedMatchFit(
-        theta, se, m / len(dy), interval(dy, dx, m, q), confidence, _p_at_zero(dy, m)
+        theta,
+        se,
+        m / len(dy),
+        ci,
+        confidence,
+        randomization_p(dy, signs, max_trim_rate),
+        "randomization",
+        len(signs),
+        len(dy) <= EXACT_PAIRS,
     )
 
 
 def p_value(
-    delta_response: np.ndarray, delta_spend: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE
+    delta_response: np.ndarray,
+    delta_spend: np.ndarray,
+    max_trim_rate: float = MAX_TRIM_RATE,
+    inference: Inference = "randomization",
+    seed: int = 0,
+    draws: int = RANDOMIZATION_DRAWS,
 ) -> float:
-    """``fit(...).p_value`` without the interval (the planner's simulations need only it)."""
+    """``fit(...).p_value`` without the interval (the planner's simulations need only it;
+    they may take fewer Monte Carlo ``draws``: the test stays valid at any number)."""
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
-    return _p_at_zero(dy, choose_trim(dy, dx, max_trim_rate)[0])
+    if inference == "normal":
+        return _p_at_zero(dy, choose_trim(dy, dx, max_trim_rate)[0])
+    return randomization_p(dy, sign_patterns(len(dy), seed, draws), max_trim_rate)
+
+
+@functools.lru_cache(maxsize=64)
+def sign_patterns(n: int, seed: int, draws: int = RANDOMIZATION_DRAWS) -> np.ndarray:
+    """The reference sign patterns (rows of +-1, read-only): all ``2^n`` for at most
+    ``EXACT_PAIRS`` pairs, else ``draws`` fair coins per pair from ``seed``."""
+    if n <= EXACT_PAIRS:
+        bits = (np.arange(2**n)[:, None] >> np.arange(n)[None, :]) & 1
+        out = 1.0 - 2.0 * bits
+    else:
+        rng = np.random.default_rng(seed)
+        out = np.where(rng.random((draws, n)) < 0.5, -1.0, 1.0)
+    out.setflags(write=False)
+    return out
+
+
+def studentized(e: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE) -> np.ndarray:
+    """The studentized trimmed mean ``|S_m| / sqrt(H'_m W_m)`` of each row of residuals
+    ``e`` (the module docstring), its trim ``m`` chosen row by row from the residuals alone:
+    the smallest whose trimmed-mean standard error ``sqrt(wss_m) / (n - 2m)`` is within
+    ``1 + 0.25 / sqrt(n)`` of the smallest (Chen and Au's rule with the spend denominator
+    held fixed). Infinite when the winsorized residuals do not vary and ``S`` is not zero,
+    zero when both are."""
+    n = e.shape[1]
+    # scale-free: each row over its largest residual, then sorted, with running sums
+    big = np.abs(e).max(axis=1, keepdims=True)
+    s = np.sort(e / np.where(big > 0, big, 1.0), axis=1)
+    c1, c2 = np.zeros((len(s), n + 1)), np.zeros((len(s), n + 1))
+    np.cumsum(s, axis=1, out=c1[:, 1:])
+    np.cumsum(s * s, axis=1, out=c2[:, 1:])
+    stats_, ses = [], []
+    for m in range(0, math.ceil(max_trim_rate * n) + 1):
+        if m / n > max_trim_rate or n - 2 * m < 2:
+            break
+        kept1, kept2 = c1[:, n - m] - c1[:, m], c2[:, n - m] - c2[:, m]
+        ends1, ends2 = s[:, m] + s[:, n - m - 1], s[:, m] ** 2 + s[:, n - m - 1] ** 2
+        total = np.abs(kept1)
+        total = np.where(total <= 1e-12 * n, 0.0, total)
+        win1, wss = kept1 + m * ends1, kept2 + m * ends2
+        scale = (n - 2 * m) / (n - 2 * m - 1) * np.maximum(wss - win1 * win1 / n, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = total / np.sqrt(scale)
+        stats_.append(np.where(total == 0.0, 0.0, np.where(scale > 1e-24, t, math.inf)))
+        ses.append(np.sqrt(wss) / (n - 2 * m))
+    se = np.array(ses)
+    chosen = np.argmax(se <= (1 + 0.25 / math.sqrt(n)) * se.min(axis=0), axis=0)
+    return np.array(stats_)[chosen, np.arange(e.shape[0])]
+
+
+def randomization_p(
+    e: np.ndarray, signs: np.ndarray, max_trim_rate: float = MAX_TRIM_RATE
+) -> float:
+    """The sign-flip p-value of the residuals ``e`` (the observed pattern against ``signs``:
+    the share of all patterns at least as extreme, or the Monte Carlo ``(1 + k) / (1 + B)``)."""
+    e = np.asarray(e, float)[None, :]
+    observed = float(studentized(e, max_trim_rate)[0])
+    reference = studentized(signs * e, max_trim_rate)
+    extreme = int(np.sum(reference >= observed * (1 - 1e-9)))
+    if e.shape[1] <= EXACT_PAIRS:
+        return extreme / len(signs)
+    return (1 + extreme) / (1 + len(signs))
+
+
+def randomization_interval(
+    dy: np.ndarray,
+    dx: np.ndarray,
+    alpha: float,
+    signs: np.ndarray,
+    theta: float,
+    se: float,
+    max_trim_rate: float = MAX_TRIM_RATE,
+) -> tuple[float, float]:
+    """The hull of the iROAS values the sign-flip test does not reject at ``alpha``, near
+    the estimate ``theta``: the test on ``GRID_POINTS`` values spread over ``theta +-
+    GRID_SES`` standard errors (the test's trim is chosen from the residuals, so it may
+    reject Chen and Au's estimate itself); from the outermost accepted value on each side
+    steps double (from ``se``) until the test rejects, unbounded if it never does within
+    ``2^40`` steps, then bisection to a relative ``1e-7``. NaNs when no value is accepted."""
+
+    def accepted(t: float) -> bool:
+        return randomization_p(dy - t * dx, signs, max_trim_rate) > alpha
+
+    step0 = se if math.isfinite(se) and se > 0 else max(abs(theta), 1.0) * 1e-3
+    grid = theta + step0 * np.linspace(-GRID_SES, GRID_SES, GRID_POINTS)
+    inside_grid = [float(t) for t in grid if accepted(float(t))]
+    if not inside_grid:
+        return math.nan, math.nan
+    ends = []
+    for direction, start in ((-1.0, inside_grid[0]), (1.0, inside_grid[-1])):
+        inside, step = start, step0
+        while accepted(start + direction * step):
+            inside = start + direction * step
+            step *= 2
+            if step > step0 * 2**40:
+                ends.append(direction * math.inf)
+                break
+        else:
+            outside = start + direction * step
+            while abs(outside - inside) > 1e-7 * max(abs(inside), abs(step0), 1e-12):
+                mid = (inside + outside) / 2
+                inside, outside = (mid, outside) if accepted(mid) else (inside, mid)
+            ends.append(inside)
+    return ends[0], ends[1]
 
 
 def choose_trim(dy: np.ndarray, dx: np.ndarray, max_trim_rate: float) -> tuple[int, float, float]:
