@@ -140,7 +140,7 @@ def test_poor_convergence_of_the_dose_response_model_marks_the_optimum(tmp_path:
     start = html.index('id="pressure"')
     section = html[start : html.index("</section>", start)]
     assert "Doubtful optimum, gains and P(pays)" in section
-    rows = 1 + len(r["pressure"]["segments"])
+    rows = 1 + sum(len(values) for values in r["pressure"]["segments"].values())
     assert section.count('class="provisional doubt"') == 3 * rows
     r["pressure"]["diagnostics"]["warnings"] = []
     assert 'class="provisional doubt"' not in render_experiment(r, tmp_path)
