@@ -224,3 +224,12 @@ def test_hdi_and_convergence_match_arviz():
     assert bulk == pytest.approx(min(float(az.ess(series[:, :, k], method="bulk"))
                                      for k in range(3)))
     assert r_hat > 1.5 and bulk < 20 and 0 < tail < 400
+
+
+def test_divergence_advice_suggests_a_target_accept_above_the_one_used():
+    from liftlab.stats.hierarchical import divergence_advice
+
+    assert "(e.g. 0.99)" in divergence_advice(0.95)
+    assert "(e.g. 0.995)" in divergence_advice(0.99)
+    assert "(e.g. 0.999)" in divergence_advice(0.995)
+    assert "target_accept is already at its ceiling" in divergence_advice(0.999)

@@ -33,7 +33,13 @@ import numpy as np
 from scipy import stats as sps
 
 from liftlab.core.errors import UserError
-from liftlab.stats.hierarchical import ESS_MIN, RHAT_MAX, Diagnostics, Sampler
+from liftlab.stats.hierarchical import (
+    ESS_MIN,
+    RHAT_MAX,
+    Diagnostics,
+    Sampler,
+    divergence_advice,
+)
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -395,8 +401,7 @@ def _diagnostics(
     if divergences:
         warnings.append(
             f"{divergences} divergent transitions in the dose-response model at "
-            f"target_accept {target_accept:g}: raise analysis.target_accept (e.g. "
-            "0.99) and tune"
+            f"target_accept {target_accept:g}: {divergence_advice(target_accept)}"
         )
     return Diagnostics(
         r_hat,

@@ -392,8 +392,8 @@ def _diagnostics(posterior: Mapping[str, np.ndarray], diverging: np.ndarray,
                         f"(< {ESS_MIN}); increase draws")
     if divergences:
         warnings.append(f"{divergences} divergent transitions at target_accept "
-                        f"{target_accept:g}: the posterior may be biased; raise "
-                        "analysis.target_accept (e.g. 0.99) and tune")
+                        f"{target_accept:g}: the posterior may be biased; "
+                        f"{divergence_advice(target_accept)}")
     return Diagnostics(r_hat, ess_bulk, ess_tail, divergences, tuple(warnings), sampler, draws,
                        tune, chains, seed, compile_s, sample_s)
 
@@ -411,3 +411,12 @@ def _convergence(series: np.ndarray) -> tuple[float, float, float]:
         bulk.append(float(az.ess(x, method="bulk")))
         tail.append(min(float(az.ess(x, method="quantile", prob=p)) for p in (0.05, 0.95)))
     return float(np.max(r_hat)), float(np.min(bulk)), float(np.min(tail))
+
+
+def divergence_advice(target_accept: float) -> str:
+    """What to try after divergences: a higher ``target_accept`` than the one used (a
+    smaller step), then more tuning."""
+    higher = next((t for t in (0.99, 0.995, 0.999) if t > target_accept), None)
+    if higher is None:
+        return "increase analysis.tune (target_accept is already at its ceiling)"
+    return f"raise analysis.target_accept (e.g. {higher:g}) and tune"
