@@ -233,3 +233,23 @@ def test_the_plan_says_which_adjustment_it_assumes(tmp_path: Path):
     assert "25% (CUPED, ρ 0.50)" in html
     plan = html[html.index('id="plan"'):]
     assert re.search(r'<td class="num">none</td>', plan)
+
+
+def test_the_pressure_chart_names_every_trace_and_draws_the_arms_of_results_json():
+    """The dose-response curves: per group (overall and each segment value) one named trace
+    of each kind, bands included; the observed markers are the arms' means in results.json."""
+    from collections import Counter
+
+    from liftlab.report.pressure_page import curves
+
+    p = load("email-frequency")["pressure"]
+    groups = 1 + sum(len(values) for values in p["segments"].values())
+    chart = curves(p, "pressure")
+    names = Counter(t.name for t in chart.figure.data)
+    assert None not in names
+    assert set(names.values()) == {groups}
+    observed = [t for t in chart.figure.data if t.name == "arm mean (observed)"]
+    arms = [a for a in p["overall"]["arms"] if "metrics" in a]
+    primary = next(iter(arms[0]["metrics"]))
+    assert list(observed[0].y) == [a["metrics"][primary]["mean"] for a in arms]
+    assert list(observed[0].x) == [a["frequency"] for a in arms]

@@ -62,38 +62,23 @@ def curves(p: dict[str, Any], key: str) -> Chart:
         arms = [a for a in g["arms"] if "metrics" in a]
         primary = next(iter(arms[0]["metrics"])) if arms else None
         if primary is not None:
-            means = [a["metrics"][primary]["mean"] for a in arms]
-            fig.add_trace(
-                go.Scatter(
-                    x=[a["frequency"] for a in arms],
-                    y=means,
-                    mode="markers",
-                    marker=dict(color=BLUE, size=8),
-                    name="arm mean (observed)",
-                    legendgroup="obs",
-                    showlegend=first,
-                    hovertemplate="%{x} sends: %{y:,.3f}<extra></extra>",
-                ),
-                row=i,
-                col=1,
+            _observed(
+                fig, arms, primary, BLUE, "arm mean (observed)", "obs", "%{y:,.3f}", (i, 1), first
             )
         if c["fatigue"] is not None:
             _band(fig, f, c["fatigue"], RED, "fatigue probability", i, 2, first)
             fatigue = p.get("fatigue_metric")
             if fatigue:
-                fig.add_trace(
-                    go.Scatter(
-                        x=[a["frequency"] for a in arms],
-                        y=[a["metrics"][fatigue]["mean"] for a in arms],
-                        mode="markers",
-                        marker=dict(color=RED, size=7),
-                        name="arm rate (observed)",
-                        legendgroup="obs-f",
-                        showlegend=first,
-                        hovertemplate="%{x} sends: %{y:.3%}<extra></extra>",
-                    ),
-                    row=i,
-                    col=2,
+                _observed(
+                    fig,
+                    arms,
+                    fatigue,
+                    RED,
+                    "arm rate (observed)",
+                    "obs-f",
+                    "%{y:.3%}",
+                    (i, 2),
+                    first,
                 )
         if g["optimum"] is not None:
             lo, hi = g["optimum_ci"]
@@ -127,6 +112,34 @@ def curves(p: dict[str, Any], key: str) -> Chart:
     return Chart(key, "Dose-response curves", fig, pl.DataFrame(rows))
 
 
+def _observed(
+    fig: go.Figure,
+    arms: list[dict[str, Any]],
+    metric: str,
+    colour: str,
+    name: str,
+    group: str,
+    y_format: str,
+    cell: tuple[int, int],
+    legend: bool,
+) -> None:
+    """Each arm's observed mean of ``metric`` at its frequency, as markers in one panel."""
+    fig.add_trace(
+        go.Scatter(
+            x=[a["frequency"] for a in arms],
+            y=[a["metrics"][metric]["mean"] for a in arms],
+            mode="markers",
+            marker=dict(color=colour, size=8),
+            name=name,
+            legendgroup=group,
+            showlegend=legend,
+            hovertemplate=f"%{{x}} sends: {y_format}<extra></extra>",
+        ),
+        row=cell[0],
+        col=cell[1],
+    )
+
+
 def _band(
     fig: go.Figure,
     x: list[float],
@@ -146,6 +159,7 @@ def _band(
             opacity=0.18,
             line=dict(width=0),
             hoverinfo="skip",
+            name=f"{name}: 95% band",
             showlegend=False,
             legendgroup=name,
         ),

@@ -80,18 +80,22 @@ def _breakpoints(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
     return np.unique((dy[i] - dy[j])[ok] / ddx[ok])
 
 
+def _inside(lo: float, hi: float) -> float:
+    """A point strictly inside the interval (lo, hi), whose ends may be infinite."""
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (lo + hi) / 2
+    if math.isfinite(hi):
+        return hi - 1.0
+    return lo + 1.0 if math.isfinite(lo) else 0.0
+
+
 def _segments(dy: np.ndarray, dx: np.ndarray) -> list[tuple[float, float, np.ndarray]]:
     """(low, high, order of the residuals inside) for every segment between breakpoints."""
     b = _breakpoints(dy, dx)
     edges = [-math.inf, *b.tolist(), math.inf]
     out = []
     for lo, hi in itertools.pairwise(edges):
-        mid = (
-            (lo + hi) / 2
-            if math.isfinite(lo) and math.isfinite(hi)
-            else (hi - 1.0 if math.isfinite(hi) else lo + 1.0 if math.isfinite(lo) else 0.0)
-        )
-        out.append((lo, hi, _order(dy, dx, mid)))
+        out.append((lo, hi, _order(dy, dx, _inside(lo, hi))))
     return out
 
 
@@ -194,12 +198,7 @@ def _nonnegative(
     points = sorted({c for c in cuts if lo <= c <= hi})
     out = []
     for a, b in itertools.pairwise(points):
-        mid = (
-            (a + b) / 2
-            if math.isfinite(a) and math.isfinite(b)
-            else (b - 1.0 if math.isfinite(b) else a + 1.0 if math.isfinite(a) else 0.0)
-        )
-        if g(mid) >= 0:
+        if g(_inside(a, b)) >= 0:
             out.append((a, b))
     return out
 
