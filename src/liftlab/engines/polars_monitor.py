@@ -27,12 +27,14 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 from liftlab.core.errors import DataError, Problem
 from liftlab.core.stable import stable_mean, stable_std, stable_sum
 from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
+from liftlab.engines import dense_monitor
 from liftlab.engines.polars_measures import measure_condition, measure_expr
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
@@ -48,6 +50,7 @@ from liftlab.spec.models import Experiment, Metric
 
 HOUR = dt.timedelta(hours=1)
 TS = pl.Datetime("us", "UTC")
+DENSE_MONITOR = True  # the compiled per-unit pass (dense_monitor.py); False: polars only
 
 
 def monitor_variables(spec: Experiment, metric: Metric) -> tuple[tuple[str, ...],
@@ -374,6 +377,77 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.D
                hi: dt.datetime, needs: _Needs) -> tuple[pl.DataFrame, int]:
     """``units`` (one row per unit and channel ``xch``, with ``exposed_at``) with the columns
     of ``needs`` from the rows of each table with ``lo <= ts < hi``; and the rows read.
+
+    The compiled route (engines/dense_monitor.py) when the run allows it: the polars route
+    below (``_unit_pass_polars``) is the definition it is tested against, and stays for
+    ``DENSE_MONITOR = False``."""
+    if not DENSE_MONITOR or units.height == 0:
+        return _unit_pass_polars(spec, tables, units, window, pre_span, lo, hi, needs)
+    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs)
+
+
+def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
+    """The statistics of one table's ``needs`` for the compiled pass."""
+    def task(name: str, period: str, m: Measure, kind: str | None = None
+             ) -> dense_monitor.Task:
+        cond = measure_condition(m) if m.event is not None or m.channel is not None else None
+        agg = kind or ("sum" if m.agg == "sum" else "count" if m.agg == "count" else "any")
+        return dense_monitor.Task(name, period, agg, cond, m.value if agg == "sum" else None)
+
+    return ([task(m.name, "in", m) for m in needs.window]
+            + [task(m.name, "pre", m) for m in needs.pre]
+            + [task(f"first:{m.name}", "in", metric_measure(m), "first") for m in needs.first]
+            + [task(m.name, "before", m) for m in needs.base]
+            + [task(f"r:{m.name}", "before", metric_measure(m), "any")
+               for m in needs.responded])
+
+
+def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
+                     units: pl.DataFrame, window: dt.timedelta, pre_span: dt.timedelta | None,
+                     lo: dt.datetime, hi: dt.datetime, needs: _Needs
+                     ) -> tuple[pl.DataFrame, int]:
+    """``_unit_pass`` by the compiled loop: the same frame, row for row and bit for bit
+    (nulls where the polars route's joins leave them: a unit without rows of a table in the
+    read range, a unit without a response)."""
+    if not needs.tables:
+        return units, 0
+    channels = sorted(units["xch"].unique().to_list())
+    index = dense_monitor.UnitIndex.of(units, spec.unit, channels)
+    us = dt.timedelta(microseconds=1)
+    width, pre = window // us, (pre_span or dt.timedelta(0)) // us
+    ts = pl.col("_ts")
+    columns: dict[str, pl.Series] = {}
+    rows = 0
+    for name in needs.tables:
+        tasks = _tasks(needs.of(name))
+        scan = (tables[name].with_columns(pl.col(TS_COLUMN[name]).cast(TS).alias("_ts"))
+                .filter((ts >= lo) & (ts < hi)))
+        stats = dense_monitor.table_stats(scan, index, tasks, width, pre)
+        rows += stats.rows
+        missing = pl.Series(~stats.has)
+        for t in tasks:
+            if t.kind == "first":
+                raw = stats.firsts[t.name]
+                col = pl.Series(t.name, raw).cast(pl.Datetime("us")).dt.replace_time_zone(
+                    "UTC")
+                col = col.set(pl.Series(raw == dense_monitor.NO_FIRST), None)  # type: ignore[arg-type]
+            else:
+                col = pl.Series(t.name, stats.values[t.name]).set(missing, None)  # type: ignore[arg-type]
+            columns[t.name] = col
+    frame = units.with_columns(columns[n] for n in needs.columns)
+    # the polars route's row order (each channel's rows in turn): later means over these
+    # rows (the baseline's) then add in the same order
+    chan = index.row_slot % index.channels
+    if chan.size and np.any(chan[1:] < chan[:-1]):
+        frame = frame[np.argsort(chan, kind="stable")]
+    return frame, rows
+
+
+def _unit_pass_polars(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
+                      units: pl.DataFrame, window: dt.timedelta,
+                      pre_span: dt.timedelta | None, lo: dt.datetime, hi: dt.datetime,
+                      needs: _Needs) -> tuple[pl.DataFrame, int]:
+    """The polars route of ``_unit_pass``.
 
     One read, one join and one group-by on the unit per table, whatever the number of
     channels and statistics: the exposures go wide (a column per channel) so that a row
