@@ -63,12 +63,14 @@ class UnitIndex:
     @staticmethod
     def of(frame: pl.DataFrame, unit: str, channels: list[str]) -> UnitIndex:
         ids = frame[unit]
-        slots = (Slots.span(int(ids.min()), int(ids.max()), ids.len(), 4)  # type: ignore[arg-type]
-                 if ids.dtype.is_integer() and not ids.null_count() else None)
+        slots = (
+            Slots.span(int(ids.min()), int(ids.max()), ids.len(), 4)  # type: ignore[arg-type]
+            if ids.dtype.is_integer() and not ids.null_count()
+            else None
+        )
         keys = None if slots is not None else ids.unique(maintain_order=True)
         size = slots.size if slots is not None else keys.len()  # type: ignore[union-attr]
-        pos = (ids.cast(pl.Int64).to_numpy() - slots.lo if slots is not None
-               else _joined(ids, keys))  # type: ignore[arg-type]
+        pos = ids.cast(pl.Int64).to_numpy() - slots.lo if slots is not None else _joined(ids, keys)  # type: ignore[arg-type]
         is_unit = np.zeros(size, dtype=np.bool_)
         is_unit[pos] = True
         chan = frame["xch"].cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
@@ -92,7 +94,10 @@ def _joined(ids: pl.Series, keys: pl.Series) -> np.ndarray:
     keeps the ids' order."""
     found = pl.DataFrame({"k": ids}).join(
         pl.DataFrame({"k": keys, "i": pl.int_range(keys.len(), dtype=pl.Int64, eager=True)}),
-        on="k", how="left", maintain_order="left")
+        on="k",
+        how="left",
+        maintain_order="left",
+    )
     return found["i"].fill_null(-1).to_numpy()
 
 
@@ -108,24 +113,32 @@ class TableStats:
     rows: int
 
 
-def table_stats(rows: pl.LazyFrame, index: UnitIndex, tasks: list[Task], window_us: int,
-                pre_us: int) -> TableStats:
+def table_stats(
+    rows: pl.LazyFrame, index: UnitIndex, tasks: list[Task], window_us: int, pre_us: int
+) -> TableStats:
     """``tasks`` over ``rows`` (a table with its time as ``_ts``, already cut to the read
     range) for every exposure row of ``index``."""
     conds = [t.cond for t in tasks if t.cond is not None]
     values = list(dict.fromkeys(t.value for t in tasks if t.kind == "sum" and t.value))
     frame = rows.select(
-        pl.col(index.unit), pl.col("_ts").dt.epoch("us").alias("_ts"),
+        pl.col(index.unit),
+        pl.col("_ts").dt.epoch("us").alias("_ts"),
         *[c.fill_null(False).alias(f"c{i}") for i, c in enumerate(conds)],
         *[pl.col(v).cast(pl.Float64).fill_null(0.0).alias(f"v{i}") for i, v in enumerate(values)],
     ).collect()
     pos = index.positions(frame[index.unit])
     ts = frame["_ts"].to_numpy().astype(np.int64)
     n = frame.height
-    cond_arr = (np.column_stack([frame[f"c{i}"].to_numpy() for i in range(len(conds))])
-                if conds else np.zeros((n, 0), dtype=np.bool_)).astype(np.bool_)
-    val_arr = (np.column_stack([frame[f"v{i}"].to_numpy() for i in range(len(values))])
-               if values else np.zeros((n, 0))).astype(np.float64)
+    cond_arr = (
+        np.column_stack([frame[f"c{i}"].to_numpy() for i in range(len(conds))])
+        if conds
+        else np.zeros((n, 0), dtype=np.bool_)
+    ).astype(np.bool_)
+    val_arr = (
+        np.column_stack([frame[f"v{i}"].to_numpy() for i in range(len(values))])
+        if values
+        else np.zeros((n, 0))
+    ).astype(np.float64)
     del frame
     spec = _TaskArrays.of(tasks, conds, values)
     slots = index.exposure.shape[0]
@@ -133,16 +146,48 @@ def table_stats(rows: pl.LazyFrame, index: UnitIndex, tasks: list[Task], window_
     plain = np.zeros((slots, spec.n_plain))
     first = np.full((slots, spec.n_first), NO_FIRST, dtype=np.int64)
     counts = np.zeros(slots * spec.n_sum + 1, dtype=np.int64)
-    read = _scan(pos, ts, cond_arr, val_arr, index.channels, index.exposure, window_us, pre_us,
-                 spec.period, spec.cond, spec.kind, spec.value, spec.column, spec.n_sum, plain,
-                 first, counts, has)
+    read = _scan(
+        pos,
+        ts,
+        cond_arr,
+        val_arr,
+        index.channels,
+        index.exposure,
+        window_us,
+        pre_us,
+        spec.period,
+        spec.cond,
+        spec.kind,
+        spec.value,
+        spec.column,
+        spec.n_sum,
+        plain,
+        first,
+        counts,
+        has,
+    )
     sums = np.zeros((slots, spec.n_sum))
     if spec.n_sum:
         offsets = np.cumsum(counts)
         store = np.empty(int(offsets[-1]))
-        _gather(pos, ts, cond_arr, val_arr, index.channels, index.exposure, window_us, pre_us,
-                spec.period, spec.cond, spec.kind, spec.value, spec.column, spec.n_sum,
-                offsets[:-1].copy(), store)
+        _gather(
+            pos,
+            ts,
+            cond_arr,
+            val_arr,
+            index.channels,
+            index.exposure,
+            window_us,
+            pre_us,
+            spec.period,
+            spec.cond,
+            spec.kind,
+            spec.value,
+            spec.column,
+            spec.n_sum,
+            offsets[:-1].copy(),
+            store,
+        )
         _sorted_sums(offsets, store, sums.reshape(-1))
     out, firsts = {}, {}
     row = index.row_slot
@@ -180,10 +225,16 @@ class _TaskArrays:
             counters[group] += 1
         return _TaskArrays(
             np.array([PERIODS.index(t.period) for t in tasks], dtype=np.int64),
-            np.array(cond, dtype=np.int64), np.array(kinds, dtype=np.int64),
-            np.array([values.index(t.value) if t.kind == "sum" else -1 for t in tasks],
-                     dtype=np.int64),
-            np.array(column, dtype=np.int64), counters[0], counters[1], counters[3])
+            np.array(cond, dtype=np.int64),
+            np.array(kinds, dtype=np.int64),
+            np.array(
+                [values.index(t.value) if t.kind == "sum" else -1 for t in tasks], dtype=np.int64
+            ),
+            np.array(column, dtype=np.int64),
+            counters[0],
+            counters[1],
+            counters[3],
+        )
 
 
 @numba.njit(nogil=True, cache=True)
@@ -213,8 +264,26 @@ def _inside(period: int, t: int, e: int, window: int, pre: int) -> bool:
 
 
 @numba.njit(nogil=True, cache=True)
-def _scan(pos, ts, conds, vals, channels, exposure, window, pre, period, cond, kind, value,
-          column, n_sum, plain, first, counts, has):  # type: ignore[no-untyped-def]
+def _scan(
+    pos,
+    ts,
+    conds,
+    vals,
+    channels,
+    exposure,
+    window,
+    pre,
+    period,
+    cond,
+    kind,
+    value,
+    column,
+    n_sum,
+    plain,
+    first,
+    counts,
+    has,
+):  # type: ignore[no-untyped-def]
     """Counts, "any" and first responses per slot; the number of values of each sum (for
     ``_gather``); which units have rows; the number of rows of units."""
     read = 0
@@ -248,8 +317,24 @@ def _scan(pos, ts, conds, vals, channels, exposure, window, pre, period, cond, k
 
 
 @numba.njit(nogil=True, cache=True)
-def _gather(pos, ts, conds, vals, channels, exposure, window, pre, period, cond, kind, value,
-            column, n_sum, cursor, store):  # type: ignore[no-untyped-def]
+def _gather(
+    pos,
+    ts,
+    conds,
+    vals,
+    channels,
+    exposure,
+    window,
+    pre,
+    period,
+    cond,
+    kind,
+    value,
+    column,
+    n_sum,
+    cursor,
+    store,
+):  # type: ignore[no-untyped-def]
     """Each sum's non-zero values, stored together per (slot, sum) from ``cursor``."""
     for i in range(pos.shape[0]):
         u = pos[i]
