@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -137,3 +138,46 @@ def test_readout_is_the_same_document(
     assert docs[True] == docs[False]
     timeline = docs[True][1]["timeline"]
     assert any(r["estimate"] is not None for r in timeline)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.id)
+def test_exposures_are_the_polars_route(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: Layout
+) -> None:
+    """Assignment times and first sends by the compiled scatter: the same rows as the
+    group-by route's."""
+    frames = {}
+    for dense in (True, False):
+        monkeypatch.setattr(pm, "DENSE_MONITOR", dense)
+        _, source = _hourly(folders, tmp_path, layout, "capped")
+        frames[dense] = source.exposures(dt.timedelta(hours=72)).sort("customer_id", "xch")
+    assert frames[True].height > 0
+    assert_frame_equal(frames[True], frames[False], check_exact=True)
+
+
+def test_fingerprint_after_an_earlier_one_is_the_fresh_one(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """An update checks the cache's fingerprint, then writes a later one from the digest
+    so far plus the new rows: the later one is what a fresh source computes, and it moves
+    when a row in the new hours changes."""
+    spec, source = _hourly(folders, tmp_path, CANONICAL, "capped")
+    metrics = list(spec.metrics)  # type: ignore[attr-defined]
+    exposure = source.exposures(dt.timedelta(hours=72))
+    early = source.fingerprint(exposure, metrics, AS_OF - 24 * pm.HOUR)
+    later = source.fingerprint(exposure, metrics, AS_OF)
+    _, fresh = _hourly(folders, tmp_path, CANONICAL, "capped")
+    assert later == fresh.fingerprint(exposure, metrics, AS_OF) != early
+    ts = pl.col("ts")
+    changed = {
+        **source.tables,
+        "orders": source.tables["orders"].with_columns(
+            pl.when((ts >= AS_OF - pm.HOUR) & (ts < AS_OF))
+            .then(pl.col("revenue") + 1)
+            .otherwise(pl.col("revenue"))
+            .alias("revenue")
+        ),
+    }
+    other = pm.PolarsHourly(spec, changed)  # type: ignore[arg-type]
+    assert other.fingerprint(exposure, metrics, AS_OF - 24 * pm.HOUR) == early
+    assert other.fingerprint(exposure, metrics, AS_OF) != later

@@ -44,41 +44,36 @@ class Task:
 
 
 @dataclass(frozen=True)
-class UnitIndex:
-    """The units of the exposure rows and their accumulators: unit ``u`` in channel ``c``
-    owns slot ``u * channels + c`` (a unit's channels side by side, so that a row touches
-    one stretch of memory); each slot's exposure (µs, the earliest of its rows, MISSING
-    when the unit is not in the channel) and each exposure row's slot. Units are found by
-    direct address (``id - lo``) for integer ids in a dense range, else by their position
-    among the distinct ids (``keys``)."""
+class Lookup:
+    """Where a unit id sits among the units: direct address (``id - lo``) for integer ids
+    in a dense range, else its position among the distinct ids (``keys``), by a join."""
 
-    unit: str
-    channels: int
     slots: Slots | None
     keys: pl.Series | None
     is_unit: np.ndarray
-    exposure: np.ndarray
-    row_slot: np.ndarray
 
     @staticmethod
-    def of(frame: pl.DataFrame, unit: str, channels: list[str]) -> UnitIndex:
-        ids = frame[unit]
+    def of(ids: pl.Series) -> tuple[Lookup, np.ndarray]:
+        """The lookup of these ids (no nulls) and each one's position."""
         slots = (
             Slots.span(int(ids.min()), int(ids.max()), ids.len(), 4)  # type: ignore[arg-type]
-            if ids.dtype.is_integer() and not ids.null_count()
+            if ids.dtype.is_integer() and ids.len()
             else None
         )
         keys = None if slots is not None else ids.unique(maintain_order=True)
         size = slots.size if slots is not None else keys.len()  # type: ignore[union-attr]
-        pos = ids.cast(pl.Int64).to_numpy() - slots.lo if slots is not None else _joined(ids, keys)  # type: ignore[arg-type]
+        pos = (
+            ids.cast(pl.Int64).to_numpy() - slots.lo
+            if slots is not None
+            else _joined(ids, keys)  # type: ignore[arg-type]
+        )
         is_unit = np.zeros(size, dtype=np.bool_)
         is_unit[pos] = True
-        chan = frame["xch"].cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
-        row_slot = pos * len(channels) + chan
-        exposed = frame["exposed_at"].cast(pl.Datetime("us", "UTC")).to_physical()
-        exposure = np.full(size * len(channels), MISSING, dtype=np.int64)
-        _earliest(row_slot, exposed.fill_null(MISSING).to_numpy().astype(np.int64), exposure)
-        return UnitIndex(unit, len(channels), slots, keys, is_unit, exposure, row_slot)
+        return Lookup(slots, keys, is_unit), pos
+
+    @property
+    def size(self) -> int:
+        return int(self.is_unit.shape[0])
 
     def positions(self, ids: pl.Series) -> np.ndarray:
         """Each id's unit position, -1 when it is no unit's (or null)."""
@@ -87,6 +82,56 @@ class UnitIndex:
             return _joined(ids, self.keys)
         raw = ids.cast(pl.Int64, strict=False).fill_null(self.slots.lo - 1).to_numpy()
         return _direct(raw, self.slots.lo, self.is_unit)
+
+
+@dataclass(frozen=True)
+class UnitIndex:
+    """The units of the exposure rows and their accumulators: unit ``u`` in channel ``c``
+    owns slot ``u * channels + c`` (a unit's channels side by side, so that a row touches
+    one stretch of memory); each slot's exposure (µs, the earliest of its rows, MISSING
+    when the unit is not in the channel) and each exposure row's slot."""
+
+    unit: str
+    channels: int
+    lookup: Lookup
+    exposure: np.ndarray
+    row_slot: np.ndarray
+
+    @staticmethod
+    def of(frame: pl.DataFrame, unit: str, channels: list[str]) -> UnitIndex:
+        """From rows of (unit, channel ``xch``, ``exposed_at``); ids without nulls."""
+        lookup, pos = Lookup.of(frame[unit])
+        row_slot = pos * len(channels) + channel_codes(frame["xch"], channels)
+        exposed = frame["exposed_at"].cast(pl.Datetime("us", "UTC")).to_physical()
+        exposure = np.full(lookup.size * len(channels), MISSING, dtype=np.int64)
+        _earliest(row_slot, exposed.fill_null(MISSING).to_numpy().astype(np.int64), exposure)
+        return UnitIndex(unit, len(channels), lookup, exposure, row_slot)
+
+    def positions(self, ids: pl.Series) -> np.ndarray:
+        return self.lookup.positions(ids)
+
+
+def channel_codes(column: pl.Series, channels: list[str]) -> np.ndarray:
+    """Each value's position in ``channels`` (every value is one of them)."""
+    return column.cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
+
+
+def first_times(units: pl.DataFrame, unit: str, channels: list[str], rows: pl.DataFrame
+                ) -> pl.Series:
+    """For each row of ``units`` (a unit and a channel ``xch``), the earliest ``time`` (µs)
+    of ``rows`` (``unit``, ``channel`` among ``channels``, ``time``) of that unit and
+    channel, null for none: the first send per unit and channel without a hash group-by
+    over every contact and a join back (a scatter of each row's time into its unit's slot,
+    then a gather)."""
+    lookup, pos = Lookup.of(units[unit])
+    row_slot = pos * len(channels) + channel_codes(units["xch"], channels)
+    at = lookup.positions(rows[unit])
+    slot = np.where(at >= 0, at * len(channels) + channel_codes(rows["channel"], channels), -1)
+    earliest = np.full(lookup.size * len(channels), MISSING, dtype=np.int64)
+    times = rows["time"].fill_null(MISSING).to_numpy().astype(np.int64)
+    _earliest(slot, times, earliest)
+    found = earliest[row_slot]
+    return pl.Series(found).set(pl.Series(found == MISSING), None)  # type: ignore[arg-type]
 
 
 def _joined(ids: pl.Series, keys: pl.Series) -> np.ndarray:
@@ -142,7 +187,7 @@ def table_stats(
     del frame
     spec = _TaskArrays.of(tasks, conds, values)
     slots = index.exposure.shape[0]
-    has = np.zeros(index.is_unit.shape[0], dtype=np.bool_)
+    has = np.zeros(index.lookup.size, dtype=np.bool_)
     plain = np.zeros((slots, spec.n_plain))
     first = np.full((slots, spec.n_first), NO_FIRST, dtype=np.int64)
     counts = np.zeros(slots * spec.n_sum + 1, dtype=np.int64)
@@ -248,9 +293,10 @@ def _direct(raw: np.ndarray, lo: int, is_unit: np.ndarray) -> np.ndarray:
 
 @numba.njit(nogil=True, cache=True)
 def _earliest(row_slot: np.ndarray, times: np.ndarray, exposure: np.ndarray) -> None:
+    """Each slot's earliest time (rows of slot -1 skipped)."""
     for i in range(row_slot.shape[0]):
         t, s = times[i], row_slot[i]
-        if t != MISSING and (exposure[s] == MISSING or t < exposure[s]):
+        if s >= 0 and t != MISSING and (exposure[s] == MISSING or t < exposure[s]):
             exposure[s] = t
 
 

@@ -144,6 +144,10 @@ class PolarsHourly:
     # of the same exposures and tested metrics: (exposure, window, tested names, baseline).
     _read_along: list[tuple[pl.DataFrame, dt.timedelta, list[str], dict[str, dict[str, float]]]
                       ] = field(default_factory=list, compare=False, repr=False)
+    # Digests computed so far (``fingerprint``): of the exposures, and per (table, first
+    # time) the digest of its rows up to each ``until`` asked.
+    _digests: dict[object, list[tuple[object, tuple[int, int]]]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -185,7 +189,7 @@ class PolarsHourly:
         longer, before the first exposure on. Older
         rows change no cached hour, and leaving them out spares an hourly update hashing
         the table's whole history."""
-        parts = [str(exposure.height), str(_digest(exposure.lazy()))]
+        parts = [str(exposure.height), str(self._digest_of(exposure))]
         window = dt.timedelta(hours=self.spec.monitoring.response_window_hours)
         reach = max(window, dt.timedelta(days=self.spec.covariates.pre_period_days))
         lo = exposure["exposed_at"].min() - reach if exposure.height else until
@@ -193,10 +197,32 @@ class PolarsHourly:
             if table == "customers":  # no time column: one row per customer
                 parts.append(f"customers:{_digest(self.tables[table])}")
                 continue
-            ts = pl.col(TS_COLUMN[table]).cast(TS)
-            old = self.tables[table].filter((ts >= lo) & (ts < until))
-            parts.append(f"{table}:{_digest(old)}")
+            parts.append(f"{table}:{self._rows_digest(table, lo, until)}")
         return parts
+
+    def _digest_of(self, exposure: pl.DataFrame) -> tuple[int, int]:
+        """The exposures' digest, once per exposure frame (an update checks the cache and
+        then writes it: two fingerprints of the same exposures)."""
+        for seen, digest in self._digests.get("exposure", []):
+            if seen is exposure:
+                return digest
+        digest = _digest(exposure.lazy())
+        self._digests["exposure"] = [(exposure, digest)]
+        return digest
+
+    def _rows_digest(self, table: str, lo: dt.datetime, until: dt.datetime
+                     ) -> tuple[int, int]:
+        """The digest of a table's rows with ``lo <= ts < until``. A digest is a count and a
+        sum, so after one up to an earlier ``until`` (the cache check) only the rows since
+        are hashed (the cache write's): an hourly update hashes the table's history once,
+        not twice."""
+        ts = pl.col(TS_COLUMN[table]).cast(TS)
+        known = [(upto, d) for upto, d in self._digests.get((table, lo), []) if upto <= until]
+        start, (n, h) = max(known, key=lambda k: k[0]) if known else (lo, (0, 0))
+        more = _digest(self.tables[table].filter((ts >= start) & (ts < until)))
+        digest = (n + more[0], h + more[1])
+        self._digests.setdefault((table, lo), []).append((until, digest))
+        return digest
 
 
 def _read_tables(spec: Experiment, metrics: list[Metric]) -> list[str]:
@@ -225,6 +251,10 @@ def tables_from_source(spec: Experiment, source: FolderSource, units: Units
         table = source.scan("assignments", uid)
         if "experiment_id" in source.schema("assignments"):
             table = table.filter(pl.col("experiment_id") == spec.id)
+        if DENSE_MONITOR and not units.frame[unit].null_count():
+            with source.reading():  # a read failure names the file
+                long = _assigned_at(spec, units.frame, table, start)
+            return {"assignments": long.lazy(), **_scans(source, uid)}
         # Each unit's assignment time per channel as one group-by on the unit with a column
         # per channel, joined to the one-row-per-unit frame on the unit alone: cheaper than
         # joining (unit, channel) pairs (tests/test_perf_monitor.py checks the times).
@@ -235,15 +265,38 @@ def tables_from_source(spec: Experiment, source: FolderSource, units: Units
         when = {ch: pl.col(_per(ch)).fill_null(start) for ch in channels}
     else:
         when = {ch: pl.lit(start).cast(TS) for ch in channels}
-    long = pl.concat([wide.select(
+    long = _long(wide, unit, channels, when)
+    return {"assignments": long, **_scans(source, uid)}
+
+
+def _scans(source: FolderSource, uid: pl.DataType) -> dict[str, pl.LazyFrame]:
+    return {name: source.scan(name, uid) for name in ("contacts", "orders", "events", "customers")
+            if source.has(name)}
+
+
+def _long(wide: pl.LazyFrame, unit: str, channels: list[str],
+          when: Mapping[str, pl.Expr]) -> pl.LazyFrame:
+    """One row per unit and channel it is assigned in: ``group`` and ``assigned_at``."""
+    return pl.concat([wide.select(
         unit, pl.lit(ch).alias("channel"), pl.col(f"arm:{ch}").cast(pl.String).alias("group"),
         when[ch].cast(TS).alias("assigned_at")) for ch in channels]
     ).filter(pl.col("group").is_not_null())
-    tables = {"assignments": long}
-    for name in ("contacts", "orders", "events", "customers"):
-        if source.has(name):
-            tables[name] = source.scan(name, uid)
-    return tables
+
+
+def _assigned_at(spec: Experiment, frame: pl.DataFrame, table: pl.LazyFrame,
+                 start: dt.datetime) -> pl.DataFrame:
+    """The assignments rows of ``tables_from_source`` with each unit's earliest
+    ``assigned_at`` per channel (the start when it has none) by the compiled scatter of
+    dense_monitor.py instead of a group-by over the assignments table and a join
+    (tests/test_perf_monitor_dense.py compares both)."""
+    unit, channels = spec.unit, list(spec.channels)
+    long = _long(frame.lazy(), unit, channels,
+                 {ch: pl.lit(None, TS) for ch in channels}).collect()
+    rows = table.filter(pl.col("channel").is_in(channels)).select(
+        unit, "channel", pl.col("assigned_at").cast(TS).dt.epoch("us").alias("time")).collect()
+    at = dense_monitor.first_times(long.rename({"channel": "xch"}), unit, channels, rows)
+    return long.with_columns(pl.from_epoch(at, "us").dt.replace_time_zone("UTC")
+                             .fill_null(start).alias("assigned_at"))
 
 
 def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame], plan: _Plan) -> None:
@@ -292,15 +345,22 @@ def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
         contacts = tables["contacts"].filter(pl.col("channel").is_in(list(spec.channels)))
         if "experiment_id" in contacts.collect_schema().names():
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        # Each unit's first send per channel, as one group-by on the unit with a column per
-        # channel: hashing one key instead of (unit, channel) pairs halves the work of this
-        # group-by over every contact (tests/test_perf_monitor.py compares the routes).
+        # Each unit's first send per channel: by the compiled scatter (_with_first_sends),
+        # else as one group-by on the unit with a column per channel (hashing one key
+        # instead of (unit, channel) pairs halves the work of this group-by over every
+        # contact; tests/test_perf_monitor.py and test_perf_monitor_dense.py compare).
         channels = list(spec.channels)
-        sends = contacts.select(unit, *[
-            pl.when(pl.col("channel") == ch).then(pl.col("sent_at").cast(TS)).alias(_per(ch))
-            for ch in channels]).group_by(unit).agg(pl.col(_per(ch)).min() for ch in channels)
-        frame = frame.join(sends, on=unit, how="left").with_columns(
-            _pick(channels, lambda ch: pl.col(_per(ch))).alias("sent")).drop(map(_per, channels))
+        eager = frame.collect()
+        if DENSE_MONITOR and not eager[unit].null_count():
+            frame = _with_first_sends(unit, eager, contacts, channels).lazy()
+        else:
+            sends = contacts.select(unit, *[
+                pl.when(pl.col("channel") == ch).then(pl.col("sent_at").cast(TS))
+                .alias(_per(ch)) for ch in channels]).group_by(unit).agg(
+                pl.col(_per(ch)).min() for ch in channels)
+            frame = eager.lazy().join(sends, on=unit, how="left").with_columns(
+                _pick(channels, lambda ch: pl.col(_per(ch))).alias("sent")).drop(
+                map(_per, channels))
         frame = frame.with_columns(pl.col("sent").min().over("xch").alias("batch"))
         fallback = pl.when(pl.col("batch").is_null()).then(pl.col("assigned_at")).otherwise(
             pl.max_horizontal("batch", "assigned_at"))
@@ -310,6 +370,19 @@ def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
         frame = frame.with_columns(pl.col("assigned_at").alias("exposed_at"))
     return frame.with_columns(_ceil_hour(pl.col("exposed_at") + window).alias("mature")
                               ).collect()
+
+
+def _with_first_sends(unit: str, frame: pl.DataFrame, contacts: pl.LazyFrame,
+                      channels: list[str]) -> pl.DataFrame:
+    """``frame`` (a unit and channel ``xch`` per row) with its first send (``sent``) from
+    ``contacts`` of those channels, by the compiled scatter of dense_monitor.py: a third of
+    the hash group-by's time over every contact (tests/test_perf_monitor_dense.py compares
+    both)."""
+    rows = contacts.select(unit, "channel", pl.col("sent_at").cast(TS).dt.epoch("us")
+                           .alias("time")).collect()
+    sent = dense_monitor.first_times(frame, unit, channels, rows)
+    return frame.with_columns(pl.from_epoch(sent, "us").dt.replace_time_zone("UTC")
+                              .alias("sent"))
 
 
 def _ceil_hour(e: pl.Expr) -> pl.Expr:
@@ -381,7 +454,7 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.D
     The compiled route (engines/dense_monitor.py) when the run allows it: the polars route
     below (``_unit_pass_polars``) is the definition it is tested against, and stays for
     ``DENSE_MONITOR = False``."""
-    if not DENSE_MONITOR or units.height == 0:
+    if not DENSE_MONITOR or units.height == 0 or units[spec.unit].null_count():
         return _unit_pass_polars(spec, tables, units, window, pre_span, lo, hi, needs)
     return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs)
 
