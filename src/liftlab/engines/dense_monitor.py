@@ -63,9 +63,7 @@ class Lookup:
         keys = None if slots is not None else ids.unique(maintain_order=True)
         size = slots.size if slots is not None else keys.len()  # type: ignore[union-attr]
         pos = (
-            ids.cast(pl.Int64).to_numpy() - slots.lo
-            if slots is not None
-            else _joined(ids, keys)  # type: ignore[arg-type]
+            ids.cast(pl.Int64).to_numpy() - slots.lo if slots is not None else _joined(ids, keys)  # type: ignore[arg-type]
         )
         is_unit = np.zeros(size, dtype=np.bool_)
         is_unit[pos] = True
@@ -116,8 +114,9 @@ def channel_codes(column: pl.Series, channels: list[str]) -> np.ndarray:
     return column.cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
 
 
-def first_times(units: pl.DataFrame, unit: str, channels: list[str], rows: pl.DataFrame
-                ) -> pl.Series:
+def first_times(
+    units: pl.DataFrame, unit: str, channels: list[str], rows: pl.DataFrame
+) -> pl.Series:
     """For each row of ``units`` (a unit and a channel ``xch``), the earliest ``time`` (µs)
     of ``rows`` (``unit``, ``channel`` among ``channels``, ``time``) of that unit and
     channel, null for none: the first send per unit and channel without a hash group-by
@@ -213,8 +212,8 @@ def table_stats(
     )
     sums = np.zeros((slots, spec.n_sum))
     if spec.n_sum:
-        offsets = np.cumsum(counts)
-        store = np.empty(int(offsets[-1]))
+        total = _starts(counts)  # counts[j + 1] becomes where the values of sum j start
+        store = np.empty(total)
         _gather(
             pos,
             ts,
@@ -230,10 +229,10 @@ def table_stats(
             spec.value,
             spec.column,
             spec.n_sum,
-            offsets[:-1].copy(),
+            counts[1:],
             store,
-        )
-        _sorted_sums(offsets, store, sums.reshape(-1))
+        )  # each cursor moved to its sum's end: counts[j] is where sum j starts
+        _sorted_sums(counts, store, sums.reshape(-1))
     out, firsts = {}, {}
     row = index.row_slot
     for t, kind, col in zip(tasks, spec.kind, spec.column, strict=True):
@@ -309,6 +308,16 @@ def _inside(period: int, t: int, e: int, window: int, pre: int) -> bool:
     return e - pre <= t < e
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _counts(i: int, conds: np.ndarray, cond: np.ndarray) -> bool:
+    """Whether row ``i`` meets the condition of some statistic (one without a condition
+    takes every row): most events rows are of kinds no metric reads."""
+    for k in range(cond.shape[0]):  # noqa: SIM110 (a loop: numba compiles no generator)
+        if cond[k] < 0 or conds[i, cond[k]]:
+            return True
+    return False
+
+
 @numba.njit(nogil=True, cache=True)
 def _scan(
     pos,
@@ -339,6 +348,8 @@ def _scan(
             continue
         read += 1
         has[u] = True
+        if not _counts(i, conds, cond):
+            continue  # a row no statistic keeps: its unit's slots are left untouched
         t = ts[i]
         for s in range(u * channels, (u + 1) * channels):
             e = exposure[s]
@@ -384,7 +395,7 @@ def _gather(
     """Each sum's non-zero values, stored together per (slot, sum) from ``cursor``."""
     for i in range(pos.shape[0]):
         u = pos[i]
-        if u < 0:
+        if u < 0 or not _counts(i, conds, cond):
             continue
         t = ts[i]
         for s in range(u * channels, (u + 1) * channels):
@@ -401,6 +412,19 @@ def _gather(
                     j = s * n_sum + column[k]
                     store[cursor[j]] = v
                     cursor[j] += 1
+
+
+@numba.njit(nogil=True, cache=True)
+def _starts(counts: np.ndarray) -> int:
+    """``counts[j + 1]`` (the number of values of sum j) replaced by where sum j's values
+    start in one array (in place: the arrays are as long as units times statistics); the
+    number of values."""
+    total = 0
+    for j in range(1, counts.shape[0]):
+        k = counts[j]
+        counts[j] = total
+        total += k
+    return total
 
 
 @numba.njit(nogil=True, cache=True)

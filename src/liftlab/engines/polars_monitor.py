@@ -485,6 +485,11 @@ def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     if not needs.tables:
         return units, 0
     channels = sorted(units["xch"].unique().to_list())
+    # the polars route's row order (each channel's rows in turn): later means over these
+    # rows (the baseline's) then add in the same order
+    chan = dense_monitor.channel_codes(units["xch"], channels)
+    if chan.size and np.any(chan[1:] < chan[:-1]):
+        units = units[np.argsort(chan, kind="stable")]
     index = dense_monitor.UnitIndex.of(units, spec.unit, channels)
     us = dt.timedelta(microseconds=1)
     width, pre = window // us, (pre_span or dt.timedelta(0)) // us
@@ -507,13 +512,7 @@ def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
             else:
                 col = pl.Series(t.name, stats.values[t.name]).set(missing, None)  # type: ignore[arg-type]
             columns[t.name] = col
-    frame = units.with_columns(columns[n] for n in needs.columns)
-    # the polars route's row order (each channel's rows in turn): later means over these
-    # rows (the baseline's) then add in the same order
-    chan = index.row_slot % index.channels
-    if chan.size and np.any(chan[1:] < chan[:-1]):
-        frame = frame[np.argsort(chan, kind="stable")]
-    return frame, rows
+    return units.with_columns(columns[n] for n in needs.columns), rows
 
 
 def _unit_pass_polars(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
