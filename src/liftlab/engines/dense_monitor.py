@@ -102,7 +102,9 @@ class UnitIndex:
         row_slot = pos * len(channels) + channel_codes(frame["xch"], channels)
         exposed = frame["exposed_at"].cast(pl.Datetime("us", "UTC")).to_physical()
         exposure = np.full(lookup.size * len(channels), MISSING, dtype=np.int64)
-        _earliest(row_slot, exposed.fill_null(MISSING).to_numpy().astype(np.int64), exposure)
+        _earliest(
+            row_slot, exposed.fill_null(MISSING).to_numpy().astype(np.int64, copy=False), exposure
+        )
         return UnitIndex(unit, len(channels), lookup, exposure, row_slot)
 
     def positions(self, ids: pl.Series) -> np.ndarray:
@@ -111,23 +113,30 @@ class UnitIndex:
 
 def channel_codes(column: pl.Series, channels: list[str]) -> np.ndarray:
     """Each value's position in ``channels`` (every value is one of them)."""
-    return column.cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
+    return column.cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64, copy=False)
+
+
+def channel_code(channels: list[str]) -> pl.Expr:
+    """A rows query's ``channel`` (one of ``channels``) as its position there, computed in
+    the query (a cast of a column of millions of strings after it is several times
+    slower)."""
+    return pl.col("channel").cast(pl.Enum(channels)).to_physical().cast(pl.Int64).alias("code")
 
 
 def first_times(
     units: pl.DataFrame, unit: str, channels: list[str], rows: pl.DataFrame
 ) -> pl.Series:
     """For each row of ``units`` (a unit and a channel ``xch``), the earliest ``time`` (µs)
-    of ``rows`` (``unit``, ``channel`` among ``channels``, ``time``) of that unit and
-    channel, null for none: the first send per unit and channel without a hash group-by
+    of ``rows`` (``unit``, ``code``: the channel's ``channel_code``, ``time``) of that unit
+    and channel, null for none: the first send per unit and channel without a hash group-by
     over every contact and a join back (a scatter of each row's time into its unit's slot,
     then a gather)."""
     lookup, pos = Lookup.of(units[unit])
     row_slot = pos * len(channels) + channel_codes(units["xch"], channels)
     at = lookup.positions(rows[unit])
-    slot = np.where(at >= 0, at * len(channels) + channel_codes(rows["channel"], channels), -1)
+    slot = np.where(at >= 0, at * len(channels) + rows["code"].to_numpy(), -1)
     earliest = np.full(lookup.size * len(channels), MISSING, dtype=np.int64)
-    times = rows["time"].fill_null(MISSING).to_numpy().astype(np.int64)
+    times = rows["time"].fill_null(MISSING).to_numpy().astype(np.int64, copy=False)
     _earliest(slot, times, earliest)
     found = earliest[row_slot]
     return pl.Series(found).set(pl.Series(found == MISSING), None)  # type: ignore[arg-type]
@@ -162,7 +171,7 @@ def table_stats(
 ) -> TableStats:
     """``tasks`` over ``rows`` (a table with its time as ``_ts``, already cut to the read
     range) for every exposure row of ``index``."""
-    conds = [t.cond for t in tasks if t.cond is not None]
+    conds = list({_key(t.cond): t.cond for t in tasks if t.cond is not None}.values())
     values = list(dict.fromkeys(t.value for t in tasks if t.kind == "sum" and t.value))
     frame = rows.select(
         pl.col(index.unit),
@@ -171,18 +180,18 @@ def table_stats(
         *[pl.col(v).cast(pl.Float64).fill_null(0.0).alias(f"v{i}") for i, v in enumerate(values)],
     ).collect()
     pos = index.positions(frame[index.unit])
-    ts = frame["_ts"].to_numpy().astype(np.int64)
+    ts = frame["_ts"].to_numpy().astype(np.int64, copy=False)
     n = frame.height
     cond_arr = (
         np.column_stack([frame[f"c{i}"].to_numpy() for i in range(len(conds))])
         if conds
         else np.zeros((n, 0), dtype=np.bool_)
-    ).astype(np.bool_)
+    ).astype(np.bool_, copy=False)
     val_arr = (
         np.column_stack([frame[f"v{i}"].to_numpy() for i in range(len(values))])
         if values
         else np.zeros((n, 0))
-    ).astype(np.float64)
+    ).astype(np.float64, copy=False)
     del frame
     spec = _TaskArrays.of(tasks, conds, values)
     slots = index.exposure.shape[0]
@@ -243,6 +252,10 @@ def table_stats(
     return TableStats(out, firsts, has[row // index.channels], int(read))
 
 
+def _key(cond: pl.Expr) -> str:
+    return cond.meta.serialize(format="json")
+
+
 @dataclass(frozen=True)
 class _TaskArrays:
     period: np.ndarray
@@ -257,10 +270,8 @@ class _TaskArrays:
     @staticmethod
     def of(tasks: list[Task], conds: list[pl.Expr], values: list[str | None]) -> _TaskArrays:
         kinds = [KINDS.index(t.kind) for t in tasks]
-        cond, k = [], 0
-        for t in tasks:
-            cond.append(-1 if t.cond is None else k)
-            k += t.cond is not None
+        shown = [_key(c) for c in conds]  # a condition several statistics share is one column
+        cond = [-1 if t.cond is None else shown.index(_key(t.cond)) for t in tasks]
         counters = {0: 0, 1: 0, 2: 0, 3: 0}
         column = []
         for kind in kinds:

@@ -293,7 +293,8 @@ def _assigned_at(spec: Experiment, frame: pl.DataFrame, table: pl.LazyFrame,
     long = _long(frame.lazy(), unit, channels,
                  {ch: pl.lit(None, TS) for ch in channels}).collect()
     rows = table.filter(pl.col("channel").is_in(channels)).select(
-        unit, "channel", pl.col("assigned_at").cast(TS).dt.epoch("us").alias("time")).collect()
+        unit, dense_monitor.channel_code(channels),
+        pl.col("assigned_at").cast(TS).dt.epoch("us").alias("time")).collect()
     at = dense_monitor.first_times(long.rename({"channel": "xch"}), unit, channels, rows)
     return long.with_columns(pl.from_epoch(at, "us").dt.replace_time_zone("UTC")
                              .fill_null(start).alias("assigned_at"))
@@ -378,8 +379,8 @@ def _with_first_sends(unit: str, frame: pl.DataFrame, contacts: pl.LazyFrame,
     ``contacts`` of those channels, by the compiled scatter of dense_monitor.py: a third of
     the hash group-by's time over every contact (tests/test_perf_monitor_dense.py compares
     both)."""
-    rows = contacts.select(unit, "channel", pl.col("sent_at").cast(TS).dt.epoch("us")
-                           .alias("time")).collect()
+    rows = contacts.select(unit, dense_monitor.channel_code(channels),
+                           pl.col("sent_at").cast(TS).dt.epoch("us").alias("time")).collect()
     sent = dense_monitor.first_times(frame, unit, channels, rows)
     return frame.with_columns(pl.from_epoch(sent, "us").dt.replace_time_zone("UTC")
                               .alias("sent"))
