@@ -193,11 +193,12 @@ class PolarsHourly:
         window = dt.timedelta(hours=self.spec.monitoring.response_window_hours)
         reach = max(window, dt.timedelta(days=self.spec.covariates.pre_period_days))
         lo = exposure["exposed_at"].min() - reach if exposure.height else until
+        read = _measure_columns(self.spec, _Plan.of(self.spec, metrics, metrics))
         for table in _read_tables(self.spec, metrics):
             if table == "customers":  # no time column: one row per customer
                 parts.append(f"customers:{_digest(self.tables[table])}")
                 continue
-            parts.append(f"{table}:{self._rows_digest(table, lo, until)}")
+            parts.append(f"{table}:{self._rows_digest(table, sorted(read[table]), lo, until)}")
         return parts
 
     def _digest_of(self, exposure: pl.DataFrame) -> tuple[int, int]:
@@ -210,18 +211,20 @@ class PolarsHourly:
         self._digests["exposure"] = [(exposure, digest)]
         return digest
 
-    def _rows_digest(self, table: str, lo: dt.datetime, until: dt.datetime
-                     ) -> tuple[int, int]:
-        """The digest of a table's rows with ``lo <= ts < until``. A digest is a count and a
-        sum, so after one up to an earlier ``until`` (the cache check) only the rows since
-        are hashed (the cache write's): an hourly update hashes the table's history once,
-        not twice."""
+    def _rows_digest(self, table: str, columns: list[str], lo: dt.datetime,
+                     until: dt.datetime) -> tuple[int, int]:
+        """The digest of a table's rows with ``lo <= ts < until``, of the ``columns`` the
+        measures read (no other column changes a statistic; hashing fewer columns is
+        cheaper). A digest is a count and a sum, so after one up to an earlier ``until``
+        (the cache check) only the rows since are hashed (the cache write's): an hourly
+        update hashes the table's history once, not twice."""
         ts = pl.col(TS_COLUMN[table]).cast(TS)
-        known = [(upto, d) for upto, d in self._digests.get((table, lo), []) if upto <= until]
+        key = (table, tuple(columns), lo)
+        known = [(upto, d) for upto, d in self._digests.get(key, []) if upto <= until]
         start, (n, h) = max(known, key=lambda k: k[0]) if known else (lo, (0, 0))
-        more = _digest(self.tables[table].filter((ts >= start) & (ts < until)))
+        more = _digest(self.tables[table].filter((ts >= start) & (ts < until)).select(columns))
         digest = (n + more[0], h + more[1])
-        self._digests.setdefault((table, lo), []).append((until, digest))
+        self._digests.setdefault(key, []).append((until, digest))
         return digest
 
 
@@ -300,17 +303,25 @@ def _assigned_at(spec: Experiment, frame: pl.DataFrame, table: pl.LazyFrame,
                              .fill_null(start).alias("assigned_at"))
 
 
-def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame], plan: _Plan) -> None:
-    """Every table and column the monitor needs, all problems at once."""
-    need: dict[str, set[str]] = {"assignments": {spec.unit, "channel", "group", "assigned_at"}}
-    if "contacts" in tables:
-        need["contacts"] = {spec.unit, "channel", "sent_at"}
+def _measure_columns(spec: Experiment, plan: _Plan) -> dict[str, set[str]]:
+    """The columns of each table the plan's measures read."""
+    need: dict[str, set[str]] = {}
     for m in (*plan.window, *plan.pre, *plan.customers):
         cols = need.setdefault(m.table, {spec.unit})
         cols |= {TS_COLUMN[m.table]} if m.table != "customers" else set()
         cols |= {c for c in (m.value,) if c}
         cols |= {"event"} if m.event else set()
         cols |= {"channel"} if m.channel else set()
+    return need
+
+
+def _check_tables(spec: Experiment, tables: Mapping[str, pl.LazyFrame], plan: _Plan) -> None:
+    """Every table and column the monitor needs, all problems at once."""
+    need: dict[str, set[str]] = {"assignments": {spec.unit, "channel", "group", "assigned_at"}}
+    if "contacts" in tables:
+        need["contacts"] = {spec.unit, "channel", "sent_at"}
+    for table, cols in _measure_columns(spec, plan).items():
+        need[table] = need.get(table, set()) | cols
     problems = []
     for table, cols in need.items():
         if table not in tables:
