@@ -391,8 +391,11 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             last: dt.datetime) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
-    sizes = {(r["xch"], r["arm"]): r["len"]
-             for r in exposure.group_by("xch", "arm").len().iter_rows(named=True)}
+    # units per (channel, arm, assignment time): few rows (units share batch times), for
+    # both the arms' sizes and the assignment counts by hour, one group-by of every unit
+    per_time = exposure.group_by("xch", "arm", "assigned_at").len()
+    sizes = {(r["xch"], r["arm"]): r["len"] for r in per_time.group_by("xch", "arm").agg(
+        pl.col("len").sum()).iter_rows(named=True)}
     comps = [_Comparison(ch, arm, None if cfg.variants is None else arm,
                          sizes.get((ch, arm), 0), sizes.get((ch, HOLDOUT), 0))
              for ch, cfg in spec.channels.items() for arm in cfg.treatment_arms
@@ -402,7 +405,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                               time_unit="us", time_zone="UTC", eager=True).to_list()
     data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
                    _srm_timeline(spec, {c.channel for c in comps}, sizes,
-                                 _assigned(exposure, hours), hours))
+                                 _assigned_from(per_time, hours), hours))
     setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data)
     guard_out = {g.name: _GuardState(g.name) for g in guards}
     timeline: list[dict[str, Any]] = []
@@ -700,13 +703,19 @@ def _cumulate_events(events: pl.DataFrame, hours: list[dt.datetime]
 def _assigned(exposure: pl.DataFrame, hours: list[dt.datetime]
               ) -> dict[tuple[str, str, dt.datetime], int]:
     """Assignment counts per (channel, arm) at every hour: units assigned by that hour."""
+    return _assigned_from(exposure.group_by("xch", "arm", "assigned_at").len(), hours)
+
+
+def _assigned_from(per_time: pl.DataFrame, hours: list[dt.datetime]
+                   ) -> dict[tuple[str, str, dt.datetime], int]:
+    """``_assigned`` from the units per channel, arm and assignment time (``len``)."""
     if not hours:
         return {}
     grid = np.array([int(h.timestamp() * 1_000_000) for h in hours])
     out: dict[tuple[str, str, dt.datetime], int] = {}
     # Units share few assignment times (a batch): count units per distinct time and add the
     # counts up, instead of sorting every unit's time (tests/test_perf_routes.py compares).
-    per = (exposure.group_by("xch", "arm", "assigned_at").len().sort("assigned_at")
+    per = (per_time.sort("assigned_at")
            .group_by("xch", "arm")  # keeps each group's rows in order (sorted by time)
            .agg(pl.col("assigned_at").dt.epoch("us"), pl.col("len")))
     for ch, arm, at, k in per.iter_rows():
