@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -181,3 +182,20 @@ def test_fingerprint_after_an_earlier_one_is_the_fresh_one(
     other = pm.PolarsHourly(spec, changed)  # type: ignore[arg-type]
     assert other.fingerprint(exposure, metrics, AS_OF - 24 * pm.HOUR) == early
     assert other.fingerprint(exposure, metrics, AS_OF) != later
+
+
+def test_ids_sharing_a_hash_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Text ids are found by their 64-bit hash and then compared: two ids with one hash
+    (forced here) go through the join, which tells them apart."""
+    from liftlab.engines import dense_monitor as dm
+
+    ids = pl.Series(["a", "b", "c", "a"])
+    lookup, pos = dm.Lookup.of(ids)
+    assert lookup.hashed is not None and pos.tolist() == [0, 1, 2, 0]
+    real = dm._hash
+    monkeypatch.setattr(dm, "_hash", lambda s: real(s.replace("z", "a")))  # z collides with a
+    assert lookup.positions(pl.Series(["c", "z", None, "b", "q"])).tolist() == [2, -1, -1, 1, -1]
+    monkeypatch.setattr(dm, "_hash", lambda s: np.zeros(s.len(), dtype=np.uint64))
+    lookup, pos = dm.Lookup.of(ids)
+    assert lookup.hashed is None and pos.tolist() == [0, 1, 2, 0]
+    assert lookup.positions(pl.Series(["c", "z", None, "b"])).tolist() == [2, -1, -1, 1]
