@@ -4,9 +4,10 @@ Each unit's windows are relative to its own exposure per channel, so a hash grou
 unit has to carry every row's exposures and evaluate every period as a condition inside the
 aggregation; at 2 M customers that was 7.7 s of the 11 s readout. Here the rows are read once
 into arrays and a compiled loop adds each row into its unit's accumulators directly: the
-unit's position (direct address for integer ids, an order-keeping join for text ids), its
-channels' exposures from dense arrays, and for every statistic the period test and the
-row's condition.
+unit's position (direct address for integer ids, a compiled table of 64-bit hashes for text
+ids, each id found compared with the unit's), its channels' exposures from dense arrays,
+and for every statistic the period test and the row's condition. Each unit's first send and
+assignment time per channel (``first_times``) are the same kind of scatter.
 
 Results are the same bits as the polars definition whatever the order of the rows:
 counts, "any" and first responses do not depend on order, and each sum is the sum of its
@@ -356,7 +357,7 @@ class _TaskArrays:
         kinds = [KINDS.index(t.kind) for t in tasks]
         shown = [_key(c) for c in conds]  # a condition several statistics share is one column
         cond = [-1 if t.cond is None else shown.index(_key(t.cond)) for t in tasks]
-        counters = {0: 0, 1: 0, 2: 0, 3: 0}
+        counters = {0: 0, 1: 0, 3: 0}  # sums, plain (counts and any), first responses
         column = []
         for kind in kinds:
             group = 1 if kind in (1, 2) else kind  # counts and "any" share the plain array
