@@ -47,6 +47,7 @@ from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
+from liftlab.engines.shared import fill_slots
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
@@ -171,7 +172,13 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     acc = np.zeros((slots.size, offsets[-1]))
     for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        accumulate(rows, plan.unit, layout, slots, acc, offset)
+        # a daily run's experiments share this pass (shared.py): what the slots depend on
+        key = (table, plan.measures_of(table), plan.window, plan.pre_window, uid_type, slots,
+               guess if table == "orders" else None,
+               experiment_id if table == "contacts" else None)
+        fill_slots(source, key, acc, offset, layout.width,
+                   lambda target, at, rows=rows, layout=layout: accumulate(
+                       rows, plan.unit, layout, slots, target, at))
     position = {m.name: k for k, m in enumerate(measures)}
     sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
