@@ -47,7 +47,7 @@ from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
-from liftlab.engines.shared import fill_slots
+from liftlab.engines.shared import fill_slots, unit_frame
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
@@ -135,9 +135,15 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
         else:
             rows = _period_rows(plan, source, table, uid_type, experiment_id)
             split = _split_experiments(plan, source, table, experiment_id)
-            per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
-                _measure_expr(m, plan, experiment_id if split else None)
-                for m in plan.measures_of(table))
+            exprs = [_measure_expr(m, plan, experiment_id if split else None)
+                     for m in plan.measures_of(table)]
+            # a daily run's experiments share this frame (shared.py): what it depends on
+            key = (table, plan.unit, plan.measures_of(table), plan.window, plan.pre_window,
+                   uid_type, experiment_id if table == "contacts" else None)
+            per_unit = unit_frame(
+                source, key, lambda rows=rows, exprs=exprs: rows.group_by(plan.unit).agg(exprs),
+                lambda rows=rows, exprs=exprs: rows.join(ids, on=plan.unit, how="semi")
+                .group_by(plan.unit).agg(exprs))
         out = out.join(per_unit, on=plan.unit, how="left")
     out = out.with_columns(pl.col(m.name).fill_null(0.0) for m in plan.measures)
     capped = [m for m in plan.measures if m.winsorize is not None]
