@@ -139,7 +139,7 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
                      for m in plan.measures_of(table)]
             # a daily run's experiments share this frame (shared.py): what it depends on
             key = (table, plan.unit, plan.measures_of(table), plan.window, plan.pre_window,
-                   uid_type, experiment_id if table == "contacts" else None)
+                   uid_type, _rows_of(source, table, experiment_id))
             per_unit = unit_frame(
                 source, key, lambda rows=rows, exprs=exprs: rows.group_by(plan.unit).agg(exprs),
                 lambda rows=rows, exprs=exprs: rows.join(ids, on=plan.unit, how="semi")
@@ -180,8 +180,7 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
         # a daily run's experiments share this pass (shared.py): what the slots depend on
         key = (table, plan.measures_of(table), plan.window, plan.pre_window, uid_type, slots,
-               guess if table == "orders" else None,
-               experiment_id if table == "contacts" else None)
+               guess if table == "orders" else None, _rows_of(source, table, experiment_id))
         fill_slots(source, key, acc, offset, layout.width,
                    lambda target, at, rows=rows, layout=layout: accumulate(
                        rows, plan.unit, layout, slots, target, at))
@@ -258,6 +257,14 @@ def _period_rows(plan: AggregationPlan, source: FolderSource, table: str,
             not _split_experiments(plan, source, table, experiment_id):
         rows = rows.filter(pl.col("experiment_id") == experiment_id)
     return rows
+
+
+def _rows_of(source: FolderSource, table: str, experiment_id: str | None) -> str | None:
+    """The experiment whose own rows of ``table`` are read (contacts with an
+    ``experiment_id`` column), else None: the key of a pass shared between experiments."""
+    if table == "contacts" and "experiment_id" in source.schema(table):
+        return experiment_id
+    return None
 
 
 def _split_experiments(plan: AggregationPlan, source: FolderSource, table: str,
