@@ -21,6 +21,7 @@ from liftlab.core.fsio import (
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine, EngineLimit, folder_only
 from liftlab.engines.open import EngineName, open_engine
+from liftlab.engines.shared import shared_reads
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import arm_col
 from liftlab.spec.geo import GeoExperiment
@@ -390,8 +391,11 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         latest = first.latest(table) if first.has(table) else None
         if latest is not None:
             freshness[table] = latest.strftime("%Y-%m-%d %H:%M UTC")
-    return run_daily(specs, date, out_dir, analyze_one, freshness, progress, multichannel_page,
-                     force)
+    # the experiments read the same tables: passes that do not depend on the experiment are
+    # run once for the whole report (engines/shared.py; results are the same bit for bit)
+    with shared_reads():
+        return run_daily(specs, date, out_dir, analyze_one, freshness, progress,
+                         multichannel_page, force)
 
 
 def run_demo(out_dir: Path, experiments: Path, customers: int, seed: int,

@@ -47,6 +47,7 @@ from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
+from liftlab.engines.shared import fill_slots, unit_frame
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
@@ -134,9 +135,15 @@ def _unit_outcomes(plan: AggregationPlan, units: pl.DataFrame, source: FolderSou
         else:
             rows = _period_rows(plan, source, table, uid_type, experiment_id)
             split = _split_experiments(plan, source, table, experiment_id)
-            per_unit = rows.join(ids, on=plan.unit, how="semi").group_by(plan.unit).agg(
-                _measure_expr(m, plan, experiment_id if split else None)
-                for m in plan.measures_of(table))
+            exprs = [_measure_expr(m, plan, experiment_id if split else None)
+                     for m in plan.measures_of(table)]
+            # a daily run's experiments share this frame (shared.py): what it depends on
+            key = (table, plan.unit, plan.measures_of(table), plan.window, plan.pre_window,
+                   uid_type, _rows_of(source, table, experiment_id))
+            per_unit = unit_frame(
+                source, key, lambda rows=rows, exprs=exprs: rows.group_by(plan.unit).agg(exprs),
+                lambda rows=rows, exprs=exprs: rows.join(ids, on=plan.unit, how="semi")
+                .group_by(plan.unit).agg(exprs))
         out = out.join(per_unit, on=plan.unit, how="left")
     out = out.with_columns(pl.col(m.name).fill_null(0.0) for m in plan.measures)
     capped = [m for m in plan.measures if m.winsorize is not None]
@@ -171,7 +178,12 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     acc = np.zeros((slots.size, offsets[-1]))
     for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
         rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        accumulate(rows, plan.unit, layout, slots, acc, offset)
+        # a daily run's experiments share this pass (shared.py): what the slots depend on
+        key = (table, plan.measures_of(table), plan.window, plan.pre_window, uid_type, slots,
+               guess if table == "orders" else None, _rows_of(source, table, experiment_id))
+        fill_slots(source, key, acc, offset, layout.width,
+                   lambda target, at, rows=rows, layout=layout: accumulate(
+                       rows, plan.unit, layout, slots, target, at))
     position = {m.name: k for k, m in enumerate(measures)}
     sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
@@ -245,6 +257,14 @@ def _period_rows(plan: AggregationPlan, source: FolderSource, table: str,
             not _split_experiments(plan, source, table, experiment_id):
         rows = rows.filter(pl.col("experiment_id") == experiment_id)
     return rows
+
+
+def _rows_of(source: FolderSource, table: str, experiment_id: str | None) -> str | None:
+    """The experiment whose own rows of ``table`` are read (contacts with an
+    ``experiment_id`` column), else None: the key of a pass shared between experiments."""
+    if table == "contacts" and "experiment_id" in source.schema(table):
+        return experiment_id
+    return None
 
 
 def _split_experiments(plan: AggregationPlan, source: FolderSource, table: str,

@@ -1,0 +1,145 @@
+"""Reads shared by the analyses of one run (the daily report).
+
+Why: a daily report analyses many experiments on the same tables, and most of what the
+direct-address pass (``dense.py``) reads does not depend on the experiment. One table's
+per-unit slots (row counts and value sums per unit and class) depend on the table, the
+measures of that table, the windows, the slots' id range and the id type; not on the arms,
+the segments or the experiment's id (except the contacts, filtered by ``experiment_id``: their
+key holds it). The first experiment's pass leaves its slots here; the next experiment with the
+same key copies them instead of reading the table again. The hash route (ids that are not
+compact integers) shares its per-unit frames likewise: per table, the measures of every id with
+rows in the windows (the experiment's units are picked by the join that follows).
+
+Sharing never changes a number on the direct-address route: a block is the array the pass
+would have filled (the same rows added in the same order from zero), copied bit for bit into
+the experiment's array. A pass that stops (``dense.Unexpected``) leaves nothing behind.
+The hash route's sums are in thread order with or without sharing: its results agree to the
+last few bits, as two plain runs do. Outside ``shared_reads()`` every pass reads its table,
+as a single ``analyze`` does.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+# The blocks kept for the run may take this much memory; the least recently used go first (an
+# analysis's windows and its plan's history windows are read in turn, experiment after
+# experiment). A block larger than this is used once and not kept.
+SHARED_BYTES = 2 * 2**30
+
+
+@dataclass
+class SharedReads:
+    """The per-table slot blocks of one run, by key (see the module's docstring)."""
+
+    budget: int = SHARED_BYTES
+    passes: int = 0  # table passes actually run (the rest were copied)
+    copies: int = 0
+    _kept: OrderedDict[Hashable, tuple[np.ndarray | pl.DataFrame, int]] = field(
+        default_factory=OrderedDict
+    )
+    # each keyed source is kept alive for the run, so that its id() is never reused by another
+    _sources: dict[int, object] = field(default_factory=dict)
+
+    def fill(
+        self,
+        source: object,
+        key: Hashable,
+        acc: np.ndarray,
+        offset: int,
+        width: int,
+        run_pass: Callable[[np.ndarray, int], None],
+    ) -> None:
+        """``acc[:, offset:offset + width]`` as ``run_pass(acc, offset)`` fills it from zeros,
+        copied from an earlier identical pass over the same ``source`` when one is kept."""
+        self._sources[id(source)] = source
+        full = (id(source), key, acc.shape[0], width)
+        found = self._kept.get(full)
+        if found is None:
+            block = np.zeros((acc.shape[0], width))
+            run_pass(block, 0)  # a pass that raises keeps nothing
+            self.passes += 1
+            block.flags.writeable = False  # read by every later experiment: never changed
+            self._keep(full, block, block.nbytes)
+        else:
+            self._kept.move_to_end(full)
+            self.copies += 1
+            block = found[0]
+        acc[:, offset : offset + width] = block
+
+    def frame(
+        self, source: object, key: Hashable, build: Callable[[], pl.LazyFrame]
+    ) -> pl.DataFrame:
+        """``build()`` collected, or the frame an earlier identical build left."""
+        self._sources[id(source)] = source
+        full = (id(source), key)
+        found = self._kept.get(full)
+        if found is not None:
+            self._kept.move_to_end(full)
+            self.copies += 1
+            assert isinstance(found[0], pl.DataFrame)
+            return found[0]
+        frame = build().collect()
+        self.passes += 1
+        self._keep(full, frame, int(frame.estimated_size()))
+        return frame
+
+    def _keep(self, key: Hashable, value: np.ndarray | pl.DataFrame, size: int) -> None:
+        if size > self.budget:
+            return
+        self._kept[key] = (value, size)
+        while sum(size for _, size in self._kept.values()) > self.budget:
+            self._kept.popitem(last=False)
+
+
+_ACTIVE: ContextVar[SharedReads | None] = ContextVar("liftlab_shared_reads", default=None)
+
+
+@contextmanager
+def shared_reads(budget: int = SHARED_BYTES) -> Iterator[SharedReads]:
+    """Share table passes between the analyses run inside the block (one daily run)."""
+    reads = SharedReads(budget)
+    token = _ACTIVE.set(reads)
+    try:
+        yield reads
+    finally:
+        _ACTIVE.reset(token)
+
+
+def fill_slots(
+    source: object,
+    key: Hashable,
+    acc: np.ndarray,
+    offset: int,
+    width: int,
+    run_pass: Callable[[np.ndarray, int], None],
+) -> None:
+    """One table's pass into ``acc[:, offset:offset + width]``: shared inside
+    ``shared_reads()``, run here otherwise."""
+    reads = _ACTIVE.get()
+    if reads is None:
+        run_pass(acc, offset)
+    else:
+        reads.fill(source, key, acc, offset, width, run_pass)
+
+
+def unit_frame(
+    source: object,
+    key: Hashable,
+    shared: Callable[[], pl.LazyFrame],
+    alone: Callable[[], pl.LazyFrame],
+) -> pl.LazyFrame:
+    """One table's per-unit measures on the hash route: ``alone()`` (this experiment's units
+    only, lazily) outside ``shared_reads()``; inside it, ``shared()`` (every id with rows, so
+    that it serves any experiment's units) collected once for the run."""
+    reads = _ACTIVE.get()
+    if reads is None:
+        return alone()
+    return reads.frame(source, key, shared).lazy()
