@@ -26,6 +26,7 @@ per unit if it is in fact worse; ``E[max(0, lift)]`` is what keeping the holdout
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,9 +34,9 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy import optimize, special
-from scipy import stats as sps
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.spec.models import Prior
 from liftlab.stats.frequentist import relative_se, welch_df
 from liftlab.stats.suffstats import ArmStats
@@ -51,7 +52,14 @@ MetricKind = Literal["mean", "binary", "count"]
 # rule is accurate to ~1e-10 (tests compare with the exact finite sum for integer parameters).
 _S, _GH_W = np.polynomial.hermite_e.hermegauss(64)
 _W = _GH_W / _GH_W.sum()
-_TAIL = sps.norm.cdf(-np.abs(_S))
+
+
+@functools.cache
+def _tail() -> np.ndarray:
+    """Phi(-|s|) at the rule's nodes (computed once, on first use: scipy loads lazily)."""
+    from scipy import stats as sps
+
+    return sps.norm.cdf(-np.abs(_S))
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,18 @@ class _Beta:
         return math.sqrt(self.var)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return special.betainc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
     def sf(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return special.betaincc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
     def pdf(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         inside = (x >= 0.0) & (x <= 1.0)
         x = np.where(inside, x, 0.5)  # xlogy(0, 0) = 0: a = 1 or b = 1 has a finite end
         log = (special.xlogy(self.a - 1, x) + special.xlog1py(self.b - 1, -x)
@@ -93,8 +107,11 @@ class _Beta:
     def nodes(self) -> np.ndarray:
         """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost
         (kept: an effect integrates over the same posterior several times)."""
-        return np.where(_S < 0, special.betaincinv(self.a, self.b, _TAIL),
-                        special.betainccinv(self.a, self.b, _TAIL))
+        from scipy import special
+
+        tail = _tail()
+        return np.where(_S < 0, special.betaincinv(self.a, self.b, tail),
+                        special.betainccinv(self.a, self.b, tail))
 
 
 @dataclass(frozen=True)
@@ -172,6 +189,8 @@ def normal_posterior(estimate: float, se: float, baseline: float, prior: Prior |
     relative prior is scaled by it. ``rel_se`` is the delta-method standard error of the
     relative lift; without it the baseline is taken as known (``se / |baseline|``).
     """
+    from scipy import stats as sps
+
     if not (se > 0 and math.isfinite(estimate) and math.isfinite(se)):
         return None
     z = float(sps.norm.ppf(1 - alpha / 2))
@@ -192,6 +211,8 @@ def prob_roi_positive(mean_per_unit: float, sd_per_unit: float, n_treated: int, 
                       df: float = math.inf) -> float:
     """P(ROI > 0) = P(incremental margin per treated unit x treated units > cost), for a
     normal (or Student t with ``df``) posterior of the per-unit incremental margin."""
+    from scipy import stats as sps
+
     if n_treated <= 0 or not sd_per_unit > 0:
         return NAN
     return float(sps.t.sf((cost / n_treated - mean_per_unit) / sd_per_unit, df))
@@ -200,6 +221,8 @@ def prob_roi_positive(mean_per_unit: float, sd_per_unit: float, n_treated: int, 
 def _t_losses(mu: float, sd: float, df: float) -> tuple[float, float]:
     """E[max(0, -X)] and E[max(0, X)] for X = mu + sd * T, T ~ Student t(df) (normal when df
     is infinite): E[X+] = mu F(z) + sd (df + z^2) / (df - 1) f(z) with z = mu / sd."""
+    from scipy import stats as sps
+
     z = mu / sd
     if math.isinf(df):
         pos = mu * sps.norm.cdf(z) + sd * sps.norm.pdf(z)
@@ -214,6 +237,8 @@ def _with_prior(mu_abs: float, sd_abs: float, mu_rel: float, sd_rel: float, base
                 prior: Prior, alpha: float, likelihood: str) -> BayesEffect | None:
     """Conjugate normal update of a normal likelihood by the prior N(mean, sd^2) on the
     relative lift (scaled by ``baseline`` on the absolute scale)."""
+    from scipy import stats as sps
+
     assert prior.sd is not None
     if not baseline:
         return None
@@ -312,6 +337,8 @@ def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> floa
     """Solve cdf(v) = q: Newton's method from the normal approximation's quantile (two or
     three steps for the usual posterior), else a bracketed search around it (a quarter of
     ``spread`` either side, doubling as needed)."""
+    from scipy import optimize, special
+
     start = centre + spread * float(np.clip(special.ndtri(q), -40.0, 40.0))  # q may round to 1
     tol = 1e-12 * max(spread, 1e-300)
     v = start

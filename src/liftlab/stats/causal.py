@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import statsmodels.api as sm
-from scipy import stats as sps
 
+# scipy and statsmodels are imported inside the functions that use them: they take up to a
+# second to import, which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.core.errors import UserError
 
 LOGIT_MAX_ITER = 200
@@ -35,6 +35,8 @@ class Ratio:
     @classmethod
     def from_log_variance(cls, value: float, var_log: float, alpha: float) -> Ratio:
         """CI value * exp(+-z sd); NaN when the ratio is not positive or the variance unknown."""
+        from scipy import stats as sps
+
         if not (value > 0 and math.isfinite(value) and math.isfinite(var_log) and var_log >= 0):
             return cls(value, (math.nan, math.nan), math.nan)
         z, sd = float(sps.norm.ppf(1 - alpha / 2)), math.sqrt(var_log)
@@ -217,6 +219,8 @@ def adjust(covariates: np.ndarray, multi: np.ndarray, value: np.ndarray,
     RA includes the OLS estimation, IPW (Hajek) the logit estimation, AIPW needs neither
     (orthogonal scores). Propensities are clipped to [clip, 1 - clip] in the weights.
     """
+    import statsmodels.api as sm
+
     X = sm.add_constant(np.asarray(covariates, float), has_constant="add")
     d, y = np.asarray(multi, float), np.asarray(value, float)
     n = len(y)
@@ -369,6 +373,8 @@ def wald_iv(treated: PairStats, control: PairStats, experiment: str = "",
     Var(ITT - theta FS) / FS^2 uses the within-arm covariance of y and d; it equals the
     heteroskedasticity-robust 2SLS variance (with a per-arm n / (n - 1) correction). The
     instrument is flagged weak when the first-stage F = (FS / se)^2 is below 10."""
+    from scipy import stats as sps
+
     my1, md1, vy1, vd1, c1 = treated.moments()
     my0, md0, vy0, vd0, c0 = control.moments()
     n1, n0 = treated.n, control.n

@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import stats as sps
-
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.suffstats import ArmStats
 
 ArmCombination = tuple[bool, ...]
@@ -46,12 +46,16 @@ class Estimate:
 
     @property
     def ci(self) -> tuple[float, float]:
+        from scipy import stats as sps
+
         z = float(sps.norm.ppf(1 - self.alpha / 2))
         return (self.value - z * self.se, self.value + z * self.se)
 
     @property
     def p_value(self) -> float:
         """Two-sided p-value of ``value == 0``; NaN when the standard error is zero."""
+        from scipy import stats as sps
+
         return float(2 * sps.norm.sf(abs(self.value) / self.se)) if self.se > 0 else math.nan
 
     def scaled(self, factor: float) -> Estimate:

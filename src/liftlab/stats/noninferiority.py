@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from scipy import stats as sps
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 
 MIN_EVENTS = 10.0
 
@@ -55,6 +56,8 @@ def non_inferiority(
 ) -> NonInferiority:
     """The test above; ``var_*`` are the variances of the arm means, ``events`` the fewest
     expected events of an arm for a binary metric (None otherwise)."""
+    from scipy import stats as sps
+
     if events is not None and events < MIN_EVENTS:
         return NonInferiority(
             margin,

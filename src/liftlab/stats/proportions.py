@@ -28,9 +28,9 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from scipy import optimize
-from scipy import stats as sps
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.frequentist import NAN, Lift, failed, welch
 from liftlab.stats.suffstats import ArmStats
 
@@ -69,6 +69,7 @@ def normal_theory(treatment: ArmStats, holdout: ArmStats) -> bool:
 
 
 def _score_route(k_t: int, n_t: int, k_h: int, n_h: int, alpha: float, exact: bool) -> Lift:
+    from scipy import stats as sps
     from statsmodels.stats.proportion import score_test_proportions_2indep
 
     p_t, p_h = k_t / n_t, k_h / n_h
@@ -109,6 +110,8 @@ def _bound(stat: Callable[[float], float], q: float, lo: float, hi: float,
     value: the root of stat = q (lower end) or stat = -q (upper end) between ``lo`` and ``hi``.
     The statistic is undefined (NaN) at the edges of the parameter space, where it is read as
     beyond any bound; an end the data cannot rule out is the edge itself."""
+    from scipy import optimize
+
     target = q if lower else -q
     inside = hi if lower else lo  # the estimate: stat there is 0
 

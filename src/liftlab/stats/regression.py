@@ -42,8 +42,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.frequentist import Lift, failed, relative
 
 # A covariate whose within-arm variance is below this share of its raw second moment
@@ -209,6 +210,8 @@ def _pooled_centre(t: Moments, h: Moments, covariates: Sequence[str]) -> np.ndar
 def _lift(
     ft: ArmFit, fh: ArmFit, alpha: float, nonnegative: bool, method: str, normal: bool = False
 ) -> Lift:
+    from scipy import stats as sps
+
     if not (math.isfinite(ft.variance) and math.isfinite(fh.variance)):
         return failed(
             "too few units for the number of covariates (an arm has no residual "

@@ -36,10 +36,9 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
-from scipy import optimize
-from scipy.special import betainc, betaincc, betaln, gammaln
-from scipy.stats import norm
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.regression import ArmFit
 from liftlab.stats.suffstats import ArmStats
 
@@ -222,6 +221,8 @@ def multinomial_mixture_p(counts: Sequence[float], probs: Sequence[float],
     """Always-valid p-value that ``counts`` follow ``probs``: 1 / Bayes factor of a
     Dirichlet-multinomial mixture centred on ``probs`` (Lindon & Malek 2022), capped at 1.
     Take the running minimum over looks."""
+    from scipy.special import gammaln
+
     x = np.asarray(counts, dtype=float)
     p0 = np.asarray(probs, dtype=float) / np.sum(probs)
     a = concentration * p0
@@ -232,6 +233,8 @@ def multinomial_mixture_p(counts: Sequence[float], probs: Sequence[float],
 
 def _log_bf_two(k_t: ArrayOrFloat, k_h: ArrayOrFloat, share: float,
                 concentration: float) -> ArrayOrFloat:
+    from scipy.special import betaln
+
     a, b = concentration * share, concentration * (1 - share)
     return (betaln(a + k_t, b + k_h) - betaln(a, b)
             - k_t * math.log(share) - k_h * math.log1p(-share))
@@ -245,6 +248,8 @@ def event_p_values(k_treatment: ArrayOrFloat, k_holdout: ArrayOrFloat, share: fl
     Two-sided: Beta(c share, c (1 - share)) mixture of Bernoulli likelihood ratios. One-sided:
     the same prior truncated to the alternative side, so the mixture is a supermartingale
     under the whole one-sided null (rate ratio <= 1, resp. >= 1)."""
+    from scipy.special import betainc, betaincc
+
     k_t = np.asarray(k_treatment, dtype=float)
     k_h = np.asarray(k_holdout, dtype=float)
     a, b = concentration * share, concentration * (1 - share)
@@ -289,6 +294,8 @@ def event_look(k_treatment: int, k_holdout: int, share: float, concentration: fl
 
     The interval is the set of rate ratios whose own mixture test (Beta prior centred on the
     corresponding split) is not rejected at ``alpha``."""
+    from scipy import optimize
+
     k_t, k_h = float(k_treatment), float(k_holdout)
     total = k_t + k_h
     p, p_gt, p_lt = (float(x) for x in event_p_values(k_t, k_h, share, concentration))
@@ -319,6 +326,8 @@ Spending = Literal["obrien_fleming", "pocock"]
 def obf_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
     """Lan-DeMets O'Brien-Fleming-type spending of a one-sided ``alpha`` at information
     fraction ``t``: ``2 - 2 Phi(z_{1 - alpha/2} / sqrt(t))`` (gsDesign's ``sfLDOF``)."""
+    from scipy.stats import norm
+
     t = np.asarray(t, dtype=float)
     with np.errstate(divide="ignore"):
         return 2 * norm.sf(norm.isf(alpha / 2) / np.sqrt(t))
@@ -359,6 +368,9 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
     convolution (Simpson's rule on a grid finer than the increment's standard deviation); each
     bound solves ``P(first crossing here) = spend``. Valid at these analyses, not at any hour.
     """
+    from scipy import optimize
+    from scipy.stats import norm
+
     t = np.asarray(fractions, dtype=float)
     if len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or not np.all(np.isfinite(t)):
         msg = (f"information fractions must be positive and increase strictly; got "
@@ -399,6 +411,8 @@ def repeated_p_value(fractions: Sequence[float], z: Sequence[float],
     """Two-sided repeated p-value of a group-sequential test after these analyses: the
     smallest total ``alpha`` at which ``|z|`` crossed the bounds (same spending, same
     fractions) at one of them; 1 when it crosses at no level below 1."""
+    from scipy import optimize
+
     excess = np.abs(np.asarray(z, dtype=float))
 
     def crossed(log_alpha: float) -> float:

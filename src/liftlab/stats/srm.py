@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats as sps
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 
 SRM_ALPHA = 0.001
 
@@ -45,6 +46,8 @@ class SrmCheck:
 def srm_check(channel: str, observed: dict[str, int], expected: dict[str, float],
               alpha: float = SRM_ALPHA) -> SrmCheck:
     """Chi-square test of ``observed`` counts against ``expected`` fractions (renormalised)."""
+    from scipy import stats as sps
+
     arms = list(expected)
     counts = [observed.get(a, 0) for a in arms]
     total = sum(counts)
