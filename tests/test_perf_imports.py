@@ -105,3 +105,25 @@ def test_the_probe_sees_a_heavy_import():
     )
     assert code == 1
     assert {"polars", "numpy"} <= loaded
+
+
+def test_the_statistics_import_without_scipy_or_statsmodels():
+    """Every module of ``liftlab.stats`` loads scipy and statsmodels inside the functions that
+    use them: importing them all loads neither (only numpy)."""
+    names = sorted(
+        ".".join(p.relative_to(ROOT / "src").with_suffix("").parts)
+        for p in (ROOT / "src" / "liftlab" / "stats").rglob("*.py")
+    )
+    assert "liftlab.stats.contribution" in names and "liftlab.stats.geo.tbr" in names
+    code = f"import importlib, sys\nfor n in {names!r}: importlib.import_module(n)\n" + (
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & set(HEAVY))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{code}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=120,
+        check=True,
+    )
+    assert set(filter(None, done.stdout.strip().split(","))) == {"numpy"}, done.stdout
