@@ -38,6 +38,7 @@ import numpy as np
 # scipy is imported inside the functions that use it: it takes up to a second to import,
 # which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.spec.models import Prior
+from liftlab.stats.distributions import norm_cdf, norm_pdf, norm_ppf, t_cdf, t_pdf, t_ppf, t_sf
 from liftlab.stats.frequentist import relative_se, welch_df
 from liftlab.stats.suffstats import ArmStats
 
@@ -57,9 +58,7 @@ _W = _GH_W / _GH_W.sum()
 @functools.cache
 def _tail() -> np.ndarray:
     """Phi(-|s|) at the rule's nodes (computed once, on first use: scipy loads lazily)."""
-    from scipy import stats as sps
-
-    return sps.norm.cdf(-np.abs(_S))
+    return norm_cdf(-np.abs(_S))
 
 
 @dataclass(frozen=True)
@@ -189,20 +188,18 @@ def normal_posterior(estimate: float, se: float, baseline: float, prior: Prior |
     relative prior is scaled by it. ``rel_se`` is the delta-method standard error of the
     relative lift; without it the baseline is taken as known (``se / |baseline|``).
     """
-    from scipy import stats as sps
-
     if not (se > 0 and math.isfinite(estimate) and math.isfinite(se)):
         return None
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(norm_ppf(1 - alpha / 2))
     rel = estimate / baseline if baseline else NAN
     if rel_se is None:
         rel_se = se / abs(baseline) if baseline else NAN
     if prior is None or prior.sd is None:
-        q = float(sps.t.ppf(1 - alpha / 2, df))
+        q = float(t_ppf(1 - alpha / 2, df))
         ship, hold = _t_losses(estimate, se, df)
         return BayesEffect(estimate, se, (estimate - q * se, estimate + q * se), rel,
                            (rel - z * rel_se, rel + z * rel_se),
-                           float(sps.t.cdf(estimate / se, df)), ship, hold,
+                           float(t_cdf(estimate / se, df)), ship, hold,
                            "normal (flat prior)" if math.isinf(df) else "welch-t (flat prior)")
     return _with_prior(estimate, se, rel, rel_se, baseline, prior, alpha, "normal")
 
@@ -211,23 +208,19 @@ def prob_roi_positive(mean_per_unit: float, sd_per_unit: float, n_treated: int, 
                       df: float = math.inf) -> float:
     """P(ROI > 0) = P(incremental margin per treated unit x treated units > cost), for a
     normal (or Student t with ``df``) posterior of the per-unit incremental margin."""
-    from scipy import stats as sps
-
     if n_treated <= 0 or not sd_per_unit > 0:
         return NAN
-    return float(sps.t.sf((cost / n_treated - mean_per_unit) / sd_per_unit, df))
+    return float(t_sf((cost / n_treated - mean_per_unit) / sd_per_unit, df))
 
 
 def _t_losses(mu: float, sd: float, df: float) -> tuple[float, float]:
     """E[max(0, -X)] and E[max(0, X)] for X = mu + sd * T, T ~ Student t(df) (normal when df
     is infinite): E[X+] = mu F(z) + sd (df + z^2) / (df - 1) f(z) with z = mu / sd."""
-    from scipy import stats as sps
-
     z = mu / sd
     if math.isinf(df):
-        pos = mu * sps.norm.cdf(z) + sd * sps.norm.pdf(z)
+        pos = mu * norm_cdf(z) + sd * norm_pdf(z)
     elif df > 1:
-        pos = mu * sps.t.cdf(z, df) + sd * (df + z * z) / (df - 1) * sps.t.pdf(z, df)
+        pos = mu * t_cdf(z, df) + sd * (df + z * z) / (df - 1) * t_pdf(z, df)
     else:  # a Cauchy-like tail has no mean
         return NAN, NAN
     return float(pos - mu), float(pos)
@@ -237,8 +230,6 @@ def _with_prior(mu_abs: float, sd_abs: float, mu_rel: float, sd_rel: float, base
                 prior: Prior, alpha: float, likelihood: str) -> BayesEffect | None:
     """Conjugate normal update of a normal likelihood by the prior N(mean, sd^2) on the
     relative lift (scaled by ``baseline`` on the absolute scale)."""
-    from scipy import stats as sps
-
     assert prior.sd is not None
     if not baseline:
         return None
@@ -248,10 +239,10 @@ def _with_prior(mu_abs: float, sd_abs: float, mu_rel: float, sd_rel: float, base
         rmu, rsd = _update(mu_rel, sd_rel, prior.mean, prior.sd)
     else:
         rmu, rsd = NAN, NAN
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(norm_ppf(1 - alpha / 2))
     ship, hold = _t_losses(mu, sd, math.inf)
     return BayesEffect(mu, sd, (mu - z * sd, mu + z * sd), rmu, (rmu - z * rsd, rmu + z * rsd),
-                       float(sps.norm.cdf(mu / sd)), ship, hold,
+                       float(norm_cdf(mu / sd)), ship, hold,
                        f"{likelihood} with prior N({prior.mean:g}, {prior.sd:g}^2) on the "
                        "relative lift")
 

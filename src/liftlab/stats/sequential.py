@@ -39,6 +39,7 @@ import numpy as np
 
 # scipy is imported inside the functions that use it: it takes up to a second to import,
 # which ``liftlab validate`` and ``import liftlab.stats`` should not pay
+from liftlab.stats.distributions import norm_isf, norm_pdf, norm_sf
 from liftlab.stats.regression import ArmFit
 from liftlab.stats.suffstats import ArmStats
 
@@ -326,11 +327,9 @@ Spending = Literal["obrien_fleming", "pocock"]
 def obf_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
     """Lan-DeMets O'Brien-Fleming-type spending of a one-sided ``alpha`` at information
     fraction ``t``: ``2 - 2 Phi(z_{1 - alpha/2} / sqrt(t))`` (gsDesign's ``sfLDOF``)."""
-    from scipy.stats import norm
-
     t = np.asarray(t, dtype=float)
     with np.errstate(divide="ignore"):
-        return 2 * norm.sf(norm.isf(alpha / 2) / np.sqrt(t))
+        return 2 * norm_sf(norm_isf(alpha / 2) / np.sqrt(t))
 
 
 def pocock_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
@@ -369,7 +368,6 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
     bound solves ``P(first crossing here) = spend``. Valid at these analyses, not at any hour.
     """
     from scipy import optimize
-    from scipy.stats import norm
 
     t = np.asarray(fractions, dtype=float)
     if len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or not np.all(np.isfinite(t)):
@@ -382,16 +380,16 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
         cum[-1] = per_side
     spend = np.diff(cum, prepend=0.0)
     sds = np.sqrt(np.diff(t))
-    z = [float(norm.isf(spend[0]))]
+    z = [float(norm_isf(spend[0]))]
     grid = _grid(t[0], z[0], sides, sds[0] / 8 if len(sds) else 1.0)
-    dens = norm.pdf(grid / math.sqrt(t[0])) / math.sqrt(t[0])
+    dens = norm_pdf(grid / math.sqrt(t[0])) / math.sqrt(t[0])
     for k in range(1, len(t)):
         sd = float(sds[k - 1])
         weights = _simpson(grid) * dens
 
         def crossing(c: float, w: np.ndarray = weights, g: np.ndarray = grid,
                      s: float = sd) -> float:
-            return float(np.sum(w * norm.sf((c - g) / s)) * sides)
+            return float(np.sum(w * norm_sf((c - g) / s)) * sides)
 
         target = spend[k] * sides
         hi = 40 * math.sqrt(t[k])
@@ -400,7 +398,7 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
         z.append(c_k / math.sqrt(t[k]))
         if k < len(t) - 1:
             new_grid = _grid(t[k], z[-1], sides, float(sds[k]) / 8)
-            kernel = norm.pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
+            kernel = norm_pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
             dens, grid = kernel @ weights, new_grid
     return GroupSequentialBounds(tuple(float(v) for v in t), tuple(z),
                                  tuple(float(v) for v in cum), sides)
