@@ -328,7 +328,7 @@ def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> floa
     """Solve cdf(v) = q: Newton's method from the normal approximation's quantile (two or
     three steps for the usual posterior), else a bracketed search around it (a quarter of
     ``spread`` either side, doubling as needed)."""
-    from scipy import optimize, special
+    from scipy import special
 
     start = centre + spread * float(np.clip(special.ndtri(q), -40.0, 40.0))  # q may round to 1
     tol = 1e-12 * max(spread, 1e-300)
@@ -347,4 +347,6 @@ def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> floa
         lo, hi, step = lo - 2 * step, lo, 2 * step
     while dist.cdf(hi) < q:
         lo, hi, step = hi, hi + 2 * step, 2 * step
+    from scipy import optimize  # only here: Newton usually converges, and it loads in 0.3 s
+
     return float(optimize.brentq(lambda v: dist.cdf(v) - q, lo, hi, xtol=tol, rtol=1e-12))

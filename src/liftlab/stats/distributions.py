@@ -66,7 +66,8 @@ def t_ppf(q: float, df: float) -> np.float64:
     """Student's t quantile of ``q`` with ``df`` degrees of freedom (``scipy.stats.t.ppf``)."""
     from scipy.special import stdtrit
 
-    return stdtrit(df, q)
+    # scipy.stats answers the ends of the support itself (stdtrit(df, 0) is +inf for df < 1)
+    return np.where(q == 0, -np.inf, np.where(q == 1, np.inf, stdtrit(df, q)))[()]
 
 
 def norm_pdf(x: float | np.ndarray) -> np.float64 | np.ndarray:
@@ -85,7 +86,6 @@ def t_pdf(x: float, df: float) -> np.float64:
         - 0.5 * (np.log(df) + np.log(np.pi))
         - (df + 1) / 2 * np.log1p(x * x / df)
     )
-
 
 
 def chi2_sf(x: float, df: float) -> np.float64:
