@@ -6,6 +6,7 @@ new top-level import of a heavy library anywhere on these paths fails here."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -127,3 +128,85 @@ def test_the_statistics_import_without_scipy_or_statsmodels():
         check=True,
     )
     assert set(filter(None, done.stdout.strip().split(","))) == {"numpy"}, done.stdout
+
+
+@pytest.fixture(scope="module")
+def small_retailer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from liftlab.app.synth import generate
+
+    data = tmp_path_factory.mktemp("retailer") / "data"
+    generate(data, 3000, 7)
+    return data
+
+
+# Records, for scipy.stats and each statsmodels submodule, the liftlab function whose call
+# first imported it ("file.py:function"); statsmodels' version module (read for results.json)
+# is not counted.
+WHO = """
+import sys, traceback
+IMPORTERS = set()
+class Who:
+    def find_spec(self, name, path=None, target=None):
+        if name == "scipy.stats" or (name.startswith("statsmodels.")
+                                     and name != "statsmodels._version"):
+            here = [f for f in traceback.extract_stack() if "/liftlab/" in f.filename]
+            if here:
+                IMPORTERS.add(f"{here[-1].filename.rsplit('/', 1)[-1]}:{here[-1].name}")
+        return None
+sys.meta_path.insert(0, Who())
+"""
+
+
+def _importers(*args: str) -> tuple[int, set[str], str]:
+    """Run liftlab in a fresh interpreter: its exit code, the liftlab functions that imported
+    scipy.stats or a statsmodels module, and its stderr."""
+    probe = WHO + RUN + 'print("IMPORTERS", ",".join(sorted(IMPORTERS)), file=sys.stderr)\n'
+    done = subprocess.run(
+        [sys.executable, "-c", f"HEAVY = {HEAVY!r}\n{probe}", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=300,
+    )
+    lines = dict(
+        line.split(" ", 1)
+        for line in done.stderr.splitlines()
+        if line.startswith(("EXIT ", "IMPORTERS "))
+    )
+    assert "IMPORTERS" in lines, done.stderr
+    return int(lines["EXIT"]), set(filter(None, lines["IMPORTERS"].split(","))), done.stderr
+
+
+@pytest.mark.parametrize("experiment", ["spring-factorial", "web-onboarding"])
+def test_analyze_loads_scipy_stats_only_for_fisher_and_no_statsmodels_routine(
+    small_retailer: Path, tmp_path: Path, experiment: str
+):
+    """The frequentist readout, SRM, the closed-form Bayes, IV and the sequential bounds take
+    their distributions from ``liftlab.stats.distributions`` (scipy.special) and the score
+    test of binary metrics from ``liftlab.stats.proportions``: an ``analyze`` that fits no
+    model loads no statsmodels routine (1.1 s of CPU), and scipy.stats (0.7 s) only for
+    Fisher's exact test, exactly when an effect used it (a rare metric in a small segment: the
+    unsubscribes of this small retailer; web-onboarding has none)."""
+    out = tmp_path / "out"
+    code, importers, err = _importers(
+        "analyze",
+        str(EXPERIMENTS / f"{experiment}.yaml"),
+        "--data",
+        str(small_retailer),
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    effects = json.loads((out / "results.json").read_text())["effects"]
+    fisher = any(e["method"] == "fisher_exact" for e in effects)
+    assert importers == ({"proportions.py:_score_route"} if fisher else set())
+    assert fisher == (experiment != "web-onboarding")
+
+
+def test_the_import_probe_sees_scipy_stats(small_retailer: Path):
+    """The probe itself can fail: ``plan`` computes power with scipy.stats."""
+    code, importers, err = _importers(
+        "plan", str(EXPERIMENTS / "spring-factorial.yaml"), "--data", str(small_retailer)
+    )
+    assert code == 0, err
+    assert importers == {"planning.py:<module>"}

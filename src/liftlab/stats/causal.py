@@ -16,6 +16,7 @@ import numpy as np
 # scipy and statsmodels are imported inside the functions that use them: they take up to a
 # second to import, which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.core.errors import UserError
+from liftlab.stats.distributions import norm_ppf
 
 LOGIT_MAX_ITER = 200
 PROPENSITY_CLIP = 0.01       # propensities are clipped to [clip, 1 - clip] in the weights
@@ -35,11 +36,9 @@ class Ratio:
     @classmethod
     def from_log_variance(cls, value: float, var_log: float, alpha: float) -> Ratio:
         """CI value * exp(+-z sd); NaN when the ratio is not positive or the variance unknown."""
-        from scipy import stats as sps
-
         if not (value > 0 and math.isfinite(value) and math.isfinite(var_log) and var_log >= 0):
             return cls(value, (math.nan, math.nan), math.nan)
-        z, sd = float(sps.norm.ppf(1 - alpha / 2)), math.sqrt(var_log)
+        z, sd = float(norm_ppf(1 - alpha / 2)), math.sqrt(var_log)
         return cls(value, (value * math.exp(-z * sd), value * math.exp(z * sd)), sd)
 
     def to_list(self) -> list[float]:
@@ -373,15 +372,13 @@ def wald_iv(treated: PairStats, control: PairStats, experiment: str = "",
     Var(ITT - theta FS) / FS^2 uses the within-arm covariance of y and d; it equals the
     heteroskedasticity-robust 2SLS variance (with a per-arm n / (n - 1) correction). The
     instrument is flagged weak when the first-stage F = (FS / se)^2 is below 10."""
-    from scipy import stats as sps
-
     my1, md1, vy1, vd1, c1 = treated.moments()
     my0, md0, vy0, vd0, c0 = control.moments()
     n1, n0 = treated.n, control.n
     itt, fs = my1 - my0, md1 - md0
     var_a, var_b = vy1 / n1 + vy0 / n0, vd1 / n1 + vd0 / n0
     cov_ab = c1 / n1 + c0 / n0
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(norm_ppf(1 - alpha / 2))
     f_stat = fs * fs / var_b if var_b > 0 else math.nan
     if fs == 0:
         theta, se_t = math.nan, math.nan
