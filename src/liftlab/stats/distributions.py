@@ -1,13 +1,15 @@
-"""Normal and Student-t probabilities and quantiles, computed as scipy.stats computes them.
+"""Normal, Student-t and chi-squared probabilities, computed as scipy.stats computes them.
 
 Why not ``scipy.stats`` itself: importing it costs about 0.7 s of CPU, more than the whole
 statistics of an ``analyze`` on a small table, and the frequentist readout needs only these few
 functions. scipy.stats defines them on scipy.special (``scipy/stats/_continuous_distns.py``:
 ``norm._cdf = ndtr``, ``norm._sf(x) = ndtr(-x)``, ``norm._ppf = ndtri``, ``norm._isf(q) =
 -ndtri(q)``, ``t._cdf(x, df) = stdtr(df, x)``, ``t._sf(x, df) = stdtr(df, -x)``, ``t._ppf(q, df)
-= stdtrit(df, q)``), which loads in about 0.25 s; with location 0 and scale 1 its wrappers add
-nothing to the number. tests/test_distributions.py checks every function here equals its
-scipy.stats counterpart exactly, over many inputs and the edges (0, 1, infinities, NaN).
+= stdtrit(df, q)``, ``chi2._sf(x, df) = chdtrc(df, x)``; the densities by their formulas), which
+loads in about 0.25 s; with location 0 and scale 1 its wrappers add nothing to the number
+(they answer the ends of the support themselves: ``t_ppf`` does too).
+tests/test_distributions.py checks every function here equals its scipy.stats counterpart to
+the bit, over many inputs and the edges (0, 1, infinities, NaN).
 
 scipy.special is imported inside each function, like scipy elsewhere in ``liftlab.stats``:
 ``liftlab validate`` and ``import liftlab.stats`` load no scipy at all.
