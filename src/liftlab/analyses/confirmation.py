@@ -8,10 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats as sps
-
 from liftlab.analyses.cells import CellTable
 from liftlab.spec.models import Experiment
+from liftlab.stats.distributions import norm_ppf, norm_sf
 from liftlab.stats.frequentist import welch
 
 
@@ -57,7 +56,7 @@ def confirmation_readout(spec: Experiment, cells: CellTable) -> ConfirmationRead
                                alpha_used=spec.alpha)
     if not lift.ok:
         return _replace(base, error=lift.error)
-    z = float(sps.norm.ppf(1 - spec.alpha / 2))
+    z = float(norm_ppf(1 - spec.alpha / 2))
     realised = c.value_per_unit * lift.abs - extra
     se_d = math.hypot(c.value_per_unit * lift.abs_se,
                       (c.predicted_gain_ci[1] - c.predicted_gain_ci[0]) / (2 * z))
@@ -67,7 +66,7 @@ def confirmation_readout(spec: Experiment, cells: CellTable) -> ConfirmationRead
         realised_gain_ci=(c.value_per_unit * lift.abs_ci[0] - extra,
                           c.value_per_unit * lift.abs_ci[1] - extra),
         gap=gap, gap_ci=(gap - z * se_d, gap + z * se_d),
-        p_value=float(2 * sps.norm.sf(abs(gap) / se_d)) if se_d > 0 else math.nan)
+        p_value=float(2 * norm_sf(abs(gap) / se_d)) if se_d > 0 else math.nan)
 
 
 def _replace(r: ConfirmationReadout, **changes: object) -> ConfirmationReadout:

@@ -3,11 +3,13 @@ CSV next to the page). Div ids are deterministic so a rerun writes identical byt
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
 
 from liftlab.report.format import decided_by, estimate_label, rel_floor
@@ -15,9 +17,45 @@ from liftlab.report.format import decided_by, estimate_label, rel_floor
 GREEN, RED, GREY, BLUE = "#1b7f3b", "#b42318", "#667085", "#1f5fbf"
 PALETTE = ("#1f5fbf", "#e07b00", "#6941c6", "#0e9384", "#c11574", "#667085")
 VERDICT_SYMBOL = {"desired": "triangle-up", "undesired": "triangle-down", "inconclusive": "circle"}
-LAYOUT = dict(template="plotly_white", margin=dict(l=10, r=20, t=50, b=40),
+TEMPLATE = "plotly_white"
+LAYOUT = dict(margin=dict(l=10, r=20, t=50, b=40),
               font=dict(family="system-ui, -apple-system, Segoe UI, sans-serif", size=13),
               hoverlabel=dict(namelength=-1))
+
+
+def figure(data: Any = None) -> go.Figure:
+    """A new figure, built with an empty template: plotly validates and deep-copies a named
+    template (about a hundred properties) into every figure that names one, or its default
+    template into every figure that names none, which was a third of a page's rendering time.
+    ``Chart.html`` writes the template's JSON in at the end (``template_json``): the page holds
+    the same figure JSON."""
+    return go.Figure(data, layout=dict(template={}))
+
+
+@functools.cache
+def template_json() -> dict[str, Any]:
+    """The ``TEMPLATE`` as plotly writes it into a figure's JSON, made once per process."""
+    return go.Figure(layout=dict(template=TEMPLATE)).to_dict()["layout"]["template"]
+
+
+def figure_json(fig: go.Figure) -> dict[str, Any]:
+    """The figure's JSON (``Figure.to_dict``) with the ``TEMPLATE`` in its layout."""
+    out = fig.to_dict()
+    out["layout"]["template"] = template_json()
+    return out
+
+
+def vline(fig: go.Figure, x: Any, line: dict[str, Any]) -> None:
+    """``fig.add_vline(x=x, line=line)`` on a figure without subplots, added as the shape
+    plotly makes of it: ``add_vline`` first looks through the figure for subplots that hold
+    data and then rewrites the shape, a fifth of a page's rendering time (the same JSON:
+    tests/test_perf_render.py)."""
+    fig.add_shape(type="line", x0=x, x1=x, xref="x", y0=0, y1=1, yref="y domain", line=line)
+
+
+def hline(fig: go.Figure, y: Any, line: dict[str, Any]) -> None:
+    """``fig.add_hline(y=y, line=line)`` on a figure without subplots (see ``vline``)."""
+    fig.add_shape(type="line", x0=0, x1=1, xref="x domain", y0=y, y1=y, yref="y", line=line)
 
 
 @dataclass(frozen=True)
@@ -30,8 +68,10 @@ class Chart:
     table: pl.DataFrame
 
     def html(self) -> str:
-        return self.figure.to_html(full_html=False, include_plotlyjs=False, div_id=self.key,
-                                   config={"displaylogo": False, "responsive": True})
+        # validate=False: the figure was validated as it was built; only the template is new
+        return pio.to_html(figure_json(self.figure), validate=False, full_html=False,
+                           include_plotlyjs=False, div_id=self.key,
+                           config={"displaylogo": False, "responsive": True})
 
 
 def colours(names: Any) -> dict[str, str]:
@@ -53,7 +93,7 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
     zero line; the marker says the verdict (▲ desired, ▼ undesired, ● inconclusive)."""
     rows = [e for e in effects if e["metric"] == metric and e["segment"] is None
             and _finite(e.get("lift_rel"))]
-    fig = go.Figure()
+    fig = figure()
     colour = colours(_arm(e) for e in rows)
     for e in rows:
         fig.add_trace(go.Scatter(
@@ -67,7 +107,7 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
             customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"], e["verdict"]]],
             hovertemplate="%{y}: %{x:+.2f}%<br>n = %{customdata[0]:,} vs %{customdata[1]:,}"
                           "<br>p = %{customdata[2]:.4f} · %{customdata[3]}<extra></extra>"))
-    fig.add_vline(x=0, line=dict(color="#101828", width=1))
+    vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI; "
                       f"{_labels(rows)}; ▲ desired, ▼ undesired, ● inconclusive)",
                       height=140 + 45 * max(len(rows), 1), showlegend=True,
@@ -94,7 +134,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
                                                                    .get("mean_rel"))]
     if not rows:
         return None
-    fig = go.Figure()
+    fig = figure()
     comps = list(dict.fromkeys(_arm(e) for e in rows))
     colour = colours(comps)
     for comp in comps:
@@ -115,7 +155,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
             customdata=[[p if _finite(p) else float("nan")] for p in prob],
             hovertemplate="%{y}: %{x:+.2f}%<br>P(lift > 0) = %{customdata[0]:.4f}"
                           "<extra>" + comp + "</extra>"))
-    fig.add_vline(x=0, line=dict(color="#101828", width=1))
+    vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title="Posterior relative lift (mean, 95% HDI)",
                       height=150 + 40 * len(rows), xaxis_title="relative lift (%)",
                       yaxis_title="metric", showlegend=True)
@@ -145,7 +185,7 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
     n_units = {v: sorted({e["n_treatment"] + e["n_holdout"] for e in rows
                           if e["segment"][dimension] == v}) for v in values}
     step = 0.7 / max(len(comps), 1)
-    fig = go.Figure()
+    fig = figure()
     for k, comp in enumerate(comps):
         sub = [e for e in rows if _arm(e) == comp]
         offset = (k - (len(comps) - 1) / 2) * step
@@ -160,7 +200,7 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                         for e in sub],
             hovertemplate="%{customdata[0]} (n=%{customdata[1]:,})<br>lift %{x:+.4g}<extra>"
                           + comp + "</extra>"))
-    fig.add_vline(x=0, line=dict(color="#101828", width=1))
+    vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI; "
                       f"{_labels(rows)})",
                       height=170 + 26 * max(len(values), 1) * max(len(comps), 1),
@@ -208,7 +248,7 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.42, 0.3, 0.28],
-                        vertical_spacing=0.06)
+                        vertical_spacing=0.06, figure=figure())
     channels = sorted({r.get("channel") or "" for r in rows})
     colour = colours(channels)
     settled: list[float | None] = []
@@ -373,7 +413,7 @@ def money(effects: list[dict[str, Any]], primary: str, key: str) -> Chart | None
     x.append("net return")
     y.append(0.0)
     measure.append("total")
-    fig = go.Figure(go.Waterfall(x=x, y=y, measure=measure,
+    fig = figure(go.Waterfall(x=x, y=y, measure=measure,
                                  increasing=dict(marker=dict(color=GREEN)),
                                  decreasing=dict(marker=dict(color=RED)),
                                  totals=dict(marker=dict(color=BLUE)),
@@ -395,7 +435,7 @@ def portfolio(items: list[dict[str, Any]], key: str) -> Chart | None:
     from plotly.subplots import make_subplots
 
     plotted = " / ".join(dict.fromkeys(i["metric"] for i in items))
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, subplot_titles=(
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, figure=figure(), subplot_titles=(
         f"Incremental {plotted} (primary metric)", "ROI (net return per € spent)"))
     for n, exp in enumerate(sorted({i["experiment"] for i in items})):
         sub = [i for i in items if i["experiment"] == exp]
@@ -463,7 +503,7 @@ def landing(rows: list[dict[str, Any]], key: str) -> Chart | None:
             or _finite(r.get("last_touch_revenue"))]
     if not rows:
         return None
-    fig = go.Figure()
+    fig = figure()
     for n, ch in enumerate(sorted({_arm(r) for r in rows})):
         sub = [r for r in rows if _arm(r) == ch]
         colour = PALETTE[n % len(PALETTE)]
@@ -484,7 +524,7 @@ def landing(rows: list[dict[str, Any]], key: str) -> Chart | None:
             offsetgroup=f"{ch}-lt",
             hovertemplate="bought in %{x}: € %{y:,.0f} credited by last touch<extra>"
             + ch + "</extra>"))
-    fig.add_hline(y=0, line=dict(color="#101828", width=1))
+    hline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, barmode="group", height=420,
                       title="Where the increment landed vs what last-touch credits",
                       xaxis_title="purchase channel", yaxis_title="revenue (€, whole experiment)")
@@ -509,7 +549,7 @@ def appetence_heatmap(rows: list[dict[str, Any]], key: str) -> Chart | None:
     chans = sorted({r["channel"] for r in rows})
     share = {(r["segment"], r["channel"]): r["share"] for r in rows}
     z = [[share.get((s, c), 0.0) * 100 for c in chans] for s in segs]
-    fig = go.Figure(go.Heatmap(z=z, x=chans, y=segs, colorscale="Blues", zmin=0,
+    fig = figure(go.Heatmap(z=z, x=chans, y=segs, colorscale="Blues", zmin=0,
                                colorbar=dict(title="% of clients"),
                                text=[[f"{v:.0f}%" for v in row] for row in z],
                                texttemplate="%{text}",
@@ -525,13 +565,13 @@ def premium_estimates(mc: dict[str, Any], key: str) -> Chart:
     names = ["naive", *[f"adjusted: {k}" for k in mc.get("adjusted", {})]]
     values = [mc["naive_ratio"], *[v["ratio"] for v in mc.get("adjusted", {}).values()]]
     cis = [mc.get("naive_ratio_ci"), *[v["ci"] for v in mc.get("adjusted", {}).values()]]
-    fig = go.Figure(go.Scatter(
+    fig = figure(go.Scatter(
         x=values, y=names, mode="markers", marker=dict(size=12, color=BLUE),
         error_x=dict(type="data", symmetric=False,
                      array=[c[1] - v for v, c in zip(values, cis, strict=True)],
                      arrayminus=[v - c[0] for v, c in zip(values, cis, strict=True)]),
         hovertemplate="%{y}: %{x:.3f}x<extra></extra>"))
-    fig.add_vline(x=1, line=dict(color="#101828", width=1))
+    vline(fig, 1, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, height=320, title="Value of a multichannel client / "
                       "single-channel client (95% CI)", xaxis_title="ratio",
                       yaxis_title="estimate")
@@ -545,14 +585,14 @@ def decomposition(mc: dict[str, Any], key: str) -> Chart:
     values = [mc["decomposition"][p] for p in parts]
     cis = [mc.get("decomposition_ci", {}).get(p, [v, v]) for p, v in zip(parts, values,
                                                                           strict=True)]
-    fig = go.Figure(go.Bar(x=parts, y=values, marker_color=BLUE,
+    fig = figure(go.Bar(x=parts, y=values, marker_color=BLUE,
                            error_y=dict(type="data", symmetric=False,
                                         array=[c[1] - v for v, c in zip(values, cis,
                                                                         strict=True)],
                                         arrayminus=[v - c[0] for v, c in zip(values, cis,
                                                                              strict=True)]),
                            hovertemplate="%{x}: %{y:.3f}x<extra></extra>"))
-    fig.add_hline(y=1, line=dict(color="#101828", width=1))
+    hline(fig, 1, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, height=340, title="Naive premium = retention x frequency x "
                       "basket", xaxis_title="factor", yaxis_title="multi / single ratio")
     return Chart(key, "Decomposition", fig, pl.DataFrame({"factor": parts, "ratio": values}))

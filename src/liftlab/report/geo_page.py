@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from liftlab import __version__
-from liftlab.report.charts import BLUE, GREY, LAYOUT, Chart
+from liftlab.report.charts import BLUE, GREY, LAYOUT, Chart, figure, hline, vline
 from liftlab.report.format import interval, money, num, pct, pvalue, ratio
 from liftlab.report.pages import ENV, _save
 
@@ -175,7 +175,7 @@ def render_geo(
 def series_chart(g: dict[str, Any], key: str) -> Chart:
     s = g["series"]
     dates, n_pre = s["dates"], s["n_pre"]
-    fig = go.Figure()
+    fig = figure()
     fig.add_trace(
         go.Scatter(
             x=dates + dates[::-1],
@@ -200,7 +200,7 @@ def series_chart(g: dict[str, Any], key: str) -> Chart:
             x=dates, y=s["observed"], name="observed (treatment geos)", line=dict(color=BLUE)
         )
     )
-    fig.add_vline(x=dates[n_pre], line=dict(color="#101828", dash="dot", width=1))
+    vline(fig, dates[n_pre], dict(color="#101828", dash="dot", width=1))
     fig.update_layout(
         **LAYOUT,
         height=380,
@@ -225,7 +225,7 @@ def cumulative_chart(g: dict[str, Any], key: str) -> Chart:
     dates = s["dates"][s["n_pre"] :]
     lo, hi = s["cumulative_ci"]
     keep = [i for i, v in enumerate(lo) if v is not None and hi[i] is not None]
-    fig = go.Figure()
+    fig = figure()
     fig.add_trace(
         go.Scatter(
             x=[dates[i] for i in keep],
@@ -247,7 +247,7 @@ def cumulative_chart(g: dict[str, Any], key: str) -> Chart:
     fig.add_trace(
         go.Scatter(x=dates, y=s["cumulative"], name="cumulative incremental", line=dict(color=BLUE))
     )
-    fig.add_hline(y=0, line=dict(color="#101828", width=1))
+    hline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(
         **LAYOUT,
         height=340,

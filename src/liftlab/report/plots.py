@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 def _figure(chart: Chart | None, why: str) -> go.Figure:
     if chart is None:
         raise ValueError(f"nothing to plot: {why}")
-    return chart.figure
+    return _styled(chart)
+
+
+def _styled(chart: Chart) -> go.Figure:
+    """The chart's figure with the pages' template (a chart is built without it)."""
+    from liftlab.report.charts import TEMPLATE
+
+    return chart.figure.update_layout(template=TEMPLATE)
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,7 @@ class AnalysisPlots:
         """Relative lift with its interval per channel arm (default: the primary metric)."""
         from liftlab.report import charts
 
-        return charts.forest(self.results["effects"], self._metric(metric), "forest").figure
+        return _styled(charts.forest(self.results["effects"], self._metric(metric), "forest"))
 
     def segments(self, dimension: str, metric: str | None = None) -> go.Figure:
         """Absolute lift per value of one segment dimension, with the units of each."""
@@ -53,9 +60,9 @@ class AnalysisPlots:
                 f"no segment dimension {dimension!r} in the results; "
                 f"dimensions: {', '.join(sorted(dims)) or 'none'}"
             )
-        return charts.segments(
-            self.results["effects"], self._metric(metric), dimension, "segments"
-        ).figure
+        return _styled(
+            charts.segments(self.results["effects"], self._metric(metric), dimension, "segments")
+        )
 
     def timeline(self, metric: str | None = None, variant: str | None = None) -> go.Figure:
         """The sequential readout over time (experiments with ``monitoring.sequential``)."""
@@ -127,13 +134,13 @@ class MultichannelPlots:
         """The value ratio of multichannel clients: naive, adjusted and instrumented."""
         from liftlab.report import charts
 
-        return charts.premium_estimates(self.results, "premium").figure
+        return _styled(charts.premium_estimates(self.results, "premium"))
 
     def decomposition(self) -> go.Figure:
         """The naive ratio split into frequency, basket and retention."""
         from liftlab.report import charts
 
-        return charts.decomposition(self.results, "decomposition").figure
+        return _styled(charts.decomposition(self.results, "decomposition"))
 
     def appetence(self) -> go.Figure:
         """Channel appetence by segment, as a heat map."""

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from liftlab.report.charts import BLUE, GREEN, LAYOUT, RED, Chart
+from liftlab.report.charts import BLUE, GREEN, LAYOUT, RED, Chart, figure
 from liftlab.report.format import money, pct
 
 ALL = "overall"
@@ -46,6 +46,7 @@ def curves(p: dict[str, Any], key: str) -> Chart:
     ]
     height = 300 * len(groups) + 90
     fig = make_subplots(
+        figure=figure(),
         rows=len(groups),
         cols=2,
         subplot_titles=titles,

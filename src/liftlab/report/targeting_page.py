@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from liftlab import __version__
-from liftlab.report.charts import LAYOUT, PALETTE, Chart
+from liftlab.report.charts import LAYOUT, PALETTE, Chart, figure
 from liftlab.report.format import num, pct, pvalue
 from liftlab.report.pages import ENV, _save
 
@@ -31,7 +31,7 @@ def _band(fig: go.Figure, x: list[float], lo: list[float], hi: list[float], name
 
 def qini_chart(t: dict[str, Any], key: str = "targeting-qini") -> Chart:
     """Qini curve per channel arm with its band, and the random-targeting line."""
-    fig, rows = go.Figure(), []
+    fig, rows = figure(), []
     for i, a in enumerate(t["channels"]):
         c, pts = _colour(i), a["qini_curve"]
         x = [0.0] + [p["share"] for p in pts]
@@ -55,7 +55,7 @@ def budget_chart(t: dict[str, Any], key: str = "targeting-budget") -> Chart:
     """The policy's incremental value along the budget, with the options sent to everyone."""
     pts, unit = t["curve"], _unit(t)
     x = [p["budget"] for p in pts]
-    fig = go.Figure()
+    fig = figure()
     _band(fig, x, [p["ci"][0] for p in pts], [p["ci"][1] for p in pts], "policy", _colour(0))
     fig.add_trace(go.Scatter(x=x, y=[p["total"] for p in pts], mode="lines", name="policy",
                              legendgroup="policy", line=dict(color=_colour(0), width=2.5)))
@@ -81,7 +81,7 @@ def budget_chart(t: dict[str, Any], key: str = "targeting-budget") -> Chart:
 
 def calibration_chart(t: dict[str, Any], key: str = "targeting-calibration") -> Chart:
     """Observed vs predicted effect per decile of prediction, one trace per channel arm."""
-    fig, rows, lo, hi = go.Figure(), [], 0.0, 0.0
+    fig, rows, lo, hi = figure(), [], 0.0, 0.0
     for i, a in enumerate(t["channels"]):
         cal = a["calibration"]
         fig.add_trace(go.Scatter(
@@ -114,7 +114,7 @@ def appetence_chart(t: dict[str, Any], key: str = "targeting-appetence") -> Char
     options = frame["option"].unique(maintain_order=True).to_list()
     z = [[next(r["predicted_effect"] for r in rows if f"{r['segment']} = {r['value']}" == lab
                and r["option"] == o) for o in options] for lab in labels]
-    fig = go.Figure(go.Heatmap(z=z, x=options, y=labels, colorscale="RdBu", zmid=0,
+    fig = figure(go.Heatmap(z=z, x=options, y=labels, colorscale="RdBu", zmid=0,
                                colorbar=dict(title="predicted"), name="predicted effect",
                                hovertemplate="%{y}<br>%{x}: %{z:.4g}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=max(260, 34 * len(labels) + 120),
@@ -125,7 +125,7 @@ def appetence_chart(t: dict[str, Any], key: str = "targeting-appetence") -> Char
 
 def drivers_chart(t: dict[str, Any], key: str = "targeting-drivers") -> Chart | None:
     """The features that drive the predicted effect, per channel arm."""
-    fig, rows = go.Figure(), []
+    fig, rows = figure(), []
     for i, a in enumerate(t["channels"]):
         if not a["drivers"]:
             continue

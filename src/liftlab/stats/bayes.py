@@ -26,6 +26,7 @@ per unit if it is in fact worse; ``E[max(0, lift)]`` is what keeping the holdout
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,11 +34,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy import optimize, special
-from scipy import stats as sps
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.spec.models import Prior
+from liftlab.stats.distributions import norm_cdf, norm_pdf, norm_ppf, t_cdf, t_pdf, t_ppf, t_sf
 from liftlab.stats.frequentist import relative_se, welch_df
+from liftlab.stats.roots import brentq
 from liftlab.stats.suffstats import ArmStats
 
 if TYPE_CHECKING:
@@ -51,7 +54,12 @@ MetricKind = Literal["mean", "binary", "count"]
 # rule is accurate to ~1e-10 (tests compare with the exact finite sum for integer parameters).
 _S, _GH_W = np.polynomial.hermite_e.hermegauss(64)
 _W = _GH_W / _GH_W.sum()
-_TAIL = sps.norm.cdf(-np.abs(_S))
+
+
+@functools.cache
+def _tail() -> np.ndarray:
+    """Phi(-|s|) at the rule's nodes (computed once, on first use: scipy loads lazily)."""
+    return norm_cdf(-np.abs(_S))
 
 
 @dataclass(frozen=True)
@@ -77,12 +85,18 @@ class _Beta:
         return math.sqrt(self.var)
 
     def cdf(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return special.betainc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
     def sf(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         return special.betaincc(self.a, self.b, np.clip(x, 0.0, 1.0))
 
     def pdf(self, x: np.ndarray) -> np.ndarray:
+        from scipy import special
+
         inside = (x >= 0.0) & (x <= 1.0)
         x = np.where(inside, x, 0.5)  # xlogy(0, 0) = 0: a = 1 or b = 1 has a finite end
         log = (special.xlogy(self.a - 1, x) + special.xlog1py(self.b - 1, -x)
@@ -93,8 +107,11 @@ class _Beta:
     def nodes(self) -> np.ndarray:
         """F^-1(Phi(s)) at the rule's nodes, from the nearer tail so no precision is lost
         (kept: an effect integrates over the same posterior several times)."""
-        return np.where(_S < 0, special.betaincinv(self.a, self.b, _TAIL),
-                        special.betainccinv(self.a, self.b, _TAIL))
+        from scipy import special
+
+        tail = _tail()
+        return np.where(_S < 0, special.betaincinv(self.a, self.b, tail),
+                        special.betainccinv(self.a, self.b, tail))
 
 
 @dataclass(frozen=True)
@@ -174,16 +191,16 @@ def normal_posterior(estimate: float, se: float, baseline: float, prior: Prior |
     """
     if not (se > 0 and math.isfinite(estimate) and math.isfinite(se)):
         return None
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(norm_ppf(1 - alpha / 2))
     rel = estimate / baseline if baseline else NAN
     if rel_se is None:
         rel_se = se / abs(baseline) if baseline else NAN
     if prior is None or prior.sd is None:
-        q = float(sps.t.ppf(1 - alpha / 2, df))
+        q = float(t_ppf(1 - alpha / 2, df))
         ship, hold = _t_losses(estimate, se, df)
         return BayesEffect(estimate, se, (estimate - q * se, estimate + q * se), rel,
                            (rel - z * rel_se, rel + z * rel_se),
-                           float(sps.t.cdf(estimate / se, df)), ship, hold,
+                           float(t_cdf(estimate / se, df)), ship, hold,
                            "normal (flat prior)" if math.isinf(df) else "welch-t (flat prior)")
     return _with_prior(estimate, se, rel, rel_se, baseline, prior, alpha, "normal")
 
@@ -194,7 +211,7 @@ def prob_roi_positive(mean_per_unit: float, sd_per_unit: float, n_treated: int, 
     normal (or Student t with ``df``) posterior of the per-unit incremental margin."""
     if n_treated <= 0 or not sd_per_unit > 0:
         return NAN
-    return float(sps.t.sf((cost / n_treated - mean_per_unit) / sd_per_unit, df))
+    return float(t_sf((cost / n_treated - mean_per_unit) / sd_per_unit, df))
 
 
 def _t_losses(mu: float, sd: float, df: float) -> tuple[float, float]:
@@ -202,9 +219,9 @@ def _t_losses(mu: float, sd: float, df: float) -> tuple[float, float]:
     is infinite): E[X+] = mu F(z) + sd (df + z^2) / (df - 1) f(z) with z = mu / sd."""
     z = mu / sd
     if math.isinf(df):
-        pos = mu * sps.norm.cdf(z) + sd * sps.norm.pdf(z)
+        pos = mu * norm_cdf(z) + sd * norm_pdf(z)
     elif df > 1:
-        pos = mu * sps.t.cdf(z, df) + sd * (df + z * z) / (df - 1) * sps.t.pdf(z, df)
+        pos = mu * t_cdf(z, df) + sd * (df + z * z) / (df - 1) * t_pdf(z, df)
     else:  # a Cauchy-like tail has no mean
         return NAN, NAN
     return float(pos - mu), float(pos)
@@ -223,10 +240,10 @@ def _with_prior(mu_abs: float, sd_abs: float, mu_rel: float, sd_rel: float, base
         rmu, rsd = _update(mu_rel, sd_rel, prior.mean, prior.sd)
     else:
         rmu, rsd = NAN, NAN
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(norm_ppf(1 - alpha / 2))
     ship, hold = _t_losses(mu, sd, math.inf)
     return BayesEffect(mu, sd, (mu - z * sd, mu + z * sd), rmu, (rmu - z * rsd, rmu + z * rsd),
-                       float(sps.norm.cdf(mu / sd)), ship, hold,
+                       float(norm_cdf(mu / sd)), ship, hold,
                        f"{likelihood} with prior N({prior.mean:g}, {prior.sd:g}^2) on the "
                        "relative lift")
 
@@ -312,6 +329,8 @@ def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> floa
     """Solve cdf(v) = q: Newton's method from the normal approximation's quantile (two or
     three steps for the usual posterior), else a bracketed search around it (a quarter of
     ``spread`` either side, doubling as needed)."""
+    from scipy import special
+
     start = centre + spread * float(np.clip(special.ndtri(q), -40.0, 40.0))  # q may round to 1
     tol = 1e-12 * max(spread, 1e-300)
     v = start
@@ -329,4 +348,4 @@ def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> floa
         lo, hi, step = lo - 2 * step, lo, 2 * step
     while dist.cdf(hi) < q:
         lo, hi, step = hi, hi + 2 * step, 2 * step
-    return float(optimize.brentq(lambda v: dist.cdf(v) - q, lo, hi, xtol=tol, rtol=1e-12))
+    return float(brentq(lambda v: dist.cdf(v) - q, lo, hi, xtol=tol, rtol=1e-12))

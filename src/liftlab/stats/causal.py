@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import statsmodels.api as sm
-from scipy import stats as sps
 
+# scipy and statsmodels are imported inside the functions that use them: they take up to a
+# second to import, which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.core.errors import UserError
+from liftlab.stats.distributions import norm_ppf
 
 LOGIT_MAX_ITER = 200
 PROPENSITY_CLIP = 0.01       # propensities are clipped to [clip, 1 - clip] in the weights
@@ -37,7 +38,7 @@ class Ratio:
         """CI value * exp(+-z sd); NaN when the ratio is not positive or the variance unknown."""
         if not (value > 0 and math.isfinite(value) and math.isfinite(var_log) and var_log >= 0):
             return cls(value, (math.nan, math.nan), math.nan)
-        z, sd = float(sps.norm.ppf(1 - alpha / 2)), math.sqrt(var_log)
+        z, sd = float(norm_ppf(1 - alpha / 2)), math.sqrt(var_log)
         return cls(value, (value * math.exp(-z * sd), value * math.exp(z * sd)), sd)
 
     def to_list(self) -> list[float]:
@@ -217,6 +218,8 @@ def adjust(covariates: np.ndarray, multi: np.ndarray, value: np.ndarray,
     RA includes the OLS estimation, IPW (Hajek) the logit estimation, AIPW needs neither
     (orthogonal scores). Propensities are clipped to [clip, 1 - clip] in the weights.
     """
+    import statsmodels.api as sm
+
     X = sm.add_constant(np.asarray(covariates, float), has_constant="add")
     d, y = np.asarray(multi, float), np.asarray(value, float)
     n = len(y)
@@ -375,7 +378,7 @@ def wald_iv(treated: PairStats, control: PairStats, experiment: str = "",
     itt, fs = my1 - my0, md1 - md0
     var_a, var_b = vy1 / n1 + vy0 / n0, vd1 / n1 + vd0 / n0
     cov_ab = c1 / n1 + c0 / n0
-    z = float(sps.norm.ppf(1 - alpha / 2))
+    z = float(norm_ppf(1 - alpha / 2))
     f_stat = fs * fs / var_b if var_b > 0 else math.nan
     if fs == 0:
         theta, se_t = math.nan, math.nan

@@ -27,8 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import stats as sps
-
+from liftlab.stats.distributions import norm_ppf, norm_sf
 from liftlab.stats.suffstats import ArmStats
 
 ArmCombination = tuple[bool, ...]
@@ -46,13 +45,13 @@ class Estimate:
 
     @property
     def ci(self) -> tuple[float, float]:
-        z = float(sps.norm.ppf(1 - self.alpha / 2))
+        z = float(norm_ppf(1 - self.alpha / 2))
         return (self.value - z * self.se, self.value + z * self.se)
 
     @property
     def p_value(self) -> float:
         """Two-sided p-value of ``value == 0``; NaN when the standard error is zero."""
-        return float(2 * sps.norm.sf(abs(self.value) / self.se)) if self.se > 0 else math.nan
+        return float(2 * norm_sf(abs(self.value) / self.se)) if self.se > 0 else math.nan
 
     def scaled(self, factor: float) -> Estimate:
         """The same estimate times a known constant (e.g. per customer -> total)."""

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import stats as sps
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.core.errors import UserError
 from liftlab.stats.hierarchical import (
     ESS_MIN,
@@ -169,6 +170,8 @@ class DoseFit:
 def equal_means(means: Sequence[float], ses: Sequence[float]) -> tuple[float, int, float]:
     """Wald chi-square test that every arm has the same mean (heteroscedastic, inverse
     variance weights): (statistic, degrees of freedom, p-value)."""
+    from scipy import stats as sps
+
     m, se = np.asarray(means, float), np.asarray(ses, float)
     if len(m) < 2 or not np.all(se > 0):
         return math.nan, len(m) - 1, math.nan

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 
 K_POINTS = 60
 MAX_UNITS = 1000.0  # the search stops at 1000 x today's units per arm
@@ -106,6 +108,8 @@ def hit_rate(
 ) -> float:
     """Share of simulated experiments with ``n`` units per arm over ``weeks`` whose estimated
     optimum lies within ``within`` of the true one."""
+    from scipy import stats as sps
+
     r = weeks / truth.weeks_now
     z, u = _noise(reps, len(truth.arms), seed)
     means = r * truth.at(truth.arms, truth.margin) + z * truth.se * np.sqrt(r * truth.n_now / n)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from liftlab.stats.distributions import norm_ppf, norm_sf, t_ppf, t_sf
 from liftlab.stats.suffstats import ArmStats, RatioStats
 
 NAN = math.nan
@@ -94,10 +95,8 @@ def welch(treatment: ArmStats, holdout: ArmStats, alpha: float = 0.05,
     se = math.sqrt(var_t + var_h)
     df = welch_df(var_t, var_h, t.n, h.n)
     diff = mt - mh
-    from scipy import stats as sps  # here, not at import: every engine imports liftlab.stats
-
-    q = sps.t.ppf(1 - alpha / 2, df)
-    p = 2 * sps.t.sf(abs(diff) / se, df)
+    q = t_ppf(1 - alpha / 2, df)
+    p = 2 * t_sf(abs(diff) / se, df)
     rel, rel_se, rel_ci = relative(mt, mh, var_t, var_h, float(q), nonnegative)
     reduction = 0.0
     if use_cuped:
@@ -123,10 +122,8 @@ def ratio(treatment: RatioStats, holdout: RatioStats, alpha: float = 0.05,
         return failed("the ratio has no variance in either arm", t.mean, h.mean)
     diff = t.mean - h.mean
     se = math.sqrt(var_t + var_h)
-    from scipy import stats as sps  # here, not at import: every engine imports liftlab.stats
-
-    z = sps.norm.ppf(1 - alpha / 2)
-    p = 2 * sps.norm.sf(abs(diff) / se)
+    z = norm_ppf(1 - alpha / 2)
+    p = 2 * norm_sf(abs(diff) / se)
     rel, rel_se, rel_ci = relative(t.mean, h.mean, var_t, var_h, float(z), nonnegative)
     return Lift(t.mean, h.mean, diff, se, (diff - z * se, diff + z * se), rel, rel_se, rel_ci,
                 p, math.inf, rel_p_value=float(p) if math.isfinite(rel) else NAN,

@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from scipy import stats as sps
+from liftlab.stats.distributions import norm_sf
 
 MIN_EVENTS = 10.0
 
@@ -74,5 +74,5 @@ def non_inferiority(
     rho0 = 1 + margin if desired == "decrease" else 1 - margin
     sign = 1.0 if desired == "decrease" else -1.0
     z = sign * (rho0 * mean_h - mean_t) / math.sqrt(var_t + rho0 * rho0 * var_h)
-    p = float(sps.norm.sf(z))
+    p = float(norm_sf(z))
     return NonInferiority(margin, z, p, p < alpha)

@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
+
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 
 NONE = -1
 
@@ -119,6 +121,8 @@ class Estimate:
 
     @classmethod
     def of_mean(cls, values: np.ndarray, n: int, alpha: float) -> Estimate:
+        from scipy import stats as sps
+
         mean = float(values.mean()) if values.size else 0.0
         se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else 0.0
         z = float(sps.norm.ppf(1 - alpha / 2))

@@ -24,14 +24,17 @@ Every route is reported in ``Lift.method``.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
-from scipy import optimize
-from scipy import stats as sps
 
+# scipy is imported inside the functions that use it (scipy.stats only for Fisher's test): it
+# takes up to a second to import, which ``liftlab validate`` and ``import liftlab.stats`` should
+# not pay
+from liftlab.stats.distributions import norm_ppf, norm_sf
 from liftlab.stats.frequentist import NAN, Lift, failed, welch
+from liftlab.stats.roots import brentq
 from liftlab.stats.suffstats import ArmStats
 
 EXACT_BELOW = 5.0
@@ -69,23 +72,19 @@ def normal_theory(treatment: ArmStats, holdout: ArmStats) -> bool:
 
 
 def _score_route(k_t: int, n_t: int, k_h: int, n_h: int, alpha: float, exact: bool) -> Lift:
-    from statsmodels.stats.proportion import score_test_proportions_2indep
-
     p_t, p_h = k_t / n_t, k_h / n_h
-    q = float(sps.norm.ppf(1 - alpha / 2))
+    q = float(norm_ppf(1 - alpha / 2))
 
-    def z(value: float, compare: str) -> float:
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            res = score_test_proportions_2indep(k_t, n_t, k_h, n_h, value=value,
-                                                compare=compare, correction=False,
-                                                return_results=True)
-        return float(res.statistic)
+    def z(value: float, compare: Literal["diff", "ratio"]) -> float:
+        with np.errstate(all="ignore"):
+            return float(score_statistic(k_t, n_t, k_h, n_h, value, compare))
 
     diff = p_t - p_h
     z0 = z(0.0, "diff")
-    p_value = float(2 * sps.norm.sf(abs(z0)))
+    p_value = float(2 * norm_sf(abs(z0)))
     if exact:
+        from scipy import stats as sps  # only here: Fisher's test needs scipy.stats
+
         p_value = float(sps.fisher_exact([[k_t, n_t - k_t], [k_h, n_h - k_h]]).pvalue)
     abs_ci = (_bound(lambda d: z(d, "diff"), q, -1.0, diff, lower=True),
               _bound(lambda d: z(d, "diff"), q, diff, 1.0, lower=False))
@@ -101,6 +100,48 @@ def _score_route(k_t: int, n_t: int, k_h: int, n_h: int, alpha: float, exact: bo
         if k_h > 0 else NAN
     return Lift(p_t, p_h, diff, se, abs_ci, rel, rel_se, rel_ci, p_value, math.inf,
                 rel_p_value=rel_p, method="fisher_exact" if exact else "score")
+
+
+def score_statistic(count1: int, nobs1: int, count2: int, nobs2: int, value: float,
+                    compare: Literal["diff", "ratio"]) -> np.float64:
+    """The score statistic of ``p1 - p2 = value`` (``compare="diff"``) or ``p1 / p2 = value``
+    (``"ratio"``) without the N/(N-1) factor: statsmodels' ``score_test_proportions_2indep(...,
+    correction=False).statistic`` (statsmodels 0.15, Miettinen & Nurminen 1985 with Farrington
+    & Manning's closed-form constrained estimates), the same operations in the same order.
+
+    Why not statsmodels itself: importing it (with scipy.stats) costs over a second of CPU,
+    more than the rest of a small ``analyze``. tests/test_distributions.py checks the two are
+    equal over many counts and null values. NaN where the statistic is undefined (an edge of
+    the parameter space); call it under ``np.errstate(all="ignore")`` to silence that."""
+    nobs = nobs1 + nobs2
+    count = count1 + count2
+    p1 = count1 / nobs1
+    if compare == "diff":
+        if value == 0:  # the pooled estimate under equality
+            prop0 = prop1 = count / nobs
+        else:
+            tmp3 = nobs
+            tmp2 = (nobs1 + 2 * nobs2) * value - nobs - count
+            tmp1 = (count2 * value - nobs - 2 * count2) * value + count
+            tmp0 = count2 * value * (1 - value)
+            q = (tmp2 / (3 * tmp3)) ** 3 - tmp1 * tmp2 / (6 * tmp3**2) + tmp0 / (2 * tmp3)
+            p = np.sign(q) * np.sqrt((tmp2 / (3 * tmp3)) ** 2 - tmp1 / (3 * tmp3))
+            a = (np.pi + np.arccos(q / p**3)) / 3
+            prop0 = 2 * p * np.cos(a) - tmp2 / (3 * tmp3)
+            prop1 = prop0 + value
+        var = prop1 * (1 - prop1) / nobs1 + prop0 * (1 - prop0) / nobs2
+        diff_stat = p1 - count2 / nobs2 - value
+    else:
+        if value == 1:  # the pooled estimate under equality
+            prop0 = prop1 = count / nobs
+        else:
+            a = nobs * value
+            b = -(nobs1 * value + count1 + nobs2 + count2 * value)
+            prop0 = (-b - np.sqrt(b**2 - 4 * a * count)) / (2 * a)
+            prop1 = prop0 * value
+        var = prop1 * (1 - prop1) / nobs1 + value**2 * prop0 * (1 - prop0) / nobs2
+        diff_stat = p1 - value * (count2 / nobs2)
+    return diff_stat / np.sqrt(var)
 
 
 def _bound(stat: Callable[[float], float], q: float, lo: float, hi: float,
@@ -126,7 +167,7 @@ def _bound(stat: Callable[[float], float], q: float, lo: float, hi: float,
     if not lower and not f(edge) < 0:
         return hi
     a, b = (edge, inside) if lower else (inside, edge)
-    return float(optimize.brentq(_finite(f), a, b, xtol=1e-12, rtol=1e-10))
+    return float(brentq(_finite(f), a, b, xtol=1e-12, rtol=1e-10))
 
 
 def _edge(end: float, inside: float) -> float:

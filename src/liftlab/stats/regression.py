@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
+from liftlab.stats.distributions import norm_ppf, norm_sf, t_ppf, t_sf
 from liftlab.stats.frequentist import Lift, failed, relative
 
 # A covariate whose within-arm variance is below this share of its raw second moment
@@ -229,12 +229,12 @@ def _lift(
         df = 1 / (st**2 / ft.df + sh**2 / fh.df)
     diff = ft.mean - fh.mean
     q = (
-        float(sps.t.ppf(1 - alpha / 2, df))
+        float(t_ppf(1 - alpha / 2, df))
         if math.isfinite(df)
-        else float(sps.norm.ppf(1 - alpha / 2))
+        else float(norm_ppf(1 - alpha / 2))
     )
     p = float(
-        2 * (sps.t.sf(abs(diff) / se, df) if math.isfinite(df) else sps.norm.sf(abs(diff) / se))
+        2 * (t_sf(abs(diff) / se, df) if math.isfinite(df) else norm_sf(abs(diff) / se))
     )
     rel, rel_se, rel_ci = relative(ft.mean, fh.mean, ft.variance, fh.variance, q, nonnegative)
     raw = ft.raw_variance + fh.raw_variance

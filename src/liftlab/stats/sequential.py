@@ -36,11 +36,12 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import numpy as np
-from scipy import optimize
-from scipy.special import betainc, betaincc, betaln, gammaln
-from scipy.stats import norm
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
+from liftlab.stats.distributions import norm_isf, norm_pdf, norm_sf
 from liftlab.stats.regression import ArmFit
+from liftlab.stats.roots import brentq
 from liftlab.stats.suffstats import ArmStats
 
 Side = Literal["two-sided", "greater", "less"]
@@ -222,6 +223,8 @@ def multinomial_mixture_p(counts: Sequence[float], probs: Sequence[float],
     """Always-valid p-value that ``counts`` follow ``probs``: 1 / Bayes factor of a
     Dirichlet-multinomial mixture centred on ``probs`` (Lindon & Malek 2022), capped at 1.
     Take the running minimum over looks."""
+    from scipy.special import gammaln
+
     x = np.asarray(counts, dtype=float)
     p0 = np.asarray(probs, dtype=float) / np.sum(probs)
     a = concentration * p0
@@ -232,6 +235,8 @@ def multinomial_mixture_p(counts: Sequence[float], probs: Sequence[float],
 
 def _log_bf_two(k_t: ArrayOrFloat, k_h: ArrayOrFloat, share: float,
                 concentration: float) -> ArrayOrFloat:
+    from scipy.special import betaln
+
     a, b = concentration * share, concentration * (1 - share)
     return (betaln(a + k_t, b + k_h) - betaln(a, b)
             - k_t * math.log(share) - k_h * math.log1p(-share))
@@ -245,6 +250,8 @@ def event_p_values(k_treatment: ArrayOrFloat, k_holdout: ArrayOrFloat, share: fl
     Two-sided: Beta(c share, c (1 - share)) mixture of Bernoulli likelihood ratios. One-sided:
     the same prior truncated to the alternative side, so the mixture is a supermartingale
     under the whole one-sided null (rate ratio <= 1, resp. >= 1)."""
+    from scipy.special import betainc, betaincc
+
     k_t = np.asarray(k_treatment, dtype=float)
     k_h = np.asarray(k_holdout, dtype=float)
     a, b = concentration * share, concentration * (1 - share)
@@ -305,9 +312,9 @@ def event_look(k_treatment: int, k_holdout: int, share: float, concentration: fl
     lo_logit, hi_logit = -30.0, 30.0
     # the mixture never beats the best point, so the MLE is always inside the sequence
     lo = (0.0 if excess(lo_logit) < 0
-          else 1 / (1 + math.exp(-optimize.brentq(excess, lo_logit, centre, xtol=1e-12))))
+          else 1 / (1 + math.exp(-brentq(excess, lo_logit, centre, xtol=1e-12))))
     hi = (1.0 if excess(hi_logit) < 0
-          else 1 / (1 + math.exp(-optimize.brentq(excess, centre, hi_logit, xtol=1e-12))))
+          else 1 / (1 + math.exp(-brentq(excess, centre, hi_logit, xtol=1e-12))))
     return EventLook(int(k_t), int(k_h), share, _ratio(k_t / total, share),
                      _ratio(lo, share), _ratio(hi, share), p, p_gt, p_lt)
 
@@ -321,7 +328,7 @@ def obf_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
     fraction ``t``: ``2 - 2 Phi(z_{1 - alpha/2} / sqrt(t))`` (gsDesign's ``sfLDOF``)."""
     t = np.asarray(t, dtype=float)
     with np.errstate(divide="ignore"):
-        return 2 * norm.sf(norm.isf(alpha / 2) / np.sqrt(t))
+        return 2 * norm_sf(norm_isf(alpha / 2) / np.sqrt(t))
 
 
 def pocock_spending(t: ArrayOrFloat, alpha: float) -> ArrayOrFloat:
@@ -370,25 +377,25 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
         cum[-1] = per_side
     spend = np.diff(cum, prepend=0.0)
     sds = np.sqrt(np.diff(t))
-    z = [float(norm.isf(spend[0]))]
+    z = [float(norm_isf(spend[0]))]
     grid = _grid(t[0], z[0], sides, sds[0] / 8 if len(sds) else 1.0)
-    dens = norm.pdf(grid / math.sqrt(t[0])) / math.sqrt(t[0])
+    dens = norm_pdf(grid / math.sqrt(t[0])) / math.sqrt(t[0])
     for k in range(1, len(t)):
         sd = float(sds[k - 1])
         weights = _simpson(grid) * dens
 
         def crossing(c: float, w: np.ndarray = weights, g: np.ndarray = grid,
                      s: float = sd) -> float:
-            return float(np.sum(w * norm.sf((c - g) / s)) * sides)
+            return float(np.sum(w * norm_sf((c - g) / s)) * sides)
 
         target = spend[k] * sides
         hi = 40 * math.sqrt(t[k])
-        c_k = hi if crossing(hi) > target or target <= 0 else optimize.brentq(
+        c_k = hi if crossing(hi) > target or target <= 0 else brentq(
             lambda c, tgt=target: crossing(c) - tgt, 0.0, hi, xtol=1e-12)
         z.append(c_k / math.sqrt(t[k]))
         if k < len(t) - 1:
             new_grid = _grid(t[k], z[-1], sides, float(sds[k]) / 8)
-            kernel = norm.pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
+            kernel = norm_pdf((new_grid[:, None] - grid[None, :]) / sd) / sd
             dens, grid = kernel @ weights, new_grid
     return GroupSequentialBounds(tuple(float(v) for v in t), tuple(z),
                                  tuple(float(v) for v in cum), sides)
@@ -410,7 +417,7 @@ def repeated_p_value(fractions: Sequence[float], z: Sequence[float],
         return 1.0
     if crossed(lo) >= 0:
         return 1e-12
-    return math.exp(optimize.brentq(crossed, lo, hi, xtol=1e-6))
+    return math.exp(brentq(crossed, lo, hi, xtol=1e-6))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from scipy import stats as sps
+from liftlab.stats.distributions import chisquare_p
 
 SRM_ALPHA = 0.001
 
@@ -52,5 +52,5 @@ def srm_check(channel: str, observed: dict[str, int], expected: dict[str, float]
     if total == 0 or len(arms) < 2:
         return SrmCheck(channel, dict(zip(arms, counts, strict=True)), expected, math.nan, alpha)
     exp_counts = [total * expected[a] / weight for a in arms]
-    p = float(sps.chisquare(counts, exp_counts).pvalue)
+    p = float(chisquare_p(counts, exp_counts))
     return SrmCheck(channel, dict(zip(arms, counts, strict=True)), expected, p, alpha)

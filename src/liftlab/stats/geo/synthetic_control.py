@@ -35,8 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.geo.common import GeoFit, check_shapes
 
 BISECTIONS = 30
@@ -53,6 +54,8 @@ def simplex_weights(controls: np.ndarray, target: np.ndarray) -> np.ndarray:
     Non-negative least squares on the system with one added row ``M * (sum w - 1)``; ``M``
     far above the data's scale makes the sum constraint binding to ~1e-12 relative, and the
     weights are renormalised to sum to exactly one."""
+    from scipy.optimize import nnls
+
     scale = max(float(np.abs(controls).max()), float(np.abs(target).max()), 1.0)
     big = 1e6 * scale * np.sqrt(controls.shape[0])
     a = np.vstack([controls, np.full((1, controls.shape[1]), big)])

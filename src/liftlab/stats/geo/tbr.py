@@ -15,8 +15,9 @@ pre-period, ``y_t = a + b x_t + e_t``; the counterfactual of a measurement perio
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.geo.common import GeoFit, check_shapes
 
 
@@ -28,6 +29,8 @@ def fit(treated: np.ndarray, controls: np.ndarray, n_pre: int, alpha: float) -> 
 
 def fit_series(y: np.ndarray, x: np.ndarray, n_pre: int, alpha: float) -> GeoFit:
     """TBR on one treatment series ``y`` and one control series ``x``."""
+    from scipy import stats
+
     yp, xp = y[:n_pre], x[:n_pre]
     xbar = float(xp.mean())
     sxx = float(np.sum((xp - xbar) ** 2))

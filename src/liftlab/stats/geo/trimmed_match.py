@@ -46,7 +46,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, stats
+
+# scipy is imported inside the functions that use it: it takes up to a second to import,
+# which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 
 MAX_TRIM_RATE = 0.25
 EXACT_PAIRS = 12  # up to this many pairs the sign patterns are enumerated (2^12 = 4,096)
@@ -133,6 +135,8 @@ def _monotone_root(dy: np.ndarray, dx: np.ndarray, m: int) -> float:
     """With every spend difference positive each residual falls as theta rises, so the
     trimmed sum does too and has one root: bracketed by the pairs' own ratios, located by
     bisection, then solved exactly on its segment (the kept pairs there)."""
+    from scipy import optimize
+
     n = len(dy)
 
     def trimmed_sum(theta: float) -> float:
@@ -213,6 +217,8 @@ def fit(
 ) -> TrimmedMatchFit:
     """Trimmed match on paired differences, with the trim rate chosen as described above and
     the interval and p-value of ``inference`` (the module docstring)."""
+    from scipy import stats
+
     dy, dx = np.asarray(delta_response, float), np.asarray(delta_spend, float)
     m, theta, se = choose_trim(dy, dx, max_trim_rate)
     if inference == "normal":
@@ -371,6 +377,8 @@ def choose_trim(dy: np.ndarray, dx: np.ndarray, max_trim_rate: float) -> tuple[i
 
 def _p_at_zero(dy: np.ndarray, m: int) -> float:
     """The two-sided normal p-value of the studentized trimmed mean at iROAS 0."""
+    from scipy import stats
+
     n = len(dy)
     e = np.sort(dy)
     w = e.copy()

@@ -1,0 +1,154 @@
+"""The pages' charts skip plotly's per-figure template (issue 23): each figure is built with an
+empty template and ``Chart.html`` writes the template's JSON in at the end, instead of plotly
+validating and copying the whole template into every figure. The page must not change: every
+chart of every kind of page (experiment, with its pressure and over-time charts; multichannel;
+the daily index; geo; targeting) gives, to the byte, the HTML of plotly's own route (the
+template named on the figure, ``Figure.to_html``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from liftlab.app.cli import app
+from liftlab.app.geo_synth import write_geo_metrics
+from liftlab.report import charts
+from liftlab.report.daily import DailyRun, Outcome, render_index
+from liftlab.report.geo_page import render_geo
+from liftlab.report.pages import render_experiment, render_multichannel
+from liftlab.report.targeting_page import drivers_chart
+from test_daily import DATE
+from test_report import load
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = {"displaylogo": False, "responsive": True}
+
+
+@pytest.fixture()
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[charts.Chart, str]]:
+    """Every chart a page writes, with the HTML the fast route gave it."""
+    seen: list[tuple[charts.Chart, str]] = []
+    fast = charts.Chart.html
+
+    def recording(chart: charts.Chart) -> str:
+        html = fast(chart)
+        seen.append((chart, html))
+        return html
+
+    monkeypatch.setattr(charts.Chart, "html", recording)
+    return seen
+
+
+def _plotly_route(chart: charts.Chart) -> str:
+    """What plotly writes with the template named on the figure (validated and copied in)."""
+    chart.figure.update_layout(template=charts.TEMPLATE)
+    return chart.figure.to_html(
+        full_html=False, include_plotlyjs=False, div_id=chart.key, config=CONFIG
+    )
+
+
+def _check(drawn: list[tuple[charts.Chart, str]], least: int) -> None:
+    assert len(drawn) >= least, [c.key for c, _ in drawn]
+    for chart, html in drawn:
+        assert html == _plotly_route(chart), chart.key
+        assert '"template":{"data":{' in html  # the template is in the page, not left empty
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds"),
+    [
+        ("spring-factorial", {"forest", "timeline", "segments", "money", "posteriors"}),
+        ("email-flash", {"forest", "timeline"}),
+        ("web-onboarding", {"forest", "segments"}),
+        ("email-frequency", {"forest", "pressure"}),
+    ],
+)
+def test_experiment_pages_draw_plotlys_figures(drawn, tmp_path: Path, name: str, kinds: set):
+    render_experiment(load(name), tmp_path)
+    assert kinds <= {c.key.removeprefix(f"{name}-").split("-")[0] for c, _ in drawn}
+    _check(drawn, len(kinds))
+
+
+def test_multichannel_and_index_pages_draw_plotlys_figures(drawn, tmp_path: Path):
+    render_multichannel(load("multichannel"), tmp_path)
+    outcomes = tuple(
+        Outcome(r["experiment"], r["name"], "x.yaml", r)
+        for r in map(load, ("spring-factorial", "email-flash", "web-onboarding"))
+    )
+    render_index(DailyRun(DATE, outcomes, tmp_path), tmp_path)
+    assert any(c.key == "portfolio-by-channel" for c, _ in drawn)
+    _check(drawn, 4)
+
+
+def test_targeting_charts_draw_plotlys_figures(drawn):
+    t: dict[str, Any] = {
+        "channels": [
+            {
+                "label": "email",
+                "drivers": [
+                    {"feature": "revenue|pre", "importance": 0.5},
+                    {"feature": "segment", "importance": 0.2},
+                ],
+            }
+        ]
+    }
+    chart = drivers_chart(t)
+    assert chart is not None
+    drawn.append((chart, chart.html()))
+    _check(drawn, 2)
+
+
+def test_the_geo_page_draws_plotlys_figures(drawn, tmp_path: Path):
+    write_geo_metrics(tmp_path / "data")
+    out = tmp_path / "out"
+    done = CliRunner().invoke(
+        app,
+        [
+            "analyze",
+            str(ROOT / "experiments" / "tv-winter.yaml"),
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    drawn.clear()  # the command's own page, then this one's
+    render_geo(json.loads((out / "results.json").read_text()), tmp_path / "page")
+    _check(drawn, 2)
+
+
+def test_the_template_is_plotlys():
+    """The JSON written in is the template plotly itself puts into a figure that names it."""
+    import plotly.graph_objects as go
+
+    named = go.Figure(layout={"template": charts.TEMPLATE}).to_dict()["layout"]["template"]
+    assert charts.template_json() == named
+    assert json.dumps(charts.template_json()) == json.dumps(named)  # key order too
+    empty = charts.figure().to_dict()["layout"]["template"]
+    assert empty != named and charts.figure_json(charts.figure())["layout"]["template"] == named
+
+
+@pytest.mark.parametrize("traces", [0, 2])
+def test_lines_are_the_shapes_plotly_makes(traces: int):
+    """``charts.vline`` / ``hline`` add what ``add_vline`` / ``add_hline`` add to a figure
+    without subplots (with or without data), key order included."""
+    import plotly.graph_objects as go
+
+    mine, plotlys = charts.figure(), charts.figure()
+    for fig in (mine, plotlys):
+        for k in range(traces):
+            fig.add_trace(go.Scatter(x=[k, k + 1], y=[k, 2 * k]))
+    line = {"color": "#101828", "dash": "dot", "width": 1}
+    charts.vline(mine, "2026-02-03", line)
+    plotlys.add_vline(x="2026-02-03", line=line)
+    charts.hline(mine, 0, line)
+    plotlys.add_hline(y=0, line=line)
+    charts.vline(mine, 1.5, {"color": "#101828", "width": 1})
+    plotlys.add_vline(x=1.5, line={"color": "#101828", "width": 1})
+    assert len(mine.layout.shapes) == 3
+    assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())
