@@ -38,7 +38,7 @@ def brentq(
             raise ValueError(f"The function value at x={x} is NaN; solver cannot continue.")
         return fx
 
-    xtol, rtol, xpre, xcur = float(xtol), float(rtol), float(a), float(b)  # C doubles
+    xpre, xcur = float(a), float(b)
     xblk = fblk = spre = scur = 0.0
     fpre, fcur = value(xpre), value(xcur)
     if fpre * fcur > 0:
