@@ -40,7 +40,6 @@ import numpy as np
 from liftlab.spec.models import Prior
 from liftlab.stats.distributions import norm_cdf, norm_pdf, norm_ppf, t_cdf, t_pdf, t_ppf, t_sf
 from liftlab.stats.frequentist import relative_se, welch_df
-from liftlab.stats.roots import brentq
 from liftlab.stats.suffstats import ArmStats
 
 if TYPE_CHECKING:
@@ -348,4 +347,6 @@ def _quantile(dist: _Quadrature, q: float, centre: float, spread: float) -> floa
         lo, hi, step = lo - 2 * step, lo, 2 * step
     while dist.cdf(hi) < q:
         lo, hi, step = hi, hi + 2 * step, 2 * step
-    return float(brentq(lambda v: dist.cdf(v) - q, lo, hi, xtol=tol, rtol=1e-12))
+    from scipy import optimize  # only here: Newton usually converges, and it loads in 0.3 s
+
+    return float(optimize.brentq(lambda v: dist.cdf(v) - q, lo, hi, xtol=tol, rtol=1e-12))

@@ -34,7 +34,6 @@ import numpy as np
 # not pay
 from liftlab.stats.distributions import norm_ppf, norm_sf
 from liftlab.stats.frequentist import NAN, Lift, failed, welch
-from liftlab.stats.roots import brentq
 from liftlab.stats.suffstats import ArmStats
 
 EXACT_BELOW = 5.0
@@ -150,6 +149,8 @@ def _bound(stat: Callable[[float], float], q: float, lo: float, hi: float,
     value: the root of stat = q (lower end) or stat = -q (upper end) between ``lo`` and ``hi``.
     The statistic is undefined (NaN) at the edges of the parameter space, where it is read as
     beyond any bound; an end the data cannot rule out is the edge itself."""
+    from scipy import optimize
+
     target = q if lower else -q
     inside = hi if lower else lo  # the estimate: stat there is 0
 
@@ -167,7 +168,7 @@ def _bound(stat: Callable[[float], float], q: float, lo: float, hi: float,
     if not lower and not f(edge) < 0:
         return hi
     a, b = (edge, inside) if lower else (inside, edge)
-    return float(brentq(_finite(f), a, b, xtol=1e-12, rtol=1e-10))
+    return float(optimize.brentq(_finite(f), a, b, xtol=1e-12, rtol=1e-10))
 
 
 def _edge(end: float, inside: float) -> float:

@@ -41,7 +41,6 @@ import numpy as np
 # which ``liftlab validate`` and ``import liftlab.stats`` should not pay
 from liftlab.stats.distributions import norm_isf, norm_pdf, norm_sf
 from liftlab.stats.regression import ArmFit
-from liftlab.stats.roots import brentq
 from liftlab.stats.suffstats import ArmStats
 
 Side = Literal["two-sided", "greater", "less"]
@@ -296,6 +295,8 @@ def event_look(k_treatment: int, k_holdout: int, share: float, concentration: fl
 
     The interval is the set of rate ratios whose own mixture test (Beta prior centred on the
     corresponding split) is not rejected at ``alpha``."""
+    from scipy import optimize
+
     k_t, k_h = float(k_treatment), float(k_holdout)
     total = k_t + k_h
     p, p_gt, p_lt = (float(x) for x in event_p_values(k_t, k_h, share, concentration))
@@ -312,9 +313,9 @@ def event_look(k_treatment: int, k_holdout: int, share: float, concentration: fl
     lo_logit, hi_logit = -30.0, 30.0
     # the mixture never beats the best point, so the MLE is always inside the sequence
     lo = (0.0 if excess(lo_logit) < 0
-          else 1 / (1 + math.exp(-brentq(excess, lo_logit, centre, xtol=1e-12))))
+          else 1 / (1 + math.exp(-optimize.brentq(excess, lo_logit, centre, xtol=1e-12))))
     hi = (1.0 if excess(hi_logit) < 0
-          else 1 / (1 + math.exp(-brentq(excess, centre, hi_logit, xtol=1e-12))))
+          else 1 / (1 + math.exp(-optimize.brentq(excess, centre, hi_logit, xtol=1e-12))))
     return EventLook(int(k_t), int(k_h), share, _ratio(k_t / total, share),
                      _ratio(lo, share), _ratio(hi, share), p, p_gt, p_lt)
 
@@ -366,6 +367,8 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
     convolution (Simpson's rule on a grid finer than the increment's standard deviation); each
     bound solves ``P(first crossing here) = spend``. Valid at these analyses, not at any hour.
     """
+    from scipy import optimize
+
     t = np.asarray(fractions, dtype=float)
     if len(t) == 0 or np.any(np.diff(t) <= 0) or t[0] <= 0 or not np.all(np.isfinite(t)):
         msg = (f"information fractions must be positive and increase strictly; got "
@@ -390,7 +393,7 @@ def group_sequential_bounds(fractions: Sequence[float], alpha: float,
 
         target = spend[k] * sides
         hi = 40 * math.sqrt(t[k])
-        c_k = hi if crossing(hi) > target or target <= 0 else brentq(
+        c_k = hi if crossing(hi) > target or target <= 0 else optimize.brentq(
             lambda c, tgt=target: crossing(c) - tgt, 0.0, hi, xtol=1e-12)
         z.append(c_k / math.sqrt(t[k]))
         if k < len(t) - 1:
@@ -406,6 +409,8 @@ def repeated_p_value(fractions: Sequence[float], z: Sequence[float],
     """Two-sided repeated p-value of a group-sequential test after these analyses: the
     smallest total ``alpha`` at which ``|z|`` crossed the bounds (same spending, same
     fractions) at one of them; 1 when it crosses at no level below 1."""
+    from scipy import optimize
+
     excess = np.abs(np.asarray(z, dtype=float))
 
     def crossed(log_alpha: float) -> float:
@@ -417,7 +422,7 @@ def repeated_p_value(fractions: Sequence[float], z: Sequence[float],
         return 1.0
     if crossed(lo) >= 0:
         return 1e-12
-    return math.exp(brentq(crossed, lo, hi, xtol=1e-6))
+    return math.exp(optimize.brentq(crossed, lo, hi, xtol=1e-6))
 
 
 @dataclass(frozen=True)
