@@ -4,12 +4,15 @@ routes give."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from layouts import Layout, base_tables, write_layout
+from liftlab.data.folder import FolderSource
 from liftlab.engines.dense_credit import LONG_RUN
 from liftlab.engines.polars_attribution import last_touch_credit
 
@@ -110,3 +113,35 @@ def test_ids_the_direct_route_declines_or_converts_credit_alike(kind: str) -> No
     fast = last_touch_credit(orders.lazy(), contacts.lazy(), T0, end)
     plain = last_touch_credit(orders.lazy(), contacts.lazy(), T0, end, dense=False)
     assert_frame_equal(fast, plain, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [Layout(), Layout(ts="naive"), Layout(ts="naive", zone="Asia/Tokyo"), Layout(ts="zone"),
+     Layout(ts="date"), Layout(ts="offset"), Layout(fmt="parts", ts="naive")],
+    ids=lambda layout: layout.id)
+def test_a_window_read_on_the_stored_timestamps_keeps_the_same_rows(layout: Layout,
+                                                                    tmp_path: Path) -> None:
+    """``scan_between`` first filters the stored column with bounds a day wider, then the
+    normalised one: the rows are those of the plain filter, in the same order."""
+    base = base_tables(tmp_path / "base")
+    source = FolderSource(write_layout(layout, base, tmp_path / layout.id), layout.zone)
+    lo, hi = dt.datetime(2026, 2, 2, 3, tzinfo=dt.UTC), dt.datetime(2026, 2, 9, 22, tzinfo=dt.UTC)
+    for table, column in (("orders", "ts"), ("contacts", "sent_at")):
+        plain = source.scan(table).filter((pl.col(column) >= lo) & (pl.col(column) < hi))
+        fast = source.scan_between(table, column, lo, hi).collect()
+        assert fast.height > 100
+        assert_frame_equal(fast, plain.collect(), check_exact=True)
+
+
+def test_a_csv_table_is_parsed_once(tmp_path: Path) -> None:
+    """Every query of a CSV table after the first reads the parsed columns, equal to a
+    fresh parse (the file is overwritten by then)."""
+    base = base_tables(tmp_path / "base")
+    data = write_layout(Layout(fmt="csv"), base, tmp_path / "csv")
+    source = FolderSource(data)
+    first = source.scan("orders").collect()
+    fresh = FolderSource(data).scan("orders").collect()
+    (data / "orders.csv").write_text("order_id\n1\n")
+    assert_frame_equal(source.scan("orders").collect(), first, check_exact=True)
+    assert_frame_equal(first, fresh, check_exact=True)

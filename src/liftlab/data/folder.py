@@ -13,9 +13,11 @@ and a float id with a fraction is a DataError.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -99,6 +101,10 @@ class FolderSource:
         """The table normalised: timestamps in UTC, numbers as Float64, customer ids as
         ``id_type`` (default: their common type, ``id_type()``), the contract's text columns
         as text (categorical, numeric or null ones too)."""
+        return self._normalised(self.raw(table), table, id_type)
+
+    def _normalised(self, lf: pl.LazyFrame, table: str,
+                    id_type: pl.DataType | None) -> pl.LazyFrame:
         schema = self.schema(table)
         kinds = {**REQUIRED.get(table, {}), **OPTIONAL.get(table, {})}
         ids = id_type or (self.id_type() if any(
@@ -108,8 +114,33 @@ class FolderSource:
             if name not in schema:
                 continue
             exprs.append(_normalise(name, kind, schema[name], ids, self.timezone))
-        lf = self.raw(table)
         return lf.with_columns(exprs) if exprs else lf
+
+    def scan_between(self, table: str, column: str, lo: dt.datetime, hi: dt.datetime,
+                     id_type: pl.DataType | None = None) -> pl.LazyFrame:
+        """``scan`` restricted to rows whose ``column`` (a timestamp) is in [lo, hi) (UTC).
+
+        A filter on a normalised timestamp that is stored otherwise (naive, another zone or
+        unit, dates) no longer reaches the Parquet statistics: every row group is read and
+        converted (2.5x the time of the same filter on UTC timestamps). So the stored column
+        is filtered first, with bounds widened by a day (a superset, whatever the zone's
+        offset), then the normalised one exactly."""
+        stored = self.schema(table).get(column)
+        exact = (pl.col(column) >= lo) & (pl.col(column) < hi)
+        lf = self.scan(table, id_type)
+        if stored is None or stored == pl.Datetime("us", UTC) or \
+                not (isinstance(stored, pl.Datetime) or stored == pl.Date):
+            return lf.filter(exact)  # as stored (or text): nothing to gain
+        day = dt.timedelta(days=1)
+        if isinstance(stored, pl.Datetime) and stored.time_zone is not None:  # instants
+            bounds = [pl.lit(b).dt.convert_time_zone(stored.time_zone).cast(stored)
+                      for b in (lo - day, hi + day)]
+        else:  # wall-clock times or dates in the data's time zone
+            zone = ZoneInfo(self.timezone)
+            bounds = [pl.lit((lo.astimezone(zone) - day).replace(tzinfo=None)).cast(stored),
+                      pl.lit((hi.astimezone(zone) + day).replace(tzinfo=None)).cast(stored)]
+        pre = (pl.col(column) >= bounds[0]) & (pl.col(column) <= bounds[1])
+        return self._normalised(self.raw(table).filter(pre), table, id_type).filter(exact)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:

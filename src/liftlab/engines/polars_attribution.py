@@ -11,6 +11,7 @@ import polars as pl
 from liftlab.core.stable import stable_sum
 
 UNATTRIBUTED = "(none)"
+LOOKBACK_DAYS = 7
 UTC_US = pl.Datetime("us", "UTC")
 CREDIT_SCHEMA = {
     "credited_channel": pl.String,
@@ -25,7 +26,7 @@ def last_touch_credit(
     contacts: pl.LazyFrame,
     start: dt.datetime,
     end: dt.datetime,
-    lookback_days: float = 7,
+    lookback_days: float = LOOKBACK_DAYS,
     dense: bool = True,
 ) -> pl.DataFrame:
     """Revenue and orders in [start, end) credited by last-touch attribution: each order goes

@@ -42,7 +42,7 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
-from liftlab.engines.polars_attribution import last_touch_credit
+from liftlab.engines.polars_attribution import LOOKBACK_DAYS, last_touch_credit
 from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
@@ -392,11 +392,14 @@ class PolarsEngine:
                    ) -> pl.DataFrame | None:
         if not self.source.has("contacts"):
             return None
-        contacts = self.source.scan("contacts")
+        lo, hi = window  # rows read on the stored timestamps first (``scan_between``)
+        contacts = self.source.scan_between("contacts", "sent_at",
+                                            lo - dt.timedelta(days=LOOKBACK_DAYS), hi)
         if "experiment_id" in self.source.schema("contacts"):
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
         with self.source.reading():
-            return last_touch_credit(self.source.scan("orders"), contacts, *window)
+            return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
+                                     contacts, lo, hi)
 
     def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
                              pre_days: int, usage_events: Sequence[str],
