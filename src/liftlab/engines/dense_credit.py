@@ -1,4 +1,4 @@
-"""Last-touch credit by direct address, for integer customer ids that fill most of their range.
+"""Last-touch credit by direct address: each customer an index into an array.
 
 Polars' as-of join ``by`` customer hashes every order and contact into per-customer groups
 and sorts each side by time: at 2 M customers that was most of the cost of the landing
@@ -7,8 +7,9 @@ gathers each customer's contacts into one run (no sort of the millions of contac
 them cost more than the join), and each order looks through its customer's run, a handful of
 contacts, for the last one at or before it. A customer with many contacts has their run
 sorted, and is searched by bisection, so the work stays near linear whatever the data.
-``polars_attribution.last_touch_credit`` uses this route when the ids allow it and the
-as-of join otherwise; tests/test_perf_lt.py compares the two.
+Ids that are text or sparse get a compact index first (their position among the distinct
+ids of the orders, in ``polars_attribution``); tests/test_perf_lt.py compares this route
+with the as-of join.
 """
 
 from __future__ import annotations
