@@ -101,7 +101,16 @@ class FolderSource:
         """The table normalised: timestamps in UTC, numbers as Float64, customer ids as
         ``id_type`` (default: their common type, ``id_type()``), the contract's text columns
         as text (categorical, numeric or null ones too)."""
-        return self._normalised(self.raw(table), table, id_type)
+        lf = self._normalised(self.raw(table), table, id_type)
+        if table not in self._parsed:
+            return lf
+        # A CSV table (parsed once, ``_csv``) is normalised once too: parsing its text
+        # timestamps in every query cost seconds each. The columns left as they are share
+        # their memory with the parsed table.
+        key = f"{table}:{id_type}"
+        if key not in self._parsed:
+            self._parsed[key] = lf.collect()
+        return self._parsed[key].lazy()
 
     def _normalised(self, lf: pl.LazyFrame, table: str,
                     id_type: pl.DataType | None) -> pl.LazyFrame:
