@@ -157,3 +157,53 @@ def test_a_csv_table_is_parsed_once(tmp_path: Path) -> None:
     (data / "orders.csv").write_text("order_id\n1\n")
     assert_frame_equal(source.scan("orders").collect(), first, check_exact=True)
     assert_frame_equal(source.raw("orders").collect(), raw, check_exact=True)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        Layout(ts="naive"),
+        Layout(ts="naive", zone="Asia/Tokyo"),
+        Layout(ts="zone"),
+        Layout(ts="date"),
+        Layout(fmt="parts", ts="naive"),
+    ],
+    ids=lambda layout: layout.id,
+)
+def test_timestamp_checks_on_the_stored_column_count_what_the_plain_scan_counts(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """Null and out-of-range timestamps are looked for on the stored column first
+    (``scan_outside``): the counts are those of a filter over every normalised row."""
+    from liftlab.data.quality import EARLIEST
+    from liftlab.engines.polars_engine import PolarsEngine
+
+    base = dict(base_tables(tmp_path / "base"))
+    odd = [
+        dt.datetime(1985, 3, 1, tzinfo=dt.UTC),
+        dt.datetime(2100, 1, 1, tzinfo=dt.UTC),
+        None,
+        dt.datetime(1990, 1, 1, tzinfo=dt.UTC),  # on the bound: not counted
+        dt.datetime(1989, 12, 31, 23, tzinfo=dt.UTC),
+    ]  # an hour before: counted
+    ts = base["orders"]["ts"].scatter(range(len(odd)), odd)
+    base["orders"] = base["orders"].with_columns(ts)
+    source = FolderSource(write_layout(layout, base, tmp_path / layout.id), layout.zone)
+    as_of = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    report = PolarsEngine(source).quality(as_of)
+    counts = {(c["table"], c["check"]): c["rows"] for c in report.checks}
+    for table, column in (("orders", "ts"), ("contacts", "sent_at"), ("events", "ts")):
+        col = pl.col(column)
+        plain = (
+            source.scan(table)
+            .select(
+                col.is_null().sum().alias("null"),
+                ((col < EARLIEST) | (col > as_of + dt.timedelta(days=1))).sum().alias("out"),
+            )
+            .collect()
+            .row(0, named=True)
+        )
+        assert counts[(table, f"{table}.{column} readable")] == plain["null"]
+        assert counts[(table, f"{table}.{column} in range")] == plain["out"]
+    assert counts[("orders", "orders.ts in range")] >= 2
+    assert counts[("orders", "orders.ts readable")] >= 1

@@ -141,15 +141,41 @@ class FolderSource:
                 not (isinstance(stored, pl.Datetime) or stored == pl.Date):
             return lf.filter(exact)  # as stored (or text): nothing to gain
         day = dt.timedelta(days=1)
-        if isinstance(stored, pl.Datetime) and stored.time_zone is not None:  # instants
-            bounds = [pl.lit(b).dt.convert_time_zone(stored.time_zone).cast(stored)
-                      for b in (lo - day, hi + day)]
-        else:  # wall-clock times or dates in the data's time zone
-            zone = ZoneInfo(self.timezone)
-            bounds = [pl.lit((lo.astimezone(zone) - day).replace(tzinfo=None)).cast(stored),
-                      pl.lit((hi.astimezone(zone) + day).replace(tzinfo=None)).cast(stored)]
+        bounds = self._stored_bounds(stored, lo - day, hi + day)
         pre = (pl.col(column) >= bounds[0]) & (pl.col(column) <= bounds[1])
         return self._normalised(self.raw(table).filter(pre), table, id_type).filter(exact)
+
+    def scan_outside(self, table: str, column: str, lo: dt.datetime,
+                     hi: dt.datetime) -> pl.LazyFrame:
+        """``scan`` restricted to a superset of the rows whose ``column`` (a timestamp) is
+        null or outside [lo, hi] (UTC): the data checks' rows, usually none, found from the
+        stored column's statistics (``scan_between`` says why). Naive times and dates in a
+        zone other than UTC can turn null when normalised (a time skipped by daylight
+        saving), wherever they are: then every row is kept."""
+        stored = self.schema(table).get(column)
+        lf = self.scan(table)
+        naive = stored == pl.Date or (isinstance(stored, pl.Datetime)
+                                      and stored.time_zone is None)
+        if stored is None or stored == pl.Datetime("us", UTC) or \
+                not (isinstance(stored, pl.Datetime) or stored == pl.Date) or \
+                (naive and self.timezone != UTC):
+            return lf
+        low, high = self._stored_bounds(stored, lo + dt.timedelta(days=1),
+                                        hi - dt.timedelta(days=1))
+        col = pl.col(column)
+        return self._normalised(self.raw(table).filter(col.is_null() | (col < low) | (col > high)),
+                                table, None)
+
+    def _stored_bounds(self, stored: pl.DataType, lo: dt.datetime,
+                       hi: dt.datetime) -> tuple[pl.Expr, pl.Expr]:
+        """``lo`` and ``hi`` (UTC) as values of a stored timestamp column: instants in its
+        zone, or wall-clock times (or dates) in the data's zone."""
+        if isinstance(stored, pl.Datetime) and stored.time_zone is not None:
+            return (pl.lit(lo).dt.convert_time_zone(stored.time_zone).cast(stored),
+                    pl.lit(hi).dt.convert_time_zone(stored.time_zone).cast(stored))
+        zone = ZoneInfo(self.timezone)
+        return (pl.lit(lo.astimezone(zone).replace(tzinfo=None)).cast(stored),
+                pl.lit(hi.astimezone(zone).replace(tzinfo=None)).cast(stored))
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
