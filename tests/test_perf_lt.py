@@ -207,3 +207,20 @@ def test_timestamp_checks_on_the_stored_column_count_what_the_plain_scan_counts(
         assert counts[(table, f"{table}.{column} in range")] == plain["out"]
     assert counts[("orders", "orders.ts in range")] >= 2
     assert counts[("orders", "orders.ts readable")] >= 1
+
+
+def test_csv_tables_beyond_the_memory_bound_are_parsed_at_each_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for one table, the first one read is kept and the others are parsed
+    lazily (types inferred once): every table reads alike either way."""
+    import liftlab.data.folder as folder
+
+    data = write_layout(Layout(fmt="csv"), base_tables(tmp_path / "base"), tmp_path / "csv")
+    kept = FolderSource(data)
+    expected = {t: kept.scan(t).collect() for t in ("customers", "orders", "contacts")}
+    monkeypatch.setattr(folder, "CSV_KEPT_BYTES", (data / "customers.csv").stat().st_size)
+    bounded = FolderSource(data)
+    for table, frame in expected.items():
+        assert_frame_equal(bounded.scan(table).collect(), frame, check_exact=True)
+    assert list(bounded._parsed) == ["customers"]

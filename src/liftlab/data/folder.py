@@ -32,6 +32,7 @@ from liftlab.data.schema import (
 )
 
 UTC = "UTC"
+CSV_KEPT_BYTES = 4 * 2**30  # CSV text a data source keeps parsed in memory (``_csv``)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class FolderSource:
     _schemas: dict[str, pl.Schema] = field(default_factory=dict, compare=False, repr=False)
     _id_types: dict[str, pl.DataType] = field(default_factory=dict, compare=False, repr=False)
     _parsed: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+    _normal: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -67,27 +69,34 @@ class FolderSource:
         if path.is_dir():
             lf = pl.scan_parquet(path / "*.parquet")
         elif path.suffix == ".csv":
-            lf = self._csv(table, path).lazy()
+            lf = self._csv(table, path)
         else:
             lf = pl.scan_parquet(path)
         return lf
 
-    def _csv(self, table: str, path: Path) -> pl.DataFrame:
-        """A CSV table, parsed on first use and kept for every later query.
+    def _csv(self, table: str, path: Path) -> pl.LazyFrame:
+        """A CSV table, parsed on first use and kept for every later query, while the CSV
+        text kept so far stays within ``CSV_KEPT_BYTES``.
 
         A lazy CSV scan parses the whole text again for each query, twice (the types are
         inferred from every row, then the values are read): at 2 M customers that was
         seconds per table per query, and an analysis queries each table several times. The
-        parsed columns take less memory than the text. A file that cannot be parsed is a
-        DataError naming it."""
-        if table not in self._parsed:
-            try:
-                self._parsed[table] = pl.read_csv(path, separator=csv_separator(path),
-                                                  try_parse_dates=False,
-                                                  infer_schema_length=None)
-            except (pl.exceptions.PolarsError, OSError) as exc:
-                raise DataError([_unreadable_problem(table, path, exc)]) from None
-        return self._parsed[table]
+        parsed columns take about as much memory as the text, hence the bound; beyond it a
+        table is parsed at each query, its types inferred once. A file that cannot be parsed
+        is a DataError naming it."""
+        if table in self._parsed:
+            return self._parsed[table].lazy()
+        separator = csv_separator(path)
+        kept = sum(p.stat().st_size for p in map(self.path, self._parsed) if p is not None)
+        if kept + path.stat().st_size > CSV_KEPT_BYTES:
+            return pl.scan_csv(path, separator=separator, try_parse_dates=False,
+                               infer_schema_length=None, schema=self._schemas.get(table))
+        try:
+            self._parsed[table] = pl.read_csv(path, separator=separator, try_parse_dates=False,
+                                              infer_schema_length=None)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError([_unreadable_problem(table, path, exc)]) from None
+        return self._parsed[table].lazy()
 
     def schema(self, table: str) -> pl.Schema:
         if table not in self._schemas:
@@ -108,9 +117,9 @@ class FolderSource:
         # timestamps in every query cost seconds each. The columns left as they are share
         # their memory with the parsed table.
         key = f"{table}:{id_type}"
-        if key not in self._parsed:
-            self._parsed[key] = lf.collect()
-        return self._parsed[key].lazy()
+        if key not in self._normal:
+            self._normal[key] = lf.collect()
+        return self._normal[key].lazy()
 
     def _normalised(self, lf: pl.LazyFrame, table: str,
                     id_type: pl.DataType | None) -> pl.LazyFrame:
