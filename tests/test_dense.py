@@ -214,9 +214,39 @@ def test_repeated_matches_polars(values: list[int | None], batch_rows: int) -> N
     assert repeated(frame, batch_rows) == len(known) - known.n_unique()
 
 
-def test_repeated_declines_text_and_sparse_ids() -> None:
-    assert repeated(pl.LazyFrame({"x": ["a", "a"]})) is None
-    assert repeated(pl.LazyFrame({"x": [0, 10**15]})) is None
+def test_repeated_declines_unsorted_text_and_sparse_ids() -> None:
+    assert repeated(pl.LazyFrame({"x": ["b", "a", "b"]})) is None
+    assert repeated(pl.LazyFrame({"x": [10**15, 0]})) is None
+    assert repeated(pl.LazyFrame({"x": ["a", "a"]})) == 1  # sorted: any type
+    assert repeated(pl.LazyFrame({"x": [0, 10**15, 10**15]})) == 1
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-50, 50)), max_size=200),
+       st.integers(1, 9), st.booleans(), st.booleans())
+def test_sorted_repeats_count_like_n_unique(values: list[int | None], batch_rows: int,
+                                            text: bool, shuffle: bool) -> None:
+    """Sorted values (nulls anywhere) are counted by neighbours, across batch bounds; values
+    out of order are declined (None), never miscounted."""
+    import random
+
+    from liftlab.engines.dense import sorted_repeats
+
+    known = sorted(v for v in values if v is not None)
+    ordered = iter(known)
+    column = [None if v is None else next(ordered) for v in values]  # nulls stay in place
+    if shuffle:
+        random.Random(len(values)).shuffle(column)
+    series = pl.Series(column, dtype=pl.Int64)
+    if text:  # fixed width: text order is number order
+        series = series.map_elements(lambda v: f"id{v + 100:04d}", return_dtype=pl.String)
+    found = sorted_repeats(pl.LazyFrame({"x": series}), batch_rows)
+    if series.drop_nulls().is_sorted():
+        assert found == series.drop_nulls().len() - series.drop_nulls().n_unique()
+    else:
+        assert found is None
+    if not text:
+        assert repeated(pl.LazyFrame({"x": series}), batch_rows) == len(known) - len(set(known))
 
 
 def test_memory_cap_falls_back_to_the_hash_route(tmp_path: Path,

@@ -113,7 +113,7 @@ def test_the_compiled_kernels_wait_for_their_first_use():
             "from liftlab.engines import dense\n"
             "print(len(dense._count_repeats.signatures))\n"
             "import polars as pl\n"
-            "dense.repeated(pl.LazyFrame({'id': [1, 2, 2]}))\n"
+            "dense.repeated(pl.LazyFrame({'id': [2, 1, 2]}))\n"  # unsorted: the bitmap
             "print(len(dense._count_repeats.signatures))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},

@@ -13,9 +13,11 @@ and a float id with a fraction is a DataError.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -30,6 +32,7 @@ from liftlab.data.schema import (
 )
 
 UTC = "UTC"
+CSV_KEPT_BYTES = 4 * 2**30  # CSV text a data source keeps parsed in memory (``_csv``)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class FolderSource:
     timezone: str = UTC
     _schemas: dict[str, pl.Schema] = field(default_factory=dict, compare=False, repr=False)
     _id_types: dict[str, pl.DataType] = field(default_factory=dict, compare=False, repr=False)
+    _parsed: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+    _normal: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -64,11 +69,34 @@ class FolderSource:
         if path.is_dir():
             lf = pl.scan_parquet(path / "*.parquet")
         elif path.suffix == ".csv":
-            lf = pl.scan_csv(path, separator=csv_separator(path), try_parse_dates=False,
-                             infer_schema_length=None)
+            lf = self._csv(table, path)
         else:
             lf = pl.scan_parquet(path)
         return lf
+
+    def _csv(self, table: str, path: Path) -> pl.LazyFrame:
+        """A CSV table, parsed on first use and kept for every later query, while the CSV
+        text kept so far stays within ``CSV_KEPT_BYTES``.
+
+        A lazy CSV scan parses the whole text again for each query, twice (the types are
+        inferred from every row, then the values are read): at 2 M customers that was
+        seconds per table per query, and an analysis queries each table several times. The
+        parsed columns take about as much memory as the text, hence the bound; beyond it a
+        table is parsed at each query, its types inferred once. A file that cannot be parsed
+        is a DataError naming it."""
+        if table in self._parsed:
+            return self._parsed[table].lazy()
+        separator = csv_separator(path)
+        kept = sum(p.stat().st_size for p in map(self.path, self._parsed) if p is not None)
+        if kept + path.stat().st_size > CSV_KEPT_BYTES:
+            return pl.scan_csv(path, separator=separator, try_parse_dates=False,
+                               infer_schema_length=None, schema=self._schemas.get(table))
+        try:
+            self._parsed[table] = pl.read_csv(path, separator=separator, try_parse_dates=False,
+                                              infer_schema_length=None)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise DataError([_unreadable_problem(table, path, exc)]) from None
+        return self._parsed[table].lazy()
 
     def schema(self, table: str) -> pl.Schema:
         if table not in self._schemas:
@@ -82,6 +110,19 @@ class FolderSource:
         """The table normalised: timestamps in UTC, numbers as Float64, customer ids as
         ``id_type`` (default: their common type, ``id_type()``), the contract's text columns
         as text (categorical, numeric or null ones too)."""
+        lf = self._normalised(self.raw(table), table, id_type)
+        if table not in self._parsed:
+            return lf
+        # A CSV table (parsed once, ``_csv``) is normalised once too: parsing its text
+        # timestamps in every query cost seconds each. The columns left as they are share
+        # their memory with the parsed table.
+        key = f"{table}:{id_type}"
+        if key not in self._normal:
+            self._normal[key] = lf.collect()
+        return self._normal[key].lazy()
+
+    def _normalised(self, lf: pl.LazyFrame, table: str,
+                    id_type: pl.DataType | None) -> pl.LazyFrame:
         schema = self.schema(table)
         kinds = {**REQUIRED.get(table, {}), **OPTIONAL.get(table, {})}
         ids = id_type or (self.id_type() if any(
@@ -91,8 +132,59 @@ class FolderSource:
             if name not in schema:
                 continue
             exprs.append(_normalise(name, kind, schema[name], ids, self.timezone))
-        lf = self.raw(table)
         return lf.with_columns(exprs) if exprs else lf
+
+    def scan_between(self, table: str, column: str, lo: dt.datetime, hi: dt.datetime,
+                     id_type: pl.DataType | None = None) -> pl.LazyFrame:
+        """``scan`` restricted to rows whose ``column`` (a timestamp) is in [lo, hi) (UTC).
+
+        A filter on a normalised timestamp that is stored otherwise (naive, another zone or
+        unit, dates) no longer reaches the Parquet statistics: every row group is read and
+        converted (2.5x the time of the same filter on UTC timestamps). So the stored column
+        is filtered first, with bounds widened by a day (a superset, whatever the zone's
+        offset), then the normalised one exactly."""
+        stored = self.schema(table).get(column)
+        exact = (pl.col(column) >= lo) & (pl.col(column) < hi)
+        lf = self.scan(table, id_type)
+        if stored is None or stored == pl.Datetime("us", UTC) or \
+                not (isinstance(stored, pl.Datetime) or stored == pl.Date):
+            return lf.filter(exact)  # as stored (or text): nothing to gain
+        day = dt.timedelta(days=1)
+        bounds = self._stored_bounds(stored, lo - day, hi + day)
+        pre = (pl.col(column) >= bounds[0]) & (pl.col(column) <= bounds[1])
+        return self._normalised(self.raw(table).filter(pre), table, id_type).filter(exact)
+
+    def scan_outside(self, table: str, column: str, lo: dt.datetime,
+                     hi: dt.datetime) -> pl.LazyFrame:
+        """``scan`` restricted to a superset of the rows whose ``column`` (a timestamp) is
+        null or outside [lo, hi] (UTC): the data checks' rows, usually none, found from the
+        stored column's statistics (``scan_between`` says why). Naive times and dates in a
+        zone other than UTC can turn null when normalised (a time skipped by daylight
+        saving), wherever they are: then every row is kept."""
+        stored = self.schema(table).get(column)
+        lf = self.scan(table)
+        naive = stored == pl.Date or (isinstance(stored, pl.Datetime)
+                                      and stored.time_zone is None)
+        if stored is None or stored == pl.Datetime("us", UTC) or \
+                not (isinstance(stored, pl.Datetime) or stored == pl.Date) or \
+                (naive and self.timezone != UTC):
+            return lf
+        low, high = self._stored_bounds(stored, lo + dt.timedelta(days=1),
+                                        hi - dt.timedelta(days=1))
+        col = pl.col(column)
+        return self._normalised(self.raw(table).filter(col.is_null() | (col < low) | (col > high)),
+                                table, None)
+
+    def _stored_bounds(self, stored: pl.DataType, lo: dt.datetime,
+                       hi: dt.datetime) -> tuple[pl.Expr, pl.Expr]:
+        """``lo`` and ``hi`` (UTC) as values of a stored timestamp column: instants in its
+        zone, or wall-clock times (or dates) in the data's zone."""
+        if isinstance(stored, pl.Datetime) and stored.time_zone is not None:
+            return (pl.lit(lo).dt.convert_time_zone(stored.time_zone).cast(stored),
+                    pl.lit(hi).dt.convert_time_zone(stored.time_zone).cast(stored))
+        zone = ZoneInfo(self.timezone)
+        return (pl.lit(lo.astimezone(zone).replace(tzinfo=None)).cast(stored),
+                pl.lit(hi.astimezone(zone).replace(tzinfo=None)).cast(stored))
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -115,10 +207,9 @@ class FolderSource:
         try:
             self.raw(table).collect()
         except (pl.exceptions.PolarsError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            kind = "CSV" if path.suffix == ".csv" else "Parquet"
-            return Problem(f"cannot read {path}: {first}", table=table,
-                           hint=f"the file is damaged or not valid {kind}; write it again")
+            return _unreadable_problem(table, path, exc)
+        except DataError as exc:  # a CSV file that does not parse
+            return exc.problems[0]
         return None
     def id_type(self, unit: str = "customer_id") -> pl.DataType:
         """The one type of ``unit`` ids across tables: String when any table stores them as
@@ -228,6 +319,13 @@ def csv_separator(path: Path) -> str:
     counts = {sep: header.count(sep) for sep in CSV_SEPARATORS}
     best = max(counts, key=lambda sep: counts[sep])
     return best if counts[best] > counts[","] else ","
+
+
+def _unreadable_problem(table: str, path: Path, exc: Exception) -> Problem:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    kind = "CSV" if path.suffix == ".csv" else "Parquet"
+    return Problem(f"cannot read {path}: {first}", table=table,
+                   hint=f"the file is damaged or not valid {kind}; write it again")
 
 
 def _missing_column(table: str, name: str, schema: pl.Schema) -> Problem:

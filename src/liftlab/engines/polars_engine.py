@@ -19,6 +19,7 @@ import polars as pl
 from liftlab.core.errors import DataError, Problem
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import (
+    EARLIEST,
     MAX_ROWS_SHOWN,
     TS_COLUMN,
     Check,
@@ -42,7 +43,7 @@ from liftlab.engines.dense import (
     table_layout,
     unit_measure,
 )
-from liftlab.engines.polars_attribution import last_touch_credit
+from liftlab.engines.polars_attribution import LOOKBACK_DAYS, last_touch_credit
 from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
@@ -343,10 +344,17 @@ class PolarsEngine:
                 by_column.setdefault((c.table, c.column), []).append(i)
         conds = {i: polars_condition(checks[i], as_of) for ids in by_column.values()
                  for i in ids}
+        def rows(table: str, column: str, ids: list[int]) -> pl.LazyFrame:
+            # timestamps null or out of range: looked for on the stored column's statistics
+            if column == TS_COLUMN.get(table) and \
+                    {checks[i].kind for i in ids} <= {"out_of_range", "null"}:
+                return src.scan_outside(table, column, EARLIEST, as_of + dt.timedelta(days=1))
+            return src.scan(table)
+
         tallies = pl.collect_all([
-            src.scan(table).filter(pl.any_horizontal(conds[i] for i in ids))
+            rows(table, column, ids).filter(pl.any_horizontal(conds[i] for i in ids))
             .select(conds[i].sum().alias(str(i)) for i in ids)
-            for (table, _), ids in by_column.items()])
+            for (table, column), ids in by_column.items()])
         counts = {int(k): int(v or 0) for row in tallies
                   for k, v in row.row(0, named=True).items()}
         for i, c in enumerate(checks):
@@ -412,11 +420,14 @@ class PolarsEngine:
                    ) -> pl.DataFrame | None:
         if not self.source.has("contacts"):
             return None
-        contacts = self.source.scan("contacts")
+        lo, hi = window  # rows read on the stored timestamps first (``scan_between``)
+        contacts = self.source.scan_between("contacts", "sent_at",
+                                            lo - dt.timedelta(days=LOOKBACK_DAYS), hi)
         if "experiment_id" in self.source.schema("contacts"):
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
         with self.source.reading():
-            return last_touch_credit(self.source.scan("orders"), contacts, *window)
+            return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
+                                     contacts, lo, hi)
 
     def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
                              pre_days: int, usage_events: Sequence[str],
