@@ -51,9 +51,10 @@ def test_text_times_of_an_empty_or_null_column() -> None:
 @pytest.mark.parametrize(
     "below",
     [
-        "1.5,x,7",  # an integer column turns float beyond the sample
-        "4,text,7",  # an integer column turns text
-        "4,x,true",  # a numeric column turns boolean
+        "1.5,x,",  # an integer column turns float beyond the sample
+        "text,x,",  # an integer column turns text
+        "4,x,7",  # a column empty in the sample has integers below
+        "4,x,true",  # ... booleans
         "4,x,",  # nothing new
     ],
 )
