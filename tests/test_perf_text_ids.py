@@ -179,3 +179,22 @@ def test_reruns_on_text_customer_ids_are_byte_identical(tmp_path: Path) -> None:
         files.append((tmp_path / run / "results.json").read_bytes())
     assert files[0] == files[1]
     assert json.loads(files[0])["effects"]
+
+
+@pytest.mark.parametrize("fails", ["table", "lookup"])
+def test_ids_sharing_a_hash_take_the_join_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    """Two ids with one 64-bit hash (among the units, or a row's id and a unit's): the
+    order-keeping join gives the slots, and the same sums."""
+    from liftlab.engines.dense_monitor import _Hashed
+
+    plan = PLANS["pre, two keys"]
+    units, relabelled = _data(tmp_path, 7, TEXT)
+    want = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
+    if fails == "table":
+        monkeypatch.setattr(_Hashed, "of", staticmethod(lambda ids: None))
+    else:
+        monkeypatch.setattr(_Hashed, "find", lambda self, ids: None)
+    got = aggregate(plan, relabelled, FolderSource(tmp_path / "relabelled"), pl.String)
+    assert got.equals(want)
