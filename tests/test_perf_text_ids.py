@@ -198,3 +198,19 @@ def test_ids_sharing_a_hash_take_the_join_with_the_same_result(
         monkeypatch.setattr(_Hashed, "find", lambda self, ids: None)
     got = aggregate(plan, relabelled, FolderSource(tmp_path / "relabelled"), pl.String)
     assert got.equals(want)
+
+
+def test_a_unit_without_an_id_has_no_rows_as_on_the_hash_route(tmp_path: Path) -> None:
+    plan = PLANS["pre, two keys"]
+    _, units = _data(tmp_path, 8, TEXT)
+    units = pl.concat(
+        [units, units.head(1).with_columns(pl.lit(None, pl.String).alias("customer_id"))]
+    )
+    source = FolderSource(tmp_path / "relabelled")
+    fast = aggregate(plan, units, source, pl.String)
+    slow = aggregate(plan, units, source, pl.String, dense=False)
+    assert fast.select("arm", "segment", "n").equals(slow.select("arm", "segment", "n"))
+    for col in fast.columns[3:]:
+        np.testing.assert_allclose(
+            fast[col].to_numpy(), slow[col].to_numpy(), rtol=1e-12, atol=1e-12, err_msg=col
+        )
