@@ -187,15 +187,15 @@ def test_ids_sharing_a_hash_take_the_join_with_the_same_result(
 ) -> None:
     """Two ids with one 64-bit hash (among the units, or a row's id and a unit's): the
     order-keeping join gives the slots, and the same sums."""
-    from liftlab.engines.dense_monitor import _Hashed
+    from liftlab.engines.dense_monitor import HashedIds
 
     plan = PLANS["pre, two keys"]
     units, relabelled = _data(tmp_path, 7, TEXT)
     want = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
     if fails == "table":
-        monkeypatch.setattr(_Hashed, "of", staticmethod(lambda ids: None))
+        monkeypatch.setattr(HashedIds, "of", staticmethod(lambda ids: None))
     else:
-        monkeypatch.setattr(_Hashed, "find", lambda self, ids: None)
+        monkeypatch.setattr(HashedIds, "find", lambda self, ids: None)
     got = aggregate(plan, relabelled, FolderSource(tmp_path / "relabelled"), pl.String)
     assert got.equals(want)
 

@@ -5,8 +5,8 @@ slot in an array. Summing each unit's rows into that array is one sequential pas
 table with one random write per row, several times faster on two cores than a hash group-by
 into millions of groups. This module holds the compiled loops that no library offers in that
 form (scatter-add of every class of row at once, slots to group sums with cross-products,
-repeated ids by bitmap) and the planning around them; the polars engine falls back to its
-hash group-by when the ids are text or too sparse.
+repeated ids by bitmap) and the planning around them. Text or too sparse ids use the same
+loops with each unit's row in the units frame as its slot (``polars_engine._by_position``).
 """
 
 from __future__ import annotations

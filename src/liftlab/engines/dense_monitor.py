@@ -52,7 +52,7 @@ class Lookup:
     slots: Slots | None
     keys: pl.Series | None
     is_unit: np.ndarray
-    hashed: _Hashed | None  # keys found by their hash, then checked (else by a join)
+    hashed: HashedIds | None  # keys found by their hash, then checked (else by a join)
 
     @staticmethod
     def of(ids: pl.Series) -> tuple[Lookup, np.ndarray]:
@@ -67,12 +67,12 @@ class Lookup:
             is_unit = np.zeros(slots.size, dtype=np.bool_)
             is_unit[pos] = True
             return Lookup(slots, None, is_unit, None), pos
-        table = _Hashed.of(ids)
+        table = HashedIds.of(ids)
         if table is not None:
             keys, pos = table.keys, table.pos
         else:  # two distinct ids share a 64-bit hash: the join
             keys = ids.unique(maintain_order=True)
-            pos = _joined(ids, keys)
+            pos = positions_by_join(ids, keys)
         is_unit = np.ones(keys.len(), dtype=np.bool_)
         return Lookup(None, keys, is_unit, table), pos
 
@@ -85,7 +85,7 @@ class Lookup:
         if self.slots is None:
             assert self.keys is not None
             found = None if self.hashed is None else self.hashed.find(ids)
-            return _joined(ids, self.keys) if found is None else found
+            return positions_by_join(ids, self.keys) if found is None else found
         raw = ids.cast(pl.Int64, strict=False).fill_null(self.slots.lo - 1).to_numpy()
         return _direct(raw, self.slots.lo, self.is_unit)
 
@@ -151,7 +151,7 @@ def first_times(
 
 
 @dataclass(frozen=True)
-class _Hashed:
+class HashedIds:
     """Text (or sparse integer) ids found through an open-addressing table of their 64-bit
     hashes, compiled: a join of millions of rows to millions of units (the hash join's
     build, probe and gather) was most of the pass for text ids. Equal hashes of different
@@ -164,7 +164,7 @@ class _Hashed:
     where: np.ndarray  # ... and its position (-1: an empty cell)
 
     @staticmethod
-    def of(ids: pl.Series) -> _Hashed | None:
+    def of(ids: pl.Series) -> HashedIds | None:
         size = 1 << max(4, int(2 * ids.len()).bit_length())
         hashes = np.zeros(size, dtype=np.uint64)
         where = np.full(size, -1, dtype=np.int64)
@@ -174,7 +174,7 @@ class _Hashed:
         keys = ids.gather(first[:n])
         if not _same(ids, keys, pos):
             return None
-        return _Hashed(keys, pos, hashes, where)
+        return HashedIds(keys, pos, hashes, where)
 
     def find(self, ids: pl.Series) -> np.ndarray | None:
         """Each id's position, -1 when absent or null; None when a found id is not the
@@ -227,7 +227,7 @@ def _probe(h, hashes, where):  # type: ignore[no-untyped-def]
     return out
 
 
-def _joined(ids: pl.Series, keys: pl.Series) -> np.ndarray:
+def positions_by_join(ids: pl.Series, keys: pl.Series) -> np.ndarray:
     """Each id's position among ``keys`` (distinct), -1 when absent or null: a join that
     keeps the ids' order."""
     found = pl.DataFrame({"k": ids}).join(
