@@ -132,6 +132,25 @@ def test_interval_when_the_test_rejects_the_point_estimate():
     assert trimmed_match.randomization_p(dy - (hi + 1e-4) * dx, signs) <= 0.05
 
 
+def test_a_warning_when_the_interval_excludes_the_estimate():
+    """The analysis says so when the randomization interval leaves out the point estimate
+    (the case above), and stays silent when it holds it."""
+    from types import SimpleNamespace
+
+    from liftlab.analyses.geo import _warnings
+
+    spec = SimpleNamespace(max_pre_mape=0.1, alpha=0.05)
+    codes = {}
+    for n, seed in ((10, 80), (25, 5)):
+        dy, dx = replicate(n, seed, IROAS)
+        fit = trimmed_match.fit(dy, dx, confidence=0.95, seed=seed)
+        d = {"iroas": fit.estimate, "iroas_ci": list(fit.ci)}
+        stub = SimpleNamespace(effect_ci=(-1.0, 1.0))
+        codes[n] = [w["code"] for w in _warnings(spec, stub, d, None)]  # type: ignore[arg-type]
+    assert codes[10] == ["geo_estimate_outside_interval"]
+    assert codes[25] == []
+
+
 def test_monte_carlo_reference_is_seeded():
     dy, dx = replicate(20, 3, 0.0)
     a, b = trimmed_match.fit(dy, dx, 0.95, seed=11), trimmed_match.fit(dy, dx, 0.95, seed=11)

@@ -772,6 +772,21 @@ def _warnings(
         _warn("geo_convergence", f"the sampler: {note}; the posterior may be unreliable")
         for note in d.get("convergence_warnings", [])
     ]
+    iroas, iroas_ci = d.get("iroas"), d.get("iroas_ci")
+    if iroas is not None and iroas_ci is not None and not iroas_ci[0] <= iroas <= iroas_ci[1]:
+        # trimmed match's randomization test chooses its own trim: with few pairs, or spend
+        # differences near zero or negative, it can reject the published estimate itself
+        out.append(
+            _warn(
+                "geo_estimate_outside_interval",
+                (
+                    f"the iROAS estimate {iroas:.3g} lies outside its {1 - spec.alpha:.0%} "
+                    f"interval [{iroas_ci[0]:.3g}, {iroas_ci[1]:.3g}]: the test rejects the "
+                    "point estimate itself (few pairs, or spend differences near zero or "
+                    "negative); read the interval, not the estimate"
+                ),
+            )
+        )
     if not (math.isfinite(fit.effect_ci[0]) and math.isfinite(fit.effect_ci[1])):
         out.append(
             _warn(
