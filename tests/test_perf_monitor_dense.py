@@ -188,14 +188,15 @@ def test_ids_sharing_a_hash_are_told_apart(monkeypatch: pytest.MonkeyPatch) -> N
     """Text ids are found by their 64-bit hash and then compared: two ids with one hash
     (forced here) go through the join, which tells them apart."""
     from liftlab.engines import dense_monitor as dm
+    from liftlab.engines import hashed_ids as hi
 
     ids = pl.Series(["a", "b", "c", "a"])
     lookup, pos = dm.Lookup.of(ids)
     assert lookup.hashed is not None and pos.tolist() == [0, 1, 2, 0]
-    real = dm._hash
-    monkeypatch.setattr(dm, "_hash", lambda s: real(s.replace("z", "a")))  # z collides with a
+    real = hi._hash
+    monkeypatch.setattr(hi, "_hash", lambda s: real(s.replace("z", "a")))  # z collides with a
     assert lookup.positions(pl.Series(["c", "z", None, "b", "q"])).tolist() == [2, -1, -1, 1, -1]
-    monkeypatch.setattr(dm, "_hash", lambda s: np.zeros(s.len(), dtype=np.uint64))
+    monkeypatch.setattr(hi, "_hash", lambda s: np.zeros(s.len(), dtype=np.uint64))
     lookup, pos = dm.Lookup.of(ids)
     assert lookup.hashed is None and pos.tolist() == [0, 1, 2, 0]
     assert lookup.positions(pl.Series(["c", "z", None, "b"])).tolist() == [2, -1, -1, 1]

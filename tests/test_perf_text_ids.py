@@ -187,7 +187,7 @@ def test_ids_sharing_a_hash_take_the_join_with_the_same_result(
 ) -> None:
     """Two ids with one 64-bit hash (among the units, or a row's id and a unit's): the
     order-keeping join gives the slots, and the same sums."""
-    from liftlab.engines.dense_monitor import HashedIds
+    from liftlab.engines.hashed_ids import HashedIds
 
     plan = PLANS["pre, two keys"]
     units, relabelled = _data(tmp_path, 7, TEXT)
