@@ -96,13 +96,16 @@ class UnitIndex:
     """The units of the exposure rows and their accumulators: unit ``u`` in channel ``c``
     owns slot ``u * channels + c`` (a unit's channels side by side, so that a row touches
     one stretch of memory); each slot's exposure (µs, the earliest of its rows, MISSING
-    when the unit is not in the channel) and each exposure row's slot."""
+    when the unit is not in the channel), each exposure row's slot, each slot's first
+    exposure row (-1: none) and the rows that are not their slot's first (usually none)."""
 
     unit: str
     channels: int
     lookup: Lookup
     exposure: np.ndarray
     row_slot: np.ndarray
+    slot_row: np.ndarray
+    repeats: np.ndarray
 
     @staticmethod
     def of(frame: pl.DataFrame, unit: str, channels: list[str]) -> UnitIndex:
@@ -114,7 +117,10 @@ class UnitIndex:
         _earliest(
             row_slot, exposed.fill_null(MISSING).to_numpy().astype(np.int64, copy=False), exposure
         )
-        return UnitIndex(unit, len(channels), lookup, exposure, row_slot)
+        slot_row = np.full(exposure.shape[0], -1, dtype=np.int64)
+        _first_rows(row_slot, slot_row)
+        repeats = np.flatnonzero(slot_row[row_slot] != np.arange(row_slot.shape[0]))
+        return UnitIndex(unit, len(channels), lookup, exposure, row_slot, slot_row, repeats)
 
     def positions(self, ids: pl.Series) -> np.ndarray:
         return self.lookup.positions(ids)
@@ -174,8 +180,9 @@ def table_stats(
     each statistic's array, the sums' values gathered in a second pass), 1.2 s of the 2 M
     readout. Instead the rows some statistic keeps are put in unit order first (a counting
     sort: two passes over the rows, one over the units), then each unit's rows are read
-    together and its accumulators written in order, each sum from the unit's values sorted
-    in a small buffer."""
+    together, each sum from the unit's values sorted in a small buffer, and the results
+    written straight into the exposure rows' arrays (per-slot arrays gathered to the rows
+    after were as many again of memory, hundreds of MB, mostly page faults)."""
     conds = list({_key(t.cond): t.cond for t in tasks if t.cond is not None}.values())
     values = list(dict.fromkeys(t.value for t in tasks if t.kind == "sum" and t.value))
     frame = rows.select(
@@ -197,9 +204,9 @@ def table_stats(
     order = np.empty(starts[-1], dtype=np.int64)
     times = np.empty(starts[-1], dtype=np.int64)
     _unit_order(pos, ts, cond_arr, spec.cond, starts[:-1].copy(), order, times)
-    slots = index.exposure.shape[0]
-    sums = np.zeros((slots, spec.n_float))
-    first = np.full((slots, spec.n_first), NO_FIRST, dtype=np.int64)
+    n = index.row_slot.shape[0]
+    floats = np.zeros((spec.n_float, n))  # one contiguous array per statistic
+    first = np.full((spec.n_first, n), NO_FIRST, dtype=np.int64)
     _unit_pass(
         order,
         starts,
@@ -215,21 +222,21 @@ def table_stats(
         spec.kind,
         spec.value,
         spec.column,
-        sums,
+        index.slot_row,
+        floats,
         first,
     )
-    row = index.row_slot
-    by_row = np.empty((spec.n_float, row.shape[0]))
-    first_by_row = np.empty((spec.n_first, row.shape[0]), dtype=np.int64)
-    _by_row(sums, row, by_row)
-    _by_row(first, row, first_by_row)
+    if index.repeats.size:  # a slot's other rows: its first row's results
+        same = index.slot_row[index.row_slot[index.repeats]]
+        floats[:, index.repeats] = floats[:, same]
+        first[:, index.repeats] = first[:, same]
     out, firsts = {}, {}
     for t, kind, col in zip(tasks, spec.kind, spec.column, strict=True):
         if kind == 3:
-            firsts[t.name] = first_by_row[col]
+            firsts[t.name] = first[col]
         else:
-            out[t.name] = by_row[col]
-    return TableStats(out, firsts, has[row // index.channels], int(read))
+            out[t.name] = floats[col]
+    return TableStats(out, firsts, has[index.row_slot // index.channels], int(read))
 
 
 def _matrix(frame: pl.DataFrame, names: list[str], dtype: type) -> np.ndarray:
@@ -296,6 +303,14 @@ def _earliest(row_slot: np.ndarray, times: np.ndarray, exposure: np.ndarray) -> 
             exposure[s] = t
 
 
+@numba.njit(nogil=True, cache=True)
+def _first_rows(row_slot: np.ndarray, slot_row: np.ndarray) -> None:
+    """Each slot's first row (slots without one left as they are)."""
+    for r in range(row_slot.shape[0]):
+        if slot_row[row_slot[r]] < 0:
+            slot_row[row_slot[r]] = r
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _inside(period: int, t: int, e: int, window: int, pre: int) -> bool:
     if period == 0:
@@ -359,13 +374,16 @@ def _unit_pass(
     kind,
     value,
     column,
+    slot_row,
     floats,
     first,
 ):  # type: ignore[no-untyped-def]
-    """Each statistic of each slot of each unit with rows, from the unit's rows: sums,
-    counts and "any" into ``floats``, first responses into ``first``. A row outside all
-    of the slot's periods (most rows: a unit's periods are a few days of the weeks read)
-    is passed over with one test."""
+    """Each statistic of each slot of each unit with rows, from the unit's rows, into the
+    slot's first exposure row: sums, counts and "any" into ``floats``, first responses
+    into ``first`` (only those that differ from the arrays' zeros and NO_FIRST: pages of
+    units without responses are left untouched). A row outside all of the slot's periods
+    (most rows: a unit's periods are a few days of the weeks read) is passed over with one
+    test."""
     tasks = kind.shape[0]
     most = 0
     for u in range(starts.shape[0] - 1):
@@ -404,16 +422,18 @@ def _unit_pass(
                         low[k] = min(low[k], t)
                     else:
                         n[k] += 1
+            row = slot_row[s]  # a slot with an exposure has rows
             for k in range(tasks):
                 kk = kind[k]
-                if kk == 0:
-                    floats[s, column[k]] = _sorted_total(buffer[k * most : (k + 1) * most], n[k])
-                elif kk == 1:
-                    floats[s, column[k]] = float(n[k])
-                elif kk == 2:
-                    floats[s, column[k]] = 1.0 if n[k] else 0.0
+                if kk == 3:
+                    if low[k] != NO_FIRST:
+                        first[column[k], row] = low[k]
+                elif n[k] == 0:
+                    continue
+                elif kk == 0:
+                    floats[column[k], row] = _sorted_total(buffer[k * most :], n[k])
                 else:
-                    first[s, column[k]] = low[k]
+                    floats[column[k], row] = float(n[k]) if kk == 1 else 1.0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -434,12 +454,3 @@ def _sorted_total(values, n):  # type: ignore[no-untyped-def]
     for x in range(n):
         total = values[x] if x == 0 else total + values[x]
     return total
-
-
-@numba.njit(nogil=True, cache=True)
-def _by_row(acc, row, out):  # type: ignore[no-untyped-def]
-    """``out`` = ``acc[row]`` transposed: a contiguous array per column."""
-    for r in range(row.shape[0]):
-        s = row[r]
-        for k in range(acc.shape[1]):
-            out[k, r] = acc[s, k]
