@@ -111,15 +111,14 @@ class UnitIndex:
     def of(frame: pl.DataFrame, unit: str, channels: list[str]) -> UnitIndex:
         """From rows of (unit, channel ``xch``, ``exposed_at``); ids without nulls."""
         lookup, pos = Lookup.of(frame[unit])
-        row_slot = pos * len(channels) + channel_codes(frame["xch"], channels)
+        row_slot = slots_of(pos, channel_codes(frame["xch"], channels), len(channels))
         exposed = frame["exposed_at"].cast(pl.Datetime("us", "UTC")).to_physical()
         exposure = np.full(lookup.size * len(channels), MISSING, dtype=np.int64)
         _earliest(
             row_slot, exposed.fill_null(MISSING).to_numpy().astype(np.int64, copy=False), exposure
         )
         slot_row = np.full(exposure.shape[0], -1, dtype=np.int64)
-        _first_rows(row_slot, slot_row)
-        repeats = np.flatnonzero(slot_row[row_slot] != np.arange(row_slot.shape[0]))
+        repeats = _first_rows(row_slot, slot_row)
         return UnitIndex(unit, len(channels), lookup, exposure, row_slot, slot_row, repeats)
 
     def positions(self, ids: pl.Series) -> np.ndarray:
@@ -127,8 +126,19 @@ class UnitIndex:
 
 
 def channel_codes(column: pl.Series, channels: list[str]) -> np.ndarray:
-    """Each value's position in ``channels`` (every value is one of them)."""
-    return column.cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64, copy=False)
+    """Each value's position in ``channels`` (every value is one of them). The frames of
+    (unit, channel) rows come a channel after the other: one cast per run of equal values,
+    then repeated, takes a third of the time of a cast of millions of strings."""
+    runs = column.rle().struct.unnest()
+    codes = runs["value"].cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
+    return np.repeat(codes, runs["len"].to_numpy())
+
+
+def slots_of(pos: np.ndarray, codes: np.ndarray, channels: int) -> np.ndarray:
+    """Each row's slot (``pos * channels + code``), -1 where ``pos`` is (no unit's)."""
+    out = np.empty(pos.shape[0], dtype=np.int64)
+    _slots(pos, codes, channels, out)
+    return out
 
 
 def channel_code(channels: list[str]) -> pl.Expr:
@@ -147,9 +157,8 @@ def first_times(
     over every contact and a join back (a scatter of each row's time into its unit's slot,
     then a gather)."""
     lookup, pos = Lookup.of(units[unit])
-    row_slot = pos * len(channels) + channel_codes(units["xch"], channels)
-    at = lookup.positions(rows[unit])
-    slot = np.where(at >= 0, at * len(channels) + rows["code"].to_numpy(), -1)
+    row_slot = slots_of(pos, channel_codes(units["xch"], channels), len(channels))
+    slot = slots_of(lookup.positions(rows[unit]), rows["code"].to_numpy(), len(channels))
     earliest = np.full(lookup.size * len(channels), MISSING, dtype=np.int64)
     times = rows["time"].fill_null(MISSING).to_numpy().astype(np.int64, copy=False)
     _earliest(slot, times, earliest)
@@ -304,11 +313,27 @@ def _earliest(row_slot: np.ndarray, times: np.ndarray, exposure: np.ndarray) -> 
 
 
 @numba.njit(nogil=True, cache=True)
-def _first_rows(row_slot: np.ndarray, slot_row: np.ndarray) -> None:
-    """Each slot's first row (slots without one left as they are)."""
+def _slots(pos: np.ndarray, codes: np.ndarray, channels: int, out: np.ndarray) -> None:
+    for i in range(pos.shape[0]):
+        out[i] = pos[i] * channels + codes[i] if pos[i] >= 0 else -1
+
+
+@numba.njit(nogil=True, cache=True)
+def _first_rows(row_slot: np.ndarray, slot_row: np.ndarray) -> np.ndarray:
+    """Each slot's first row (slots without one left as they are); the other rows."""
+    repeats = 0
     for r in range(row_slot.shape[0]):
         if slot_row[row_slot[r]] < 0:
             slot_row[row_slot[r]] = r
+        else:
+            repeats += 1
+    out = np.empty(repeats, dtype=np.int64)
+    repeats = 0
+    for r in range(row_slot.shape[0]):
+        if slot_row[row_slot[r]] != r:
+            out[repeats] = r
+            repeats += 1
+    return out
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
