@@ -3,17 +3,20 @@
 Each unit's windows are relative to its own exposure per channel, so a hash group-by on the
 unit has to carry every row's exposures and evaluate every period as a condition inside the
 aggregation; at 2 M customers that was 7.7 s of the 11 s readout. Here the rows are read once
-into arrays and a compiled loop adds each row into its unit's accumulators directly: the
-unit's position (direct address for integer ids, a compiled table of 64-bit hashes for text
-ids, each id found compared with the unit's), its channels' exposures from dense arrays,
-and for every statistic the period test and the row's condition. Each unit's first send and
-assignment time per channel (``first_times``) are the same kind of scatter.
+into arrays, each row's unit found (direct address for integer ids, a compiled table of
+64-bit hashes for text ids, each id found compared with the unit's), the rows some
+statistic keeps put in unit order by a counting sort, and a compiled loop reads each unit's
+rows together against its channels' exposures: for every statistic the period test and the
+row's condition, results written into the exposure rows' arrays. Each unit's first send and
+assignment time per channel (``first_times``) are a scatter of each row's time into its
+unit's slot.
 
 Results are the same bits as the polars definition whatever the order of the rows:
 counts, "any" and first responses do not depend on order, and each sum is the sum of its
 sorted non-zero values added one after the other, which is what ``core.stable.stable_sum``
-computes (the rows of one unit, statistic and channel are gathered, sorted, then added).
-tests/test_perf_monitor_dense.py compares both routes column by column.
+computes (the values of one unit, statistic and channel are sorted, then added).
+tests/test_perf_monitor_dense.py compares both routes column by column and
+tests/test_perf_unitpass.py compares ``table_stats`` with its definition in polars.
 """
 
 from __future__ import annotations
