@@ -171,9 +171,10 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
         return empty
     cache = _Cache(cache_dir, spec, window)
     prior = cache.read(source, exposure, metrics)
+    memo = _Memo({} if prior is None else dict(prior.looks))
     if prior is not None and prior.last >= last:
         cohort, events, baseline = prior.cohort, prior.events, prior.baseline
-        computed, rows = 0, 0
+        computed, rows, save = 0, 0, False
     else:
         after = prior.last if prior is not None else None
         new = source.hourly(exposure, metrics, tested, window, after, last)
@@ -183,11 +184,13 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
         events = new.events if prior is None else pl.concat([prior.events, new.events])
         rows = new.rows
         computed = _hours(after or _floor_hour(exposure["exposed_at"].min()), last)
-        cache.write(source, exposure, metrics, cohort, events, baseline, last)
+        save = True
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
     out = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                  events.filter(pl.col("hour") <= last), baseline, last)
+                  events.filter(pl.col("hour") <= last), baseline, last, memo)
+    if save:  # after the decisions: the cache keeps the looks they solved (``_Memo``)
+        cache.write(source, exposure, metrics, cohort, events, baseline, last, memo.saved())
     return MonitorResult(spec.id, as_of, out.decision, out.decided_at, out.p_value,
                          out.srm_p_value, out.guardrails, out.comparisons, out.timeline,
                          computed, cached_hours, rows, clipped)
@@ -328,9 +331,54 @@ class _Memo:
             self.store[key] = seq.event_look(k_t, k_h, share, conc, alpha)
         return self.store[key]  # type: ignore[no-any-return]
 
+    def srm(self, counts: list[int], probs: list[float], conc: float) -> float:
+        key = ("srm", tuple(counts), tuple(probs), conc)
+        if key not in self.store:
+            self.store[key] = seq.multinomial_mixture_p(counts, probs, conc)
+        return self.store[key]  # type: ignore[no-any-return]
+
+    # The event looks and SRM tests are pure functions of a few numbers, and an hourly
+    # update repeats every earlier hour's: the cache keeps them (``saved``, read back by
+    # ``loaded``), so an update solves only its new looks. Without that each update
+    # imported scipy.optimize and scipy.special (0.3 s) to solve the looks of hours solved
+    # before. JSON keeps every float exactly (shortest repr), so a look read back is the
+    # look solved (tests/test_perf_hourly.py compares readouts with and without them).
+    def saved(self) -> dict[str, Any]:
+        """The event looks and SRM p-values solved so far, for the cache (JSON)."""
+        events = [[*key[1:], *dataclasses.astuple(v)] for key, v in self.store.items()
+                  if key[0] == "event"]
+        srm = [[list(key[1]), list(key[2]), key[3], v] for key, v in self.store.items()
+               if key[0] == "srm"]
+        return {"version": _LOOKS_VERSION, "scipy": _scipy_version(), "event": events,
+                "srm": srm}
+
+    @staticmethod
+    def loaded(saved: dict[str, Any]) -> dict[tuple[Any, ...], Any]:
+        """The memo entries of ``saved`` (none when another scipy or format solved them)."""
+        if saved.get("version") != _LOOKS_VERSION or saved.get("scipy") != _scipy_version():
+            return {}
+        out: dict[tuple[Any, ...], Any] = {}
+        for k_t, k_h, share, conc, alpha, *look in saved["event"]:
+            out[("event", int(k_t), int(k_h), float(share), float(conc), float(alpha))] = (
+                seq.EventLook(int(look[0]), int(look[1]), *map(float, look[2:])))
+        for counts, probs, conc, p in saved["srm"]:
+            out[("srm", tuple(int(c) for c in counts), tuple(float(q) for q in probs),
+                 float(conc))] = float(p)
+        return out
+
 
 def _row_key(row: dict[str, float] | None) -> tuple[Any, ...] | None:
     return None if row is None else tuple(row.items())
+
+
+_LOOKS_VERSION = 1  # the layout of ``_Memo.saved``
+
+
+def _scipy_version() -> str:
+    """The installed scipy's version without importing it (the looks' solver)."""
+    from importlib.metadata import version
+
+    return version("scipy")
 
 
 @dataclass(frozen=True)
@@ -388,7 +436,7 @@ class _Running:
 
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
-            last: dt.datetime) -> _Readout:
+            last: dt.datetime, memo: _Memo | None = None) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
     # units per (channel, arm, assignment time): few rows (units share batch times), for
@@ -403,10 +451,11 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
     levels = _Levels.of(spec.monitoring_alpha, len(comps), len(guards))
     hours = pl.datetime_range(_floor_hour(exposure["exposed_at"].min()) + HOUR, last, "1h",
                               time_unit="us", time_zone="UTC", eager=True).to_list()
+    memo = _Memo({}) if memo is None else memo
     data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
                    _srm_timeline(spec, {c.channel for c in comps}, sizes,
-                                 _assigned_from(per_time, hours), hours))
-    setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data)
+                                 _assigned_from(per_time, hours), hours, memo))
+    setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data, memo)
     guard_out = {g.name: _GuardState(g.name) for g in guards}
     timeline: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
@@ -432,7 +481,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
 
 def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str, str], int],
                   assigned: Mapping[tuple[str, str, dt.datetime], int],
-                  hours: list[dt.datetime]) -> dict[tuple[str, dt.datetime], float]:
+                  hours: list[dt.datetime], memo: _Memo) -> dict[tuple[str, dt.datetime], float]:
     """Per channel (of a comparison) and hour, the running minimum of the sequential
     multinomial test of the arms' assignment counts against the design's fractions."""
     out: dict[tuple[str, dt.datetime], float] = {}
@@ -445,8 +494,7 @@ def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str
         for hour in hours:
             counts = [assigned.get((ch, arm, hour), 0) for arm in cfg.arms]
             if sum(counts):
-                running = min(running, seq.multinomial_mixture_p(
-                    counts, list(cfg.arms.values()), conc))
+                running = min(running, memo.srm(counts, list(cfg.arms.values()), conc))
             out[(ch, hour)] = running
     return out
 
@@ -732,6 +780,7 @@ class _Cached:
     cohort: pl.DataFrame
     events: pl.DataFrame
     baseline: dict[str, dict[str, float]]
+    looks: dict[tuple[Any, ...], Any]  # the memo's solved looks (``_Memo.saved``)
 
 
 class _Cache:
@@ -768,13 +817,14 @@ class _Cache:
                       for name in ("cohort", "events")}
             last = dt.datetime.fromisoformat(manifest["last_hour"])
             baseline = manifest["baseline"]
+            looks = _Memo.loaded(manifest.get("looks", {}))
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
                         self.dir, exc)
             return None
         if manifest.get("fingerprint") != self._fingerprint(source, exposure, metrics, last):
             return None  # the data or the spec changed: a stale cache is recomputed
-        return _Cached(last, frames["cohort"], frames["events"], baseline)
+        return _Cached(last, frames["cohort"], frames["events"], baseline, looks)
 
     def _verified(self, entry: dict[str, Any]) -> pl.DataFrame:
         """A data file the manifest lists, after checking its name, size and checksum."""
@@ -789,7 +839,8 @@ class _Cache:
 
     def write(self, source: HourlySource, exposure: pl.DataFrame,
               metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
-              baseline: dict[str, dict[str, float]], last: dt.datetime) -> None:
+              baseline: dict[str, dict[str, float]], last: dt.datetime,
+              looks: dict[str, Any]) -> None:
         if self.dir is None or self.root is None:
             return
         claim_cache(self.root)
@@ -806,7 +857,8 @@ class _Cache:
                            "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write_text(self.dir / MANIFEST, json.dumps({
             "fingerprint": self._fingerprint(source, exposure, metrics, last),
-            "last_hour": last.isoformat(), "baseline": baseline, "files": files}))
+            "last_hour": last.isoformat(), "baseline": baseline, "files": files,
+            "looks": looks}))
         self._clean({f["name"] for f in files.values()})
 
     def _clean(self, keep: set[str]) -> None:
