@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_series_equal
 
+from layouts import CANONICAL, Layout, base_tables, write_layout
+from liftlab.analyses import monitor
+from liftlab.app.monitoring import monitor_file
 from liftlab.engines import dense_monitor
+from liftlab.engines import polars_monitor as pm
 from liftlab.engines.earliest import first_times_direct
+from liftlab.engines.polars_engine import PolarsEngine
 
 CHANNELS = ["email", "sms", "push"]
 
@@ -124,3 +130,109 @@ def test_looks_read_back_are_the_looks_solved() -> None:
     assert back.keys() == memo.store.keys()
     assert repr(back) == repr(memo.store)
     assert any(math.isinf(v.upper) for k, v in back.items() if k[0] == "event")
+
+
+# -- what the cache keeps of unchanged files ---------------------------------------------------
+EXPERIMENT = Path(__file__).parent.parent / "experiments" / "spring-factorial.yaml"
+AS_OF = dt.datetime(2026, 2, 20, 12, tzinfo=dt.UTC)
+LAYOUTS = (CANONICAL, Layout(customer_id="text", fmt="parts", ts="naive"))
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hourly")
+    base = base_tables(root / "base")
+    return {layout.id: write_layout(layout, base, root / layout.id) for layout in LAYOUTS}
+
+
+def _update(data: Path, cache: Path) -> dict[str, object]:
+    """A readout a day before ``AS_OF`` into ``cache``, then the update at ``AS_OF``."""
+    monitor_file(EXPERIMENT, data, AS_OF - dt.timedelta(days=1), cache, None)
+    return monitor_file(EXPERIMENT, data, AS_OF, cache, None)[0].to_json()
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch, target: object, name: str) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{name} ran although the cache kept its result")
+
+    monkeypatch.setattr(target, name, refused)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.id)
+def test_an_update_of_unchanged_files_takes_back_what_the_cache_kept(
+    folders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: Layout
+) -> None:
+    """Exposures, their assignment counts and the digests of the cached hours' rows come
+    back from the cache: the update builds no units, reads no assignments or contacts, and
+    hashes only the rows of its new hours; the document is the one of the same update
+    that keeps nothing (``restore`` off), cache counts included."""
+    data = folders[layout.id]
+    with monkeypatch.context() as plain:
+        plain.setattr(pm.PolarsHourly, "restore", lambda self, state, exposures: None)
+        expected = _update(data, tmp_path / "plain")
+    monitor_file(EXPERIMENT, data, AS_OF - dt.timedelta(days=1), tmp_path / "kept", None)
+    hashed: list[int] = []
+    digest = pm._digest
+    monkeypatch.setattr(
+        pm, "_digest", lambda frame: hashed.append(digest(frame)[0]) or digest(frame)
+    )
+    _forbid(monkeypatch, PolarsEngine, "units")
+    _forbid(monkeypatch, pm, "_exposures")
+    _forbid(monkeypatch, monitor, "_per_time")
+    update = monitor_file(EXPERIMENT, data, AS_OF, tmp_path / "kept", None)[0].to_json()
+    assert update == expected
+    assert update["cache"]["hours_from_cache"] > 0  # type: ignore[index]
+    new_rows = pl.scan_parquet(
+        data / "orders.parquet" if layout.fmt == "parquet" else data / "orders" / "*.parquet"
+    )
+    assert 0 < sum(hashed) < new_rows.select(pl.len()).collect().item() / 4
+
+
+def _row_before(ts: pl.Series, at: dt.datetime) -> int:
+    """The position of the latest time before ``at`` (a row of a cached hour)."""
+    naive = ts.dt.replace_time_zone(None)
+    latest = naive.filter(naive < at.replace(tzinfo=None)).max()
+    return int((naive == latest).arg_true()[0])
+
+
+@pytest.mark.parametrize("change", ["contact", "order", "part"])
+def test_a_changed_file_is_read_again(
+    folders: dict[str, Path], tmp_path: Path, change: str
+) -> None:
+    """A past contact sent earlier (the exposures change), a past order's revenue, a new
+    part file of orders in the cached hours: the update recomputes what they change and
+    reads out what a readout without a cache does."""
+    layout = LAYOUTS[1] if change == "part" else CANONICAL
+    data = tmp_path / "data"
+    shutil.copytree(folders[layout.id], data)
+    cache = tmp_path / "cache"
+    monitor_file(EXPERIMENT, data, AS_OF - dt.timedelta(days=1), cache, None)
+    if change == "contact":
+        contacts = pl.read_parquet(data / "contacts.parquet")
+        contacts.with_columns(
+            pl.when(pl.int_range(pl.len()) == 0)
+            .then(pl.col("sent_at") - dt.timedelta(hours=5))
+            .otherwise(pl.col("sent_at"))
+            .alias("sent_at")
+        ).write_parquet(data / "contacts.parquet")
+    elif change == "order":
+        orders = pl.read_parquet(data / "orders.parquet")
+        orders.with_columns(
+            pl.when(
+                pl.int_range(pl.len()) == _row_before(orders["ts"], AS_OF - dt.timedelta(days=2))
+            )
+            .then(pl.col("revenue") + 7)
+            .otherwise(pl.col("revenue"))
+            .alias("revenue")
+        ).write_parquet(data / "orders.parquet")
+    else:
+        parts = sorted((data / "orders").glob("*.parquet"))
+        orders = pl.read_parquet(parts[-1])
+        row = _row_before(orders["ts"], AS_OF - dt.timedelta(days=2))
+        orders.slice(row, 1).write_parquet(data / "orders" / "part-999.parquet")
+    update = monitor_file(EXPERIMENT, data, AS_OF, cache, None)[0].to_json()
+    fresh = monitor_file(EXPERIMENT, data, AS_OF, None, None)[0].to_json()
+    if change != "contact":  # a changed row of the cached hours: nothing cached is used
+        assert update["cache"] == fresh["cache"]  # type: ignore[index]
+    update.pop("cache"), fresh.pop("cache")
+    assert update == fresh

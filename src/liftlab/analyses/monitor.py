@@ -84,8 +84,8 @@ PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment
 MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
 CACHE_VERSION = 4  # 4: ratio parts, covariates and their cross-products per hour
 MANIFEST = "manifest.json"
-CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
-CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
+CACHE_FILE = re.compile(r"(cohort|events|exposures)-[0-9a-f]{16}\.parquet")
+CACHE_TEMP = re.compile(r"\.((cohort|events|exposures)-[0-9a-f]{16}\.parquet|manifest\.json)"
                         r"\.liftlab-\w+\.tmp")  # an atomic write killed half-way
 LEGACY_CACHE_FILES = ("meta.json", "cohort.parquet", "events.parquet")
 log = logging.getLogger("liftlab.analyses.monitor")
@@ -163,13 +163,14 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
     horizon = horizon_end(spec)
     last = min(_floor_hour(as_of), horizon)
     clipped = horizon if horizon < as_of else None
+    cache = _Cache(cache_dir, spec, window)
+    cache.restore(source)  # what the last readout kept of the same files
     exposure = source.exposures(window)
     _check_span(spec, exposure, last)
     empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0,
                           clipped)
     if exposure.height == 0 or exposure["exposed_at"].min() >= last:
         return empty
-    cache = _Cache(cache_dir, spec, window)
     prior = cache.read(source, exposure, metrics)
     memo = _Memo({} if prior is None else dict(prior.looks))
     if prior is not None and prior.last >= last:
@@ -188,7 +189,8 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
     out = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                  events.filter(pl.col("hour") <= last), baseline, last, memo)
+                  events.filter(pl.col("hour") <= last), baseline, last, memo,
+                  cache.per_time(exposure))
     if save:  # after the decisions: the cache keeps the looks they solved (``_Memo``)
         cache.write(source, exposure, metrics, cohort, events, baseline, last, memo.saved())
     return MonitorResult(spec.id, as_of, out.decision, out.decided_at, out.p_value,
@@ -436,12 +438,13 @@ class _Running:
 
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
-            last: dt.datetime, memo: _Memo | None = None) -> _Readout:
+            last: dt.datetime, memo: _Memo | None = None,
+            per_time: pl.DataFrame | None = None) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
     # units per (channel, arm, assignment time): few rows (units share batch times), for
     # both the arms' sizes and the assignment counts by hour, one group-by of every unit
-    per_time = exposure.group_by("xch", "arm", "assigned_at").len()
+    per_time = _per_time(exposure) if per_time is None else per_time
     sizes = {(r["xch"], r["arm"]): r["len"] for r in per_time.group_by("xch", "arm").agg(
         pl.col("len").sum()).iter_rows(named=True)}
     comps = [_Comparison(ch, arm, None if cfg.variants is None else arm,
@@ -748,10 +751,15 @@ def _cumulate_events(events: pl.DataFrame, hours: list[dt.datetime]
             for r in full.iter_rows(named=True)}
 
 
+def _per_time(exposure: pl.DataFrame) -> pl.DataFrame:
+    """Units per channel, arm and assignment time (``len``)."""
+    return exposure.group_by("xch", "arm", "assigned_at").len()
+
+
 def _assigned(exposure: pl.DataFrame, hours: list[dt.datetime]
               ) -> dict[tuple[str, str, dt.datetime], int]:
     """Assignment counts per (channel, arm) at every hour: units assigned by that hour."""
-    return _assigned_from(exposure.group_by("xch", "arm", "assigned_at").len(), hours)
+    return _assigned_from(_per_time(exposure), hours)
 
 
 def _assigned_from(per_time: pl.DataFrame, hours: list[dt.datetime]
@@ -798,6 +806,62 @@ class _Cache:
         self.dir = None if root is None else Path(root) / spec.id
         self.spec = spec
         self.window = window
+        self._loaded: list[dict[str, Any] | None] = []  # the manifest, once read
+        self._kept: list[pl.DataFrame] = []  # the exposures frame read from the cache
+
+    def _manifest(self) -> dict[str, Any] | None:
+        """The manifest (None: none, or unreadable), read once."""
+        if not self._loaded:
+            manifest = None
+            if self.dir is not None and (self.dir / MANIFEST).is_file():
+                try:
+                    manifest = json.loads((self.dir / MANIFEST).read_text())
+                except (OSError, ValueError) as exc:
+                    log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
+                                self.dir, exc)
+            self._loaded.append(manifest if isinstance(manifest, dict) else None)
+        return self._loaded[0]
+
+    def restore(self, source: HourlySource) -> None:
+        """Hand the source what the last save kept (``HourlySource.state``), when this
+        liftlab cache format and polars version wrote it; the source takes back only what
+        its files would give again."""
+        manifest = self._manifest()
+        if (manifest is None or manifest.get("version") != CACHE_VERSION
+                or manifest.get("polars") != pl.__version__):
+            return
+
+        def exposures() -> pl.DataFrame | None:
+            try:
+                frame = self._verified(manifest["files"]["exposures"])
+            except (OSError, ValueError, KeyError, TypeError,
+                    pl.exceptions.PolarsError) as exc:
+                log.warning("ignoring the exposures of the monitor cache %s (%s)", self.dir,
+                            exc)
+                return None
+            self._kept[:] = [frame]
+            return frame
+
+        try:
+            source.restore(manifest.get("source") or {}, exposures)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring what the monitor cache %s kept of the data (%s)", self.dir,
+                        exc)
+
+    def per_time(self, exposure: pl.DataFrame) -> pl.DataFrame:
+        """``_per_time(exposure)``; saved with the exposures and read back with them (a
+        group-by of every unit, 0.1 s at 2 M, that an update would repeat on the same
+        frame)."""
+        saved = (self._manifest() or {}).get("per_time")
+        if not (self._kept and exposure is self._kept[0] and isinstance(saved, list)):
+            return _per_time(exposure)
+        types = exposure.schema
+        return pl.DataFrame(
+            {"xch": [r[0] for r in saved], "arm": [r[1] for r in saved],
+             "assigned_at": [r[2] for r in saved], "len": [r[3] for r in saved]},
+            schema={"xch": types["xch"], "arm": types["arm"], "assigned_at": pl.Int64,
+                    "len": pl.get_index_type()}).with_columns(
+            pl.col("assigned_at").cast(types["assigned_at"]))
 
     def _fingerprint(self, source: HourlySource, exposure: pl.DataFrame,
                      metrics: list[Metric], until: dt.datetime) -> str:
@@ -809,10 +873,10 @@ class _Cache:
 
     def read(self, source: HourlySource, exposure: pl.DataFrame,
              metrics: list[Metric]) -> _Cached | None:
-        if self.dir is None or not (self.dir / MANIFEST).is_file():
+        manifest = self._manifest()
+        if manifest is None:
             return None
         try:
-            manifest = json.loads((self.dir / MANIFEST).read_text())
             frames = {name: self._verified(manifest["files"][name])
                       for name in ("cohort", "events")}
             last = dt.datetime.fromisoformat(manifest["last_hour"])
@@ -847,7 +911,18 @@ class _Cache:
         refuse_link(self.dir)
         generation = secrets.token_hex(8)
         files = {}
-        for name, frame in (("cohort", cohort), ("events", events)):
+        fingerprint = self._fingerprint(source, exposure, metrics, last)
+        state = source.state(exposure, self.window)  # after it: with the digests up to last
+        saved = [("cohort", cohort), ("events", events)]
+        kept = (self._manifest() or {}).get("files", {}).get("exposures")
+        if state.get("exposures") is not None and self._kept and exposure is self._kept[0]:
+            files["exposures"] = kept  # read from that file: it stays
+        elif state.get("exposures") is not None:
+            saved.append(("exposures", exposure))
+        per_time = None if state.get("exposures") is None else [
+            list(r) for r in self.per_time(exposure).with_columns(
+                pl.col("assigned_at").dt.epoch("us")).iter_rows()]
+        for name, frame in saved:
             buf = io.BytesIO()
             frame.write_parquet(buf)
             data = buf.getvalue()
@@ -856,9 +931,10 @@ class _Cache:
             files[name] = {"name": file, "size": len(data),
                            "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write_text(self.dir / MANIFEST, json.dumps({
-            "fingerprint": self._fingerprint(source, exposure, metrics, last),
+            "fingerprint": fingerprint,
             "last_hour": last.isoformat(), "baseline": baseline, "files": files,
-            "looks": looks}))
+            "looks": looks, "version": CACHE_VERSION, "polars": pl.__version__,
+            "source": state, "per_time": per_time}))
         self._clean({f["name"] for f in files.values()})
 
     def _clean(self, keep: set[str]) -> None:

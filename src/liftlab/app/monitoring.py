@@ -73,7 +73,8 @@ def monitor_on(
         chosen = default_as_of(spec, engine)
         as_of, basis = chosen.as_of, chosen.describe()
     try:
-        hourly = engine.hourly(spec, engine.units(spec))
+        # the units only when the exposures are not in the cache (an hourly update's are)
+        hourly = engine.hourly(spec, lambda: engine.units(spec))
     except EngineLimit:
         raise UserError(folder_only(engine, "liftlab monitor")) from None
     return run_monitor(spec, hourly, as_of, cache), basis

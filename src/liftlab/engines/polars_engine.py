@@ -475,7 +475,7 @@ class PolarsEngine:
         with self.source.reading():
             return _distinct(self.source, table, column, window)
 
-    def hourly(self, spec: Experiment, units: Units) -> PolarsHourly:
+    def hourly(self, spec: Experiment, units: Units | Callable[[], Units]) -> PolarsHourly:
         return PolarsHourly(spec, tables_from_source(spec, self.source, units), self.source)
 
     def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
