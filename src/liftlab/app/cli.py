@@ -209,7 +209,7 @@ def monitor(
         out.print(dumps_json(json.loads(json.dumps({**result.to_json(), "as_of_basis": basis}))),
                   markup=False)
         return
-    from liftlab.app.readouts import MonitorReadout
+    from liftlab.app.monitor_readout import MonitorReadout
 
     out.print(MonitorReadout(result, basis).summary(), markup=False)
 
