@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +239,47 @@ def test_a_changed_file_is_read_again(
         assert update["cache"] == fresh["cache"]  # type: ignore[index]
     update.pop("cache"), fresh.pop("cache")
     assert update == fresh
+
+
+UPDATE = """
+import sys
+sys.argv = ["liftlab", *sys.argv[1:]]
+from liftlab.app.cli import main
+try:
+    main()
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print("LOADED", ",".join(sorted(m for m in sys.modules if m.split(".")[0] in ("numba", "scipy")
+                                or m == "liftlab.analyses.experiment")), file=sys.stderr)
+"""
+
+
+def test_an_update_imports_no_compiler_solver_or_batch_analysis(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """An hourly update whose files are unchanged runs in a fresh interpreter, as a user
+    runs it, without numba, scipy or the batch analysis (each a tenth of a second or more
+    to import); it prints what the update that reads everything again prints."""
+    data, cache = folders[CANONICAL.id], tmp_path / "cache"
+    monitor_file(EXPERIMENT, data, AS_OF - dt.timedelta(days=1), cache, None)
+    args = ["monitor", str(EXPERIMENT), "--data", str(data), "--as-of", AS_OF.isoformat()]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", UPDATE, *args, "--cache", str(cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("LOADED")]
+    assert loaded == ["LOADED "], done.stderr
+    plain = subprocess.run(
+        [sys.executable, "-m", "liftlab.app.cli", *args, "--cache", str(tmp_path / "fresh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert done.stdout == plain.stdout
+    assert "email" in done.stdout or "spring-factorial" in done.stdout

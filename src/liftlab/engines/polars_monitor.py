@@ -24,10 +24,11 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import importlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -36,7 +37,6 @@ from liftlab.core.errors import DataError, Problem
 from liftlab.core.stable import stable_mean, stable_std, stable_sum
 from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
-from liftlab.engines import dense_monitor
 from liftlab.engines.earliest import first_times_direct
 from liftlab.engines.polars_measures import measure_condition, measure_expr
 from liftlab.engines.units import Units
@@ -50,6 +50,18 @@ from liftlab.spec.aggregation import (
     pre_name,
 )
 from liftlab.spec.models import Experiment, Metric
+
+if TYPE_CHECKING:
+    from liftlab.engines import dense_monitor
+else:
+    class _Compiled:
+        """engines/dense_monitor.py, imported on first use: numba takes 0.2 s to import,
+        which an hourly update that runs no compiled pass need not pay."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(importlib.import_module("liftlab.engines.dense_monitor"), name)
+
+    dense_monitor = _Compiled()
 
 HOUR = dt.timedelta(hours=1)
 TS = pl.Datetime("us", "UTC")
