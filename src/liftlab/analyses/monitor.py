@@ -188,11 +188,12 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
         save = True
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
+    per_time = cache.per_time(exposure)
     out = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                  events.filter(pl.col("hour") <= last), baseline, last, memo,
-                  cache.per_time(exposure))
+                  events.filter(pl.col("hour") <= last), baseline, last, memo, per_time)
     if save:  # after the decisions: the cache keeps the looks they solved (``_Memo``)
-        cache.write(source, exposure, metrics, cohort, events, baseline, last, memo.saved())
+        cache.write(source, exposure, metrics, cohort, events, baseline, last, memo.saved(),
+                    per_time)
     return MonitorResult(spec.id, as_of, out.decision, out.decided_at, out.p_value,
                          out.srm_p_value, out.guardrails, out.comparisons, out.timeline,
                          computed, cached_hours, rows, clipped)
@@ -438,13 +439,11 @@ class _Running:
 
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
-            last: dt.datetime, memo: _Memo | None = None,
-            per_time: pl.DataFrame | None = None) -> _Readout:
+            last: dt.datetime, memo: _Memo, per_time: pl.DataFrame) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
-    # units per (channel, arm, assignment time): few rows (units share batch times), for
-    # both the arms' sizes and the assignment counts by hour, one group-by of every unit
-    per_time = _per_time(exposure) if per_time is None else per_time
+    # ``per_time``: units per (channel, arm, assignment time), few rows (units share batch
+    # times), for both the arms' sizes and the assignment counts by hour
     sizes = {(r["xch"], r["arm"]): r["len"] for r in per_time.group_by("xch", "arm").agg(
         pl.col("len").sum()).iter_rows(named=True)}
     comps = [_Comparison(ch, arm, None if cfg.variants is None else arm,
@@ -454,7 +453,6 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
     levels = _Levels.of(spec.monitoring_alpha, len(comps), len(guards))
     hours = pl.datetime_range(_floor_hour(exposure["exposed_at"].min()) + HOUR, last, "1h",
                               time_unit="us", time_zone="UTC", eager=True).to_list()
-    memo = _Memo({}) if memo is None else memo
     data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
                    _srm_timeline(spec, {c.channel for c in comps}, sizes,
                                  _assigned_from(per_time, hours), hours, memo))
@@ -849,9 +847,9 @@ class _Cache:
                         exc)
 
     def per_time(self, exposure: pl.DataFrame) -> pl.DataFrame:
-        """``_per_time(exposure)``; saved with the exposures and read back with them (a
-        group-by of every unit, 0.1 s at 2 M, that an update would repeat on the same
-        frame)."""
+        """Units per channel, arm and assignment time of ``exposure``; saved with the
+        exposures and read back with them (a group-by of every unit, 0.1 s at 2 M, that an
+        update would repeat on the same frame)."""
         saved = (self._manifest() or {}).get("per_time")
         if not (self._kept and exposure is self._kept[0] and isinstance(saved, list)):
             return _per_time(exposure)
@@ -904,7 +902,7 @@ class _Cache:
     def write(self, source: HourlySource, exposure: pl.DataFrame,
               metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
               baseline: dict[str, dict[str, float]], last: dt.datetime,
-              looks: dict[str, Any]) -> None:
+              looks: dict[str, Any], per_time: pl.DataFrame) -> None:
         if self.dir is None or self.root is None:
             return
         claim_cache(self.root)
@@ -919,8 +917,8 @@ class _Cache:
             files["exposures"] = kept  # read from that file: it stays
         elif state.get("exposures") is not None:
             saved.append(("exposures", exposure))
-        per_time = None if state.get("exposures") is None else [
-            list(r) for r in self.per_time(exposure).with_columns(
+        counts = None if state.get("exposures") is None else [
+            list(r) for r in per_time.with_columns(
                 pl.col("assigned_at").dt.epoch("us")).iter_rows()]
         for name, frame in saved:
             buf = io.BytesIO()
@@ -934,7 +932,7 @@ class _Cache:
             "fingerprint": fingerprint,
             "last_hour": last.isoformat(), "baseline": baseline, "files": files,
             "looks": looks, "version": CACHE_VERSION, "polars": pl.__version__,
-            "source": state, "per_time": per_time}))
+            "source": state, "per_time": counts}))
         self._clean({f["name"] for f in files.values()})
 
     def _clean(self, keep: set[str]) -> None:
