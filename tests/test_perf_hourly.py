@@ -27,7 +27,9 @@ from liftlab.data.folder import FolderSource
 from liftlab.engines import dense_monitor
 from liftlab.engines import polars_monitor as pm
 from liftlab.engines.earliest import first_times_direct
+from liftlab.engines.open import open_engine
 from liftlab.engines.polars_engine import PolarsEngine
+from liftlab.spec.loader import load_experiment
 
 CHANNELS = ["email", "sms", "push"]
 
@@ -286,3 +288,21 @@ def test_an_update_imports_no_compiler_solver_or_batch_analysis(
     assert plain.returncode == 0, plain.stderr
     assert done.stdout == plain.stdout
     assert "email" in done.stdout or "spring-factorial" in done.stdout
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.id)
+def test_rows_digests_read_on_stored_timestamps_are_the_tables(
+    folders: dict[str, Path], layout: Layout
+) -> None:
+    """The fingerprint of a folder's rows, filtered on the stored timestamps first
+    (``scan_between``), is the one of the same tables filtered after conversion."""
+    spec = load_experiment(EXPERIMENT)
+    engine = open_engine(folders[layout.id], spec.timezone)
+    source = engine.hourly(spec, engine.units(spec))  # type: ignore[arg-type]
+    exposure = source.exposures(dt.timedelta(hours=72))
+    metrics = list(spec.metrics)  # type: ignore[attr-defined]
+    plain = pm.PolarsHourly(spec, source.tables)  # type: ignore[arg-type]
+    for until in (AS_OF - dt.timedelta(days=1), AS_OF):
+        assert source.fingerprint(exposure, metrics, until) == plain.fingerprint(
+            exposure, metrics, until
+        )

@@ -295,14 +295,25 @@ class PolarsHourly:
         cheaper). A digest is a count and a sum, so after one up to an earlier ``until``
         (the cache check) only the rows since are hashed (the cache write's): an hourly
         update hashes the table's history once, not twice."""
-        ts = pl.col(TS_COLUMN[table]).cast(TS)
         key = (table, tuple(columns), lo)
         known = [(upto, d) for upto, d in self._digests.get(key, []) if upto <= until]
         start, (n, h) = max(known, key=lambda k: k[0]) if known else (lo, (0, 0))
-        more = _digest(self.tables[table].filter((ts >= start) & (ts < until)).select(columns))
+        more = _digest(self._between(table, start, until).select(columns))
         digest = (n + more[0], h + more[1])
         self._digests.setdefault(key, []).append((until, digest))
         return digest
+
+    def _between(self, table: str, lo: dt.datetime, hi: dt.datetime) -> pl.LazyFrame:
+        """The table's rows with ``lo <= ts < hi``. From a folder, filtered on the stored
+        timestamps first (``FolderSource.scan_between``): naive or zoned timestamps are
+        converted before a filter on them, which then reads every row group (0.6 s for the
+        hour an update hashes at 2 M customers, instead of a few row groups). The same rows
+        and columns either way (tests/test_perf_hourly.py compares the digests)."""
+        if self.source is None:
+            ts = pl.col(TS_COLUMN[table]).cast(TS)
+            return self.tables[table].filter((ts >= lo) & (ts < hi))
+        return self.source.scan_between(table, TS_COLUMN[table], lo, hi,
+                                        self.source.id_type(self.spec.unit))
 
 
 def _signature(source: FolderSource, tables: list[str]) -> str:
