@@ -1,5 +1,5 @@
-"""The data checks the commands share before any analysis (no heavy imports: the monitor's
-hourly update and ``liftlab validate`` load this without the batch analysis)."""
+"""The data checks the commands share before any analysis, in a module of their own so that
+the monitor's hourly update loads them without the batch analysis behind ``app/run.py``."""
 
 from __future__ import annotations
 
