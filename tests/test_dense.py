@@ -251,6 +251,7 @@ def test_sorted_repeats_count_like_n_unique(values: list[int | None], batch_rows
 
 def test_memory_cap_falls_back_to_the_hash_route(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import liftlab.engines.dense as dense_passes  # imported where the pass runs
     import liftlab.engines.polars_engine as engine
 
     units = _write(tmp_path, np.random.default_rng(5), 200, 2, 800, 0)
@@ -259,7 +260,7 @@ def test_memory_cap_falls_back_to_the_hash_route(tmp_path: Path,
     dense = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
     calls: list[int] = []
     monkeypatch.setattr(engine, "DENSE_BYTES", 0)
-    monkeypatch.setattr(engine, "accumulate", lambda *a: calls.append(1))
+    monkeypatch.setattr(dense_passes, "accumulate", lambda *a: calls.append(1))
     capped = aggregate(plan, units, FolderSource(tmp_path), pl.Int64)
     assert not calls
     for col in dense.columns[1:]:
@@ -431,11 +432,12 @@ def test_a_metrics_channel_missing_from_the_guess_is_looked_up(
 def test_many_channels_in_the_first_rows_skip_the_guess(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """More than 12 channels already: no landing split, no lookup, no per-channel coding."""
+    import liftlab.engines.dense as dense_passes  # imported where the pass runs
     import liftlab.engines.polars_engine as engine
 
     guesses: list[object] = []
-    real = engine.table_layout
-    monkeypatch.setattr(engine, "table_layout",
+    real = dense_passes.table_layout
+    monkeypatch.setattr(dense_passes, "table_layout",
                         lambda *a: guesses.append(a[4]) or real(*a))
     monkeypatch.setattr(engine, "_distinct", lambda *a: pytest.fail("looked up"))
     units = _write(tmp_path, np.random.default_rng(12), 30, 1, 10, 0)

@@ -237,7 +237,7 @@ def monitor(
 ) -> MonitorReadout:
     """The sequential readout now (or at ``as_of``): decision, guardrails, hourly timeline.
     ``cache``: a folder of hourly aggregates reused by later calls. Folders only."""
-    from liftlab.app.run import monitor_on
+    from liftlab.app.monitoring import monitor_on
 
     spec, yaml = _experiment(experiment, "hourly monitor")
     source = open_data(data)  # held until the work is done (frames live in its folder)

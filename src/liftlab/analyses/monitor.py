@@ -84,8 +84,8 @@ PRECEDENCE: tuple[Decision, ...] = ("srm", "harm", "treatment_loses", "treatment
 MAX_TIMELINE_HOURS = 3 * 366 * 24  # one timeline row per hour and comparison
 CACHE_VERSION = 4  # 4: ratio parts, covariates and their cross-products per hour
 MANIFEST = "manifest.json"
-CACHE_FILE = re.compile(r"(cohort|events)-[0-9a-f]{16}\.parquet")
-CACHE_TEMP = re.compile(r"\.((cohort|events)-[0-9a-f]{16}\.parquet|manifest\.json)"
+CACHE_FILE = re.compile(r"(cohort|events|exposures)-[0-9a-f]{16}\.parquet")
+CACHE_TEMP = re.compile(r"\.((cohort|events|exposures)-[0-9a-f]{16}\.parquet|manifest\.json)"
                         r"\.liftlab-\w+\.tmp")  # an atomic write killed half-way
 LEGACY_CACHE_FILES = ("meta.json", "cohort.parquet", "events.parquet")
 log = logging.getLogger("liftlab.analyses.monitor")
@@ -163,17 +163,19 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
     horizon = horizon_end(spec)
     last = min(_floor_hour(as_of), horizon)
     clipped = horizon if horizon < as_of else None
+    cache = _Cache(cache_dir, spec, window)
+    cache.restore(source)  # what the last readout kept of the same files
     exposure = source.exposures(window)
     _check_span(spec, exposure, last)
     empty = MonitorResult(spec.id, as_of, "continue", None, 1.0, 1.0, (), (), (), 0, 0, 0,
                           clipped)
     if exposure.height == 0 or exposure["exposed_at"].min() >= last:
         return empty
-    cache = _Cache(cache_dir, spec, window)
     prior = cache.read(source, exposure, metrics)
+    memo = _Memo({} if prior is None else dict(prior.looks))
     if prior is not None and prior.last >= last:
         cohort, events, baseline = prior.cohort, prior.events, prior.baseline
-        computed, rows = 0, 0
+        computed, rows, save = 0, 0, False
     else:
         after = prior.last if prior is not None else None
         new = source.hourly(exposure, metrics, tested, window, after, last)
@@ -183,11 +185,15 @@ def _readout(spec: Experiment, source: HourlySource, as_of: dt.datetime,
         events = new.events if prior is None else pl.concat([prior.events, new.events])
         rows = new.rows
         computed = _hours(after or _floor_hour(exposure["exposed_at"].min()), last)
-        cache.write(source, exposure, metrics, cohort, events, baseline, last)
+        save = True
     cached_hours = 0 if prior is None else _hours(
         _floor_hour(exposure["exposed_at"].min()), min(prior.last, last))
+    per_time = cache.per_time(exposure)
     out = _decide(spec, exposure, tested, cohort.filter(pl.col("hour") <= last),
-                  events.filter(pl.col("hour") <= last), baseline, last)
+                  events.filter(pl.col("hour") <= last), baseline, last, memo, per_time)
+    if save:  # after the decisions: the cache keeps the looks they solved (``_Memo``)
+        cache.write(source, exposure, metrics, cohort, events, baseline, last, memo.saved(),
+                    per_time)
     return MonitorResult(spec.id, as_of, out.decision, out.decided_at, out.p_value,
                          out.srm_p_value, out.guardrails, out.comparisons, out.timeline,
                          computed, cached_hours, rows, clipped)
@@ -328,9 +334,54 @@ class _Memo:
             self.store[key] = seq.event_look(k_t, k_h, share, conc, alpha)
         return self.store[key]  # type: ignore[no-any-return]
 
+    def srm(self, counts: list[int], probs: list[float], conc: float) -> float:
+        key = ("srm", tuple(counts), tuple(probs), conc)
+        if key not in self.store:
+            self.store[key] = seq.multinomial_mixture_p(counts, probs, conc)
+        return self.store[key]  # type: ignore[no-any-return]
+
+    # The event looks and SRM tests are pure functions of a few numbers, and an hourly
+    # update repeats every earlier hour's: the cache keeps them (``saved``, read back by
+    # ``loaded``), so an update solves only its new looks. Without that each update
+    # imported scipy.optimize and scipy.special (0.3 s) to solve the looks of hours solved
+    # before. JSON keeps every float exactly (shortest repr), so a look read back is the
+    # look solved (tests/test_perf_hourly.py compares readouts with and without them).
+    def saved(self) -> dict[str, Any]:
+        """The event looks and SRM p-values solved so far, for the cache (JSON)."""
+        events = [[*key[1:], *dataclasses.astuple(v)] for key, v in self.store.items()
+                  if key[0] == "event"]
+        srm = [[list(key[1]), list(key[2]), key[3], v] for key, v in self.store.items()
+               if key[0] == "srm"]
+        return {"version": _LOOKS_VERSION, "scipy": _scipy_version(), "event": events,
+                "srm": srm}
+
+    @staticmethod
+    def loaded(saved: dict[str, Any]) -> dict[tuple[Any, ...], Any]:
+        """The memo entries of ``saved`` (none when another scipy or format solved them)."""
+        if saved.get("version") != _LOOKS_VERSION or saved.get("scipy") != _scipy_version():
+            return {}
+        out: dict[tuple[Any, ...], Any] = {}
+        for k_t, k_h, share, conc, alpha, *look in saved["event"]:
+            out[("event", int(k_t), int(k_h), float(share), float(conc), float(alpha))] = (
+                seq.EventLook(int(look[0]), int(look[1]), *map(float, look[2:])))
+        for counts, probs, conc, p in saved["srm"]:
+            out[("srm", tuple(int(c) for c in counts), tuple(float(q) for q in probs),
+                 float(conc))] = float(p)
+        return out
+
 
 def _row_key(row: dict[str, float] | None) -> tuple[Any, ...] | None:
     return None if row is None else tuple(row.items())
+
+
+_LOOKS_VERSION = 1  # the layout of ``_Memo.saved``
+
+
+def _scipy_version() -> str:
+    """The installed scipy's version without importing it (the looks' solver)."""
+    from importlib.metadata import version
+
+    return version("scipy")
 
 
 @dataclass(frozen=True)
@@ -388,14 +439,11 @@ class _Running:
 
 def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
             cohort: pl.DataFrame, events: pl.DataFrame, baseline: dict[str, dict[str, float]],
-            last: dt.datetime) -> _Readout:
+            last: dt.datetime, memo: _Memo, per_time: pl.DataFrame) -> _Readout:
     primary = spec.metric(spec.primary_metric)
     guards = [m for m in tested if m.guardrail and m.name != primary.name]
-    # units per (channel, arm, assignment time): few rows (units share batch times), for
-    # both the arms' sizes and the assignment counts by hour, one group-by of every unit
-    # (lazy: polars runs a lazy query on its streaming engine, a third of the CPU time of the
-    # eager group-by's in-memory engine over millions of rows)
-    per_time = exposure.lazy().group_by("xch", "arm", "assigned_at").len().collect()
+    # ``per_time``: units per (channel, arm, assignment time), few rows (units share batch
+    # times), for both the arms' sizes and the assignment counts by hour
     sizes = {(r["xch"], r["arm"]): r["len"] for r in per_time.group_by("xch", "arm").agg(
         pl.col("len").sum()).iter_rows(named=True)}
     comps = [_Comparison(ch, arm, None if cfg.variants is None else arm,
@@ -407,8 +455,8 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
                               time_unit="us", time_zone="UTC", eager=True).to_list()
     data = _Hourly(hours, _cumulate(cohort, hours), _cumulate_events(events, hours),
                    _srm_timeline(spec, {c.channel for c in comps}, sizes,
-                                 _assigned_from(per_time, hours), hours))
-    setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data)
+                                 _assigned_from(per_time, hours), hours, memo))
+    setting = _Setting(spec, levels, _GsPlan.of(spec, exposure), guards, data, memo)
     guard_out = {g.name: _GuardState(g.name) for g in guards}
     timeline: list[dict[str, Any]] = []
     states: list[dict[str, Any]] = []
@@ -434,7 +482,7 @@ def _decide(spec: Experiment, exposure: pl.DataFrame, tested: list[Metric],
 
 def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str, str], int],
                   assigned: Mapping[tuple[str, str, dt.datetime], int],
-                  hours: list[dt.datetime]) -> dict[tuple[str, dt.datetime], float]:
+                  hours: list[dt.datetime], memo: _Memo) -> dict[tuple[str, dt.datetime], float]:
     """Per channel (of a comparison) and hour, the running minimum of the sequential
     multinomial test of the arms' assignment counts against the design's fractions."""
     out: dict[tuple[str, dt.datetime], float] = {}
@@ -447,8 +495,7 @@ def _srm_timeline(spec: Experiment, channels: set[str], sizes: Mapping[tuple[str
         for hour in hours:
             counts = [assigned.get((ch, arm, hour), 0) for arm in cfg.arms]
             if sum(counts):
-                running = min(running, seq.multinomial_mixture_p(
-                    counts, list(cfg.arms.values()), conc))
+                running = min(running, memo.srm(counts, list(cfg.arms.values()), conc))
             out[(ch, hour)] = running
     return out
 
@@ -703,10 +750,17 @@ def _cumulate_events(events: pl.DataFrame, hours: list[dt.datetime]
             for r in full.iter_rows(named=True)}
 
 
+def _per_time(exposure: pl.DataFrame) -> pl.DataFrame:
+    """Units per channel, arm and assignment time (``len``): one group-by of every unit, lazy
+    because polars runs a lazy query on its streaming engine, a third of the CPU time of the
+    eager group-by's in-memory engine over millions of rows."""
+    return exposure.lazy().group_by("xch", "arm", "assigned_at").len().collect()
+
+
 def _assigned(exposure: pl.DataFrame, hours: list[dt.datetime]
               ) -> dict[tuple[str, str, dt.datetime], int]:
     """Assignment counts per (channel, arm) at every hour: units assigned by that hour."""
-    return _assigned_from(exposure.group_by("xch", "arm", "assigned_at").len(), hours)
+    return _assigned_from(_per_time(exposure), hours)
 
 
 def _assigned_from(per_time: pl.DataFrame, hours: list[dt.datetime]
@@ -735,6 +789,7 @@ class _Cached:
     cohort: pl.DataFrame
     events: pl.DataFrame
     baseline: dict[str, dict[str, float]]
+    looks: dict[tuple[Any, ...], Any]  # the memo's solved looks (``_Memo.saved``)
 
 
 class _Cache:
@@ -752,6 +807,62 @@ class _Cache:
         self.dir = None if root is None else Path(root) / spec.id
         self.spec = spec
         self.window = window
+        self._loaded: list[dict[str, Any] | None] = []  # the manifest, once read
+        self._kept: list[pl.DataFrame] = []  # the exposures frame read from the cache
+
+    def _manifest(self) -> dict[str, Any] | None:
+        """The manifest (None: none, or unreadable), read once."""
+        if not self._loaded:
+            manifest = None
+            if self.dir is not None and (self.dir / MANIFEST).is_file():
+                try:
+                    manifest = json.loads((self.dir / MANIFEST).read_text())
+                except (OSError, ValueError) as exc:
+                    log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
+                                self.dir, exc)
+            self._loaded.append(manifest if isinstance(manifest, dict) else None)
+        return self._loaded[0]
+
+    def restore(self, source: HourlySource) -> None:
+        """Hand the source what the last save kept (``HourlySource.state``), when this
+        liftlab cache format and polars version wrote it; the source takes back only what
+        its files would give again."""
+        manifest = self._manifest()
+        if (manifest is None or manifest.get("version") != CACHE_VERSION
+                or manifest.get("polars") != pl.__version__):
+            return
+
+        def exposures() -> pl.DataFrame | None:
+            try:
+                frame = self._verified(manifest["files"]["exposures"])
+            except (OSError, ValueError, KeyError, TypeError,
+                    pl.exceptions.PolarsError) as exc:
+                log.warning("ignoring the exposures of the monitor cache %s (%s)", self.dir,
+                            exc)
+                return None
+            self._kept[:] = [frame]
+            return frame
+
+        try:
+            source.restore(manifest.get("source") or {}, exposures)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring what the monitor cache %s kept of the data (%s)", self.dir,
+                        exc)
+
+    def per_time(self, exposure: pl.DataFrame) -> pl.DataFrame:
+        """Units per channel, arm and assignment time of ``exposure``; saved with the
+        exposures and read back with them (a group-by of every unit, 0.1 s at 2 M, that an
+        update would repeat on the same frame)."""
+        saved = (self._manifest() or {}).get("per_time")
+        if not (self._kept and exposure is self._kept[0] and isinstance(saved, list)):
+            return _per_time(exposure)
+        types = exposure.schema
+        return pl.DataFrame(
+            {"xch": [r[0] for r in saved], "arm": [r[1] for r in saved],
+             "assigned_at": [r[2] for r in saved], "len": [r[3] for r in saved]},
+            schema={"xch": types["xch"], "arm": types["arm"], "assigned_at": pl.Int64,
+                    "len": pl.get_index_type()}).with_columns(
+            pl.col("assigned_at").cast(types["assigned_at"]))
 
     def _fingerprint(self, source: HourlySource, exposure: pl.DataFrame,
                      metrics: list[Metric], until: dt.datetime) -> str:
@@ -763,21 +874,22 @@ class _Cache:
 
     def read(self, source: HourlySource, exposure: pl.DataFrame,
              metrics: list[Metric]) -> _Cached | None:
-        if self.dir is None or not (self.dir / MANIFEST).is_file():
+        manifest = self._manifest()
+        if manifest is None:
             return None
         try:
-            manifest = json.loads((self.dir / MANIFEST).read_text())
             frames = {name: self._verified(manifest["files"][name])
                       for name in ("cohort", "events")}
             last = dt.datetime.fromisoformat(manifest["last_hour"])
             baseline = manifest["baseline"]
+            looks = _Memo.loaded(manifest.get("looks", {}))
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             log.warning("ignoring the monitor cache %s (%s); recomputing from the data",
                         self.dir, exc)
             return None
         if manifest.get("fingerprint") != self._fingerprint(source, exposure, metrics, last):
             return None  # the data or the spec changed: a stale cache is recomputed
-        return _Cached(last, frames["cohort"], frames["events"], baseline)
+        return _Cached(last, frames["cohort"], frames["events"], baseline, looks)
 
     def _verified(self, entry: dict[str, Any]) -> pl.DataFrame:
         """A data file the manifest lists, after checking its name, size and checksum."""
@@ -792,14 +904,26 @@ class _Cache:
 
     def write(self, source: HourlySource, exposure: pl.DataFrame,
               metrics: list[Metric], cohort: pl.DataFrame, events: pl.DataFrame,
-              baseline: dict[str, dict[str, float]], last: dt.datetime) -> None:
+              baseline: dict[str, dict[str, float]], last: dt.datetime,
+              looks: dict[str, Any], per_time: pl.DataFrame) -> None:
         if self.dir is None or self.root is None:
             return
         claim_cache(self.root)
         refuse_link(self.dir)
         generation = secrets.token_hex(8)
         files = {}
-        for name, frame in (("cohort", cohort), ("events", events)):
+        fingerprint = self._fingerprint(source, exposure, metrics, last)
+        state = source.state(exposure, self.window)  # after it: with the digests up to last
+        saved = [("cohort", cohort), ("events", events)]
+        kept = (self._manifest() or {}).get("files", {}).get("exposures")
+        if state.get("exposures") is not None and self._kept and exposure is self._kept[0]:
+            files["exposures"] = kept  # read from that file: it stays
+        elif state.get("exposures") is not None:
+            saved.append(("exposures", exposure))
+        counts = None if state.get("exposures") is None else [
+            list(r) for r in per_time.with_columns(
+                pl.col("assigned_at").dt.epoch("us")).iter_rows()]
+        for name, frame in saved:
             buf = io.BytesIO()
             frame.write_parquet(buf)
             data = buf.getvalue()
@@ -808,8 +932,10 @@ class _Cache:
             files[name] = {"name": file, "size": len(data),
                            "sha256": hashlib.sha256(data).hexdigest()}
         atomic_write_text(self.dir / MANIFEST, json.dumps({
-            "fingerprint": self._fingerprint(source, exposure, metrics, last),
-            "last_hour": last.isoformat(), "baseline": baseline, "files": files}))
+            "fingerprint": fingerprint,
+            "last_hour": last.isoformat(), "baseline": baseline, "files": files,
+            "looks": looks, "version": CACHE_VERSION, "polars": pl.__version__,
+            "source": state, "per_time": counts}))
         self._clean({f["name"] for f in files.values()})
 
     def _clean(self, keep: set[str]) -> None:

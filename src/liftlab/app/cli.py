@@ -198,7 +198,7 @@ def monitor(
     force: ForceOpt = False,
 ) -> None:
     """Always-valid readout now: the decision so far, guardrails and the hourly timeline."""
-    from liftlab.app.run import monitor_file
+    from liftlab.app.monitoring import monitor_file
 
     result, basis = monitor_file(experiment, data, parse_as_of(as_of), cache, out_dir, force)
     if as_json:
@@ -209,7 +209,7 @@ def monitor(
         out.print(dumps_json(json.loads(json.dumps({**result.to_json(), "as_of_basis": basis}))),
                   markup=False)
         return
-    from liftlab.app.readouts import MonitorReadout
+    from liftlab.app.monitor_readout import MonitorReadout
 
     out.print(MonitorReadout(result, basis).summary(), markup=False)
 

@@ -10,13 +10,15 @@ import polars as pl
 
 from liftlab.analyses.calibration import pymc_marketing, records_from_results
 from liftlab.analyses.experiment import analyze, default_as_of
+from liftlab.app.checks import check_columns
+from liftlab.app.monitoring import monitor_file as monitor_file  # the monitor has its module
+from liftlab.app.monitoring import monitor_on as monitor_on
 from liftlab.core.errors import DataError, LiftlabError, Problem, SpecError, UserError
 from liftlab.core.fsio import (
     atomic_write_json,
     atomic_write_text,
     claim_root,
     replace_dir,
-    write_beside,
 )
 from liftlab.data.quality import QualityReport
 from liftlab.engines.base import Engine, EngineLimit, folder_only
@@ -31,7 +33,6 @@ from liftlab.spec.models import FIRST_DATE, LAST_DATE, Experiment
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from liftlab.analyses.monitor import MonitorResult
     from liftlab.analyses.planning import PlanResult
     from liftlab.report.daily import DailyRun
 
@@ -42,18 +43,6 @@ PRESSURE_FOLDER = "dose-response"
 PRESSURE_DATE = dt.date(2026, 4, 27)
 MAX_OUTCOME_DAYS = 365
 LOOKBACK_DAYS = 28  # usage window of the multichannel analysis
-
-
-def check_columns(spec: Experiment, engine: Engine, path: Path | None = None) -> None:
-    """Every column the definition names exists in the data (else a DataError at the YAML's
-    line when ``path`` is given)."""
-    from liftlab.spec.columns import column_problems
-
-    text = path.read_text(encoding="utf-8") if path is not None else None
-    problems = column_problems(spec, lambda t: engine.columns(t) if engine.has(t) else None,
-                               None if path is None else str(path), text)
-    if problems:
-        raise DataError(problems)
 
 
 def analyze_file(experiment: Path, data: str | Path, as_of: dt.datetime | None = None,
@@ -100,47 +89,6 @@ def write_analysis(results: dict[str, Any], folder: Path) -> None:
     copy_plotly(folder / "assets")
     atomic_write_text(folder / "dashboard.html",
                       render_experiment(results, folder, home="dashboard.html"))
-
-
-def monitor_file(experiment: Path, data: str | Path, as_of: dt.datetime | None,
-                 cache: Path | None, out_dir: Path | None,
-                 force: bool = False) -> tuple[MonitorResult, str | None]:
-    """The sequential readout of one experiment (polars engine), optionally written out, and
-    how its moment was chosen (None when ``as_of`` was given; by default the earlier of the
-    experiment's end and the data's freshness)."""
-    spec = load_experiment(experiment)
-    engine = open_engine(data, spec.timezone)
-    result, basis = monitor_on(spec, engine, as_of, cache, Path(experiment))
-    if out_dir is not None:
-        timeline = {**result.to_json(), "as_of_basis": basis}
-        write_beside(out_dir, "monitor", force,
-                     lambda folder: atomic_write_json(folder / "monitor.json", timeline))
-    return result, basis
-
-
-def monitor_on(spec: Experiment, engine: Engine, as_of: dt.datetime | None = None,
-               cache: Path | None = None, yaml: Path | None = None
-               ) -> tuple[MonitorResult, str | None]:
-    """The sequential readout of ``spec`` on an open engine (polars only), and how its
-    moment was chosen (None when ``as_of`` was given)."""
-    from liftlab.analyses.monitor import run_monitor
-
-    if isinstance(spec, GeoExperiment):
-        raise UserError(f"{yaml or spec.id}: a geo experiment has no hourly monitor; read it "
-                        "with liftlab analyze (or the daily report)")
-    problems = engine.check()
-    if problems:
-        raise DataError(problems)
-    check_columns(spec, engine, yaml)
-    basis = None
-    if as_of is None:
-        chosen = default_as_of(spec, engine)
-        as_of, basis = chosen.as_of, chosen.describe()
-    try:
-        hourly = engine.hourly(spec, engine.units(spec))
-    except EngineLimit:
-        raise UserError(folder_only(engine, "liftlab monitor")) from None
-    return run_monitor(spec, hourly, as_of, cache), basis
 
 
 def multichannel(data: str | Path, experiment: Path | None = None,

@@ -4,9 +4,9 @@ sufficient statistics; everything after that is shared."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -48,6 +48,11 @@ class HourlySource(Protocol):
 
     def fingerprint(self, exposure: pl.DataFrame, metrics: list[Metric],
                     until: dt.datetime) -> list[str]: ...
+
+    def state(self, exposure: pl.DataFrame, window: dt.timedelta) -> dict[str, Any]: ...
+
+    def restore(self, state: Mapping[str, Any],
+                exposures: Callable[[], pl.DataFrame | None]) -> None: ...
 
 
 class ClientSource(Protocol):
@@ -123,9 +128,9 @@ class Engine(Protocol):
         """The newest timestamp of a table (data freshness), None when absent or empty."""
         ...
 
-    def hourly(self, spec: Experiment, units: Units) -> HourlySource:
+    def hourly(self, spec: Experiment, units: Units | Callable[[], Units]) -> HourlySource:
         """The monitor's hourly aggregation of this experiment (``EngineLimit`` when the
-        engine has none yet)."""
+        engine has none yet); ``units`` or a function giving them when first needed."""
         ...
 
     def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]
@@ -174,7 +179,8 @@ class PolarsOnlyRowWork:
     credit, the multichannel clients and one row per customer for uplift models. The SQL and
     Spark engines inherit these refusals (``EngineLimit``, saying to pass the data folder)."""
 
-    def hourly(self: Engine, spec: Experiment, units: Units) -> HourlySource:
+    def hourly(self: Engine, spec: Experiment, units: Units | Callable[[], Units]
+               ) -> HourlySource:
         raise EngineLimit(folder_only(self, "the hourly monitor"))
 
     def last_touch(self: Engine, spec: Experiment, window: tuple[dt.datetime, dt.datetime]

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -34,19 +35,6 @@ from liftlab.data.quality import (
 )
 from liftlab.data.schema import TABLES
 from liftlab.engines.base import spread_caps
-from liftlab.engines.dense import (
-    ChannelGuess,
-    Groups,
-    GroupSumLayout,
-    Slots,
-    Unexpected,
-    accumulate,
-    cell_sums,
-    repeated,
-    table_layout,
-    unit_measure,
-)
-from liftlab.engines.hashed_ids import HashedIds, positions_by_join
 from liftlab.engines.polars_attribution import LOOKBACK_DAYS, last_touch_credit
 from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
@@ -65,6 +53,13 @@ from liftlab.spec.aggregation import (
 )
 from liftlab.spec.models import Experiment
 from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
+
+if TYPE_CHECKING:
+    from liftlab.engines.dense import ChannelGuess, Slots
+
+# The compiled passes (dense.py, hashed_ids.py) are imported where they run: numba takes
+# 0.2 s to import, which a command that runs none of them (the monitor's hourly update)
+# need not pay.
 
 # The per-unit array of the direct-address route may take this much memory; beyond it (ids
 # spread over a huge range, or very many measures), or with too many combinations of group
@@ -87,6 +82,8 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     The direct-address pass finds the purchase channels itself (``_first_channels``); the
     hash route looks them up first.
     """
+    from liftlab.engines.dense import Slots, Unexpected
+
     slots = Slots.fit(units[plan.unit]) if dense else None
     by_position = dense and slots is None and units.height > 0
     if by_position:  # text or sparse ids: each unit's slot is its row in ``units``
@@ -129,6 +126,8 @@ def _first_channels(source: FolderSource,
     """The purchase channels among the first rows of the window (and whether some had none):
     the usual data shows every channel within its first rows, so the direct-address pass
     plans its slots from them, checking every later row."""
+    from liftlab.engines.dense import ChannelGuess
+
     values = _window_values(source, "orders", "channel", window, GUESS_ROWS)
     return ChannelGuess(tuple(sorted(v for v in values.to_list() if v is not None)),
                         bool(values.null_count()))
@@ -174,6 +173,15 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     customers table (covariates: the hash route joins them); ``Unexpected`` when an order
     contradicts ``guess`` (its purchase channels). ``by_position``: the slots are the rows of
     ``units`` (``Slots(0, units.height)``), not the ids."""
+    from liftlab.engines.dense import (
+        Groups,
+        GroupSumLayout,
+        accumulate,
+        cell_sums,
+        table_layout,
+        unit_measure,
+    )
+
     if "customers" in plan.tables or _split_experiments(plan, source, "contacts",
                                                           experiment_id):
         return None
@@ -243,6 +251,8 @@ def _by_position(units: pl.DataFrame, unit: str
     as much CPU (2.2 s against 0.4 s for 5.9 M orders of 2 M text ids). Units listed twice,
     null unit ids or two ids sharing a hash take that join instead; a unit listed twice then
     gets every row of its id in each of its slots, as the hash route's join gives it."""
+    from liftlab.engines.hashed_ids import HashedIds, positions_by_join
+
     ids = units[unit]
     table = HashedIds.of(ids) if ids.len() and not ids.null_count() else None
     if table is None or table.keys.len() != ids.len():
@@ -421,6 +431,8 @@ class PolarsEngine:
                   for k, v in row.row(0, named=True).items()}
         for i, c in enumerate(checks):
             if c.kind == "duplicated":  # a bitmap over integer ids, else a hash count
+                from liftlab.engines.dense import repeated
+
                 column = src.raw(c.table).select(c.column)
                 n = repeated(column)
                 counts[i] = n if n is not None else int(
@@ -475,7 +487,7 @@ class PolarsEngine:
         with self.source.reading():
             return _distinct(self.source, table, column, window)
 
-    def hourly(self, spec: Experiment, units: Units) -> PolarsHourly:
+    def hourly(self, spec: Experiment, units: Units | Callable[[], Units]) -> PolarsHourly:
         return PolarsHourly(spec, tables_from_source(spec, self.source, units), self.source)
 
     def last_touch(self, spec: Experiment, window: tuple[dt.datetime, dt.datetime]

@@ -23,9 +23,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import importlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -34,7 +37,7 @@ from liftlab.core.errors import DataError, Problem
 from liftlab.core.stable import stable_mean, stable_std, stable_sum
 from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
-from liftlab.engines import dense_monitor
+from liftlab.engines.earliest import first_times_direct
 from liftlab.engines.polars_measures import measure_condition, measure_expr
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
@@ -47,6 +50,18 @@ from liftlab.spec.aggregation import (
     pre_name,
 )
 from liftlab.spec.models import Experiment, Metric
+
+if TYPE_CHECKING:
+    from liftlab.engines import dense_monitor
+else:
+    class _Compiled:
+        """engines/dense_monitor.py, imported on first use: numba takes 0.2 s to import,
+        which an hourly update that runs no compiled pass need not pay."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(importlib.import_module("liftlab.engines.dense_monitor"), name)
+
+    dense_monitor = _Compiled()
 
 HOUR = dt.timedelta(hours=1)
 TS = pl.Datetime("us", "UTC")
@@ -148,6 +163,10 @@ class PolarsHourly:
     # time) the digest of its rows up to each ``until`` asked.
     _digests: dict[object, list[tuple[object, tuple[int, int]]]] = field(
         default_factory=dict, compare=False, repr=False)
+    # The exposures an earlier readout kept (``restore``): their key, a reader of the frame
+    # and its digest.
+    _kept: list[tuple[str, Callable[[], pl.DataFrame | None], tuple[int, int]]] = field(
+        default_factory=list, compare=False, repr=False)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -159,8 +178,66 @@ class PolarsHourly:
 
     def exposures(self, window: dt.timedelta) -> pl.DataFrame:
         """One row per (unit, channel ``xch``): ``arm``, ``assigned_at``, ``exposed_at`` and
-        the ``mature`` hour (exposure plus the response window, rounded up)."""
+        the ``mature`` hour (exposure plus the response window, rounded up). The frame an
+        earlier readout kept when the files they come from are the same (``restore``)."""
+        key = self._exposure_key(window)
+        for kept_key, read, digest in self._kept:
+            frame = read() if key is not None and kept_key == key else None
+            if frame is not None:
+                self._digests["exposure"] = [(frame, digest)]
+                return frame
         return _exposures(self.spec, self.tables, window)
+
+    # An hourly update asks the same of the same files as the readout an hour before: the
+    # units, assignment times and first sends behind the exposures (0.6 s of reading and
+    # joining at 2 M customers) and the digests of the rows the cached hours depend on
+    # (0.15 s of hashing 28 days of orders). ``state`` gives the monitor's cache what it
+    # may keep, each with a signature of the files it was computed from (name, size,
+    # modification and change times, inode of each file: a file rewritten or replaced has
+    # another), and ``restore`` takes back only what the same files would give again. A
+    # changed file, a new part or another spec recompute as before
+    # (tests/test_perf_hourly.py).
+    def state(self, exposure: pl.DataFrame, window: dt.timedelta) -> dict[str, Any]:
+        """What a later readout of the same files may reuse (JSON): the key of these
+        exposures with their digest (key None: not read from files), and per table read so
+        far the digest of its rows up to the latest time asked, with its files'
+        signature."""
+        if self.source is None:
+            return {}
+        digests = []
+        for key, known in self._digests.items():
+            if key == "exposure" or not known:
+                continue
+            table, columns, lo = key  # type: ignore[misc]
+            until, (n, h) = max(known, key=lambda k: k[0])  # type: ignore[arg-type, return-value]
+            digests.append([table, list(columns), lo.isoformat(), until.isoformat(), n, h,
+                            _signature(self.source, [table])])
+        return {"exposures": self._exposure_key(window),
+                "exposure_digest": list(self._digest_of(exposure)), "digests": digests}
+
+    def restore(self, state: Mapping[str, Any],
+                exposures: Callable[[], pl.DataFrame | None]) -> None:
+        """Take back what ``state`` kept that these files would give again; ``exposures``
+        reads the kept frame (None when it cannot)."""
+        if self.source is None or not state:
+            return
+        if state.get("exposures") is not None:
+            digest = state["exposure_digest"]
+            self._kept[:] = [(state["exposures"], exposures, (int(digest[0]), int(digest[1])))]
+        for table, columns, lo, until, n, h, signature in state.get("digests", []):
+            if signature == _signature(self.source, [table]):
+                key = (table, tuple(columns), dt.datetime.fromisoformat(lo))
+                self._digests.setdefault(key, []).append(
+                    (dt.datetime.fromisoformat(until), (int(n), int(h))))
+
+    def _exposure_key(self, window: dt.timedelta) -> str | None:
+        """What the exposures depend on: the spec, the window, the time zone, polars, and the
+        files of the tables the units, assignment times and sends come from."""
+        if self.source is None:
+            return None
+        return "|".join([self.spec.model_dump_json(), str(window), self.source.timezone,
+                         pl.__version__,
+                         _signature(self.source, ["assignments", "customers", "contacts"])])
 
     def hourly(self, exposure: pl.DataFrame, metrics: list[Metric], tested: list[Metric],
                window: dt.timedelta, after: dt.datetime | None, last: dt.datetime
@@ -218,14 +295,41 @@ class PolarsHourly:
         cheaper). A digest is a count and a sum, so after one up to an earlier ``until``
         (the cache check) only the rows since are hashed (the cache write's): an hourly
         update hashes the table's history once, not twice."""
-        ts = pl.col(TS_COLUMN[table]).cast(TS)
         key = (table, tuple(columns), lo)
         known = [(upto, d) for upto, d in self._digests.get(key, []) if upto <= until]
         start, (n, h) = max(known, key=lambda k: k[0]) if known else (lo, (0, 0))
-        more = _digest(self.tables[table].filter((ts >= start) & (ts < until)).select(columns))
+        more = _digest(self._between(table, start, until).select(columns))
         digest = (n + more[0], h + more[1])
         self._digests.setdefault(key, []).append((until, digest))
         return digest
+
+    def _between(self, table: str, lo: dt.datetime, hi: dt.datetime) -> pl.LazyFrame:
+        """The table's rows with ``lo <= ts < hi``. From a folder, filtered on the stored
+        timestamps first (``FolderSource.scan_between``): naive or zoned timestamps are
+        converted before a filter on them, which then reads every row group (0.6 s for the
+        hour an update hashes at 2 M customers, instead of a few row groups). The same rows
+        and columns either way (tests/test_perf_hourly.py compares the digests)."""
+        if self.source is None:
+            ts = pl.col(TS_COLUMN[table]).cast(TS)
+            return self.tables[table].filter((ts >= lo) & (ts < hi))
+        return self.source.scan_between(table, TS_COLUMN[table], lo, hi,
+                                        self.source.id_type(self.spec.unit))
+
+
+def _signature(source: FolderSource, tables: list[str]) -> str:
+    """The files of ``tables`` as they are now: each file's name, size, modification and
+    change times (ns) and inode (a part folder: each of its Parquet files)."""
+    parts = []
+    for table in tables:
+        path = source.path(table)
+        files = [] if path is None else sorted(path.glob("*.parquet")) if path.is_dir() else [
+            path]
+        for f in files:
+            st = f.stat()
+            parts.append(f"{table}/{f.name}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:"
+                         f"{st.st_ino}")
+        parts.append(f"{table}:{len(files)}")
+    return ";".join(parts)
 
 
 def _read_tables(spec: Experiment, metrics: list[Metric]) -> list[str]:
@@ -240,11 +344,17 @@ def _condition(m: Metric) -> pl.Expr:
     return measure_condition(metric_measure(m))
 
 
-def tables_from_source(spec: Experiment, source: FolderSource, units: Units
-                       ) -> dict[str, pl.LazyFrame]:
+def tables_from_source(spec: Experiment, source: FolderSource,
+                       units: Units | Callable[[], Units]) -> dict[str, pl.LazyFrame]:
     """The monitor's input tables from a data folder and the experiment's units: the
     assignments of this experiment's population (from the table when present, else the hash
-    assignment at the start date) and the contacts, orders and events tables as they are."""
+    assignment at the start date) and the contacts, orders and events tables as they are.
+
+    ``units`` may be a function giving them: the assignments are then built when a query
+    first reads them (``pl.defer``), so a readout whose exposures its cache kept builds no
+    units at all."""
+    if callable(units):
+        return _deferred(spec, source, units)
     unit = spec.unit
     uid = units.frame.schema[unit]
     channels = list(spec.channels)
@@ -270,6 +380,22 @@ def tables_from_source(spec: Experiment, source: FolderSource, units: Units
         when = {ch: pl.lit(start).cast(TS) for ch in channels}
     long = _long(wide, unit, channels, when)
     return {"assignments": long, **_scans(source, uid)}
+
+
+def _deferred(spec: Experiment, source: FolderSource, units: Callable[[], Units]
+              ) -> dict[str, pl.LazyFrame]:
+    """``tables_from_source`` with the assignments built from ``units()`` on first read."""
+    uid = source.id_type(spec.unit)  # the units' id type (PolarsEngine.units)
+
+    @functools.cache
+    def assignments() -> pl.DataFrame:
+        made = units()
+        assert made.frame.schema[spec.unit] == uid
+        return tables_from_source(spec, source, made)["assignments"].collect()
+
+    schema = {spec.unit: uid, "channel": pl.String, "group": pl.String, "assigned_at": TS}
+    return {"assignments": pl.defer(assignments, schema=schema, validate_schema=True),
+            **_scans(source, uid)}
 
 
 def _scans(source: FolderSource, uid: pl.DataType) -> dict[str, pl.LazyFrame]:
@@ -298,7 +424,7 @@ def _assigned_at(spec: Experiment, frame: pl.DataFrame, table: pl.LazyFrame,
     rows = table.filter(pl.col("channel").is_in(channels)).select(
         unit, dense_monitor.channel_code(channels),
         pl.col("assigned_at").cast(TS).dt.epoch("us").alias("time")).collect()
-    at = dense_monitor.first_times(long.rename({"channel": "xch"}), unit, channels, rows)
+    at = _first_times(long.rename({"channel": "xch"}), unit, channels, rows)
     return long.with_columns(pl.from_epoch(at, "us").dt.replace_time_zone("UTC")
                              .fill_null(start).alias("assigned_at"))
 
@@ -392,9 +518,18 @@ def _with_first_sends(unit: str, frame: pl.DataFrame, contacts: pl.LazyFrame,
     both)."""
     rows = contacts.select(unit, dense_monitor.channel_code(channels),
                            pl.col("sent_at").cast(TS).dt.epoch("us").alias("time")).collect()
-    sent = dense_monitor.first_times(frame, unit, channels, rows)
+    sent = _first_times(frame, unit, channels, rows)
     return frame.with_columns(pl.from_epoch(sent, "us").dt.replace_time_zone("UTC")
                               .alias("sent"))
+
+
+def _first_times(units: pl.DataFrame, unit: str, channels: list[str],
+                 rows: pl.DataFrame) -> pl.Series:
+    """``dense_monitor.first_times``; for integer ids in a dense range by numpy alone
+    (engines/earliest.py: the same minima without numba's 0.6 s start-up, which an hourly
+    update paid for this alone)."""
+    direct = first_times_direct(units, unit, channels, rows)
+    return dense_monitor.first_times(units, unit, channels, rows) if direct is None else direct
 
 
 def _ceil_hour(e: pl.Expr) -> pl.Expr:

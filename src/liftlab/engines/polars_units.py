@@ -11,7 +11,6 @@ import polars as pl
 
 from liftlab.core.errors import DataError, Problem
 from liftlab.data.folder import FolderSource
-from liftlab.engines.dense import repeated
 from liftlab.engines.polars_multichannel import channel_profile
 from liftlab.engines.units import (
     MAX_SEGMENT_VALUES,
@@ -208,6 +207,8 @@ def _from_table(spec: Experiment, read: _Assignments) -> tuple[pl.DataFrame, lis
 def _channel_arms(arms: pl.DataFrame, unit: str, channel: str) -> pl.DataFrame:
     """One channel's arm per unit (``unit``, ``arm:<channel>``), sorted by unit; a unit in
     two arms is a DataError."""
+    from liftlab.engines.dense import repeated  # numba: imported where it runs
+
     extra = repeated(arms.lazy().select(unit))  # integer ids on a bitmap, not a hash set
     if extra is None:
         extra = arms.height - arms[unit].n_unique()
