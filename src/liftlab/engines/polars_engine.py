@@ -52,7 +52,7 @@ from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
-from liftlab.engines.shared import fill_slots, unit_frame
+from liftlab.engines.shared import fill_slots, shared_result, unit_frame
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
@@ -485,11 +485,19 @@ class PolarsEngine:
         lo, hi = window  # rows read on the stored timestamps first (``scan_between``)
         contacts = self.source.scan_between("contacts", "sent_at",
                                             lo - dt.timedelta(days=LOOKBACK_DAYS), hi)
-        if "experiment_id" in self.source.schema("contacts"):
+        mine = "experiment_id" in self.source.schema("contacts")
+        if mine:
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        with self.source.reading():
-            return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
-                                     contacts, lo, hi)
+
+        def credit() -> pl.DataFrame:
+            with self.source.reading():
+                return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
+                                         contacts, lo, hi)
+
+        # the same for every experiment of a daily run with this window (and these contacts:
+        # the experiment's own when the contacts name one), computed once (shared.py)
+        key = ("last-touch", lo, hi, spec.id if mine else None)
+        return shared_result(self.source, key, credit, lambda f: int(f.estimated_size()))
 
     def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
                              pre_days: int, usage_events: Sequence[str],
@@ -501,9 +509,14 @@ class PolarsEngine:
     def latest(self, table: str) -> dt.datetime | None:
         if not self.source.has(table):
             return None
-        with self.source.reading():
-            micros = self.source.scan(table).select(
-                pl.col(TS_COLUMN[table]).max().dt.epoch("us")).collect().item()
+
+        def newest() -> int | None:
+            with self.source.reading():
+                return self.source.scan(table).select(  # type: ignore[no-any-return]
+                    pl.col(TS_COLUMN[table]).max().dt.epoch("us")).collect().item()
+
+        # asked by every experiment of a daily run (freshness, the default as-of): read once
+        micros = shared_result(self.source, ("latest", table), newest, lambda _: 0)
         if micros is None:
             return None
         # read as a number: an absurd timestamp (a damaged file, a typo) is beyond Python's

@@ -26,6 +26,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -36,6 +37,7 @@ from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
 from liftlab.engines import dense_monitor
 from liftlab.engines.polars_measures import measure_condition, measure_expr
+from liftlab.engines.shared import shared_result
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     JOINED,
@@ -169,7 +171,7 @@ class PolarsHourly:
         ``after`` (nothing cached) the same read gives the baseline, which ``baseline`` then
         returns: call ``hourly`` first."""
         cohort, events, rows, baseline = _hourly(self.spec, self.tables, exposure, metrics,
-                                                 tested, window, after, last)
+                                                 tested, window, after, last, self.source)
         if baseline is not None:
             self._read_along[:] = [(exposure, window, [m.name for m in tested], baseline)]
         return HourlyStats(cohort, events, rows)
@@ -459,7 +461,8 @@ def _measure_over(m: Measure, period: pl.Expr) -> pl.Expr:
 
 def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.DataFrame,
                window: dt.timedelta, pre_span: dt.timedelta | None, lo: dt.datetime,
-               hi: dt.datetime, needs: _Needs) -> tuple[pl.DataFrame, int]:
+               hi: dt.datetime, needs: _Needs, source: FolderSource | None = None
+               ) -> tuple[pl.DataFrame, int]:
     """``units`` (one row per unit and channel ``xch``, with ``exposed_at``) with the columns
     of ``needs`` from the rows of each table with ``lo <= ts < hi``; and the rows read.
 
@@ -468,7 +471,7 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.D
     ``DENSE_MONITOR = False``."""
     if not DENSE_MONITOR or units.height == 0 or units[spec.unit].null_count():
         return _unit_pass_polars(spec, tables, units, window, pre_span, lo, hi, needs)
-    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs)
+    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs, source)
 
 
 def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
@@ -489,11 +492,12 @@ def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
 
 def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
                      units: pl.DataFrame, window: dt.timedelta, pre_span: dt.timedelta | None,
-                     lo: dt.datetime, hi: dt.datetime, needs: _Needs
-                     ) -> tuple[pl.DataFrame, int]:
+                     lo: dt.datetime, hi: dt.datetime, needs: _Needs,
+                     source: FolderSource | None = None) -> tuple[pl.DataFrame, int]:
     """``_unit_pass`` by the compiled loop: the same frame, row for row and bit for bit
     (nulls where the polars route's joins leave them: a unit without rows of a table in the
-    read range, a unit without a response)."""
+    read range, a unit without a response). ``source``: the folder ``tables`` (but the
+    assignments) are the scans of, to share passes within a daily run (None: no sharing)."""
     if not needs.tables:
         return units, 0
     channels = sorted(units["xch"].unique().to_list())
@@ -502,19 +506,19 @@ def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     chan = dense_monitor.channel_codes(units["xch"], channels)
     if chan.size and np.any(chan[1:] < chan[:-1]):
         units = units[np.argsort(chan, kind="stable")]
-    index = dense_monitor.UnitIndex.of(units, spec.unit, channels)
     us = dt.timedelta(microseconds=1)
     width, pre = window // us, (pre_span or dt.timedelta(0)) // us
     ts = pl.col("_ts")
-    columns: dict[str, pl.Series] = {}
-    rows = 0
-    for name in needs.tables:
-        tasks = _tasks(needs.of(name))
+    indexed: list[dense_monitor.UnitIndex] = []  # built once, only when a table is read
+
+    def table_columns(name: str, tasks: list[dense_monitor.Task]) -> tuple[pl.DataFrame, int]:
+        if not indexed:
+            indexed.append(dense_monitor.UnitIndex.of(units, spec.unit, channels))
         scan = (tables[name].with_columns(pl.col(TS_COLUMN[name]).cast(TS).alias("_ts"))
                 .filter((ts >= lo) & (ts < hi)))
-        stats = dense_monitor.table_stats(scan, index, tasks, width, pre)
-        rows += stats.rows
+        stats = dense_monitor.table_stats(scan, indexed[0], tasks, width, pre)
         missing = pl.Series(~stats.has)
+        columns = []
         for t in tasks:
             if t.kind == "first":
                 raw = stats.firsts[t.name]
@@ -523,8 +527,33 @@ def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
                 col = col.set(pl.Series(raw == dense_monitor.NO_FIRST), None)  # type: ignore[arg-type]
             else:
                 col = pl.Series(t.name, stats.values[t.name]).set(missing, None)  # type: ignore[arg-type]
-            columns[t.name] = col
+            columns.append(col)
+        return pl.DataFrame(columns), stats.rows
+
+    # A daily run's experiments often have the same units and exposures (only their arms
+    # differ): the columns of a table are then the same, and are computed once for the run
+    # (engines/shared.py). Their key: the table (``source.scan(name, id type)``), its
+    # statistics, the periods and the read range; the units, channels and exposure times in
+    # this order are compared by value.
+    exposed = units.select(spec.unit, "xch", "exposed_at") if source is not None else None
+    frames: list[pl.DataFrame] = []
+    rows = 0
+    for name in needs.tables:
+        tasks = _tasks(needs.of(name))
+        key = ("monitor-unit-pass", name, tuple(_task_key(t) for t in tasks), width, pre,
+               lo, hi, tuple(channels))
+        frame, read = shared_result(source, key, partial(table_columns, name, tasks),
+                                    lambda built: int(built[0].estimated_size()), exposed)
+        frames.append(frame)
+        rows += read
+    columns = {c.name: c for frame in frames for c in frame.get_columns()}
     return units.with_columns(columns[n] for n in needs.columns), rows
+
+
+def _task_key(t: dense_monitor.Task) -> tuple[str, str, str, str | None, str | None]:
+    """A task by value (a condition by its serialised expression)."""
+    cond = None if t.cond is None else t.cond.meta.serialize(format="json")
+    return t.name, t.period, t.kind, cond, t.value
 
 
 def _unit_pass_polars(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
@@ -587,13 +616,13 @@ def _unit_pass_polars(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
 
 def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
             metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
-            after: dt.datetime | None, last: dt.datetime
+            after: dt.datetime | None, last: dt.datetime, source: FolderSource | None = None
             ) -> tuple[pl.DataFrame, pl.DataFrame, int, dict[str, dict[str, float]] | None]:
     """Cohort statistics for maturity hours in (after, last] and first-response counts for
     hours in (after, last], reading only rows of units whose window was open after ``after``
     (and, for pre-period covariates, those units' rows before their exposure); and, from the
     same read, the baseline (``_baseline``) when ``after`` is None and every unit was exposed
-    by ``last`` (else None)."""
+    by ``last`` (else None). ``source``: see ``_unit_pass_dense``."""
     unit = spec.unit
     plan = _Plan.of(spec, metrics, tested)
     pre_span = dt.timedelta(days=spec.covariates.pre_period_days) if plan.pre else None
@@ -608,7 +637,8 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     if open_.height:
         reach = max(pre_span or dt.timedelta(0), window if with_base else dt.timedelta(0))
         lo = open_["exposed_at"].min() - reach
-        frame, rows_read = _unit_pass(spec, tables, frame, window, pre_span, lo, last, needs)
+        frame, rows_read = _unit_pass(spec, tables, frame, window, pre_span, lo, last, needs,
+                                      source)
     firsts: list[pl.DataFrame] = []
     for m in needs.first if open_.height else ():
         first = (frame.filter(pl.col(f"first:{m.name}").is_not_null())

@@ -16,6 +16,13 @@ the experiment's array. A pass that stops (``dense.Unexpected``) leaves nothing 
 The hash route's sums are in thread order with or without sharing: its results agree to the
 last few bits, as two plain runs do. Outside ``shared_reads()`` every pass reads its table,
 as a single ``analyze`` does.
+
+Whole results are shared likewise (``shared_result``): the monitor's per-unit pass over one
+table (it depends on the units, their channels and exposure times, the statistics, the
+windows and the rows; not on the arms, so experiments with the same units and exposures
+group the same columns by their own arms), last-touch credit (the orders, the contacts of
+the experiment when the contacts name one, the window) and a table's latest timestamp. Their
+users never change them, so the object itself is handed out.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -34,6 +42,8 @@ import polars as pl
 # experiment). A block larger than this is used once and not kept.
 SHARED_BYTES = 2 * 2**30
 
+V = TypeVar("V")
+
 
 @dataclass
 class SharedReads:
@@ -42,9 +52,7 @@ class SharedReads:
     budget: int = SHARED_BYTES
     passes: int = 0  # table passes actually run (the rest were copied)
     copies: int = 0
-    _kept: OrderedDict[Hashable, tuple[np.ndarray | pl.DataFrame, int]] = field(
-        default_factory=OrderedDict
-    )
+    _kept: OrderedDict[Hashable, tuple[object, int]] = field(default_factory=OrderedDict)
     # each keyed source is kept alive for the run, so that its id() is never reused by another
     _sources: dict[int, object] = field(default_factory=dict)
 
@@ -72,6 +80,7 @@ class SharedReads:
             self._kept.move_to_end(full)
             self.copies += 1
             block = found[0]
+            assert isinstance(block, np.ndarray)
         acc[:, offset : offset + width] = block
 
     def frame(
@@ -91,7 +100,38 @@ class SharedReads:
         self._keep(full, frame, int(frame.estimated_size()))
         return frame
 
-    def _keep(self, key: Hashable, value: np.ndarray | pl.DataFrame, size: int) -> None:
+    def result(
+        self,
+        source: object,
+        key: Hashable,
+        content: pl.DataFrame | None,
+        build: Callable[[], V],
+        size: Callable[[V], int],
+    ) -> V:
+        """``build()``, or what an earlier build with the same key and ``content`` returned.
+        ``content`` (a frame the result depends on, rebuilt by each experiment) is compared
+        by value: its row hashes place it, ``equals`` and its schema confirm it."""
+        self._sources[id(source)] = source
+        digest = None
+        if content is not None:
+            digest = (content.height, int(content.hash_rows(seed=11).sum() or 0))
+        full = (id(source), key, digest)
+        found = self._kept.get(full)
+        if found is not None:
+            kept_content, value = found[0]  # type: ignore[misc]
+            if content is None or (
+                kept_content.schema == content.schema and kept_content.equals(content)
+            ):
+                self._kept.move_to_end(full)
+                self.copies += 1
+                return value  # type: ignore[no-any-return]
+        value = build()
+        self.passes += 1
+        extra = 0 if content is None else int(content.estimated_size())
+        self._keep(full, (content, value), size(value) + extra)
+        return value
+
+    def _keep(self, key: Hashable, value: object, size: int) -> None:
         if size > self.budget:
             return
         self._kept[key] = (value, size)
@@ -143,3 +183,20 @@ def unit_frame(
     if reads is None:
         return alone()
     return reads.frame(source, key, shared).lazy()
+
+
+def shared_result(
+    source: object | None,
+    key: Hashable,
+    build: Callable[[], V],
+    size: Callable[[V], int],
+    content: pl.DataFrame | None = None,
+) -> V:
+    """``build()`` (a result of ``source``'s rows that does not depend on the experiment
+    beyond ``key`` and ``content``): once for the run inside ``shared_reads()``, the same
+    object for every later experiment with an equal key and content; built each time
+    outside it, or without a source. The result is never changed by its users."""
+    reads = _ACTIVE.get()
+    if reads is None or source is None:
+        return build()
+    return reads.result(source, key, content, build, size)
