@@ -52,7 +52,7 @@ from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
-from liftlab.engines.shared import fill_slots, shared_result, unit_frame
+from liftlab.engines.shared import shared_result, sharing, unit_frame
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
@@ -187,22 +187,28 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     if groups is None:
         return None
     measures = [m for t in plan.tables for m in plan.measures_of(t)]
-    acc = np.zeros((slots.size, offsets[-1]))
     slot_of = _by_position(units, plan.unit) if by_position else None
     unit_ids = _fingerprint(units[plan.unit]) if by_position else None
-    for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
-        rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        slot = plan.unit
-        if slot_of is not None:
-            rows, slot = slot_of(rows), SLOT
-        # a daily run's experiments share this pass (shared.py): what the slots depend on
-        # (on the positional route, the units' ids in their order)
-        key = (table, plan.measures_of(table), plan.window, plan.pre_window, uid_type, slots,
-               unit_ids, guess if table == "orders" else None,
-               _rows_of(source, table, experiment_id))
-        fill_slots(source, key, acc, offset, layout.width,
-                   lambda target, at, rows=rows, slot=slot, layout=layout: accumulate(
-                       rows, slot, layout, slots, target, at))
+
+    def filled() -> np.ndarray:
+        acc = np.zeros((slots.size, offsets[-1]))
+        for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
+            rows = _period_rows(plan, source, table, uid_type, experiment_id)
+            slot = plan.unit
+            if slot_of is not None:
+                rows, slot = slot_of(rows), SLOT
+            accumulate(rows, slot, layout, slots, acc, offset)
+        return acc
+
+    # A daily run's experiments share the slots (shared.py), read-only from here on: what
+    # they depend on, per table (on the positional route, the units' ids in their order).
+    # The array itself is handed out: copying it into each experiment's own cost more than
+    # the groups' pass over it.
+    keys = tuple((table, plan.measures_of(table), plan.window, plan.pre_window, uid_type,
+                  slots, unit_ids, guess if table == "orders" else None,
+                  _rows_of(source, table, experiment_id)) for table in plan.tables)
+    acc = shared_result(source, ("dense-slots", keys, tuple(offsets)), filled,
+                        lambda built: int(built.nbytes))
     position = {m.name: k for k, m in enumerate(measures)}
     sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
@@ -494,9 +500,14 @@ class PolarsEngine:
                 return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
                                          contacts, lo, hi)
 
-        # the same for every experiment of a daily run with this window (and these contacts:
-        # the experiment's own when the contacts name one), computed once (shared.py)
-        key = ("last-touch", lo, hi, spec.id if mine else None)
+        # the same for every experiment of a daily run with this window and these contacts,
+        # computed once (shared.py): all of them (the contacts name no experiment), the
+        # experiment's own, or none (ids none of the contacts name credit alike)
+        owner = None
+        if mine and sharing():
+            with self.source.reading():
+                owner = spec.id if contacts.select(pl.len()).collect().item() else ""
+        key = ("last-touch", lo, hi, owner)
         return shared_result(self.source, key, credit, lambda f: int(f.estimated_size()))
 
     def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,

@@ -675,7 +675,17 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
               "metric": pl.String}
     events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
-    baseline = _baseline_stats(spec, frame, tested) if with_base else None
+    baseline = None
+    if with_base:
+        # like the per-unit pass, the same for a daily run's experiments with the same units
+        # and exposures (it does not group by arm): computed once (engines/shared.py)
+        base = _Needs((), (), (), *_baseline_needs(spec, tested))
+        key = ("monitor-baseline", tuple(_task_key(t) for n in base.tables
+                                         for t in _tasks(base.of(n))), window, lo, last)
+        kept = shared_result(
+            source, key, partial(_baseline_stats, spec, frame, tested), lambda _: 0,
+            open_.select(unit, "xch", "exposed_at") if source is not None else None)
+        baseline = {ch: dict(stats) for ch, stats in kept.items()}  # the caller's own copy
     return (cohort.with_columns(pl.col("hour").cast(TS)),
             events.select(list(schema)).cast(schema), rows_read, baseline)
 

@@ -1,28 +1,32 @@
 """Reads shared by the analyses of one run (the daily report).
 
-Why: a daily report analyses many experiments on the same tables, and most of what the
-direct-address pass (``dense.py``) reads does not depend on the experiment. One table's
-per-unit slots (row counts and value sums per unit and class) depend on the table, the
-measures of that table, the windows, the slots' id range and the id type; not on the arms,
-the segments or the experiment's id (except the contacts, filtered by ``experiment_id``: their
-key holds it). The first experiment's pass leaves its slots here; the next experiment with the
-same key copies them instead of reading the table again. The hash route (ids that are not
-compact integers) shares its per-unit frames likewise: per table, the measures of every id with
-rows in the windows (the experiment's units are picked by the join that follows).
+Why: a daily report analyses many experiments on the same tables, and much of what an
+analysis reads does not depend on the experiment. The first experiment's result is kept
+here; the next experiment with the same key (and, where given, the same content) gets it
+instead of reading the tables again (``shared_result``):
 
-Sharing never changes a number on the direct-address route: a block is the array the pass
-would have filled (the same rows added in the same order from zero), copied bit for bit into
-the experiment's array. A pass that stops (``dense.Unexpected``) leaves nothing behind.
-The hash route's sums are in thread order with or without sharing: its results agree to the
-last few bits, as two plain runs do. Outside ``shared_reads()`` every pass reads its table,
-as a single ``analyze`` does.
+- the direct-address pass's per-unit slots (``dense.py``: row counts and value sums per unit
+  and class), per table a function of the table, its measures, the windows, the slots' id
+  range and the id type; not of the arms, the segments or the experiment's id (except the
+  contacts, filtered by ``experiment_id``: their key holds it). The array is handed out whole
+  and read only (copying it into each experiment's array cost more than the pass over it);
+- the monitor's per-unit pass over one table and its baseline (functions of the units, their
+  channels and exposure times, given by value as ``content``, the statistics, the windows and
+  the rows; not of the arms, so experiments with the same units and exposures group the
+  same columns by their own arms);
+- last-touch credit (the orders, the window and the contacts: all of them, the experiment's
+  own, or none when the contacts name experiments and none this one) and a table's latest
+  time.
 
-Whole results are shared likewise (``shared_result``): the monitor's per-unit pass over one
-table (it depends on the units, their channels and exposure times, the statistics, the
-windows and the rows; not on the arms, so experiments with the same units and exposures
-group the same columns by their own arms), last-touch credit (the orders, the contacts of
-the experiment when the contacts name one, the window) and a table's latest timestamp. Their
-users never change them, so the object itself is handed out.
+The hash route (ids that are not compact integers) shares its per-unit frames likewise
+(``unit_frame``): per table, the measures of every id with rows in the windows (the
+experiment's units are picked by the join that follows).
+
+Sharing never changes a number: a kept result is the one the experiment would compute (the
+same rows added in the same order), except on the hash route, whose sums are in thread order
+with or without sharing (its results agree to the last few bits, as two plain runs do). A
+build that stops (``dense.Unexpected``) keeps nothing. Outside ``shared_reads()`` every
+result is built, as in a single ``analyze``.
 """
 
 from __future__ import annotations
@@ -34,12 +38,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-import numpy as np
 import polars as pl
 
-# The blocks kept for the run may take this much memory; the least recently used go first (an
-# analysis's windows and its plan's history windows are read in turn, experiment after
-# experiment). A block larger than this is used once and not kept.
+# The results kept for the run may take this much memory; the least recently used go first
+# (an analysis's windows and its plan's history windows are read in turn, experiment after
+# experiment). A result larger than this is used once and not kept.
 SHARED_BYTES = 2 * 2**30
 
 V = TypeVar("V")
@@ -47,41 +50,14 @@ V = TypeVar("V")
 
 @dataclass
 class SharedReads:
-    """The per-table slot blocks of one run, by key (see the module's docstring)."""
+    """The kept results of one run, by key (see the module's docstring)."""
 
     budget: int = SHARED_BYTES
-    passes: int = 0  # table passes actually run (the rest were copied)
+    passes: int = 0  # results built (the rest were shared)
     copies: int = 0
     _kept: OrderedDict[Hashable, tuple[object, int]] = field(default_factory=OrderedDict)
     # each keyed source is kept alive for the run, so that its id() is never reused by another
     _sources: dict[int, object] = field(default_factory=dict)
-
-    def fill(
-        self,
-        source: object,
-        key: Hashable,
-        acc: np.ndarray,
-        offset: int,
-        width: int,
-        run_pass: Callable[[np.ndarray, int], None],
-    ) -> None:
-        """``acc[:, offset:offset + width]`` as ``run_pass(acc, offset)`` fills it from zeros,
-        copied from an earlier identical pass over the same ``source`` when one is kept."""
-        self._sources[id(source)] = source
-        full = (id(source), key, acc.shape[0], width)
-        found = self._kept.get(full)
-        if found is None:
-            block = np.zeros((acc.shape[0], width))
-            run_pass(block, 0)  # a pass that raises keeps nothing
-            self.passes += 1
-            block.flags.writeable = False  # read by every later experiment: never changed
-            self._keep(full, block, block.nbytes)
-        else:
-            self._kept.move_to_end(full)
-            self.copies += 1
-            block = found[0]
-            assert isinstance(block, np.ndarray)
-        acc[:, offset : offset + width] = block
 
     def frame(
         self, source: object, key: Hashable, build: Callable[[], pl.LazyFrame]
@@ -153,23 +129,6 @@ def shared_reads(budget: int = SHARED_BYTES) -> Iterator[SharedReads]:
         _ACTIVE.reset(token)
 
 
-def fill_slots(
-    source: object,
-    key: Hashable,
-    acc: np.ndarray,
-    offset: int,
-    width: int,
-    run_pass: Callable[[np.ndarray, int], None],
-) -> None:
-    """One table's pass into ``acc[:, offset:offset + width]``: shared inside
-    ``shared_reads()``, run here otherwise."""
-    reads = _ACTIVE.get()
-    if reads is None:
-        run_pass(acc, offset)
-    else:
-        reads.fill(source, key, acc, offset, width, run_pass)
-
-
 def unit_frame(
     source: object,
     key: Hashable,
@@ -183,6 +142,11 @@ def unit_frame(
     if reads is None:
         return alone()
     return reads.frame(source, key, shared).lazy()
+
+
+def sharing() -> bool:
+    """Inside ``shared_reads()``: worth computing a key that finds more to share."""
+    return _ACTIVE.get() is not None
 
 
 def shared_result(
