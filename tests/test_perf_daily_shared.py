@@ -54,10 +54,10 @@ def _variant(
     return out
 
 
-def _experiments(folder: Path) -> list[str]:
+def _experiments(folder: Path, own: bool) -> list[str]:
     """Two experiments that share everything but their arms; one with another response
-    window; one with another population (tests/test_perf_shared.py adds the spring factorial
-    under its own id: arms and exposures from its own assignments and contacts)."""
+    window; one with another population; with ``own``, the spring factorial under its own id
+    (arms and exposures from its own assignments and contacts)."""
     folder.mkdir(parents=True)
     text = EXPERIMENT.read_text()
     assert "monitoring: {sequential: true," in text and 'where: "optin_email"' in text
@@ -67,6 +67,8 @@ def _experiments(folder: Path) -> list[str]:
         "spring-window": _variant(text, "spring-window", window=48),
         "spring-sms": _variant(text, "spring-sms", where="optin_email and optin_sms"),
     }
+    if own:  # arms from the assignments table, its own contacts (when they name it)
+        files["spring-factorial"] = text
     for name, body in files.items():
         (folder / f"{name}.yaml").write_text(body)
     return sorted(files)
@@ -91,7 +93,7 @@ def test_daily_run_equals_each_experiment_alone(
         # hash experiments' ids is in the contacts: exposed at the start)
         contacts = pl.read_parquet(data / "contacts.parquet").drop("experiment_id")
         contacts.write_parquet(data / "contacts.parquet")
-    ids = _experiments(tmp_path / "experiments")
+    ids = _experiments(tmp_path / "experiments", own=named)
     used: list[shared.SharedReads] = []
     built: list[tuple[object, ...]] = []  # the keys of the results built (not copied)
     by_experiment: dict[str, list[tuple[object, ...]]] = {}
@@ -138,7 +140,11 @@ def test_daily_run_equals_each_experiment_alone(
     assert unit_passes("spring-window") == tables
     assert unit_passes("spring-sms") == tables
     touches = [k for k in built if k[0] == "last-touch"]
-    assert len(touches) == 1  # the same contacts (named: none names these ids)
+    # the same contacts (named: none names the ids with arms by hash; the spring factorial
+    # has its own)
+    assert len(touches) == (2 if named else 1)
+    if named:
+        assert unit_passes("spring-factorial") == tables
     monkeypatch.setattr(run, "shared_reads", _plain)
     for o in together.outcomes:
         alone = tmp_path / "alone" / o.id

@@ -202,8 +202,8 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
 
     # A daily run's experiments share the slots (shared.py), read-only from here on: what
     # they depend on, per table (on the positional route, the units' ids in their order).
-    # The array itself is handed out: copying it into each experiment's own cost more than
-    # the groups' pass over it.
+    # The array itself is handed out: copying kept per-table blocks into each experiment's
+    # array cost about as much as reading the tables.
     keys = tuple((table, plan.measures_of(table), plan.window, plan.pre_window, uid_type,
                   slots, unit_ids, guess if table == "orders" else None,
                   _rows_of(source, table, experiment_id)) for table in plan.tables)
@@ -332,8 +332,23 @@ def _rows_of(source: FolderSource, table: str, experiment_id: str | None) -> str
     """The experiment whose own rows of ``table`` are read (contacts with an
     ``experiment_id`` column), else None: the key of a pass shared between experiments."""
     if table == "contacts" and "experiment_id" in source.schema(table):
+        # an experiment none of the contacts name reads none of their rows, as every other
+        # such experiment does (new ids with arms by hash): the same pass, shared
+        if experiment_id is not None and sharing() and not _names(source, experiment_id):
+            return ""
         return experiment_id
     return None
+
+
+def _names(source: FolderSource, experiment_id: str) -> bool:
+    """Whether a row of the contacts names the experiment (asked once per run)."""
+
+    def count() -> bool:
+        with source.reading():
+            return bool(source.scan("contacts").filter(pl.col("experiment_id") == experiment_id)
+                        .select(pl.len()).collect().item())
+
+    return shared_result(source, ("names", experiment_id), count, lambda _: 0)
 
 
 def _split_experiments(plan: AggregationPlan, source: FolderSource, table: str,
@@ -491,8 +506,7 @@ class PolarsEngine:
         lo, hi = window  # rows read on the stored timestamps first (``scan_between``)
         contacts = self.source.scan_between("contacts", "sent_at",
                                             lo - dt.timedelta(days=LOOKBACK_DAYS), hi)
-        mine = "experiment_id" in self.source.schema("contacts")
-        if mine:
+        if "experiment_id" in self.source.schema("contacts"):
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
 
         def credit() -> pl.DataFrame:
@@ -503,11 +517,7 @@ class PolarsEngine:
         # the same for every experiment of a daily run with this window and these contacts,
         # computed once (shared.py): all of them (the contacts name no experiment), the
         # experiment's own, or none (ids none of the contacts name credit alike)
-        owner = None
-        if mine and sharing():
-            with self.source.reading():
-                owner = spec.id if contacts.select(pl.len()).collect().item() else ""
-        key = ("last-touch", lo, hi, owner)
+        key = ("last-touch", lo, hi, _rows_of(self.source, "contacts", spec.id))
         return shared_result(self.source, key, credit, lambda f: int(f.estimated_size()))
 
     def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,

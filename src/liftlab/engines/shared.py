@@ -8,8 +8,12 @@ instead of reading the tables again (``shared_result``):
 - the direct-address pass's per-unit slots (``dense.py``: row counts and value sums per unit
   and class), per table a function of the table, its measures, the windows, the slots' id
   range and the id type; not of the arms, the segments or the experiment's id (except the
-  contacts, filtered by ``experiment_id``: their key holds it). The array is handed out whole
-  and read only (copying it into each experiment's array cost more than the pass over it);
+  contacts, filtered by ``experiment_id``: their key holds it, unless none of the contacts
+  names the experiment). The array of all the tables of an analysis is shared whole, when
+  every table's key is the same, and read only (copying per-table blocks into each
+  experiment's array cost about as much as reading the tables, and keeping both the blocks
+  and the arrays overran the memory budget: experiments with contacts of their own share no
+  slots);
 - the monitor's per-unit pass over one table and its baseline (functions of the units, their
   channels and exposure times, given by value as ``content``, the statistics, the windows and
   the rows; not of the arms, so experiments with the same units and exposures group the
