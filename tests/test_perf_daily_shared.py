@@ -215,13 +215,16 @@ def test_a_result_is_kept_by_key_and_content() -> None:
         calls.append(1)
         return [len(calls)]
 
-    ints = pl.DataFrame({"x": [1, 2, 3]})
-    floats = ints.cast(pl.Float64)  # equal values, another schema
+    ints = shared.Content.of(pl.DataFrame({"x": [1, 2, 3]}))
+    floats = shared.Content.of(ints.frame.cast(pl.Float64))  # equal values, another schema
+    reverse = shared.Content.of(ints.frame.reverse())
     with shared.shared_reads() as reads:
         a = shared.shared_result("src", "k", build, len, ints)
-        assert shared.shared_result("src", "k", build, len, ints.clone()) is a
+        assert (
+            shared.shared_result("src", "k", build, len, shared.Content.of(ints.frame.clone())) is a
+        )
         assert shared.shared_result("src", "k", build, len, floats) == [2]
-        assert shared.shared_result("src", "k", build, len, ints.reverse()) == [3]
+        assert shared.shared_result("src", "k", build, len, reverse) == [3]
         assert shared.shared_result("other", "k", build, len, ints) == [4]
         assert shared.shared_result("src", "k2", build, len, ints) == [5]
         assert shared.shared_result("src", "k", build, len, None) == [6]

@@ -37,7 +37,7 @@ from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
 from liftlab.engines import dense_monitor
 from liftlab.engines.polars_measures import measure_condition, measure_expr
-from liftlab.engines.shared import shared_result
+from liftlab.engines.shared import Content, shared_result
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     JOINED,
@@ -461,8 +461,8 @@ def _measure_over(m: Measure, period: pl.Expr) -> pl.Expr:
 
 def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.DataFrame,
                window: dt.timedelta, pre_span: dt.timedelta | None, lo: dt.datetime,
-               hi: dt.datetime, needs: _Needs, source: FolderSource | None = None
-               ) -> tuple[pl.DataFrame, int]:
+               hi: dt.datetime, needs: _Needs, source: FolderSource | None = None,
+               exposed: Content | None = None) -> tuple[pl.DataFrame, int]:
     """``units`` (one row per unit and channel ``xch``, with ``exposed_at``) with the columns
     of ``needs`` from the rows of each table with ``lo <= ts < hi``; and the rows read.
 
@@ -471,7 +471,8 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.D
     ``DENSE_MONITOR = False``."""
     if not DENSE_MONITOR or units.height == 0 or units[spec.unit].null_count():
         return _unit_pass_polars(spec, tables, units, window, pre_span, lo, hi, needs)
-    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs, source)
+    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs, source,
+                            exposed)
 
 
 def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
@@ -493,13 +494,17 @@ def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
 def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
                      units: pl.DataFrame, window: dt.timedelta, pre_span: dt.timedelta | None,
                      lo: dt.datetime, hi: dt.datetime, needs: _Needs,
-                     source: FolderSource | None = None) -> tuple[pl.DataFrame, int]:
+                     source: FolderSource | None = None, exposed: Content | None = None
+                     ) -> tuple[pl.DataFrame, int]:
     """``_unit_pass`` by the compiled loop: the same frame, row for row and bit for bit
     (nulls where the polars route's joins leave them: a unit without rows of a table in the
     read range, a unit without a response). ``source``: the folder ``tables`` (but the
-    assignments) are the scans of, to share passes within a daily run (None: no sharing)."""
+    assignments) are the scans of, to share passes within a daily run (None: no sharing);
+    ``exposed``: ``units``' unit, ``xch`` and ``exposed_at`` (computed here when None)."""
     if not needs.tables:
         return units, 0
+    if exposed is None and source is not None:
+        exposed = Content.of(units.select(spec.unit, "xch", "exposed_at"))
     channels = sorted(units["xch"].unique().to_list())
     # the polars route's row order (each channel's rows in turn): later means over these
     # rows (the baseline's) then add in the same order
@@ -534,8 +539,7 @@ def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
     # differ): the columns of a table are then the same, and are computed once for the run
     # (engines/shared.py). Their key: the table (``source.scan(name, id type)``), its
     # statistics, the periods and the read range; the units, channels and exposure times in
-    # this order are compared by value.
-    exposed = units.select(spec.unit, "xch", "exposed_at") if source is not None else None
+    # the order given (``exposed``) are compared by value.
     frames: list[pl.DataFrame] = []
     rows = 0
     for name in needs.tables:
@@ -633,12 +637,14 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     needs = _Needs(plan.window, plan.pre, tuple(m for m in tested if m.kind != "ratio"),
                    *(_baseline_needs(spec, tested) if with_base else ((), ())))
     frame = open_.select(unit, "xch", "arm", "exposed_at", "mature")
+    # what the shared per-unit pass and baseline depend on besides their keys
+    exposed = None if source is None else Content.of(open_.select(unit, "xch", "exposed_at"))
     rows_read = 0
     if open_.height:
         reach = max(pre_span or dt.timedelta(0), window if with_base else dt.timedelta(0))
         lo = open_["exposed_at"].min() - reach
         frame, rows_read = _unit_pass(spec, tables, frame, window, pre_span, lo, last, needs,
-                                      source)
+                                      source, exposed)
     firsts: list[pl.DataFrame] = []
     for m in needs.first if open_.height else ():
         first = (frame.filter(pl.col(f"first:{m.name}").is_not_null())
@@ -683,8 +689,7 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
         key = ("monitor-baseline", tuple(_task_key(t) for n in base.tables
                                          for t in _tasks(base.of(n))), window, lo, last)
         kept = shared_result(
-            source, key, partial(_baseline_stats, spec, frame, tested), lambda _: 0,
-            open_.select(unit, "xch", "exposed_at") if source is not None else None)
+            source, key, partial(_baseline_stats, spec, frame, tested), lambda _: 0, exposed)
         baseline = {ch: dict(stats) for ch, stats in kept.items()}  # the caller's own copy
     return (cohort.with_columns(pl.col("hour").cast(TS)),
             events.select(list(schema)).cast(schema), rows_read, baseline)

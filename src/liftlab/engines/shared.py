@@ -52,6 +52,27 @@ SHARED_BYTES = 2 * 2**30
 V = TypeVar("V")
 
 
+@dataclass(frozen=True, eq=False)
+class Content:
+    """A frame a shared result depends on, compared by value (rebuilt by each experiment);
+    its digest (row count, sum of row hashes) is computed once, to place it among the
+    kept results, and ``equals`` with its schema confirms it."""
+
+    frame: pl.DataFrame
+    digest: tuple[int, int]
+
+    @staticmethod
+    def of(frame: pl.DataFrame) -> Content:
+        return Content(frame, (frame.height, int(frame.hash_rows(seed=11).sum() or 0)))
+
+    def same(self, other: Content) -> bool:
+        return (
+            self.digest == other.digest
+            and self.frame.schema == other.frame.schema
+            and self.frame.equals(other.frame)
+        )
+
+
 @dataclass
 class SharedReads:
     """The kept results of one run, by key (see the module's docstring)."""
@@ -84,30 +105,24 @@ class SharedReads:
         self,
         source: object,
         key: Hashable,
-        content: pl.DataFrame | None,
+        content: Content | None,
         build: Callable[[], V],
         size: Callable[[V], int],
     ) -> V:
-        """``build()``, or what an earlier build with the same key and ``content`` returned.
-        ``content`` (a frame the result depends on, rebuilt by each experiment) is compared
-        by value: its row hashes place it, ``equals`` and its schema confirm it."""
+        """``build()``, or what an earlier build with the same key and ``content`` (compared
+        by value) returned."""
         self._sources[id(source)] = source
-        digest = None
-        if content is not None:
-            digest = (content.height, int(content.hash_rows(seed=11).sum() or 0))
-        full = (id(source), key, digest)
+        full = (id(source), key, None if content is None else content.digest)
         found = self._kept.get(full)
         if found is not None:
             kept_content, value = found[0]  # type: ignore[misc]
-            if content is None or (
-                kept_content.schema == content.schema and kept_content.equals(content)
-            ):
+            if content is None or content.same(kept_content):
                 self._kept.move_to_end(full)
                 self.copies += 1
                 return value  # type: ignore[no-any-return]
         value = build()
         self.passes += 1
-        extra = 0 if content is None else int(content.estimated_size())
+        extra = 0 if content is None else int(content.frame.estimated_size())
         self._keep(full, (content, value), size(value) + extra)
         return value
 
@@ -158,7 +173,7 @@ def shared_result(
     key: Hashable,
     build: Callable[[], V],
     size: Callable[[V], int],
-    content: pl.DataFrame | None = None,
+    content: Content | None = None,
 ) -> V:
     """``build()`` (a result of ``source``'s rows that does not depend on the experiment
     beyond ``key`` and ``content``): once for the run inside ``shared_reads()``, the same
