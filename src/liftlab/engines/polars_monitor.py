@@ -638,7 +638,7 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
                    *(_baseline_needs(spec, tested) if with_base else ((), ())))
     frame = open_.select(unit, "xch", "arm", "exposed_at", "mature")
     # what the shared per-unit pass and baseline depend on besides their keys
-    exposed = None if source is None else Content.of(open_.select(unit, "xch", "exposed_at"))
+    exposed = None if source is None else Content.of(frame.select(unit, "xch", "exposed_at"))
     rows_read = 0
     if open_.height:
         reach = max(pre_span or dt.timedelta(0), window if with_base else dt.timedelta(0))
