@@ -66,7 +66,7 @@ def test_shared_report_equals_each_experiment_alone(
     monkeypatch.setattr(run, "shared_reads", recorded)
     together = run.run_report(folder, data, DATE, tmp_path / "together")
     assert [o.error for o in together.outcomes] == [None] * 3
-    assert used[0].copies > used[0].passes > 0  # later experiments copy
+    assert used[0].copies > 0 and used[0].passes > 0  # later experiments share
     monkeypatch.setattr(run, "shared_reads", _plain)
     for o in together.outcomes:
         alone = tmp_path / "alone" / o.id
@@ -99,30 +99,29 @@ def _same(a: Any, b: Any, where: str) -> None:
 
 
 def test_a_block_is_the_pass_and_a_stopped_pass_keeps_nothing() -> None:
-    """A copied block equals the pass into the experiment's array; a pass that stops leaves
-    nothing to copy; over the budget the least recently used block goes."""
+    """A shared block is the pass's own array; a pass that stops leaves nothing to share;
+    over the budget the least recently used block goes."""
     rng = np.random.default_rng(3)
     values = rng.normal(size=(50, 2))
 
-    def add(target: np.ndarray, at: int) -> None:
-        target[:, at : at + 2] += values
+    def add() -> np.ndarray:
+        return values.copy()
 
-    def stops(target: np.ndarray, at: int) -> None:
-        target[:, at] += 1.0
+    def stops() -> np.ndarray:
         raise Unexpected
 
+    def nbytes(a: np.ndarray) -> int:
+        return int(a.nbytes)
+
     with shared.shared_reads(budget=2 * values.nbytes) as reads:
-        first, second = np.zeros((50, 5)), np.ones((50, 5))
-        shared.fill_slots("src", "a", first, 1, 2, add)
-        shared.fill_slots("src", "a", second, 3, 2, add)
+        first = shared.shared_result("src", "a", add, nbytes)
+        assert shared.shared_result("src", "a", add, nbytes) is first
         assert (reads.passes, reads.copies) == (1, 1)
-        assert np.array_equal(second[:, 3:], first[:, 1:3]) and (second[:, :3] == 1).all()
+        assert np.array_equal(first, values)
         with pytest.raises(Unexpected):
-            shared.fill_slots("src", "b", np.zeros((50, 2)), 0, 2, stops)
-        shared.fill_slots("src", "b", np.zeros((50, 2)), 0, 2, add)
-        shared.fill_slots("other", "a", np.zeros((50, 2)), 0, 2, add)  # evicts ("src", "a")
-        shared.fill_slots("src", "a", np.zeros((50, 2)), 0, 2, add)
+            shared.shared_result("src", "b", stops, nbytes)
+        shared.shared_result("src", "b", add, nbytes)
+        shared.shared_result("other", "a", add, nbytes)  # evicts ("src", "a")
+        assert shared.shared_result("src", "a", add, nbytes) is not first
         assert (reads.passes, reads.copies) == (4, 1)
-    plain = np.zeros((50, 2))
-    shared.fill_slots("src", "a", plain, 0, 2, add)  # outside the block: no sharing
-    assert np.array_equal(plain, values)
+    assert shared.shared_result("src", "a", add, nbytes) is not first  # outside: no sharing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -340,8 +341,10 @@ def run_report(experiments: Path, data: str | Path, date: dt.date, out_dir: Path
         if latest is not None:
             freshness[table] = latest.strftime("%Y-%m-%d %H:%M UTC")
     # the experiments read the same tables: passes that do not depend on the experiment are
-    # run once for the whole report (engines/shared.py; results are the same bit for bit)
-    with shared_reads():
+    # run once for the whole report (engines/shared.py; results are the same bit for bit);
+    # with one experiment there is nothing to share, and keeping its results held memory
+    several = sum(isinstance(s, Experiment) for _, s in specs) > 1
+    with shared_reads() if several else contextlib.nullcontext():
         return run_daily(specs, date, out_dir, analyze_one, freshness, progress,
                          multichannel_page, force)
 

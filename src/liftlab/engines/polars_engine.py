@@ -40,7 +40,7 @@ from liftlab.engines.polars_measures import measure_expr
 from liftlab.engines.polars_monitor import PolarsHourly, tables_from_source
 from liftlab.engines.polars_multichannel import PolarsClients, clients
 from liftlab.engines.polars_units import build_units
-from liftlab.engines.shared import fill_slots, unit_frame
+from liftlab.engines.shared import shared_result, sharing, unit_frame
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     PURCHASE_CHANNELS_MAX,
@@ -195,22 +195,28 @@ def _dense_cells(plan: AggregationPlan, units: pl.DataFrame, source: FolderSourc
     if groups is None:
         return None
     measures = [m for t in plan.tables for m in plan.measures_of(t)]
-    acc = np.zeros((slots.size, offsets[-1]))
     slot_of = _by_position(units, plan.unit) if by_position else None
     unit_ids = _fingerprint(units[plan.unit]) if by_position else None
-    for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
-        rows = _period_rows(plan, source, table, uid_type, experiment_id)
-        slot = plan.unit
-        if slot_of is not None:
-            rows, slot = slot_of(rows), SLOT
-        # a daily run's experiments share this pass (shared.py): what the slots depend on
-        # (on the positional route, the units' ids in their order)
-        key = (table, plan.measures_of(table), plan.window, plan.pre_window, uid_type, slots,
-               unit_ids, guess if table == "orders" else None,
-               _rows_of(source, table, experiment_id))
-        fill_slots(source, key, acc, offset, layout.width,
-                   lambda target, at, rows=rows, slot=slot, layout=layout: accumulate(
-                       rows, slot, layout, slots, target, at))
+
+    def filled() -> np.ndarray:
+        acc = np.zeros((slots.size, offsets[-1]))
+        for table, layout, offset in zip(plan.tables, layouts, offsets[:-1], strict=True):
+            rows = _period_rows(plan, source, table, uid_type, experiment_id)
+            slot = plan.unit
+            if slot_of is not None:
+                rows, slot = slot_of(rows), SLOT
+            accumulate(rows, slot, layout, slots, acc, offset)
+        return acc
+
+    # A daily run's experiments share the slots (shared.py), read-only from here on: what
+    # they depend on, per table (on the positional route, the units' ids in their order).
+    # The array itself is handed out: copying kept per-table blocks into each experiment's
+    # array cost about as much as reading the tables.
+    keys = tuple((table, plan.measures_of(table), plan.window, plan.pre_window, uid_type,
+                  slots, unit_ids, guess if table == "orders" else None,
+                  _rows_of(source, table, experiment_id)) for table in plan.tables)
+    acc = shared_result(source, ("dense-slots", keys, tuple(offsets)), filled,
+                        lambda built: int(built.nbytes))
     position = {m.name: k for k, m in enumerate(measures)}
     sum_layout = GroupSumLayout.of(layouts, offsets[:-1], [m.agg == "any" for m in measures],
                             [(position[a], position[b]) for a, b in plan.products])
@@ -336,8 +342,23 @@ def _rows_of(source: FolderSource, table: str, experiment_id: str | None) -> str
     """The experiment whose own rows of ``table`` are read (contacts with an
     ``experiment_id`` column), else None: the key of a pass shared between experiments."""
     if table == "contacts" and "experiment_id" in source.schema(table):
+        # an experiment none of the contacts name reads none of their rows, as every other
+        # such experiment does (new ids with arms by hash): the same pass, shared
+        if experiment_id is not None and sharing() and not _names(source, experiment_id):
+            return ""
         return experiment_id
     return None
+
+
+def _names(source: FolderSource, experiment_id: str) -> bool:
+    """Whether a row of the contacts names the experiment (asked once per run)."""
+
+    def count() -> bool:
+        with source.reading():
+            return bool(source.scan("contacts").filter(pl.col("experiment_id") == experiment_id)
+                        .select(pl.len()).collect().item())
+
+    return shared_result(source, ("names", experiment_id), count, lambda _: 0)
 
 
 def _split_experiments(plan: AggregationPlan, source: FolderSource, table: str,
@@ -499,9 +520,17 @@ class PolarsEngine:
                                             lo - dt.timedelta(days=LOOKBACK_DAYS), hi)
         if "experiment_id" in self.source.schema("contacts"):
             contacts = contacts.filter(pl.col("experiment_id") == spec.id)
-        with self.source.reading():
-            return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
-                                     contacts, lo, hi)
+
+        def credit() -> pl.DataFrame:
+            with self.source.reading():
+                return last_touch_credit(self.source.scan_between("orders", "ts", lo, hi),
+                                         contacts, lo, hi)
+
+        # the same for every experiment of a daily run with this window and these contacts,
+        # computed once (shared.py): all of them (the contacts name no experiment), the
+        # experiment's own, or none (ids none of the contacts name credit alike)
+        key = ("last-touch", lo, hi, _rows_of(self.source, "contacts", spec.id))
+        return shared_result(self.source, key, credit, lambda f: int(f.estimated_size()))
 
     def multichannel_clients(self, lookback: tuple[dt.date, dt.date], outcome_days: int,
                              pre_days: int, usage_events: Sequence[str],
@@ -513,9 +542,14 @@ class PolarsEngine:
     def latest(self, table: str) -> dt.datetime | None:
         if not self.source.has(table):
             return None
-        with self.source.reading():
-            micros = self.source.scan(table).select(
-                pl.col(TS_COLUMN[table]).max().dt.epoch("us")).collect().item()
+
+        def newest() -> int | None:
+            with self.source.reading():
+                return self.source.scan(table).select(  # type: ignore[no-any-return]
+                    pl.col(TS_COLUMN[table]).max().dt.epoch("us")).collect().item()
+
+        # asked by every experiment of a daily run (freshness, the default as-of): read once
+        micros = shared_result(self.source, ("latest", table), newest, lambda _: 0)
         if micros is None:
             return None
         # read as a number: an absurd timestamp (a damaged file, a typo) is beyond Python's

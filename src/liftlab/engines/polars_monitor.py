@@ -24,10 +24,10 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import importlib
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
 from liftlab.engines.earliest import first_times_direct
 from liftlab.engines.polars_measures import measure_condition, measure_expr
+from liftlab.engines.shared import Content, shared_result
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     JOINED,
@@ -51,17 +52,10 @@ from liftlab.spec.aggregation import (
 )
 from liftlab.spec.models import Experiment, Metric
 
+# engines/dense_monitor.py (numba, 0.2 s to import) is imported inside the functions that
+# run a compiled pass: an hourly monitor update that runs none does not load it.
 if TYPE_CHECKING:
     from liftlab.engines import dense_monitor
-else:
-    class _Compiled:
-        """engines/dense_monitor.py, imported on first use: numba takes 0.2 s to import,
-        which an hourly update that runs no compiled pass need not pay."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(importlib.import_module("liftlab.engines.dense_monitor"), name)
-
-    dense_monitor = _Compiled()
 
 HOUR = dt.timedelta(hours=1)
 TS = pl.Datetime("us", "UTC")
@@ -246,7 +240,7 @@ class PolarsHourly:
         ``after`` (nothing cached) the same read gives the baseline, which ``baseline`` then
         returns: call ``hourly`` first."""
         cohort, events, rows, baseline = _hourly(self.spec, self.tables, exposure, metrics,
-                                                 tested, window, after, last)
+                                                 tested, window, after, last, self.source)
         if baseline is not None:
             self._read_along[:] = [(exposure, window, [m.name for m in tested], baseline)]
         return HourlyStats(cohort, events, rows)
@@ -418,6 +412,7 @@ def _assigned_at(spec: Experiment, frame: pl.DataFrame, table: pl.LazyFrame,
     ``assigned_at`` per channel (the start when it has none) by the compiled scatter of
     dense_monitor.py instead of a group-by over the assignments table and a join
     (tests/test_perf_monitor_dense.py compares both)."""
+    from liftlab.engines import dense_monitor  # numba: imported where a pass runs
     unit, channels = spec.unit, list(spec.channels)
     long = _long(frame.lazy(), unit, channels,
                  {ch: pl.lit(None, TS) for ch in channels}).collect()
@@ -516,6 +511,7 @@ def _with_first_sends(unit: str, frame: pl.DataFrame, contacts: pl.LazyFrame,
     ``contacts`` of those channels, by the compiled scatter of dense_monitor.py: a third of
     the hash group-by's time over every contact (tests/test_perf_monitor_dense.py compares
     both)."""
+    from liftlab.engines import dense_monitor  # numba: imported where a pass runs
     rows = contacts.select(unit, dense_monitor.channel_code(channels),
                            pl.col("sent_at").cast(TS).dt.epoch("us").alias("time")).collect()
     sent = _first_times(frame, unit, channels, rows)
@@ -528,6 +524,7 @@ def _first_times(units: pl.DataFrame, unit: str, channels: list[str],
     """``dense_monitor.first_times``; for integer ids in a dense range by numpy alone
     (engines/earliest.py: the same minima without numba's 0.6 s start-up, which an hourly
     update paid for this alone)."""
+    from liftlab.engines import dense_monitor  # numba: imported where a pass runs
     direct = first_times_direct(units, unit, channels, rows)
     return dense_monitor.first_times(units, unit, channels, rows) if direct is None else direct
 
@@ -594,7 +591,8 @@ def _measure_over(m: Measure, period: pl.Expr) -> pl.Expr:
 
 def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.DataFrame,
                window: dt.timedelta, pre_span: dt.timedelta | None, lo: dt.datetime,
-               hi: dt.datetime, needs: _Needs) -> tuple[pl.DataFrame, int]:
+               hi: dt.datetime, needs: _Needs, source: FolderSource | None = None,
+               exposed: Content | None = None) -> tuple[pl.DataFrame, int]:
     """``units`` (one row per unit and channel ``xch``, with ``exposed_at``) with the columns
     of ``needs`` from the rows of each table with ``lo <= ts < hi``; and the rows read.
 
@@ -603,11 +601,13 @@ def _unit_pass(spec: Experiment, tables: Mapping[str, pl.LazyFrame], units: pl.D
     ``DENSE_MONITOR = False``."""
     if not DENSE_MONITOR or units.height == 0 or units[spec.unit].null_count():
         return _unit_pass_polars(spec, tables, units, window, pre_span, lo, hi, needs)
-    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs)
+    return _unit_pass_dense(spec, tables, units, window, pre_span, lo, hi, needs, source,
+                            exposed)
 
 
 def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
     """The statistics of one table's ``needs`` for the compiled pass."""
+    from liftlab.engines import dense_monitor  # numba: imported where a pass runs
     def task(name: str, period: str, m: Measure, kind: str | None = None
              ) -> dense_monitor.Task:
         cond = measure_condition(m) if m.event is not None or m.channel is not None else None
@@ -624,32 +624,38 @@ def _tasks(needs: _Needs) -> list[dense_monitor.Task]:
 
 def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
                      units: pl.DataFrame, window: dt.timedelta, pre_span: dt.timedelta | None,
-                     lo: dt.datetime, hi: dt.datetime, needs: _Needs
+                     lo: dt.datetime, hi: dt.datetime, needs: _Needs,
+                     source: FolderSource | None = None, exposed: Content | None = None
                      ) -> tuple[pl.DataFrame, int]:
     """``_unit_pass`` by the compiled loop: the same frame, row for row and bit for bit
     (nulls where the polars route's joins leave them: a unit without rows of a table in the
-    read range, a unit without a response)."""
+    read range, a unit without a response). ``source``: the folder ``tables`` (but the
+    assignments) are the scans of, to share passes within a daily run (None: no sharing);
+    ``exposed``: ``units``' unit, ``xch`` and ``exposed_at`` (computed here when None)."""
+    from liftlab.engines import dense_monitor  # numba: imported where a pass runs
     if not needs.tables:
         return units, 0
+    if exposed is None and source is not None:
+        exposed = Content.of(units.select(spec.unit, "xch", "exposed_at"))
     channels = sorted(units["xch"].unique().to_list())
     # the polars route's row order (each channel's rows in turn): later means over these
     # rows (the baseline's) then add in the same order
     chan = dense_monitor.channel_codes(units["xch"], channels)
     if chan.size and np.any(chan[1:] < chan[:-1]):
         units = units[np.argsort(chan, kind="stable")]
-    index = dense_monitor.UnitIndex.of(units, spec.unit, channels)
     us = dt.timedelta(microseconds=1)
     width, pre = window // us, (pre_span or dt.timedelta(0)) // us
     ts = pl.col("_ts")
-    columns: dict[str, pl.Series] = {}
-    rows = 0
-    for name in needs.tables:
-        tasks = _tasks(needs.of(name))
+    indexed: list[dense_monitor.UnitIndex] = []  # built once, only when a table is read
+
+    def table_columns(name: str, tasks: list[dense_monitor.Task]) -> tuple[pl.DataFrame, int]:
+        if not indexed:
+            indexed.append(dense_monitor.UnitIndex.of(units, spec.unit, channels))
         scan = (tables[name].with_columns(pl.col(TS_COLUMN[name]).cast(TS).alias("_ts"))
                 .filter((ts >= lo) & (ts < hi)))
-        stats = dense_monitor.table_stats(scan, index, tasks, width, pre)
-        rows += stats.rows
+        stats = dense_monitor.table_stats(scan, indexed[0], tasks, width, pre)
         missing = pl.Series(~stats.has)
+        columns = []
         for t in tasks:
             if t.kind == "first":
                 raw = stats.firsts[t.name]
@@ -658,8 +664,32 @@ def _unit_pass_dense(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
                 col = col.set(pl.Series(raw == dense_monitor.NO_FIRST), None)  # type: ignore[arg-type]
             else:
                 col = pl.Series(t.name, stats.values[t.name]).set(missing, None)  # type: ignore[arg-type]
-            columns[t.name] = col
+            columns.append(col)
+        return pl.DataFrame(columns), stats.rows
+
+    # A daily run's experiments often have the same units and exposures (only their arms
+    # differ): the columns of a table are then the same, and are computed once for the run
+    # (engines/shared.py). Their key: the table (``source.scan(name, id type)``), its
+    # statistics, the periods and the read range; the units, channels and exposure times in
+    # the order given (``exposed``) are compared by value.
+    frames: list[pl.DataFrame] = []
+    rows = 0
+    for name in needs.tables:
+        tasks = _tasks(needs.of(name))
+        key = ("monitor-unit-pass", name, tuple(_task_key(t) for t in tasks), width, pre,
+               lo, hi, tuple(channels))
+        frame, read = shared_result(source, key, partial(table_columns, name, tasks),
+                                    lambda built: int(built[0].estimated_size()), exposed)
+        frames.append(frame)
+        rows += read
+    columns = {c.name: c for frame in frames for c in frame.get_columns()}
     return units.with_columns(columns[n] for n in needs.columns), rows
+
+
+def _task_key(t: dense_monitor.Task) -> tuple[str, str, str, str | None, str | None]:
+    """A task by value (a condition by its serialised expression)."""
+    cond = None if t.cond is None else t.cond.meta.serialize(format="json")
+    return t.name, t.period, t.kind, cond, t.value
 
 
 def _unit_pass_polars(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
@@ -722,13 +752,13 @@ def _unit_pass_polars(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
 
 def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.DataFrame,
             metrics: list[Metric], tested: list[Metric], window: dt.timedelta,
-            after: dt.datetime | None, last: dt.datetime
+            after: dt.datetime | None, last: dt.datetime, source: FolderSource | None = None
             ) -> tuple[pl.DataFrame, pl.DataFrame, int, dict[str, dict[str, float]] | None]:
     """Cohort statistics for maturity hours in (after, last] and first-response counts for
     hours in (after, last], reading only rows of units whose window was open after ``after``
     (and, for pre-period covariates, those units' rows before their exposure); and, from the
     same read, the baseline (``_baseline``) when ``after`` is None and every unit was exposed
-    by ``last`` (else None)."""
+    by ``last`` (else None). ``source``: see ``_unit_pass_dense``."""
     unit = spec.unit
     plan = _Plan.of(spec, metrics, tested)
     pre_span = dt.timedelta(days=spec.covariates.pre_period_days) if plan.pre else None
@@ -739,11 +769,14 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     needs = _Needs(plan.window, plan.pre, tuple(m for m in tested if m.kind != "ratio"),
                    *(_baseline_needs(spec, tested) if with_base else ((), ())))
     frame = open_.select(unit, "xch", "arm", "exposed_at", "mature")
+    # what the shared per-unit pass and baseline depend on besides their keys
+    exposed = None if source is None else Content.of(frame.select(unit, "xch", "exposed_at"))
     rows_read = 0
     if open_.height:
         reach = max(pre_span or dt.timedelta(0), window if with_base else dt.timedelta(0))
         lo = open_["exposed_at"].min() - reach
-        frame, rows_read = _unit_pass(spec, tables, frame, window, pre_span, lo, last, needs)
+        frame, rows_read = _unit_pass(spec, tables, frame, window, pre_span, lo, last, needs,
+                                      source, exposed)
     firsts: list[pl.DataFrame] = []
     for m in needs.first if open_.height else ():
         first = (frame.filter(pl.col(f"first:{m.name}").is_not_null())
@@ -780,7 +813,16 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
               "metric": pl.String}
     events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
-    baseline = _baseline_stats(spec, frame, tested) if with_base else None
+    baseline = None
+    if with_base:
+        # like the per-unit pass, the same for a daily run's experiments with the same units
+        # and exposures (it does not group by arm): computed once (engines/shared.py)
+        base = _Needs((), (), (), *_baseline_needs(spec, tested))
+        key = ("monitor-baseline", tuple(_task_key(t) for n in base.tables
+                                         for t in _tasks(base.of(n))), window, lo, last)
+        kept = shared_result(
+            source, key, partial(_baseline_stats, spec, frame, tested), lambda _: 0, exposed)
+        baseline = {ch: dict(stats) for ch, stats in kept.items()}  # the caller's own copy
     return (cohort.with_columns(pl.col("hour").cast(TS)),
             events.select(list(schema)).cast(schema), rows_read, baseline)
 

@@ -1,21 +1,36 @@
 """Reads shared by the analyses of one run (the daily report).
 
-Why: a daily report analyses many experiments on the same tables, and most of what the
-direct-address pass (``dense.py``) reads does not depend on the experiment. One table's
-per-unit slots (row counts and value sums per unit and class) depend on the table, the
-measures of that table, the windows, the slots' id range and the id type; not on the arms,
-the segments or the experiment's id (except the contacts, filtered by ``experiment_id``: their
-key holds it). The first experiment's pass leaves its slots here; the next experiment with the
-same key copies them instead of reading the table again. The hash route (ids that are not
-compact integers) shares its per-unit frames likewise: per table, the measures of every id with
-rows in the windows (the experiment's units are picked by the join that follows).
+Why: a daily report analyses many experiments on the same tables, and much of what an
+analysis reads does not depend on the experiment. The first experiment's result is kept
+here; the next experiment with the same key (and, where given, the same content) gets it
+instead of reading the tables again (``shared_result``):
 
-Sharing never changes a number on the direct-address route: a block is the array the pass
-would have filled (the same rows added in the same order from zero), copied bit for bit into
-the experiment's array. A pass that stops (``dense.Unexpected``) leaves nothing behind.
-The hash route's sums are in thread order with or without sharing: its results agree to the
-last few bits, as two plain runs do. Outside ``shared_reads()`` every pass reads its table,
-as a single ``analyze`` does.
+- the direct-address pass's per-unit slots (``dense.py``: row counts and value sums per unit
+  and class), per table a function of the table, its measures, the windows, the slots' id
+  range and the id type; not of the arms, the segments or the experiment's id (except the
+  contacts, filtered by ``experiment_id``: their key holds it, unless none of the contacts
+  names the experiment). The array of all the tables of an analysis is shared whole, when
+  every table's key is the same, and read only (copying per-table blocks into each
+  experiment's array cost about as much as reading the tables, and keeping both the blocks
+  and the arrays overran the memory budget: experiments with contacts of their own share no
+  slots);
+- the monitor's per-unit pass over one table and its baseline (functions of the units, their
+  channels and exposure times, given by value as ``content``, the statistics, the windows and
+  the rows; not of the arms, so experiments with the same units and exposures group the
+  same columns by their own arms);
+- last-touch credit (the orders, the window and the contacts: all of them, the experiment's
+  own, or none when the contacts name experiments and none this one) and a table's latest
+  time.
+
+The hash route (ids that are not compact integers) shares its per-unit frames likewise
+(``unit_frame``): per table, the measures of every id with rows in the windows (the
+experiment's units are picked by the join that follows).
+
+Sharing never changes a number: a kept result is the one the experiment would compute (the
+same rows added in the same order), except on the hash route, whose sums are in thread order
+with or without sharing (its results agree to the last few bits, as two plain runs do). A
+build that stops (``dense.Unexpected``) keeps nothing. Outside ``shared_reads()`` every
+result is built, as in a single ``analyze``.
 """
 
 from __future__ import annotations
@@ -25,54 +40,49 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-import numpy as np
 import polars as pl
 
-# The blocks kept for the run may take this much memory; the least recently used go first (an
-# analysis's windows and its plan's history windows are read in turn, experiment after
-# experiment). A block larger than this is used once and not kept.
+# The results kept for the run may take this much memory; the least recently used go first
+# (an analysis's windows and its plan's history windows are read in turn, experiment after
+# experiment). A result larger than this is used once and not kept.
 SHARED_BYTES = 2 * 2**30
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, eq=False)
+class Content:
+    """A frame a shared result depends on, compared by value (rebuilt by each experiment);
+    its digest (row count, sum of row hashes) is computed once, to place it among the
+    kept results, and ``equals`` with its schema confirms it."""
+
+    frame: pl.DataFrame
+    digest: tuple[int, int]
+
+    @staticmethod
+    def of(frame: pl.DataFrame) -> Content:
+        return Content(frame, (frame.height, int(frame.hash_rows(seed=11).sum() or 0)))
+
+    def same(self, other: Content) -> bool:
+        return (
+            self.digest == other.digest
+            and self.frame.schema == other.frame.schema
+            and self.frame.equals(other.frame)
+        )
 
 
 @dataclass
 class SharedReads:
-    """The per-table slot blocks of one run, by key (see the module's docstring)."""
+    """The kept results of one run, by key (see the module's docstring)."""
 
     budget: int = SHARED_BYTES
-    passes: int = 0  # table passes actually run (the rest were copied)
+    passes: int = 0  # results built (the rest were shared)
     copies: int = 0
-    _kept: OrderedDict[Hashable, tuple[np.ndarray | pl.DataFrame, int]] = field(
-        default_factory=OrderedDict
-    )
+    _kept: OrderedDict[Hashable, tuple[object, int]] = field(default_factory=OrderedDict)
     # each keyed source is kept alive for the run, so that its id() is never reused by another
     _sources: dict[int, object] = field(default_factory=dict)
-
-    def fill(
-        self,
-        source: object,
-        key: Hashable,
-        acc: np.ndarray,
-        offset: int,
-        width: int,
-        run_pass: Callable[[np.ndarray, int], None],
-    ) -> None:
-        """``acc[:, offset:offset + width]`` as ``run_pass(acc, offset)`` fills it from zeros,
-        copied from an earlier identical pass over the same ``source`` when one is kept."""
-        self._sources[id(source)] = source
-        full = (id(source), key, acc.shape[0], width)
-        found = self._kept.get(full)
-        if found is None:
-            block = np.zeros((acc.shape[0], width))
-            run_pass(block, 0)  # a pass that raises keeps nothing
-            self.passes += 1
-            block.flags.writeable = False  # read by every later experiment: never changed
-            self._keep(full, block, block.nbytes)
-        else:
-            self._kept.move_to_end(full)
-            self.copies += 1
-            block = found[0]
-        acc[:, offset : offset + width] = block
 
     def frame(
         self, source: object, key: Hashable, build: Callable[[], pl.LazyFrame]
@@ -91,7 +101,32 @@ class SharedReads:
         self._keep(full, frame, int(frame.estimated_size()))
         return frame
 
-    def _keep(self, key: Hashable, value: np.ndarray | pl.DataFrame, size: int) -> None:
+    def result(
+        self,
+        source: object,
+        key: Hashable,
+        content: Content | None,
+        build: Callable[[], V],
+        size: Callable[[V], int],
+    ) -> V:
+        """``build()``, or what an earlier build with the same key and ``content`` (compared
+        by value) returned."""
+        self._sources[id(source)] = source
+        full = (id(source), key, None if content is None else content.digest)
+        found = self._kept.get(full)
+        if found is not None:
+            kept_content, value = found[0]  # type: ignore[misc]
+            if content is None or content.same(kept_content):
+                self._kept.move_to_end(full)
+                self.copies += 1
+                return value  # type: ignore[no-any-return]
+        value = build()
+        self.passes += 1
+        extra = 0 if content is None else int(content.frame.estimated_size())
+        self._keep(full, (content, value), size(value) + extra)
+        return value
+
+    def _keep(self, key: Hashable, value: object, size: int) -> None:
         if size > self.budget:
             return
         self._kept[key] = (value, size)
@@ -113,23 +148,6 @@ def shared_reads(budget: int = SHARED_BYTES) -> Iterator[SharedReads]:
         _ACTIVE.reset(token)
 
 
-def fill_slots(
-    source: object,
-    key: Hashable,
-    acc: np.ndarray,
-    offset: int,
-    width: int,
-    run_pass: Callable[[np.ndarray, int], None],
-) -> None:
-    """One table's pass into ``acc[:, offset:offset + width]``: shared inside
-    ``shared_reads()``, run here otherwise."""
-    reads = _ACTIVE.get()
-    if reads is None:
-        run_pass(acc, offset)
-    else:
-        reads.fill(source, key, acc, offset, width, run_pass)
-
-
 def unit_frame(
     source: object,
     key: Hashable,
@@ -143,3 +161,25 @@ def unit_frame(
     if reads is None:
         return alone()
     return reads.frame(source, key, shared).lazy()
+
+
+def sharing() -> bool:
+    """Inside ``shared_reads()``: worth computing a key that finds more to share."""
+    return _ACTIVE.get() is not None
+
+
+def shared_result(
+    source: object | None,
+    key: Hashable,
+    build: Callable[[], V],
+    size: Callable[[V], int],
+    content: Content | None = None,
+) -> V:
+    """``build()`` (a result of ``source``'s rows that does not depend on the experiment
+    beyond ``key`` and ``content``): once for the run inside ``shared_reads()``, the same
+    object for every later experiment with an equal key and content; built each time
+    outside it, or without a source. The result is never changed by its users."""
+    reads = _ACTIVE.get()
+    if reads is None or source is None:
+        return build()
+    return reads.result(source, key, content, build, size)
