@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from liftlab.analyses.experiment import analyze
-from liftlab.app.readouts import _comparison_lines
+from liftlab.app.monitor_readout import _comparison_lines
 from liftlab.data.folder import FolderSource
 from liftlab.data.quality import build_report, declare_checks
 from liftlab.engines.polars_engine import PolarsEngine
