@@ -152,3 +152,78 @@ def test_lines_are_the_shapes_plotly_makes(traces: int):
     plotlys.add_vline(x=1.5, line={"color": "#101828", "width": 1})
     assert len(mine.layout.shapes) == 3
     assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())
+
+
+def _panels(filled: set[int]):
+    """Three subplots in one column (as the over-time chart), traces in the ``filled`` rows."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, figure=charts.figure())
+    for row in sorted(filled):
+        fig.add_trace(go.Scatter(x=["2026-02-01", "2026-02-02"], y=[row, 2.5]), row=row, col=1)
+    # a decision's note sits on a row's domain: plotly does not count it as the row's data
+    fig.add_annotation(x="2026-02-01", y=0.5, yref="y2 domain", showarrow=False, text="n")
+    return fig
+
+
+@pytest.mark.parametrize("filled", [set(), {1}, {3}, {1, 3}, {2, 3}, {1, 2, 3}])
+def test_panel_lines_are_the_shapes_plotly_makes(filled: set[int]):
+    """``charts.panel_vline`` / ``panel_hline`` add what ``add_vline`` / ``add_hline`` (with
+    its annotation) add to stacked subplots, on the rows holding data only, key order
+    included."""
+    mine, plotlys = _panels(filled), _panels(filled)
+    line = {"color": "#b42318", "dash": "dash"}
+    charts.panel_vline(mine, "2026-02-01T13:00:00Z", line, filled)
+    plotlys.add_vline(x="2026-02-01T13:00:00Z", line=line)
+    for y, row in ((0, 1), (1, 2), (0.5, 3)):
+        charts.panel_hline(mine, y, {"color": "#101828", "width": 1}, row, filled, f"bound {y}")
+        plotlys.add_hline(
+            y=y,
+            line={"color": "#101828", "width": 1},
+            row=row,
+            col=1,
+            annotation_text=f"bound {y}",
+            annotation_position="bottom left",
+        )
+    assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())
+    assert len(mine.layout.shapes) == 2 * len(filled)  # a line and a bound per row with data
+
+
+@pytest.mark.parametrize("subplots", [False, True])
+def test_traces_added_at_once_are_plotlys_traces(subplots: bool):
+    """``charts.add_traces`` of trace dicts gives the figure that ``add_trace`` of each
+    ``go.Scatter`` gives (on subplots: with its row), key order included."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    def new():
+        fig = charts.figure()
+        return make_subplots(rows=3, cols=1, figure=fig) if subplots else fig
+
+    traces = [
+        dict(x=["a", "b"], y=[1.5, None], name="lo", line=dict(width=0), showlegend=False),
+        dict(
+            x=["a", "b"],
+            y=[2, 3],
+            fill="tonexty",
+            fillcolor="rgba(1,2,3,0.15)",
+            customdata=[0.5, 0.01],
+            hovertemplate="%{customdata:.4f}<extra>x</extra>",
+        ),
+        dict(
+            x=[1.0],
+            y=[["m"], ["c"]],
+            mode="markers",
+            marker=dict(size=9, color="#fff"),
+            error_x=dict(type="data", symmetric=False, array=[1.0], arrayminus=[0.5]),
+        ),
+    ]
+    rows = [1, 3, 3] if subplots else None
+    mine, plotlys = new(), new()
+    charts.add_traces(mine, [{"type": "scatter", **t} for t in traces], rows)
+    for k, t in enumerate(traces):
+        where = dict(row=rows[k], col=1) if rows else {}
+        plotlys.add_trace(go.Scatter(**t), **where)
+    assert len(mine.data) == 3
+    assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())

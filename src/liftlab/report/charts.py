@@ -45,6 +45,16 @@ def figure_json(fig: go.Figure) -> dict[str, Any]:
     return out
 
 
+def add_traces(fig: go.Figure, traces: list[dict[str, Any]], rows: list[int] | None = None) -> None:
+    """``fig.add_trace(go.Scatter(**t), row=r, col=1)`` for each trace, in one call: each
+    ``add_trace`` of a trace object validates it twice (its constructor, then again from its
+    JSON in ``add_traces``) and deep-copies it, the larger part of the over-time chart's
+    rendering time; a trace given as a dict (with its ``type``) is validated once. The same
+    figure JSON (tests/test_perf_render.py)."""
+    if traces:
+        fig.add_traces(traces, rows=rows, cols=None if rows is None else [1] * len(traces))
+
+
 def vline(fig: go.Figure, x: Any, line: dict[str, Any]) -> None:
     """``fig.add_vline(x=x, line=line)`` on a figure without subplots, added as the shape
     plotly makes of it: ``add_vline`` first looks through the figure for subplots that hold
@@ -56,6 +66,38 @@ def vline(fig: go.Figure, x: Any, line: dict[str, Any]) -> None:
 def hline(fig: go.Figure, y: Any, line: dict[str, Any]) -> None:
     """``fig.add_hline(y=y, line=line)`` on a figure without subplots (see ``vline``)."""
     fig.add_shape(type="line", x0=0, x1=1, xref="x domain", y0=y, y1=y, yref="y", line=line)
+
+
+def _axes(row: int) -> tuple[str, str]:
+    """The x and y axis names of a row of subplots stacked in one column."""
+    n = "" if row == 1 else str(row)
+    return f"x{n}", f"y{n}"
+
+
+def panel_vline(fig: go.Figure, x: Any, line: dict[str, Any], filled: set[int]) -> None:
+    """``fig.add_vline(x=x, line=line)`` on subplots stacked in one column, whose rows holding
+    data are ``filled``: plotly draws the line on each of those rows, found by scanning every
+    trace, shape and annotation of the figure for each row, and re-validates the figure's
+    shapes on every one; in the over-time chart that was a third of its rendering time. The
+    same shapes, in the same order (tests/test_perf_render.py)."""
+    for row in sorted(filled):
+        xref, yref = _axes(row)
+        fig.add_shape(type="line", x0=x, x1=x, xref=xref, y0=0, y1=1, yref=f"{yref} domain",
+                      line=line)
+
+
+def panel_hline(fig: go.Figure, y: Any, line: dict[str, Any], row: int, filled: set[int],
+                text: str) -> None:
+    """``fig.add_hline(y=y, line=line, row=row, col=1, annotation_text=text,
+    annotation_position="bottom left")`` on subplots stacked in one column (see
+    ``panel_vline``): nothing when the row holds no data."""
+    if row not in filled:
+        return
+    xref, yref = _axes(row)
+    fig.add_shape(type="line", x0=0, x1=1, xref=f"{xref} domain", y0=y, y1=y, yref=yref,
+                  line=line)
+    fig.add_annotation(showarrow=False, text=text, x=0, xanchor="left", xref=f"{xref} domain",
+                       y=y, yanchor="top", yref=yref)
 
 
 @dataclass(frozen=True)
@@ -253,20 +295,24 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
     colour = colours(channels)
     settled: list[float | None] = []
     ratios: list[float | None] = []
+    filled: set[int] = set()  # the rows holding data so far
     for n, channel in enumerate(channels):
         sub = sorted((r for r in rows if (r.get("channel") or "") == channel),
                      key=lambda r: r["at"])
-        settled += _band(fig, sub, channel, colour[channel], "lift", 1)
-        ratios += _band(fig, sub, channel, colour[channel], "rate ratio", 2)
-        _units(fig, sub, channel, colour[channel])
-        _decision_marker(fig, seq, sub, channel, metric, variant, n)
-    fig.add_hline(y=0, line=dict(color="#101828", width=1), row=1, col=1,
-                  annotation_text="decision boundary: band clear of 0",
-                  annotation_position="bottom left")
+        lift, lift_band = _band(sub, channel, colour[channel], "lift")
+        ratio, ratio_band = _band(sub, channel, colour[channel], "rate ratio")
+        settled += lift_band
+        ratios += ratio_band
+        units = _units(sub, channel, colour[channel])
+        add_traces(fig, [*lift, *ratio, *units],
+                   [1] * len(lift) + [2] * len(ratio) + [3] * len(units))
+        filled |= {row for row, traces in ((1, lift), (2, ratio), (3, units)) if traces}
+        _decision_marker(fig, seq, sub, channel, metric, variant, n, filled)
+    panel_hline(fig, 0, dict(color="#101828", width=1), 1, filled,
+                "decision boundary: band clear of 0")
     if any(_finite(r.get("rate_ratio")) for r in rows):
-        fig.add_hline(y=1, line=dict(color="#101828", width=1), row=2, col=1,
-                      annotation_text="decision boundary: band clear of 1",
-                      annotation_position="bottom left")
+        panel_hline(fig, 1, dict(color="#101828", width=1), 2, filled,
+                    "decision boundary: band clear of 1")
     else:  # a ratio metric: the monitor runs no response-count test on it
         fig.add_annotation(text="no response-count test for a ratio metric: the lift "
                            "band above decides", showarrow=False, x=0.5, y=0.5,
@@ -308,11 +354,12 @@ def _or_none(x: Any) -> float | None:
     return x if _finite(x) else None
 
 
-def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str, what: str,
-          row: int) -> list[float | None]:
+def _band(rows: list[dict[str, Any]], channel: str, colour: str,
+          what: str) -> tuple[list[dict[str, Any]], list[float | None]]:
     """One channel's estimate and confidence-sequence band of one test (``lift``: the matured
-    cohorts' lift, ``rate ratio``: the response-count test), named with the channel; returns
-    the band once the first tenth of the looks is past (for the y-range)."""
+    cohorts' lift, ``rate ratio``: the response-count test), named with the channel, as
+    scatter traces (for ``add_traces``); with the band once the first tenth of the looks is
+    past (for the y-range)."""
     if what == "lift":
         rows = [r for r in rows if _finite(r.get("estimate"))]
         est = [r["estimate"] for r in rows]
@@ -324,39 +371,36 @@ def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str,
         lo = [_or_none(c[0]) if _finite(c[0]) and c[0] > 0 else None for c in ci]
         hi = [_or_none(c[1]) for c in ci]
     if not rows:  # this test has no look yet (or the result predates it)
-        return []
+        return [], []
     at = [r["at"] for r in rows]
     red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     label = f"{channel}: " if channel else ""
-    fig.add_trace(go.Scatter(x=at, y=hi, line=dict(width=0), showlegend=False,
-                             name=f"{label}{what}, upper bound", legendgroup=channel,
-                             hovertemplate="%{x}<br>upper bound %{y:.4g}<extra>" + channel
-                             + "</extra>"), row=row, col=1)
-    fig.add_trace(go.Scatter(x=at, y=lo, fill="tonexty", line=dict(width=0),
-                             fillcolor=f"rgba({red},{green},{blue},0.15)", legendgroup=channel,
-                             name=f"{label}{what}, 95% confidence sequence",
-                             showlegend=what == "lift",
-                             hovertemplate="%{x}<br>lower bound %{y:.4g}<extra>" + channel
-                             + "</extra>"), row=row, col=1)
-    fig.add_trace(go.Scatter(x=at, y=est, name=f"{label}{what}", legendgroup=channel,
-                             line=dict(color=colour, dash="solid" if what == "lift" else "dash"),
-                             customdata=[r.get("p_value") for r in rows],
-                             hovertemplate="%{x}<br>" + what + " %{y:.4g}<br>always-valid p "
-                             "%{customdata:.4f}<extra>" + channel + "</extra>"), row=row, col=1)
+    traces = [
+        dict(type="scatter", x=at, y=hi, line=dict(width=0), showlegend=False,
+             name=f"{label}{what}, upper bound", legendgroup=channel,
+             hovertemplate="%{x}<br>upper bound %{y:.4g}<extra>" + channel + "</extra>"),
+        dict(type="scatter", x=at, y=lo, fill="tonexty", line=dict(width=0),
+             fillcolor=f"rgba({red},{green},{blue},0.15)", legendgroup=channel,
+             name=f"{label}{what}, 95% confidence sequence", showlegend=what == "lift",
+             hovertemplate="%{x}<br>lower bound %{y:.4g}<extra>" + channel + "</extra>"),
+        dict(type="scatter", x=at, y=est, name=f"{label}{what}", legendgroup=channel,
+             line=dict(color=colour, dash="solid" if what == "lift" else "dash"),
+             customdata=[r.get("p_value") for r in rows],
+             hovertemplate="%{x}<br>" + what + " %{y:.4g}<br>always-valid p "
+             "%{customdata:.4f}<extra>" + channel + "</extra>")]
     skip = len(rows) // 10
-    return [*lo[skip:], *hi[skip:]]
+    return traces, [*lo[skip:], *hi[skip:]]
 
 
-def _units(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str) -> None:
+def _units(rows: list[dict[str, Any]], channel: str, colour: str) -> list[dict[str, Any]]:
     """One channel's cumulative units per arm whose response window has closed (those the
-    lift test reads; the split made visible)."""
+    lift test reads; the split made visible), as scatter traces (for ``add_traces``)."""
     label = f"{channel}: " if channel else ""
-    for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
-        fig.add_trace(go.Scatter(x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
-                                 name=f"{label}matured units, {arm}", legendgroup=channel,
-                                 line=dict(color=colour, dash=dash),
-                                 hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
-                                 "<extra>" + channel + "</extra>"), row=3, col=1)
+    return [dict(type="scatter", x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
+                 name=f"{label}matured units, {arm}", legendgroup=channel,
+                 line=dict(color=colour, dash=dash),
+                 hovertemplate="%{x}<br>" + arm + ": %{y:,} units<extra>" + channel + "</extra>")
+            for arm, dash in (("treatment", "solid"), ("holdout", "dot"))]
 
 
 def _log_range(values: list[float | None]) -> list[float] | None:
@@ -373,7 +417,8 @@ DECISION_ROW = {"event": 2}  # the panel of the test that made a decision (other
 
 
 def _decision_marker(fig: go.Figure, seq: dict[str, Any], rows: list[dict[str, Any]],
-                     channel: str, metric: str, variant: str | None, n: int) -> None:
+                     channel: str, metric: str, variant: str | None, n: int,
+                     filled: set[int]) -> None:
     """A dashed line at the hour the channel's decision was reached, annotated on the panel
     of the test that made it; a decision reached before the first plotted look is drawn at
     that look and says so."""
@@ -390,7 +435,7 @@ def _decision_marker(fig: go.Figure, seq: dict[str, Any], rows: list[dict[str, A
     if comp.get("decided_by"):
         text += f"<br>by {decided_by(comp['decided_by'])}"
     panel = DECISION_ROW.get(comp.get("decided_by") or "", 1)
-    fig.add_vline(x=x, line=dict(color=RED, dash="dash"))
+    panel_vline(fig, x, dict(color=RED, dash="dash"), filled)
     fig.add_annotation(x=x, y=1 - 0.16 * n, yref="y domain" if panel == 1 else "y2 domain",
                        showarrow=False, text=text, xanchor="left", align="left",
                        bgcolor="rgba(255,255,255,0.85)", font=dict(size=11))
