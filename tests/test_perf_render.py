@@ -219,11 +219,20 @@ def test_traces_added_at_once_are_plotlys_traces(subplots: bool):
             error_x=dict(type="data", symmetric=False, array=[1.0], arrayminus=[0.5]),
         ),
     ]
-    rows = [1, 3, 3] if subplots else None
+    bar = dict(
+        x=["app", "web"],
+        y=[2.0, -1.0],
+        marker=dict(color="#fff", opacity=0.45),
+        offsetgroup="g",
+        error_y=dict(type="data", array=[0.5, 0.0]),
+    )
+    rows = [1, 3, 3, 2] if subplots else None
     mine, plotlys = new(), new()
-    charts.add_traces(mine, [{"type": "scatter", **t} for t in traces], rows)
-    for k, t in enumerate(traces):
+    charts.add_traces(
+        mine, [*({"type": "scatter", **t} for t in traces), {"type": "bar", **bar}], rows
+    )
+    for k, t in enumerate([*map(go.Scatter, traces), go.Bar(bar)]):
         where = dict(row=rows[k], col=1) if rows else {}
-        plotlys.add_trace(go.Scatter(**t), **where)
-    assert len(mine.data) == 3
+        plotlys.add_trace(t, **where)
+    assert len(mine.data) == 4
     assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())

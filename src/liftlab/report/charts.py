@@ -46,11 +46,14 @@ def figure_json(fig: go.Figure) -> dict[str, Any]:
 
 
 def add_traces(fig: go.Figure, traces: list[dict[str, Any]], rows: list[int] | None = None) -> None:
-    """``fig.add_trace(go.Scatter(**t), row=r, col=1)`` for each trace, in one call: each
+    """``fig.add_trace(go.Scatter(**t), row=r, col=1)`` (or ``go.Bar``, by the trace's
+    ``type``) for each trace, in one call: each
     ``add_trace`` of a trace object validates it twice (its constructor, then again from its
     JSON in ``add_traces``) and deep-copies it, the larger part of the over-time chart's
     rendering time; a trace given as a dict (with its ``type``) is validated once. The same
-    figure JSON (tests/test_perf_render.py)."""
+    figure JSON (tests/test_perf_render.py), provided nested properties are given as dicts
+    (``marker=dict(color=c)``): from a dict, plotly sets ``marker_color`` after the others,
+    which moves ``marker`` to the end of the trace's JSON."""
     if traces:
         fig.add_traces(traces, rows=rows, cols=None if rows is None else [1] * len(traces))
 
@@ -137,8 +140,9 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
             and _finite(e.get("lift_rel"))]
     fig = figure()
     colour = colours(_arm(e) for e in rows)
+    traces: list[dict[str, Any]] = []
     for e in rows:
-        fig.add_trace(go.Scatter(
+        traces.append(dict(type="scatter",
             x=[e["lift_rel"] * 100], y=[_arm(e)], mode="markers", name=_arm(e),
             marker=dict(color=colour[_arm(e)], size=12,
                         symbol=VERDICT_SYMBOL[e["verdict"]]),
@@ -149,6 +153,7 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
             customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"], e["verdict"]]],
             hovertemplate="%{y}: %{x:+.2f}%<br>n = %{customdata[0]:,} vs %{customdata[1]:,}"
                           "<br>p = %{customdata[2]:.4f} · %{customdata[3]}<extra></extra>"))
+    add_traces(fig, traces)
     vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI; "
                       f"{_labels(rows)}; ▲ desired, ▼ undesired, ● inconclusive)",
@@ -179,12 +184,13 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
     fig = figure()
     comps = list(dict.fromkeys(_arm(e) for e in rows))
     colour = colours(comps)
+    traces: list[dict[str, Any]] = []
     for comp in comps:
         sub = [e for e in rows if _arm(e) == comp]
         means = [e["bayes"]["mean_rel"] * 100 for e in sub]
         hdi = [_floored(e["bayes"].get("hdi_rel") or [None, None], e) for e in sub]
         prob = [e["bayes"].get("prob_positive") for e in sub]
-        fig.add_trace(go.Scatter(
+        traces.append(dict(type="scatter",
             x=means, y=[[e["metric"] for e in sub], [comp] * len(sub)], name=comp,
             mode="markers+text", marker=dict(color=colour[comp], size=10),
             text=[f"P(>0) {p:.0%}" if _finite(p) else "" for p in prob],
@@ -197,6 +203,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
             customdata=[[p if _finite(p) else float("nan")] for p in prob],
             hovertemplate="%{y}: %{x:+.2f}%<br>P(lift > 0) = %{customdata[0]:.4f}"
                           "<extra>" + comp + "</extra>"))
+    add_traces(fig, traces)
     vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title="Posterior relative lift (mean, 95% HDI)",
                       height=150 + 40 * len(rows), xaxis_title="relative lift (%)",
@@ -228,10 +235,11 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                           if e["segment"][dimension] == v}) for v in values}
     step = 0.7 / max(len(comps), 1)
     fig = figure()
+    traces: list[dict[str, Any]] = []
     for k, comp in enumerate(comps):
         sub = [e for e in rows if _arm(e) == comp]
         offset = (k - (len(comps) - 1) / 2) * step
-        fig.add_trace(go.Scatter(
+        traces.append(dict(type="scatter",
             x=[e["lift_abs"] for e in sub],
             y=[values.index(e["segment"][dimension]) + offset for e in sub],
             mode="markers", name=comp, marker=dict(color=colour[comp], size=9),
@@ -242,6 +250,7 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                         for e in sub],
             hovertemplate="%{customdata[0]} (n=%{customdata[1]:,})<br>lift %{x:+.4g}<extra>"
                           + comp + "</extra>"))
+    add_traces(fig, traces)
     vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI; "
                       f"{_labels(rows)})",
@@ -549,26 +558,29 @@ def landing(rows: list[dict[str, Any]], key: str) -> Chart | None:
     if not rows:
         return None
     fig = figure()
+    traces: list[dict[str, Any]] = []
     for n, ch in enumerate(sorted({_arm(r) for r in rows})):
         sub = [r for r in rows if _arm(r) == ch]
         colour = PALETTE[n % len(PALETTE)]
         inc = [r for r in sub if _finite(r.get("incremental_revenue"))]
-        fig.add_trace(go.Bar(
+        traces.append(dict(type="bar",
             x=[r["purchase_channel"] for r in inc], y=[r["incremental_revenue"] for r in inc],
-            name=f"{ch}: measured increment", marker_color=colour, offsetgroup=f"{ch}-inc",
+            name=f"{ch}: measured increment", marker=dict(color=colour),
+            offsetgroup=f"{ch}-inc",
             error_y=dict(type="data", symmetric=False,
                          array=[_gap(r.get("ci"), 1, r["incremental_revenue"]) for r in inc],
                          arrayminus=[_gap(r.get("ci"), 0, r["incremental_revenue"])
                                      for r in inc]),
             hovertemplate="bought in %{x}: € %{y:,.0f} incremental<extra>" + ch + "</extra>"))
         lt = [r for r in sub if _finite(r.get("last_touch_revenue"))]
-        fig.add_trace(go.Bar(
+        traces.append(dict(type="bar",
             x=[r["purchase_channel"] for r in lt], y=[r["last_touch_revenue"] for r in lt],
             name=f"{ch}: last-touch credit", marker=dict(color=colour, opacity=0.45,
                                                          pattern=dict(shape="/")),
             offsetgroup=f"{ch}-lt",
             hovertemplate="bought in %{x}: € %{y:,.0f} credited by last touch<extra>"
             + ch + "</extra>"))
+    add_traces(fig, traces)
     hline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, barmode="group", height=420,
                       title="Where the increment landed vs what last-touch credits",
