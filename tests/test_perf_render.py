@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
@@ -44,11 +45,10 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[tuple[charts.Chart, str]]:
 
 
 def _plotly_route(chart: charts.Chart) -> str:
-    """What plotly writes with the template named on the figure (validated and copied in)."""
-    chart.figure.update_layout(template=charts.TEMPLATE)
-    return chart.figure.to_html(
-        full_html=False, include_plotlyjs=False, div_id=chart.key, config=CONFIG
-    )
+    """What plotly writes with the template named on the figure (validated and copied in),
+    and the data arrays of ``lean`` traces validated into the figure."""
+    fig = chart.plotly_figure().update_layout(template=charts.TEMPLATE)
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=chart.key, config=CONFIG)
 
 
 def _check(drawn: list[tuple[charts.Chart, str]], least: int) -> None:
@@ -236,3 +236,19 @@ def test_traces_added_at_once_are_plotlys_traces(subplots: bool):
         plotlys.add_trace(t, **where)
     assert len(mine.data) == 4
     assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())
+
+
+def test_the_api_timeline_holds_its_data():
+    """The over-time chart keeps its data arrays out of the figure until it is drawn
+    (``charts.lean``); the figure the Python API returns has them, validated by plotly."""
+    from liftlab.report.plots import AnalysisPlots
+
+    r = load("spring-factorial")
+    table = charts.timeline(r["sequential"], r["primary_metric"], None, "k").table
+    fig = AnalysisPlots(r).timeline()
+    assert table.height and len(fig.data) >= 8
+    assert all(len(t.x) == len(t.y) > 0 for t in fig.data)
+    units = [t for t in fig.data if "matured units, treatment" in t.name]
+    drawn = sorted((t.legendgroup, x, y) for t in units for x, y in zip(t.x, t.y, strict=True))
+    rows = table.select(pl.col("channel").fill_null(""), "at", "n_treatment").rows()
+    assert drawn == sorted(rows)

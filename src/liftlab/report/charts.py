@@ -38,11 +38,29 @@ def template_json() -> dict[str, Any]:
     return go.Figure(layout=dict(template=TEMPLATE)).to_dict()["layout"]["template"]
 
 
-def figure_json(fig: go.Figure) -> dict[str, Any]:
-    """The figure's JSON (``Figure.to_dict``) with the ``TEMPLATE`` in its layout."""
+def figure_json(fig: go.Figure, data: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    """The figure's JSON (``Figure.to_dict``) with the ``TEMPLATE`` in its layout, and the
+    data arrays of its first traces (``Chart.data``) in the slots plotly validated empty."""
     out = fig.to_dict()
     out["layout"]["template"] = template_json()
+    for trace, arrays in zip(out["data"], data, strict=False):
+        trace.update(arrays)
     return out
+
+
+ARRAYS = ("x", "y", "customdata")
+
+
+def lean(traces: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], tuple[dict[str, Any], ...]]:
+    """The traces with their data arrays (``ARRAYS``) empty, and the arrays: plotly validates
+    a data array value by value (a numpy check on each) and copies it twice more on its way
+    to the page, most of the over-time chart's rendering time (hundreds of looks per channel).
+    The empty arrays keep their slots in the trace's JSON, where ``Chart.html`` writes the
+    arrays and ``Chart.plotly_figure`` sets them through plotly: the same page
+    (tests/test_perf_render.py). The arrays must hold plain JSON values (numbers, text,
+    None), as results.json does."""
+    return ([{k: [] if k in ARRAYS else v for k, v in t.items()} for t in traces],
+            tuple({k: t[k] for k in ARRAYS if k in t} for t in traces))
 
 
 def add_traces(fig: go.Figure, traces: list[dict[str, Any]], rows: list[int] | None = None) -> None:
@@ -111,12 +129,20 @@ class Chart:
     title: str
     figure: go.Figure
     table: pl.DataFrame
+    data: tuple[dict[str, Any], ...] = ()  # arrays of the figure's first traces (``lean``)
 
     def html(self) -> str:
-        # validate=False: the figure was validated as it was built; only the template is new
-        return pio.to_html(figure_json(self.figure), validate=False, full_html=False,
-                           include_plotlyjs=False, div_id=self.key,
+        # validate=False: the figure was validated as it was built; only the template (and
+        # the data arrays of ``lean`` traces) are new
+        return pio.to_html(figure_json(self.figure, self.data), validate=False,
+                           full_html=False, include_plotlyjs=False, div_id=self.key,
                            config={"displaylogo": False, "responsive": True})
+
+    def plotly_figure(self) -> go.Figure:
+        """The figure with the data arrays of its ``lean`` traces set through plotly."""
+        for trace, arrays in zip(self.figure.data, self.data, strict=False):
+            trace.update(arrays)
+        return self.figure
 
 
 def colours(names: Any) -> dict[str, str]:
@@ -305,6 +331,7 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
     settled: list[float | None] = []
     ratios: list[float | None] = []
     filled: set[int] = set()  # the rows holding data so far
+    data: list[dict[str, Any]] = []  # the traces' arrays (``lean``)
     for n, channel in enumerate(channels):
         sub = sorted((r for r in rows if (r.get("channel") or "") == channel),
                      key=lambda r: r["at"])
@@ -313,8 +340,9 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
         settled += lift_band
         ratios += ratio_band
         units = _units(sub, channel, colour[channel])
-        add_traces(fig, [*lift, *ratio, *units],
-                   [1] * len(lift) + [2] * len(ratio) + [3] * len(units))
+        traces, arrays = lean([*lift, *ratio, *units])
+        add_traces(fig, traces, [1] * len(lift) + [2] * len(ratio) + [3] * len(units))
+        data += arrays
         filled |= {row for row, traces in ((1, lift), (2, ratio), (3, units)) if traces}
         _decision_marker(fig, seq, sub, channel, metric, variant, n, filled)
     panel_hline(fig, 0, dict(color="#101828", width=1), 1, filled,
@@ -356,7 +384,7 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
                 "ci_hi": pl.Float64, "rate_ratio": pl.Float64, "rate_ratio_lo": pl.Float64,
                 "rate_ratio_hi": pl.Float64, "p_value": pl.Float64, "n_treatment": pl.Int64,
                 "n_holdout": pl.Int64, "decision": pl.String})
-    return Chart(key, "Over time", fig, table)
+    return Chart(key, "Over time", fig, table, tuple(data))
 
 
 def _or_none(x: Any) -> float | None:
