@@ -252,3 +252,30 @@ def test_the_api_timeline_holds_its_data():
     drawn = sorted((t.legendgroup, x, y) for t in units for x, y in zip(t.x, t.y, strict=True))
     rows = table.select(pl.col("channel").fill_null(""), "at", "n_treatment").rows()
     assert drawn == sorted(rows)
+
+
+def test_cell_lines_and_bands_are_the_shapes_plotly_makes():
+    """``charts.cell_vline`` / ``cell_vrect`` on the subplots of a grid holding data add what
+    ``add_vline`` / ``add_vrect`` with that row and column add (plotly draws nothing on the
+    empty cell), key order included."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    def grid():
+        fig = make_subplots(rows=2, cols=2, figure=charts.figure())
+        for row, col in ((1, 1), (2, 1), (2, 2)):
+            fig.add_trace(go.Scatter(x=[1.0, 2.0], y=[row, col]), row=row, col=col)
+        return fig
+
+    mine, plotlys = grid(), grid()
+    style = dict(fillcolor="#1b7f3b", opacity=0.08, line_width=0)
+    line = {"color": "#1b7f3b", "dash": "dash"}
+    for row in (1, 2):
+        for col in (1, 2):
+            plotlys.add_vrect(x0=1.2, x1=1.5, row=row, col=col, **style)
+            plotlys.add_vline(x=1.3, line=line, row=row, col=col)
+            if (row, col) != (1, 2):
+                charts.cell_vrect(mine, 1.2, 1.5, 2 * (row - 1) + col, **style)
+                charts.cell_vline(mine, 1.3, line, 2 * (row - 1) + col)
+    assert len(mine.layout.shapes) == 6
+    assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())

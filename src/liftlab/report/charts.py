@@ -89,22 +89,37 @@ def hline(fig: go.Figure, y: Any, line: dict[str, Any]) -> None:
     fig.add_shape(type="line", x0=0, x1=1, xref="x domain", y0=y, y1=y, yref="y", line=line)
 
 
-def _axes(row: int) -> tuple[str, str]:
-    """The x and y axis names of a row of subplots stacked in one column."""
-    n = "" if row == 1 else str(row)
-    return f"x{n}", f"y{n}"
+def _axes(n: int) -> tuple[str, str]:
+    """The x and y axis names of subplot ``n`` (a row of subplots stacked in one column; in a
+    grid, ``(row - 1) * columns + column``)."""
+    suffix = "" if n == 1 else str(n)
+    return f"x{suffix}", f"y{suffix}"
+
+
+def cell_vline(fig: go.Figure, x: Any, line: dict[str, Any], n: int) -> None:
+    """``fig.add_vline(x=x, line=line, row=..., col=...)`` on subplot ``n``, which holds data:
+    plotly finds whether it does by scanning every trace, shape and annotation of the figure,
+    and re-validates the figure's shapes, on every line; in the over-time and pressure charts
+    that was a third of their rendering time. The same shape (tests/test_perf_render.py);
+    plotly draws nothing on a subplot without data, so neither must the caller."""
+    xref, yref = _axes(n)
+    fig.add_shape(type="line", x0=x, x1=x, xref=xref, y0=0, y1=1, yref=f"{yref} domain",
+                  line=line)
+
+
+def cell_vrect(fig: go.Figure, x0: Any, x1: Any, n: int, **style: Any) -> None:
+    """``fig.add_vrect(x0=x0, x1=x1, row=..., col=..., **style)`` on subplot ``n``, which
+    holds data (see ``cell_vline``)."""
+    xref, yref = _axes(n)
+    fig.add_shape(type="rect", x0=x0, x1=x1, xref=xref, y0=0, y1=1, yref=f"{yref} domain",
+                  **style)
 
 
 def panel_vline(fig: go.Figure, x: Any, line: dict[str, Any], filled: set[int]) -> None:
     """``fig.add_vline(x=x, line=line)`` on subplots stacked in one column, whose rows holding
-    data are ``filled``: plotly draws the line on each of those rows, found by scanning every
-    trace, shape and annotation of the figure for each row, and re-validates the figure's
-    shapes on every one; in the over-time chart that was a third of its rendering time. The
-    same shapes, in the same order (tests/test_perf_render.py)."""
+    data are ``filled``: plotly draws the line on each of those rows (see ``cell_vline``)."""
     for row in sorted(filled):
-        xref, yref = _axes(row)
-        fig.add_shape(type="line", x0=x, x1=x, xref=xref, y0=0, y1=1, yref=f"{yref} domain",
-                      line=line)
+        cell_vline(fig, x, line, row)
 
 
 def panel_hline(fig: go.Figure, y: Any, line: dict[str, Any], row: int, filled: set[int],
