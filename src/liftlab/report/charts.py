@@ -57,18 +57,17 @@ def lean(traces: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], tuple[dict
     to the page, most of the over-time chart's rendering time (hundreds of looks per channel).
     The empty arrays keep their slots in the trace's JSON, where ``Chart.html`` writes the
     arrays and ``Chart.plotly_figure`` sets them through plotly: the same page
-    (tests/test_perf_render.py). The arrays must hold plain JSON values (numbers, text,
-    None), as results.json does."""
+    (tests/test_perf_render.py). The arrays hold what results.json holds (numbers, text,
+    None); a numpy number in a live result is written with the same digits."""
     return ([{k: [] if k in ARRAYS else v for k, v in t.items()} for t in traces],
             tuple({k: t[k] for k in ARRAYS if k in t} for t in traces))
 
 
 def add_traces(fig: go.Figure, traces: list[dict[str, Any]], rows: list[int] | None = None) -> None:
     """``fig.add_trace(go.Scatter(**t), row=r, col=1)`` (or ``go.Bar``, by the trace's
-    ``type``) for each trace, in one call: each
-    ``add_trace`` of a trace object validates it twice (its constructor, then again from its
-    JSON in ``add_traces``) and deep-copies it, the larger part of the over-time chart's
-    rendering time; a trace given as a dict (with its ``type``) is validated once. The same
+    ``type``) for each trace, in one call: ``add_trace`` of a trace object validates it twice
+    (its constructor, then again from its JSON in ``add_traces``) and deep-copies it, most of
+    a chart's time for many traces; a trace given as a dict is validated once. The same
     figure JSON (tests/test_perf_render.py), provided nested properties are given as dicts
     (``marker=dict(color=c)``): from a dict, plotly sets ``marker_color`` after the others,
     which moves ``marker`` to the end of the trace's JSON."""
