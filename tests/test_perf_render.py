@@ -279,3 +279,23 @@ def test_cell_lines_and_bands_are_the_shapes_plotly_makes():
                 charts.cell_vline(mine, 1.3, line, 2 * (row - 1) + col)
     assert len(mine.layout.shapes) == 6
     assert json.dumps(mine.to_dict()) == json.dumps(plotlys.to_dict())
+
+
+def test_lean_arrays_of_numpy_numbers_are_written_as_plotly_writes_them():
+    """A live result (before its JSON) holds numpy numbers: the over-time chart's arrays,
+    written into the figure JSON unvalidated, give the page plotly's validated route gives."""
+    import numpy as np
+
+    r = load("spring-factorial")
+    seq = r["sequential"]
+    for row in seq["timeline"]:
+        for key in ("estimate", "rate_ratio", "p_value"):
+            if isinstance(row.get(key), float):
+                row[key] = np.float64(row[key])
+        for key in ("n_treatment", "n_holdout"):
+            if isinstance(row.get(key), int):
+                row[key] = np.int64(row[key])
+    chart = charts.timeline(seq, r["primary_metric"], None, "t")
+    assert chart is not None and chart.data
+    assert any(isinstance(v, np.int64) for a in chart.data for v in a.get("y", []))
+    assert chart.html() == _plotly_route(chart)
