@@ -95,7 +95,8 @@ def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
     mail["decided_at"] = "2026-02-02T09:00:00Z"  # before the first look the chart plots
     chart = charts.timeline(seq, r["primary_metric"], None, "t")
     assert chart is not None
-    lines = [t for t in chart.figure.data if t.name.endswith(": lift")]
+    fig = chart.plotly_figure()  # with the data arrays (charts.lean)
+    lines = [t for t in fig.data if t.name.endswith(": lift")]
     assert sorted(t.name for t in lines) == sorted(f"{c}: lift" for c in r["channels"])
     for t in lines:
         assert t.legendgroup == t.name.split(":")[0]
@@ -103,14 +104,14 @@ def test_over_time_draws_one_named_series_per_channel(tmp_path: Path):
                       if x["channel"] == t.legendgroup and x["estimate"] is not None
                       and x["metric"] == r["primary_metric"])
         assert list(zip(t.x, t.y, strict=True)) == want
-    bands = [t for t in chart.figure.data if t.fill == "tonexty"]
+    bands = [t for t in fig.data if t.fill == "tonexty"]
     assert sorted(t.name for t in bands) == sorted(
         f"{c}: {test}, 95% confidence sequence" for c in r["channels"]
         for test in ("lift", "rate ratio"))
-    assert all(t.name.startswith(f"{t.legendgroup}: ") for t in chart.figure.data)
+    assert all(t.name.startswith(f"{t.legendgroup}: ") for t in fig.data)
     assert chart.table["channel"].unique().sort().to_list() == sorted(r["channels"])
     assert "response window" in chart.figure.layout.yaxis.title.text
-    first = min(x for t in chart.figure.data if t.legendgroup == "mail" for x in t.x)
+    first = min(x for t in fig.data if t.legendgroup == "mail" for x in t.x)
     markers = [s.x0 for s in chart.figure.layout.shapes if s.line.dash == "dash"]
     assert markers and all(x >= first for x in markers)
     notes = " ".join(a.text for a in chart.figure.layout.annotations)

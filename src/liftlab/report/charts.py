@@ -38,11 +38,41 @@ def template_json() -> dict[str, Any]:
     return go.Figure(layout=dict(template=TEMPLATE)).to_dict()["layout"]["template"]
 
 
-def figure_json(fig: go.Figure) -> dict[str, Any]:
-    """The figure's JSON (``Figure.to_dict``) with the ``TEMPLATE`` in its layout."""
+def figure_json(fig: go.Figure, data: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+    """The figure's JSON (``Figure.to_dict``) with the ``TEMPLATE`` in its layout, and the
+    data arrays of its first traces (``Chart.data``) in the slots plotly validated empty."""
     out = fig.to_dict()
     out["layout"]["template"] = template_json()
+    for trace, arrays in zip(out["data"], data, strict=False):
+        trace.update(arrays)
     return out
+
+
+ARRAYS = ("x", "y", "customdata")
+
+
+def lean(traces: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], tuple[dict[str, Any], ...]]:
+    """The traces with their data arrays (``ARRAYS``) empty, and the arrays: plotly validates
+    a data array value by value (a numpy check on each) and copies it twice more on its way
+    to the page, most of the over-time chart's rendering time (hundreds of looks per channel).
+    The empty arrays keep their slots in the trace's JSON, where ``Chart.html`` writes the
+    arrays and ``Chart.plotly_figure`` sets them through plotly: the same page
+    (tests/test_perf_render.py). The arrays hold what results.json holds (numbers, text,
+    None); a numpy number in a live result is written with the same digits."""
+    return ([{k: [] if k in ARRAYS else v for k, v in t.items()} for t in traces],
+            tuple({k: t[k] for k in ARRAYS if k in t} for t in traces))
+
+
+def add_traces(fig: go.Figure, traces: list[dict[str, Any]], rows: list[int] | None = None) -> None:
+    """``fig.add_trace(go.Scatter(**t), row=r, col=1)`` (or ``go.Bar``, by the trace's
+    ``type``) for each trace, in one call: ``add_trace`` of a trace object validates it twice
+    (its constructor, then again from its JSON in ``add_traces``) and deep-copies it, most of
+    a chart's time for many traces; a trace given as a dict is validated once. The same
+    figure JSON (tests/test_perf_render.py), provided nested properties are given as dicts
+    (``marker=dict(color=c)``): from a dict, plotly sets ``marker_color`` after the others,
+    which moves ``marker`` to the end of the trace's JSON."""
+    if traces:
+        fig.add_traces(traces, rows=rows, cols=None if rows is None else [1] * len(traces))
 
 
 def vline(fig: go.Figure, x: Any, line: dict[str, Any]) -> None:
@@ -58,6 +88,53 @@ def hline(fig: go.Figure, y: Any, line: dict[str, Any]) -> None:
     fig.add_shape(type="line", x0=0, x1=1, xref="x domain", y0=y, y1=y, yref="y", line=line)
 
 
+def _axes(n: int) -> tuple[str, str]:
+    """The x and y axis names of subplot ``n`` (a row of subplots stacked in one column; in a
+    grid, ``(row - 1) * columns + column``)."""
+    suffix = "" if n == 1 else str(n)
+    return f"x{suffix}", f"y{suffix}"
+
+
+def cell_vline(fig: go.Figure, x: Any, line: dict[str, Any], n: int) -> None:
+    """``fig.add_vline(x=x, line=line, row=..., col=...)`` on subplot ``n``, which holds data:
+    plotly finds whether it does by scanning every trace, shape and annotation of the figure,
+    and re-validates the figure's shapes, on every line; in the over-time and pressure charts
+    that was a third of their rendering time. The same shape (tests/test_perf_render.py);
+    plotly draws nothing on a subplot without data, so neither must the caller."""
+    xref, yref = _axes(n)
+    fig.add_shape(type="line", x0=x, x1=x, xref=xref, y0=0, y1=1, yref=f"{yref} domain",
+                  line=line)
+
+
+def cell_vrect(fig: go.Figure, x0: Any, x1: Any, n: int, **style: Any) -> None:
+    """``fig.add_vrect(x0=x0, x1=x1, row=..., col=..., **style)`` on subplot ``n``, which
+    holds data (see ``cell_vline``)."""
+    xref, yref = _axes(n)
+    fig.add_shape(type="rect", x0=x0, x1=x1, xref=xref, y0=0, y1=1, yref=f"{yref} domain",
+                  **style)
+
+
+def panel_vline(fig: go.Figure, x: Any, line: dict[str, Any], filled: set[int]) -> None:
+    """``fig.add_vline(x=x, line=line)`` on subplots stacked in one column, whose rows holding
+    data are ``filled``: plotly draws the line on each of those rows (see ``cell_vline``)."""
+    for row in sorted(filled):
+        cell_vline(fig, x, line, row)
+
+
+def panel_hline(fig: go.Figure, y: Any, line: dict[str, Any], row: int, filled: set[int],
+                text: str) -> None:
+    """``fig.add_hline(y=y, line=line, row=row, col=1, annotation_text=text,
+    annotation_position="bottom left")`` on subplots stacked in one column (see
+    ``panel_vline``): nothing when the row holds no data."""
+    if row not in filled:
+        return
+    xref, yref = _axes(row)
+    fig.add_shape(type="line", x0=0, x1=1, xref=f"{xref} domain", y0=y, y1=y, yref=yref,
+                  line=line)
+    fig.add_annotation(showarrow=False, text=text, x=0, xanchor="left", xref=f"{xref} domain",
+                       y=y, yanchor="top", yref=yref)
+
+
 @dataclass(frozen=True)
 class Chart:
     """A figure, its deterministic id, and the data behind it."""
@@ -66,12 +143,20 @@ class Chart:
     title: str
     figure: go.Figure
     table: pl.DataFrame
+    data: tuple[dict[str, Any], ...] = ()  # arrays of the figure's first traces (``lean``)
 
     def html(self) -> str:
-        # validate=False: the figure was validated as it was built; only the template is new
-        return pio.to_html(figure_json(self.figure), validate=False, full_html=False,
-                           include_plotlyjs=False, div_id=self.key,
+        # validate=False: the figure was validated as it was built; only the template (and
+        # the data arrays of ``lean`` traces) are new
+        return pio.to_html(figure_json(self.figure, self.data), validate=False,
+                           full_html=False, include_plotlyjs=False, div_id=self.key,
                            config={"displaylogo": False, "responsive": True})
+
+    def plotly_figure(self) -> go.Figure:
+        """The figure with the data arrays of its ``lean`` traces set through plotly."""
+        for trace, arrays in zip(self.figure.data, self.data, strict=False):
+            trace.update(arrays)
+        return self.figure
 
 
 def colours(names: Any) -> dict[str, str]:
@@ -95,8 +180,9 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
             and _finite(e.get("lift_rel"))]
     fig = figure()
     colour = colours(_arm(e) for e in rows)
+    traces: list[dict[str, Any]] = []
     for e in rows:
-        fig.add_trace(go.Scatter(
+        traces.append(dict(type="scatter",
             x=[e["lift_rel"] * 100], y=[_arm(e)], mode="markers", name=_arm(e),
             marker=dict(color=colour[_arm(e)], size=12,
                         symbol=VERDICT_SYMBOL[e["verdict"]]),
@@ -107,6 +193,7 @@ def forest(effects: list[dict[str, Any]], metric: str, key: str) -> Chart:
             customdata=[[e["n_treatment"], e["n_holdout"], e["p_value"], e["verdict"]]],
             hovertemplate="%{y}: %{x:+.2f}%<br>n = %{customdata[0]:,} vs %{customdata[1]:,}"
                           "<br>p = %{customdata[2]:.4f} · %{customdata[3]}<extra></extra>"))
+    add_traces(fig, traces)
     vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Relative lift of {metric} vs holdout (95% CI; "
                       f"{_labels(rows)}; ▲ desired, ▼ undesired, ● inconclusive)",
@@ -137,12 +224,13 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
     fig = figure()
     comps = list(dict.fromkeys(_arm(e) for e in rows))
     colour = colours(comps)
+    traces: list[dict[str, Any]] = []
     for comp in comps:
         sub = [e for e in rows if _arm(e) == comp]
         means = [e["bayes"]["mean_rel"] * 100 for e in sub]
         hdi = [_floored(e["bayes"].get("hdi_rel") or [None, None], e) for e in sub]
         prob = [e["bayes"].get("prob_positive") for e in sub]
-        fig.add_trace(go.Scatter(
+        traces.append(dict(type="scatter",
             x=means, y=[[e["metric"] for e in sub], [comp] * len(sub)], name=comp,
             mode="markers+text", marker=dict(color=colour[comp], size=10),
             text=[f"P(>0) {p:.0%}" if _finite(p) else "" for p in prob],
@@ -155,6 +243,7 @@ def posteriors(effects: list[dict[str, Any]], key: str) -> Chart | None:
             customdata=[[p if _finite(p) else float("nan")] for p in prob],
             hovertemplate="%{y}: %{x:+.2f}%<br>P(lift > 0) = %{customdata[0]:.4f}"
                           "<extra>" + comp + "</extra>"))
+    add_traces(fig, traces)
     vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title="Posterior relative lift (mean, 95% HDI)",
                       height=150 + 40 * len(rows), xaxis_title="relative lift (%)",
@@ -186,10 +275,11 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                           if e["segment"][dimension] == v}) for v in values}
     step = 0.7 / max(len(comps), 1)
     fig = figure()
+    traces: list[dict[str, Any]] = []
     for k, comp in enumerate(comps):
         sub = [e for e in rows if _arm(e) == comp]
         offset = (k - (len(comps) - 1) / 2) * step
-        fig.add_trace(go.Scatter(
+        traces.append(dict(type="scatter",
             x=[e["lift_abs"] for e in sub],
             y=[values.index(e["segment"][dimension]) + offset for e in sub],
             mode="markers", name=comp, marker=dict(color=colour[comp], size=9),
@@ -200,6 +290,7 @@ def segments(effects: list[dict[str, Any]], metric: str, dimension: str, key: st
                         for e in sub],
             hovertemplate="%{customdata[0]} (n=%{customdata[1]:,})<br>lift %{x:+.4g}<extra>"
                           + comp + "</extra>"))
+    add_traces(fig, traces)
     vline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, title=f"Absolute lift of {metric} by {dimension} (95% CI; "
                       f"{_labels(rows)})",
@@ -253,20 +344,26 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
     colour = colours(channels)
     settled: list[float | None] = []
     ratios: list[float | None] = []
+    filled: set[int] = set()  # the rows holding data so far
+    data: list[dict[str, Any]] = []  # the traces' arrays (``lean``)
     for n, channel in enumerate(channels):
         sub = sorted((r for r in rows if (r.get("channel") or "") == channel),
                      key=lambda r: r["at"])
-        settled += _band(fig, sub, channel, colour[channel], "lift", 1)
-        ratios += _band(fig, sub, channel, colour[channel], "rate ratio", 2)
-        _units(fig, sub, channel, colour[channel])
-        _decision_marker(fig, seq, sub, channel, metric, variant, n)
-    fig.add_hline(y=0, line=dict(color="#101828", width=1), row=1, col=1,
-                  annotation_text="decision boundary: band clear of 0",
-                  annotation_position="bottom left")
+        lift, lift_band = _band(sub, channel, colour[channel], "lift")
+        ratio, ratio_band = _band(sub, channel, colour[channel], "rate ratio")
+        settled += lift_band
+        ratios += ratio_band
+        units = _units(sub, channel, colour[channel])
+        traces, arrays = lean([*lift, *ratio, *units])
+        add_traces(fig, traces, [1] * len(lift) + [2] * len(ratio) + [3] * len(units))
+        data += arrays
+        filled |= {row for row, traces in ((1, lift), (2, ratio), (3, units)) if traces}
+        _decision_marker(fig, seq, sub, channel, metric, variant, n, filled)
+    panel_hline(fig, 0, dict(color="#101828", width=1), 1, filled,
+                "decision boundary: band clear of 0")
     if any(_finite(r.get("rate_ratio")) for r in rows):
-        fig.add_hline(y=1, line=dict(color="#101828", width=1), row=2, col=1,
-                      annotation_text="decision boundary: band clear of 1",
-                      annotation_position="bottom left")
+        panel_hline(fig, 1, dict(color="#101828", width=1), 2, filled,
+                    "decision boundary: band clear of 1")
     else:  # a ratio metric: the monitor runs no response-count test on it
         fig.add_annotation(text="no response-count test for a ratio metric: the lift "
                            "band above decides", showarrow=False, x=0.5, y=0.5,
@@ -301,18 +398,19 @@ def timeline(seq: dict[str, Any], metric: str, variant: str | None, key: str) ->
                 "ci_hi": pl.Float64, "rate_ratio": pl.Float64, "rate_ratio_lo": pl.Float64,
                 "rate_ratio_hi": pl.Float64, "p_value": pl.Float64, "n_treatment": pl.Int64,
                 "n_holdout": pl.Int64, "decision": pl.String})
-    return Chart(key, "Over time", fig, table)
+    return Chart(key, "Over time", fig, table, tuple(data))
 
 
 def _or_none(x: Any) -> float | None:
     return x if _finite(x) else None
 
 
-def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str, what: str,
-          row: int) -> list[float | None]:
+def _band(rows: list[dict[str, Any]], channel: str, colour: str,
+          what: str) -> tuple[list[dict[str, Any]], list[float | None]]:
     """One channel's estimate and confidence-sequence band of one test (``lift``: the matured
-    cohorts' lift, ``rate ratio``: the response-count test), named with the channel; returns
-    the band once the first tenth of the looks is past (for the y-range)."""
+    cohorts' lift, ``rate ratio``: the response-count test), named with the channel, as
+    scatter traces (for ``add_traces``); with the band once the first tenth of the looks is
+    past (for the y-range)."""
     if what == "lift":
         rows = [r for r in rows if _finite(r.get("estimate"))]
         est = [r["estimate"] for r in rows]
@@ -324,39 +422,36 @@ def _band(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str,
         lo = [_or_none(c[0]) if _finite(c[0]) and c[0] > 0 else None for c in ci]
         hi = [_or_none(c[1]) for c in ci]
     if not rows:  # this test has no look yet (or the result predates it)
-        return []
+        return [], []
     at = [r["at"] for r in rows]
     red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
     label = f"{channel}: " if channel else ""
-    fig.add_trace(go.Scatter(x=at, y=hi, line=dict(width=0), showlegend=False,
-                             name=f"{label}{what}, upper bound", legendgroup=channel,
-                             hovertemplate="%{x}<br>upper bound %{y:.4g}<extra>" + channel
-                             + "</extra>"), row=row, col=1)
-    fig.add_trace(go.Scatter(x=at, y=lo, fill="tonexty", line=dict(width=0),
-                             fillcolor=f"rgba({red},{green},{blue},0.15)", legendgroup=channel,
-                             name=f"{label}{what}, 95% confidence sequence",
-                             showlegend=what == "lift",
-                             hovertemplate="%{x}<br>lower bound %{y:.4g}<extra>" + channel
-                             + "</extra>"), row=row, col=1)
-    fig.add_trace(go.Scatter(x=at, y=est, name=f"{label}{what}", legendgroup=channel,
-                             line=dict(color=colour, dash="solid" if what == "lift" else "dash"),
-                             customdata=[r.get("p_value") for r in rows],
-                             hovertemplate="%{x}<br>" + what + " %{y:.4g}<br>always-valid p "
-                             "%{customdata:.4f}<extra>" + channel + "</extra>"), row=row, col=1)
+    traces = [
+        dict(type="scatter", x=at, y=hi, line=dict(width=0), showlegend=False,
+             name=f"{label}{what}, upper bound", legendgroup=channel,
+             hovertemplate="%{x}<br>upper bound %{y:.4g}<extra>" + channel + "</extra>"),
+        dict(type="scatter", x=at, y=lo, fill="tonexty", line=dict(width=0),
+             fillcolor=f"rgba({red},{green},{blue},0.15)", legendgroup=channel,
+             name=f"{label}{what}, 95% confidence sequence", showlegend=what == "lift",
+             hovertemplate="%{x}<br>lower bound %{y:.4g}<extra>" + channel + "</extra>"),
+        dict(type="scatter", x=at, y=est, name=f"{label}{what}", legendgroup=channel,
+             line=dict(color=colour, dash="solid" if what == "lift" else "dash"),
+             customdata=[r.get("p_value") for r in rows],
+             hovertemplate="%{x}<br>" + what + " %{y:.4g}<br>always-valid p "
+             "%{customdata:.4f}<extra>" + channel + "</extra>")]
     skip = len(rows) // 10
-    return [*lo[skip:], *hi[skip:]]
+    return traces, [*lo[skip:], *hi[skip:]]
 
 
-def _units(fig: go.Figure, rows: list[dict[str, Any]], channel: str, colour: str) -> None:
+def _units(rows: list[dict[str, Any]], channel: str, colour: str) -> list[dict[str, Any]]:
     """One channel's cumulative units per arm whose response window has closed (those the
-    lift test reads; the split made visible)."""
+    lift test reads; the split made visible), as scatter traces (for ``add_traces``)."""
     label = f"{channel}: " if channel else ""
-    for arm, dash in (("treatment", "solid"), ("holdout", "dot")):
-        fig.add_trace(go.Scatter(x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
-                                 name=f"{label}matured units, {arm}", legendgroup=channel,
-                                 line=dict(color=colour, dash=dash),
-                                 hovertemplate="%{x}<br>" + arm + ": %{y:,} units"
-                                 "<extra>" + channel + "</extra>"), row=3, col=1)
+    return [dict(type="scatter", x=[r["at"] for r in rows], y=[r.get(f"n_{arm}") for r in rows],
+                 name=f"{label}matured units, {arm}", legendgroup=channel,
+                 line=dict(color=colour, dash=dash),
+                 hovertemplate="%{x}<br>" + arm + ": %{y:,} units<extra>" + channel + "</extra>")
+            for arm, dash in (("treatment", "solid"), ("holdout", "dot"))]
 
 
 def _log_range(values: list[float | None]) -> list[float] | None:
@@ -373,7 +468,8 @@ DECISION_ROW = {"event": 2}  # the panel of the test that made a decision (other
 
 
 def _decision_marker(fig: go.Figure, seq: dict[str, Any], rows: list[dict[str, Any]],
-                     channel: str, metric: str, variant: str | None, n: int) -> None:
+                     channel: str, metric: str, variant: str | None, n: int,
+                     filled: set[int]) -> None:
     """A dashed line at the hour the channel's decision was reached, annotated on the panel
     of the test that made it; a decision reached before the first plotted look is drawn at
     that look and says so."""
@@ -390,7 +486,7 @@ def _decision_marker(fig: go.Figure, seq: dict[str, Any], rows: list[dict[str, A
     if comp.get("decided_by"):
         text += f"<br>by {decided_by(comp['decided_by'])}"
     panel = DECISION_ROW.get(comp.get("decided_by") or "", 1)
-    fig.add_vline(x=x, line=dict(color=RED, dash="dash"))
+    panel_vline(fig, x, dict(color=RED, dash="dash"), filled)
     fig.add_annotation(x=x, y=1 - 0.16 * n, yref="y domain" if panel == 1 else "y2 domain",
                        showarrow=False, text=text, xanchor="left", align="left",
                        bgcolor="rgba(255,255,255,0.85)", font=dict(size=11))
@@ -504,26 +600,29 @@ def landing(rows: list[dict[str, Any]], key: str) -> Chart | None:
     if not rows:
         return None
     fig = figure()
+    traces: list[dict[str, Any]] = []
     for n, ch in enumerate(sorted({_arm(r) for r in rows})):
         sub = [r for r in rows if _arm(r) == ch]
         colour = PALETTE[n % len(PALETTE)]
         inc = [r for r in sub if _finite(r.get("incremental_revenue"))]
-        fig.add_trace(go.Bar(
+        traces.append(dict(type="bar",
             x=[r["purchase_channel"] for r in inc], y=[r["incremental_revenue"] for r in inc],
-            name=f"{ch}: measured increment", marker_color=colour, offsetgroup=f"{ch}-inc",
+            name=f"{ch}: measured increment", marker=dict(color=colour),
+            offsetgroup=f"{ch}-inc",
             error_y=dict(type="data", symmetric=False,
                          array=[_gap(r.get("ci"), 1, r["incremental_revenue"]) for r in inc],
                          arrayminus=[_gap(r.get("ci"), 0, r["incremental_revenue"])
                                      for r in inc]),
             hovertemplate="bought in %{x}: € %{y:,.0f} incremental<extra>" + ch + "</extra>"))
         lt = [r for r in sub if _finite(r.get("last_touch_revenue"))]
-        fig.add_trace(go.Bar(
+        traces.append(dict(type="bar",
             x=[r["purchase_channel"] for r in lt], y=[r["last_touch_revenue"] for r in lt],
             name=f"{ch}: last-touch credit", marker=dict(color=colour, opacity=0.45,
                                                          pattern=dict(shape="/")),
             offsetgroup=f"{ch}-lt",
             hovertemplate="bought in %{x}: € %{y:,.0f} credited by last touch<extra>"
             + ch + "</extra>"))
+    add_traces(fig, traces)
     hline(fig, 0, dict(color="#101828", width=1))
     fig.update_layout(**LAYOUT, barmode="group", height=420,
                       title="Where the increment landed vs what last-touch credits",

@@ -227,8 +227,12 @@ def _value_ci(ci: Any, metric: str, kind: str) -> str:
 
 
 def _raw(x: Any) -> str:
-    """A sort key for a table cell: the exact number, or empty when missing."""
-    return repr(x) if isinstance(x, int | float) and math.isfinite(x) else ""
+    """A sort key for a table cell: the exact number, or empty when missing. A numpy float
+    (a live result, before its JSON) is written as the float it is in results.json: its own
+    repr is ``np.float64(...)``, which the table's sort cannot read."""
+    if not (isinstance(x, int | float) and math.isfinite(x)):
+        return ""
+    return repr(float(x)) if isinstance(x, float) else repr(x)
 
 
 def _arm(e: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ def _styled(chart: Chart) -> go.Figure:
     """The chart's figure with the pages' template (a chart is built without it)."""
     from liftlab.report.charts import TEMPLATE
 
-    return chart.figure.update_layout(template=TEMPLATE)
+    return chart.plotly_figure().update_layout(template=TEMPLATE)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,16 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from liftlab.report.charts import BLUE, GREEN, LAYOUT, RED, Chart, figure
+from liftlab.report.charts import (
+    BLUE,
+    GREEN,
+    LAYOUT,
+    RED,
+    Chart,
+    cell_vline,
+    cell_vrect,
+    figure,
+)
 from liftlab.report.format import money, pct
 
 ALL = "overall"
@@ -83,11 +92,11 @@ def curves(p: dict[str, Any], key: str) -> Chart:
                 )
         if g["optimum"] is not None:
             lo, hi = g["optimum_ci"]
-            for col in (1, 2):
-                fig.add_vrect(
-                    x0=lo, x1=hi, fillcolor=GREEN, opacity=0.08, line_width=0, row=i, col=col
-                )
-                fig.add_vline(x=g["optimum"], line=dict(color=GREEN, dash="dash"), row=i, col=col)
+            # the cells holding data: the curves (left), the fatigue band when fitted (right)
+            for col in (1, 2) if c["fatigue"] is not None else (1,):
+                n = 2 * (i - 1) + col
+                cell_vrect(fig, lo, hi, n, fillcolor=GREEN, opacity=0.08, line_width=0)
+                cell_vline(fig, g["optimum"], dict(color=GREEN, dash="dash"), n)
         if i == len(groups):
             fig.update_xaxes(title_text=f"contacts {unit}", row=i, col=1)
             fig.update_xaxes(title_text=f"contacts {unit}", row=i, col=2)
