@@ -77,3 +77,17 @@ def test_ids_sharing_a_hash_credit_through_the_join_alike(
         monkeypatch.setattr(hashed_ids, "_hash", lambda s: np.zeros(s.len(), dtype=np.uint64))
     fast = last_touch_credit(orders.lazy(), contacts.lazy(), T0, end)
     assert_frame_equal(fast, plain, check_exact=True)
+
+
+def test_the_same_ids_share_one_table_and_other_ids_get_their_own() -> None:
+    """The memo of ``HashedIds.of``: the same ids in another series get the table built for
+    them; ids differing in case, whitespace or a null get theirs."""
+    ids = pl.Series(["a", "B", "a", " b"])
+    table = hashed_ids.HashedIds.of(ids)
+    assert table is not None and hashed_ids.HashedIds.of(pl.Series(ids.to_list())) is table
+    assert not table.pos.flags.writeable  # shared: nobody writes into it
+    for other in (["a", "b", "a", " b"], ["a", "B", "a", "b"], ["a", "B", None, " b"]):
+        found = hashed_ids.HashedIds.of(pl.Series(other))
+        assert found is not None and found is not table
+        assert found.keys.to_list() == list(dict.fromkeys(other))
+        assert found.pos.tolist() == [found.keys.to_list().index(v) for v in other]
