@@ -91,3 +91,12 @@ def test_the_same_ids_share_one_table_and_other_ids_get_their_own() -> None:
         assert found is not None and found is not table
         assert found.keys.to_list() == list(dict.fromkeys(other))
         assert found.pos.tolist() == [found.keys.to_list().index(v) for v in other]
+
+
+def test_ids_changed_in_place_after_the_build_get_their_own_table() -> None:
+    ids = pl.Series(["a", "b", "c"])
+    table = hashed_ids.HashedIds.of(ids)
+    ids.scatter(1, "z")  # in place: the table built before is not theirs
+    found = hashed_ids.HashedIds.of(ids)
+    assert table is not None and found is not None and found is not table
+    assert found.keys.to_list() == ["a", "z", "c"]

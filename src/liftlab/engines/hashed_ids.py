@@ -41,7 +41,7 @@ class HashedIds:
             if seen.dtype == ids.dtype and np.array_equal(seen_h, h) and seen.equals(ids):
                 return table
         table = HashedIds._build(ids, h)
-        _LAST[:] = [(ids, h, table)]
+        _LAST[:] = [(ids.clone(), h, table)]  # a clone: a later scatter into ``ids`` is not it
         return table
 
     @staticmethod
