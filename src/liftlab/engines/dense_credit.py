@@ -8,8 +8,8 @@ them cost more than the join), and each order looks through its customer's run, 
 contacts, for the last one at or before it. A customer with many contacts has their run
 sorted, and is searched by bisection, so the work stays near linear whatever the data.
 Ids that are text or sparse get a compact index first (their position among the distinct
-ids of the orders, in ``polars_attribution``); tests/test_perf_lt.py compares this route
-with the as-of join.
+ids of the orders, ``compact_ids``); tests/test_perf_lt.py compares this route with the
+as-of join.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from liftlab.engines.dense import Slots
+from liftlab.engines.hashed_ids import HashedIds
 
 NO_TOUCH = -1
 
@@ -53,6 +54,27 @@ def credited_codes(
     out = np.empty(order_ids.len(), dtype=np.int64)
     _credit(starts, ts, codes, slots.lo, ids, order_ts.to_numpy(), lookback_us, out)
     return out
+
+
+def compact_ids(
+    order_ids: pl.Series, touch_ids: pl.Series
+) -> tuple[Slots, pl.Series, np.ndarray] | None:
+    """The slots of the distinct ids of the orders, each order's customer as their position
+    among them (-1: no id) and each touch's (-1: a customer without an order, whose touches
+    credit nothing), found in the compiled table of the ids' hashes (``hashed_ids``), each
+    found id checked. None when two ids share a hash (the caller joins instead).
+
+    Why: two hash joins of text ids to the distinct ones (the orders', the contacts') were
+    most of last-touch credit's CPU at 2 M text customer ids (3.0 s of it; 1.9 s this way)."""
+    nulls = order_ids.null_count()
+    table = HashedIds.of(order_ids.drop_nulls() if nulls else order_ids)
+    if table is None:
+        return None
+    orders = table.pos if not nulls else table.find(order_ids)
+    touches = table.find(touch_ids)
+    if orders is None or touches is None:
+        return None
+    return Slots(0, max(table.keys.len(), 1)), pl.Series(orders), touches
 
 
 def _sort_long_runs(starts: np.ndarray, ts: np.ndarray, codes: np.ndarray) -> None:
