@@ -31,8 +31,9 @@ class UnitBytes:
     @classmethod
     def of(cls, unit_ids: pl.Series) -> UnitBytes:
         ids = unit_ids.cast(pl.String)
-        chunks = tuple(_utf8_buffers(ids.slice(start, _CHUNK))
-                       for start in range(0, len(ids), _CHUNK))
+        chunks = tuple(
+            _utf8_buffers(ids.slice(start, _CHUNK)) for start in range(0, len(ids), _CHUNK)
+        )
         return cls(chunks, len(ids))
 
 
