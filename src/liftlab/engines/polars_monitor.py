@@ -37,9 +37,10 @@ from liftlab.core.errors import DataError, Problem
 from liftlab.core.stable import stable_mean, stable_std, stable_sum
 from liftlab.data.folder import FolderSource, parse_timestamps
 from liftlab.data.quality import TS_COLUMN
+from liftlab.engines.cohort_sums import cohort_sums
 from liftlab.engines.earliest import first_times_direct
 from liftlab.engines.polars_measures import measure_condition, measure_expr
-from liftlab.engines.shared import Content, shared_result
+from liftlab.engines.shared import Content, shared_result, sharing
 from liftlab.engines.units import Units
 from liftlab.spec.aggregation import (
     JOINED,
@@ -809,7 +810,13 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
                  (pl.col(n) != 0).sum().cast(pl.Int64).alias(f"nz:{n}")]
     aggs += [stable_sum(pl.col(a) * pl.col(b)).alias(f"x:{a}:{b}") for a, b in plan.products]
     cohort = per_unit if after is None else per_unit.filter(pl.col("mature") > after)
-    cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
+    if sharing() and source is not None and cohort.height:
+        # a daily run: the values' sorted order is shared by its experiments (the sort is
+        # most of this group-by's time), each adds its own groups' values in that order
+        cohort = cohort_sums(cohort.rename({"mature": "hour"}), names, plan.products,
+                             source)
+    else:
+        cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
     schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
               "metric": pl.String}
     events = pl.concat(firsts) if firsts else pl.DataFrame(schema=schema)
