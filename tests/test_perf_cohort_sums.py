@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from liftlab.core.stable import stable_sum
-from liftlab.engines.cohort_sums import cohort_sums
+from liftlab.engines.cohort_sums import SortedColumns, cohort_sums, statistic_columns
 from liftlab.engines.shared import shared_reads
 
 NAMES = ["revenue", "conversion", "revenue|pre"]
@@ -71,30 +71,60 @@ def test_shared_sums_equal_the_group_by_for_each_experiment():
             ]
         ):
             frame = _with_arms(rows, seed, arms)
-            got = cohort_sums(frame, NAMES, PRODUCTS, source)
+            got = cohort_sums(frame, NAMES, PRODUCTS, source, "key")
             want = _plain(frame)
             assert got.schema == want.schema
             assert got.equals(want), seed
     assert (reads.passes, reads.copies) == (1, 3)  # sorted once, shared by three
 
 
-def test_other_values_sort_their_own():
+def _moved_hour(frame: pl.DataFrame) -> pl.DataFrame:
+    first = pl.int_range(pl.len()) == 0
+    return frame.with_columns(
+        pl.when(first)
+        .then(pl.col("hour") + dt.timedelta(hours=9))
+        .otherwise(pl.col("hour"))
+        .alias("hour")
+    )
+
+
+def _other_channel(frame: pl.DataFrame) -> pl.DataFrame:
+    first = pl.int_range(pl.len()) == 0
+    return frame.with_columns(
+        pl.when(first).then(pl.lit("zzz")).otherwise(pl.col("xch")).alias("xch")
+    )
+
+
+def _nan(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3)
+        .then(float("nan"))
+        .otherwise(pl.col("revenue|pre"))
+        .alias("revenue|pre")
+    )
+
+
+def test_rows_the_kept_order_does_not_hold_are_sorted_again():
+    first = _with_arms(_rows(1), 1, ["holdout", "treatment"])
+    others = [
+        _with_arms(_rows(2), 2, ["holdout", "treatment"]),
+        _moved_hour(first),
+        _other_channel(first),
+        _nan(first),
+        first.head(1000),
+    ]
+    kept = SortedColumns.of(first, first.select(**statistic_columns(NAMES, PRODUCTS)))
+    assert kept.sorted_values(first, first.select(**statistic_columns(NAMES, PRODUCTS)))
     source = object()
-    with shared_reads() as reads:
-        for seed in (1, 2):
-            frame = _with_arms(_rows(seed), seed, ["holdout", "treatment"])
-            assert cohort_sums(frame, NAMES, PRODUCTS, source).equals(_plain(frame))
-        # same values, one row's hour moved: its group changes, so nothing is shared
-        moved = frame.with_columns(
-            pl.when(pl.int_range(pl.len()) == 0)
-            .then(pl.col("hour") + dt.timedelta(hours=9))
-            .otherwise(pl.col("hour"))
-            .alias("hour")
-        )
-        assert cohort_sums(moved, NAMES, PRODUCTS, source).equals(_plain(moved))
-    assert (reads.passes, reads.copies) == (3, 0)
+    with shared_reads():
+        assert cohort_sums(first, NAMES, PRODUCTS, source, "key").equals(_plain(first))
+        for frame in others:  # found under the same key, not used
+            columns = frame.select(**statistic_columns(NAMES, PRODUCTS))
+            assert kept.sorted_values(frame, columns) is None
+            got, want = cohort_sums(frame, NAMES, PRODUCTS, source, "key"), _plain(frame)
+            assert got.equals(want)
 
 
 def test_outside_a_daily_run_each_call_sorts():
     frame = _with_arms(_rows(3, 2_000), 3, ["holdout", "treatment"])
-    assert cohort_sums(frame, NAMES, PRODUCTS, object()).equals(_plain(frame))
+    assert cohort_sums(frame, NAMES, PRODUCTS, object(), None).equals(_plain(frame))

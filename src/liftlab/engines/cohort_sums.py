@@ -7,7 +7,7 @@ Sorting every group's values is most of that group-by's time (1 s at 2 M custome
 
 A daily run's experiments on the same data have the same per-unit values row for row (the
 per-unit pass is shared, engines/shared.py) and differ only in their arms. A column's
-nonzero values sorted once (positions and values) serve every experiment: the rows of one
+nonzero values sorted once (their positions) serve every experiment: the rows of one
 group, taken in the column's sorted order, are that group's values sorted (a stable
 partition of a sorted sequence is sorted), so adding them one after the other per group
 (``np.bincount``: one pass in index order) gives the bits of sorting within the group.
@@ -18,50 +18,78 @@ tests/test_perf_cohort_sums.py checks the sums against the polars group-by, to t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from liftlab.engines.shared import Content, shared_result
+from liftlab.engines.shared import shared_result
 
 
 @dataclass(frozen=True)
 class SortedColumns:
     """What a daily run's experiments share: per statistic column, the positions of its
-    nonzero values in increasing order of value, and those values; each row's group of the
-    keys but the arm (``base``: its index into ``base_keys``)."""
+    nonzero values in increasing order of value; each row's (channel, hour) group
+    (``base``: its index into ``base_keys``). Only positions are kept (not the frame they
+    came from: keeping 5 M rows' values evicted the run's other shared results), and each
+    use checks them against its own rows (``sorted_values``)."""
 
     positions: dict[str, np.ndarray]
-    values: dict[str, np.ndarray]
     base: np.ndarray
     base_keys: pl.DataFrame
 
     @staticmethod
-    def of(frame: pl.DataFrame, keys: Sequence[str], columns: dict[str, pl.Expr]) -> SortedColumns:
-        positions, values = {}, {}
-        for col in frame.select(**columns).get_columns():
+    def of(frame: pl.DataFrame, columns: pl.DataFrame) -> SortedColumns:
+        positions = {}
+        for col in columns.get_columns():
             v = col.to_numpy()
             nonzero = np.flatnonzero(v != 0)
-            order = nonzero[np.argsort(v[nonzero])]
-            positions[col.name], values[col.name] = order, v[order]
-        base_keys, base = _codes(frame, keys)
-        return SortedColumns(positions, values, base, base_keys)
+            positions[col.name] = nonzero[np.argsort(v[nonzero])].astype(np.int32)
+        groups = (
+            frame.select("xch", "hour")
+            .with_row_index("_row")
+            .group_by("xch", "hour")
+            .agg(pl.col("_row"))
+            .sort("xch", "hour")
+        )
+        base = np.empty(frame.height, dtype=np.int32)
+        base[groups["_row"].explode().to_numpy()] = np.repeat(
+            np.arange(groups.height, dtype=np.int32), groups["_row"].list.len().to_numpy()
+        )
+        return SortedColumns(positions, base, groups.drop("_row"))
 
     def nbytes(self) -> int:
-        arrays = (*self.positions.values(), *self.values.values(), self.base)
+        arrays = (*self.positions.values(), self.base)
         return sum(a.nbytes for a in arrays) + int(self.base_keys.estimated_size())
 
-
-def _codes(frame: pl.DataFrame, keys: Sequence[str]) -> tuple[pl.DataFrame, np.ndarray]:
-    """The distinct ``keys`` (sorted) and each row's index into them."""
-    groups = frame.select(keys).with_row_index("_row").group_by(keys).agg(pl.col("_row")).sort(keys)
-    code = np.empty(frame.height, dtype=np.int64)
-    code[groups["_row"].explode().to_numpy()] = np.repeat(
-        np.arange(groups.height), groups["_row"].list.len().to_numpy()
-    )
-    return groups.drop("_row"), code
+    def sorted_values(
+        self, frame: pl.DataFrame, columns: pl.DataFrame
+    ) -> dict[str, np.ndarray] | None:
+        """Each of ``columns``' nonzero values in the kept order, or None when that is not
+        their sorted order or ``base`` not each row's channel and hour in ``frame``. The
+        order holds when each position holds a nonzero value, as many as the column has,
+        in non-decreasing order: whatever the rows the positions were built from."""
+        if len(self.base) != frame.height:
+            return None
+        hours = self.base_keys["hour"].dt.epoch("us").to_numpy()
+        if not np.array_equal(hours[self.base], frame["hour"].dt.epoch("us").to_numpy()):
+            return None
+        names = self.base_keys["xch"].unique().sort()
+        of_base = self.base_keys["xch"].rank("dense").cast(pl.Int64).to_numpy() - 1
+        xch = np.full(frame.height, -1, dtype=np.int64)
+        for i, name in enumerate(names.to_list()):
+            xch[(frame["xch"] == name).to_numpy()] = i
+        if not np.array_equal(of_base[self.base], xch):
+            return None
+        out = {}
+        for col in columns.get_columns():
+            v = col.to_numpy()
+            w = v[self.positions[col.name]]
+            if not (np.count_nonzero(v) == len(w) and np.all(w != 0) and np.all(w[1:] >= w[:-1])):
+                return None
+            out[col.name] = w
+        return out
 
 
 def statistic_columns(
@@ -78,30 +106,35 @@ def statistic_columns(
 
 
 def cohort_sums(
-    frame: pl.DataFrame, names: Sequence[str], products: Sequence[tuple[str, str]], source: object
+    frame: pl.DataFrame,
+    names: Sequence[str],
+    products: Sequence[tuple[str, str]],
+    source: object,
+    key: Hashable,
 ) -> pl.DataFrame:
     """Per group of ``xch``, ``arm`` and ``hour``: ``n``, and per name ``s:`` (sum), ``q:``
     (sum of squares), ``nz:`` (nonzero count), then ``x:a:b`` (sum of products): the columns
     and bits of the polars group-by with ``stable_sum``; groups in sorted key order.
 
     What does not depend on the arms (``SortedColumns``) is kept for the run (``source``:
-    the data folder) and found again by comparing the channels, hours and values by value:
-    an experiment whose rows differ in any of them builds its own. No key or value is null
-    (the caller fills them)."""
-    columns = statistic_columns(names, products)
-    shared = frame.select("xch", "hour", *names)
-    # placed among the kept results by row count, confirmed by comparing every row
-    content = Content(shared, (shared.height, 0))
+    the data folder; ``key``: what places it, e.g. the exposures' digest) and checked
+    against this frame's rows before use (``SortedColumns.sorted_values``): rows it does not hold
+    are sorted here. No key or value is null (the caller fills them)."""
+    exprs = statistic_columns(names, products)
+    columns = frame.select(**exprs)
     kept = shared_result(
         source,
-        ("monitor-cohort-sums", tuple(columns)),
-        lambda: SortedColumns.of(shared, ["xch", "hour"], columns),
+        ("monitor-cohort-sums", tuple(exprs), key),
+        lambda: SortedColumns.of(frame, columns),
         SortedColumns.nbytes,
-        content,
     )
+    values = kept.sorted_values(frame, columns)
+    if values is None:  # not the rows the kept order came from: sorted here
+        kept = SortedColumns.of(frame, columns)
+        values = {c.name: c.to_numpy()[kept.positions[c.name]] for c in columns.get_columns()}
     arm = frame["arm"]
     arms = arm.unique().sort()
-    code = kept.base * arms.len()
+    code = kept.base.astype(np.int64) * arms.len()
     for i, name in enumerate(arms.to_list()[1:], start=1):
         code += (arm == name).to_numpy() * i
     width = kept.base_keys.height * arms.len()
@@ -110,7 +143,7 @@ def cohort_sums(
     out: dict[str, np.ndarray] = {"n": n[present].astype(np.int64)}
 
     def total(name: str) -> np.ndarray:  # the sorted nonzero values added in order
-        return np.bincount(code[kept.positions[name]], weights=kept.values[name], minlength=width)[
+        return np.bincount(code[kept.positions[name]], weights=values[name], minlength=width)[
             present
         ].astype(np.float64)
 

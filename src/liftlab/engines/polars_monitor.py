@@ -813,8 +813,9 @@ def _hourly(spec: Experiment, tables: Mapping[str, pl.LazyFrame], exposure: pl.D
     if sharing() and source is not None and cohort.height:
         # a daily run: the values' sorted order is shared by its experiments (the sort is
         # most of this group-by's time), each adds its own groups' values in that order
+        placed = (window, last, after, None if exposed is None else exposed.digest)
         cohort = cohort_sums(cohort.rename({"mature": "hour"}), names, plan.products,
-                             source)
+                             source, placed)
     else:
         cohort = cohort.group_by("xch", "arm", pl.col("mature").alias("hour")).agg(aggs)
     schema = {"xch": pl.String, "arm": pl.String, "hour": TS, "k": pl.Int64,
