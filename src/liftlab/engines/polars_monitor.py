@@ -502,8 +502,11 @@ def _exposures(spec: Experiment, tables: Mapping[str, pl.LazyFrame],
             "sent", "batch")
     else:
         frame = frame.with_columns(pl.col("assigned_at").alias("exposed_at"))
+    # one chunk per column: the query leaves 100-200 uneven chunks per column at 2 M
+    # customers, and every later selection that pairs columns (or hands one to numpy)
+    # re-chunked all 5 M rows again
     return frame.with_columns(_ceil_hour(pl.col("exposed_at") + window).alias("mature")
-                              ).collect()
+                              ).collect().rechunk()
 
 
 def _with_first_sends(unit: str, frame: pl.DataFrame, contacts: pl.LazyFrame,
