@@ -7,7 +7,7 @@ Sorting every group's values is most of that group-by's time (1 s at 2 M custome
 
 A daily run's experiments on the same data have the same per-unit values row for row (the
 per-unit pass is shared, engines/shared.py) and differ only in their arms. A column's
-nonzero values sorted once (their positions) serve every experiment: the rows of one
+nonzero values sorted once (positions and values) serve every experiment: the rows of one
 group, taken in the column's sorted order, are that group's values sorted (a stable
 partition of a sorted sequence is sorted), so adding them one after the other per group
 (``np.bincount``: one pass in index order) gives the bits of sorting within the group.
@@ -30,22 +30,24 @@ from liftlab.engines.shared import shared_result
 @dataclass(frozen=True)
 class SortedColumns:
     """What a daily run's experiments share: per statistic column, the positions of its
-    nonzero values in increasing order of value; each row's (channel, hour) group
-    (``base``: its index into ``base_keys``). Only positions are kept (not the frame they
-    came from: keeping 5 M rows' values evicted the run's other shared results), and each
-    use checks them against its own rows (``sorted_values``)."""
+    nonzero values in increasing order of value and those values; each row's (channel,
+    hour) group (``base``: its index into ``base_keys``). Not the frame they came from
+    (keeping 5 M rows evicted the run's other shared results): each use checks them
+    against its own rows (``holds``)."""
 
     positions: dict[str, np.ndarray]
+    values: dict[str, np.ndarray]
     base: np.ndarray
     base_keys: pl.DataFrame
 
     @staticmethod
     def of(frame: pl.DataFrame, columns: pl.DataFrame) -> SortedColumns:
-        positions = {}
+        positions, values = {}, {}
         for col in columns.get_columns():
             v = col.to_numpy()
             nonzero = np.flatnonzero(v != 0)
-            positions[col.name] = nonzero[np.argsort(v[nonzero])].astype(np.int32)
+            order = nonzero[np.argsort(v[nonzero])]
+            positions[col.name], values[col.name] = order.astype(np.int32), v[order]
         groups = (
             frame.select("xch", "hour")
             .with_row_index("_row")
@@ -57,39 +59,36 @@ class SortedColumns:
         base[groups["_row"].explode().to_numpy()] = np.repeat(
             np.arange(groups.height, dtype=np.int32), groups["_row"].list.len().to_numpy()
         )
-        return SortedColumns(positions, base, groups.drop("_row"))
+        return SortedColumns(positions, values, base, groups.drop("_row"))
 
     def nbytes(self) -> int:
-        arrays = (*self.positions.values(), self.base)
+        arrays = (*self.positions.values(), *self.values.values(), self.base)
         return sum(a.nbytes for a in arrays) + int(self.base_keys.estimated_size())
 
-    def sorted_values(
-        self, frame: pl.DataFrame, columns: pl.DataFrame
-    ) -> dict[str, np.ndarray] | None:
-        """Each of ``columns``' nonzero values in the kept order, or None when that is not
-        their sorted order or ``base`` not each row's channel and hour in ``frame``. The
-        order holds when each position holds a nonzero value, as many as the column has,
-        in non-decreasing order: whatever the rows the positions were built from."""
+    def holds(self, frame: pl.DataFrame, names: Sequence[str]) -> bool:
+        """Whether ``frame``'s rows are the ones these came from: each row's channel and
+        hour are its ``base`` group's, and each value column (``s:`` name) has nonzero
+        values exactly at the kept positions, equal to the kept values. Then its squares
+        and products are the kept ones too, up to the sign of zeros (which no sum adds)."""
         if len(self.base) != frame.height:
-            return None
+            return False
         hours = self.base_keys["hour"].dt.epoch("us").to_numpy()
         if not np.array_equal(hours[self.base], frame["hour"].dt.epoch("us").to_numpy()):
-            return None
-        names = self.base_keys["xch"].unique().sort()
+            return False
+        channels = self.base_keys["xch"].unique().sort()
         of_base = self.base_keys["xch"].rank("dense").cast(pl.Int64).to_numpy() - 1
         xch = np.full(frame.height, -1, dtype=np.int64)
-        for i, name in enumerate(names.to_list()):
+        for i, name in enumerate(channels.to_list()):
             xch[(frame["xch"] == name).to_numpy()] = i
         if not np.array_equal(of_base[self.base], xch):
-            return None
-        out = {}
-        for col in columns.get_columns():
-            v = col.to_numpy()
-            w = v[self.positions[col.name]]
-            if not (np.count_nonzero(v) == len(w) and np.all(w != 0) and np.all(w[1:] >= w[:-1])):
-                return None
-            out[col.name] = w
-        return out
+            return False
+        for name in names:
+            v, at = frame[name].to_numpy(), self.positions[f"s:{name}"]
+            if np.count_nonzero(v) != len(at) or not np.array_equal(
+                v[at], self.values[f"s:{name}"]
+            ):
+                return False
+        return True
 
 
 def statistic_columns(
@@ -118,20 +117,18 @@ def cohort_sums(
 
     What does not depend on the arms (``SortedColumns``) is kept for the run (``source``:
     the data folder; ``key``: what places it, e.g. the exposures' digest) and checked
-    against this frame's rows before use (``SortedColumns.sorted_values``): rows it does not hold
+    against this frame's rows before use (``SortedColumns.holds``): rows it does not hold
     are sorted here. No key or value is null (the caller fills them)."""
     exprs = statistic_columns(names, products)
-    columns = frame.select(**exprs)
+
+    def build() -> SortedColumns:
+        return SortedColumns.of(frame, frame.select(**exprs))
+
     kept = shared_result(
-        source,
-        ("monitor-cohort-sums", tuple(exprs), key),
-        lambda: SortedColumns.of(frame, columns),
-        SortedColumns.nbytes,
+        source, ("monitor-cohort-sums", tuple(exprs), key), build, SortedColumns.nbytes
     )
-    values = kept.sorted_values(frame, columns)
-    if values is None:  # not the rows the kept order came from: sorted here
-        kept = SortedColumns.of(frame, columns)
-        values = {c.name: c.to_numpy()[kept.positions[c.name]] for c in columns.get_columns()}
+    if not kept.holds(frame, names):  # not the rows the kept order came from
+        kept = build()
     arm = frame["arm"]
     arms = arm.unique().sort()
     code = kept.base.astype(np.int64) * arms.len()
@@ -142,16 +139,18 @@ def cohort_sums(
     present = np.flatnonzero(n)
     out: dict[str, np.ndarray] = {"n": n[present].astype(np.int64)}
 
-    def total(name: str) -> np.ndarray:  # the sorted nonzero values added in order
-        return np.bincount(code[kept.positions[name]], weights=values[name], minlength=width)[
-            present
-        ].astype(np.float64)
+    def total(name: str, at: np.ndarray | None = None) -> np.ndarray:
+        """The sorted nonzero values added in order, per group."""
+        at = code[kept.positions[name]] if at is None else at
+        return np.bincount(at, weights=kept.values[name], minlength=width)[present].astype(
+            np.float64
+        )
 
     for name in names:
-        out[f"s:{name}"] = total(f"s:{name}")
+        at = code[kept.positions[f"s:{name}"]]  # the rows of its nonzero values
+        out[f"s:{name}"] = total(f"s:{name}", at)
         out[f"q:{name}"] = total(f"q:{name}")
-        nonzero = frame[name].to_numpy() != 0
-        out[f"nz:{name}"] = np.bincount(code[nonzero], minlength=width)[present].astype(np.int64)
+        out[f"nz:{name}"] = np.bincount(at, minlength=width)[present].astype(np.int64)
     for a, b in products:
         out[f"x:{a}:{b}"] = total(f"x:{a}:{b}")
     base = kept.base_keys[present // arms.len()]
