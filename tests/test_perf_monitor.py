@@ -128,6 +128,7 @@ def test_exposures_equal_the_per_pair_group_by(tables):
     got = {(r["customer_id"], r["xch"]): r["exposed_at"] for r in fast.iter_rows(named=True)}
     assert got == plain
     assert fast.select((pl.col("mature") - pl.col("exposed_at") >= WINDOW).all()).item()
+    assert all(c.n_chunks() == 1 for c in fast.get_columns())  # rechunked once, where built
 
 
 def _plain_units(tables, exposure: pl.DataFrame, last: dt.datetime):

@@ -13,7 +13,7 @@ import polars as pl
 
 from liftlab.core.errors import DataError, Problem
 from liftlab.spec.aggregation import arm_col
-from liftlab.spec.assign import assign_arms, unit_uniforms
+from liftlab.spec.assign import UnitBytes, assign_arms, unit_uniforms
 from liftlab.spec.models import HOLDOUT, Experiment
 
 MISSING_SEGMENT = "(missing)"
@@ -68,18 +68,19 @@ def no_assignments(spec: Experiment, held: list[str | None]) -> DataError:
 
 def hash_arms(spec: Experiment, ids: pl.Series) -> list[pl.Series]:
     """Each unit's arm per channel by the stable hash (a global holdout: one blind zone)."""
+    units = UnitBytes.of(ids)  # the ids' bytes once for every channel's salt
     if spec.design == "global_holdout":
-        blind = unit_uniforms(ids, f"{spec.id}:global") < next(
+        blind = unit_uniforms(units, f"{spec.id}:global") < next(
             iter(spec.channels.values())).holdout
         out = []
         holdout = pl.repeat(HOLDOUT, len(ids), dtype=pl.String, eager=True)
         for ch, cfg in spec.channels.items():
             treat = {a: f for a, f in cfg.arms.items() if a != HOLDOUT}
             total = sum(treat.values())
-            picks = assign_arms(ids, spec.id, ch, {a: f / total for a, f in treat.items()})
+            picks = assign_arms(units, spec.id, ch, {a: f / total for a, f in treat.items()})
             out.append(picks.zip_with(pl.Series(~blind), holdout).alias(arm_col(ch)))
         return out
-    return [assign_arms(ids, spec.id, ch, cfg.arms).alias(arm_col(ch))
+    return [assign_arms(units, spec.id, ch, cfg.arms).alias(arm_col(ch))
             for ch, cfg in spec.channels.items()]
 
 
