@@ -16,9 +16,9 @@ import liftlab.engines.polars_engine as engine
 from layouts import Layout, base_tables, experiments_for, id_text, write_layout
 from liftlab.app.run import analyze_to_folder
 from liftlab.data.folder import FolderSource
-from liftlab.engines.dense import Slots
 from liftlab.engines.polars_engine import aggregate
 from liftlab.engines.shared import shared_reads
+from liftlab.engines.slots import Slots
 from liftlab.spec.aggregation import AggregationPlan
 from test_dense import END, MEASURES, PRE, START, _write
 

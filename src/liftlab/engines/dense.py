@@ -26,38 +26,14 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from liftlab.engines.slots import Slots
 from liftlab.spec.aggregation import Measure
 
-MAX_SPREAD = 4  # ids may spread over up to this many slots per unit (gaps in the sequence)
-MIN_SLOTS = 1 << 16  # small tables are always dense enough
 MAX_GROUPS = 1 << 20  # combinations of group-key values the per-group arrays may hold
 BATCH_ROWS = 2_000_000
 THREADS = max(1, min(os.cpu_count() or 1, 4))  # for the pass over the units ...
 SPLIT_UNITS = 1 << 20  # ... when there are at least this many
 AHEAD = 16  # the scatter loops ask for the slot of the row this many rows ahead
-
-
-@dataclass(frozen=True)
-class Slots:
-    """Where a unit id lands: slot ``id - lo`` of an array of ``size`` slots."""
-
-    lo: int
-    size: int
-
-    @staticmethod
-    def fit(ids: pl.Series, spread: int = MAX_SPREAD) -> Slots | None:
-        """Slots for these ids, or None when they are not integers or too sparse."""
-        if not ids.dtype.is_integer() or ids.len() == 0 or ids.null_count():
-            return None
-        return Slots.span(int(ids.min()), int(ids.max()), ids.len(), spread)  # type: ignore[arg-type]
-
-    @staticmethod
-    def span(lo: int, hi: int, count: int, spread: int) -> Slots | None:
-        """Slots for ``count`` ids between ``lo`` and ``hi``, or None when that range is more
-        than ``spread`` slots per id (or beyond 64-bit arithmetic)."""
-        size = hi - lo + 1
-        fits = abs(lo) < 2**62 and abs(hi) < 2**62
-        return Slots(lo, size) if fits and size <= max(spread * count, MIN_SLOTS) else None
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numba
 import numpy as np
 import polars as pl
 
-from liftlab.engines.dense import Slots
 from liftlab.engines.hashed_ids import HashedIds
+from liftlab.engines.slots import Slots
 
 NO_TOUCH = -1
 

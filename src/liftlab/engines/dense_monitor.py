@@ -27,8 +27,8 @@ import numba
 import numpy as np
 import polars as pl
 
-from liftlab.engines.dense import Slots
 from liftlab.engines.hashed_ids import HashedIds, positions_by_join
+from liftlab.engines.slots import Slots
 
 PERIODS = ("in", "before", "pre")  # the response window, the window before, the pre-period
 KINDS = ("sum", "count", "any", "first")

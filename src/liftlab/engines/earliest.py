@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-MAX_SPREAD = 4  # as engines/dense.py: ids may spread over this many slots per unit ...
-MIN_SLOTS = 1 << 16  # ... and small ranges always fit
+from liftlab.engines.slots import Slots
+
 NONE = np.iinfo(np.int64).max  # a slot without a time
 
 
@@ -26,14 +26,13 @@ def first_times_direct(
     """For each row of ``units`` (a unit and a channel ``xch``), the earliest ``time`` (µs)
     of ``rows`` (``unit``, ``code``: the channel's position in ``channels``, ``time``) of that
     unit and channel, null for none; None when the unit ids are not integers in a range of
-    at most ``MAX_SPREAD`` slots per unit."""
+    at most ``slots.MAX_SPREAD`` slots per unit."""
     ids = units[unit]
-    if not ids.dtype.is_integer() or ids.len() == 0 or ids.null_count():
+    slots = Slots.fit(ids)
+    if slots is None:
         return None
-    lo, hi = int(ids.min()), int(ids.max())  # type: ignore[arg-type]
-    size = hi - lo + 1
-    if max(abs(lo), abs(hi)) >= 2**62 or size > max(MAX_SPREAD * ids.len(), MIN_SLOTS):
-        return None
+    lo, size = slots.lo, slots.size
+    hi = lo + size - 1
     width = len(channels)
     code = units["xch"].cast(pl.Enum(channels)).to_physical().to_numpy().astype(np.int64)
     row_slot = (ids.cast(pl.Int64).to_numpy() - lo) * width + code

@@ -55,7 +55,8 @@ from liftlab.spec.models import Experiment
 from liftlab.stats.quantiles import LOG_GAMMA, OFFSET, ZERO
 
 if TYPE_CHECKING:
-    from liftlab.engines.dense import ChannelGuess, Slots
+    from liftlab.engines.dense import ChannelGuess
+    from liftlab.engines.slots import Slots
 
 # The compiled passes (dense.py, hashed_ids.py) are imported where they run: numba takes
 # 0.2 s to import, which a command that runs none of them (the monitor's hourly update)
@@ -82,7 +83,8 @@ def aggregate(plan: AggregationPlan, units: pl.DataFrame, source: FolderSource,
     The direct-address pass finds the purchase channels itself (``_first_channels``); the
     hash route looks them up first.
     """
-    from liftlab.engines.dense import Slots, Unexpected
+    from liftlab.engines.dense import Unexpected
+    from liftlab.engines.slots import Slots
 
     slots = Slots.fit(units[plan.unit]) if dense else None
     by_position = dense and slots is None and units.height > 0
